@@ -1,0 +1,119 @@
+"""The `phonebridge` command. Each subcommand validates its configuration first and exits
+non-zero with a one-line reason when it is unusable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from service.config import ConfigError, Settings, exit_with, get_settings
+from service.logs import configure_logging
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from service.store.migrate import upgrade_to_head
+
+    upgrade_to_head(settings.sqlalchemy_url)
+    print("database schema is up to date")
+    return 0
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    settings.require_database_url()
+    settings.require_redis_url()
+    uvicorn.run(
+        "service.api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.app import run_worker
+
+    return run_worker(settings, args.concurrency)
+
+
+def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from service.engine.scheduler import run_scheduler
+
+    return run_scheduler(settings)
+
+
+def _api_key_create(args: argparse.Namespace, settings: Settings) -> int:
+    from service.accounts import create_client_and_key
+
+    key = asyncio.run(create_client_and_key(settings, args.name))
+    print(f"created client {args.name!r}; its API key (shown once, store it now):")
+    print(key)
+    return 0
+
+
+def _upstream_sim(args: argparse.Namespace, settings: Settings) -> int:
+    from service.sim.command import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phonebridge",
+        description="Polls AccuAuth phone-check tasks and pushes their results as webhooks.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("migrate", help="bring the database schema to the latest version")
+    p.set_defaults(handler=_migrate)
+
+    p = commands.add_parser("api", help="serve the REST API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(handler=_api)
+
+    p = commands.add_parser("worker", help="run a worker (polls upstream, delivers webhooks)")
+    p.add_argument("--concurrency", type=int, default=None, help="batches in flight at once")
+    p.set_defaults(handler=_worker)
+
+    p = commands.add_parser("scheduler", help="run the dispatcher that finds due work")
+    p.set_defaults(handler=_scheduler)
+
+    p = commands.add_parser("api-key", help="manage API keys")
+    key_commands = p.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", help="create a client and its API key")
+    create.add_argument("--name", required=True)
+    create.set_defaults(handler=_api_key_create)
+
+    from service.sim.command import configure as configure_sim
+
+    p = commands.add_parser("upstream-sim", help="serve a local simulator of AccuAuth")
+    configure_sim(p)
+    p.set_defaults(handler=_upstream_sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Command = args.handler
+    try:
+        settings = get_settings()
+        configure_logging(settings.log_level)
+        return handler(args, settings)
+    except ConfigError as error:
+        exit_with(error)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Configuration: one Settings class, read from PHONEBRIDGE_* variables and an optional .env file.
+
+Every process validates its configuration at start and exits with a one-line reason naming the
+variable when it is unusable (see `load_settings`). Secrets are `SecretStr`, so they never show up
+in a repr, a log line or a validation error.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "PHONEBRIDGE_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the variable and is safe to print."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- the contract's variables -------------------------------------------------------------
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path("./.phonebridge")
+    upstream_base_url: str = "https://cloudapi.mexico.accuauth.com"
+    upstream_api_id: SecretStr | None = None
+    upstream_api_secret: SecretStr | None = None
+    upstream_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_max_rps: float = Field(default=50.0, gt=0)
+    task_ttl_s: float = Field(default=86400.0, gt=0)
+    poll_initial_s: float = Field(default=2.0, gt=0)
+    poll_max_s: float = Field(default=300.0, gt=0)
+    webhook_timeout_s: float = Field(default=15.0, gt=0)
+    webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
+        5.0,
+        300.0,
+        1800.0,
+        7200.0,
+        18000.0,
+        36000.0,
+        36000.0,
+    )
+    webhook_allow_private: bool = False
+    retention_days: float = Field(default=30.0, gt=0)
+
+    # --- operational knobs beyond the contract (documented in the README) ----------------------
+    # Key that encrypts webhook secrets at rest; without it a key is derived and kept under
+    # data_dir (fine for `up`/`demo`, not for a fleet of machines).
+    secret_key: SecretStr | None = None
+    lease_s: float = Field(default=60.0, gt=0)
+    scheduler_tick_s: float = Field(default=0.25, gt=0)
+    poll_batch_size: int = Field(default=200, ge=1, le=5000)
+    pause_probe_s: float = Field(default=30.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",")]
+            if not value.strip() or any(not p for p in parts):
+                raise ValueError("expected comma-separated seconds, e.g. 5,300,1800")
+            try:
+                return tuple(float(p) for p in parts)
+            except ValueError:
+                raise ValueError("expected comma-separated seconds, e.g. 5,300,1800") from None
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(v < 0 for v in value):
+            raise ValueError("delays must not be negative")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_postgres(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if not scheme.startswith("postgresql"):
+            raise ValueError("expected a PostgreSQL URL, e.g. postgresql+psycopg://host:5432/db")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis:// URL, e.g. redis://127.0.0.1:6379/0")
+        return value
+
+    @field_validator("upstream_base_url")
+    @classmethod
+    def _base_url_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _backoff_ordered(self) -> Settings:
+        if self.poll_max_s < self.poll_initial_s:
+            raise ValueError("PHONEBRIDGE_POLL_MAX_S must be at least PHONEBRIDGE_POLL_INITIAL_S")
+        return self
+
+    # --- derived values ---------------------------------------------------------------------
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the psycopg (v3) driver, which the whole service uses."""
+        url = self.require_database_url()
+        scheme, rest = url.split("://", 1)
+        return f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else url
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError(f"{ENV_PREFIX}DATABASE_URL is not set")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise ConfigError(f"{ENV_PREFIX}REDIS_URL is not set")
+        return self.redis_url
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming the offending variable, never echoing its value (it may be secret)."""
+    first = error.errors()[0]
+    loc = [str(part) for part in first.get("loc", ()) if part != "__root__"]
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if loc:
+        return f"invalid configuration: {ENV_PREFIX}{loc[0].upper()}: {message}"
+    return f"invalid configuration: {message}"
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Read the environment (and .env); raise ConfigError with a printable one-line reason."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return build_settings()
+
+
+def exit_with(error: ConfigError) -> NoReturn:
+    print(f"phonebridge: {error}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,52 @@
+"""The global polling pause, opened by an account problem upstream (UNAUTHORIZED, KEY_EXPIRED,
+NO_PERMISSION, OUT_OF_QUOTA, NOT_FOUND) and closed by a successful probe.
+
+It lives in Redis because it is a short-lived, rebuildable flag: if Redis is flushed the pause is
+forgotten, the next poll meets the same account error and opens it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.asyncio import Redis
+
+PAUSE_KEY = "phonebridge:upstream:pause"
+
+
+@dataclass(frozen=True)
+class PauseState:
+    reason: str
+    since: datetime
+
+
+async def open_pause(redis: Redis, reason: str, now: datetime) -> bool:
+    """Open the pause unless it is already open; True when this call opened it.
+
+    `since` keeps the time the pause first opened; the reason follows the latest answer.
+    """
+    opened = bool(await redis.hsetnx(PAUSE_KEY, "since", now.isoformat()))
+    await redis.hset(PAUSE_KEY, "reason", reason)
+    return opened
+
+
+async def close_pause(redis: Redis) -> bool:
+    """Close the pause; True when one was open."""
+    return bool(await redis.delete(PAUSE_KEY))
+
+
+async def read_pause(redis: Redis) -> PauseState | None:
+    values = await redis.hgetall(PAUSE_KEY)
+    if not values:
+        return None
+    decoded = {_text(k): _text(v) for k, v in values.items()}
+    try:
+        since = datetime.fromisoformat(decoded["since"])
+    except (KeyError, ValueError):
+        return None
+    return PauseState(reason=decoded.get("reason", "UNKNOWN"), since=since)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,234 @@
+"""The schema: every table of the service, as typed SQLAlchemy 2.0 ORM classes.
+
+Postgres is the single source of truth. The schedule lives in columns (`tasks.next_poll_at`,
+`deliveries.next_attempt_at`) and claimed rows carry a lease (`lease_token`, `lease_until`) so
+that a crashed worker's rows come due again and a late write-back changes nothing. The migrations in
+migrations/versions must produce exactly this schema (a test compares them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TASK_STATES = ("pending", "completed", "expired", "failed", "cancelled")
+EVENT_TYPES = ("task.completed", "task.expired", "task.failed")
+DELIVERY_STATES = ("pending", "succeeded", "failed")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+        uuid.UUID: UUID(as_uuid=True),
+    }
+
+
+class Client(Base):
+    """A customer of phonebridge; owns API keys, tasks, subscriptions and events."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ApiKey(Base):
+    """An API key; only the SHA-256 of the key is stored, looked up by that digest."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # The first characters of the key, shown to operators to tell keys apart; not a secret.
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    revoked_at: Mapped[datetime | None]
+
+
+class Task(Base):
+    """One upstream task_id registered by one client, with its polling schedule and outcome."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("client_id", "task_id"),
+        CheckConstraint(_in("state", TASK_STATES), name="state"),
+        # The scheduler's hot path: due pending tasks, oldest due first.
+        Index(
+            "ix_tasks_due",
+            "next_poll_at",
+            postgresql_where=text("state = 'pending'"),
+        ),
+        # The deadline sweep: pending tasks by deadline.
+        Index(
+            "ix_tasks_pending_expires_at",
+            "expires_at",
+            postgresql_where=text("state = 'pending'"),
+        ),
+        # Listing newest first (scanned backwards), optionally by state; keyset pagination on id.
+        Index("ix_tasks_client_id_id", "client_id", "id"),
+        Index("ix_tasks_client_id_state_id", "client_id", "state", "id"),
+        # Retention: finished tasks by completion time.
+        Index(
+            "ix_tasks_finished_completed_at",
+            "completed_at",
+            postgresql_where=text("state <> 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    result: Mapped[dict[str, Any] | None]
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", server_default=text("'{}'::jsonb")
+    )
+    submitted_at: Mapped[datetime]
+    registered_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    next_poll_at: Mapped[datetime | None]
+    poll_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[dict[str, Any] | None]
+    upstream_request_id: Mapped[str | None] = mapped_column(String(128))
+    lease_token: Mapped[uuid.UUID | None]
+    lease_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Event(Base):
+    """A task's final state, written in the same transaction as the state (the outbox).
+
+    `tx_id` is the writing transaction's id: the event feed only shows rows whose transaction is
+    older than every transaction still running, so a page never skips an event that commits late.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        # One event per final state of a task: a database fact, not a hope.
+        UniqueConstraint("task_pk", "type"),
+        CheckConstraint(_in("type", EVENT_TYPES), name="type"),
+        Index("ix_events_client_id_tx_id_id", "client_id", "tx_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    task_pk: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    tx_id: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint")
+    )
+
+
+class Subscription(Base):
+    """A client's webhook endpoint. Secrets are stored encrypted; a rotated-out secret keeps
+    signing until `previous_secret_expires_at`."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (Index("ix_subscriptions_client_id_id", "client_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Deleted subscriptions are kept (their deliveries' history stays readable) but never used.
+    deleted_at: Mapped[datetime | None]
+
+
+class Delivery(Base):
+    """One event to one subscription: its retry schedule, lease and latest outcome."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "subscription_id"),
+        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        Index(
+            "ix_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+        ),
+        Index("ix_deliveries_subscription_id_finished_at", "subscription_id", "finished_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempt_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Attempts made since the schedule last restarted (a redeliver starts a fresh schedule).
+    schedule_attempt: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_response_status: Mapped[int | None] = mapped_column(SmallInteger)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_token: Mapped[uuid.UUID | None]
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    finished_at: Mapped[datetime | None]
+
+
+class DeliveryAttempt(Base):
+    """The log of every webhook attempt, with a capped excerpt of the receiver's answer."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    response_status: Mapped[int | None] = mapped_column(SmallInteger)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
