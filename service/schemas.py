@@ -51,7 +51,7 @@ class TaskOut(BaseModel):
     def from_row(cls, task: Task) -> TaskOut:
         return cls(
             task_id=task.task_id,
-            state=task.state,  # type: ignore[arg-type]  # the CHECK constraint guarantees it
+            state=task.state,  # the CHECK constraint guarantees a TaskState
             result=TaskResult.model_validate(task.result) if task.result else None,
             submitted_at=task.submitted_at,
             registered_at=task.registered_at,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -21,7 +22,7 @@ class PauseState:
     since: datetime
 
 
-async def open_pause(redis: Redis, reason: str, now: datetime) -> bool:
+async def open_pause(redis: Redis[Any], reason: str, now: datetime) -> bool:
     """Open the pause unless it is already open; True when this call opened it.
 
     `since` keeps the time the pause first opened; the reason follows the latest answer.
@@ -31,12 +32,12 @@ async def open_pause(redis: Redis, reason: str, now: datetime) -> bool:
     return opened
 
 
-async def close_pause(redis: Redis) -> bool:
+async def close_pause(redis: Redis[Any]) -> bool:
     """Close the pause; True when one was open."""
     return bool(await redis.delete(PAUSE_KEY))
 
 
-async def read_pause(redis: Redis) -> PauseState | None:
+async def read_pause(redis: Redis[Any]) -> PauseState | None:
     values = await redis.hgetall(PAUSE_KEY)
     if not values:
         return None
