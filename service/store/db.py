@@ -24,7 +24,12 @@ def create_engine_for(settings: Settings, *, pool_size: int = 10) -> AsyncEngine
         pool_recycle=1800,
         # A dead database must surface as an error quickly, not as a hung request.
         pool_timeout=10,
-        connect_args={"connect_timeout": 5, "application_name": "phonebridge"},
+        connect_args={
+            "connect_timeout": 5,
+            "application_name": "phonebridge",
+            # Timestamps leave the database in UTC whatever the server's own setting.
+            "options": "-c timezone=UTC",
+        },
     )
 
 
