@@ -1,0 +1,83 @@
+"""The FastAPI application: `create_app(settings)` wires the routers, the error handlers, the body
+limit and the lifespan that owns the database engine and the Redis client.
+
+`phonebridge api` serves it with uvicorn (`service.api.app:create_app`, factory=True). To add a
+resource, write its router module and add it to ROUTERS: one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from service.api import deliveries, events, health, subscriptions, tasks
+from service.api.auth import SECURITY_SCHEME, SECURITY_SCHEME_NAME
+from service.api.errors import Problem, install_error_handlers
+from service.api.limits import BodySizeLimit
+from service.api.resources import api_lifespan
+from service.api.responses import JsonResponse
+from service.config import Settings, get_settings
+
+ROUTERS = (
+    health.router,
+    tasks.router,
+    events.router,
+    deliveries.router,
+    subscriptions.router,
+)
+
+# Models that routes reference by name in the OpenAPI schema without FastAPI seeing them as a
+# parameter: the problem document, and the request bodies that routes read themselves.
+SCHEMA_MODELS: tuple[type[BaseModel], ...] = (Problem, tasks.TaskRegistration, tasks.TaskBatch)
+
+DESCRIPTION = """\
+phonebridge polls AccuAuth phone-check tasks until they finish and pushes the results to your
+webhooks. Every `/v1` call needs `Authorization: Bearer <api key>`. Errors are
+`application/problem+json` (RFC 9457). Request bodies over 1 MiB answer 413.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="phonebridge",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=api_lifespan,
+        default_response_class=JsonResponse,
+    )
+    app.state.settings = settings if settings is not None else get_settings()
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi_schema(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        _, definitions = models_json_schema(
+            [(model, "validation") for model in SCHEMA_MODELS],
+            ref_template="#/components/schemas/{model}",
+        )
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        for name, definition in definitions.get("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        components.setdefault("securitySchemes", {})[SECURITY_SCHEME_NAME] = SECURITY_SCHEME
+        for path, operations in schema.get("paths", {}).items():
+            if path.startswith("/v1/"):
+                for operation in operations.values():
+                    operation["security"] = [{SECURITY_SCHEME_NAME: []}]
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,233 @@
+"""Errors as `application/problem+json` (RFC 9457), for every route and every way a request fails.
+
+Routes raise `ApiProblem` (or use the helpers below); `install_error_handlers` turns it, FastAPI's
+request validation errors, Starlette's 404/405 and database outages into problem documents. No
+handler echoes request headers or bodies, so an API key never reaches an error text.
+
+`problem_responses(...)` declares the problem answers of a route in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+import psycopg
+import psycopg_pool
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+PROBLEM_TYPE_PREFIX = "urn:phonebridge:problem:"
+DATABASE_RETRY_AFTER_S = 5
+
+
+class FieldProblem(BaseModel):
+    field: str | None = Field(
+        description="Where the problem is, e.g. `task_id`, `query.limit`, `tasks[3].metadata`."
+    )
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = Field(
+        default="about:blank",
+        description="A URI naming the kind of problem; `about:blank` when the status says it all.",
+    )
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong, in words a person can act on.")
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="For invalid input: each broken rule."
+    )
+
+
+class ApiProblem(Exception):
+    """A request that cannot be served, with what to tell the client."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        kind: str | None = None,
+        errors: Sequence[FieldProblem] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers) if headers else None
+
+
+def not_found(detail: str) -> ApiProblem:
+    return ApiProblem(404, detail)
+
+
+def invalid_input(detail: str, errors: Sequence[FieldProblem] | None = None) -> ApiProblem:
+    return ApiProblem(422, detail, kind="invalid-input", errors=errors)
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    kind: str | None = None,
+    errors: Sequence[FieldProblem] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + kind if kind else "about:blank",
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = [error.model_dump() for error in errors]
+    return Response(
+        content=orjson.dumps(body),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=dict(headers) if headers else None,
+    )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route whose failures are these problem statuses."""
+    return {
+        status: {
+            "description": _title(status),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+        }
+        for status in statuses
+    }
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiProblem, _on_api_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _on_request_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
+    for outage in (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        psycopg_pool.PoolTimeout,
+    ):
+        app.add_exception_handler(outage, _on_database_unavailable)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+async def _on_api_problem(request: Request, problem: ApiProblem) -> Response:
+    return problem_response(
+        problem.status,
+        problem.detail,
+        kind=problem.kind,
+        errors=problem.errors,
+        headers=problem.headers,
+    )
+
+
+async def _on_request_validation(request: Request, error: RequestValidationError) -> Response:
+    problems = [
+        FieldProblem(field=_location(item.get("loc", ())), message=str(item.get("msg", "invalid")))
+        for item in error.errors()
+    ]
+    detail = "; ".join(
+        f"{problem.field}: {problem.message}" if problem.field else problem.message
+        for problem in problems
+    )
+    return problem_response(422, detail or "invalid request", kind="invalid-input", errors=problems)
+
+
+async def _on_http_exception(request: Request, error: HTTPException) -> Response:
+    detail = error.detail if isinstance(error.detail, str) else _title(error.status_code)
+    if error.status_code == 404 and error.detail == "Not Found":
+        detail = f"no route {request.url.path!r}"
+    elif error.status_code == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            # Starlette lists only the methods of the first route that matched the path.
+            headers = {**(error.headers or {}), "Allow": ", ".join(allowed)}
+            return problem_response(
+                405,
+                f"{request.method} is not allowed here; use {', '.join(allowed)}",
+                headers=headers,
+            )
+    return problem_response(error.status_code, detail, headers=error.headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the app serves on this path, read from its OpenAPI paths."""
+    app = request.app
+    patterns: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        app.state, "method_patterns", None
+    )
+    if patterns is None:
+        patterns = [
+            (
+                re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))),
+                {method.upper() for method in operations},
+            )
+            for template, operations in app.openapi().get("paths", {}).items()
+        ]
+        app.state.method_patterns = patterns
+    allowed: set[str] = set()
+    for pattern, methods in patterns:
+        if pattern.fullmatch(request.url.path):
+            allowed |= methods
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return sorted(allowed)
+
+
+async def _on_database_unavailable(request: Request, error: Exception) -> Response:
+    # The exception text can carry connection details; the type name is enough to diagnose.
+    log.warning("api.database_unavailable", extra={"error_type": type(error).__name__})
+    return problem_response(
+        503,
+        "the database is unavailable; retry shortly",
+        kind="database-unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
+async def _on_unexpected(request: Request, error: Exception) -> Response:
+    log.error(
+        "api.unexpected_error",
+        extra={"error_type": type(error).__name__, "path": request.url.path},
+        exc_info=error,
+    )
+    return problem_response(500, "an unexpected error occurred; it has been logged")
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _location(loc: Sequence[Any]) -> str | None:
+    """`('query', 'limit')` -> `query.limit`; `('body', 'tasks', 3)` -> `tasks[3]`."""
+    parts = list(loc[1:] if loc and loc[0] == "body" else loc)
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or None

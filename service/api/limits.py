@@ -1,0 +1,59 @@
+"""The request body limit, as pure ASGI middleware so an oversized body is refused without being
+read whole: a declared Content-Length over the limit is answered at once, and a chunked body is
+counted as it streams and cut off when it passes the limit."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.errors import problem_response
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class RequestBodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+class BodySizeLimit:
+    def __init__(self, app: ASGIApp, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            response = problem_response(413, RequestBodyTooLarge(self.max_body_bytes).detail)
+            await response(scope, receive, send)
+            return
+
+        limit = self.max_body_bytes
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Raised inside the route's read of the body, and answered as a 413 problem
+                    # by the HTTPException handler.
+                    raise RequestBodyTooLarge(limit)
+            return message
+
+        await self.app(scope, receive_within_limit, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,25 @@
+"""JSON bodies rendered with orjson: several times faster than the standard library on the hot
+path, and timestamps in UTC come out as RFC 3339 with a `Z`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+_OPTIONS = orjson.OPT_UTC_Z
+
+
+class JsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=_OPTIONS)
+
+
+def json_response(
+    content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return JsonResponse(content, status_code=status_code, headers=headers)

@@ -1,0 +1,262 @@
+"""The /v1/tasks routes: register one or a batch, read one, list, cancel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from service.api.bodies import read_json_body
+from service.api.auth import authenticate
+from service.api.resources import resources_of
+from service.api.deps import ClientDep, ResourcesDep
+from service.api.errors import (
+    ApiProblem,
+    FieldProblem,
+    invalid_input,
+    not_found,
+    problem_responses,
+)
+from service.api.pagination import (
+    CursorQuery,
+    LimitQuery,
+    Page,
+    decode_row_cursor,
+    encode_row_cursor,
+)
+from service.api.responses import json_response
+from service.domain.intake import (
+    TASK_ID_PATTERN,
+    Registration,
+    Rejection,
+    validate_registration,
+)
+from service.schemas import TaskOut, TaskState
+from service.store import tasks as task_store
+
+BATCH_MAX = 1000
+
+router = APIRouter(
+    prefix="/v1/tasks",
+    tags=["tasks"],
+    responses=problem_responses(401, 422, 503),
+)
+
+TaskIdPath = Annotated[str, Path(description="The upstream task_id.")]
+
+
+class TaskRegistration(BaseModel):
+    """A task to register. Unknown fields are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]{1,128}$", examples=["T-123"]
+    )
+    submitted_at: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="RFC 3339 with a timezone; defaults to now. At most 5 s in the future (clock "
+        "skew) and not older than the task validity (PHONEBRIDGE_TASK_TTL_S).",
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="Any JSON object of at most 4096 bytes as compact UTF-8 JSON, at most 32 "
+        "levels deep, without NUL characters; echoed back and in webhooks.",
+    )
+
+
+class TaskBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[Any] = Field(
+        max_length=BATCH_MAX,
+        description="Up to 1000 TaskRegistration objects. An invalid entry is rejected on its "
+        "own; the others are kept.",
+    )
+
+
+class BatchOutcome(BaseModel):
+    task_id: str | None
+    outcome: Literal["created", "existing", "rejected"]
+    detail: str | None = Field(default=None, description="Why the entry was rejected.")
+
+
+class BatchResults(BaseModel):
+    results: list[BatchOutcome]
+
+
+def _request_body(schema_name: str, example: Any) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{schema_name}"},
+                    "example": example,
+                }
+            },
+        }
+    }
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=TaskOut,
+    summary="Register a task",
+    responses={
+        200: {"model": TaskOut, "description": "This client had already registered that task_id"},
+        201: {"description": "Registered"},
+        **problem_responses(413),
+    },
+    openapi_extra=_request_body(
+        "TaskRegistration", {"task_id": "T-123", "metadata": {"order": "A-17"}}
+    ),
+)
+async def register_task(request: Request) -> Response:
+    resources = resources_of(request)
+    client = await authenticate(resources, request.headers.get("authorization"))
+    # The body is read and checked before a database connection is taken from the pool.
+    entry = await read_json_body(request)
+    now = resources.clock()
+    checked = validate_registration(
+        entry, now=now, ttl=timedelta(seconds=resources.settings.task_ttl_s)
+    )
+    if isinstance(checked, Rejection):
+        raise invalid_input(
+            checked.detail,
+            [FieldProblem(field=e.field, message=e.message) for e in checked.errors],
+        )
+    async with resources.pool.connection() as conn:
+        row, created = await task_store.register_task(conn, client.id, checked, now)
+    return json_response(_task_body(row), status_code=201 if created else 200)
+
+
+@router.post(
+    "/batch",
+    response_model=BatchResults,
+    summary="Register up to 1000 tasks",
+    responses=problem_responses(413),
+    openapi_extra=_request_body(
+        "TaskBatch", {"tasks": [{"task_id": "T-123"}, {"task_id": "T-124", "metadata": {}}]}
+    ),
+)
+async def register_batch(request: Request, client: ClientDep, resources: ResourcesDep) -> Response:
+    body = await read_json_body(request)
+    if not isinstance(body, dict) or set(body) != {"tasks"} or not isinstance(body["tasks"], list):
+        raise invalid_input('the request body must be {"tasks": [...]} and nothing else')
+    entries: list[Any] = body["tasks"]
+    if len(entries) > BATCH_MAX:
+        raise invalid_input(
+            f"a batch holds at most {BATCH_MAX} tasks; this one has {len(entries)}",
+            [FieldProblem(field="tasks", message=f"more than {BATCH_MAX} entries")],
+        )
+    now = resources.clock()
+    ttl = timedelta(seconds=resources.settings.task_ttl_s)
+    checked = [validate_registration(entry, now=now, ttl=ttl) for entry in entries]
+    distinct: dict[str, Registration] = {}
+    for outcome in checked:
+        if isinstance(outcome, Registration):
+            distinct.setdefault(outcome.task_id, outcome)
+
+    created: set[str] = set()
+    if distinct:
+        async with resources.pool.connection() as conn:
+            created = await task_store.register_tasks(conn, client.id, list(distinct.values()), now)
+
+    results: list[dict[str, Any]] = []
+    for outcome in checked:
+        if isinstance(outcome, Rejection):
+            results.append(
+                {"task_id": outcome.task_id, "outcome": "rejected", "detail": outcome.detail}
+            )
+        elif outcome.task_id in created:
+            # Only the first occurrence in the batch counts as created; a repeat is existing.
+            created.discard(outcome.task_id)
+            results.append({"task_id": outcome.task_id, "outcome": "created"})
+        else:
+            results.append({"task_id": outcome.task_id, "outcome": "existing"})
+    return json_response({"results": results})
+
+
+@router.get(
+    "",
+    response_model=Page[TaskOut],
+    summary="List tasks, newest first",
+)
+async def list_tasks(
+    client: ClientDep,
+    resources: ResourcesDep,
+    state: Annotated[TaskState | None, Query(description="Only tasks in this state.")] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Response:
+    before_id = decode_row_cursor(cursor) if cursor is not None else None
+    # One row more than asked tells whether another page exists.
+    async with resources.pool.connection() as conn:
+        rows = await task_store.list_tasks(
+            conn, client.id, state=state, before_id=before_id, limit=limit + 1
+        )
+    page, more = rows[:limit], len(rows) > limit
+    return json_response(
+        {
+            "data": [_task_body(row) for row in page],
+            "next_cursor": encode_row_cursor(page[-1]["id"]) if more else None,
+        }
+    )
+
+
+@router.get(
+    "/{task_id}",
+    response_model=TaskOut,
+    summary="Read a task",
+    responses=problem_responses(404),
+)
+async def get_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesDep) -> Response:
+    row = None
+    if _plausible(task_id):
+        async with resources.pool.connection() as conn:
+            row = await task_store.find_task(conn, client.id, task_id)
+    if row is None:
+        raise _no_such_task(task_id)
+    return json_response(_task_body(row))
+
+
+@router.delete(
+    "/{task_id}",
+    response_model=TaskOut,
+    summary="Cancel a pending task",
+    responses=problem_responses(404, 409),
+)
+async def cancel_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesDep) -> Response:
+    if not _plausible(task_id):
+        raise _no_such_task(task_id)
+    async with resources.pool.connection() as conn:
+        outcome, row = await task_store.cancel_task(conn, client.id, task_id, resources.clock())
+    if outcome == "not_found" or row is None:
+        raise _no_such_task(task_id)
+    if outcome == "already_final":
+        raise ApiProblem(
+            409,
+            f"task {task_id!r} is already {row['state']}; only a pending task can be cancelled",
+            kind="task-already-final",
+        )
+    return json_response(_task_body(row))
+
+
+def _task_body(row: task_store.TaskRow) -> dict[str, Any]:
+    return TaskOut.model_validate(row).model_dump(mode="json")
+
+
+def _plausible(task_id: str) -> bool:
+    # A task_id that breaks the registration rules cannot exist; answering 404 without a query
+    # also keeps characters Postgres refuses (NUL) away from it.
+    return TASK_ID_PATTERN.fullmatch(task_id) is not None
+
+
+def _no_such_task(task_id: str) -> ApiProblem:
+    return not_found(f"no task {task_id[:128]!r} registered by this client")

@@ -1,0 +1,79 @@
+"""The read side of events: the client's feed and single events. The engine writes them.
+
+The feed is ordered by (tx_id, id), where tx_id is the id of the transaction that wrote the event,
+and shows only events whose transaction is older than every transaction still running
+(`pg_snapshot_xmin`). An event that commits late therefore appears after the events a client has
+already read, never behind its cursor: the feed skips nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import BigInteger, ColumnClause, Row, Table, literal_column, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.store.tables import Event
+
+events = cast(Table, Event.__table__)
+
+EVENT_COLUMNS = (
+    events.c.public_id,
+    events.c.type,
+    events.c.created_at,
+    events.c.data,
+)
+
+EventRow = Row[*tuple[Any, ...]]
+
+# Every transaction with a smaller id has ended (committed or rolled back).
+_SETTLED_BELOW: ColumnClause[int] = literal_column(
+    "pg_snapshot_xmin(pg_current_snapshot())::text::bigint", BigInteger
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPosition:
+    """Where an event sits in the feed's order."""
+
+    tx_id: int
+    id: int
+
+
+async def find_feed_position(
+    conn: AsyncConnection, client_id: int, public_id: str
+) -> FeedPosition | None:
+    """The feed position of one of this client's events, or None when it has no such event."""
+    row = (
+        await conn.execute(
+            select(events.c.tx_id, events.c.id).where(
+                events.c.client_id == client_id, events.c.public_id == public_id
+            )
+        )
+    ).one_or_none()
+    return None if row is None else FeedPosition(tx_id=row.tx_id, id=row.id)
+
+
+async def list_settled_events(
+    conn: AsyncConnection, client_id: int, *, after: FeedPosition | None, limit: int
+) -> Sequence[EventRow]:
+    """This client's events after `after`, oldest first, leaving out any whose writing
+    transaction might still be overtaken by one that is running now."""
+    statement = select(*EVENT_COLUMNS).where(
+        events.c.client_id == client_id, events.c.tx_id < _SETTLED_BELOW
+    )
+    if after is not None:
+        statement = statement.where(
+            tuple_(events.c.tx_id, events.c.id) > tuple_(after.tx_id, after.id)
+        )
+    statement = statement.order_by(events.c.tx_id, events.c.id).limit(limit)
+    return (await conn.execute(statement)).all()
+
+
+async def find_event(conn: AsyncConnection, client_id: int, public_id: str) -> EventRow | None:
+    statement = select(*EVENT_COLUMNS).where(
+        events.c.client_id == client_id, events.c.public_id == public_id
+    )
+    return (await conn.execute(statement)).one_or_none()

@@ -1,0 +1,152 @@
+"""The API as a user runs it: `phonebridge api-key create`, then `phonebridge api` in its own
+process, spoken to over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.api.limits import MAX_BODY_BYTES
+
+PHONEBRIDGE = str(Path(sys.executable).with_name("phonebridge"))
+START_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def environment(database_url: str, redis_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHONEBRIDGE_")}
+    env.update(
+        PHONEBRIDGE_DATABASE_URL=database_url,
+        PHONEBRIDGE_REDIS_URL=redis_url,
+        PHONEBRIDGE_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def cli_key(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    created = subprocess.run(
+        [PHONEBRIDGE, "api-key", "create", "--name", "server test"],
+        env=environment,
+        cwd=tmp_path_factory.mktemp("cwd"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    key = created.stdout.rstrip("\n").splitlines()[-1]
+    assert key.startswith("pbk_")
+    assert key not in created.stderr
+    return key
+
+
+@pytest.fixture(scope="module")
+def server(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [PHONEBRIDGE, "api", "--port", str(port)],
+        env=environment,
+        cwd=tmp_path_factory.mktemp("cwd"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, "phonebridge api exited"
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "phonebridge api did not start"
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def test_cli_key_registers_and_reads_a_task_over_http(server: str, cli_key: str) -> None:
+    headers = {"Authorization": f"Bearer {cli_key}"}
+    with httpx.Client(base_url=server, headers=headers, timeout=10) as client:
+        created = client.post("/v1/tasks", json={"task_id": "SRV-1", "metadata": {"a": 1}})
+        assert created.status_code == 201
+        assert client.post("/v1/tasks", json={"task_id": "SRV-1"}).status_code == 200
+        fetched = client.get("/v1/tasks/SRV-1")
+        assert fetched.json() == created.json()
+        assert client.get("/readyz").json()["status"] == "ok"
+        assert client.get("/openapi.json").status_code == 200
+
+
+def test_wrong_key_over_http_answers_401(server: str) -> None:
+    response = httpx.get(f"{server}/v1/tasks", headers={"Authorization": "Bearer pbk_nope"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def raw_request(server: str, head: bytes, body_chunks: Iterator[bytes]) -> bytes:
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        try:
+            for chunk in body_chunks:
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the whole body was sent
+        received = b""
+        while b"\r\n\r\n" not in received:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+        return received
+
+
+def test_declared_oversized_body_is_refused_before_it_is_sent(server: str, cli_key: str) -> None:
+    head = (
+        f"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {cli_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n"
+    ).encode()
+    # Not one byte of the body is sent: the answer comes from the headers alone.
+    answer = raw_request(server, head, iter(()))
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"application/problem+json" in answer
+
+
+def test_chunked_oversized_body_is_cut_off_with_413(server: str, cli_key: str) -> None:
+    head = (
+        f"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {cli_key}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    piece = b" " * 65536
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):  # 2.5 MiB
+            yield b"%x\r\n%s\r\n" % (len(piece), piece)
+        yield b"0\r\n\r\n"
+
+    answer = raw_request(server, head, chunks())
+    assert answer.startswith(b"HTTP/1.1 413 ")

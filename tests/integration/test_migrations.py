@@ -1,0 +1,90 @@
+"""The Alembic migrations on an empty database of their own: up to head gives exactly the schema of
+service/store/tables.py, down to base removes it all, and `phonebridge migrate` is safe twice."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from service.store.migrate import downgrade_to_base, upgrade_to_head
+from service.store.tables import Base
+from tests.conftest import create_database, drop_database
+
+PHONEBRIDGE = str(Path(sys.executable).with_name("phonebridge"))
+
+
+@pytest.fixture
+def empty_database() -> Iterator[str]:
+    name = f"phonebridge_migrations_{os.getpid()}_{secrets.token_hex(3)}"
+    url = create_database(name)
+    try:
+        yield url
+    finally:
+        drop_database(name)
+
+
+def schema_differences(url: str) -> list[object]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            return list(compare_metadata(context, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_to_head_gives_exactly_the_declared_schema(empty_database: str) -> None:
+    upgrade_to_head(empty_database)
+    assert schema_differences(empty_database) == []
+    assert table_names(empty_database) == set(Base.metadata.tables) | {"alembic_version"}
+
+
+def test_downgrade_to_base_removes_everything_and_upgrade_works_again(empty_database: str) -> None:
+    upgrade_to_head(empty_database)
+    downgrade_to_base(empty_database)
+    assert table_names(empty_database) <= {"alembic_version"}
+    upgrade_to_head(empty_database)
+    assert schema_differences(empty_database) == []
+
+
+def test_cli_migrate_is_safe_to_run_twice(empty_database: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHONEBRIDGE_")}
+    env.update(PHONEBRIDGE_DATABASE_URL=empty_database, PHONEBRIDGE_LOG_LEVEL="WARNING")
+    for _ in range(2):
+        result = subprocess.run(
+            [PHONEBRIDGE, "migrate"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "up to date" in result.stdout
+    engine = create_engine(empty_database)
+    try:
+        with engine.connect() as conn:
+            revisions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            assert len(list(revisions)) == 1
+    finally:
+        engine.dispose()
+    assert schema_differences(empty_database) == []
