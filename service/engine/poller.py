@@ -1,0 +1,304 @@
+"""The poll service: one message's batch of leased task ids, polled concurrently, written back in
+one transaction.
+
+For each task still leased to us: wait for its slot of the shared rate ceiling, check that the
+deadline and the lease still allow a call and that upstream is not paused or blocking us, call,
+classify the answer (pure), react to it globally (pause, slow down, Retry-After), decide the task's
+next state (pure). Then one transaction writes every decision (lease-guarded) with the events of
+final states, and hands back the leases of tasks that were not polled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.config import Settings
+from service.domain.answers import Outcome, OutcomeKind, classify_answer
+from service.domain.backoff import BackoffPolicy
+from service.domain.polling import (
+    DecisionKind,
+    PollDecision,
+    PollPolicy,
+    TaskSnapshot,
+    decide_after_poll,
+    expire_decision,
+)
+from service.engine.gate import UpstreamGate
+from service.engine.pause import close_pause, open_pause
+from service.engine.probe import arm_probe_timer
+from service.engine.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
+from service.store.db import transaction
+from service.store.polling import (
+    LeasedTask,
+    PollWrite,
+    load_leased_tasks,
+    record_poll_results,
+    release_leases,
+)
+from service.upstream.client import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+_SECOND = timedelta(seconds=1)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class NotPolled:
+    """A task handed back without a call; due again no earlier than `not_before`."""
+
+    id: int
+    not_before: datetime | None = None
+
+
+@dataclass
+class BatchReport:
+    calls: int = 0
+    written: int = 0
+    released: int = 0
+    skipped: int = 0
+    decisions: dict[str, int] = field(default_factory=dict)
+
+
+class PollService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        redis: Redis[Any],
+        upstream: UpstreamClient,
+        limiter: UpstreamRateLimiter,
+        gate: UpstreamGate,
+        *,
+        clock: Clock = utc_now,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._redis = redis
+        self._upstream = upstream
+        self._limiter = limiter
+        self._gate = gate
+        self._clock = clock
+        self._rand = rand
+        self._policy = PollPolicy(BackoffPolicy(settings.poll_initial_s, settings.poll_max_s))
+        # A call must not start when the lease could end before the answer arrives: the next
+        # round could then poll the same task at the same time.
+        self._lease_margin = timedelta(
+            seconds=min(settings.upstream_timeout_s + 1.0, settings.lease_s / 2)
+        )
+
+    async def poll_batch(
+        self, ids: Sequence[int], lease_token: uuid.UUID, *, probe: bool = False
+    ) -> BatchReport:
+        """Poll the tasks of one message and write the results back. `probe` marks the single
+        call the scheduler sends while polling is paused."""
+        report = BatchReport()
+        now = self._clock()
+        async with transaction(self._sessions) as session:
+            leased = await load_leased_tasks(session, ids, lease_token, now)
+        # Not leased to us any more (a late or duplicated message, a cancel): nothing to do.
+        report.skipped = len(ids) - len(leased)
+        if not leased:
+            return report
+
+        writes: list[PollWrite] = []
+        not_polled: list[NotPolled] = []
+        to_call: list[LeasedTask] = []
+        for task in leased:
+            if task.expires_at <= now:
+                writes.append(PollWrite(task.id, expire_decision(task.poll_count, now)))
+            else:
+                to_call.append(task)
+        gate = await self._gate.state()
+        if gate.paused and not probe:
+            not_polled += [NotPolled(task.id) for task in to_call]
+            to_call = []
+
+        started, unstarted = await self._start_calls_in_slots(to_call, probe=probe)
+        not_polled += [NotPolled(task.id) for task in unstarted]
+        results = await asyncio.gather(*started, return_exceptions=True)
+        for task, item in zip(to_call, results, strict=False):
+            if isinstance(item, BaseException):
+                if not isinstance(item, Exception):
+                    raise item
+                # A bug, not an answer: hand the task back rather than lose the whole batch, and
+                # not at once, so a bug cannot turn into a loop of calls.
+                log.error(
+                    "poll.error",
+                    extra={"task_id": task.task_id, "error_type": type(item).__name__},
+                    exc_info=item,
+                )
+                retry_at = self._clock() + _SECOND * self._policy.backoff.initial_s
+                not_polled.append(NotPolled(task.id, not_before=retry_at))
+            elif isinstance(item, PollWrite):
+                writes.append(item)
+                report.calls += 1
+            else:
+                not_polled.append(item)
+
+        await self._write_back(lease_token, writes, not_polled, report)
+        return report
+
+    async def _start_calls_in_slots(
+        self, tasks: list[LeasedTask], *, probe: bool
+    ) -> tuple[list[asyncio.Task[PollWrite | NotPolled]], list[LeasedTask]]:
+        """Start each task's poll at its slot of the shared rate ceiling.
+
+        One loop walks the batch's slots in order. When the event loop was too busy and the walk
+        falls more than MAX_LATENESS_S behind, calling now would bunch calls together; the rest
+        of the batch takes fresh slots instead (one Redis call), so calls stay spaced.
+        Returns the started polls (in the order of `tasks`) and the tasks never started.
+        """
+        loop = asyncio.get_running_loop()
+        started: list[asyncio.Task[PollWrite | NotPolled]] = []
+        index = 0
+        while index < len(tasks):
+            try:
+                reservation = await self._limiter.reserve_calls(len(tasks) - index)
+            except Exception as error:
+                # Without a slot there is no call; the rest goes back to the schedule.
+                log.error("poll.no_rate_slot", extra={"error_type": type(error).__name__})
+                return started, tasks[index:]
+            base = loop.time() + reservation.first_in_s
+            for slot in range(reservation.count):
+                slot_at = base + slot * reservation.interval_s
+                delay = slot_at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif slot > 0 and -delay > MAX_LATENESS_S:
+                    break
+                started.append(asyncio.create_task(self._poll_one(tasks[index], probe=probe)))
+                index += 1
+        return started, []
+
+    async def _poll_one(self, task: LeasedTask, *, probe: bool) -> PollWrite | NotPolled:
+        now = self._clock()
+        if now >= task.expires_at:
+            return PollWrite(task.id, expire_decision(task.poll_count, now))
+        if now >= task.lease_until - self._lease_margin:
+            return NotPolled(task.id)
+        gate = await self._gate.state()
+        if gate.paused and not probe:
+            return NotPolled(task.id)
+        if gate.blocked_for_s > 0:
+            return NotPolled(task.id, not_before=now + timedelta(seconds=gate.blocked_for_s))
+
+        raw = await self._upstream.fetch_task_result(task.task_id)
+        answered_at = self._clock()
+        outcome = classify_answer(raw, answered_at)
+        await self._react_globally(outcome, answered_at, probe=probe)
+        decision = decide_after_poll(
+            TaskSnapshot(task.poll_count, task.expires_at),
+            outcome,
+            answered_at,
+            self._policy,
+            self._rand(),
+        )
+        _log_poll(task, outcome, decision)
+        return PollWrite(task.id, decision)
+
+    async def _react_globally(self, outcome: Outcome, now: datetime, *, probe: bool) -> None:
+        """What one answer means for every task: pause, resume, slow down, stop for a while."""
+        if outcome.kind is OutcomeKind.ACCOUNT_PROBLEM:
+            self._gate.learn_paused(True)
+            await arm_probe_timer(self._redis, self._settings.pause_probe_s)
+            if await open_pause(self._redis, outcome.code, now):
+                log.error(
+                    "upstream.paused",
+                    extra={"reason": outcome.code, "request_id": outcome.request_id},
+                )
+            return
+        if outcome.answered and (probe or self._gate.believes_paused()):
+            self._gate.learn_paused(False)
+            if await close_pause(self._redis):
+                log.warning("upstream.resumed", extra={"request_id": outcome.request_id})
+        if outcome.kind is OutcomeKind.RATE_LIMITED:
+            if outcome.retry_after_s:
+                # This process stops at once; the others as soon as Redis tells them.
+                self._gate.learn_blocked(outcome.retry_after_s)
+                await self._limiter.block_for(outcome.retry_after_s)
+            factor = await self._limiter.slow_down()
+            log.warning(
+                "upstream.rate_limited",
+                extra={
+                    "rate_factor": factor,
+                    "retry_after_s": outcome.retry_after_s,
+                    "request_id": outcome.request_id,
+                },
+            )
+
+    async def _write_back(
+        self,
+        lease_token: uuid.UUID,
+        writes: list[PollWrite],
+        not_polled: list[NotPolled],
+        report: BatchReport,
+    ) -> None:
+        now = self._clock()
+        by_not_before: dict[datetime | None, list[int]] = defaultdict(list)
+        for item in not_polled:
+            by_not_before[item.not_before].append(item.id)
+        async with transaction(self._sessions) as session:
+            written = await record_poll_results(session, lease_token, writes, now)
+            for not_before, task_ids in by_not_before.items():
+                report.released += await release_leases(
+                    session, task_ids, lease_token, now, not_before=not_before
+                )
+        report.written = len(written)
+        for write in writes:
+            kind = write.decision.kind.value
+            report.decisions[kind] = report.decisions.get(kind, 0) + 1
+        for task in written:
+            if task.state == "expired":
+                log.info("task.expired", extra={"task_id": task.task_id, "task_pk": task.id})
+        if len(written) < len(writes):
+            # Lost the lease in between (a cancel, or a lease that ran out and was re-claimed):
+            # the guard kept those rows as they were.
+            log.info("poll.write_back_skipped", extra={"tasks": len(writes) - len(written)})
+
+
+def _log_poll(task: LeasedTask, outcome: Outcome, decision: PollDecision) -> None:
+    extra: dict[str, Any] = {
+        "task_id": task.task_id,
+        "task_pk": task.id,
+        "request_id": outcome.request_id,
+        "code": outcome.code,
+        "decision": decision.kind.value,
+        "poll_count": decision.poll_count,
+    }
+    if outcome.unknown_phone_status and outcome.result is not None:
+        log.warning(
+            "poll.unknown_phone_status",
+            extra=extra | {"phone_status": outcome.result.phone_status},
+        )
+    if decision.kind is DecisionKind.COMPLETE:
+        log.info("poll.completed", extra=extra)
+    elif decision.kind is DecisionKind.FAIL:
+        log.info("poll.failed", extra=extra | {"detail": outcome.message})
+    elif decision.kind is DecisionKind.EXPIRE:
+        log.info("poll.expired", extra=extra)
+    elif outcome.kind is OutcomeKind.PENDING:
+        log.debug("poll.pending", extra=extra)
+    else:
+        log.info(
+            "poll.retry",
+            extra=extra | {"outcome": outcome.kind.value, "detail": outcome.message},
+        )

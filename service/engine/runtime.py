@@ -1,0 +1,135 @@
+"""One long-lived asyncio loop per worker process, in a background thread.
+
+Celery tasks are synchronous; the engine is async (psycopg async, redis.asyncio, httpx). Starting a
+loop per task would rebuild the DB pool, the Redis client and the HTTP connections every time, so
+the process keeps one loop with those bound to it, and tasks (from any pool thread) submit a
+coroutine to it and wait for the result. Several batches are then in flight at once in one
+process, sharing connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from service.config import Settings
+from service.engine.gate import UpstreamGate
+from service.engine.poller import PollService
+from service.engine.ratelimit import UpstreamRateLimiter
+from service.store.db import create_engine_for, session_factory
+from service.upstream.client import UpstreamClient
+from service.webhooks.service import DeliveryService
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+REDIS_MAX_CONNECTIONS = 32
+
+
+@dataclass(frozen=True)
+class EngineResources:
+    """Everything bound to the runtime's loop; services that run in a worker take what they need
+    from here."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis[Any]
+    upstream: UpstreamClient
+    limiter: UpstreamRateLimiter
+    poller: PollService
+    deliveries: DeliveryService
+
+
+async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> EngineResources:
+    """Build the worker's resources on the running loop."""
+    engine = create_engine_for(settings, pool_size=db_pool_size)
+    # Callers wait for a free connection rather than fail when many batches talk to Redis at once.
+    redis: Redis[Any] = Redis(
+        connection_pool=BlockingConnectionPool.from_url(
+            settings.require_redis_url(), max_connections=REDIS_MAX_CONNECTIONS, timeout=10
+        )
+    )
+    upstream = UpstreamClient(settings)
+    limiter = UpstreamRateLimiter(redis, settings.upstream_max_rps)
+    gate = UpstreamGate(redis, limiter)
+    sessions = session_factory(engine)
+    poller = PollService(settings, sessions, redis, upstream, limiter, gate)
+    deliveries = DeliveryService.from_settings(settings, sessions)
+    return EngineResources(settings, engine, sessions, redis, upstream, limiter, poller, deliveries)
+
+
+async def close_resources(resources: EngineResources) -> None:
+    await resources.deliveries.close()
+    await resources.upstream.aclose()
+    await resources.redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
+    await resources.engine.dispose()
+
+
+class EngineRuntime:
+    """The worker process's loop thread; started on first use, stopped at process shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._resources: EngineResources | None = None
+
+    def call(self, work: Callable[[EngineResources], Awaitable[T]]) -> T:
+        """Run `work(resources)` on the engine loop and wait for its result (from any thread)."""
+        loop, resources = self._ensure_started()
+        future: Future[T] = asyncio.run_coroutine_threadsafe(_await(work(resources)), loop)
+        return future.result()
+
+    def start(self) -> None:
+        self._ensure_started()
+
+    def stop(self) -> None:
+        with self._lock:
+            loop, thread, resources = self._loop, self._thread, self._resources
+            self._loop = self._thread = self._resources = None
+        if loop is None or thread is None:
+            return
+        if resources is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(close_resources(resources), loop).result(10)
+            except Exception:
+                log.exception("engine.close_failed")
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+    def _ensure_started(self) -> tuple[asyncio.AbstractEventLoop, EngineResources]:
+        with self._lock:
+            if self._loop is None or self._resources is None:
+                loop = _new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="phonebridge-engine", daemon=True
+                )
+                thread.start()
+                resources = asyncio.run_coroutine_threadsafe(
+                    open_resources(self._settings), loop
+                ).result()
+                self._loop, self._thread, self._resources = loop, thread, resources
+            return self._loop, self._resources
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -1,0 +1,220 @@
+"""The scheduler: a loop of independent periodic steps that find due work in Postgres.
+
+Each tick (PHONEBRIDGE_SCHEDULER_TICK_S) runs every step whose interval has passed; a step that
+fails is logged and retried next time without stopping the others. Steps take the time as a
+parameter. Any number of schedulers may run at once: claims use FOR UPDATE SKIP LOCKED and leases,
+budgets and the probe turn live in Redis.
+
+To add a step (the webhook delivery sweep, say), give it a `name`, an `interval_s` and an async
+`run(now)`, and add it in `default_steps`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.config import Settings
+from service.engine.pause import read_pause
+from service.engine.probe import give_back_probe_turn, take_probe_turn
+from service.engine.ratelimit import UpstreamRateLimiter
+from service.store.db import create_engine_for, session_factory, transaction
+from service.store.polling import claim_due_tasks, expire_overdue_tasks
+from service.webhooks.dispatch import DeliveryDispatch, DeliveryPublisher
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+# One tick claims at most this many batches: a huge backlog is spread over ticks rather than
+# leased all at once (leases would run out in the broker's queue).
+MAX_BATCHES_PER_TICK = 10
+DEADLINE_SWEEP_INTERVAL_S = 1.0
+DEADLINE_SWEEP_BATCH = 500
+DEADLINE_SWEEP_MAX_ROUNDS = 20
+
+
+class PeriodicStep(Protocol):
+    name: str
+    interval_s: float
+
+    async def run(self, now: datetime) -> None: ...
+
+
+class PollPublisher(Protocol):
+    """Sends one poll message (a batch of ids and their lease token) to the workers."""
+
+    def __call__(self, ids: list[int], lease_token: uuid.UUID, probe: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class SchedulerContext:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis[Any]
+    limiter: UpstreamRateLimiter
+    publish_poll: PollPublisher
+    publish_delivery: DeliveryPublisher | None = None
+
+
+class PollDispatch:
+    """Claims due tasks (as many as the shared rate allows) and sends them in batches; while
+    upstream is paused, claims one task per probe interval as the probe."""
+
+    name = "poll_dispatch"
+
+    def __init__(self, context: SchedulerContext) -> None:
+        self._context = context
+        settings = context.settings
+        self.interval_s = settings.scheduler_tick_s
+        self._batch_size = settings.poll_batch_size
+        self._max_claims = settings.poll_batch_size * MAX_BATCHES_PER_TICK
+
+    async def run(self, now: datetime) -> None:
+        context = self._context
+        if await read_pause(context.redis) is not None:
+            await self._probe(now)
+            return
+        granted = await context.limiter.take_claims(self._max_claims)
+        if granted == 0:
+            return
+        async with transaction(context.sessions) as session:
+            token, ids = await claim_due_tasks(
+                session, now, context.settings.lease_s, limit=granted
+            )
+        await context.limiter.return_claims(granted - len(ids))
+        for start in range(0, len(ids), self._batch_size):
+            context.publish_poll(ids[start : start + self._batch_size], token, False)
+        if ids:
+            log.debug("poll.dispatched", extra={"tasks": len(ids), "lease_token": str(token)})
+
+    async def _probe(self, now: datetime) -> None:
+        context = self._context
+        if not await take_probe_turn(context.redis, context.settings.pause_probe_s):
+            return
+        async with transaction(context.sessions) as session:
+            token, ids = await claim_due_tasks(session, now, context.settings.lease_s, limit=1)
+        if not ids:
+            await give_back_probe_turn(context.redis)
+            return
+        context.publish_poll(ids, token, True)
+        log.info("upstream.probe_sent", extra={"task_pk": ids[0]})
+
+
+class DeadlineSweep:
+    """Expires pending tasks whose deadline has passed (and that nobody holds a live lease on),
+    with their events, in small batches."""
+
+    name = "deadline_sweep"
+
+    def __init__(
+        self, context: SchedulerContext, interval_s: float = DEADLINE_SWEEP_INTERVAL_S
+    ) -> None:
+        self._context = context
+        self.interval_s = interval_s
+
+    async def run(self, now: datetime) -> None:
+        for _ in range(DEADLINE_SWEEP_MAX_ROUNDS):
+            async with transaction(self._context.sessions) as session:
+                expired = await expire_overdue_tasks(session, now, DEADLINE_SWEEP_BATCH)
+            for task in expired:
+                log.info("task.expired", extra={"task_id": task.task_id, "task_pk": task.id})
+            if len(expired) < DEADLINE_SWEEP_BATCH:
+                return
+
+
+def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
+    steps: list[PeriodicStep] = [PollDispatch(context), DeadlineSweep(context)]
+    if context.publish_delivery is not None:
+        steps.append(DeliveryDispatch(context.settings, context.sessions, context.publish_delivery))
+    return steps
+
+
+class Scheduler:
+    def __init__(
+        self,
+        steps: Sequence[PeriodicStep],
+        *,
+        tick_s: float,
+        clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._steps = list(steps)
+        self._tick_s = tick_s
+        self._clock = clock
+        self._monotonic = monotonic
+        self._last_run: dict[str, float] = {}
+
+    async def run_due_steps(self) -> None:
+        """One tick: every step whose interval has passed runs once, each isolated."""
+        for step in self._steps:
+            started = self._monotonic()
+            last = self._last_run.get(step.name)
+            if last is not None and started - last < step.interval_s:
+                continue
+            self._last_run[step.name] = started
+            try:
+                await step.run(self._clock())
+            except Exception:
+                log.exception("scheduler.step_failed", extra={"step": step.name})
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = self._monotonic()
+            await self.run_due_steps()
+            delay = self._tick_s - (self._monotonic() - started)
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_scheduler(settings: Settings) -> int:
+    """`phonebridge scheduler`: run until SIGINT or SIGTERM."""
+    settings.require_database_url()
+    settings.require_redis_url()
+    return asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> int:
+    from workers.app import celery_delivery_publisher, celery_poll_publisher, create_celery_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    engine = create_engine_for(settings, pool_size=2)
+    celery_app = create_celery_app(settings)
+    redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
+    context = SchedulerContext(
+        settings=settings,
+        sessions=session_factory(engine),
+        redis=redis,
+        limiter=UpstreamRateLimiter(redis, settings.upstream_max_rps),
+        publish_poll=celery_poll_publisher(celery_app),
+        publish_delivery=celery_delivery_publisher(celery_app),
+    )
+    scheduler = Scheduler(default_steps(context), tick_s=settings.scheduler_tick_s, clock=utc_now)
+    log.info("scheduler.started", extra={"tick_s": settings.scheduler_tick_s})
+    try:
+        await scheduler.run_until(stop)
+    finally:
+        await redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
+        await engine.dispose()
+    log.info("scheduler.stopped")
+    return 0

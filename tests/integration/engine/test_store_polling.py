@@ -1,0 +1,361 @@
+"""Claim, write-back, release, deadline sweep and the outbox, against the real database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.domain.answers import Outcome, OutcomeKind, PhoneResult
+from service.domain.backoff import BackoffPolicy
+from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
+from service.store.db import transaction
+from service.store.polling import (
+    PollWrite,
+    claim_due_tasks,
+    expire_overdue_tasks,
+    load_leased_tasks,
+    record_poll_results,
+    release_leases,
+)
+from tests.integration.engine.conftest import (
+    events_of,
+    insert_client,
+    insert_subscription,
+    insert_tasks,
+    tasks_of,
+)
+
+POLICY = PollPolicy(BackoffPolicy(2.0, 300.0))
+COMPLETED = Outcome(
+    OutcomeKind.COMPLETED, "OK", "ok", request_id="TID9", result=PhoneResult("0062**", "busy")
+)
+PENDING = Outcome(OutcomeKind.PENDING, "PENDING", "check in progress", request_id="TID8")
+REJECTED = Outcome(OutcomeKind.REJECTED, "INVALID_ARGUMENT", "argument 'task_id': not found")
+
+
+async def claim_all(
+    sessions: async_sessionmaker[AsyncSession], now: datetime, limit: int = 10_000
+) -> tuple[uuid.UUID, list[int]]:
+    async with transaction(sessions) as session:
+        return await claim_due_tasks(session, now, lease_s=30, limit=limit)
+
+
+async def write(
+    sessions: async_sessionmaker[AsyncSession],
+    token: uuid.UUID,
+    task_pk: int,
+    outcome: Outcome,
+    now: datetime,
+    poll_count: int = 0,
+) -> int:
+    decision = decide_after_poll(
+        TaskSnapshot(poll_count, now + timedelta(hours=1)), outcome, now, POLICY, 0.5
+    )
+    async with transaction(sessions) as session:
+        written = await record_poll_results(session, token, [PollWrite(task_pk, decision)], now)
+    return len(written)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+async def test_claim_takes_due_tasks_once_with_a_lease(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    due = await insert_tasks(sessions, client, ["a", "b"], now=now)
+    await insert_tasks(sessions, client, ["later"], now=now, next_poll_in_s=60)
+    token, ids = await claim_all(sessions, now)
+    assert set(due) <= set(ids)
+    _, again = await claim_all(sessions, now)
+    assert not set(due) & set(again), "a live lease excludes the task"
+    rows = await tasks_of(sessions, client)
+    assert rows["a"]["lease_token"] == token
+    assert rows["later"]["lease_token"] is None
+
+
+async def test_claim_retakes_a_task_whose_lease_ended(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, ["crashed"], now=now, ttl_s=3600)
+    first, _ = await claim_all(sessions, now)
+    second, ids = await claim_all(sessions, now + timedelta(seconds=31))
+    assert task in ids
+    assert first != second
+
+
+async def test_claim_respects_the_limit_and_skips_locked_rows(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc() - timedelta(days=365)  # older than anything other tests left due
+    ids = await insert_tasks(sessions, client, [f"t{i}" for i in range(6)], now=now, ttl_s=10**9)
+    async with transaction(sessions) as one, transaction(sessions) as two:
+        _, first = await claim_due_tasks(one, now, 30, limit=3)
+        _, second = await claim_due_tasks(two, now, 30, limit=3)
+    assert len(first) == 3
+    assert len(second) == 3
+    assert set(first) | set(second) == set(ids)
+
+
+async def test_claim_never_takes_cancelled_or_expired_tasks(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [cancelled] = await insert_tasks(sessions, client, ["cancelled"], now=now)
+    [past_deadline] = await insert_tasks(
+        sessions, client, ["past"], now=now - timedelta(seconds=60), ttl_s=30
+    )
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE tasks SET state = 'cancelled' WHERE id = :id"), {"id": cancelled}
+        )
+    _, ids = await claim_all(sessions, now)
+    assert cancelled not in ids
+    assert past_deadline not in ids
+
+
+async def test_completion_is_written_with_its_event_and_deliveries(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    wants_completed = await insert_subscription(sessions, client, ["task.completed"])
+    await insert_subscription(sessions, client, ["task.failed"])
+    await insert_subscription(sessions, client, ["task.completed"], enabled=False)
+    await insert_subscription(sessions, client, ["task.completed"], deleted=True)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, ["done"], now=now)
+    token, _ = await claim_all(sessions, now)
+    assert await write(sessions, token, task, COMPLETED, now) == 1
+
+    row = (await tasks_of(sessions, client))["done"]
+    assert row["state"] == "completed"
+    assert row["result"] == {"phone_number": "0062**", "phone_status": "busy"}
+    assert row["poll_count"] == 1
+    assert row["upstream_request_id"] == "TID9"
+    assert row["completed_at"] == now
+    assert row["next_poll_at"] is None
+    assert row["lease_token"] is None
+    [event] = await events_of(sessions, client)
+    assert event["type"] == "task.completed"
+    assert event["public_id"].startswith("evt_")
+    assert event["data"]["state"] == "completed"
+    assert event["data"]["task_id"] == "done"
+    assert event["data"]["result"]["phone_status"] == "busy"
+    async with sessions() as session:
+        deliveries = (
+            await session.execute(
+                text("SELECT * FROM deliveries WHERE event_id = :e"), {"e": event["id"]}
+            )
+        ).all()
+    assert [d.subscription_id for d in deliveries] == [wants_completed]
+    assert deliveries[0].state == "pending"
+    assert deliveries[0].public_id.startswith("dlv_")
+    assert deliveries[0].next_attempt_at == now
+
+
+async def test_rejection_fails_the_task_with_its_reason(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, ["bad"], now=now)
+    token, _ = await claim_all(sessions, now)
+    await write(sessions, token, task, REJECTED, now)
+    row = (await tasks_of(sessions, client))["bad"]
+    assert row["state"] == "failed"
+    assert row["last_error"]["code"] == "INVALID_ARGUMENT"
+    assert row["last_error"]["message"] == "argument 'task_id': not found"
+    assert [e["type"] for e in await events_of(sessions, client)] == ["task.failed"]
+
+
+async def test_pending_answer_reschedules_and_keeps_the_last_error(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, ["slow"], now=now)
+    async with transaction(sessions) as session:
+        await session.execute(
+            text('UPDATE tasks SET last_error = \'{"code": "TIMEOUT"}\' WHERE id = :id'),
+            {"id": task},
+        )
+    token, _ = await claim_all(sessions, now)
+    await write(sessions, token, task, PENDING, now)
+    row = (await tasks_of(sessions, client))["slow"]
+    assert row["state"] == "pending"
+    assert row["next_poll_at"] == now + timedelta(seconds=2)
+    assert row["poll_count"] == 1
+    assert row["upstream_request_id"] == "TID8"
+    assert row["last_error"] == {"code": "TIMEOUT"}
+    assert row["lease_token"] is None
+    assert await events_of(sessions, client) == []
+
+
+async def test_late_message_with_an_old_lease_changes_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, ["raced"], now=now, ttl_s=3600)
+    old_token, _ = await claim_all(sessions, now)
+    new_token, _ = await claim_all(sessions, now + timedelta(seconds=31))
+    assert await write(sessions, old_token, task, COMPLETED, now) == 0
+    async with transaction(sessions) as session:
+        assert await load_leased_tasks(session, [task], old_token, now) == []
+        assert [t.id for t in await load_leased_tasks(session, [task], new_token, now)] == [task]
+    row = (await tasks_of(sessions, client))["raced"]
+    assert row["state"] == "pending"
+    assert row["lease_token"] == new_token
+
+
+async def test_duplicate_message_writes_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, ["twice"], now=now)
+    token, _ = await claim_all(sessions, now)
+    assert await write(sessions, token, task, COMPLETED, now) == 1
+    assert await write(sessions, token, task, COMPLETED, now) == 0
+    assert len(await events_of(sessions, client)) == 1
+
+
+async def test_cancel_wins_over_a_late_answer(sessions: async_sessionmaker[AsyncSession]) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, ["cancel-me"], now=now)
+    token, _ = await claim_all(sessions, now)
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE tasks SET state = 'cancelled', completed_at = :now WHERE id = :id"),
+            {"id": task, "now": now},
+        )
+    assert await write(sessions, token, task, COMPLETED, now) == 0
+    row = (await tasks_of(sessions, client))["cancel-me"]
+    assert row["state"] == "cancelled"
+    assert row["result"] is None
+    assert await events_of(sessions, client) == []
+
+
+async def test_outbox_never_writes_a_second_event_for_a_state(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, ["once"], now=now)
+    token, _ = await claim_all(sessions, now)
+    await write(sessions, token, task, COMPLETED, now)
+    # Force the row back to pending (as if a bug re-opened it) and complete it again.
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE tasks SET state = 'pending', lease_token = :t WHERE id = :id"),
+            {"id": task, "t": token},
+        )
+    await write(sessions, token, task, COMPLETED, now)
+    assert len(await events_of(sessions, client)) == 1
+
+
+async def test_release_hands_back_unpolled_tasks_without_counting_a_poll(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, ["held"], now=now, ttl_s=10)
+    token, _ = await claim_all(sessions, now)
+    async with transaction(sessions) as session:
+        released = await release_leases(
+            session, [task], token, now, not_before=now + timedelta(seconds=60)
+        )
+    assert released == 1
+    row = (await tasks_of(sessions, client))["held"]
+    assert row["lease_token"] is None
+    assert row["poll_count"] == 0
+    assert row["next_poll_at"] == row["expires_at"], "never past the deadline"
+
+
+async def test_sweep_expires_overdue_tasks_with_their_events(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    await insert_subscription(sessions, client, ["task.expired"])
+    now = now_utc()
+    await insert_tasks(
+        sessions, client, ["old1", "old2"], now=now - timedelta(seconds=40), ttl_s=30
+    )
+    await insert_tasks(sessions, client, ["young"], now=now, ttl_s=30)
+    [leased] = await insert_tasks(
+        sessions, client, ["leased"], now=now - timedelta(seconds=40), ttl_s=30
+    )
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE tasks SET lease_token = :t, lease_until = :u WHERE id = :id"),
+            {"t": uuid.uuid4(), "u": now + timedelta(seconds=5), "id": leased},
+        )
+    async with transaction(sessions) as session:
+        expired = await expire_overdue_tasks(session, now, limit=500)
+    assert {"old1", "old2"} <= {t.task_id for t in expired}
+    rows = await tasks_of(sessions, client)
+    assert rows["old1"]["state"] == "expired"
+    assert rows["old1"]["completed_at"] == now
+    assert rows["old1"]["next_poll_at"] is None
+    assert rows["young"]["state"] == "pending"
+    assert rows["leased"]["state"] == "pending", "a live lease is left to its worker"
+    events = await events_of(sessions, client)
+    assert sorted(e["data"]["task_id"] for e in events) == ["old1", "old2"]
+    assert {e["type"] for e in events} == {"task.expired"}
+    assert all(e["data"]["state"] == "expired" for e in events)
+    async with sessions() as session:
+        count = (
+            await session.execute(
+                text("SELECT count(*) FROM deliveries WHERE client_id = :c"), {"c": client}
+            )
+        ).scalar_one()
+    assert count == 2
+
+
+async def test_concurrent_sweeps_expire_each_task_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    await insert_tasks(
+        sessions, client, [f"e{i}" for i in range(300)], now=now - timedelta(seconds=40), ttl_s=30
+    )
+
+    async def sweep() -> int:
+        total = 0
+        while True:
+            async with transaction(sessions) as session:
+                batch = await expire_overdue_tasks(session, now, limit=25)
+            total += len(batch)
+            if not batch:
+                return total
+
+    await asyncio.gather(sweep(), sweep(), sweep())
+    events = await events_of(sessions, client)
+    assert len(events) == 300
+    assert len({e["task_pk"] for e in events}) == 300
+
+
+@pytest.mark.parametrize("state", ["completed", "failed", "expired", "cancelled"])
+async def test_final_tasks_are_never_claimed(
+    sessions: async_sessionmaker[AsyncSession], state: str
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, [f"final-{state}"], now=now)
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE tasks SET state = :s WHERE id = :id"), {"s": state, "id": task}
+        )
+    _, ids = await claim_all(sessions, now)
+    assert task not in ids

@@ -1,0 +1,97 @@
+"""The Celery app: Redis broker, one queue, thin tasks (workers/tasks.py).
+
+Celery only carries messages. Durability comes from Postgres leases, so messages are acked on
+receipt (a killed worker's batch comes due again when its leases end) and nothing waits in the
+broker (no ETA/countdown). A worker process runs a threads pool, so several batches are in flight
+at once, all sharing the process's one engine loop (service/engine/runtime.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_shutdown, worker_shutdown
+
+from service.config import Settings
+from service.engine.runtime import EngineRuntime
+from workers.tasks import DELIVER_BATCH_TASK, POLL_BATCH_TASK, register_tasks
+
+DEFAULT_QUEUE = "phonebridge"
+DEFAULT_CONCURRENCY = 4
+
+
+def create_celery_app(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> Celery:
+    """A Celery app for these settings, with the tasks registered. Building it opens nothing: the
+    engine runtime starts with the first task."""
+    app = Celery("phonebridge", broker=settings.require_redis_url(), set_as_current=False)
+    app.conf.update(
+        task_default_queue=queue,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=False,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+    )
+    runtime = EngineRuntime(settings)
+    register_tasks(app, runtime)
+    app.conf.phonebridge_runtime = runtime
+    return app
+
+
+def runtime_of(app: Celery) -> EngineRuntime:
+    runtime: EngineRuntime = app.conf.phonebridge_runtime
+    return runtime
+
+
+def celery_poll_publisher(app: Celery) -> Any:
+    """The scheduler's way to send a poll message: by task name, to the app's queue."""
+    queue = app.conf.task_default_queue
+
+    def publish(ids: list[int], lease_token: uuid.UUID, probe: bool) -> None:
+        app.send_task(POLL_BATCH_TASK, args=[ids, str(lease_token), probe], queue=queue)
+
+    return publish
+
+
+def celery_delivery_publisher(app: Celery) -> Any:
+    """The scheduler's way to send a delivery message: by task name, to the app's queue."""
+    queue = app.conf.task_default_queue
+
+    def publish(ids: list[int], lease_token: uuid.UUID) -> None:
+        app.send_task(DELIVER_BATCH_TASK, args=[ids, str(lease_token)], queue=queue)
+
+    return publish
+
+
+def run_worker(settings: Settings, concurrency: int | None) -> int:
+    """`phonebridge worker`: a Celery worker with a threads pool, until SIGTERM/SIGINT."""
+    settings.require_database_url()
+    app = create_celery_app(settings)
+    runtime = runtime_of(app)
+
+    def stop_runtime(**_: Any) -> None:
+        runtime.stop()
+
+    worker_shutdown.connect(stop_runtime, weak=False)
+    worker_process_shutdown.connect(stop_runtime, weak=False)
+    # Open the engine loop, pools and connections before the first message, not within it.
+    runtime.start()
+    worker = app.Worker(
+        pool="threads",
+        concurrency=concurrency or DEFAULT_CONCURRENCY,
+        loglevel=settings.log_level,
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+        optimization="fair",
+    )
+    worker.start()
+    return int(worker.exitcode or 0)

@@ -1,0 +1,32 @@
+"""Thin Celery tasks: ids in, one service call, nothing else. Registered per app by
+`register_tasks`, so tests and processes build apps with their own settings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import Celery
+
+from service.engine.runtime import EngineRuntime
+
+POLL_BATCH_TASK = "phonebridge.poll_batch"
+DELIVER_BATCH_TASK = "phonebridge.deliver_batch"
+
+
+def register_tasks(app: Celery, runtime: EngineRuntime) -> None:
+    # shared=False: a shared task would be registered on every app built later in the process,
+    # and one app's messages could run against another app's runtime (and settings).
+    @app.task(name=POLL_BATCH_TASK, ignore_result=True, shared=False)
+    def poll_batch(task_ids: list[int], lease_token: str, probe: bool = False) -> dict[str, Any]:
+        report = runtime.call(
+            lambda r: r.poller.poll_batch(task_ids, uuid.UUID(lease_token), probe=probe)
+        )
+        return {"calls": report.calls, "written": report.written, "released": report.released}
+
+    @app.task(name=DELIVER_BATCH_TASK, ignore_result=True, shared=False)
+    def deliver_batch(delivery_ids: list[int], lease_token: str) -> int:
+        # Starts the batch on the engine loop and returns: a dead receiver must not hold a slot.
+        return runtime.call(
+            lambda r: r.deliveries.start_batch(delivery_ids, uuid.UUID(lease_token))
+        )
