@@ -1,0 +1,272 @@
+"""Webhook delivery throughput of one `phonebridge worker` process (with one `phonebridge
+scheduler`): deliveries/s to a receiver that answers 200 at once, then the same while a second
+subscription's receiver never answers (every attempt to it times out). The healthy receiver should
+keep at least 80% of its rate.
+
+    .venv/bin/python bench/deliver.py [--events 5000] [--timeout 5]
+
+It creates a scratch database on PHONEBRIDGE_TEST_ADMIN_URL (default the local postgres),
+migrates it, inserts the events and their deliveries directly (not yet due), starts the worker and
+the scheduler as real processes, makes the deliveries due at once and times how long the receiver
+takes to get them all. The receivers run in a process of their own. The database is dropped at the
+end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from service.config import build_settings  # noqa: E402
+from service.domain.signing import new_secret  # noqa: E402
+from service.store.migrate import upgrade_to_head  # noqa: E402
+from service.webhooks.encryption import cipher_for  # noqa: E402
+
+PHONEBRIDGE = str(REPO / ".venv" / "bin" / "phonebridge")
+ADMIN_URL = os.environ.get(
+    "PHONEBRIDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("PHONEBRIDGE_BENCH_DELIVER_REDIS_URL", "redis://127.0.0.1:6379/14")
+SECRET_KEY = "bench-secret-key-for-webhook-secrets"
+
+
+# --- the receivers' process ------------------------------------------------------------------
+
+
+def serve_receivers() -> None:
+    """A 200-at-once receiver (counting arrivals per path) and a receiver that accepts
+    connections and never answers. Prints both ports, then serves until killed."""
+    from aiohttp import web
+
+    arrivals: dict[str, list[float]] = {}
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        arrivals.setdefault(request.path, []).append(time.time())
+        return web.Response(text="ok")
+
+    async def stats(request: web.Request) -> web.Response:
+        path = request.query["path"]
+        times = arrivals.get(path, [])
+        body = {"count": len(times), "first": min(times, default=0), "last": max(times, default=0)}
+        return web.json_response(body)
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        while await reader.read(65536):
+            pass
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/_stats", stats)
+        app.router.add_post("/{tail:.*}", hook)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
+        await site.start()
+        healthy_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        dead = await asyncio.start_server(never_answer, "127.0.0.1", 0, backlog=4096)
+        dead_port = dead.sockets[0].getsockname()[1]
+        print(json.dumps({"healthy": healthy_port, "dead": dead_port}), flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+# --- setup -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    name = f"phonebridge_bench_deliver_{secrets.token_hex(3)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        upgrade_to_head(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        yield url
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def insert_workload(db_url: str, urls: list[str], events: int) -> tuple[int, list[int]]:
+    """A client with one subscription per URL and `events` completed tasks with their events and
+    deliveries, none due yet. Returns the client id and the subscription ids."""
+    cipher = cipher_for(build_settings(secret_key=SECRET_KEY))
+    now = datetime.now(UTC)
+    later = now + timedelta(days=1)
+    with psycopg.connect(db_url) as conn:
+        client_id = conn.execute(
+            "INSERT INTO clients (name) VALUES ('bench') RETURNING id"
+        ).fetchone()[0]  # type: ignore[index]
+        subscription_ids = []
+        for url in urls:
+            public_id = f"sub_{secrets.token_hex(16)}"
+            secret = cipher.encrypt(new_secret(os.urandom(32)), public_id)
+            subscription_ids.append(
+                conn.execute(
+                    "INSERT INTO subscriptions (public_id, client_id, url, event_types,"
+                    " secret_encrypted) VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                    (public_id, client_id, url, ["task.completed"], secret),
+                ).fetchone()[0]  # type: ignore[index]
+            )
+        conn.execute(
+            """
+            WITH t AS (
+                INSERT INTO tasks (client_id, task_id, state, result, submitted_at, expires_at,
+                                   completed_at, poll_count)
+                SELECT %(c)s, 'bench-' || g, 'completed',
+                       '{"phone_number": "0062********", "phone_status": "ring"}', %(now)s,
+                       %(now)s + interval '1 day', %(now)s, 1
+                FROM generate_series(1, %(n)s) g
+                RETURNING id, task_id
+            ), e AS (
+                INSERT INTO events (public_id, client_id, task_pk, type, data)
+                SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), %(c)s, t.id,
+                       'task.completed',
+                       jsonb_build_object('task_id', t.task_id, 'state', 'completed',
+                           'result', jsonb_build_object('phone_number', '0062********',
+                                                        'phone_status', 'ring'),
+                           'metadata', '{}'::jsonb)
+                FROM t RETURNING id
+            )
+            INSERT INTO deliveries (public_id, event_id, subscription_id, client_id,
+                                    next_attempt_at)
+            SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), e.id, s, %(c)s, %(later)s
+            FROM e CROSS JOIN unnest(%(subs)s::bigint[]) s
+            """,
+            {"c": client_id, "now": now, "n": events, "later": later, "subs": subscription_ids},
+        )
+    return client_id, subscription_ids
+
+
+def make_due(db_url: str, client_id: int) -> float:
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "UPDATE deliveries SET next_attempt_at = now() WHERE client_id = %s", (client_id,)
+        )
+    return time.time()
+
+
+def stats(port: int, path: str) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats?path={path}") as answer:
+        result: dict[str, Any] = json.loads(answer.read())
+        return result
+
+
+def wait_for(port: int, path: str, count: int, deadline_s: float) -> dict[str, Any]:
+    ends = time.monotonic() + deadline_s
+    while time.monotonic() < ends:
+        current = stats(port, path)
+        if current["count"] >= count:
+            return current
+        time.sleep(0.05)
+    raise SystemExit(f"only {stats(port, path)['count']} of {count} deliveries arrived in time")
+
+
+def measure(db_url: str, ports: dict[str, int], events: int, with_dead: bool) -> float:
+    path = f"/hook-{secrets.token_hex(4)}"
+    urls = [f"http://127.0.0.1:{ports['healthy']}{path}"]
+    if with_dead:
+        urls.append(f"http://127.0.0.1:{ports['dead']}/never")
+    client_id, _ = insert_workload(db_url, urls, events)
+    due_at = make_due(db_url, client_id)
+    done = wait_for(ports["healthy"], path, events, deadline_s=300)
+    print(
+        f"  {events} events{' (+ a dead receiver)' if with_dead else ''}: first arrival "
+        f"{done['first'] - due_at:.2f} s after due, last {done['last'] - due_at:.2f} s",
+        flush=True,
+    )
+    return events / (done["last"] - due_at)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--timeout", type=float, default=5.0, help="webhook timeout, seconds")
+    parser.add_argument("--serve-receivers", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_receivers:
+        serve_receivers()
+        return
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    with scratch_database() as db_url:
+        env = {
+            **os.environ,
+            "PHONEBRIDGE_DATABASE_URL": db_url,
+            "PHONEBRIDGE_REDIS_URL": REDIS_URL,
+            "PHONEBRIDGE_SECRET_KEY": SECRET_KEY,
+            "PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE": "true",
+            "PHONEBRIDGE_WEBHOOK_TIMEOUT_S": str(args.timeout),
+            "PHONEBRIDGE_LOG_LEVEL": "WARNING",
+            # The worker's engine needs upstream credentials to start; no upstream call is made.
+            "PHONEBRIDGE_UPSTREAM_API_ID": "bench",
+            "PHONEBRIDGE_UPSTREAM_API_SECRET": "bench-unused",
+        }
+        receivers = subprocess.Popen(
+            [sys.executable, __file__, "--serve-receivers"], stdout=subprocess.PIPE, text=True
+        )
+        processes = [receivers]
+        try:
+            assert receivers.stdout is not None
+            ports = json.loads(receivers.stdout.readline())
+            for command in ("worker", "scheduler"):
+                processes.append(
+                    subprocess.Popen(
+                        [PHONEBRIDGE, command],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        cwd=REPO,
+                    )
+                )
+            # Warm up: the worker's first task starts its engine loop and connections.
+            measure(db_url, ports, 50, with_dead=False)
+            alone = measure(db_url, ports, args.events, with_dead=False)
+            print(f"healthy receiver alone:            {alone:8.0f} deliveries/s")
+            beside_dead = measure(db_url, ports, args.events, with_dead=True)
+            print(
+                f"beside a receiver that times out:  {beside_dead:8.0f} deliveries/s "
+                f"({beside_dead / alone:.0%} of the rate alone; timeout {args.timeout:g} s)"
+            )
+        finally:
+            for process in reversed(processes):
+                process.send_signal(signal.SIGTERM)
+            for process in reversed(processes):
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+if __name__ == "__main__":
+    main()

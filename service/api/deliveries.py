@@ -1,0 +1,127 @@
+"""An event's webhook deliveries: read them with their attempts, and send them again."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.responses import Response
+
+from service.api.deps import ClientDep, ResourcesDep, SessionDep
+from service.api.errors import ApiProblem, not_found, problem_responses
+from service.api.events import PUBLIC_ID_SHAPE
+from service.api.responses import json_response
+from service.store import deliveries as delivery_store
+from service.store import subscriptions as subscription_store
+
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 503))
+
+EventIdPath = Annotated[str, Path(description="An event id, `evt_...`.")]
+
+
+class AttemptOut(BaseModel):
+    at: datetime
+    response_status: int | None
+    latency_ms: int | None
+    error: str | None
+    response_excerpt: str | None = Field(
+        description="The first KiB of the receiver's answer, decoded as UTF-8."
+    )
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    subscription_id: str
+    state: Literal["pending", "succeeded", "failed"]
+    attempt_count: int
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    last_response_status: int | None
+    last_error: str | None
+    attempts: list[AttemptOut]
+
+
+class DeliveryList(BaseModel):
+    data: list[DeliveryOut]
+
+
+class RedeliverRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subscription_id: str | None = Field(
+        default=None, max_length=40, description="Only the delivery to this subscription."
+    )
+
+    @field_validator("subscription_id")
+    @classmethod
+    def _shape(cls, value: str | None) -> str | None:
+        if value is not None and not PUBLIC_ID_SHAPE.fullmatch(value):
+            raise ValueError("is not a subscription id")
+        return value
+
+
+async def _event_pk(session: SessionDep, client: ClientDep, event_id: str) -> int:
+    pk = None
+    if PUBLIC_ID_SHAPE.fullmatch(event_id):
+        pk = await delivery_store.find_event_pk(session, client.id, event_id)
+    if pk is None:
+        raise not_found(f"no event {event_id[:40]!r} for this client")
+    return pk
+
+
+@router.get(
+    "/{event_id}/deliveries",
+    response_model=DeliveryList,
+    summary="An event's webhook deliveries and their attempts",
+    responses=problem_responses(404),
+)
+async def list_deliveries(
+    event_id: EventIdPath, client: ClientDep, session: SessionDep
+) -> Response:
+    event_pk = await _event_pk(session, client, event_id)
+    return json_response({"data": await delivery_store.list_event_deliveries(session, event_pk)})
+
+
+@router.post(
+    "/{event_id}/redeliver",
+    status_code=202,
+    response_model=DeliveryList,
+    summary="Send an event's deliveries (or one of them) again, with a fresh retry schedule",
+    responses=problem_responses(404, 409),
+)
+async def redeliver(
+    event_id: EventIdPath,
+    client: ClientDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+    body: RedeliverRequest | None = None,
+) -> Response:
+    event_pk = await _event_pk(session, client, event_id)
+    subscription_id = body.subscription_id if body is not None else None
+    if subscription_id is not None:
+        await _check_target(session, client, event_pk, event_id, subscription_id)
+    put_back = set(
+        await delivery_store.redeliver_event(session, event_pk, subscription_id, resources.clock())
+    )
+    listed = await delivery_store.list_event_deliveries(session, event_pk)
+    return json_response(
+        {"data": [delivery for delivery in listed if delivery["id"] in put_back]},
+        status_code=202,
+    )
+
+
+async def _check_target(
+    session: SessionDep, client: ClientDep, event_pk: int, event_id: str, subscription_id: str
+) -> None:
+    deliveries = await delivery_store.list_event_deliveries(session, event_pk)
+    if not any(d["subscription_id"] == subscription_id for d in deliveries):
+        raise not_found(f"event {event_id!r} has no delivery to subscription {subscription_id!r}")
+    subscription = await subscription_store.find_subscription(session, client.id, subscription_id)
+    if subscription is None or not subscription.enabled:
+        raise ApiProblem(
+            409,
+            f"subscription {subscription_id!r} is disabled or deleted; enable it to redeliver",
+            kind="subscription-disabled",
+        )

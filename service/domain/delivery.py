@@ -1,0 +1,150 @@
+"""What happens to a webhook delivery after one attempt: done, retried at a time, or given up.
+
+Only a 2xx counts. Redirects are not followed, so a 3xx is a failure like any other. The wait
+before each retry comes from PHONEBRIDGE_WEBHOOK_RETRY_SCHEDULE with ±20% jitter (so that many
+deliveries failing together do not retry in lockstep); a `Retry-After` on 429 or 503 may lengthen
+that wait, up to twice the scheduled delay, never shorten it. A 410 means the endpoint is gone for
+good: the subscription is disabled. After the last scheduled retry fails the delivery is `failed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+JITTER = 0.2
+# How much a Retry-After may stretch the scheduled delay.
+RETRY_AFTER_MAX_FACTOR = 2.0
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+GONE_STATUS = 410
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What one attempt got back: an HTTP status, or none and the transport error."""
+
+    status: int | None
+    error: str | None = None
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A 2xx arrived in time: the delivery succeeded."""
+
+
+@dataclass(frozen=True)
+class RetryAt:
+    """The attempt failed and the schedule allows another one at `at`."""
+
+    at: datetime
+    delay_s: float
+    error: str
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """The last attempt of the schedule failed: the delivery is `failed`."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class EndpointGone:
+    """The receiver answered 410: the subscription is disabled and its deliveries stop."""
+
+    error: str
+
+
+DeliveryDecision = Delivered | RetryAt | GiveUp | EndpointGone
+
+
+def is_success(status: int | None) -> bool:
+    """Only a 2xx counts as delivered."""
+    return status is not None and 200 <= status < 300
+
+
+def attempts_allowed(schedule: Sequence[float]) -> int:
+    """The attempts in one schedule: the first one plus one per scheduled delay."""
+    return len(schedule) + 1
+
+
+def describe_failure(outcome: AttemptOutcome) -> str:
+    """A short, safe explanation of a failed attempt, for `last_error` and the attempt log."""
+    if outcome.status is None:
+        return outcome.error or "no answer"
+    if 300 <= outcome.status < 400:
+        return f"HTTP {outcome.status}: redirects are not followed"
+    if outcome.status == GONE_STATUS:
+        return "HTTP 410: the endpoint is gone; the subscription was disabled"
+    return f"HTTP {outcome.status}"
+
+
+def jittered(delay_s: float, rand: float) -> float:
+    """`delay_s` moved by up to ±20%, `rand` being uniform in [0, 1)."""
+    return delay_s * (1.0 - JITTER + 2.0 * JITTER * rand)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), if valid."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - now).total_seconds())
+
+
+def next_retry_delay(
+    schedule: Sequence[float],
+    attempt_number: int,
+    rand: float,
+    status: int | None = None,
+    retry_after_s: float | None = None,
+) -> float:
+    """The wait after the `attempt_number`-th attempt (1-based) of a schedule that allows a retry.
+
+    The scheduled delay gets ±20% jitter; a Retry-After sent with 429 or 503 raises it to at most
+    twice the scheduled delay.
+    """
+    scheduled = schedule[attempt_number - 1]
+    delay = jittered(scheduled, rand)
+    if retry_after_s is not None and status in RETRY_AFTER_STATUSES:
+        delay = max(delay, min(retry_after_s, RETRY_AFTER_MAX_FACTOR * scheduled))
+    return delay
+
+
+def decide_after_attempt(
+    outcome: AttemptOutcome,
+    attempt_number: int,
+    schedule: Sequence[float],
+    now: datetime,
+    rand: float,
+) -> DeliveryDecision:
+    """The delivery's fate after its `attempt_number`-th attempt (1-based) in the current schedule.
+
+    `now` is when the attempt finished; `rand` is uniform in [0, 1) and drives the jitter.
+    """
+    if is_success(outcome.status):
+        return Delivered()
+    error = describe_failure(outcome)
+    if outcome.status == GONE_STATUS:
+        return EndpointGone(error)
+    if attempt_number >= attempts_allowed(schedule):
+        return GiveUp(error)
+    delay = next_retry_delay(
+        schedule,
+        attempt_number,
+        rand,
+        status=outcome.status,
+        retry_after_s=parse_retry_after(outcome.retry_after, now),
+    )
+    return RetryAt(at=now + timedelta(seconds=delay), delay_s=delay, error=error)

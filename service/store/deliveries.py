@@ -1,0 +1,349 @@
+"""Every query of webhook delivery: claim due deliveries, read a leased batch, write attempts
+back, stop, redeliver, recover, and the read side for GET /v1/events/{id}/deliveries.
+
+Claiming follows the polling engine's pattern: one statement sets a lease on due rows (FOR UPDATE
+SKIP LOCKED), and every later write is guarded by `lease_token = :token AND state = 'pending'`, so
+a late or duplicated message, or a stop in between, makes the write change nothing. Time is always
+a parameter.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_CLAIM_DUE = text(
+    """
+    UPDATE deliveries SET lease_token = :token, lease_until = :lease_until
+    WHERE id IN (
+        SELECT id FROM deliveries
+        WHERE state = 'pending' AND next_attempt_at <= :now
+          AND (lease_until IS NULL OR lease_until < :now)
+        ORDER BY next_attempt_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id
+    """
+)
+
+_LEASED_SUBSCRIPTIONS = text(
+    """
+    SELECT d.id, d.subscription_id AS subscription_pk FROM deliveries d
+    WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.lease_token = :token AND d.state = 'pending'
+      AND d.lease_until > :now
+    ORDER BY d.id
+    """
+)
+
+# The event's data comes as JSON text: it goes into the webhook body as it is.
+_LOAD_LEASED = text(
+    """
+    SELECT d.id, d.schedule_attempt,
+           e.public_id AS event_id, e.type AS event_type, e.created_at AS event_created_at,
+           e.data::text AS event_data_json,
+           s.id AS subscription_pk, s.public_id AS subscription_id, s.url,
+           s.enabled AND s.deleted_at IS NULL AS subscription_active,
+           s.secret_encrypted,
+           CASE WHEN s.previous_secret_expires_at > :now THEN s.previous_secret_encrypted END
+               AS previous_secret_encrypted
+    FROM deliveries d
+    JOIN events e ON e.id = d.event_id
+    JOIN subscriptions s ON s.id = d.subscription_id
+    WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.lease_token = :token AND d.state = 'pending'
+      AND d.lease_until > :now
+    ORDER BY d.id
+    """
+)
+
+# One statement per write-back, for attempts of any number of batches: the deliveries (each
+# guarded by its own batch's lease token), then an attempt row for each one really updated.
+_RECORD_ATTEMPTS = text(
+    """
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS bigint[]), CAST(:tokens AS uuid[]), CAST(:states AS text[]),
+            CAST(:next_attempt_ats AS timestamptz[]), CAST(:ats AS timestamptz[]),
+            CAST(:statuses AS integer[]), CAST(:latencies AS integer[]),
+            CAST(:errors AS text[]), CAST(:excerpts AS text[])
+        ) AS i(id, token, state, next_attempt_at, at, status, latency_ms, error, excerpt)
+    ),
+    updated AS (
+        UPDATE deliveries AS d SET
+            state = i.state,
+            attempt_count = d.attempt_count + 1,
+            schedule_attempt = d.schedule_attempt + 1,
+            next_attempt_at = i.next_attempt_at,
+            last_attempt_at = i.at,
+            last_response_status = i.status,
+            last_error = i.error,
+            finished_at = CASE WHEN i.state = 'pending' THEN NULL ELSE :now END,
+            lease_token = NULL,
+            lease_until = NULL
+        FROM input i
+        WHERE d.id = i.id AND d.lease_token = i.token AND d.state = 'pending'
+        RETURNING d.id
+    )
+    INSERT INTO delivery_attempts (delivery_id, at, response_status, latency_ms, error,
+                                   response_excerpt)
+    SELECT i.id, i.at, i.status, i.latency_ms, i.error, i.excerpt
+    FROM input i JOIN updated u ON u.id = i.id
+    ORDER BY i.id
+    RETURNING delivery_id
+    """
+)
+
+_STOP_LEASED = text(
+    """
+    UPDATE deliveries SET state = 'failed', finished_at = :now, next_attempt_at = NULL,
+        last_error = :reason, lease_token = NULL, lease_until = NULL
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = 'pending'
+    """
+)
+
+_POSTPONE_LEASED = text(
+    """
+    UPDATE deliveries SET next_attempt_at = :at, lease_token = NULL, lease_until = NULL
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = 'pending'
+    """
+)
+
+_STOP_SUBSCRIPTION_DELIVERIES = text(
+    """
+    UPDATE deliveries SET state = 'failed', finished_at = :now, next_attempt_at = NULL,
+        last_error = :reason, lease_token = NULL, lease_until = NULL
+    WHERE subscription_id = :subscription_pk AND state = 'pending'
+    """
+)
+
+_DISABLE_SUBSCRIPTION = text(
+    """
+    UPDATE subscriptions SET enabled = false, disabled_reason = :reason, updated_at = :now
+    WHERE id = :subscription_pk AND enabled
+    """
+)
+
+_EVENT_OF_CLIENT = text(
+    "SELECT id FROM events WHERE client_id = :client_id AND public_id = :event_id"
+)
+
+_EVENT_DELIVERIES = text(
+    """
+    SELECT d.id AS pk, d.public_id AS id, s.public_id AS subscription_id, d.state,
+           d.attempt_count, d.last_attempt_at, d.next_attempt_at, d.last_response_status,
+           d.last_error
+    FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+    WHERE d.event_id = :event_pk
+    ORDER BY d.id
+    """
+)
+
+_ATTEMPTS_OF = text(
+    """
+    SELECT delivery_id, at, response_status, latency_ms, error, response_excerpt
+    FROM delivery_attempts WHERE delivery_id = ANY(CAST(:ids AS bigint[]))
+    ORDER BY delivery_id, at, id
+    """
+)
+
+# Redeliver: back to pending, due now, with a fresh schedule; attempt_count keeps counting.
+# Deliveries to a disabled or deleted subscription stay as they are.
+_REDELIVER = text(
+    """
+    UPDATE deliveries AS d SET state = 'pending', next_attempt_at = :now, schedule_attempt = 0,
+        finished_at = NULL, lease_token = NULL, lease_until = NULL
+    FROM subscriptions s
+    WHERE d.event_id = :event_pk AND s.id = d.subscription_id
+      AND s.enabled AND s.deleted_at IS NULL
+      AND (CAST(:subscription_id AS text) IS NULL OR s.public_id = :subscription_id)
+    RETURNING d.public_id
+    """
+)
+
+_RECOVER = text(
+    """
+    UPDATE deliveries SET state = 'pending', next_attempt_at = :now, schedule_attempt = 0,
+        finished_at = NULL, lease_token = NULL, lease_until = NULL
+    WHERE subscription_id = :subscription_pk AND state = 'failed'
+      AND finished_at >= :since AND (CAST(:until AS timestamptz) IS NULL OR finished_at < :until)
+    RETURNING id
+    """
+)
+
+
+@dataclass(frozen=True)
+class AttemptWrite:
+    """One finished attempt and the delivery's state after it."""
+
+    delivery_id: int
+    lease_token: uuid.UUID
+    state: str  # 'pending' (retry at next_attempt_at), 'succeeded' or 'failed'
+    next_attempt_at: datetime | None
+    at: datetime
+    response_status: int | None
+    latency_ms: int
+    error: str | None
+    response_excerpt: str | None
+
+
+async def claim_due_deliveries(
+    session: AsyncSession, now: datetime, lease_s: float, limit: int
+) -> tuple[uuid.UUID, list[int]]:
+    """Lease up to `limit` due deliveries, oldest due first; returns the token and their ids."""
+    token = uuid.uuid4()
+    result = await session.execute(
+        _CLAIM_DUE,
+        {
+            "token": token,
+            "lease_until": now + timedelta(seconds=lease_s),
+            "now": now,
+            "limit": limit,
+        },
+    )
+    return token, sorted(int(row[0]) for row in result)
+
+
+async def leased_subscriptions(
+    session: AsyncSession, ids: Sequence[int], token: uuid.UUID, now: datetime
+) -> dict[int, int]:
+    """The deliveries of `ids` still leased to `token`, each with its subscription's row id."""
+    result = await session.execute(
+        _LEASED_SUBSCRIPTIONS, {"ids": list(ids), "token": token, "now": now}
+    )
+    return {int(row.id): int(row.subscription_pk) for row in result}
+
+
+async def load_leased_deliveries(
+    session: AsyncSession, ids: Sequence[int], token: uuid.UUID, now: datetime
+) -> Sequence[Row[Any]]:
+    """The deliveries of `ids` still leased to `token`, with their event and subscription."""
+    result = await session.execute(_LOAD_LEASED, {"ids": list(ids), "token": token, "now": now})
+    return result.all()
+
+
+async def record_attempts(
+    session: AsyncSession, attempts: Sequence[AttemptWrite], now: datetime
+) -> set[int]:
+    """Write finished attempts back; returns the ids whose lease was still the attempt's (the
+    others' attempts changed nothing)."""
+    if not attempts:
+        return set()
+    ordered = sorted(attempts, key=lambda a: a.delivery_id)
+    result = await session.execute(
+        _RECORD_ATTEMPTS,
+        {
+            "ids": [a.delivery_id for a in ordered],
+            "tokens": [a.lease_token for a in ordered],
+            "states": [a.state for a in ordered],
+            "next_attempt_ats": [a.next_attempt_at for a in ordered],
+            "ats": [a.at for a in ordered],
+            "statuses": [a.response_status for a in ordered],
+            "latencies": [a.latency_ms for a in ordered],
+            "errors": [a.error for a in ordered],
+            "excerpts": [a.response_excerpt for a in ordered],
+            "now": now,
+        },
+    )
+    return {int(row[0]) for row in result}
+
+
+async def stop_leased(
+    session: AsyncSession, ids: Sequence[int], token: uuid.UUID, reason: str, now: datetime
+) -> None:
+    """End leased deliveries as failed without an attempt (their subscription went away)."""
+    if ids:
+        await session.execute(
+            _STOP_LEASED, {"ids": list(ids), "token": token, "reason": reason, "now": now}
+        )
+
+
+async def postpone_leased(
+    session: AsyncSession, ids: Sequence[int], token: uuid.UUID, at: datetime
+) -> None:
+    """Give leased deliveries back unattempted, due again at `at`."""
+    if ids:
+        await session.execute(_POSTPONE_LEASED, {"ids": list(ids), "token": token, "at": at})
+
+
+async def stop_subscription_deliveries(
+    session: AsyncSession, subscription_pk: int, reason: str, now: datetime
+) -> None:
+    """End every pending delivery of a subscription as failed (disabled or deleted)."""
+    await session.execute(
+        _STOP_SUBSCRIPTION_DELIVERIES,
+        {"subscription_pk": subscription_pk, "reason": reason, "now": now},
+    )
+
+
+async def disable_subscription(
+    session: AsyncSession, subscription_pk: int, reason: str, now: datetime
+) -> None:
+    """Disable a subscription whose endpoint is gone, and stop its pending deliveries."""
+    await session.execute(
+        _DISABLE_SUBSCRIPTION, {"subscription_pk": subscription_pk, "reason": reason, "now": now}
+    )
+    await stop_subscription_deliveries(
+        session, subscription_pk, f"subscription disabled: {reason}", now
+    )
+
+
+async def find_event_pk(session: AsyncSession, client_id: int, event_id: str) -> int | None:
+    row = (
+        await session.execute(_EVENT_OF_CLIENT, {"client_id": client_id, "event_id": event_id})
+    ).one_or_none()
+    return None if row is None else int(row[0])
+
+
+async def list_event_deliveries(session: AsyncSession, event_pk: int) -> list[dict[str, Any]]:
+    """The deliveries of an event as the API shows them, each with its attempts."""
+    rows = (await session.execute(_EVENT_DELIVERIES, {"event_pk": event_pk})).mappings().all()
+    if not rows:
+        return []
+    attempts: dict[int, list[dict[str, Any]]] = {row["pk"]: [] for row in rows}
+    for attempt in (await session.execute(_ATTEMPTS_OF, {"ids": list(attempts)})).mappings():
+        attempts[attempt["delivery_id"]].append(
+            {
+                "at": attempt["at"],
+                "response_status": attempt["response_status"],
+                "latency_ms": attempt["latency_ms"],
+                "error": attempt["error"],
+                "response_excerpt": attempt["response_excerpt"],
+            }
+        )
+    return [
+        {**{k: v for k, v in row.items() if k != "pk"}, "attempts": attempts[row["pk"]]}
+        for row in rows
+    ]
+
+
+async def redeliver_event(
+    session: AsyncSession, event_pk: int, subscription_id: str | None, now: datetime
+) -> list[str]:
+    """Send an event's deliveries (or the one to `subscription_id`) again, due now, with a
+    fresh schedule; returns the public ids of those put back."""
+    result = await session.execute(
+        _REDELIVER, {"event_pk": event_pk, "subscription_id": subscription_id, "now": now}
+    )
+    return [str(row[0]) for row in result]
+
+
+async def recover_failed(
+    session: AsyncSession,
+    subscription_pk: int,
+    since: datetime,
+    until: datetime | None,
+    now: datetime,
+) -> int:
+    """Put every delivery of a subscription that ended `failed` in [since, until) back to
+    pending, due now, with a fresh schedule; returns how many."""
+    result = await session.execute(
+        _RECOVER,
+        {"subscription_pk": subscription_pk, "since": since, "until": until, "now": now},
+    )
+    return len(result.all())

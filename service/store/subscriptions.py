@@ -1,0 +1,164 @@
+"""Webhook subscriptions: create, read, list, change, soft-delete, rotate the secret.
+
+Every statement is scoped by `client_id` and skips deleted rows, so one client never reaches
+another's subscription and a deleted one behaves as if it never existed. Secrets arrive and leave
+encrypted (service/webhooks/encryption.py): this module never sees one in clear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.store.deliveries import stop_subscription_deliveries
+from service.store.tables import Subscription
+
+subscriptions = cast(Table, Subscription.__table__)
+
+# The contract's subscription, plus the row id for cursors and joins. Never the secrets.
+SUBSCRIPTION_COLUMNS: tuple[Any, ...] = (
+    subscriptions.c.id.label("pk"),
+    subscriptions.c.public_id.label("id"),
+    subscriptions.c.url,
+    subscriptions.c.event_types,
+    subscriptions.c.description,
+    subscriptions.c.enabled,
+    subscriptions.c.disabled_reason,
+    subscriptions.c.created_at,
+)
+
+SubscriptionRow = Row[Any]
+
+# How long a rotated-out secret keeps signing beside the new one.
+ROTATION_OVERLAP = timedelta(hours=24)
+
+_live = subscriptions.c.deleted_at.is_(None)
+
+
+def _of_client(client_id: int, public_id: str) -> Any:
+    return (
+        (subscriptions.c.client_id == client_id) & (subscriptions.c.public_id == public_id) & _live
+    )
+
+
+async def insert_subscription(
+    session: AsyncSession,
+    *,
+    client_id: int,
+    public_id: str,
+    url: str,
+    event_types: Sequence[str],
+    description: str,
+    secret_encrypted: bytes,
+    now: datetime,
+) -> SubscriptionRow:
+    statement = (
+        insert(subscriptions)
+        .values(
+            public_id=public_id,
+            client_id=client_id,
+            url=url,
+            event_types=list(event_types),
+            description=description,
+            enabled=True,
+            secret_encrypted=secret_encrypted,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(*SUBSCRIPTION_COLUMNS)
+    )
+    return (await session.execute(statement)).one()
+
+
+async def find_subscription(
+    session: AsyncSession, client_id: int, public_id: str
+) -> SubscriptionRow | None:
+    statement = select(*SUBSCRIPTION_COLUMNS).where(_of_client(client_id, public_id))
+    return (await session.execute(statement)).one_or_none()
+
+
+async def list_subscriptions(
+    session: AsyncSession, client_id: int, *, before_pk: int | None, limit: int
+) -> Sequence[SubscriptionRow]:
+    """This client's subscriptions, newest first, after the cursor position `before_pk`."""
+    statement = select(*SUBSCRIPTION_COLUMNS).where(subscriptions.c.client_id == client_id, _live)
+    if before_pk is not None:
+        statement = statement.where(subscriptions.c.id < before_pk)
+    statement = statement.order_by(subscriptions.c.id.desc()).limit(limit)
+    return (await session.execute(statement)).all()
+
+
+async def find_secret(session: AsyncSession, client_id: int, public_id: str) -> bytes | None:
+    """The current secret, encrypted."""
+    statement = select(subscriptions.c.secret_encrypted).where(_of_client(client_id, public_id))
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def update_subscription(
+    session: AsyncSession,
+    client_id: int,
+    public_id: str,
+    changes: Mapping[str, Any],
+    now: datetime,
+) -> SubscriptionRow | None:
+    """Apply `changes` (any of url, event_types, enabled, description). Enabling clears the
+    reason it was disabled; disabling stops its pending deliveries."""
+    values = dict(changes)
+    if values.get("enabled") is True:
+        values["disabled_reason"] = None
+    elif values.get("enabled") is False:
+        values["disabled_reason"] = "disabled by the client"
+    statement = (
+        update(subscriptions)
+        .where(_of_client(client_id, public_id))
+        .values(**values, updated_at=now)
+        .returning(*SUBSCRIPTION_COLUMNS)
+    )
+    row = (await session.execute(statement)).one_or_none()
+    if row is not None and values.get("enabled") is False:
+        await stop_subscription_deliveries(session, row.pk, "subscription disabled", now)
+    return row
+
+
+async def delete_subscription(
+    session: AsyncSession, client_id: int, public_id: str, now: datetime
+) -> bool:
+    """Soft-delete: the row stays (its deliveries' history stays readable), its pending
+    deliveries stop. False when there is no such subscription."""
+    statement = (
+        update(subscriptions)
+        .where(_of_client(client_id, public_id))
+        .values(deleted_at=now, enabled=False, updated_at=now)
+        .returning(subscriptions.c.id)
+    )
+    pk = (await session.execute(statement)).scalar_one_or_none()
+    if pk is None:
+        return False
+    await stop_subscription_deliveries(session, pk, "subscription deleted", now)
+    return True
+
+
+async def rotate_secret(
+    session: AsyncSession, client_id: int, public_id: str, new_encrypted: bytes, now: datetime
+) -> bool:
+    """Make `new_encrypted` the signing secret; the current one keeps signing for 24 hours.
+
+    Ciphertexts are bound to the subscription, not to the column, so the current one moves to
+    `previous_secret_encrypted` as it is.
+    """
+    statement = (
+        update(subscriptions)
+        .where(_of_client(client_id, public_id))
+        .values(
+            previous_secret_encrypted=subscriptions.c.secret_encrypted,
+            previous_secret_expires_at=now + ROTATION_OVERLAP,
+            secret_encrypted=new_encrypted,
+            updated_at=now,
+        )
+        .returning(subscriptions.c.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None

@@ -1,0 +1,120 @@
+"""From POST /v1/tasks, through the upstream simulator, a real Celery worker and the scheduler, to
+a webhook whose signature the `standardwebhooks` package verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from standardwebhooks.webhooks import Webhook
+
+from service.config import Settings
+from service.engine.ratelimit import UpstreamRateLimiter
+from service.engine.scheduler import Scheduler, SchedulerContext, default_steps
+from service.sim.server import SimServer
+from service.sim.state import SimOptions
+from service.store.db import create_engine_for, session_factory
+from tests.integration.webhooks.conftest import api_client, new_client, webhook_settings
+from tests.integration.webhooks.receiver import Receiver
+from workers.app import (
+    celery_delivery_publisher,
+    celery_poll_publisher,
+    create_celery_app,
+    runtime_of,
+)
+
+API_ID = "test-api-id"
+API_SECRET = "test-api-secret-value"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[SimServer]:
+    with SimServer(SimOptions(api_id=API_ID, api_secret=API_SECRET)) as server:
+        yield server
+
+
+@asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[None]:
+    """A Celery worker (threads pool) and the scheduler with every step, polls and deliveries."""
+    app = create_celery_app(settings, queue=f"phonebridge-webhooks-{secrets.token_hex(4)}")
+    db = create_engine_for(settings, pool_size=2)
+    redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
+    context = SchedulerContext(
+        settings=settings,
+        sessions=session_factory(db),
+        redis=redis,
+        limiter=UpstreamRateLimiter(redis, settings.upstream_max_rps),
+        publish_poll=celery_poll_publisher(app),
+        publish_delivery=celery_delivery_publisher(app),
+    )
+    scheduler = Scheduler(
+        default_steps(context), tick_s=settings.scheduler_tick_s, clock=lambda: datetime.now(UTC)
+    )
+    stop = asyncio.Event()
+    with start_worker(
+        app, pool="threads", concurrency=2, perform_ping_check=False, loglevel="WARNING"
+    ):
+        loop = asyncio.create_task(scheduler.run_until(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await loop
+    runtime_of(app).stop()
+    await redis.aclose()
+    await db.dispose()
+
+
+async def test_a_registered_task_ends_as_a_verified_webhook(
+    database_url: str,
+    redis_url: str,
+    upstream: SimServer,
+    receiver: Receiver,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    settings = webhook_settings(
+        database_url,
+        redis_url,
+        upstream_base_url=upstream.base_url,
+        upstream_max_rps=500.0,
+        scheduler_tick_s=0.05,
+        poll_initial_s=0.2,
+        poll_max_s=0.4,
+    )
+    path = f"/{secrets.token_hex(6)}"
+    task_id = f"sim-ring-2-{secrets.token_hex(3)}"
+    async with api_client(settings) as api:
+        client = await new_client(settings, sessions)
+        subscribed = await api.post(
+            "/v1/subscriptions", json={"url": receiver.url(path)}, headers=client.headers
+        )
+        secret = subscribed.json()["secret"]
+        registered = await api.post(
+            "/v1/tasks", json={"task_id": task_id, "metadata": {"k": "v"}}, headers=client.headers
+        )
+        assert registered.status_code == 201, registered.text
+        async with running_service(settings):
+            await receiver.wait_for(1, path, timeout=20)
+        [request] = receiver.received(path)
+        payload = Webhook(secret).verify(request.body, request.headers)
+        assert payload["type"] == "task.completed"
+        assert payload["data"]["task_id"] == task_id
+        assert payload["data"]["state"] == "completed"
+        assert payload["data"]["result"]["phone_status"] == "ring"
+        assert payload["data"]["metadata"] == {"k": "v"}
+        events = (await api.get("/v1/events", headers=client.headers)).json()["data"]
+        [event] = [e for e in events if e["data"]["task_id"] == task_id]
+        assert request.headers["webhook-id"] == event["id"]
+        assert json.loads(request.body)["data"] == event["data"]
+        deliveries = await api.get(f"/v1/events/{event['id']}/deliveries", headers=client.headers)
+        [delivery] = deliveries.json()["data"]
+        assert (delivery["state"], delivery["attempt_count"]) == ("succeeded", 1)
