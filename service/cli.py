@@ -15,9 +15,11 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    # Checked before Alembic is imported: its import logs, and the refusal must be one line.
+    url = settings.sqlalchemy_url
     from service.store.migrate import upgrade_to_head
 
-    upgrade_to_head(settings.sqlalchemy_url)
+    upgrade_to_head(url)
     print("database schema is up to date")
     return 0
 
@@ -66,6 +68,24 @@ def _upstream_sim(args: argparse.Namespace, settings: Settings) -> int:
     return run(args)
 
 
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from service.run.up import run_up
+
+    return run_up(args, settings)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from service.run.demo import run_demo
+
+    return run_demo(args, settings)
+
+
+def _demo_receiver(args: argparse.Namespace, settings: Settings) -> int:
+    from service.run.receiver import run_receiver
+
+    return run_receiver(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phonebridge",
@@ -99,6 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("upstream-sim", help="serve a local simulator of AccuAuth")
     configure_sim(p)
     p.set_defaults(handler=_upstream_sim)
+
+    from service.run.options import configure_demo, configure_demo_receiver, configure_up
+
+    p = commands.add_parser(
+        "up", help="run migrate, the API, a worker and the scheduler together until Ctrl-C"
+    )
+    configure_up(p)
+    p.set_defaults(handler=_up)
+
+    p = commands.add_parser("demo", help="`up` plus the simulator, a receiver and sample tasks")
+    configure_demo(p)
+    p.set_defaults(handler=_demo)
+
+    p = commands.add_parser("demo-receiver", help="serve a signature-checking webhook receiver")
+    configure_demo_receiver(p)
+    p.set_defaults(handler=_demo_receiver)
     return parser
 
 

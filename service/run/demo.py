@@ -1,0 +1,276 @@
+"""`phonebridge demo`: `up`, plus the upstream simulator and a signature-checking receiver, with
+sample tasks flowing through the production code paths and a live view of them.
+
+The sample tasks' ids script the simulator (see service/sim/scripts.py): one per phone_status,
+after a few PENDING answers each, one that never answers (it expires after --task-ttl seconds)
+and one upstream rejects (it fails). The children get compressed polling times and may deliver
+to the receiver on loopback (PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE=true).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import secrets
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from service.config import ENV_PREFIX, Settings
+from service.run.processes import ChildSpec, free_port, phonebridge_command
+from service.run.receiver import ReceiverServer
+from service.run.supervisor import StopRequested, Supervisor, SupervisorFailed
+from service.run.up import UpOptions, data_dir_lock, start_stack, uses_embedded_servers
+from service.run.view import DemoView, PlainView, RichView, SampleTask, Snapshot, TaskView
+from service.sim.defaults import DEFAULT_API_ID, DEFAULT_API_SECRET
+
+DONE_MESSAGE = "all sample tasks final and webhooks verified"
+NOT_DONE_MESSAGE = "not everything finished as expected"
+# (phone_status, PENDING answers before it): every status, at different speeds.
+SAMPLE_STATUSES: tuple[tuple[str, int], ...] = (
+    ("ring", 0),
+    ("connected", 1),
+    ("empty", 2),
+    ("busy", 0),
+    ("turned_off", 1),
+    ("outside_service_area", 3),
+    ("line_abnormal", 2),
+    ("temp_unavailable", 3),
+)
+SIM_START_TIMEOUT_S = 60.0
+KEY_CREATE_TIMEOUT_S = 60.0
+VIEW_INTERVAL_S = 0.5
+# Past the expiry, how long the demo waits before saying what has not finished.
+PATIENCE_AFTER_TTL_S = 60.0
+HTTP_TIMEOUT_S = 10.0
+
+
+def sample_tasks(tag: str) -> list[SampleTask]:
+    """The demo's tasks; `tag` makes the ids unique to this run (data survives restarts)."""
+    samples = [
+        SampleTask(f"sim-{status}-{calls}-{tag}", "completed", status)
+        for status, calls in SAMPLE_STATUSES
+    ]
+    samples.append(SampleTask(f"sim-never-{tag}", "expired"))
+    samples.append(SampleTask(f"sim-invalid-{tag}", "failed"))
+    return samples
+
+
+def demo_child_env(upstream_base_url: str, task_ttl_s: float) -> dict[str, str]:
+    """What the demo changes for its children: the simulator upstream, fast schedules."""
+    return {
+        f"{ENV_PREFIX}UPSTREAM_BASE_URL": upstream_base_url,
+        # The simulator's documented demo credentials, not a real account's.
+        f"{ENV_PREFIX}UPSTREAM_API_ID": DEFAULT_API_ID,
+        f"{ENV_PREFIX}UPSTREAM_API_SECRET": DEFAULT_API_SECRET,
+        f"{ENV_PREFIX}WEBHOOK_ALLOW_PRIVATE": "true",
+        f"{ENV_PREFIX}POLL_INITIAL_S": "0.5",
+        f"{ENV_PREFIX}POLL_MAX_S": "3",
+        f"{ENV_PREFIX}TASK_TTL_S": f"{task_ttl_s:g}",
+        f"{ENV_PREFIX}WEBHOOK_RETRY_SCHEDULE": "1,2,5,10,30",
+    }
+
+
+class DemoClient:
+    """The demo's calls to the REST API, as any client would make them."""
+
+    def __init__(self, api_url: str, api_key: str) -> None:
+        self._http = httpx.Client(
+            base_url=api_url,
+            headers={"authorization": f"Bearer {api_key}"},
+            timeout=HTTP_TIMEOUT_S,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.is_error:
+            # The problem's title and status only: a body could echo what was sent.
+            raise SupervisorFailed(
+                f"{method} {path} answered {response.status_code}: {_problem_title(response)}"
+            )
+        return response.json()
+
+    def subscribe(self, url: str) -> tuple[str, str]:
+        """A subscription to every event type; its id and signing secret."""
+        body = {"url": url, "description": "phonebridge demo receiver"}
+        created = self._call("POST", "/v1/subscriptions", json=body)
+        return str(created["id"]), str(created["secret"])
+
+    def register(self, samples: list[SampleTask]) -> None:
+        tasks = [{"task_id": s.task_id, "metadata": {"demo": True}} for s in samples]
+        results = self._call("POST", "/v1/tasks/batch", json={"tasks": tasks})["results"]
+        rejected = [r for r in results if r.get("outcome") == "rejected"]
+        if rejected:
+            raise SupervisorFailed(f"sample task rejected: {rejected[0].get('detail')}")
+
+    def tasks(self, samples: list[SampleTask]) -> dict[str, TaskView]:
+        wanted = {s.task_id for s in samples}
+        page = self._call("GET", "/v1/tasks", params={"limit": 500})
+        return {t["task_id"]: TaskView.of(t) for t in page["data"] if t["task_id"] in wanted}
+
+
+def _problem_title(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("title", ""))
+    except ValueError:
+        return ""
+
+
+def create_api_key(supervisor: Supervisor, env: dict[str, str], name: str) -> str:
+    """A client and key made by `phonebridge api-key create`, as an operator would."""
+    spec = ChildSpec(
+        name="api-key create",
+        argv=phonebridge_command("api-key", "create", "--name", name),
+        env=env,
+        capture_stdout=True,
+    )
+    lines = supervisor.run_to_completion(spec, KEY_CREATE_TIMEOUT_S).strip().splitlines()
+    if not lines:
+        raise SupervisorFailed("api-key create printed no key")
+    return lines[-1].strip()
+
+
+def _wait_for_simulator(supervisor: Supervisor, base_url: str) -> None:
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{base_url}/_sim/health", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    supervisor.wait_until(answers, SIM_START_TIMEOUT_S, "the upstream simulator")
+
+
+def usage_text(api_url: str, api_key: str, example_task_id: str, event_id: str | None) -> str:
+    """The summary printed once the demo is done: where things are, and what to try."""
+    auth = '-H "Authorization: Bearer $KEY"'
+    lines = [
+        f"API:     {api_url}   (interactive docs: {api_url}/docs)",
+        f"API key: {api_key}",
+        "",
+        "Copy and paste:",
+        f"  KEY={api_key}",
+        f"  curl -s {auth} {api_url}/v1/tasks",
+        f"  curl -s {auth} -H 'content-type: application/json' "
+        f'-d \'{{"task_id": "sim-busy-2-mine"}}\' {api_url}/v1/tasks',
+        f"  curl -s {auth} {api_url}/v1/tasks/sim-busy-2-mine",
+        f"  curl -s {auth} {api_url}/v1/tasks/{example_task_id}",
+        f"  curl -s {auth} {api_url}/v1/events",
+    ]
+    if event_id is not None:
+        lines.append(f"  curl -s {auth} {api_url}/v1/events/{event_id}/deliveries")
+    lines += [
+        f"  curl -s {auth} {api_url}/v1/subscriptions",
+        f"  curl -s {api_url}/readyz",
+        "",
+        "Task ids like sim-<phone_status>-<pending answers> script the simulator "
+        "(e.g. sim-ring-3, sim-never, sim-invalid).",
+        "Ctrl-C stops everything.",
+    ]
+    return "\n".join(lines)
+
+
+def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """`phonebridge demo`: until Ctrl-C or SIGTERM (exit 0), or a failure that stops it (1)."""
+    data_dir = settings.data_dir.resolve()
+    lock = data_dir_lock(data_dir) if uses_embedded_servers(settings) else contextlib.nullcontext()
+    supervisor = Supervisor(prefix="phonebridge demo")
+    try:
+        with lock, supervisor, ReceiverServer() as receiver:
+            return _run(args, settings, supervisor, receiver)
+    except StopRequested:
+        supervisor.say("stopped")
+        return 0
+    except SupervisorFailed as failure:
+        supervisor.say(f"error: {failure}")
+        return 1
+
+
+def _run(
+    args: argparse.Namespace,
+    settings: Settings,
+    supervisor: Supervisor,
+    receiver: ReceiverServer,
+) -> int:
+    started = time.monotonic()
+    sim_port = free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    log_dir = settings.data_dir.resolve() / "logs"
+    supervisor.say(f"starting; process logs go to {log_dir}")
+    options = UpOptions(
+        host=args.host,
+        port=args.port,
+        child_env=demo_child_env(sim_url, args.task_ttl),
+        log_dir=log_dir,
+    )
+    stack = start_stack(supervisor, settings, options)
+    env = dict(stack.env)
+    supervisor.launch(
+        ChildSpec(
+            name="upstream-sim",
+            argv=phonebridge_command("upstream-sim", "--port", str(sim_port)),
+            env=env,
+            log_path=log_dir / "upstream-sim.log",
+        )
+    )
+    _wait_for_simulator(supervisor, sim_url)
+    supervisor.say(f"API listening on {stack.api_url}; upstream simulator on {sim_url}")
+
+    tag = secrets.token_hex(3)
+    api_key = create_api_key(supervisor, env, f"demo-{tag}")
+    client = DemoClient(stack.api_url, api_key)
+    try:
+        _, secret = client.subscribe(f"{receiver.base_url}/webhooks")
+        receiver.state.add_secret(secret)
+        samples = sample_tasks(tag)
+        client.register(samples)
+        supervisor.say(
+            f"registered {len(samples)} sample tasks; webhooks go to {receiver.base_url}/webhooks"
+        )
+        plain = args.plain or not sys.stdout.isatty()
+        view: DemoView = PlainView() if plain else RichView()
+        try:
+            snapshot = _follow(supervisor, client, receiver, samples, view, started, args.task_ttl)
+        finally:
+            view.close()
+        problems = snapshot.unexpected()
+        if snapshot.all_done:
+            supervisor.say(f"{DONE_MESSAGE} ({len(samples)} tasks, {snapshot.elapsed_s:.1f} s)")
+        else:
+            supervisor.say(f"{NOT_DONE_MESSAGE}: {'; '.join(problems) or 'see the view above'}")
+        first_event = next((w.webhook_id for w in snapshot.webhooks if w.verified), None)
+        print(usage_text(stack.api_url, api_key, samples[0].task_id, first_event), flush=True)
+    finally:
+        client.close()
+    while True:
+        supervisor.tend(60.0)
+
+
+def _follow(
+    supervisor: Supervisor,
+    client: DemoClient,
+    receiver: ReceiverServer,
+    samples: list[SampleTask],
+    view: DemoView,
+    started: float,
+    task_ttl_s: float,
+) -> Snapshot:
+    """Show the tasks until all are done as expected, or until patience runs out."""
+    give_up_at = time.monotonic() + task_ttl_s + PATIENCE_AFTER_TTL_S
+    while True:
+        snapshot = Snapshot(
+            samples=samples,
+            tasks=client.tasks(samples),
+            webhooks=receiver.state.received(),
+            elapsed_s=time.monotonic() - started,
+        )
+        view.show(snapshot)
+        if snapshot.all_done or time.monotonic() > give_up_at:
+            return snapshot
+        if snapshot.final_count == len(samples) and snapshot.unexpected():
+            return snapshot
+        supervisor.tend(VIEW_INTERVAL_S)

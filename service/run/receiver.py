@@ -1,0 +1,243 @@
+"""A webhook receiver that checks each request as a subscriber should: the Standard Webhooks
+signature, verified with the `standardwebhooks` package (not phonebridge's own signing code, so it
+is an independent check), and deduplication by webhook-id.
+
+    POST /<any path>   a webhook: 204 when a known secret verifies it, else 401
+    GET  /received     {"received": [...]} every webhook so far, with its verification result
+    POST /secrets      {"secret": "whsec_..."} verify with this secret too (204)
+
+`ReceiverServer` runs it on a thread of this process (the demo); `phonebridge demo-receiver`
+serves it on its own (docker-compose's demo profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+import uvicorn
+from standardwebhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.config import ConfigError
+from service.sim.server import base_url_of, bind_socket
+
+log = logging.getLogger(__name__)
+
+LISTENING_PREFIX = "demo-receiver listening on "
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix, not a secret
+_START_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ReceivedWebhook:
+    webhook_id: str
+    event_type: str | None
+    task_id: str | None
+    state: str | None
+    phone_status: str | None
+    verified: bool
+    duplicate: bool  # this webhook-id arrived before (delivery is at least once)
+    path: str
+    at: float
+
+
+class ReceiverState:
+    """Secrets and what arrived; shared between the server thread and its readers."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._verifiers: list[Webhook] = []
+        self._received: list[ReceivedWebhook] = []
+        self._seen: set[str] = set()
+        for secret in secrets or []:
+            self.add_secret(secret)
+
+    def add_secret(self, secret: str) -> None:
+        if not secret.startswith(SECRET_PREFIX):
+            # The message names the expected shape only: the value may be a real secret.
+            raise ValueError(f"a secret starts with {SECRET_PREFIX}")
+        verifier = Webhook(secret)
+        with self._lock:
+            self._verifiers.append(verifier)
+
+    def verify(self, body: bytes, headers: dict[str, str]) -> bool:
+        with self._lock:
+            verifiers = list(self._verifiers)
+        for verifier in verifiers:
+            try:
+                verifier.verify(body, headers)
+            except WebhookVerificationError:
+                continue
+            return True
+        return False
+
+    def record(self, webhook: ReceivedWebhook) -> ReceivedWebhook:
+        with self._lock:
+            duplicate = webhook.webhook_id in self._seen
+            self._seen.add(webhook.webhook_id)
+            if duplicate:
+                webhook = ReceivedWebhook(**{**asdict(webhook), "duplicate": True})
+            self._received.append(webhook)
+        return webhook
+
+    def received(self) -> list[ReceivedWebhook]:
+        with self._lock:
+            return list(self._received)
+
+
+def _describe(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
+    """The event type, task_id, state and phone_status of a webhook body, when it has them."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None, None, None
+    if not isinstance(payload, dict):
+        return None, None, None, None
+    data = _object(payload.get("data"))
+    result = _object(data.get("result"))
+    return (
+        _text(payload.get("type")),
+        _text(data.get("task_id")),
+        _text(data.get("state")),
+        _text(result.get("phone_status")),
+    )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def create_receiver_app(state: ReceiverState) -> Starlette:
+    async def webhook(request: Request) -> Response:
+        body = await request.body()
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        verified = state.verify(body, headers)
+        event_type, task_id, task_state, phone_status = _describe(body)
+        received = state.record(
+            ReceivedWebhook(
+                webhook_id=headers.get("webhook-id", ""),
+                event_type=event_type,
+                task_id=task_id,
+                state=task_state,
+                phone_status=phone_status,
+                verified=verified,
+                duplicate=False,
+                path=request.url.path,
+                at=time.time(),
+            )
+        )
+        log.info(
+            "receiver.webhook",
+            extra={
+                "webhook_id": received.webhook_id,
+                "type": event_type,
+                "task_id": task_id,
+                "verified": verified,
+                "duplicate": received.duplicate,
+            },
+        )
+        return Response(status_code=204 if verified else 401)
+
+    async def received(request: Request) -> Response:
+        body = {"received": [asdict(item) for item in state.received()]}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    async def add_secret(request: Request) -> Response:
+        try:
+            payload = orjson.loads(await request.body())
+            state.add_secret(payload["secret"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            message = b'{"detail": "expected {\\"secret\\": \\"whsec_...\\"}"}'
+            return Response(message, status_code=422, media_type="application/json")
+        return Response(status_code=204)
+
+    return Starlette(
+        routes=[
+            Route("/received", received, methods=["GET"]),
+            Route("/secrets", add_secret, methods=["POST"]),
+            Route("/{path:path}", webhook, methods=["POST"]),
+        ]
+    )
+
+
+def _uvicorn(state: ReceiverState) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_receiver_app(state),
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+    )
+    return uvicorn.Server(config)
+
+
+class ReceiverServer:
+    """The receiver on a background thread of this process (uvicorn leaves signals alone off
+    the main thread, so the caller keeps its own handlers)."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = ReceiverState()
+        self._server = _uvicorn(self.state)
+        self._socket = bind_socket(host, port)
+        self.base_url = base_url_of(self._socket)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        # uvicorn offers no start callback; its `started` flag flips within milliseconds.
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the webhook receiver did not start")
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=_START_TIMEOUT_S)
+        self._socket.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_receiver(args: argparse.Namespace) -> int:
+    """`phonebridge demo-receiver`: serve until SIGINT or SIGTERM."""
+    try:
+        state = ReceiverState(list(args.secret))
+    except ValueError as error:
+        raise ConfigError(f"demo-receiver: --secret: {error}") from None
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as error:
+        raise ConfigError(
+            f"demo-receiver: cannot listen on {args.host}:{args.port}: {error.strerror}"
+        ) from None
+    print(f"{LISTENING_PREFIX}{base_url_of(sock)}", flush=True)
+    _uvicorn(state).run(sockets=[sock])
+    return 0

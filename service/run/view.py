@@ -1,0 +1,201 @@
+"""The demo's view of its sample tasks and the webhooks they cause: a live table on a terminal
+(rich), or one plain line per change otherwise (pipes, logs, tests)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TextIO
+
+from service.run.receiver import ReceivedWebhook
+
+FINAL_STATES = frozenset({"completed", "expired", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class SampleTask:
+    task_id: str
+    expected_state: str
+    expected_phone_status: str | None = None
+
+    @property
+    def expectation(self) -> str:
+        if self.expected_phone_status is None:
+            return self.expected_state
+        return f"{self.expected_state} ({self.expected_phone_status})"
+
+
+@dataclass(frozen=True)
+class TaskView:
+    state: str
+    phone_status: str | None
+    poll_count: int
+    error_code: str | None
+
+    @classmethod
+    def of(cls, task: Mapping[str, Any]) -> TaskView:
+        result = task.get("result") or {}
+        error = task.get("last_error") or {}
+        return cls(
+            state=str(task.get("state")),
+            phone_status=result.get("phone_status"),
+            poll_count=int(task.get("poll_count") or 0),
+            error_code=error.get("code"),
+        )
+
+    @property
+    def outcome(self) -> str:
+        if self.phone_status is not None:
+            return f"{self.state} ({self.phone_status})"
+        if self.error_code is not None and self.state in FINAL_STATES:
+            return f"{self.state} ({self.error_code})"
+        return self.state
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The sample tasks as the API shows them, and the webhooks the receiver got."""
+
+    samples: Sequence[SampleTask]
+    tasks: Mapping[str, TaskView]
+    webhooks: Sequence[ReceivedWebhook]
+    elapsed_s: float
+
+    def task(self, task_id: str) -> TaskView | None:
+        return self.tasks.get(task_id)
+
+    def verified_webhook_for(self, task_id: str) -> bool:
+        return any(w.task_id == task_id and w.verified for w in self.webhooks)
+
+    def webhook_mark(self, task_id: str) -> str:
+        arrived = [w for w in self.webhooks if w.task_id == task_id]
+        if not arrived:
+            return "-"
+        return "verified" if any(w.verified for w in arrived) else "NOT VERIFIED"
+
+    @property
+    def final_count(self) -> int:
+        return sum(
+            1
+            for sample in self.samples
+            if (task := self.task(sample.task_id)) is not None and task.state in FINAL_STATES
+        )
+
+    def unexpected(self) -> list[str]:
+        """Final tasks that did not end as their script says, described."""
+        problems = []
+        for sample in self.samples:
+            task = self.task(sample.task_id)
+            if task is None or task.state not in FINAL_STATES:
+                continue
+            if (task.state, task.phone_status) != (
+                sample.expected_state,
+                sample.expected_phone_status,
+            ):
+                problems.append(
+                    f"{sample.task_id} ended {task.outcome}, expected {sample.expectation}"
+                )
+        return problems
+
+    @property
+    def all_done(self) -> bool:
+        """Every sample task final as expected, and a verified webhook for each."""
+        return (
+            self.final_count == len(self.samples)
+            and not self.unexpected()
+            and all(self.verified_webhook_for(s.task_id) for s in self.samples)
+        )
+
+
+class DemoView(Protocol):
+    def show(self, snapshot: Snapshot) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PlainView:
+    """One line per task transition and per webhook, for output that is not a terminal."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out
+        self._states: dict[str, str] = {}
+        self._webhooks_seen = 0
+
+    def _say(self, line: str) -> None:
+        print(line, file=self._out or sys.stdout, flush=True)
+
+    def show(self, snapshot: Snapshot) -> None:
+        for sample in snapshot.samples:
+            task = snapshot.task(sample.task_id)
+            if task is None:
+                continue
+            before = self._states.get(sample.task_id)
+            if before == task.state:
+                continue
+            self._states[sample.task_id] = task.state
+            if before is None:
+                self._say(f"task {sample.task_id}: {task.state} (expect {sample.expectation})")
+            else:
+                self._say(
+                    f"task {sample.task_id}: {before} -> {task.outcome} "
+                    f"after {task.poll_count} poll(s)"
+                )
+        for webhook in snapshot.webhooks[self._webhooks_seen :]:
+            verdict = "signature verified" if webhook.verified else "signature NOT verified"
+            again = " (duplicate)" if webhook.duplicate else ""
+            self._say(
+                f"webhook {webhook.webhook_id} {webhook.event_type} {webhook.task_id}: "
+                f"{verdict}{again}"
+            )
+        self._webhooks_seen = len(snapshot.webhooks)
+
+    def close(self) -> None:
+        pass
+
+
+class RichView:
+    """A live table redrawn in place on a terminal."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self._console = Console()
+        self._live = Live(console=self._console, refresh_per_second=4, transient=False)
+        self._live.start()
+
+    def show(self, snapshot: Snapshot) -> None:
+        self._live.update(self._render(snapshot))
+
+    def _render(self, snapshot: Snapshot) -> Any:
+        from rich.table import Table
+
+        styles = {"completed": "green", "expired": "yellow", "failed": "red", "pending": "cyan"}
+        table = Table(
+            title=f"phonebridge demo: {snapshot.final_count}/{len(snapshot.samples)} final, "
+            f"{sum(1 for w in snapshot.webhooks if w.verified)} verified webhook(s), "
+            f"{snapshot.elapsed_s:.0f} s",
+            title_justify="left",
+        )
+        for column in ("task_id", "expected", "state", "polls", "webhook"):
+            table.add_column(column)
+        for sample in snapshot.samples:
+            task = snapshot.task(sample.task_id)
+            if task is None:
+                table.add_row(sample.task_id, sample.expectation, "-", "-", "-")
+                continue
+            style = styles.get(task.state, "")
+            mark = snapshot.webhook_mark(sample.task_id)
+            mark_style = {"verified": "green", "-": "dim"}.get(mark, "bold red")
+            table.add_row(
+                sample.task_id,
+                sample.expectation,
+                f"[{style}]{task.outcome}[/]" if style else task.outcome,
+                str(task.poll_count),
+                f"[{mark_style}]{mark}[/]",
+            )
+        return table
+
+    def close(self) -> None:
+        self._live.stop()

@@ -1,0 +1,125 @@
+"""`phonebridge up`, run as a user runs it: with given URLs, and with embedded servers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import psutil
+import redis
+
+from service.sim.server import SimServer
+from tests.e2e.conftest import (
+    CliProcess,
+    clean_environment,
+    create_api_key,
+    still_running,
+    wait_for_task_state,
+)
+
+API_LINE = r"API listening on (http://\S+)"
+EXPORT_LINE = r"export PHONEBRIDGE_DATABASE_URL=(\S+) PHONEBRIDGE_REDIS_URL=(\S+)"
+
+
+def register_task(api_url: str, api_key: str, task_id: str) -> None:
+    response = httpx.post(
+        f"{api_url}/v1/tasks",
+        json={"task_id": task_id},
+        headers={"authorization": f"Bearer {api_key}"},
+        timeout=10.0,
+    )
+    assert response.status_code == 201, response.text
+
+
+def stop_and_check_nothing_is_left(up: CliProcess, started: list[psutil.Process]) -> None:
+    assert started, "up started no processes"
+    assert up.interrupt() == 0, up.stderr_tail()
+    assert still_running(started) == []
+    assert up.output.splitlines()[-1].endswith("stopped")
+
+
+def test_up_with_given_urls_runs_the_production_commands_and_stops_them_all(
+    tmp_path: Path,
+    own_database_url: str,
+    flushed_redis_url: str,
+    upstream_env: dict[str, str],
+    upstream_sim: SimServer,
+) -> None:
+    env = clean_environment(
+        PHONEBRIDGE_DATABASE_URL=own_database_url,
+        PHONEBRIDGE_REDIS_URL=flushed_redis_url,
+        PHONEBRIDGE_DATA_DIR=str(tmp_path / "data"),
+        **upstream_env,
+    )
+    up = CliProcess(["up", "--port", "0"], env, tmp_path)
+    try:
+        api_url = up.wait_for(API_LINE).group(1)
+        assert "embedded" not in up.output
+        started = up.descendants()
+        commands = [" ".join(p.cmdline()) for p in started]
+        for command in ("service.cli api", "service.cli worker", "service.cli scheduler"):
+            assert any(command in line for line in commands), commands
+
+        api_key = create_api_key(env, tmp_path, "e2e-up")
+        register_task(api_url, api_key, "sim-ring-1-e2e-up")
+        task = wait_for_task_state(api_url, api_key, "sim-ring-1-e2e-up", "completed")
+        assert task["result"]["phone_status"] == "ring"
+        assert upstream_sim.control.task("sim-ring-1-e2e-up")["calls"] == 2
+
+        stop_and_check_nothing_is_left(up, started)
+        assert not (tmp_path / "data" / "postgres").exists()
+    finally:
+        up.kill_everything()
+
+
+def test_up_with_embedded_servers_keeps_data_across_a_restart_and_leaves_no_process(
+    tmp_path: Path, embedded_data_dir: Path, upstream_env: dict[str, str]
+) -> None:
+    data_dir = embedded_data_dir
+    env = clean_environment(PHONEBRIDGE_DATA_DIR=str(data_dir), **upstream_env)
+
+    first = CliProcess(["up", "--port", "0"], env, tmp_path)
+    try:
+        database_url, redis_url = first.wait_for(EXPORT_LINE).groups()
+        api_url = first.wait_for(API_LINE).group(1)
+        with_servers = {**env, "PHONEBRIDGE_DATABASE_URL": database_url}
+        api_key = create_api_key(with_servers, tmp_path, "e2e-embedded")
+        register_task(api_url, api_key, "sim-busy-0-kept")
+        wait_for_task_state(api_url, api_key, "sim-busy-0-kept", "completed")
+        first_redis = redis.Redis.from_url(redis_url)
+        first_redis.set("e2e:kept", "yes")
+        first_redis.close()
+
+        started = first.descendants()
+        names = {p.name() for p in started}
+        assert {"postgres", "redis-server"} <= names, names
+        stop_and_check_nothing_is_left(first, started)
+    finally:
+        first.kill_everything()
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
+    assert not (data_dir / "up.lock").exists()
+
+    second = CliProcess(["up", "--port", "0"], env, tmp_path)
+    try:
+        _, redis_url = second.wait_for(EXPORT_LINE).groups()
+        api_url = second.wait_for(API_LINE).group(1)
+        task = wait_for_task_state(api_url, api_key, "sim-busy-0-kept", "completed", 5.0)
+        assert task["result"]["phone_status"] == "busy"
+        second_redis = redis.Redis.from_url(redis_url)
+        assert second_redis.get("e2e:kept") == b"yes"
+        second_redis.close()
+        stop_and_check_nothing_is_left(second, second.descendants())
+    finally:
+        second.kill_everything()
+
+
+def test_up_names_the_variable_when_the_configuration_is_unusable(tmp_path: Path) -> None:
+    env = clean_environment(PHONEBRIDGE_REDIS_URL="http://not-redis", PHONEBRIDGE_DATA_DIR="x")
+    up = CliProcess(["up"], env, tmp_path)
+    try:
+        assert up.process.wait(timeout=30) == 2
+        assert re.search(r"PHONEBRIDGE_REDIS_URL", up.stderr_tail())
+        assert len(up.stderr_tail().splitlines()) == 1
+    finally:
+        up.kill_everything()
