@@ -1,25 +1,31 @@
-"""Intake throughput of one `phonebridge api` process: tasks/s for single POSTs at concurrency 32
-and for batches of 1000.
+"""Intake throughput of `phonebridge api`: tasks/s for single POSTs at concurrency 32 and for
+batches of 1000.
 
     .venv/bin/python bench/intake.py                      # starts its own API on a scratch database
+    .venv/bin/python bench/intake.py --workers 2          # the same with `api --workers 2`
     .venv/bin/python bench/intake.py --url http://127.0.0.1:8000 --key pbk_...   # a running API
 
 Without --url it creates a scratch database on PHONEBRIDGE_TEST_ADMIN_URL (default the local
 postgres), migrates it, mints a key with `phonebridge api-key create`, starts `phonebridge api`
-(one uvicorn process) and drops the database at the end. The load comes from this process (aiohttp),
-separate from the server's. Figures are medians of --rounds rounds.
+(one uvicorn process unless --workers) and drops the database at the end. The load comes from this
+process (aiohttp), separate from the server's. Figures are medians of --rounds rounds; the load
+average is printed before and after, since other work on the machine skews them. Run it alone:
+`flock /tmp/phonebridge-bench.lock .venv/bin/python bench/intake.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 import psycopg
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +81,60 @@ async def single_round(
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     return Round(total, time.perf_counter() - started, failures, latencies)
+
+
+# wrk's Lua script: one POST per request, each with a task_id never used before, and a summary
+# line of JSON at the end. Its latency distribution comes out as the 1st to 100th percentiles.
+WRK_SCRIPT = r"""
+local counter = 0
+local run = os.getenv("PHONEBRIDGE_BENCH_RUN")
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("PHONEBRIDGE_BENCH_KEY")
+
+request = function()
+  counter = counter + 1
+  local body = string.format('{"task_id":"w-%s-%d","metadata":{"n":%d}}', run, counter, counter)
+  return wrk.format(nil, "/v1/tasks", nil, body)
+end
+
+done = function(summary, latency, requests)
+  local errors = summary.errors
+  local percentiles = {}
+  for p = 1, 100 do
+    percentiles[p] = latency:percentile(p)
+  end
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "failures": %d, "latency_us": [%s]}\n',
+    summary.requests, summary.duration,
+    errors.status + errors.connect + errors.read + errors.write + errors.timeout,
+    table.concat(percentiles, ",")))
+end
+"""
+
+
+async def single_round_wrk(url: str, key: str, seconds: float, concurrency: int) -> Round:
+    """The same load as single_round, from wrk: a client in C costs the shared CPUs a fraction
+    of what aiohttp does per request, so the figure is the server's rather than the client's."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT)
+        script.flush()
+        command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", script.name, url]
+        env = {
+            **os.environ,
+            "PHONEBRIDGE_BENCH_KEY": key,
+            "PHONEBRIDGE_BENCH_RUN": secrets.token_hex(4),
+        }
+        finished = await asyncio.to_thread(
+            subprocess.run, command, env=env, capture_output=True, text=True, check=True
+        )
+    summary = json.loads(finished.stdout.strip().splitlines()[-1])
+    return Round(
+        summary["requests"],
+        summary["duration_us"] / 1e6,
+        summary["failures"],
+        [us / 1000 for us in summary["latency_us"]],
+    )
 
 
 async def batch_round(
@@ -135,14 +196,23 @@ def report(name: str, rounds: list[Round]) -> None:
 
 
 def process_cpu_s(pid: int | None) -> float | None:
-    """User plus system CPU seconds of a process (Linux), to tell load from contention."""
+    """User plus system CPU seconds of a process and its children (the workers of
+    `phonebridge api --workers N`), to tell load from contention."""
     if pid is None:
         return None
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue  # a worker that just exited
+        total += times.user + times.system
+    return total
 
 
 async def timed(pid: int | None, work: Any) -> Round:
@@ -155,19 +225,26 @@ async def timed(pid: int | None, work: Any) -> Round:
 
 
 async def measure(args: argparse.Namespace, url: str, key: str, pid: int | None) -> None:
+    print(f"load average before: {_load_average()}")
     connector = aiohttp.TCPConnector(limit=max(args.concurrency, args.batch_concurrency))
     async with aiohttp.ClientSession(connector=connector) as session:
         # Warm the server (connection pool, prepared statements, key cache) before measuring.
         await single_round(session, url, key, 500, args.concurrency)
         # A phase asked to do nothing (--single-tasks 0 or --batches 0) is skipped, not reported.
-        if args.single_tasks > 0:
+        if args.client == "wrk" and args.single_seconds > 0:
+            singles = [
+                await timed(pid, single_round_wrk(url, key, args.single_seconds, args.concurrency))
+                for _ in range(args.rounds)
+            ]
+            report(f"single POST /v1/tasks, concurrency {args.concurrency} (wrk)", singles)
+        elif args.client == "aiohttp" and args.single_tasks > 0:
             singles = [
                 await timed(
                     pid, single_round(session, url, key, args.single_tasks, args.concurrency)
                 )
                 for _ in range(args.rounds)
             ]
-            report(f"single POST /v1/tasks, concurrency {args.concurrency}", singles)
+            report(f"single POST /v1/tasks, concurrency {args.concurrency} (aiohttp)", singles)
         if args.batches > 0 and args.batch_size > 0:
             batches = [
                 await timed(
@@ -183,6 +260,11 @@ async def measure(args: argparse.Namespace, url: str, key: str, pid: int | None)
                 f"concurrency {args.batch_concurrency}",
                 batches,
             )
+    print(f"load average after: {_load_average()}")
+
+
+def _load_average() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def free_port() -> int:
@@ -193,7 +275,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def scratch_api() -> Iterator[tuple[str, str, int]]:
+def scratch_api(workers: int) -> Iterator[tuple[str, str, int]]:
     name = f"phonebridge_bench_{secrets.token_hex(4)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -216,7 +298,10 @@ def scratch_api() -> Iterator[tuple[str, str, int]]:
         )
         key = created.stdout.strip().splitlines()[-1]
         port = free_port()
-        server = subprocess.Popen([PHONEBRIDGE, "api", "--port", str(port)], env=env)
+        workers_option = ["--workers", str(workers)] if workers != 1 else []
+        server = subprocess.Popen(
+            [PHONEBRIDGE, "api", "--port", str(port), *workers_option], env=env
+        )
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url)
         yield url, key, server.pid
@@ -244,19 +329,30 @@ def main() -> int:
     parser.add_argument("--url", help="a running API; without it a scratch one is started")
     parser.add_argument("--key", help="an API key of that API")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--single-tasks", type=int, default=10_000)
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "aiohttp"),
+        default="wrk" if shutil.which("wrk") else "aiohttp",
+        help="what sends the single POSTs (default wrk when installed: it leaves the CPUs to "
+        "the server; aiohttp needs about as much CPU per request as the API itself)",
+    )
+    parser.add_argument("--single-seconds", type=int, default=10, help="per round, with wrk")
+    parser.add_argument("--single-tasks", type=int, default=10_000, help="per round, with aiohttp")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--batch-concurrency", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pid", type=int, help="the API's process id, to report its CPU use")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="`phonebridge api --workers` of the scratch API"
+    )
     args = parser.parse_args()
     if args.url:
         if not args.key:
             parser.error("--url needs --key")
         asyncio.run(measure(args, args.url.rstrip("/"), args.key, args.pid))
         return 0
-    with scratch_api() as (url, key, pid):
+    with scratch_api(args.workers) as (url, key, pid):
         asyncio.run(measure(args, url, key, pid))
     return 0
 

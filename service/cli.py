@@ -34,6 +34,9 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
         factory=True,
         host=args.host,
         port=args.port,
+        # Each worker is a whole API process (its own pools and key cache) on the shared port:
+        # one Python process serves about one core's worth of requests.
+        workers=args.workers,
         log_config=None,
         access_log=False,
         proxy_headers=False,
@@ -86,6 +89,16 @@ def _demo_receiver(args: argparse.Namespace, settings: Settings) -> int:
     return run_receiver(args)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phonebridge",
@@ -99,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("api", help="serve the REST API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, help="API processes sharing the port"
+    )
     p.set_defaults(handler=_api)
 
     p = commands.add_parser("worker", help="run a worker (polls upstream, delivers webhooks)")

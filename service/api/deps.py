@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from service.api.auth import AuthenticatedClient, authenticated_client
+from service.api.auth import AuthenticatedClient, authenticate, authenticated_client
 from service.api.resources import ApiResources, get_resources, resources_of
 from service.config import Settings
 
@@ -44,6 +44,14 @@ async def _autocommit_connection(request: Request) -> AsyncIterator[AsyncConnect
         yield conn
 
 
+async def resources_and_client(request: Request) -> tuple[ApiResources, AuthenticatedClient]:
+    """What `ResourcesDep` and `ClientDep` give, for the intake routes, which call this directly:
+    FastAPI's dependency solving measured about 150 us of CPU per request on this machine, a fifth
+    of what a single-task registration costs. Other routes declare the dependencies."""
+    resources = resources_of(request)
+    return resources, await authenticate(resources, request.headers.get("authorization"))
+
+
 if TYPE_CHECKING:
     RedisClient = Redis[Any]
 else:  # redis.asyncio.Redis is generic only in its type stubs
@@ -65,4 +73,5 @@ __all__ = [
     "ResourcesDep",
     "SessionDep",
     "SettingsDep",
+    "resources_and_client",
 ]

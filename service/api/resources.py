@@ -3,13 +3,12 @@ cache of recently seen API keys. Built by the app's lifespan, read by the depend
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-import gc
 
 import orjson
 from fastapi import FastAPI, Request

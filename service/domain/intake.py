@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 TASK_ID_RULE = "must be 1-128 characters of A-Z a-z 0-9 . _ : -"
@@ -80,9 +81,10 @@ def validate_registration(
 ) -> Registration | Rejection:
     """Check one registration entry (a parsed JSON value) against every rule of the contract.
 
-    `now` must be timezone-aware. Every broken rule is reported, not just the first.
+    `now` must be timezone-aware. Every broken rule is reported, not just the first. JSON objects
+    are expected as `dict`, as every JSON parser gives them.
     """
-    if not isinstance(entry, Mapping):
+    if not isinstance(entry, dict):
         return Rejection(None, (FieldError(None, "each task must be a JSON object"),))
     raw_task_id = entry.get("task_id")
     echoed_task_id = raw_task_id if isinstance(raw_task_id, str) else None
@@ -129,7 +131,14 @@ def parse_rfc3339(text: str) -> datetime | None:
 
 def compact_json(value: object) -> str:
     """The compact JSON text of a value, the form whose UTF-8 size the metadata limit counts."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        # orjson is several times faster than the standard library, which matters at 1000
+        # entries per batch; it produces the same compact text.
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        # orjson refuses integers beyond 64 bits, which JSON allows; anything else that fails
+        # here fails the standard library too (as TypeError or ValueError).
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _check_task_id(value: object, errors: list[FieldError]) -> str | None:
@@ -188,19 +197,20 @@ def _check_submitted_at(
 def _check_metadata(value: object, errors: list[FieldError]) -> str | None:
     if value is None:
         return "{}"
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         errors.append(FieldError("metadata", f"must be a JSON object, not {_json_type(value)}"))
         return None
     problem = _metadata_problem(value)
     if problem is not None:
         errors.append(FieldError("metadata", problem))
         return None
+    # A lone surrogate in a string is a ValueError here: UTF-8 cannot carry it.
     try:
         text = compact_json(value)
+        size = len(text.encode("utf-8"))
     except (TypeError, ValueError):
         errors.append(FieldError("metadata", "must hold only JSON values"))
         return None
-    size = len(text.encode("utf-8"))
     if size > METADATA_MAX_BYTES:
         errors.append(
             FieldError(
@@ -212,12 +222,12 @@ def _check_metadata(value: object, errors: list[FieldError]) -> str | None:
     return text
 
 
-def _metadata_problem(root: Mapping[Any, Any]) -> str | None:
+def _metadata_problem(root: dict[Any, Any]) -> str | None:
     """The first reason the value cannot be stored as JSONB, walking it without recursion."""
     pending: list[tuple[object, int]] = [(root, 1)]
     while pending:
         value, depth = pending.pop()
-        if isinstance(value, Mapping | list) and depth > METADATA_MAX_DEPTH:
+        if isinstance(value, dict | list) and depth > METADATA_MAX_DEPTH:
             return f"nests objects and arrays deeper than {METADATA_MAX_DEPTH} levels"
         if isinstance(value, str):
             if "\x00" in value:
@@ -225,7 +235,7 @@ def _metadata_problem(root: Mapping[Any, Any]) -> str | None:
         elif isinstance(value, float):
             if not math.isfinite(value):
                 return "numbers must be finite"
-        elif isinstance(value, Mapping):
+        elif isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):
                     return "object keys must be strings"
@@ -244,7 +254,7 @@ def _json_type(value: object) -> str:
         return "a number"
     if isinstance(value, list):
         return "an array"
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return "an object"
     if isinstance(value, str):
         return "a string"

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
@@ -31,31 +32,33 @@ TASK_COLUMNS = """
 """
 
 # Due at once (next_poll_at = now): the scheduler polls a new task within about a second.
+# Positional parameters (in register_task's order): psycopg maps named ones to positions on every
+# execution, about 6% of the API's CPU in a profile of single registrations.
 _INSERT_ONE = f"""
-    INSERT INTO tasks (client_id, task_id, state, metadata, submitted_at, registered_at,
-                       expires_at, next_poll_at, poll_count, updated_at)
-    VALUES (%(client_id)s, %(task_id)s, 'pending', %(metadata)s::jsonb, %(submitted_at)s,
-            %(now)s, %(expires_at)s, %(now)s, 0, %(now)s)
+    INSERT INTO tasks (client_id, task_id, state, metadata, submitted_at, expires_at,
+                       registered_at, next_poll_at, updated_at, poll_count)
+    VALUES (%s, %s, 'pending', %s::jsonb, %s, %s, %s, %s, %s, 0)
     ON CONFLICT (client_id, task_id) DO NOTHING
     RETURNING {TASK_COLUMNS}
 """  # noqa: S608 - only the constant column list is interpolated
 
-# One statement for a whole batch. The entries arrive sorted by task_id, so two batches that
-# overlap take their row locks in the same order and cannot deadlock.
+# One statement for a whole batch. The entries travel as a single JSON array rendered by orjson:
+# binding four arrays instead cost about 20 us of CPU per task in psycopg's element-by-element
+# quoting, five times as much. The entries arrive sorted by task_id, so two batches that overlap
+# take their row locks in the same order and cannot deadlock.
 _INSERT_BATCH = """
     INSERT INTO tasks (client_id, task_id, state, metadata, submitted_at, registered_at,
                        expires_at, next_poll_at, poll_count, updated_at)
     SELECT %(client_id)s, entry.task_id, 'pending', entry.metadata::jsonb, entry.submitted_at,
            %(now)s, entry.expires_at, %(now)s, 0, %(now)s
-    FROM unnest(%(task_ids)s::text[], %(metadata)s::text[], %(submitted_at)s::timestamptz[],
-                %(expires_at)s::timestamptz[])
-         AS entry(task_id, metadata, submitted_at, expires_at)
+    FROM json_to_recordset(%(entries)s::json)
+         AS entry(task_id text, metadata text, submitted_at timestamptz, expires_at timestamptz)
     ON CONFLICT (client_id, task_id) DO NOTHING
     RETURNING task_id
 """
 
 _FIND = f"""
-    SELECT {TASK_COLUMNS} FROM tasks WHERE client_id = %(client_id)s AND task_id = %(task_id)s
+    SELECT {TASK_COLUMNS} FROM tasks WHERE client_id = %s AND task_id = %s
 """  # noqa: S608 - only the constant column list is interpolated
 
 # Only `pending` rows change, and the engine's write-back also requires `pending`, so a cancel
@@ -77,14 +80,17 @@ async def register_task(
     Returns the stored task and True when this call created it. One statement when the task is
     new; a second, reading the existing row, only on a conflict.
     """
-    params = {
-        "client_id": client_id,
-        "task_id": registration.task_id,
-        "metadata": registration.metadata_json,
-        "submitted_at": registration.submitted_at,
-        "expires_at": registration.expires_at,
-        "now": now,
-    }
+    # registered_at, next_poll_at and updated_at are all `now`.
+    params = (
+        client_id,
+        registration.task_id,
+        registration.metadata_json,
+        registration.submitted_at,
+        registration.expires_at,
+        now,
+        now,
+        now,
+    )
     while True:
         created = await (await conn.execute(_INSERT_ONE, params)).fetchone()
         if created is not None:
@@ -105,22 +111,24 @@ async def register_tasks(
     if not registrations:
         return set()
     ordered = sorted(registrations, key=lambda r: r.task_id)
+    entries = [
+        {
+            "task_id": r.task_id,
+            "metadata": r.metadata_json,
+            "submitted_at": r.submitted_at,
+            "expires_at": r.expires_at,
+        }
+        for r in ordered
+    ]
     cursor = await conn.execute(
         _INSERT_BATCH,
-        {
-            "client_id": client_id,
-            "now": now,
-            "task_ids": [r.task_id for r in ordered],
-            "metadata": [r.metadata_json for r in ordered],
-            "submitted_at": [r.submitted_at for r in ordered],
-            "expires_at": [r.expires_at for r in ordered],
-        },
+        {"client_id": client_id, "now": now, "entries": orjson.dumps(entries).decode()},
     )
     return {row["task_id"] for row in await cursor.fetchall()}
 
 
 async def find_task(conn: TaskConnection, client_id: int, task_id: str) -> TaskRow | None:
-    cursor = await conn.execute(_FIND, {"client_id": client_id, "task_id": task_id})
+    cursor = await conn.execute(_FIND, (client_id, task_id))
     return await cursor.fetchone()
 
 

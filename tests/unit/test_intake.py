@@ -119,6 +119,7 @@ def test_null_submitted_at_and_null_metadata_mean_absent() -> None:
         ({"task_id": "T", "metadata": {"x": float("nan")}}, ["metadata"]),
         ({"task_id": "T", "metadata": {"x": float("inf")}}, ["metadata"]),
         ({"task_id": "T", "metadata": {"x": b"bytes"}}, ["metadata"]),
+        ({"task_id": "T", "metadata": {"lone surrogate": "\ud800"}}, ["metadata"]),
         ({"task_id": "T", "metadata": {1: "int key"}}, ["metadata"]),
         ({"task_id": "T", "metadata": {"x": "a" * METADATA_MAX_BYTES}}, ["metadata"]),
         ({"task_id": "T", "metadata": nested(METADATA_MAX_DEPTH + 1)}, ["metadata"]),
@@ -280,3 +281,20 @@ def _storable(value: object, depth: int) -> bool:
     if isinstance(value, list):
         return depth <= METADATA_MAX_DEPTH and all(_storable(v, depth + 1) for v in value)
     return True
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ({}, "{}"),
+        ({"a": [1, 2.5, None, True], "b": {"c": "d"}}, '{"a":[1,2.5,null,true],"b":{"c":"d"}}'),
+        ({"ü": "漢字 😀"}, '{"ü":"漢字 😀"}'),
+        ({"q": 'say "hi"\\\n'}, '{"q":"say \\"hi\\"\\\\\\n"}'),
+        (
+            {"big": 10**30, "neg": -(2**64)},
+            '{"big":1000000000000000000000000000000,"neg":-18446744073709551616}',
+        ),
+    ],
+)
+def test_compact_json_has_no_spaces_keeps_unicode_and_any_integer(value: object, text: str) -> None:
+    assert compact_json(value) == text

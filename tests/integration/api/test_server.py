@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from service.api.limits import MAX_BODY_BYTES
@@ -55,13 +57,16 @@ def cli_key(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     return key
 
 
-@pytest.fixture(scope="module")
-def server(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def running_api(
+    environment: dict[str, str], cwd: Path, *options: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`phonebridge api` on a free port until the block ends; yields its base URL and process."""
     port = free_port()
     process = subprocess.Popen(
-        [PHONEBRIDGE, "api", "--port", str(port)],
+        [PHONEBRIDGE, "api", "--port", str(port), *options],
         env=environment,
-        cwd=tmp_path_factory.mktemp("cwd"),
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -77,7 +82,7 @@ def server(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
                 pass
             assert time.monotonic() < deadline, "phonebridge api did not start"
             time.sleep(0.1)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:
@@ -87,6 +92,12 @@ def server(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def server(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_api(environment, tmp_path_factory.mktemp("cwd")) as (url, _):
+        yield url
 
 
 def test_cli_key_registers_and_reads_a_task_over_http(server: str, cli_key: str) -> None:
@@ -150,3 +161,34 @@ def test_chunked_oversized_body_is_cut_off_with_413(server: str, cli_key: str) -
 
     answer = raw_request(server, head, chunks())
     assert answer.startswith(b"HTTP/1.1 413 ")
+
+
+def test_workers_option_serves_from_that_many_processes(
+    environment: dict[str, str], cli_key: str, tmp_path: Path
+) -> None:
+    with running_api(environment, tmp_path, "--workers", "2") as (url, process):
+        # uvicorn starts each worker as a multiprocessing child of the `phonebridge api` process.
+        children = psutil.Process(process.pid).children()
+        workers = [child for child in children if "spawn_main" in " ".join(child.cmdline())]
+        assert len(workers) == 2
+        headers = {"Authorization": f"Bearer {cli_key}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
+            for n in range(20):
+                assert client.post("/v1/tasks", json={"task_id": f"WRK-{n}"}).status_code == 201
+            assert client.get("/v1/tasks/WRK-19").json()["task_id"] == "WRK-19"
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two"])
+def test_workers_option_refuses_anything_but_a_positive_count(
+    environment: dict[str, str], workers: str, tmp_path: Path
+) -> None:
+    finished = subprocess.run(
+        [PHONEBRIDGE, "api", "--workers", workers],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 2
+    assert "--workers" in finished.stderr.strip().splitlines()[-1]

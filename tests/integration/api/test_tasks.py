@@ -8,7 +8,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.domain.intake import Registration, validate_registration
+from service.schemas import TaskOut
 from service.store import tasks as task_store
 from service.store.clients import find_active_key
 from tests.integration.api.conftest import bearer
@@ -57,7 +58,9 @@ class CountingConnection(AsyncConnection[DictRow]):
 @asynccontextmanager
 async def counting_connection(database_url: str) -> AsyncIterator[CountingConnection]:
     url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    conn = await CountingConnection.connect(url, autocommit=True, row_factory=dict_row)
+    conn = await CountingConnection.connect(
+        url, autocommit=True, row_factory=dict_row, options="-c timezone=UTC"
+    )
     conn.statements = []
     try:
         yield conn
@@ -401,6 +404,38 @@ async def test_empty_batch_answers_empty_results(api: httpx.AsyncClient, key: st
     assert response.json() == {"results": []}
 
 
+async def test_batch_entries_are_stored_exactly_as_single_registrations_are(
+    api: httpx.AsyncClient, key: str
+) -> None:
+    # The batch reaches Postgres as one JSON document: text that needs escaping in it, and
+    # submitted_at to the microsecond in any offset, must come back unchanged.
+    metadata = {
+        "quote": 'say "hi"',
+        "backslash": "a\\b\\u0000c",
+        "controls": "line\nbreak\ttab\u001f",
+        "unicode": "ü 漢字 😀 \u2028",
+        "numbers": [18446744073709551615, -0.0, 1.5e-7, 0],
+        "nested": {"a": [{"b": None, "c": True}]},
+    }
+    submitted_at = (datetime.now(UTC) - timedelta(minutes=5)).replace(microsecond=123456)
+    offset = timezone(timedelta(hours=-3, minutes=-30))
+    single, batched = unique("S"), unique("B")
+    entry = {"metadata": metadata, "submitted_at": submitted_at.astimezone(offset).isoformat()}
+
+    assert (await register(api, key, task_id=single, **entry)).status_code == 201
+    response = await api.post(
+        "/v1/tasks/batch", json={"tasks": [{"task_id": batched, **entry}]}, headers=bearer(key)
+    )
+    assert response.json()["results"] == [{"task_id": batched, "outcome": "created"}]
+
+    one = (await api.get(f"/v1/tasks/{single}", headers=bearer(key))).json()
+    other = (await api.get(f"/v1/tasks/{batched}", headers=bearer(key))).json()
+    assert other["metadata"] == metadata
+    assert parse(other["submitted_at"]) == submitted_at
+    for field in ("metadata", "submitted_at", "expires_at", "state", "poll_count"):
+        assert other[field] == one[field], field
+
+
 # --- reading and listing ------------------------------------------------------------------------
 
 
@@ -409,6 +444,41 @@ async def test_get_returns_the_task_as_registered(api: httpx.AsyncClient, key: s
     response = await api.get("/v1/tasks/a.b:c_d-9", headers=bearer(key))
     assert response.status_code == 200
     assert response.json() == created
+
+
+async def test_a_finished_task_reads_exactly_as_the_shared_task_schema_renders_it(
+    api: httpx.AsyncClient,
+    key: str,
+    sessions: async_sessionmaker[AsyncSession],
+    database_url: str,
+) -> None:
+    # The task routes build their JSON by hand for speed; webhooks and events use TaskOut. The
+    # two must agree to the character, including whole-second timestamps and nested objects.
+    task_id = unique()
+    await register(api, key, task_id=task_id, metadata={"order": "A-17"})
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE tasks SET state = 'completed', poll_count = 3,"
+                " upstream_request_id = 'TID1', next_poll_at = NULL,"
+                " completed_at = date_trunc('second', now()),"
+                " result = CAST(:result AS jsonb), last_error = CAST(:error AS jsonb)"
+                " WHERE task_id = :task_id"
+            ),
+            {
+                "task_id": task_id,
+                "result": '{"phone_number": "0062********", "phone_status": "ring"}',
+                "error": '{"code": "INTERNAL_ERROR", "message": "upstream 500",'
+                ' "at": "2026-01-31T09:30:00+00:00"}',
+            },
+        )
+    response = await api.get(f"/v1/tasks/{task_id}", headers=bearer(key))
+    async with counting_connection(database_url) as conn:
+        client_id = await client_id_of(conn, key)
+        row = await task_store.find_task(conn, client_id, task_id)
+    assert row is not None
+    assert response.json() == TaskOut.model_validate(row).model_dump(mode="json")
+    assert response.json()["last_error"]["at"] == "2026-01-31T09:30:00Z"
 
 
 @pytest.mark.parametrize(
