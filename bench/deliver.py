@@ -166,6 +166,14 @@ def insert_workload(db_url: str, urls: list[str], events: int) -> tuple[int, lis
     return client_id, subscription_ids
 
 
+def log_file(command: str) -> Any:
+    """Where a process's log goes: PHONEBRIDGE_BENCH_LOG_DIR/<command>.log, or nowhere."""
+    log_dir = os.environ.get("PHONEBRIDGE_BENCH_LOG_DIR")
+    if not log_dir:
+        return subprocess.DEVNULL
+    return open(Path(log_dir) / f"{command}.log", "wb")
+
+
 def make_due(db_url: str, client_id: int) -> float:
     with psycopg.connect(db_url) as conn:
         conn.execute(
@@ -192,17 +200,30 @@ def wait_for(port: int, path: str, count: int, deadline_s: float) -> dict[str, A
     raise SystemExit(f"only {stats(port, path)['count']} of {count} deliveries arrived in time")
 
 
-def measure(db_url: str, ports: dict[str, int], events: int, with_dead: bool) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): a figure that holds up on a
+    shared machine, where wall-clock rates depend on what else is running."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    db_url: str, ports: dict[str, int], events: int, with_dead: bool, worker_pid: int
+) -> float:
     path = f"/hook-{secrets.token_hex(4)}"
     urls = [f"http://127.0.0.1:{ports['healthy']}{path}"]
     if with_dead:
         urls.append(f"http://127.0.0.1:{ports['dead']}/never")
     client_id, _ = insert_workload(db_url, urls, events)
+    cpu_before = cpu_seconds(worker_pid)
     due_at = make_due(db_url, client_id)
     done = wait_for(ports["healthy"], path, events, deadline_s=300)
+    worker_cpu = cpu_seconds(worker_pid) - cpu_before
     print(
         f"  {events} events{' (+ a dead receiver)' if with_dead else ''}: first arrival "
-        f"{done['first'] - due_at:.2f} s after due, last {done['last'] - due_at:.2f} s",
+        f"{done['first'] - due_at:.2f} s after due, last {done['last'] - due_at:.2f} s; "
+        f"worker CPU {worker_cpu / events * 1e6:.0f} us per healthy delivery",
         flush=True,
     )
     return events / (done["last"] - due_at)
@@ -245,15 +266,16 @@ def main() -> None:
                         [PHONEBRIDGE, command],
                         env=env,
                         stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
+                        stderr=log_file(command),
                         cwd=REPO,
                     )
                 )
             # Warm up: the worker's first task starts its engine loop and connections.
-            measure(db_url, ports, 50, with_dead=False)
-            alone = measure(db_url, ports, args.events, with_dead=False)
+            worker_pid = processes[1].pid
+            measure(db_url, ports, 50, with_dead=False, worker_pid=worker_pid)
+            alone = measure(db_url, ports, args.events, with_dead=False, worker_pid=worker_pid)
             print(f"healthy receiver alone:            {alone:8.0f} deliveries/s")
-            beside_dead = measure(db_url, ports, args.events, with_dead=True)
+            beside_dead = measure(db_url, ports, args.events, with_dead=True, worker_pid=worker_pid)
             print(
                 f"beside a receiver that times out:  {beside_dead:8.0f} deliveries/s "
                 f"({beside_dead / alone:.0%} of the rate alone; timeout {args.timeout:g} s)"

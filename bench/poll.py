@@ -53,6 +53,14 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): a figure that holds up on a
+    shared machine, where wall-clock rates depend on what else is running."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -81,6 +89,7 @@ def run_engine(args: argparse.Namespace) -> None:
         )
         processes.append(subprocess.Popen([exe, "scheduler"], env=env))
         time.sleep(args.warmup_s)  # both processes up before the first task comes due
+        cpu_before = [cpu_seconds(process.pid) for process in processes]
 
         start = datetime.now(UTC) + timedelta(seconds=0.5)
         spacing = 1.0 / args.arrival_rate
@@ -104,6 +113,10 @@ def run_engine(args: argparse.Namespace) -> None:
                 if done and done[0] >= args.tasks:
                     break
                 time.sleep(0.2)
+        cpu_used = [
+            cpu_seconds(process.pid) - before
+            for process, before in zip(processes, cpu_before, strict=True)
+        ]
         planned = {f"sim-ring-0-b{g}": start.timestamp() + g * spacing for g in range(args.tasks)}
         calls = sim.control.calls(endpoint="task_result")
         first_call: dict[str, float] = {}
@@ -118,6 +131,8 @@ def run_engine(args: argparse.Namespace) -> None:
         print(f"poll lag p50              {percentile(lags, 0.50) * 1000:.0f} ms")
         print(f"poll lag p99              {percentile(lags, 0.99) * 1000:.0f} ms")
         print(f"poll lag max              {max(lags) * 1000:.0f} ms")
+        print(f"worker CPU per task       {cpu_used[0] / args.tasks * 1e6:.0f} us")
+        print(f"scheduler CPU per task    {cpu_used[1] / args.tasks * 1e6:.0f} us")
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)

@@ -43,9 +43,10 @@ class UpstreamGate:
         self._refreshing = asyncio.Lock()
 
     async def state(self) -> GateState:
-        if self._stale():
-            # One refresh at a time: a whole batch asking at once must not open a Redis
-            # connection each.
+        # One refresh at a time: a whole batch asking at once must not open a Redis connection
+        # each, nor queue behind the one refresh; while it runs, the others go on with the last
+        # state read (one refresh interval old at most).
+        if self._stale() and not (self._refreshing.locked() and self._read_at is not None):
             async with self._refreshing:
                 if self._stale():
                     pause = await read_pause(self._redis)

@@ -6,20 +6,26 @@ The unique constraint on events (task_pk, type) makes a second event for the sam
 impossible; ON CONFLICT DO NOTHING turns a duplicate into a no-op instead of an error. Each new
 event gets one delivery per enabled, not deleted subscription of its client that wants its type,
 due at once.
+
+The event's data is the task's JSON (service/schemas.py, TaskOut: its one definition). At a
+thousand completions a second it is built straight from the row as Postgres renders it
+(`row_to_json`) by TaskOut's compiled validator and serializer: no ORM object and no Python dict
+per task, and the statement's input is one JSON document rather than arrays that the driver would
+escape element by element.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.ids import EVENT_PREFIX, new_public_id
-from service.schemas import task_json
+from service.schemas import TaskOut, task_json
 from service.store.tables import Task
 
 EVENT_TYPE_OF_STATE = {
@@ -34,10 +40,8 @@ EVENT_TYPE_OF_STATE = {
 _RECORD_EVENTS = text(
     """
     WITH input AS (
-        SELECT * FROM unnest(
-            CAST(:public_ids AS text[]), CAST(:client_ids AS bigint[]),
-            CAST(:task_pks AS bigint[]), CAST(:types AS text[]), CAST(:datas AS jsonb[])
-        ) AS i(public_id, client_id, task_pk, type, data)
+        SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb))
+            AS i(public_id text, client_id bigint, task_pk bigint, type text, data jsonb)
     ),
     new_events AS (
         INSERT INTO events (public_id, client_id, task_pk, type, data, created_at)
@@ -64,24 +68,54 @@ _RECORD_EVENTS = text(
 )
 
 
+@dataclass(frozen=True)
+class FinishedTask:
+    """A task as it is right after reaching a final state, with its contract JSON (`data`, the
+    event's data)."""
+
+    id: int
+    client_id: int
+    task_id: str
+    state: str
+    data: str
+
+    @classmethod
+    def from_row_json(
+        cls, id: int, client_id: int, task_id: str, state: str, row_json: str
+    ) -> FinishedTask:
+        """From the tasks row as JSON (`row_to_json(tasks)`): its column names are TaskOut's
+        field names, and the columns TaskOut does not show are ignored."""
+        data = TaskOut.model_validate_json(row_json).model_dump_json()
+        return cls(id, client_id, task_id, state, data)
+
+    @classmethod
+    def of(cls, task: Task) -> FinishedTask:
+        """From an ORM task (already flushed, so it has its id)."""
+        data = orjson.dumps(task_json(task)).decode()
+        return cls(task.id, task.client_id, task.task_id, task.state, data)
+
+
 async def record_events(
-    session: AsyncSession, finished: Sequence[Task], now: datetime
+    session: AsyncSession, finished: Sequence[FinishedTask], now: datetime
 ) -> list[int]:
     """Insert the event of each task's final state and its deliveries; returns new event ids.
 
-    `finished` are the tasks as they are after the change (their JSON is the event's data). Tasks
-    in a non-final state are ignored; an event that already exists is left as it is.
+    Tasks in a non-final state are ignored; an event that already exists is left as it is.
     """
-    rows = [task for task in finished if task.state in EVENT_TYPE_OF_STATE]
-    if not rows:
+    events = [
+        {
+            "public_id": new_public_id(EVENT_PREFIX),
+            "client_id": task.client_id,
+            "task_pk": task.id,
+            "type": EVENT_TYPE_OF_STATE[task.state],
+            "data": orjson.Fragment(task.data),
+        }
+        for task in finished
+        if task.state in EVENT_TYPE_OF_STATE
+    ]
+    if not events:
         return []
-    params: dict[str, Any] = {
-        "public_ids": [new_public_id(EVENT_PREFIX) for _ in rows],
-        "client_ids": [task.client_id for task in rows],
-        "task_pks": [task.id for task in rows],
-        "types": [EVENT_TYPE_OF_STATE[task.state] for task in rows],
-        "datas": [orjson.dumps(task_json(task)).decode() for task in rows],
-        "now": now,
-    }
-    result = await session.execute(_RECORD_EVENTS, params)
+    result = await session.execute(
+        _RECORD_EVENTS, {"events": orjson.dumps(events).decode(), "now": now}
+    )
     return [int(row[0]) for row in result]

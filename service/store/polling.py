@@ -13,15 +13,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
-from sqlalchemy import RowMapping, text
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.polling import PollDecision
-from service.store.outbox import record_events
-from service.store.tables import Task
+from service.store.outbox import FinishedTask, record_events
 
 _CLAIM_DUE = text(
     """
@@ -40,24 +39,30 @@ _CLAIM_DUE = text(
 
 _LOAD_LEASED = text(
     """
-    SELECT id, task_id, poll_count, expires_at, lease_until FROM tasks
+    SELECT id, task_id, poll_count, expires_at, lease_until, next_poll_at FROM tasks
     WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = 'pending'
       AND lease_until > :now
     ORDER BY id
     """
 )
 
-_LOCK_LEASED = text(
-    """
-    SELECT id FROM tasks
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = 'pending'
-    ORDER BY id
-    FOR UPDATE
-    """
-)
-
+# The input is one JSON document (orjson builds it in C) rather than one array per column, which
+# the driver would escape element by element. The rows are locked in id order before any is
+# written, so two writers holding overlapping rows cannot deadlock: the UPDATE only reaches rows
+# through `locked`. Final rows come back as JSON, the source of their events' data (outbox.py).
 _WRITE_BACK = text(
     """
+    WITH input AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:writes AS jsonb)) AS v(
+            id bigint, state text, poll_count integer, next_poll_at timestamptz,
+            completed_at timestamptz, result jsonb, last_error jsonb, request_id text)
+    ),
+    locked AS (
+        SELECT id FROM tasks
+        WHERE id IN (SELECT id FROM input) AND lease_token = :token AND state = 'pending'
+        ORDER BY id
+        FOR UPDATE
+    )
     UPDATE tasks AS t SET
         state = v.state,
         poll_count = v.poll_count,
@@ -69,13 +74,10 @@ _WRITE_BACK = text(
         lease_token = NULL,
         lease_until = NULL,
         updated_at = :now
-    FROM unnest(
-        CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:poll_counts AS integer[]),
-        CAST(:next_poll_ats AS timestamptz[]), CAST(:completed_ats AS timestamptz[]),
-        CAST(:results AS jsonb[]), CAST(:errors AS jsonb[]), CAST(:request_ids AS text[])
-    ) AS v(id, state, poll_count, next_poll_at, completed_at, result, last_error, request_id)
+    FROM input v JOIN locked USING (id)
     WHERE t.id = v.id AND t.lease_token = :token AND t.state = 'pending'
-    RETURNING t.*
+    RETURNING t.id, t.client_id, t.task_id, t.state,
+              CASE WHEN t.state <> 'pending' THEN row_to_json(t)::text END AS row_json
     """
 )
 
@@ -107,7 +109,7 @@ _EXPIRE_OVERDUE = text(
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
-    RETURNING *
+    RETURNING id, client_id, task_id, state, row_to_json(tasks)::text AS row_json
     """
 )
 
@@ -121,6 +123,17 @@ class LeasedTask:
     poll_count: int
     expires_at: datetime
     lease_until: datetime
+    # When the poll was due; how late it really starts is a metric.
+    next_poll_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WrittenTask:
+    """A task whose poll result was written (its lease was still ours)."""
+
+    id: int
+    task_id: str
+    state: str
 
 
 @dataclass(frozen=True)
@@ -166,6 +179,7 @@ async def load_leased_tasks(
             poll_count=int(row.poll_count),
             expires_at=row.expires_at,
             lease_until=row.lease_until,
+            next_poll_at=row.next_poll_at,
         )
         for row in result
     ]
@@ -173,33 +187,34 @@ async def load_leased_tasks(
 
 async def record_poll_results(
     session: AsyncSession, token: uuid.UUID, writes: Sequence[PollWrite], now: datetime
-) -> list[Task]:
+) -> list[WrittenTask]:
     """Write each decision, guarded by the lease, and the events of final states (same
-    transaction). Returns the tasks as written; rows whose lease was lost are left untouched."""
+    transaction). Returns the tasks written; rows whose lease was lost are left untouched."""
     if not writes:
         return []
-    ordered = sorted(writes, key=lambda write: write.id)
-    ids = [write.id for write in ordered]
-    # Locking in id order first keeps two writers from deadlocking on overlapping rows.
-    await session.execute(_LOCK_LEASED, {"ids": ids, "token": token})
-    decisions = [write.decision for write in ordered]
-    result = await session.execute(
-        _WRITE_BACK,
+    rows = [
         {
-            "ids": ids,
-            "states": [d.state for d in decisions],
-            "poll_counts": [d.poll_count for d in decisions],
-            "next_poll_ats": [d.next_poll_at for d in decisions],
-            "completed_ats": [d.completed_at for d in decisions],
-            "results": [_json(d.result.as_json() if d.result else None) for d in decisions],
-            "errors": [_json(d.last_error) for d in decisions],
-            "request_ids": [d.upstream_request_id for d in decisions],
-            "token": token,
-            "now": now,
-        },
+            "id": write.id,
+            "state": write.decision.state,
+            "poll_count": write.decision.poll_count,
+            "next_poll_at": write.decision.next_poll_at,
+            "completed_at": write.decision.completed_at,
+            "result": write.decision.result.as_json() if write.decision.result else None,
+            "last_error": write.decision.last_error,
+            "request_id": write.decision.upstream_request_id,
+        }
+        for write in writes
+    ]
+    result = await session.execute(
+        _WRITE_BACK, {"writes": orjson.dumps(rows).decode(), "token": token, "now": now}
     )
-    written = [task_from_row(row._mapping) for row in result]
-    await record_events(session, written, now)
+    written: list[WrittenTask] = []
+    finished: list[FinishedTask] = []
+    for row in result:
+        written.append(WrittenTask(row.id, row.task_id, row.state))
+        if row.row_json is not None:
+            finished.append(_finished(row))
+    await record_events(session, finished, now)
     return written
 
 
@@ -227,24 +242,18 @@ async def release_leases(
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def expire_overdue_tasks(session: AsyncSession, now: datetime, limit: int) -> list[Task]:
+async def expire_overdue_tasks(
+    session: AsyncSession, now: datetime, limit: int
+) -> list[FinishedTask]:
     """Expire up to `limit` pending tasks past their deadline that nobody holds a live lease on,
     and write their events. Returns the expired tasks."""
     result = await session.execute(_EXPIRE_OVERDUE, {"now": now, "limit": limit})
-    expired = [task_from_row(row._mapping) for row in result]
+    expired = [_finished(row) for row in result]
     await record_events(session, expired, now)
     return expired
 
 
-def task_from_row(row: RowMapping) -> Task:
-    """A detached Task built from a `RETURNING tasks.*` row (for its JSON; never added to a
-    session)."""
-    return Task(**{key: row[name] for key, name in _TASK_COLUMNS})
-
-
-# (attribute, column name) of every column of tasks: the ORM spells "metadata" as `metadata_`.
-_TASK_COLUMNS = [(attr.key, attr.columns[0].name) for attr in sa_inspect(Task).column_attrs]
-
-
-def _json(value: object) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+def _finished(row: Row[Any]) -> FinishedTask:
+    return FinishedTask.from_row_json(
+        int(row.id), int(row.client_id), str(row.task_id), str(row.state), str(row.row_json)
+    )

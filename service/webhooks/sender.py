@@ -12,6 +12,7 @@ to an address we never saw.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -27,6 +28,8 @@ from service.webhooks.guard import AddressNotAllowed, HostResolver, SystemResolv
 EXCERPT_BYTES = 1024
 MAX_CONCURRENT_PER_ENDPOINT = 100
 USER_AGENT = "phonebridge-webhooks/1"
+# Distinct URLs whose syntactic check is remembered (it depends on the text alone).
+TARGET_CACHE_SIZE = 4096
 _MAX_ERROR_CHARS = 300
 
 
@@ -101,6 +104,11 @@ class WebhookSender:
         self._resolver = VettingResolver(resolver or SystemResolver(), allow_private)
         self._session: aiohttp.ClientSession | None = None
         self._endpoints: dict[str, _EndpointSlots] = {}
+        # The check of a URL's text is pure and cost more than signing the body; a process sends
+        # to few distinct URLs. Addresses are still resolved and vetted at every connect.
+        self._target_of = functools.lru_cache(maxsize=TARGET_CACHE_SIZE)(
+            functools.partial(parse_webhook_url, allow_private=allow_private)
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -143,7 +151,7 @@ class WebhookSender:
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> AttemptResult:
         """POST `body` to `url` once. Every failure is a result, never an exception."""
-        target = parse_webhook_url(url, self.allow_private)
+        target = self._target_of(url)
         if isinstance(target, Refusal):
             refused = f"address not allowed: {target.reason}"
             return AttemptResult(datetime.now(UTC), None, 0, refused, None, None)

@@ -21,7 +21,6 @@ import asyncio
 import logging
 import random
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from service.domain.delivery import (
     decide_after_attempt,
 )
 from service.domain.signing import webhook_body, webhook_headers
+from service.observability.metrics import record_webhook_attempt, webhook_outcome
 from service.store.db import transaction
 from service.store.deliveries import (
     AttemptWrite,
@@ -51,6 +51,7 @@ from service.store.deliveries import (
     record_attempts,
     stop_leased,
 )
+from service.webhooks.dispatch import delivery_lease_s
 from service.webhooks.encryption import SecretCipher, SecretDecryptionError, cipher_for
 from service.webhooks.guard import HostResolver
 from service.webhooks.sender import AttemptResult, WebhookSender
@@ -66,8 +67,11 @@ MAX_WRITE_CHUNK = 1000
 # Transactions this service runs at once: within the worker's database pool, never past it
 # (connections beyond the pool are opened and closed each time, which is slow).
 DATABASE_SLOTS = 4
-# A delivery handed back because its subscription already has its share in flight.
+# A delivery handed back because its subscription already has its share in flight comes due
+# again after about the time that share takes to drain, and no sooner than this.
 POSTPONE_S = 1.0
+# Weight of the newest attempt in a subscription's running latency.
+LATENCY_WEIGHT = 0.2
 
 
 def utc_now() -> datetime:
@@ -80,6 +84,31 @@ def in_flight_per_subscription(settings: Settings, sender: WebhookSender) -> int
     starts before its lease (PHONEBRIDGE_LEASE_S plus one timeout) runs out."""
     rounds = max(1, int(settings.lease_s // settings.webhook_timeout_s))
     return sender.max_concurrent_per_endpoint * rounds
+
+
+def postpone_s(
+    in_flight: int, per_endpoint: int, latency_s: float, unanswered_s: float, ceiling_s: float
+) -> float:
+    """How long to hand back a delivery whose subscription has its full share in flight: about
+    the time that share takes to drain, i.e. `in_flight / per_endpoint` rounds of attempts, each
+    as long as the subscription's recent latency or as long as it has now gone without any
+    answer, whichever is longer; within [POSTPONE_S, ceiling_s].
+
+    A dead endpoint's deliveries are then claimed about once per drain instead of every second:
+    that churn of claims and hand-backs was what slowed every other subscription's deliveries.
+    A busy but healthy endpoint drains in well under a second and keeps POSTPONE_S."""
+    rounds = in_flight / per_endpoint
+    return min(ceiling_s, max(POSTPONE_S, rounds * max(latency_s, unanswered_s)))
+
+
+@dataclass
+class _SubscriptionLoad:
+    """One subscription's deliveries held by this process, and how fast its endpoint answers."""
+
+    in_flight: int
+    # Since when it has gone without an answer: when it became busy, or its latest answer.
+    answered_at: datetime
+    latency_s: float = 0.0
 
 
 @dataclass
@@ -126,8 +155,10 @@ class DeliveryService:
         self._rand = rand
         self._max_in_flight = max_in_flight
         self._max_per_subscription = in_flight_per_subscription(settings, sender)
+        # By then every attempt this process holds for a subscription has started and ended.
+        self._max_postpone_s = delivery_lease_s(settings)
         self._in_flight = 0
-        self._in_flight_by_subscription: Counter[int] = Counter()
+        self._load_by_subscription: dict[int, _SubscriptionLoad] = {}
         self._room = asyncio.Event()
         self._batches: set[asyncio.Task[DeliveryReport]] = set()
         self._db_slots = asyncio.Semaphore(DATABASE_SLOTS)
@@ -214,10 +245,9 @@ class DeliveryService:
             # Decide what this process takes on before loading any event data: what a busy
             # subscription cannot take now is handed back cheaply.
             leased = await leased_subscriptions(session, ids, lease_token, now)
-            taken, postponed = self._admit(leased)
-            await postpone_leased(
-                session, postponed, lease_token, now + timedelta(seconds=POSTPONE_S)
-            )
+            taken, postponed = self._admit(leased, now)
+            for due_at, postponed_ids in self._postponements(postponed, leased, now).items():
+                await postpone_leased(session, postponed_ids, lease_token, due_at)
             rows = await load_leased_deliveries(session, taken, lease_token, now)
             inactive = [row.id for row in rows if not row.subscription_active]
             await stop_leased(session, inactive, lease_token, "subscription disabled", now)
@@ -231,6 +261,7 @@ class DeliveryService:
         async def deliver_one(row: Row[Any]) -> str:
             try:
                 result = await self._attempt(row, secrets_by_subscription)
+                self._learn_latency(row.subscription_pk, result)
                 written: asyncio.Future[str] = asyncio.get_running_loop().create_future()
                 self._queue_write(_FinishedAttempt(row, result, lease_token, written))
                 return await written
@@ -249,23 +280,50 @@ class DeliveryService:
         report.written = report.succeeded + report.retrying + report.failed
         return report
 
-    def _admit(self, leased: dict[int, int]) -> tuple[list[int], list[int]]:
+    def _admit(self, leased: dict[int, int], now: datetime) -> tuple[list[int], list[int]]:
         """Split leased deliveries (id -> subscription) into those this process takes on now
         and those its subscription has no room for."""
         taken: list[int] = []
         postponed: list[int] = []
         for delivery_id, subscription_pk in sorted(leased.items()):
-            if self._in_flight_by_subscription[subscription_pk] >= self._max_per_subscription:
+            load = self._load_by_subscription.get(subscription_pk)
+            if load is None:
+                load = self._load_by_subscription[subscription_pk] = _SubscriptionLoad(0, now)
+            if load.in_flight >= self._max_per_subscription:
                 postponed.append(delivery_id)
             else:
-                self._in_flight_by_subscription[subscription_pk] += 1
+                load.in_flight += 1
                 taken.append(delivery_id)
         return taken, postponed
 
+    def _postponements(
+        self, postponed: list[int], leased: dict[int, int], now: datetime
+    ) -> dict[datetime, list[int]]:
+        """When each postponed delivery comes due again, grouped (one group per subscription)."""
+        groups: dict[datetime, list[int]] = {}
+        for delivery_id in postponed:
+            load = self._load_by_subscription[leased[delivery_id]]
+            delay_s = postpone_s(
+                load.in_flight,
+                self._sender.max_concurrent_per_endpoint,
+                load.latency_s,
+                (now - load.answered_at).total_seconds(),
+                self._max_postpone_s,
+            )
+            groups.setdefault(now + timedelta(seconds=delay_s), []).append(delivery_id)
+        return groups
+
+    def _learn_latency(self, subscription_pk: int, result: AttemptResult) -> None:
+        load = self._load_by_subscription[subscription_pk]
+        latency_s = result.latency_ms / 1000
+        load.latency_s += LATENCY_WEIGHT * (latency_s - load.latency_s)
+        load.answered_at = self._clock()
+
     def _leave(self, subscription_pk: int) -> None:
-        self._in_flight_by_subscription[subscription_pk] -= 1
-        if self._in_flight_by_subscription[subscription_pk] <= 0:
-            del self._in_flight_by_subscription[subscription_pk]
+        load = self._load_by_subscription[subscription_pk]
+        load.in_flight -= 1
+        if load.in_flight <= 0:
+            del self._load_by_subscription[subscription_pk]
 
     def _secrets(self, row: Row[Any], cache: dict[int, list[str] | str]) -> list[str] | str:
         """The secrets that sign for this row's subscription, or why there are none."""
@@ -334,6 +392,7 @@ class DeliveryService:
             if isinstance(decision, EndpointGone):
                 gone[row.subscription_pk] = (row.subscription_id, decision.error)
             self._log_attempt(row, result, decision)
+            record_webhook_attempt(webhook_outcome(decision), result.status, result.latency_ms)
         async with self._db_slots, transaction(self._sessions) as session:
             written = await record_attempts(session, writes, now)
             for subscription_pk, (_, reason) in sorted(gone.items()):

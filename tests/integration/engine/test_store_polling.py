@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy
 from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
+from service.schemas import task_json
 from service.store.db import transaction
 from service.store.polling import (
     PollWrite,
@@ -22,6 +25,7 @@ from service.store.polling import (
     record_poll_results,
     release_leases,
 )
+from service.store.tables import Task
 from tests.integration.engine.conftest import (
     events_of,
     insert_client,
@@ -359,3 +363,101 @@ async def test_final_tasks_are_never_claimed(
         )
     _, ids = await claim_all(sessions, now)
     assert task not in ids
+
+
+async def task_json_in_store(sessions: async_sessionmaker[AsyncSession], task_pk: int) -> Any:
+    """The task's contract JSON as the API would show it, from the ORM row."""
+    async with sessions() as session:
+        task = await session.get(Task, task_pk)
+        assert task is not None
+        return orjson.loads(orjson.dumps(task_json(task)))
+
+
+async def test_event_data_is_the_task_json_of_the_row_as_written(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(sessions, client, ["shown"], now=now)
+    async with transaction(sessions) as session:
+        await session.execute(
+            text(
+                "UPDATE tasks SET metadata = CAST(:m AS jsonb), last_error = CAST(:e AS jsonb)"
+                " WHERE id = :id"
+            ),
+            {
+                "id": task,
+                "m": '{"order": "A-17", "nested": {"n": [1, 2.5, null, "é"]}}',
+                "e": '{"code": "TIMEOUT", "message": "no answer", "at": "2026-01-02T03:04:05Z"}',
+            },
+        )
+    token, _ = await claim_all(sessions, now)
+    await write(sessions, token, task, COMPLETED, now, poll_count=2)
+    [event] = await events_of(sessions, client)
+    assert event["data"] == await task_json_in_store(sessions, task)
+    assert event["data"]["metadata"]["nested"] == {"n": [1, 2.5, None, "é"]}
+    assert event["data"]["last_error"]["code"] == "TIMEOUT", "an old error stays on record"
+
+
+async def test_expired_event_data_is_the_task_json_of_the_row_as_written(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    now = now_utc()
+    [task] = await insert_tasks(
+        sessions, client, ["late"], now=now - timedelta(seconds=40), ttl_s=30
+    )
+    async with transaction(sessions) as session:
+        await expire_overdue_tasks(session, now, limit=500)
+    [event] = await events_of(sessions, client)
+    assert event["data"] == await task_json_in_store(sessions, task)
+    assert event["data"]["state"] == "expired"
+
+
+async def test_a_batch_writes_every_decision_and_only_the_final_states_get_events(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    await insert_subscription(sessions, client, ["task.completed", "task.failed"])
+    now = now_utc()
+    done, waiting, bad, cancelled = await insert_tasks(
+        sessions, client, ["b-done", "b-waiting", "b-bad", "b-cancelled"], now=now
+    )
+    token, _ = await claim_all(sessions, now)
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE tasks SET state = 'cancelled' WHERE id = :id"), {"id": cancelled}
+        )
+
+    def decided(task_pk: int, outcome: Outcome) -> PollWrite:
+        snapshot = TaskSnapshot(0, now + timedelta(hours=1))
+        return PollWrite(task_pk, decide_after_poll(snapshot, outcome, now, POLICY, 0.5))
+
+    writes = [
+        decided(bad, REJECTED),
+        decided(done, COMPLETED),
+        decided(cancelled, COMPLETED),
+        decided(waiting, PENDING),
+    ]
+    async with transaction(sessions) as session:
+        written = await record_poll_results(session, token, writes, now)
+    assert sorted((w.task_id, w.state) for w in written) == [
+        ("b-bad", "failed"),
+        ("b-done", "completed"),
+        ("b-waiting", "pending"),
+    ]
+    rows = await tasks_of(sessions, client)
+    assert rows["b-waiting"]["next_poll_at"] == now + timedelta(seconds=2)
+    assert rows["b-cancelled"]["state"] == "cancelled"
+    events = await events_of(sessions, client)
+    assert sorted((e["data"]["task_id"], e["type"]) for e in events) == [
+        ("b-bad", "task.failed"),
+        ("b-done", "task.completed"),
+    ]
+    async with sessions() as session:
+        deliveries = (
+            await session.execute(
+                text("SELECT count(*) FROM deliveries WHERE client_id = :c"), {"c": client}
+            )
+        ).scalar_one()
+    assert deliveries == 2

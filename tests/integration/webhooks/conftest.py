@@ -22,7 +22,7 @@ from service.config import Settings
 from service.domain.addresses import IPAddress
 from service.store.db import transaction
 from service.store.deliveries import claim_due_deliveries
-from service.store.outbox import record_events
+from service.store.outbox import FinishedTask, record_events
 from service.store.tables import Task
 from service.webhooks.dispatch import delivery_lease_s
 from service.webhooks.encryption import cipher_for
@@ -149,7 +149,7 @@ async def emit_event(
         )
         session.add(task)
         await session.flush()
-        [event_pk] = await record_events(session, [task], now)
+        [event_pk] = await record_events(session, [FinishedTask.of(task)], now)
         public_id = (
             await session.execute(
                 text("SELECT public_id FROM events WHERE id = :i"), {"i": event_pk}

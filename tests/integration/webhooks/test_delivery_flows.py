@@ -19,12 +19,17 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.config import Settings
 from service.store.db import transaction
+from service.webhooks.encryption import cipher_for
+from service.webhooks.sender import WebhookSender
+from service.webhooks.service import DeliveryService
 from tests.integration.webhooks.conftest import (
     ApiClient,
+    FakeClock,
     Pump,
     deliveries_of_event,
     emit_event,
     new_client,
+    webhook_settings,
 )
 from tests.integration.webhooks.receiver import Receiver, Reply, refused_port
 
@@ -450,3 +455,61 @@ async def test_a_dead_receiver_does_not_delay_deliveries_to_others(
     await pump.service.drain()
     slow_rows = [(await deliveries_of_event(sessions, e))[0] for e in slow_events]
     assert all(row["last_error"] == "timed out after 0.5 s" for row in slow_rows)
+
+
+async def test_a_subscription_that_stops_answering_has_its_overflow_held_back_longer(
+    api: httpx.AsyncClient,
+    database_url: str,
+    redis_url: str,
+    receiver: Receiver,
+    sessions: Sessions,
+) -> None:
+    # One request at a time per endpoint and a lease of 4 timeouts: a share of 4 in flight. The
+    # timeout is long enough that no attempt ends within the test.
+    settings = webhook_settings(database_url, redis_url, webhook_timeout_s=5.0, lease_s=20.0)
+    clock = FakeClock()
+    sender = WebhookSender(
+        settings.webhook_timeout_s, allow_private=True, max_concurrent_per_endpoint=1
+    )
+    service = DeliveryService(settings, sessions, sender, cipher_for(settings), clock=clock)
+    pump = Pump(service, sessions, clock, settings)
+    dead = _path()
+    receiver.script(dead, default=Reply(hang=True))
+    who = await new_client(settings, sessions)
+    await _subscribe(api, who, receiver.url(dead))
+    events = [await emit_event(sessions, who.id) for _ in range(6)]
+    async with transaction(sessions) as session:
+        # Earlier tests' deliveries (to receivers that may hang) must not share these batches.
+        await session.execute(
+            text(
+                "UPDATE deliveries SET next_attempt_at = now() + interval '1 day'"
+                " WHERE state = 'pending' AND client_id <> :c"
+            ),
+            {"c": who.id},
+        )
+
+    async def due_in_s() -> list[float]:
+        now = clock()
+        rows = [(await deliveries_of_event(sessions, e))[0] for e in events]
+        return sorted(
+            round((row["next_attempt_at"] - now).total_seconds(), 1)
+            for row in rows
+            if row["lease_token"] is None and row["attempt_count"] == 0
+        )
+
+    try:
+        token, ids = await pump.claim()
+        await service.start_batch(ids, token)
+        async with asyncio.timeout(5):
+            while len(await due_in_s()) < 2:  # the batch runs in the background
+                await asyncio.sleep(0.01)
+        # No answer yet, so nothing says the endpoint is slow: the short hand-back.
+        assert await due_in_s() == [1.0, 1.0]
+        clock.advance(1.0)
+        await pump.once()
+        # A second without any answer: its share needs about 4 rounds of at least 1 s to drain.
+        delays = await due_in_s()
+        assert len(delays) == 2
+        assert all(4.0 <= delay < 4.5 for delay in delays)
+    finally:
+        await service.close()
