@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     poll_batch_size: int = Field(default=200, ge=1, le=5000)
     pause_probe_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
+    # Prometheus exporters of the worker and scheduler processes (0: none); the API serves
+    # /metrics itself. The store snapshot behind the API's task and backlog gauges is refreshed
+    # by a scheduler every metrics_refresh_s.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    scheduler_metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_refresh_s: float = Field(default=15.0, gt=0)
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

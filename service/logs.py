@@ -40,6 +40,8 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # A library's warnings.warn (Celery's "running as root", say) becomes a JSON line too.
+    logging.captureWarnings(True)
     # Libraries that log request lines or connection chatter at INFO stay at WARNING.
     for noisy in ("httpx", "httpcore", "uvicorn.access", "celery.worker.strategy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

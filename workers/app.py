@@ -16,6 +16,7 @@ from celery.signals import worker_process_shutdown, worker_shutdown
 
 from service.config import Settings
 from service.engine.runtime import EngineRuntime
+from service.observability.exporter import start_metrics_exporter
 from workers.tasks import DELIVER_BATCH_TASK, POLL_BATCH_TASK, register_tasks
 
 DEFAULT_QUEUE = "phonebridge"
@@ -84,7 +85,8 @@ def run_worker(settings: Settings, concurrency: int | None) -> int:
     worker_process_shutdown.connect(stop_runtime, weak=False)
     # Open the engine loop, pools and connections before the first message, not within it.
     runtime.start()
-    worker = app.Worker(
+    start_metrics_exporter(settings, settings.worker_metrics_port, "worker")
+    worker = _json_logging_worker(app)(
         pool="threads",
         concurrency=concurrency or DEFAULT_CONCURRENCY,
         loglevel=settings.log_level,
@@ -92,6 +94,22 @@ def run_worker(settings: Settings, concurrency: int | None) -> int:
         without_mingle=True,
         without_heartbeat=True,
         optimization="fair",
+        quiet=True,  # no plain-text banner: every line the process writes is JSON
     )
     worker.start()
     return int(worker.exitcode or 0)
+
+
+def _json_logging_worker(app: Celery) -> Any:
+    """The app's Worker class, minus the plain-text line Celery prints when SIGTERM or SIGQUIT
+    arrives (our own log says the worker stopped)."""
+    from celery.apps import worker as celery_worker
+
+    class Worker(app.Worker):  # type: ignore[name-defined,misc]
+        def install_platform_tweaks(self, worker: Any) -> None:
+            super().install_platform_tweaks(worker)
+            # The stubs do not know these; they exist in every Celery 5.
+            celery_worker.install_worker_term_handler(worker, verbose=False)  # type: ignore[attr-defined]
+            celery_worker.install_worker_term_hard_handler(worker, verbose=False)  # type: ignore[attr-defined]
+
+    return Worker

@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from service.api import deliveries, events, health, subscriptions, tasks
+from service.api import deliveries, events, health, metrics, subscriptions, tasks
 from service.api.auth import SECURITY_SCHEME, SECURITY_SCHEME_NAME
 from service.api.errors import Problem, install_error_handlers
 from service.api.limits import BodySizeLimit
@@ -24,6 +24,7 @@ from service.config import Settings, get_settings
 
 ROUTERS = (
     health.router,
+    metrics.router,
     tasks.router,
     events.router,
     deliveries.router,
@@ -48,6 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=api_lifespan,
         default_response_class=JsonResponse,
+        # phonebridge reports through its JSON logs and /metrics, not OpenTelemetry; with this
+        # off, FastAPI skips its per-request check of the OpenTelemetry providers.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings if settings is not None else get_settings()
     install_error_handlers(app)

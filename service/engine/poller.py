@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from service.engine.gate import UpstreamGate
 from service.engine.pause import close_pause, open_pause
 from service.engine.probe import arm_probe_timer
 from service.engine.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
+from service.observability.metrics import record_poll
 from service.store.db import transaction
 from service.store.polling import (
     LeasedTask,
@@ -201,9 +203,13 @@ class PollService:
         if gate.blocked_for_s > 0:
             return NotPolled(task.id, not_before=now + timedelta(seconds=gate.blocked_for_s))
 
+        started = time.perf_counter()
         raw = await self._upstream.fetch_task_result(task.task_id)
+        latency_s = time.perf_counter() - started
         answered_at = self._clock()
         outcome = classify_answer(raw, answered_at)
+        late_s = None if task.next_poll_at is None else (now - task.next_poll_at).total_seconds()
+        record_poll(outcome.kind.value, latency_s, late_s)
         await self._react_globally(outcome, answered_at, probe=probe)
         decision = decide_after_poll(
             TaskSnapshot(task.poll_count, task.expires_at),

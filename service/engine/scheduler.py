@@ -29,6 +29,10 @@ from service.config import Settings
 from service.engine.pause import read_pause
 from service.engine.probe import give_back_probe_turn, take_probe_turn
 from service.engine.ratelimit import UpstreamRateLimiter
+from service.engine.retention import RetentionPurge
+from service.observability.exporter import start_metrics_exporter
+from service.observability.metrics import POLL_CLAIMS, SCHEDULER_STEP_FAILURES
+from service.observability.snapshot import StoreSnapshotRefresh
 from service.store.db import create_engine_for, session_factory, transaction
 from service.store.polling import claim_due_tasks, expire_overdue_tasks
 from service.webhooks.dispatch import DeliveryDispatch, DeliveryPublisher
@@ -94,6 +98,7 @@ class PollDispatch:
                 session, now, context.settings.lease_s, limit=granted
             )
         await context.limiter.return_claims(granted - len(ids))
+        POLL_CLAIMS.inc(len(ids))
         for start in range(0, len(ids), self._batch_size):
             context.publish_poll(ids[start : start + self._batch_size], token, False)
         if ids:
@@ -135,9 +140,15 @@ class DeadlineSweep:
 
 
 def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
-    steps: list[PeriodicStep] = [PollDispatch(context), DeadlineSweep(context)]
+    settings = context.settings
+    steps: list[PeriodicStep] = [
+        PollDispatch(context),
+        DeadlineSweep(context),
+        RetentionPurge(context.sessions, settings.retention_days),
+        StoreSnapshotRefresh(context.sessions, context.redis, settings.metrics_refresh_s),
+    ]
     if context.publish_delivery is not None:
-        steps.append(DeliveryDispatch(context.settings, context.sessions, context.publish_delivery))
+        steps.append(DeliveryDispatch(settings, context.sessions, context.publish_delivery))
     return steps
 
 
@@ -167,6 +178,7 @@ class Scheduler:
             try:
                 await step.run(self._clock())
             except Exception:
+                SCHEDULER_STEP_FAILURES.labels(step=step.name).inc()
                 log.exception("scheduler.step_failed", extra={"step": step.name})
 
     async def run_until(self, stop: asyncio.Event) -> None:
@@ -210,6 +222,7 @@ async def _serve(settings: Settings) -> int:
         publish_delivery=celery_delivery_publisher(celery_app),
     )
     scheduler = Scheduler(default_steps(context), tick_s=settings.scheduler_tick_s, clock=utc_now)
+    start_metrics_exporter(settings, settings.scheduler_metrics_port, "scheduler")
     log.info("scheduler.started", extra={"tick_s": settings.scheduler_tick_s})
     try:
         await scheduler.run_until(stop)

@@ -16,6 +16,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from service.observability.metrics import DELIVERY_CLAIMS
 from service.store.db import transaction
 from service.store.deliveries import claim_due_deliveries
 
@@ -59,6 +60,7 @@ class DeliveryDispatch:
             token, ids = await claim_due_deliveries(
                 session, now, self._lease_s, limit=self._batch_size * MAX_BATCHES_PER_TICK
             )
+        DELIVERY_CLAIMS.inc(len(ids))
         for start in range(0, len(ids), self._batch_size):
             self._publish(ids[start : start + self._batch_size], token)
         if ids:

@@ -1,0 +1,57 @@
+"""The scheduler's retention step: purge what PHONEBRIDGE_RETENTION_DAYS no longer keeps, in
+small batches, one transaction each, one scheduler at a time (an advisory lock per batch)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.observability.metrics import RETENTION_PURGED
+from service.store.db import transaction
+from service.store.retention import purge_finished_tasks, take_retention_turn
+
+log = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_S: Final = 60.0
+RETENTION_BATCH: Final = 500
+# 100 batches a minute is 72,000 tasks an hour: far more than are registered, so a backlog (the
+# first run on an old database) drains within hours without one run holding on for long.
+RETENTION_MAX_BATCHES: Final = 100
+
+
+class RetentionPurge:
+    name = "retention"
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        retention_days: float,
+        *,
+        interval_s: float = RETENTION_INTERVAL_S,
+        batch: int = RETENTION_BATCH,
+        max_batches: int = RETENTION_MAX_BATCHES,
+    ) -> None:
+        self._sessions = sessions
+        self._retention = timedelta(days=retention_days)
+        self.interval_s = interval_s
+        self._batch = batch
+        self._max_batches = max_batches
+
+    async def run(self, now: datetime) -> None:
+        """Purge tasks finished before `now - retention`; returns when done or out of turns."""
+        cutoff = now - self._retention
+        purged = 0
+        for _ in range(self._max_batches):
+            async with transaction(self._sessions) as session:
+                if not await take_retention_turn(session):
+                    break
+                deleted = await purge_finished_tasks(session, cutoff, self._batch)
+            purged += deleted
+            RETENTION_PURGED.inc(deleted)
+            if deleted < self._batch:
+                break
+        if purged:
+            log.info("retention.purged", extra={"tasks": purged, "cutoff": cutoff.isoformat()})

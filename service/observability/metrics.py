@@ -1,0 +1,94 @@
+"""The counters and histograms of what workers and schedulers do, in each process's own registry.
+
+They live in the process that sees the event (a poll, a webhook attempt, a claim) and are served
+by that process's exporter port (service/observability/exporter.py). Labels are small closed sets
+(an outcome kind, a status class, a step name): never a task id, a URL or an upstream code, so the
+number of series stays bounded whatever the traffic.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Histogram
+
+from service.domain.delivery import Delivered, DeliveryDecision, EndpointGone, RetryAt
+
+# Upstream answers in tens of milliseconds when healthy and up to the call timeout (10 s) when not.
+UPSTREAM_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# From "on time" to "the backlog is hours behind".
+SCHEDULE_DELAY_BUCKETS: Final = (
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
+WEBHOOK_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
+
+POLLS = Counter(
+    "phonebridge_polls",
+    "Upstream task_result calls, by classified outcome.",
+    ["outcome"],
+)
+UPSTREAM_LATENCY = Histogram(
+    "phonebridge_upstream_request_duration_seconds",
+    "Time from sending a task_result call to having its whole answer (or giving up).",
+    buckets=UPSTREAM_BUCKETS,
+)
+POLL_SCHEDULE_DELAY = Histogram(
+    "phonebridge_poll_schedule_delay_seconds",
+    "How late each poll started: the call's start minus the task's next_poll_at.",
+    buckets=SCHEDULE_DELAY_BUCKETS,
+)
+POLL_CLAIMS = Counter("phonebridge_poll_claims", "Tasks claimed (leased) for polling.")
+DELIVERY_CLAIMS = Counter(
+    "phonebridge_delivery_claims", "Webhook deliveries claimed (leased) for an attempt."
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "phonebridge_webhook_attempts",
+    "Webhook attempts, by what followed (delivered, retrying, failed, endpoint_gone) and by the "
+    "receiver's status class (2xx..5xx, or none when no answer arrived).",
+    ["outcome", "status_class"],
+)
+WEBHOOK_LATENCY = Histogram(
+    "phonebridge_webhook_attempt_duration_seconds",
+    "Time from sending a webhook to its answer (or the failure).",
+    buckets=WEBHOOK_BUCKETS,
+)
+SCHEDULER_STEP_FAILURES = Counter(
+    "phonebridge_scheduler_step_failures",
+    "Scheduler steps that raised (each is retried at its next interval).",
+    ["step"],
+)
+RETENTION_PURGED = Counter(
+    "phonebridge_retention_purged_tasks",
+    "Finished tasks deleted by retention, with their events, deliveries and attempts.",
+)
+
+
+def status_class(status: int | None) -> str:
+    """`2xx`..`5xx` for an HTTP answer, `none` when none arrived (timeout, refused, ...)."""
+    if status is None or not 100 <= status <= 599:
+        return "none"
+    return f"{status // 100}xx"
+
+
+def record_poll(outcome: str, latency_s: float, schedule_delay_s: float | None) -> None:
+    POLLS.labels(outcome=outcome).inc()
+    UPSTREAM_LATENCY.observe(latency_s)
+    if schedule_delay_s is not None:
+        # A task polled early (a released lease, a probe) is not late: it counts as on time.
+        POLL_SCHEDULE_DELAY.observe(max(0.0, schedule_delay_s))
+
+
+def record_webhook_attempt(outcome: str, status: int | None, latency_ms: int) -> None:
+    WEBHOOK_ATTEMPTS.labels(outcome=outcome, status_class=status_class(status)).inc()
+    WEBHOOK_LATENCY.observe(latency_ms / 1000)
+
+
+def webhook_outcome(decision: DeliveryDecision) -> str:
+    """The `outcome` label of an attempt: what the decision after it was."""
+    if isinstance(decision, Delivered):
+        return "delivered"
+    if isinstance(decision, RetryAt):
+        return "retrying"
+    if isinstance(decision, EndpointGone):
+        return "endpoint_gone"
+    return "failed"

@@ -1,0 +1,69 @@
+"""The store's facts behind the operations gauges: tasks by state, the due backlog and how late
+its oldest task is, deliveries by state. Read by one scheduler every few seconds (see
+service/observability/snapshot.py), never on an API request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.store.tables import DELIVERY_STATES, TASK_STATES
+
+STATEMENT_TIMEOUT_MS = 10_000
+
+_TASKS_BY_STATE = text("SELECT state, count(*) FROM tasks GROUP BY state")
+
+# Both served by the partial index ix_tasks_due (pending only, by next_poll_at).
+_DUE_BACKLOG = text(
+    """
+    SELECT count(*), min(next_poll_at) FROM tasks
+    WHERE state = 'pending' AND next_poll_at <= :now
+    """
+)
+
+_DELIVERIES_BY_STATE = text("SELECT state, count(*) FROM deliveries GROUP BY state")
+
+_DUE_DELIVERIES = text(
+    """
+    SELECT count(*), min(next_attempt_at) FROM deliveries
+    WHERE state = 'pending' AND next_attempt_at <= :now
+    """
+)
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    tasks_by_state: dict[str, int]
+    due_tasks: int
+    # now - the oldest due next_poll_at: how far behind polling runs (0 with nothing due).
+    oldest_due_task_age_s: float
+    deliveries_by_state: dict[str, int]
+    due_deliveries: int
+    oldest_due_delivery_age_s: float
+
+
+async def read_store_stats(session: AsyncSession, now: datetime) -> StoreStats:
+    """Exact counts. Counting finished tasks scans them, so the caller runs this once per
+    interval for the whole fleet; the timeout keeps a huge table from holding a connection."""
+    await session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
+    tasks = dict.fromkeys(TASK_STATES, 0)
+    tasks.update({str(s): int(n) for s, n in await session.execute(_TASKS_BY_STATE)})
+    due_tasks, oldest_task = (await session.execute(_DUE_BACKLOG, {"now": now})).one()
+    deliveries = dict.fromkeys(DELIVERY_STATES, 0)
+    deliveries.update({str(s): int(n) for s, n in await session.execute(_DELIVERIES_BY_STATE)})
+    due_deliveries, oldest_delivery = (await session.execute(_DUE_DELIVERIES, {"now": now})).one()
+    return StoreStats(
+        tasks_by_state=tasks,
+        due_tasks=int(due_tasks),
+        oldest_due_task_age_s=_age(now, oldest_task),
+        deliveries_by_state=deliveries,
+        due_deliveries=int(due_deliveries),
+        oldest_due_delivery_age_s=_age(now, oldest_delivery),
+    )
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    return 0.0 if since is None else max(0.0, (now - since).total_seconds())
