@@ -157,6 +157,14 @@ async def _on_request_validation(request: Request, error: RequestValidationError
 
 
 async def _on_http_exception(request: Request, error: HTTPException) -> Response:
+    if error.status_code == 400 and error.__cause__ is not None:
+        # FastAPI's own reading of a route's JSON body (the one 400 in this app) failed: the same
+        # 422 as every other invalid body, with a reason instead of "error parsing the body".
+        return problem_response(
+            422,
+            f"the request body is not valid JSON: {_unreadable_body_reason(error.__cause__)}",
+            kind="invalid-input",
+        )
     detail = error.detail if isinstance(error.detail, str) else _title(error.status_code)
     if error.status_code == 404 and error.detail == "Not Found":
         detail = f"no route {request.url.path!r}"
@@ -171,6 +179,14 @@ async def _on_http_exception(request: Request, error: HTTPException) -> Response
                 headers=headers,
             )
     return problem_response(error.status_code, detail, headers=error.headers)
+
+
+def _unreadable_body_reason(cause: BaseException) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return "it is not UTF-8"
+    if isinstance(cause, RecursionError):
+        return "it is nested too deeply"
+    return "it cannot be parsed"
 
 
 def _allowed_methods(request: Request) -> list[str]:

@@ -1,5 +1,8 @@
 """JSON bodies rendered with orjson: several times faster than the standard library on the hot
-path, and timestamps in UTC come out as RFC 3339 with a `Z`."""
+path, and timestamps in UTC come out as RFC 3339 with a `Z`.
+
+JsonResponse is a JSONResponse so that FastAPI publishes each route's `response_model` as its
+success schema; with any other Response class it declares the body a plain string."""
 
 from __future__ import annotations
 
@@ -7,12 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 _OPTIONS = orjson.OPT_UTC_Z
 
 
-class JsonResponse(Response):
+class JsonResponse(JSONResponse):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:

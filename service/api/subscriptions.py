@@ -6,12 +6,13 @@ import os
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
 from service.api.deps import ClientDep, ResourcesDep, SessionDep
 from service.api.errors import ApiProblem, FieldProblem, invalid_input, not_found, problem_responses
+from service.api.events import PUBLIC_ID_SHAPE
 from service.api.pagination import (
     CursorQuery,
     LimitQuery,
@@ -36,7 +37,6 @@ router = APIRouter(
     responses=problem_responses(401, 422, 503),
 )
 
-SubscriptionIdPath = Annotated[str, Path(description="A subscription id, `sub_...`.")]
 MAX_DESCRIPTION = 1000
 
 
@@ -154,6 +154,21 @@ def _subscription_body(row: subscription_store.SubscriptionRow) -> dict[str, Any
 
 def _no_such_subscription(subscription_id: str) -> ApiProblem:
     return not_found(f"no subscription {subscription_id[:40]!r} for this client")
+
+
+async def _subscription_id(
+    subscription_id: Annotated[str, Path(description="A subscription id, `sub_...`.")],
+    client: ClientDep,
+) -> str:
+    # Text that is not a public id cannot name a subscription: 404 without a query, which also
+    # keeps characters Postgres refuses (NUL) away from it. It depends on ClientDep so that a call
+    # without a valid key still answers 401 first.
+    if not PUBLIC_ID_SHAPE.fullmatch(subscription_id):
+        raise _no_such_subscription(subscription_id)
+    return subscription_id
+
+
+SubscriptionIdPath = Annotated[str, Depends(_subscription_id)]
 
 
 async def _existing(
