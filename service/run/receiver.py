@@ -17,8 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 import uvicorn
@@ -29,13 +28,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.config import ConfigError
-from service.sim.server import base_url_of, bind_socket
+from service.serving import BackgroundServer, base_url_of, bind_socket
 
 log = logging.getLogger(__name__)
 
 LISTENING_PREFIX = "demo-receiver listening on "
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix, not a secret
-_START_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -186,44 +184,12 @@ def _uvicorn(state: ReceiverState) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-class ReceiverServer:
-    """The receiver on a background thread of this process (uvicorn leaves signals alone off
-    the main thread, so the caller keeps its own handlers)."""
+class ReceiverServer(BackgroundServer):
+    """The receiver on a background thread of this process."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = ReceiverState()
-        self._server = _uvicorn(self.state)
-        self._socket = bind_socket(host, port)
-        self.base_url = base_url_of(self._socket)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        # uvicorn offers no start callback; its `started` flag flips within milliseconds.
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the webhook receiver did not start")
-            time.sleep(0.005)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=_START_TIMEOUT_S)
-        self._socket.close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().__init__(_uvicorn(self.state), name="webhook receiver", host=host, port=port)
 
 
 def run_receiver(args: argparse.Namespace) -> int:

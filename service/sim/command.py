@@ -198,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM (uvicorn handles both and shuts down gracefully)."""
     # The server stack loads here, not at import: every `phonebridge` command builds this
     # subcommand's parser, and should not pay for uvicorn and starlette to do so.
-    from service.sim.server import base_url_of, bind_socket, uvicorn_server
+    from service.serving import base_url_of, bind_socket
+    from service.sim.server import uvicorn_server
     from service.sim.state import SimState
 
     state = SimState(options_from(args, now=time.time()))

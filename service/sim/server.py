@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -25,27 +23,10 @@ from typing import Any, Self
 import httpx
 import uvicorn
 
+from service.serving import BackgroundServer
 from service.sim.app import SimApp
 from service.sim.defaults import LISTENING_PREFIX
 from service.sim.state import SimOptions, SimState
-
-_START_TIMEOUT_S = 10.0
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; port 0 picks a free one. Bound before the server starts, so
-    clients that connect early wait in the backlog instead of being refused."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
-
-
-def base_url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class _SimUvicorn(uvicorn.Server):
@@ -86,48 +67,21 @@ def uvicorn_server(state: SimState, *, log_level: str = "warning") -> uvicorn.Se
     return _SimUvicorn(config)
 
 
-class SimServer:
+class SimServer(BackgroundServer):
     """The simulator on an ephemeral port, served from a background thread of this process."""
 
     def __init__(
         self, options: SimOptions | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.state = SimState(options or SimOptions())
-        self._server = uvicorn_server(self.state)
-        self._socket = bind_socket(host, port)
-        self.base_url = base_url_of(self._socket)
-        self.control = SimControl(self.base_url)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        super().__init__(
+            uvicorn_server(self.state), name="upstream simulator", host=host, port=port
         )
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        # uvicorn offers no start callback; its `started` flag flips within milliseconds.
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the upstream simulator did not start")
-            time.sleep(0.005)
+        self.control = SimControl(self.base_url)
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._server.force_exit = True
-        self._thread.join(timeout=_START_TIMEOUT_S)
+        super().stop()
         self.control.close()
-        self._socket.close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def phonebridge_executable() -> str:
