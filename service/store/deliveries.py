@@ -12,11 +12,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.store.leases import claim_due
 
 _CLAIM_DUE = text(
     """
@@ -196,17 +198,7 @@ async def claim_due_deliveries(
     session: AsyncSession, now: datetime, lease_s: float, limit: int
 ) -> tuple[uuid.UUID, list[int]]:
     """Lease up to `limit` due deliveries, oldest due first; returns the token and their ids."""
-    token = uuid.uuid4()
-    result = await session.execute(
-        _CLAIM_DUE,
-        {
-            "token": token,
-            "lease_until": now + timedelta(seconds=lease_s),
-            "now": now,
-            "limit": limit,
-        },
-    )
-    return token, sorted(int(row[0]) for row in result)
+    return await claim_due(session, _CLAIM_DUE, now, lease_s, limit)
 
 
 async def leased_subscriptions(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -20,6 +20,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.polling import PollDecision
+from service.store.leases import claim_due
 from service.store.outbox import FinishedTask, record_events
 
 _CLAIM_DUE = text(
@@ -152,19 +153,7 @@ async def claim_due_tasks(
     Rows another claimer holds locked are skipped, and a live lease excludes a row, so concurrent
     schedulers never claim the same task for the same round.
     """
-    token = uuid.uuid4()
-    if limit <= 0:
-        return token, []
-    result = await session.execute(
-        _CLAIM_DUE,
-        {
-            "token": token,
-            "lease_until": now + timedelta(seconds=lease_s),
-            "now": now,
-            "limit": limit,
-        },
-    )
-    return token, sorted(int(row[0]) for row in result)
+    return await claim_due(session, _CLAIM_DUE, now, lease_s, limit)
 
 
 async def load_leased_tasks(
