@@ -4,10 +4,9 @@ cache of recently seen API keys. Built by the app's lifespan, read by the depend
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.api.keycache import KeyCache
+from service.clock import Clock, utc_now
 from service.config import Settings
 from service.store.db import create_engine_for, session_factory
 
@@ -39,10 +39,6 @@ REDIS_TIMEOUT_S = 1.0
 GC_YOUNG_THRESHOLD = 10_000
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 HotPool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 
@@ -58,7 +54,7 @@ class ApiResources:
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis[Any]
     keys: KeyCache
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
 
 
 async def get_resources(request: Request) -> ApiResources:

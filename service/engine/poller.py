@@ -18,12 +18,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.answers import Outcome, OutcomeKind, classify_answer
 from service.domain.backoff import BackoffPolicy
@@ -52,14 +53,8 @@ from service.upstream.client import UpstreamClient
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
 
 _SECOND = timedelta(seconds=1)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

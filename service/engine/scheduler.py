@@ -19,12 +19,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.clock import Clock, utc_now
 from service.config import Settings
 from service.engine.pause import read_pause
 from service.engine.probe import give_back_probe_turn, take_probe_turn
@@ -39,7 +40,6 @@ from service.webhooks.dispatch import DeliveryDispatch, DeliveryPublisher
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 # One tick claims at most this many batches: a huge backlog is spread over ticks rather than
 # leased all at once (leases would run out in the broker's queue).
@@ -189,10 +189,6 @@ class Scheduler:
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def run_scheduler(settings: Settings) -> int:

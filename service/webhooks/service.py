@@ -23,13 +23,14 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.delivery import (
     Delivered,
@@ -58,7 +59,6 @@ from service.webhooks.sender import AttemptResult, WebhookSender
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 MAX_IN_FLIGHT = 10_000
 # Results finishing within this window after the first one share a write-back transaction.
@@ -72,10 +72,6 @@ DATABASE_SLOTS = 4
 POSTPONE_S = 1.0
 # Weight of the newest attempt in a subscription's running latency.
 LATENCY_WEIGHT = 0.2
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def in_flight_per_subscription(settings: Settings, sender: WebhookSender) -> int:

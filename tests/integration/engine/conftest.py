@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.clock import utc_now
 from service.config import Settings
 from service.engine.ratelimit import UpstreamRateLimiter
 from service.engine.scheduler import Scheduler, SchedulerContext, default_steps
@@ -35,10 +36,6 @@ from workers.app import celery_poll_publisher, create_celery_app, runtime_of
 
 API_ID = "test-api-id"
 API_SECRET = "test-api-secret-value"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @pytest.fixture(scope="session")
