@@ -88,12 +88,10 @@ def decide_after_poll(
     request_id = outcome.request_id
 
     if outcome.kind is OutcomeKind.COMPLETED and outcome.result is not None:
-        return PollDecision(
+        return final_decision(
             DecisionKind.COMPLETE,
-            state=FINAL_STATE[DecisionKind.COMPLETE],
-            poll_count=poll_count,
-            next_poll_at=None,
-            completed_at=now,
+            poll_count,
+            now,
             result=outcome.result,
             upstream_request_id=request_id,
         )
@@ -104,14 +102,8 @@ def decide_after_poll(
         else error_record(outcome.code, outcome.message, now)
     )
     if outcome.kind is OutcomeKind.REJECTED:
-        return PollDecision(
-            DecisionKind.FAIL,
-            state=FINAL_STATE[DecisionKind.FAIL],
-            poll_count=poll_count,
-            next_poll_at=None,
-            completed_at=now,
-            last_error=error,
-            upstream_request_id=request_id,
+        return final_decision(
+            DecisionKind.FAIL, poll_count, now, last_error=error, upstream_request_id=request_id
         )
     if now >= task.expires_at:
         return expire_decision(poll_count, now, last_error=error, upstream_request_id=request_id)
@@ -144,12 +136,32 @@ def expire_decision(
     upstream_request_id: str | None = None,
 ) -> PollDecision:
     """The task's deadline has passed without a result: it is expired, and never polled again."""
-    return PollDecision(
+    return final_decision(
         DecisionKind.EXPIRE,
-        state=FINAL_STATE[DecisionKind.EXPIRE],
+        poll_count,
+        now,
+        last_error=last_error,
+        upstream_request_id=upstream_request_id,
+    )
+
+
+def final_decision(
+    kind: DecisionKind,
+    poll_count: int,
+    now: datetime,
+    *,
+    result: PhoneResult | None = None,
+    last_error: dict[str, Any] | None = None,
+    upstream_request_id: str | None = None,
+) -> PollDecision:
+    """A decision that ends the task (complete, fail, expire): finished now, never polled again."""
+    return PollDecision(
+        kind,
+        state=FINAL_STATE[kind],
         poll_count=poll_count,
         next_poll_at=None,
         completed_at=now,
+        result=result,
         last_error=last_error,
         upstream_request_id=upstream_request_id,
     )
