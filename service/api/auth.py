@@ -14,7 +14,7 @@ from fastapi import Request
 
 from service.accounts import api_key_digest, looks_like_api_key
 from service.api.errors import ApiProblem
-from service.api.resources import ApiResources, resources_of
+from service.api.resources import ApiResources, hot_connection, resources_of
 from service.store.clients import find_active_key
 
 # The scheme as the OpenAPI schema declares it for every /v1 operation (see app.py): the
@@ -57,7 +57,7 @@ async def authenticate(resources: ApiResources, authorization: str | None) -> Au
     client_id = resources.keys.client_id_for(digest)
     if client_id is not None:
         return AuthenticatedClient(client_id)
-    async with resources.pool.connection() as conn:
+    async with hot_connection(resources) as conn:
         stored = await find_active_key(conn, digest)
     if stored is None or not hmac.compare_digest(stored.key_hash, digest):
         raise unauthorized("the API key is not valid (unknown or revoked)", invalid_token=True)

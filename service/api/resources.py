@@ -4,12 +4,14 @@ cache of recently seen API keys. Built by the app's lifespan, read by the depend
 from __future__ import annotations
 
 import gc
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
@@ -29,6 +31,11 @@ HOT_POOL_MIN = 4
 HOT_POOL_MAX = 32
 # Waiting longer than this for a connection means the database is down or overloaded: answer 503.
 HOT_POOL_WAIT_S = 2.0
+# How long the pool keeps retrying one lost connection (with backoff 1 s, 2 s, ...) before it
+# gives it up; a waiting request then asks for a fresh one. psycopg_pool's default, 5 minutes,
+# lets the backoff grow so long that after a database restart the API kept answering 503 for
+# seconds after PostgreSQL was back (seen in tests/chaos).
+HOT_POOL_RECONNECT_S = 2.0
 DATABASE_CONNECT_TIMEOUT_S = 5
 # SQLAlchemy serves the less frequent routes (units of work, events, subscriptions).
 ENGINE_POOL_SIZE = 10
@@ -55,6 +62,34 @@ class ApiResources:
     redis: Redis[Any]
     keys: KeyCache
     clock: Clock = utc_now
+
+
+@asynccontextmanager
+async def hot_connection(resources: ApiResources) -> AsyncIterator[AsyncConnection[DictRow]]:
+    """A connection of the hot pool that the server has not already closed.
+
+    After PostgreSQL restarts, every idle connection in the pool is dead, but nothing notices
+    until a statement fails on it: without this, each of them would cost one client a 503 long
+    after the database is back. Checking with a query (psycopg_pool's `check_connection`) would
+    add a round trip to every request; instead an idle connection whose socket is readable is
+    taken as closed (the server only speaks unasked to say goodbye: a shutdown notice, or EOF),
+    closed here, and the pool replaces it while the next one is tried."""
+    for _ in range(HOT_POOL_MAX + 1):
+        async with resources.pool.connection() as conn:
+            if not closed_by_server(conn):
+                yield conn
+                return
+            await conn.close()  # returned closed: the pool discards it and opens another
+    raise psycopg.OperationalError("every pooled connection was closed by the server")
+
+
+def closed_by_server(conn: AsyncConnection[Any]) -> bool:
+    """Whether an idle connection has something to read: the server has closed it."""
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
 
 
 async def get_resources(request: Request) -> ApiResources:
@@ -87,6 +122,7 @@ async def api_lifespan(app: FastAPI) -> AsyncIterator[None]:
         min_size=HOT_POOL_MIN,
         max_size=HOT_POOL_MAX,
         timeout=HOT_POOL_WAIT_S,
+        reconnect_timeout=HOT_POOL_RECONNECT_S,
         configure=_configure_connection,
         open=False,
     )

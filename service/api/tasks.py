@@ -25,6 +25,7 @@ from service.api.pagination import (
     decode_row_cursor,
     encode_row_cursor,
 )
+from service.api.resources import hot_connection
 from service.api.responses import json_response
 from service.domain.intake import (
     TASK_ID_PATTERN,
@@ -128,7 +129,7 @@ async def register_task(request: Request) -> Response:
             checked.detail,
             [FieldProblem(field=e.field, message=e.message) for e in checked.errors],
         )
-    async with resources.pool.connection() as conn:
+    async with hot_connection(resources) as conn:
         row, created = await task_store.register_task(conn, client.id, checked, now)
     return json_response(_task_body(row), status_code=201 if created else 200)
 
@@ -163,7 +164,7 @@ async def register_batch(request: Request) -> Response:
 
     created: set[str] = set()
     if distinct:
-        async with resources.pool.connection() as conn:
+        async with hot_connection(resources) as conn:
             created = await task_store.register_tasks(conn, client.id, list(distinct.values()), now)
 
     results: list[dict[str, Any]] = []
@@ -195,7 +196,7 @@ async def list_tasks(
 ) -> Response:
     before_id = decode_row_cursor(cursor) if cursor is not None else None
     # One row more than asked tells whether another page exists.
-    async with resources.pool.connection() as conn:
+    async with hot_connection(resources) as conn:
         rows = await task_store.list_tasks(
             conn, client.id, state=state, before_id=before_id, limit=limit + 1
         )
@@ -217,7 +218,7 @@ async def list_tasks(
 async def get_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesDep) -> Response:
     row = None
     if _plausible(task_id):
-        async with resources.pool.connection() as conn:
+        async with hot_connection(resources) as conn:
             row = await task_store.find_task(conn, client.id, task_id)
     if row is None:
         raise _no_such_task(task_id)
@@ -233,7 +234,7 @@ async def get_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesD
 async def cancel_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesDep) -> Response:
     if not _plausible(task_id):
         raise _no_such_task(task_id)
-    async with resources.pool.connection() as conn:
+    async with hot_connection(resources) as conn:
         outcome, row = await task_store.cancel_task(conn, client.id, task_id, resources.clock())
     if outcome == "not_found" or row is None:
         raise _no_such_task(task_id)
