@@ -107,6 +107,11 @@ class Receiver:
             raise TimeoutError(f"{len(self.received(path))} requests to {path}, wanted {count}")
 
     # --- serving -----------------------------------------------------------------------------
+    def _next_reply(self, request: ReceivedRequest) -> Reply:
+        """The reply to `request` (called with the lock held, in arrival order)."""
+        script = self._scripts.get(request.path)
+        return script.popleft() if script else self._defaults.get(request.path, Reply())
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         with self._changed:
@@ -118,8 +123,7 @@ class Receiver:
                     time.monotonic(),
                 )
             )
-            script = self._scripts.get(request.path)
-            reply = script.popleft() if script else self._defaults.get(request.path, Reply())
+            reply = self._next_reply(self.requests[-1])
             self._changed.notify_all()
         if reply.hang:
             assert self._stopping is not None

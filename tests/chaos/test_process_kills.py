@@ -1,0 +1,48 @@
+"""SIGKILL, as a crash or the OOM killer delivers it, to the workers again and again (and once
+to the scheduler) while 500 tasks are in flight: each is restarted as a process supervisor would,
+and nothing is lost, no event is emitted twice."""
+
+from __future__ import annotations
+
+import time
+
+from tests.chaos.receiver import flaky_receiver
+from tests.chaos.stack import Stack
+from tests.chaos.tenant import Tenant, plan_tasks
+
+TASKS = 500
+WORKER_KILLS = 6
+KILL_EVERY_S = 1.5
+
+
+def test_workers_killed_repeatedly_lose_nothing_and_duplicate_no_event(
+    stack: Stack, tenant: Tenant
+) -> None:
+    with flaky_receiver(failure_rate=0.0, seed=2) as receiver:
+        tenant.subscribe(receiver)
+        # Answers arrive from 3 s to 13 s after registration: the kills land on polls,
+        # write-backs, events being emitted and webhooks being sent.
+        tenant.submit(plan_tasks("kill", TASKS, pending_calls=3, pending_s=3, spread_s=10))
+        pending_at_kills, events_at_kills = [], []
+        for kill in range(WORKER_KILLS):
+            time.sleep(KILL_EVERY_S)
+            worker = stack.service(f"worker-{1 + kill % 2}")
+            pending_at_kills.append(tenant.pending_count())
+            events_at_kills.append(len(tenant.events()))
+            worker.kill()
+            worker.start()
+        scheduler = stack.service("scheduler")
+        scheduler.kill()
+        scheduler.start()
+        assert min(pending_at_kills) > 0, f"tasks pending at each kill: {pending_at_kills}"
+        assert max(events_at_kills) > 0, f"events emitted at each kill: {events_at_kills}"
+
+        tenant.wait_until_final(timeout_s=120)
+        tenant.count_upstream()
+        events = tenant.check_tasks_and_events()
+        tenant.wait_until_delivered(timeout_s=30)
+        tenant.check_deliveries(events, check_attempts=False)
+    tenant.check_no_server_errors()
+    tenant.figures.notes["sigkills"] = WORKER_KILLS + 1
+    tenant.figures.notes["pending_at_each_kill"] = pending_at_kills
+    tenant.figures.notes["events_at_each_kill"] = events_at_kills
