@@ -40,6 +40,8 @@ BATCH = 1000
 # "never" tasks are registered as submitted this long before their TTL ends, so they expire
 # within the scenario instead of after the whole TTL.
 EXPIRES_AFTER_S = 10.0
+# A call sent just before a deadline arrives at the simulator this much later, at most.
+CALL_TRANSIT_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,23 @@ class Tenant:
         self.figures.lost = len(wrong)
         assert not wrong, f"{len(wrong)} tasks wrong, e.g. {wrong[:5]}"
         assert len(tasks) == len(self.planned)
+        self._check_no_poll_after_expiry(tasks)
         return events
+
+    def _check_no_poll_after_expiry(self, tasks: dict[str, dict[str, Any]]) -> None:
+        """No call for an expired task reached upstream after its expires_at."""
+        last_call: dict[str, float] = {}
+        for call in self.stack.sim.control.calls(since=self.started_at, endpoint="task_result"):
+            if call["task_id"] is not None:
+                last_call[call["task_id"]] = max(call["at"], last_call.get(call["task_id"], 0.0))
+        late = []
+        for task_id, planned in self.planned.items():
+            if planned.state != "expired" or task_id not in last_call:
+                continue
+            expires_at = datetime.fromisoformat(tasks[task_id]["expires_at"]).timestamp()
+            if last_call[task_id] > expires_at + CALL_TRANSIT_S:
+                late.append(f"{task_id}: {last_call[task_id] - expires_at:.3f} s after expiry")
+        assert not late, f"{len(late)} polls after expiry, e.g. {late[:5]}"
 
     def check_deliveries(self, events: list[dict[str, Any]], *, check_attempts: bool) -> None:
         """Every event reached every subscription with a valid signature; with
