@@ -21,6 +21,15 @@ from tests.chaos.tenant import Tenant
 
 REPORT_PATH = Path(__file__).resolve().parents[2] / "build" / "chaos-last-run.json"
 OUTCOME = pytest.StashKey[str]()
+# A scenario takes 10-45 s on a quiet 2-core machine; its own waits give up well before this.
+SCENARIO_TIMEOUT_S = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.timeout(SCENARIO_TIMEOUT_S))
 
 
 @pytest.hookimpl(wrapper=True)

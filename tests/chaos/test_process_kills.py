@@ -12,7 +12,8 @@ from tests.chaos.tenant import Tenant, plan_tasks
 
 TASKS = 500
 WORKER_KILLS = 6
-KILL_EVERY_S = 1.5
+# Long enough for a restarted worker to start polling before the other one is killed.
+KILL_EVERY_S = 2.0
 
 
 def test_workers_killed_repeatedly_lose_nothing_and_duplicate_no_event(
@@ -20,9 +21,9 @@ def test_workers_killed_repeatedly_lose_nothing_and_duplicate_no_event(
 ) -> None:
     with flaky_receiver(failure_rate=0.0, seed=2) as receiver:
         tenant.subscribe(receiver)
-        # Answers arrive from 3 s to 13 s after registration: the kills land on polls,
-        # write-backs, events being emitted and webhooks being sent.
-        tenant.submit(plan_tasks("kill", TASKS, pending_calls=3, pending_s=3, spread_s=10))
+        # Answers arrive from 3 s to 17 s after registration: the kills (2 s to ~13 s) land on
+        # polls, write-backs, events being emitted and webhooks being sent.
+        tenant.submit(plan_tasks("kill", TASKS, pending_calls=3, pending_s=3, spread_s=14))
         pending_at_kills, events_at_kills = [], []
         for kill in range(WORKER_KILLS):
             time.sleep(KILL_EVERY_S)
