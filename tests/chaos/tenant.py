@@ -17,19 +17,10 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
+from service.sim.scripts import PHONE_STATUSES
 from tests.chaos.receiver import Answered, FlakyReceiver
 from tests.chaos.stack import STACK_SETTINGS, Stack, is_fault, wait_until
 
-PHONE_STATUSES = (
-    "ring",
-    "connected",
-    "empty",
-    "busy",
-    "turned_off",
-    "outside_service_area",
-    "line_abnormal",
-    "temp_unavailable",
-)
 EVENT_OF_STATE = {
     "completed": "task.completed",
     "failed": "task.failed",
@@ -213,6 +204,17 @@ class Tenant:
         wait_until(delivered, timeout_s, "every event to be delivered", 0.5)
 
     # --- the promises ---------------------------------------------------------------------------
+    def finish_and_check(
+        self, *, final_within_s: float = 120, delivered_within_s: float = 30, attempts: bool = False
+    ) -> None:
+        """Wait for every task to be final and every event delivered, then check it all (see
+        check_tasks_and_events and check_deliveries)."""
+        self.wait_until_final(timeout_s=final_within_s)
+        self.count_upstream()
+        events = self.check_tasks_and_events()
+        self.wait_until_delivered(timeout_s=delivered_within_s)
+        self.check_deliveries(events, check_attempts=attempts)
+
     def check_tasks_and_events(self) -> list[dict[str, Any]]:
         """Every planned task is in its scripted final state with exactly one event of the
         matching type carrying the task as it ended; returns the events."""

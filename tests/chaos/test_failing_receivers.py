@@ -19,11 +19,7 @@ def test_every_event_is_delivered_and_every_attempt_logged(stack: Stack, tenant:
         tenant.subscribe(first)
         tenant.subscribe(second)
         tenant.submit(plan_tasks("hooks", TASKS, pending_calls=1))
-        tenant.wait_until_final(timeout_s=120)
-        events = tenant.check_tasks_and_events()
-        tenant.wait_until_delivered(timeout_s=120)
-        tenant.count_upstream()
-        tenant.check_deliveries(events, check_attempts=True)
+        tenant.finish_and_check(delivered_within_s=120, attempts=True)
     tenant.check_no_server_errors()
     figures = tenant.figures
     failed_share = figures.webhook_attempts_failed / figures.webhook_attempts

@@ -100,11 +100,7 @@ def test_postgres_restart_answers_503_meanwhile_and_loses_nothing(
         after_statuses = Counter(r.status_code for r in after)
         assert set(after_statuses) <= {200, 201}, f"after the restart: {after_statuses}"
 
-        tenant.wait_until_final(timeout_s=120)
-        tenant.count_upstream()
-        events = tenant.check_tasks_and_events()
-        tenant.wait_until_delivered(timeout_s=30)
-        tenant.check_deliveries(events, check_attempts=False)
+        tenant.finish_and_check()
     tenant.check_no_server_errors(allowed=frozenset({503}))
     assert tenant.figures.api_responses[503] == len(outage)
     tenant.figures.notes.update(

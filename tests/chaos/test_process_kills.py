@@ -38,11 +38,7 @@ def test_workers_killed_repeatedly_lose_nothing_and_duplicate_no_event(
         assert min(pending_at_kills) > 0, f"tasks pending at each kill: {pending_at_kills}"
         assert max(events_at_kills) > 0, f"events emitted at each kill: {events_at_kills}"
 
-        tenant.wait_until_final(timeout_s=120)
-        tenant.count_upstream()
-        events = tenant.check_tasks_and_events()
-        tenant.wait_until_delivered(timeout_s=30)
-        tenant.check_deliveries(events, check_attempts=False)
+        tenant.finish_and_check()
     tenant.check_no_server_errors()
     tenant.figures.notes["sigkills"] = WORKER_KILLS + 1
     tenant.figures.notes["pending_at_each_kill"] = pending_at_kills

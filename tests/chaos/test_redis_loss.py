@@ -35,11 +35,7 @@ def test_flushall_and_a_redis_restart_lose_nothing(stack: Stack, tenant: Tenant)
         assert pending_at_flush > 0, "the flush hit work in flight"
         assert pending_at_restart > 0, "the restart hit work in flight"
 
-        tenant.wait_until_final(timeout_s=120)
-        tenant.count_upstream()
-        events = tenant.check_tasks_and_events()
-        tenant.wait_until_delivered(timeout_s=30)
-        tenant.check_deliveries(events, check_attempts=False)
+        tenant.finish_and_check()
     tenant.check_no_server_errors()
     tenant.figures.notes["pending_at_flushall"] = pending_at_flush
     tenant.figures.notes["pending_at_redis_restart"] = pending_at_restart

@@ -27,13 +27,7 @@ def test_every_task_reaches_its_scripted_state_through_upstream_faults(
         tenant.subscribe(receiver)
         stack.sim.control.replace_faults(probabilities=FAULTS, slow_s=SLOW_S)
         tenant.submit(plan_tasks("upstream", TASKS))
-        tenant.wait_until_final(timeout_s=150)
-        stack.sim.control.replace_faults()
-
-        tenant.count_upstream()
-        events = tenant.check_tasks_and_events()
-        tenant.wait_until_delivered(timeout_s=30)
-        tenant.check_deliveries(events, check_attempts=False)
+        tenant.finish_and_check(final_within_s=150)
     tenant.check_no_server_errors()
     figures = tenant.figures
     fault_share = figures.upstream_faults / figures.upstream_calls
