@@ -84,12 +84,15 @@ async def hot_connection(resources: ApiResources) -> AsyncIterator[AsyncConnecti
 
 
 def closed_by_server(conn: AsyncConnection[Any]) -> bool:
-    """Whether an idle connection has something to read: the server has closed it."""
+    """Whether an idle connection has something to read: the server has closed it.
+
+    poll(), not select(): a busy API process can hold more than select's 1024 descriptors."""
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError, psycopg.Error):
         return True
-    return bool(readable)
 
 
 async def get_resources(request: Request) -> ApiResources:

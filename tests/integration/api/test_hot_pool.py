@@ -1,0 +1,113 @@
+"""The API's hot connection pool after the server closed its connections (a restart, an
+administrator's pg_terminate_backend): the dead ones are noticed without a query and replaced,
+so no request fails on one. The chaos suite restarts PostgreSQL itself; this is the quick check."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+
+from service.api.resources import (
+    HOT_POOL_MIN,
+    ApiResources,
+    closed_by_server,
+    hot_connection,
+    libpq_url,
+)
+from service.config import Settings
+
+
+@pytest.fixture
+async def connection(
+    settings: Settings,
+) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
+    conn = await psycopg.AsyncConnection.connect(
+        libpq_url(settings.sqlalchemy_url), autocommit=True
+    )
+    async with conn:
+        yield conn
+
+
+async def terminate(settings: Settings, backend_pids: list[int]) -> None:
+    async with await psycopg.AsyncConnection.connect(
+        libpq_url(settings.sqlalchemy_url), autocommit=True
+    ) as admin:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (backend_pids,)
+        )
+        # Returns once the backends are gone, i.e. once their goodbyes have been sent.
+        await admin.execute(
+            "SELECT pg_sleep(0.05) FROM pg_stat_activity WHERE pid = ANY(%s)", (backend_pids,)
+        )
+
+
+@pytest.fixture
+def many_descriptors() -> Iterator[None]:
+    """Push the next descriptors above 1024, where select() can no longer watch them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 4096), hard), hard))
+    padding = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        yield
+    finally:
+        for fd in padding:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_an_idle_healthy_connection_is_not_taken_for_closed(
+    connection: psycopg.AsyncConnection[tuple[object, ...]],
+) -> None:
+    await connection.execute("SELECT 1")
+    assert not closed_by_server(connection)
+
+
+async def test_a_connection_the_server_terminated_is_taken_for_closed(
+    settings: Settings, connection: psycopg.AsyncConnection[tuple[object, ...]]
+) -> None:
+    await terminate(settings, [connection.info.backend_pid])
+    assert closed_by_server(connection)
+
+
+@pytest.mark.usefixtures("many_descriptors")
+async def test_descriptors_above_1024_are_watched_too(settings: Settings) -> None:
+    conn = await psycopg.AsyncConnection.connect(
+        libpq_url(settings.sqlalchemy_url), autocommit=True
+    )
+    async with conn:
+        assert conn.fileno() > 1024
+        assert not closed_by_server(conn)
+        await terminate(settings, [conn.info.backend_pid])
+        assert closed_by_server(conn)
+
+
+async def test_every_pooled_connection_terminated_costs_no_request(
+    api_app: FastAPI, settings: Settings
+) -> None:
+    resources: ApiResources = api_app.state.resources
+    async with contextlib.AsyncExitStack() as held:
+        # Open (or reuse) more connections than the pool keeps at minimum.
+        for _ in range(HOT_POOL_MIN + 2):
+            await held.enter_async_context(hot_connection(resources))
+    async with await psycopg.AsyncConnection.connect(
+        libpq_url(settings.sqlalchemy_url), autocommit=True
+    ) as admin:
+        rows = await admin.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE application_name = 'phonebridge-api' AND datname = current_database()"
+        )
+        pids = [pid for (pid,) in await rows.fetchall()]
+    assert len(pids) >= HOT_POOL_MIN + 2
+    await terminate(settings, pids)
+
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(HOT_POOL_MIN + 2):
+            conn = await held.enter_async_context(hot_connection(resources))
+            assert conn.info.backend_pid not in pids
+            assert await (await conn.execute("SELECT 1 AS one")).fetchone() == {"one": 1}
