@@ -412,7 +412,7 @@ class DeliveryService:
             "latency_ms": result.latency_ms,
         }
         if isinstance(decision, Delivered):
-            log.debug("webhook.delivered", extra=facts)
+            log.info("webhook.delivered", extra=facts)
         elif isinstance(decision, RetryAt):
             log.info(
                 "webhook.attempt_failed",

@@ -10,6 +10,7 @@ seconds) so that what takes hours in production takes seconds here, through the 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -220,6 +222,18 @@ class Stack:
             for service in self.services.values()
             if service.child is not None and service.child.poll() is not None
         ]
+
+    def worker_log_entries(self, events: frozenset[str]) -> list[dict[str, Any]]:
+        """The JSON log lines of every worker run so far whose `event` is one of `events`."""
+        entries = []
+        for path in sorted(self.logs().glob("worker-*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if not line.startswith("{"):
+                    continue
+                entry = json.loads(line)
+                if entry.get("event") in events:
+                    entries.append(entry)
+        return entries
 
     def database(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.database_conninfo, autocommit=True)

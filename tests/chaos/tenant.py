@@ -31,6 +31,10 @@ BATCH = 1000
 # "never" tasks are registered as submitted this long before their TTL ends, so they expire
 # within the scenario instead of after the whole TTL.
 EXPIRES_AFTER_S = 10.0
+# The worker log lines of one webhook attempt each (delivered, to be retried, given up).
+ATTEMPT_LOG_EVENTS = frozenset(
+    {"webhook.delivered", "webhook.attempt_failed", "webhook.delivery_failed"}
+)
 # A call sent just before a deadline arrives at the simulator this much later, at most.
 CALL_TRANSIT_S = 0.1
 
@@ -299,6 +303,12 @@ class Tenant:
             if delivery["state"] != "succeeded" or logged != received.get(event_id):
                 mismatched.append(f"{event_id}: logged {logged}, received {received.get(event_id)}")
         assert not mismatched, f"{len(mismatched)} attempt logs differ, e.g. {mismatched[:3]}"
+        lines = self.stack.worker_log_entries(ATTEMPT_LOG_EVENTS)
+        logged_lines = Counter(
+            e["event_id"] for e in lines if e.get("subscription_id") == subscription.id
+        )
+        received_counts = {event_id: len(seen) for event_id, seen in received.items()}
+        assert logged_lines == received_counts, "a worker log line per attempt"
 
     def count_upstream(self) -> None:
         """The simulator's view since this tenant started: task_result calls and injected
