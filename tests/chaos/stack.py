@@ -28,7 +28,7 @@ import redis
 from service.run.embedded import EmbeddedPostgres, redis_server_binary
 from service.run.processes import Child, ChildSpec, Tier, free_port, phonebridge_command
 from service.sim.server import SimProcess
-from tests.e2e.conftest import clean_environment, create_api_key
+from tests.commands import clean_environment, create_api_key
 
 SIM_API_ID = "chaos-sim-api-id"
 SIM_API_SECRET = "chaos-sim-api-secret-value"

@@ -34,13 +34,6 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 40.0
 
 
-def clean_environment(**variables: str) -> dict[str, str]:
-    """This process's environment without PHONEBRIDGE_* variables, plus `variables`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHONEBRIDGE_")}
-    env.update(variables)
-    return env
-
-
 class CliProcess:
     """A long-running `phonebridge` command; its stdout is collected line by line."""
 
@@ -135,20 +128,6 @@ def still_running(processes: list[psutil.Process]) -> list[str]:
         except psutil.NoSuchProcess:
             continue
     return alive
-
-
-def create_api_key(env: Mapping[str, str], cwd: Path, name: str) -> str:
-    """`phonebridge api-key create`, as an operator runs it; the key on its last line."""
-    finished = subprocess.run(
-        [phonebridge_executable(), "api-key", "create", "--name", name],
-        env=dict(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return finished.stdout.strip().splitlines()[-1]
 
 
 def wait_for_task_state(

@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 
 from service.run.demo import DONE_MESSAGE, NOT_DONE_MESSAGE, SAMPLE_STATUSES
-from tests.e2e.conftest import CliProcess, clean_environment, still_running
+from tests.commands import clean_environment
+from tests.e2e.conftest import CliProcess, still_running
 
 # Long enough for three PENDING answers at the demo's backoff, short enough to see an expiry.
 DEMO_TASK_TTL_S = 12

@@ -19,7 +19,8 @@ import pytest
 
 from service.run.processes import free_port
 from service.sim.server import SimProcess, phonebridge_executable
-from tests.e2e.conftest import CliProcess, clean_environment, create_api_key, wait_for_task_state
+from tests.commands import clean_environment, create_api_key
+from tests.e2e.conftest import CliProcess, wait_for_task_state
 from tests.integration.webhooks.receiver import Receiver, Reply, running_receiver
 
 API_ID = "logs-e2e-upstream-id-7c1f"

@@ -10,13 +10,8 @@ import psutil
 import redis
 
 from service.sim.server import SimServer
-from tests.e2e.conftest import (
-    CliProcess,
-    clean_environment,
-    create_api_key,
-    still_running,
-    wait_for_task_state,
-)
+from tests.commands import clean_environment, create_api_key
+from tests.e2e.conftest import CliProcess, still_running, wait_for_task_state
 
 API_LINE = r"API listening on (http://\S+)"
 EXPORT_LINE = r"export PHONEBRIDGE_DATABASE_URL=(\S+) PHONEBRIDGE_REDIS_URL=(\S+)"
