@@ -53,8 +53,10 @@ def sample_tasks(tag: str) -> list[SampleTask]:
         SampleTask(f"sim-{status}-{calls}-{tag}", "completed", status)
         for status, calls in SAMPLE_STATUSES
     ]
-    samples.append(SampleTask(f"sim-never-{tag}", "expired"))
-    samples.append(SampleTask(f"sim-invalid-{tag}", "failed"))
+    # The 0 PENDING answers are spelled out: a tag of digits alone (token_hex gives one about 6%
+    # of the time) would otherwise be read as the count, and sim-invalid would answer PENDING.
+    samples.append(SampleTask(f"sim-never-0-{tag}", "expired"))
+    samples.append(SampleTask(f"sim-invalid-0-{tag}", "failed"))
     return samples
 
 
