@@ -80,7 +80,6 @@ class Service:
 
     spec: ChildSpec
     child: Child | None = None
-    starts: int = 0
 
     @property
     def name(self) -> str:
@@ -89,7 +88,6 @@ class Service:
     def start(self) -> None:
         assert not self.running(), f"{self.name} is already running"
         self.child = Child(self.spec)
-        self.starts += 1
 
     def running(self) -> bool:
         return self.child is not None and self.child.poll() is None
