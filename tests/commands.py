@@ -1,11 +1,13 @@
 """The `phonebridge` command as a user runs it, for the tests that start real processes (e2e,
-chaos): an environment holding only what the test gives it, and one-shot commands."""
+chaos): an environment holding only what the test gives it, one-shot commands, and waiting for
+what the processes do."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from service.sim.server import phonebridge_executable
@@ -30,3 +32,15 @@ def create_api_key(env: Mapping[str, str], cwd: Path, name: str) -> str:
         check=True,
     )
     return finished.stdout.strip().splitlines()[-1]
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1
+) -> None:
+    """Check `condition` every `interval_s` until it holds; fail naming `what` after
+    `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)

@@ -15,8 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import redis
 from service.run.embedded import EmbeddedPostgres, redis_server_binary
 from service.run.processes import Child, ChildSpec, Tier, free_port, phonebridge_command
 from service.sim.server import SimProcess
-from tests.commands import clean_environment, create_api_key
+from tests.commands import clean_environment, create_api_key, wait_until
 
 SIM_API_ID = "chaos-sim-api-id"
 SIM_API_SECRET = "chaos-sim-api-secret-value"
@@ -62,16 +61,6 @@ FAULT_LABELS = frozenset(
 
 def is_fault(label: str) -> bool:
     return label in FAULT_LABELS or label.startswith("slow:")
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 @dataclass

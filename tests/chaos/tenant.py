@@ -19,7 +19,8 @@ from standardwebhooks import Webhook
 
 from service.sim.scripts import PHONE_STATUSES
 from tests.chaos.receiver import Answered, FlakyReceiver
-from tests.chaos.stack import STACK_SETTINGS, Stack, is_fault, wait_until
+from tests.chaos.stack import STACK_SETTINGS, Stack, is_fault
+from tests.commands import wait_until
 
 EVENT_OF_STATE = {
     "completed": "task.completed",

@@ -15,8 +15,9 @@ import httpx
 
 from service.api.resources import HOT_POOL_MAX
 from tests.chaos.receiver import flaky_receiver
-from tests.chaos.stack import Stack, wait_until
+from tests.chaos.stack import Stack
 from tests.chaos.tenant import Planned, Tenant, plan_tasks
+from tests.commands import wait_until
 
 TASKS = 500
 OUTAGE_S = 8.0

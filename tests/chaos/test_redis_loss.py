@@ -7,8 +7,9 @@ from __future__ import annotations
 import time
 
 from tests.chaos.receiver import flaky_receiver
-from tests.chaos.stack import Stack, wait_until
+from tests.chaos.stack import Stack
 from tests.chaos.tenant import Tenant, plan_tasks
+from tests.commands import wait_until
 
 TASKS = 500
 REDIS_DOWN_S = 2.0

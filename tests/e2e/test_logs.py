@@ -9,7 +9,6 @@ import base64
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 
 from service.run.processes import free_port
 from service.sim.server import SimProcess, phonebridge_executable
-from tests.commands import clean_environment, create_api_key
+from tests.commands import clean_environment, create_api_key, wait_until
 from tests.e2e.conftest import CliProcess, wait_for_task_state
 from tests.integration.webhooks.receiver import Receiver, Reply, running_receiver
 
@@ -67,14 +66,6 @@ def forbidden_strings(api_key: str, webhook_secret: str) -> dict[str, str]:
     for name, value in list(found.items()):
         found[f"{name} (base64)"] = base64.b64encode(value.encode()).decode().rstrip("=")
     return found
-
-
-def wait_until(condition: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
