@@ -152,6 +152,8 @@ class EmbeddedPostgres:
 class EmbeddedRedis:
     data_dir: Path
     port: int
+    # False: nothing is written to disk and a restart starts empty (the chaos tests' Redis).
+    persistent: bool = True
 
     @property
     def directory(self) -> Path:
@@ -180,8 +182,11 @@ class EmbeddedRedis:
                 str(self.port),
                 "--dir",
                 str(self.directory),
-                "--appendonly",
-                "yes",
+                *(
+                    ("--appendonly", "yes")
+                    if self.persistent
+                    else ("--appendonly", "no", "--save", "")
+                ),
                 "--daemonize",
                 "no",
                 "--protected-mode",

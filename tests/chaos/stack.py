@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -24,7 +23,7 @@ import httpx
 import psycopg
 import redis
 
-from service.run.embedded import EmbeddedPostgres, redis_server_binary
+from service.run.embedded import EmbeddedPostgres, EmbeddedRedis
 from service.run.processes import Child, ChildSpec, Tier, free_port, phonebridge_command
 from service.sim.server import SimProcess
 from tests.commands import clean_environment, create_api_key, wait_until
@@ -107,7 +106,7 @@ class Stack:
     root: Path
     postgres: EmbeddedPostgres
     postgres_service: Service
-    redis_port: int
+    redis: EmbeddedRedis
     redis_service: Service
     sim: SimProcess
     env: dict[str, str]
@@ -118,10 +117,6 @@ class Stack:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
-
-    @property
-    def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
     def database_conninfo(self) -> str:
@@ -141,14 +136,10 @@ class Stack:
 
     def start_redis(self) -> None:
         self.redis_service.start()
-        client = redis.Redis(host="127.0.0.1", port=self.redis_port, socket_connect_timeout=1)
-        try:
-            wait_until(lambda: _answers_ping(client), START_TIMEOUT_S, "Redis to start")
-        finally:
-            client.close()
+        wait_until(self.redis.answers_ping, START_TIMEOUT_S, "Redis to start")
 
     def flushall(self) -> None:
-        client = redis.Redis.from_url(self.redis_url)
+        client = redis.Redis.from_url(self.redis.url)
         try:
             client.flushall()
         finally:
@@ -226,31 +217,6 @@ class Stack:
         return psycopg.connect(self.database_conninfo, autocommit=True)
 
 
-def _answers_ping(client: redis.Redis[bytes]) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-def _redis_spec(port: int, root: Path) -> ChildSpec:
-    """A Redis that keeps nothing on disk, like the machine's: a restart starts it empty."""
-    directory = root / "redis"
-    directory.mkdir(parents=True, exist_ok=True)
-    return ChildSpec(
-        name="redis",
-        argv=[
-            str(redis_server_binary()),
-            *("--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)),
-            *("--save", "", "--appendonly", "no", "--logfile", ""),
-        ],
-        tier=Tier.INFRASTRUCTURE,
-        stop_signal=signal.SIGTERM,
-        log_path=root / "logs" / "redis.log",
-        cwd=directory,
-    )
-
-
 @contextlib.contextmanager
 def running_stack(extra_settings: Mapping[str, str] | None = None) -> Iterator[Stack]:
     """Start everything, migrate, and yield the stack; stop everything afterwards."""
@@ -259,7 +225,8 @@ def running_stack(extra_settings: Mapping[str, str] | None = None) -> Iterator[S
     (root / "logs").mkdir()
     postgres = EmbeddedPostgres(root / "data", free_port())
     postgres.prepare()
-    redis_port = free_port()
+    redis_server = EmbeddedRedis(root / "data", free_port(), persistent=False)
+    redis_server.prepare()
     sim = SimProcess(
         ["--seed", "20261126", "--slow-s", "1.5"],
         env=clean_environment(
@@ -272,8 +239,8 @@ def running_stack(extra_settings: Mapping[str, str] | None = None) -> Iterator[S
         root=root,
         postgres=postgres,
         postgres_service=Service(postgres.child()),
-        redis_port=redis_port,
-        redis_service=Service(_redis_spec(redis_port, root)),
+        redis=redis_server,
+        redis_service=Service(redis_server.child()),
         sim=sim,
         env={},
         api_port=free_port(),
@@ -285,7 +252,7 @@ def running_stack(extra_settings: Mapping[str, str] | None = None) -> Iterator[S
         sim.start()
         stack.env = clean_environment(
             PHONEBRIDGE_DATABASE_URL=postgres.url,
-            PHONEBRIDGE_REDIS_URL=stack.redis_url,
+            PHONEBRIDGE_REDIS_URL=stack.redis.url,
             PHONEBRIDGE_UPSTREAM_BASE_URL=sim.base_url,
             **STACK_SETTINGS,
             **(extra_settings or {}),
