@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+from service.cliargs import positive_float
+
 DEFAULT_DEMO_TASK_TTL_S = 30.0
 DEFAULT_RECEIVER_PORT = 8098
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 def configure_up(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +39,7 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--task-ttl",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_DEMO_TASK_TTL_S,
         metavar="SECONDS",
         help="validity of the demo's tasks, so the never-answered one expires soon "

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from service.cliargs import positive_float
 from service.config import ConfigError, get_settings
 from service.sim.defaults import (
     DEFAULT_API_ID,
@@ -51,16 +52,6 @@ def _fault_probability(text: str) -> tuple[FaultMode, float]:
         ) from None
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the simulator's options to its subcommand parser."""
     parser.description = "Serve a local simulator of the AccuAuth phone-check endpoints."
@@ -88,7 +79,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--task-ttl",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_TASK_TTL_S,
         metavar="SECONDS",
         help="how long a task_id stays valid after submission (default 86400)",
@@ -113,14 +104,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--slow-s",
-        type=_positive_float,
+        type=positive_float,
         default=5.0,
         metavar="SECONDS",
         help="how long the 'slow' fault waits before answering (default 5)",
     )
     parser.add_argument(
         "--rate-limit",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="RPS",
         help="enforce at most RPS calls in any 1 s window; the rest get RATE_LIMIT_EXCEEDED",
@@ -141,7 +132,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--force-for",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help="only force MODE for the first SECONDS after start",
