@@ -11,6 +11,8 @@ from typing import Self
 
 import uvicorn
 
+from service.config import ConfigError
+
 _START_TIMEOUT_S = 10.0
 
 
@@ -23,6 +25,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.bind((host, port))
     sock.listen(2048)
     return sock
+
+
+def listen_for_command(command: str, host: str, port: int) -> socket.socket:
+    """`bind_socket` for a CLI command: an address that cannot be bound (in use, not local) is
+    a configuration error naming the command and the address."""
+    try:
+        return bind_socket(host, port)
+    except OSError as error:
+        raise ConfigError(f"{command}: cannot listen on {host}:{port}: {error.strerror}") from None
 
 
 def base_url_of(sock: socket.socket) -> str:

@@ -28,7 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.config import ConfigError
-from service.serving import BackgroundServer, base_url_of, bind_socket
+from service.serving import BackgroundServer, base_url_of, listen_for_command
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +198,7 @@ def run_receiver(args: argparse.Namespace) -> int:
         state = ReceiverState(list(args.secret))
     except ValueError as error:
         raise ConfigError(f"demo-receiver: --secret: {error}") from None
-    try:
-        sock = bind_socket(args.host, args.port)
-    except OSError as error:
-        raise ConfigError(
-            f"demo-receiver: cannot listen on {args.host}:{args.port}: {error.strerror}"
-        ) from None
+    sock = listen_for_command("demo-receiver", args.host, args.port)
     print(f"{LISTENING_PREFIX}{base_url_of(sock)}", flush=True)
     _uvicorn(state).run(sockets=[sock])
     return 0

@@ -189,17 +189,12 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM (uvicorn handles both and shuts down gracefully)."""
     # The server stack loads here, not at import: every `phonebridge` command builds this
     # subcommand's parser, and should not pay for uvicorn and starlette to do so.
-    from service.serving import base_url_of, bind_socket
+    from service.serving import base_url_of, listen_for_command
     from service.sim.server import uvicorn_server
     from service.sim.state import SimState
 
     state = SimState(options_from(args, now=time.time()))
-    try:
-        sock = bind_socket(args.host, args.port)
-    except OSError as error:
-        raise ConfigError(
-            f"upstream-sim: cannot listen on {args.host}:{args.port}: {error.strerror}"
-        ) from None
+    sock = listen_for_command("upstream-sim", args.host, args.port)
     base_url = base_url_of(sock)
     log.info(
         "sim.started",
