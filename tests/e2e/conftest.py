@@ -22,10 +22,11 @@ import psutil
 import pytest
 import redis
 
-from service.run.embedded import redis_server_binary
-from service.run.processes import free_port
+from service.run.embedded import EmbeddedRedis
+from service.run.processes import Child, free_port
 from service.sim.server import SimServer, phonebridge_executable
 from service.sim.state import SimOptions
+from tests.commands import wait_until
 from tests.conftest import create_database, drop_database
 
 SIM_API_ID = "e2e-sim-api-id"
@@ -168,41 +169,15 @@ def own_redis_url() -> Iterator[str]:
     consume each other's Celery messages, and a message taken by a stranger's worker is only
     found again when its lease ends."""
     directory = Path(tempfile.mkdtemp(prefix="phonebridge-e2e-redis-"))
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            str(redis_server_binary()),
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(directory),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
+    server = EmbeddedRedis(directory, free_port(), persistent=False)
+    server.prepare()
+    child = Child(server.child())
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.02)
-        yield url
+        wait_until(server.answers_ping, 10, "the e2e Redis to start", interval_s=0.02)
+        yield server.url
     finally:
-        client.close()
-        server.terminate()
-        server.wait(timeout=10)
+        child.send_stop()
+        child.wait(10)
         shutil.rmtree(directory, ignore_errors=True)
 
 
