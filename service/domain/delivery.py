@@ -5,6 +5,9 @@ before each retry comes from PHONEBRIDGE_WEBHOOK_RETRY_SCHEDULE with ±20% jitte
 deliveries failing together do not retry in lockstep); a `Retry-After` on 429 or 503 may lengthen
 that wait, up to twice the scheduled delay, never shorten it. A 410 means the endpoint is gone for
 good: the subscription is disabled. After the last scheduled retry fails the delivery is `failed`.
+
+A delivery handed back unattempted, because its subscription already has its share in flight,
+comes due again after about the time that share takes to drain (`postpone_s`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ JITTER = 0.2
 RETRY_AFTER_MAX_FACTOR = 2.0
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 GONE_STATUS = 410
+# A delivery handed back because its subscription already has its share in flight comes due
+# again after about the time that share takes to drain, and no sooner than this.
+POSTPONE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -148,3 +154,18 @@ def decide_after_attempt(
         retry_after_s=parse_retry_after(outcome.retry_after, now),
     )
     return RetryAt(at=now + timedelta(seconds=delay), delay_s=delay, error=error)
+
+
+def postpone_s(
+    in_flight: int, per_endpoint: int, latency_s: float, unanswered_s: float, ceiling_s: float
+) -> float:
+    """How long to hand back a delivery whose subscription has its full share in flight: about
+    the time that share takes to drain, i.e. `in_flight / per_endpoint` rounds of attempts, each
+    as long as the subscription's recent latency or as long as it has now gone without any
+    answer, whichever is longer; within [POSTPONE_S, ceiling_s].
+
+    A dead endpoint's deliveries are then claimed about once per drain instead of every second:
+    that churn of claims and hand-backs was what slowed every other subscription's deliveries.
+    A busy but healthy endpoint drains in well under a second and keeps POSTPONE_S."""
+    rounds = in_flight / per_endpoint
+    return min(ceiling_s, max(POSTPONE_S, rounds * max(latency_s, unanswered_s)))

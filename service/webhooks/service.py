@@ -39,6 +39,7 @@ from service.domain.delivery import (
     GiveUp,
     RetryAt,
     decide_after_attempt,
+    postpone_s,
 )
 from service.domain.signing import webhook_body, webhook_headers
 from service.observability.metrics import record_webhook_attempt, webhook_outcome
@@ -67,9 +68,6 @@ MAX_WRITE_CHUNK = 1000
 # Transactions this service runs at once: within the worker's database pool, never past it
 # (connections beyond the pool are opened and closed each time, which is slow).
 DATABASE_SLOTS = 4
-# A delivery handed back because its subscription already has its share in flight comes due
-# again after about the time that share takes to drain, and no sooner than this.
-POSTPONE_S = 1.0
 # Weight of the newest attempt in a subscription's running latency.
 LATENCY_WEIGHT = 0.2
 
@@ -80,21 +78,6 @@ def in_flight_per_subscription(settings: Settings, sender: WebhookSender) -> int
     starts before its lease (PHONEBRIDGE_LEASE_S plus one timeout) runs out."""
     rounds = max(1, int(settings.lease_s // settings.webhook_timeout_s))
     return sender.max_concurrent_per_endpoint * rounds
-
-
-def postpone_s(
-    in_flight: int, per_endpoint: int, latency_s: float, unanswered_s: float, ceiling_s: float
-) -> float:
-    """How long to hand back a delivery whose subscription has its full share in flight: about
-    the time that share takes to drain, i.e. `in_flight / per_endpoint` rounds of attempts, each
-    as long as the subscription's recent latency or as long as it has now gone without any
-    answer, whichever is longer; within [POSTPONE_S, ceiling_s].
-
-    A dead endpoint's deliveries are then claimed about once per drain instead of every second:
-    that churn of claims and hand-backs was what slowed every other subscription's deliveries.
-    A busy but healthy endpoint drains in well under a second and keeps POSTPONE_S."""
-    rounds = in_flight / per_endpoint
-    return min(ceiling_s, max(POSTPONE_S, rounds * max(latency_s, unanswered_s)))
 
 
 @dataclass

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.webhooks.service import POSTPONE_S, postpone_s
+from service.domain.delivery import POSTPONE_S, postpone_s
 
 CEILING_S = 65.0
 
