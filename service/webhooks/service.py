@@ -8,7 +8,7 @@ delivery of a batch:
 - the worker task only *starts* a batch (`start_batch`) and returns, so a batch stuck on a dead
   endpoint occupies sockets, not one of the worker's few task slots; the in-flight total per
   process is capped (back-pressure on the broker), and so is each subscription's share of it
-  (`in_flight_per_subscription`), beyond which its deliveries are handed back to be claimed a
+  (`admission`), beyond which its deliveries are handed back to be claimed a
   moment later;
 - the sender gives each endpoint a bounded number of concurrent requests, so a dead endpoint
   holds a few sockets, not the pool.
@@ -23,7 +23,6 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -39,7 +38,6 @@ from service.domain.delivery import (
     GiveUp,
     RetryAt,
     decide_after_attempt,
-    postpone_s,
 )
 from service.domain.signing import webhook_body, webhook_headers
 from service.observability.metrics import record_webhook_attempt, webhook_outcome
@@ -53,7 +51,7 @@ from service.store.deliveries import (
     record_attempts,
     stop_leased,
 )
-from service.webhooks.dispatch import delivery_lease_s
+from service.webhooks.admission import SubscriptionAdmission
 from service.webhooks.encryption import SecretCipher, SecretDecryptionError, cipher_for
 from service.webhooks.guard import HostResolver
 from service.webhooks.sender import AttemptResult, WebhookSender
@@ -68,26 +66,6 @@ MAX_WRITE_CHUNK = 1000
 # Transactions this service runs at once: within the worker's database pool, never past it
 # (connections beyond the pool are opened and closed each time, which is slow).
 DATABASE_SLOTS = 4
-# Weight of the newest attempt in a subscription's running latency.
-LATENCY_WEIGHT = 0.2
-
-
-def in_flight_per_subscription(settings: Settings, sender: WebhookSender) -> int:
-    """How many of one subscription's deliveries a process holds at once: those sending, and
-    those waiting for a turn at the endpoint. Even if every attempt times out, the last one
-    starts before its lease (PHONEBRIDGE_LEASE_S plus one timeout) runs out."""
-    rounds = max(1, int(settings.lease_s // settings.webhook_timeout_s))
-    return sender.max_concurrent_per_endpoint * rounds
-
-
-@dataclass
-class _SubscriptionLoad:
-    """One subscription's deliveries held by this process, and how fast its endpoint answers."""
-
-    in_flight: int
-    # Since when it has gone without an answer: when it became busy, or its latest answer.
-    answered_at: datetime
-    latency_s: float = 0.0
 
 
 @dataclass
@@ -133,14 +111,11 @@ class DeliveryService:
         self._clock = clock
         self._rand = rand
         self._max_in_flight = max_in_flight
-        self._max_per_subscription = in_flight_per_subscription(settings, sender)
-        # By then every attempt this process holds for a subscription has started and ended.
-        self._max_postpone_s = delivery_lease_s(settings)
         self._in_flight = 0
-        self._load_by_subscription: dict[int, _SubscriptionLoad] = {}
         self._room = asyncio.Event()
         self._batches: set[asyncio.Task[DeliveryReport]] = set()
         self._db_slots = asyncio.Semaphore(DATABASE_SLOTS)
+        self._admission = SubscriptionAdmission.for_sender(settings, sender, clock)
         self._to_write: list[_FinishedAttempt] = []
         self._write_wanted = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -224,15 +199,16 @@ class DeliveryService:
             # Decide what this process takes on before loading any event data: what a busy
             # subscription cannot take now is handed back cheaply.
             leased = await leased_subscriptions(session, ids, lease_token, now)
-            taken, postponed = self._admit(leased, now)
-            for due_at, postponed_ids in self._postponements(postponed, leased, now).items():
+            taken, postponed = self._admission.admit(leased, now)
+            comes_due = self._admission.postponements(postponed, leased, now)
+            for due_at, postponed_ids in comes_due.items():
                 await postpone_leased(session, postponed_ids, lease_token, due_at)
             rows = await load_leased_deliveries(session, taken, lease_token, now)
             inactive = [row.id for row in rows if not row.subscription_active]
             await stop_leased(session, inactive, lease_token, "subscription disabled", now)
         admitted = [row for row in rows if row.subscription_active]
         for row_id in set(taken) - {row.id for row in admitted}:
-            self._leave(leased[row_id])
+            self._admission.leave(leased[row_id])
         report.stopped, report.postponed = len(inactive), len(postponed)
         settle(len(ids) - len(admitted))
         secrets_by_subscription: dict[int, list[str] | str] = {}
@@ -240,12 +216,12 @@ class DeliveryService:
         async def deliver_one(row: Row[Any]) -> str:
             try:
                 result = await self._attempt(row, secrets_by_subscription)
-                self._learn_latency(row.subscription_pk, result)
+                self._admission.learn_latency(row.subscription_pk, result)
                 written: asyncio.Future[str] = asyncio.get_running_loop().create_future()
                 self._queue_write(_FinishedAttempt(row, result, lease_token, written))
                 return await written
             finally:
-                self._leave(row.subscription_pk)
+                self._admission.leave(row.subscription_pk)
                 settle(1)
 
         for state in await asyncio.gather(*(deliver_one(row) for row in admitted)):
@@ -258,51 +234,6 @@ class DeliveryService:
                 report.failed += 1
         report.written = report.succeeded + report.retrying + report.failed
         return report
-
-    def _admit(self, leased: dict[int, int], now: datetime) -> tuple[list[int], list[int]]:
-        """Split leased deliveries (id -> subscription) into those this process takes on now
-        and those its subscription has no room for."""
-        taken: list[int] = []
-        postponed: list[int] = []
-        for delivery_id, subscription_pk in sorted(leased.items()):
-            load = self._load_by_subscription.get(subscription_pk)
-            if load is None:
-                load = self._load_by_subscription[subscription_pk] = _SubscriptionLoad(0, now)
-            if load.in_flight >= self._max_per_subscription:
-                postponed.append(delivery_id)
-            else:
-                load.in_flight += 1
-                taken.append(delivery_id)
-        return taken, postponed
-
-    def _postponements(
-        self, postponed: list[int], leased: dict[int, int], now: datetime
-    ) -> dict[datetime, list[int]]:
-        """When each postponed delivery comes due again, grouped (one group per subscription)."""
-        groups: dict[datetime, list[int]] = {}
-        for delivery_id in postponed:
-            load = self._load_by_subscription[leased[delivery_id]]
-            delay_s = postpone_s(
-                load.in_flight,
-                self._sender.max_concurrent_per_endpoint,
-                load.latency_s,
-                (now - load.answered_at).total_seconds(),
-                self._max_postpone_s,
-            )
-            groups.setdefault(now + timedelta(seconds=delay_s), []).append(delivery_id)
-        return groups
-
-    def _learn_latency(self, subscription_pk: int, result: AttemptResult) -> None:
-        load = self._load_by_subscription[subscription_pk]
-        latency_s = result.latency_ms / 1000
-        load.latency_s += LATENCY_WEIGHT * (latency_s - load.latency_s)
-        load.answered_at = self._clock()
-
-    def _leave(self, subscription_pk: int) -> None:
-        load = self._load_by_subscription[subscription_pk]
-        load.in_flight -= 1
-        if load.in_flight <= 0:
-            del self._load_by_subscription[subscription_pk]
 
     def _secrets(self, row: Row[Any], cache: dict[int, list[str] | str]) -> list[str] | str:
         """The secrets that sign for this row's subscription, or why there are none."""
