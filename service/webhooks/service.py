@@ -4,12 +4,11 @@ A slow or dead receiver must never hold up the others, so nothing here waits on 
 delivery of a batch:
 - every delivery is its own concurrent send with its own timeout;
 - results are written back as they arrive, a few at a time (whatever finished within a short
-  window shares one transaction), not when the whole batch is done;
+  window shares one transaction), not when the whole batch is done (`write_back`);
 - the worker task only *starts* a batch (`start_batch`) and returns, so a batch stuck on a dead
   endpoint occupies sockets, not one of the worker's few task slots; the in-flight total per
   process is capped (back-pressure on the broker), and so is each subscription's share of it
-  (`admission`), beyond which its deliveries are handed back to be claimed a
-  moment later;
+  (`admission`), beyond which its deliveries are handed back to be claimed a moment later;
 - the sender gives each endpoint a bounded number of concurrent requests, so a dead endpoint
   holds a few sockets, not the pool.
 Leases make this safe: a process that dies mid-batch loses nothing, its deliveries come due again.
@@ -31,38 +30,24 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import Clock, utc_now
 from service.config import Settings
-from service.domain.delivery import (
-    Delivered,
-    DeliveryDecision,
-    EndpointGone,
-    GiveUp,
-    RetryAt,
-    decide_after_attempt,
-)
 from service.domain.signing import webhook_body, webhook_headers
-from service.observability.metrics import record_webhook_attempt, webhook_outcome
 from service.store.db import transaction
 from service.store.deliveries import (
-    AttemptWrite,
-    disable_subscription,
     leased_subscriptions,
     load_leased_deliveries,
     postpone_leased,
-    record_attempts,
     stop_leased,
 )
 from service.webhooks.admission import SubscriptionAdmission
 from service.webhooks.encryption import SecretCipher, SecretDecryptionError, cipher_for
 from service.webhooks.guard import HostResolver
 from service.webhooks.sender import AttemptResult, WebhookSender
+from service.webhooks.write_back import AttemptWriteBack
 
 log = logging.getLogger(__name__)
 
 
 MAX_IN_FLIGHT = 10_000
-# Results finishing within this window after the first one share a write-back transaction.
-WRITE_WINDOW_S = 0.02
-MAX_WRITE_CHUNK = 1000
 # Transactions this service runs at once: within the worker's database pool, never past it
 # (connections beyond the pool are opened and closed each time, which is slow).
 DATABASE_SLOTS = 4
@@ -80,19 +65,23 @@ class DeliveryReport:
     postponed: int = 0
     written: int = 0
 
-
-@dataclass(frozen=True)
-class _FinishedAttempt:
-    """An attempt waiting for the write-back; `written` gets the delivery's new state, or
-    'lost' when its lease had passed to someone else."""
-
-    row: Row[Any]
-    result: AttemptResult
-    lease_token: uuid.UUID
-    written: asyncio.Future[str]
+    def count_attempts(self, states: Sequence[str]) -> None:
+        """Add the attempts whose deliveries now have these states ('lost' when not written)."""
+        for state in states:
+            self.attempted += 1
+            if state == "succeeded":
+                self.succeeded += 1
+            elif state == "pending":
+                self.retrying += 1
+            elif state == "failed":
+                self.failed += 1
+        self.written = self.succeeded + self.retrying + self.failed
 
 
 class DeliveryService:
+    """A process's webhook deliveries: the batches it sends, each subscription's share of them
+    (`SubscriptionAdmission`), and the write-back of their attempts (`AttemptWriteBack`)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -104,21 +93,19 @@ class DeliveryService:
         rand: Callable[[], float] = random.random,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        self._schedule = settings.webhook_retry_schedule
         self._sessions = sessions
         self._sender = sender
         self._cipher = cipher
         self._clock = clock
-        self._rand = rand
         self._max_in_flight = max_in_flight
         self._in_flight = 0
         self._room = asyncio.Event()
         self._batches: set[asyncio.Task[DeliveryReport]] = set()
         self._db_slots = asyncio.Semaphore(DATABASE_SLOTS)
         self._admission = SubscriptionAdmission.for_sender(settings, sender, clock)
-        self._to_write: list[_FinishedAttempt] = []
-        self._write_wanted = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._write_back = AttemptWriteBack(
+            settings.webhook_retry_schedule, sessions, self._db_slots, clock=clock, rand=rand
+        )
 
     @classmethod
     def from_settings(
@@ -137,9 +124,7 @@ class DeliveryService:
         for batch in list(self._batches):
             batch.cancel()
         await asyncio.gather(*self._batches, return_exceptions=True)
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._write_back.close()
         await self._sender.close()
 
     # --- the worker's entry point ----------------------------------------------------------
@@ -193,7 +178,23 @@ class DeliveryService:
         """Deliver the deliveries of `ids` still leased to `lease_token` and record every
         attempt; returns when the last one is written. `settle(n)` is told each time n of the
         batch's deliveries are done with (written, handed back, or not ours any more)."""
-        report = DeliveryReport()
+        admitted, report = await self._take_on(ids, lease_token)
+        settle(len(ids) - len(admitted))
+        secrets_by_subscription: dict[int, list[str] | str] = {}
+        states = await asyncio.gather(
+            *(
+                self._deliver_one(row, lease_token, secrets_by_subscription, settle)
+                for row in admitted
+            )
+        )
+        report.count_attempts(states)
+        return report
+
+    async def _take_on(
+        self, ids: Sequence[int], lease_token: uuid.UUID
+    ) -> tuple[list[Row[Any]], DeliveryReport]:
+        """The deliveries of `ids` this process sends now; the rest, still ours, are handed
+        back (their subscription has no room) or stopped (their subscription is disabled)."""
         now = self._clock()
         async with self._db_slots, transaction(self._sessions) as session:
             # Decide what this process takes on before loading any event data: what a busy
@@ -209,31 +210,23 @@ class DeliveryService:
         admitted = [row for row in rows if row.subscription_active]
         for row_id in set(taken) - {row.id for row in admitted}:
             self._admission.leave(leased[row_id])
-        report.stopped, report.postponed = len(inactive), len(postponed)
-        settle(len(ids) - len(admitted))
-        secrets_by_subscription: dict[int, list[str] | str] = {}
+        return admitted, DeliveryReport(stopped=len(inactive), postponed=len(postponed))
 
-        async def deliver_one(row: Row[Any]) -> str:
-            try:
-                result = await self._attempt(row, secrets_by_subscription)
-                self._admission.learn_latency(row.subscription_pk, result)
-                written: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-                self._queue_write(_FinishedAttempt(row, result, lease_token, written))
-                return await written
-            finally:
-                self._admission.leave(row.subscription_pk)
-                settle(1)
-
-        for state in await asyncio.gather(*(deliver_one(row) for row in admitted)):
-            report.attempted += 1
-            if state == "succeeded":
-                report.succeeded += 1
-            elif state == "pending":
-                report.retrying += 1
-            elif state == "failed":
-                report.failed += 1
-        report.written = report.succeeded + report.retrying + report.failed
-        return report
+    async def _deliver_one(
+        self,
+        row: Row[Any],
+        lease_token: uuid.UUID,
+        secrets_by_subscription: dict[int, list[str] | str],
+        settle: Callable[[int], None],
+    ) -> str:
+        """Send one delivery and wait for its attempt to be written; returns its new state."""
+        try:
+            result = await self._attempt(row, secrets_by_subscription)
+            self._admission.learn_latency(row.subscription_pk, result)
+            return await self._write_back.record(row, result, lease_token)
+        finally:
+            self._admission.leave(row.subscription_pk)
+            settle(1)
 
     def _secrets(self, row: Row[Any], cache: dict[int, list[str] | str]) -> list[str] | str:
         """The secrets that sign for this row's subscription, or why there are none."""
@@ -262,97 +255,3 @@ class DeliveryService:
         timestamp = int(self._clock().timestamp())
         headers = webhook_headers(secrets, row.event_id, timestamp, body)
         return await self._sender.send(row.url, headers, body)
-
-    # --- the write-back, shared by every batch of the process --------------------------------
-    def _queue_write(self, finished: _FinishedAttempt) -> None:
-        self._to_write.append(finished)
-        self._write_wanted.set()
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_loop())
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._write_wanted.wait()
-            # Whatever finishes in the next moment shares the transaction: one write per window
-            # for the whole process instead of one per delivery.
-            await asyncio.sleep(WRITE_WINDOW_S)
-            self._write_wanted.clear()
-            while self._to_write:
-                chunk = self._to_write[:MAX_WRITE_CHUNK]
-                del self._to_write[:MAX_WRITE_CHUNK]
-                try:
-                    await self._write_back(chunk)
-                except Exception:
-                    # The leases bring these deliveries back; their attempts are sent again.
-                    log.exception("webhook.write_back_failed", extra={"attempts": len(chunk)})
-                    for item in chunk:
-                        if not item.written.done():
-                            item.written.set_result("lost")
-
-    async def _write_back(self, finished: Sequence[_FinishedAttempt]) -> None:
-        now = self._clock()
-        writes: list[AttemptWrite] = []
-        gone: dict[int, tuple[str, str]] = {}
-        for item in finished:
-            row, result = item.row, item.result
-            decision = decide_after_attempt(
-                result.outcome, row.schedule_attempt + 1, self._schedule, now, self._rand()
-            )
-            writes.append(_attempt_write(row.id, item.lease_token, result, decision))
-            if isinstance(decision, EndpointGone):
-                gone[row.subscription_pk] = (row.subscription_id, decision.error)
-            self._log_attempt(row, result, decision)
-            record_webhook_attempt(webhook_outcome(decision), result.status, result.latency_ms)
-        async with self._db_slots, transaction(self._sessions) as session:
-            written = await record_attempts(session, writes, now)
-            for subscription_pk, (_, reason) in sorted(gone.items()):
-                await disable_subscription(session, subscription_pk, reason, now)
-        for item, write in zip(finished, writes, strict=True):
-            if not item.written.done():
-                item.written.set_result(write.state if write.delivery_id in written else "lost")
-        for subscription_id, reason in gone.values():
-            log.warning(
-                "webhook.subscription_disabled",
-                extra={"subscription_id": subscription_id, "reason": reason},
-            )
-
-    @staticmethod
-    def _log_attempt(row: Row[Any], result: AttemptResult, decision: DeliveryDecision) -> None:
-        facts = {
-            "event_id": row.event_id,
-            "subscription_id": row.subscription_id,
-            "delivery_pk": row.id,
-            "status": result.status,
-            "latency_ms": result.latency_ms,
-        }
-        if isinstance(decision, Delivered):
-            log.info("webhook.delivered", extra=facts)
-        elif isinstance(decision, RetryAt):
-            log.info(
-                "webhook.attempt_failed",
-                extra={**facts, "error": decision.error, "retry_in_s": round(decision.delay_s)},
-            )
-        else:
-            log.warning("webhook.delivery_failed", extra={**facts, "error": decision.error})
-
-
-def _attempt_write(
-    delivery_id: int, lease_token: uuid.UUID, result: AttemptResult, decision: DeliveryDecision
-) -> AttemptWrite:
-    if isinstance(decision, Delivered):
-        state, next_at, error = "succeeded", None, None
-    elif isinstance(decision, RetryAt):
-        state, next_at, error = "pending", decision.at, decision.error
-    elif isinstance(decision, GiveUp | EndpointGone):
-        state, next_at, error = "failed", None, decision.error
-    return AttemptWrite(
-        delivery_id=delivery_id,
-        lease_token=lease_token,
-        state=state,
-        next_attempt_at=next_at,
-        at=result.at,
-        response_status=result.status,
-        latency_ms=result.latency_ms,
-        error=error,
-        response_excerpt=result.response_excerpt,
-    )
