@@ -206,7 +206,7 @@ async def _serve(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    engine = create_engine_for(settings, pool_size=2)
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=2)
     celery_app = create_celery_app(settings)
     redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
     context = SchedulerContext(
