@@ -52,7 +52,7 @@ def insert_pending(url: str, count: int) -> None:
 
 async def time_rounds(url: str) -> tuple[float, float]:
     settings = build_settings(database_url=url, redis_url=REDIS_URL)
-    engine = create_engine_for(settings, pool_size=2)
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=2)
     sessions = session_factory(engine)
     claims, sweeps = [], []
     for _ in range(7):

@@ -49,7 +49,7 @@ async def create_client_and_key(settings: Settings, name: str) -> str:
         # Reported like a configuration problem: one line on stderr and a non-zero exit.
         raise ConfigError(f"--name must be 1-{CLIENT_NAME_MAX} characters")
     key = generate_api_key()
-    engine = create_engine_for(settings, pool_size=1)
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=1)
     try:
         async with engine.begin() as conn:
             await insert_client_with_key(

@@ -51,7 +51,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
-    from service.engine.scheduler import run_scheduler
+    from workers.scheduler import run_scheduler
 
     return run_scheduler(settings)
 

@@ -90,7 +90,7 @@ def settings(database_url: str, redis_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine_for(settings, pool_size=5)
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=5)
     yield engine
     await engine.dispose()
 

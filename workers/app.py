@@ -16,7 +16,9 @@ from celery.signals import worker_process_shutdown, worker_shutdown
 
 from service.config import Settings
 from service.engine.runtime import EngineRuntime
+from service.engine.scheduler import PollPublisher
 from service.observability.exporter import start_metrics_exporter
+from service.webhooks.dispatch import DeliveryPublisher
 from workers.tasks import DELIVER_BATCH_TASK, POLL_BATCH_TASK, register_tasks
 
 DEFAULT_QUEUE = "phonebridge"
@@ -52,7 +54,7 @@ def runtime_of(app: Celery) -> EngineRuntime:
     return runtime
 
 
-def celery_poll_publisher(app: Celery) -> Any:
+def celery_poll_publisher(app: Celery) -> PollPublisher:
     """The scheduler's way to send a poll message: by task name, to the app's queue."""
     queue = app.conf.task_default_queue
 
@@ -62,7 +64,7 @@ def celery_poll_publisher(app: Celery) -> Any:
     return publish
 
 
-def celery_delivery_publisher(app: Celery) -> Any:
+def celery_delivery_publisher(app: Celery) -> DeliveryPublisher:
     """The scheduler's way to send a delivery message: by task name, to the app's queue."""
     queue = app.conf.task_default_queue
 

@@ -13,7 +13,7 @@ from service.api.deps import AutocommitDep, ClientDep
 from service.api.errors import FieldProblem, invalid_input, not_found, problem_responses
 from service.api.pagination import LimitQuery, Page
 from service.api.responses import json_response
-from service.schemas import EventOut
+from service.domain.schemas import EventOut
 from service.store import events as event_store
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 503))

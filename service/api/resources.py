@@ -110,7 +110,7 @@ def resources_of(request: Request) -> ApiResources:
 @asynccontextmanager
 async def api_lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    engine = create_engine_for(settings, pool_size=ENGINE_POOL_SIZE)
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=ENGINE_POOL_SIZE)
     pool: HotPool = AsyncConnectionPool(
         libpq_url(settings.sqlalchemy_url),
         connection_class=AsyncConnection[DictRow],

@@ -23,8 +23,8 @@ from service.api.pagination import (
 from service.api.responses import json_response
 from service.config import Settings
 from service.domain.ids import SUBSCRIPTION_PREFIX, new_public_id
+from service.domain.schemas import EventType
 from service.domain.signing import SECRET_BYTES, new_secret
-from service.schemas import EventType
 from service.store import deliveries as delivery_store
 from service.store import subscriptions as subscription_store
 from service.store.tables import EVENT_TYPES

@@ -33,7 +33,7 @@ from service.domain.intake import (
     Rejection,
     validate_registration,
 )
-from service.schemas import TaskError, TaskOut, TaskResult, TaskState
+from service.domain.schemas import TaskError, TaskOut, TaskResult, TaskState
 from service.store import tasks as task_store
 
 BATCH_MAX = 1000

@@ -52,7 +52,7 @@ class EngineResources:
 
 async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> EngineResources:
     """Build the worker's resources on the running loop."""
-    engine = create_engine_for(settings, pool_size=db_pool_size)
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=db_pool_size)
     # Callers wait for a free connection rather than fail when many batches talk to Redis at once.
     redis: Redis[Any] = Redis(
         connection_pool=BlockingConnectionPool.from_url(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,7 +30,6 @@ from service.engine.pause import read_pause
 from service.engine.probe import give_back_probe_turn, take_probe_turn
 from service.engine.ratelimit import UpstreamRateLimiter
 from service.engine.retention import RetentionPurge
-from service.observability.exporter import start_metrics_exporter
 from service.observability.metrics import POLL_CLAIMS, SCHEDULER_STEP_FAILURES
 from service.observability.snapshot import StoreSnapshotRefresh
 from service.store.db import create_engine_for, session_factory, transaction
@@ -191,34 +189,26 @@ class Scheduler:
                     await asyncio.wait_for(stop.wait(), delay)
 
 
-def run_scheduler(settings: Settings) -> int:
-    """`phonebridge scheduler`: run until SIGINT or SIGTERM."""
-    settings.require_database_url()
-    settings.require_redis_url()
-    return asyncio.run(_serve(settings))
-
-
-async def _serve(settings: Settings) -> int:
-    from workers.app import celery_delivery_publisher, celery_poll_publisher, create_celery_app
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-
-    engine = create_engine_for(settings, pool_size=2)
-    celery_app = create_celery_app(settings)
+async def run_scheduler_until(
+    stop: asyncio.Event,
+    settings: Settings,
+    *,
+    publish_poll: PollPublisher,
+    publish_delivery: DeliveryPublisher,
+) -> None:
+    """The scheduler's loop with its own database engine and Redis client, until `stop` is set.
+    The process entry point (workers/scheduler.py) decides how batches reach the workers."""
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=2)
     redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
     context = SchedulerContext(
         settings=settings,
         sessions=session_factory(engine),
         redis=redis,
         limiter=UpstreamRateLimiter(redis, settings.upstream_max_rps),
-        publish_poll=celery_poll_publisher(celery_app),
-        publish_delivery=celery_delivery_publisher(celery_app),
+        publish_poll=publish_poll,
+        publish_delivery=publish_delivery,
     )
     scheduler = Scheduler(default_steps(context), tick_s=settings.scheduler_tick_s, clock=utc_now)
-    start_metrics_exporter(settings, settings.scheduler_metrics_port, "scheduler")
     log.info("scheduler.started", extra={"tick_s": settings.scheduler_tick_s})
     try:
         await scheduler.run_until(stop)
@@ -226,4 +216,3 @@ async def _serve(settings: Settings) -> int:
         await redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
         await engine.dispose()
     log.info("scheduler.stopped")
-    return 0

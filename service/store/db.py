@@ -12,12 +12,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from service.config import Settings
 
-
-def create_engine_for(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine_for(sqlalchemy_url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
-        settings.sqlalchemy_url,
+        sqlalchemy_url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

@@ -7,7 +7,7 @@ impossible; ON CONFLICT DO NOTHING turns a duplicate into a no-op instead of an 
 event gets one delivery per enabled, not deleted subscription of its client that wants its type,
 due at once.
 
-The event's data is the task's JSON (service/schemas.py, TaskOut: its one definition). At a
+The event's data is the task's JSON (service/domain/schemas.py, TaskOut: its one definition). At a
 thousand completions a second it is built straight from the row as Postgres renders it
 (`row_to_json`) by TaskOut's compiled validator and serializer: no ORM object and no Python dict
 per task, and the statement's input is one JSON document rather than arrays that the driver would
@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.ids import EVENT_PREFIX, new_public_id
-from service.schemas import TaskOut, task_json
+from service.domain.schemas import TaskError, TaskOut, TaskResult
 from service.store.tables import Task
 
 EVENT_TYPE_OF_STATE = {
@@ -66,6 +67,24 @@ _RECORD_EVENTS = text(
     SELECT id FROM new_events ORDER BY id
     """
 )
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """The task as the contract shows it, ready for a JSON column or body."""
+    return TaskOut(
+        task_id=task.task_id,
+        state=task.state,  # the CHECK constraint guarantees a TaskState
+        result=TaskResult.model_validate(task.result) if task.result else None,
+        submitted_at=task.submitted_at,
+        registered_at=task.registered_at,
+        expires_at=task.expires_at,
+        completed_at=task.completed_at,
+        next_poll_at=task.next_poll_at,
+        poll_count=task.poll_count,
+        last_error=TaskError.model_validate(task.last_error) if task.last_error else None,
+        upstream_request_id=task.upstream_request_id,
+        metadata=task.metadata_,
+    ).model_dump(mode="json")
 
 
 @dataclass(frozen=True)

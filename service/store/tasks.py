@@ -22,7 +22,7 @@ from psycopg.rows import DictRow
 from service.domain.intake import Registration
 
 TaskConnection = AsyncConnection[DictRow]
-# A row in the names of service.schemas.TaskOut, plus the row `id` for cursors.
+# A row in the names of service.domain.schemas.TaskOut, plus the row `id` for cursors.
 TaskRow = dict[str, Any]
 CancelOutcome = Literal["cancelled", "already_final", "not_found"]
 

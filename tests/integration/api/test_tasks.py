@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.domain.intake import Registration, validate_registration
-from service.schemas import TaskOut
+from service.domain.schemas import TaskOut
 from service.store import tasks as task_store
 from service.store.clients import find_active_key
 from tests.integration.api.conftest import bearer

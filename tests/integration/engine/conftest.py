@@ -214,7 +214,7 @@ async def running_engine(
     """A Celery worker (threads pool) and the scheduler loop, both on `settings`."""
     queue = f"phonebridge-test-{secrets.token_hex(4)}"
     app = create_celery_app(settings, queue=queue)
-    db = create_engine_for(settings, pool_size=2)
+    db = create_engine_for(settings.sqlalchemy_url, pool_size=2)
     redis_client: Redis[Any] = Redis.from_url(settings.require_redis_url())
     limiter = UpstreamRateLimiter(redis_client, settings.upstream_max_rps)
     context = SchedulerContext(

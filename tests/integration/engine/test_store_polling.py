@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy
 from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
-from service.schemas import task_json
 from service.store.db import transaction
+from service.store.outbox import task_json
 from service.store.polling import (
     PollWrite,
     claim_due_tasks,

@@ -46,7 +46,7 @@ def upstream() -> Iterator[SimServer]:
 async def running_service(settings: Settings) -> AsyncIterator[None]:
     """A Celery worker (threads pool) and the scheduler with every step, polls and deliveries."""
     app = create_celery_app(settings, queue=f"phonebridge-webhooks-{secrets.token_hex(4)}")
-    db = create_engine_for(settings, pool_size=2)
+    db = create_engine_for(settings.sqlalchemy_url, pool_size=2)
     redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
     context = SchedulerContext(
         settings=settings,

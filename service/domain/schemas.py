@@ -11,8 +11,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.store.tables import Task
-
 TaskState = Literal["pending", "completed", "expired", "failed", "cancelled"]
 EventType = Literal["task.completed", "task.expired", "task.failed"]
 
@@ -46,28 +44,6 @@ class TaskOut(BaseModel):
     last_error: TaskError | None
     upstream_request_id: str | None
     metadata: dict[str, Any]
-
-    @classmethod
-    def from_row(cls, task: Task) -> TaskOut:
-        return cls(
-            task_id=task.task_id,
-            state=task.state,  # the CHECK constraint guarantees a TaskState
-            result=TaskResult.model_validate(task.result) if task.result else None,
-            submitted_at=task.submitted_at,
-            registered_at=task.registered_at,
-            expires_at=task.expires_at,
-            completed_at=task.completed_at,
-            next_poll_at=task.next_poll_at,
-            poll_count=task.poll_count,
-            last_error=TaskError.model_validate(task.last_error) if task.last_error else None,
-            upstream_request_id=task.upstream_request_id,
-            metadata=task.metadata_,
-        )
-
-
-def task_json(task: Task) -> dict[str, Any]:
-    """The task as the contract shows it, ready for a JSON column or body."""
-    return TaskOut.from_row(task).model_dump(mode="json")
 
 
 class EventOut(BaseModel):

@@ -1,0 +1,84 @@
+"""The lock (requirements/dev.txt, made by scripts/lock) against pyproject.toml: scripts/install
+installs the lock and then the project with --no-deps, so a dependency that pyproject names and
+the lock lacks would simply be missing."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCK = ROOT / "requirements" / "dev.txt"
+PROJECT = canonicalize_name("phonebridge")
+# name==version: no range, no URL, no file:// path of one machine's checkout.
+EXACT_PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][A-Za-z0-9.+!_-]*")
+
+
+def lock_lines() -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in LOCK.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def locked_versions() -> dict[NormalizedName, Version]:
+    pins = (line.split("==", 1) for line in lock_lines())
+    return {canonicalize_name(name): Version(version) for name, version in pins}
+
+
+def project_requirements() -> list[Requirement]:
+    """pyproject's dependencies and its `dev` extra, with the project's own extras that `dev`
+    names (`phonebridge[embedded]`) opened up."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras: dict[str, list[str]] = project["optional-dependencies"]
+    pending = [Requirement(line) for line in [*project["dependencies"], *extras["dev"]]]
+    requirements: list[Requirement] = []
+    while pending:
+        requirement = pending.pop()
+        if canonicalize_name(requirement.name) == PROJECT:
+            pending += [Requirement(line) for extra in requirement.extras for line in extras[extra]]
+        else:
+            requirements.append(requirement)
+    return requirements
+
+
+def extra_requirements(requirement: Requirement) -> list[Requirement]:
+    """What the extras of a requirement (`uvicorn[standard]`) add on this platform, from the
+    installed distribution's metadata (the locked version, installed by scripts/install)."""
+    added = []
+    for line in metadata.requires(requirement.name) or []:
+        candidate = Requirement(line)
+        marker = candidate.marker
+        if marker is None or "extra" not in str(marker):
+            continue
+        if any(marker.evaluate({"extra": extra}) for extra in requirement.extras):
+            candidate.marker = None
+            added.append(candidate)
+    return added
+
+
+def test_the_lock_pins_an_exact_version_of_each_package_and_nothing_else() -> None:
+    for line in lock_lines():
+        assert EXACT_PIN.fullmatch(line), line
+    assert PROJECT not in locked_versions()
+
+
+def test_every_dependency_of_pyproject_is_locked_at_a_version_it_allows() -> None:
+    locked = locked_versions()
+    pending = project_requirements()
+    checked: set[str] = set()
+    while pending:
+        requirement = pending.pop()
+        if str(requirement) in checked:
+            continue
+        checked.add(str(requirement))
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{requirement} is not in {LOCK.name}: run scripts/lock"
+        assert requirement.specifier.contains(locked[name], prereleases=True), (
+            f"{LOCK.name} pins {name}=={locked[name]}, outside {requirement}: run scripts/lock"
+        )
+        pending += extra_requirements(requirement)
