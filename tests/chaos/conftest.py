@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.stack import Stack, running_stack
-from tests.chaos.tenant import Tenant
+from tests.support.chaos.stack import Stack, running_stack
+from tests.support.chaos.tenant import Tenant
 
 REPORT_PATH = Path(__file__).resolve().parents[2] / "build" / "chaos-last-run.json"
 OUTCOME = pytest.StashKey[str]()

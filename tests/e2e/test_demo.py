@@ -8,8 +8,7 @@ from pathlib import Path
 import httpx
 
 from service.run.demo import DONE_MESSAGE, NOT_DONE_MESSAGE, SAMPLE_STATUSES
-from tests.commands import clean_environment
-from tests.e2e.conftest import CliProcess, still_running
+from tests.support.commands import CliProcess, clean_environment, still_running
 
 # Long enough for three PENDING answers at the demo's backoff, short enough to see an expiry.
 DEMO_TASK_TTL_S = 12
@@ -17,10 +16,10 @@ SAMPLE_COUNT = len(SAMPLE_STATUSES) + 2  # every phone_status, one expiry, one f
 
 
 def test_demo_brings_every_sample_task_to_its_final_state_with_verified_webhooks(
-    tmp_path: Path, own_database_url: str, flushed_redis_url: str
+    tmp_path: Path, empty_database: str, flushed_redis_url: str
 ) -> None:
     env = clean_environment(
-        PHONEBRIDGE_DATABASE_URL=own_database_url,
+        PHONEBRIDGE_DATABASE_URL=empty_database,
         PHONEBRIDGE_REDIS_URL=flushed_redis_url,
         PHONEBRIDGE_DATA_DIR=str(tmp_path / "data"),
         PHONEBRIDGE_SECRET_KEY="e2e-demo-secret-key-for-webhook-secrets",

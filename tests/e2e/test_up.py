@@ -10,8 +10,13 @@ import psutil
 import redis
 
 from service.sim.server import SimServer
-from tests.commands import clean_environment, create_api_key
-from tests.e2e.conftest import CliProcess, still_running, wait_for_task_state
+from tests.support.commands import (
+    CliProcess,
+    clean_environment,
+    create_api_key,
+    still_running,
+    wait_for_task_state,
+)
 
 API_LINE = r"API listening on (http://\S+)"
 EXPORT_LINE = r"export PHONEBRIDGE_DATABASE_URL=(\S+) PHONEBRIDGE_REDIS_URL=(\S+)"
@@ -36,13 +41,13 @@ def stop_and_check_nothing_is_left(up: CliProcess, started: list[psutil.Process]
 
 def test_up_with_given_urls_runs_the_production_commands_and_stops_them_all(
     tmp_path: Path,
-    own_database_url: str,
+    empty_database: str,
     flushed_redis_url: str,
     upstream_env: dict[str, str],
     upstream_sim: SimServer,
 ) -> None:
     env = clean_environment(
-        PHONEBRIDGE_DATABASE_URL=own_database_url,
+        PHONEBRIDGE_DATABASE_URL=empty_database,
         PHONEBRIDGE_REDIS_URL=flushed_redis_url,
         PHONEBRIDGE_DATA_DIR=str(tmp_path / "data"),
         **upstream_env,

@@ -18,8 +18,8 @@ from service.api.app import create_app
 from service.api.limits import MAX_BODY_BYTES
 from service.config import Settings
 from service.engine.pause import close_pause, open_pause
-from tests.conftest import make_settings
-from tests.integration.api.conftest import bearer
+from tests.support.api import bearer
+from tests.support.settings import make_settings
 
 PROBLEM = "application/problem+json"
 # Nothing listens here: connections are refused at once.

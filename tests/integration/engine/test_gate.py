@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from service.clock import utc_now
 from service.engine.gate import UpstreamGate
 from service.engine.pause import open_pause
 from service.engine.ratelimit import UpstreamRateLimiter
-from tests.integration.engine.conftest import utc_now
 
 
 class ManualClock:

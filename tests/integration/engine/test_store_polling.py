@@ -26,13 +26,8 @@ from service.store.polling import (
     release_leases,
 )
 from service.store.tables import Task
-from tests.integration.engine.conftest import (
-    events_of,
-    insert_client,
-    insert_subscription,
-    insert_tasks,
-    tasks_of,
-)
+from tests.support.factories import insert_client, insert_subscription, insert_tasks
+from tests.support.rows import events_of, tasks_of
 
 POLICY = PollPolicy(BackoffPolicy(2.0, 300.0))
 COMPLETED = Outcome(

@@ -23,8 +23,10 @@ from service.engine.scheduler import Scheduler, SchedulerContext, default_steps
 from service.sim.server import SimServer
 from service.sim.state import SimOptions
 from service.store.db import create_engine_for, session_factory
-from tests.integration.webhooks.conftest import api_client, new_client, webhook_settings
-from tests.integration.webhooks.receiver import Receiver
+from tests.support.api import api_client
+from tests.support.factories import new_client
+from tests.support.receivers import Receiver
+from tests.support.settings import webhook_settings
 from workers.app import (
     celery_delivery_publisher,
     celery_poll_publisher,
@@ -70,7 +72,7 @@ async def running_service(settings: Settings) -> AsyncIterator[None]:
             stop.set()
             await loop
     runtime_of(app).stop()
-    await redis.aclose()
+    await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
     await db.dispose()
 
 

@@ -18,9 +18,9 @@ import httpx
 from standardwebhooks import Webhook
 
 from service.sim.scripts import PHONE_STATUSES
-from tests.chaos.receiver import Answered, FlakyReceiver
-from tests.chaos.stack import STACK_SETTINGS, Stack, is_fault
-from tests.commands import wait_until
+from tests.support.chaos.stack import STACK_SETTINGS, Stack, is_fault
+from tests.support.receivers import Answered, FlakyReceiver
+from tests.support.waiting import wait_until
 
 EVENT_OF_STATE = {
     "completed": "task.completed",
