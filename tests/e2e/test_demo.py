@@ -6,9 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from service.run.demo import DONE_MESSAGE, NOT_DONE_MESSAGE, SAMPLE_STATUSES
 from tests.support.commands import CliProcess, clean_environment, still_running
+
+# `phonebridge demo` with real servers and processes: about 25 s.
+pytestmark = pytest.mark.slow
 
 # Long enough for three PENDING answers at the demo's backoff, short enough to see an expiry.
 DEMO_TASK_TTL_S = 12

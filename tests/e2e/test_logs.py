@@ -27,6 +27,9 @@ from tests.support.commands import (
 from tests.support.receivers import Receiver, Reply
 from tests.support.waiting import wait_until
 
+# Real api, worker, scheduler and simulator processes: about 18 s.
+pytestmark = pytest.mark.slow
+
 API_ID = "logs-e2e-upstream-id-7c1f"
 API_SECRET = "logs-e2e-upstream-secret-93ad0b"
 SECRET_KEY = "logs-e2e-key-for-webhook-secrets-at-rest-5e2a"

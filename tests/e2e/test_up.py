@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 import redis
 
 from service.sim.server import SimServer
@@ -39,6 +40,7 @@ def stop_and_check_nothing_is_left(up: CliProcess, started: list[psutil.Process]
     assert up.output.splitlines()[-1].endswith("stopped")
 
 
+@pytest.mark.slow  # real servers and processes: about 13 s
 def test_up_with_given_urls_runs_the_production_commands_and_stops_them_all(
     tmp_path: Path,
     empty_database: str,
@@ -73,6 +75,7 @@ def test_up_with_given_urls_runs_the_production_commands_and_stops_them_all(
         up.kill_everything()
 
 
+@pytest.mark.slow  # real servers and processes: about 13 s
 def test_up_with_embedded_servers_keeps_data_across_a_restart_and_leaves_no_process(
     tmp_path: Path, embedded_data_dir: Path, upstream_env: dict[str, str]
 ) -> None:

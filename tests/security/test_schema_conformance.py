@@ -33,6 +33,9 @@ from tests.support.resolvers import security_app
 from tests.support.settings import make_settings
 from tests.support.tenants import Tenant, new_tenant
 
+# Thousands of generated calls: about a minute on a 2-core machine.
+pytestmark = pytest.mark.slow
+
 # 300 per operation (about a minute for all 17 on a 2-core machine) in every run and in CI; set
 # the variable for a deeper run (a few thousand) before a release.
 EXAMPLES_PER_OPERATION = int(os.environ.get("PHONEBRIDGE_SCHEMA_EXAMPLES", "300"))

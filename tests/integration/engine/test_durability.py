@@ -19,7 +19,11 @@ from tests.support.factories import insert_client, insert_tasks
 from tests.support.rows import events_of, tasks_of
 from tests.support.waiting import wait_until_async
 
-pytestmark = pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks")
+# Real `phonebridge worker` and `scheduler` processes: about 10 s a test.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks"),
+]
 
 TASKS = 300
 

@@ -19,7 +19,11 @@ from tests.support.settings import process_env
 from tests.support.upstream import API_ID, API_SECRET
 from tests.support.waiting import wait_until_async
 
-pytestmark = pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks")
+# Real `phonebridge worker` and `scheduler` processes: about 10 s a test.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks"),
+]
 
 MAX_RPS = 25
 
