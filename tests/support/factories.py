@@ -40,14 +40,22 @@ class ApiClient:
     headers: dict[str, str]
 
 
-async def new_client(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> ApiClient:
-    name = f"webhooks-{secrets.token_hex(4)}"
+async def client_and_key(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], name: str
+) -> tuple[int, str]:
+    """A client named `name` with an API key, made as `phonebridge api-key create` makes them:
+    its id and its key."""
     key = await create_client_and_key(settings, name)
     async with sessions() as session:
         client_id = (
             await session.execute(text("SELECT id FROM clients WHERE name = :n"), {"n": name})
         ).scalar_one()
-    return ApiClient(int(client_id), {"authorization": f"Bearer {key}"})
+    return int(client_id), key
+
+
+async def new_client(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> ApiClient:
+    client_id, key = await client_and_key(settings, sessions, f"webhooks-{secrets.token_hex(4)}")
+    return ApiClient(client_id, {"authorization": f"Bearer {key}"})
 
 
 async def insert_client(sessions: async_sessionmaker[AsyncSession]) -> int:

@@ -8,12 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.accounts import create_client_and_key
 from service.config import Settings
-from tests.support.factories import emit_event
+from tests.support.factories import client_and_key, emit_event
 from tests.support.resolvers import HOOK_URL
 
 
@@ -45,12 +43,8 @@ async def new_tenant(
     """A client with pending tasks, subscriptions (with their secrets) and final tasks whose
     events have a delivery to each subscription."""
     name = f"security-{secrets.token_hex(6)}"
-    key = await create_client_and_key(settings, name)
-    async with sessions() as session:
-        client_id = (
-            await session.execute(text("SELECT id FROM clients WHERE name = :n"), {"n": name})
-        ).scalar_one()
-    tenant = Tenant(id=int(client_id), key=key)
+    client_id, key = await client_and_key(settings, sessions, name)
+    tenant = Tenant(id=client_id, key=key)
     for _ in range(tasks):
         task_id = f"S-{secrets.token_hex(6)}"
         response = await api.post("/v1/tasks", json={"task_id": task_id}, headers=tenant.headers)
