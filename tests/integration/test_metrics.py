@@ -5,7 +5,6 @@ time) and the exporter ports of real `phonebridge worker` and `phonebridge sched
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ from service.engine.ratelimit import SAFETY_FACTOR, UpstreamRateLimiter
 from service.observability.snapshot import REFRESH_LOCK_KEY, SNAPSHOT_KEY, StoreSnapshotRefresh
 from service.run.processes import free_port
 from service.sim.server import SimServer
-from service.sim.state import SimOptions
 from service.store.db import transaction
 from tests.support.api import api_client
 from tests.support.commands import clean_environment
@@ -33,10 +31,11 @@ from tests.support.engine import Processes
 from tests.support.receivers import Receiver, Reply
 from tests.support.rows import cancel_pending_tasks
 from tests.support.settings import make_settings
+from tests.support.upstream import API_ID, API_SECRET
 from tests.support.waiting import wait_until_async
 
-API_ID = "metrics-api-id"
-API_SECRET = "metrics-api-secret-value"
+# Limiter, pause and snapshot state of earlier tests must not show in these figures.
+pytestmark = pytest.mark.usefixtures("flush_redis")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -57,14 +56,6 @@ async def scrape(api: httpx.AsyncClient) -> Samples:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return parse(response.text)
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[Redis[Any]]:
-    client: Redis[Any] = Redis.from_url(redis_url)
-    await client.flushdb()
-    yield client
-    await client.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
 
 
 # --- the API's /metrics ------------------------------------------------------------------------
@@ -191,12 +182,6 @@ async def test_a_scrape_with_redis_down_still_answers_and_says_so(settings: Sett
 # --- the worker's and the scheduler's exporter ports ---------------------------------------------
 
 
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    with SimServer(SimOptions(api_id=API_ID, api_secret=API_SECRET)) as server:
-        yield server
-
-
 async def leave_no_foreign_work(sessions: async_sessionmaker[AsyncSession]) -> None:
     """Work earlier tests left pending would be claimed by the processes started here."""
     await cancel_pending_tasks(sessions)
@@ -236,7 +221,7 @@ async def test_worker_and_scheduler_export_polls_latency_claims_and_webhook_atte
     database_url: str,
     redis_url: str,
     sessions: async_sessionmaker[AsyncSession],
-    sim: SimServer,
+    fresh_sim: SimServer,
     receiver: Receiver,
     tmp_path: Path,
 ) -> None:
@@ -247,7 +232,7 @@ async def test_worker_and_scheduler_export_polls_latency_claims_and_webhook_atte
     env = clean_environment(
         PHONEBRIDGE_DATABASE_URL=database_url,
         PHONEBRIDGE_REDIS_URL=redis_url,
-        PHONEBRIDGE_UPSTREAM_BASE_URL=sim.base_url,
+        PHONEBRIDGE_UPSTREAM_BASE_URL=fresh_sim.base_url,
         PHONEBRIDGE_UPSTREAM_API_ID=API_ID,
         PHONEBRIDGE_UPSTREAM_API_SECRET=API_SECRET,
         PHONEBRIDGE_SECRET_KEY=api_settings.secret_key.get_secret_value(),  # type: ignore[union-attr]

@@ -1,5 +1,5 @@
-"""The polling engine's integration fixtures: the upstream simulator, a clean Redis and task
-table for each test, and real engine processes stopped at the end."""
+"""The polling engine's integration fixtures: the upstream simulator reset for each test, a task
+table without other tests' pending tasks, and real engine processes stopped at the end."""
 
 from __future__ import annotations
 
@@ -7,36 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.sim.server import SimServer
-from service.sim.state import SimOptions
 from tests.support.engine import Processes
 from tests.support.rows import cancel_pending_tasks
 from tests.support.settings import process_env
-from tests.support.upstream import API_ID, API_SECRET
-
-
-@pytest.fixture(scope="session")
-def sim() -> Iterator[SimServer]:
-    with SimServer(SimOptions(api_id=API_ID, api_secret=API_SECRET)) as server:
-        yield server
-
-
-@pytest.fixture
-def fresh_sim(sim: SimServer) -> SimServer:
-    sim.control.reset()
-    return sim
-
-
-@pytest.fixture
-def flush_redis(redis_url: str) -> Iterator[None]:
-    """Limiter, pause and broker state from an earlier test must not leak into this one."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield
-    client.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,6 +13,8 @@ from service.engine.gate import UpstreamGate
 from service.engine.pause import open_pause
 from service.engine.ratelimit import UpstreamRateLimiter
 
+pytestmark = pytest.mark.usefixtures("flush_redis")
+
 
 class ManualClock:
     def __init__(self) -> None:
@@ -21,13 +22,6 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def redis_client(redis_url: str, flush_redis: None) -> AsyncIterator[Redis[Any]]:
-    client: Redis[Any] = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()  # type: ignore[attr-defined]
 
 
 def gate_on(redis_client: Redis[Any], clock: ManualClock) -> UpstreamGate:
