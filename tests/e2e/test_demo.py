@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from service.run.demo import DONE_MESSAGE, NOT_DONE_MESSAGE, SAMPLE_STATUSES
+from tests.support.api import bearer
 from tests.support.commands import CliProcess, clean_environment, still_running
 
 # `phonebridge demo` with real servers and processes: about 25 s.
@@ -49,7 +50,7 @@ def test_demo_brings_every_sample_task_to_its_final_state_with_verified_webhooks
         # The printed key and URL work as printed.
         response = httpx.get(
             f"{api_url}/v1/events",
-            headers={"authorization": f"Bearer {api_key}"},
+            headers=bearer(api_key),
             params={"limit": 100},
             timeout=10.0,
         )

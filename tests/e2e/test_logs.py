@@ -18,6 +18,7 @@ import pytest
 
 from service.run.processes import free_port
 from service.sim.server import SimProcess, phonebridge_executable
+from tests.support.api import bearer
 from tests.support.commands import (
     CliProcess,
     clean_environment,
@@ -113,7 +114,7 @@ def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
         "worker": CliProcess(["worker"], env, tmp_path),
         "scheduler": CliProcess(["scheduler"], env, tmp_path),
     }
-    headers = {"authorization": f"Bearer {api_key}"}
+    headers = bearer(api_key)
     task_ids = [f"sim-ring-2-logs-{i}" for i in range(TASKS)]
     try:
         with httpx.Client(base_url=api_url, headers=headers, timeout=10.0) as api:

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from service.sim.server import SimServer
+from tests.support.api import bearer
 from tests.support.commands import (
     CliProcess,
     clean_environment,
@@ -27,7 +28,7 @@ def register_task(api_url: str, api_key: str, task_id: str) -> None:
     response = httpx.post(
         f"{api_url}/v1/tasks",
         json={"task_id": task_id},
-        headers={"authorization": f"Bearer {api_key}"},
+        headers=bearer(api_key),
         timeout=10.0,
     )
     assert response.status_code == 201, response.text

@@ -25,7 +25,7 @@ from service.observability.snapshot import REFRESH_LOCK_KEY, SNAPSHOT_KEY, Store
 from service.run.processes import free_port
 from service.sim.server import SimServer
 from service.store.db import transaction
-from tests.support.api import api_client
+from tests.support.api import api_client, bearer
 from tests.support.commands import clean_environment
 from tests.support.engine import Processes
 from tests.support.receivers import Receiver, Reply
@@ -247,7 +247,7 @@ async def test_worker_and_scheduler_export_polls_latency_claims_and_webhook_atte
     )
     receiver.script("/metrics-hook", Reply(status=500), Reply(status=503))
     key = await create_client_and_key(api_settings, f"metrics-{secrets.token_hex(3)}")
-    headers = {"authorization": f"Bearer {key}"}
+    headers = bearer(key)
     tasks = [f"sim-ring-1-metrics-{i}-{secrets.token_hex(3)}" for i in range(2)]
     processes = Processes(env, tmp_path)
     processes.start("worker")

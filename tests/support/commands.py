@@ -21,6 +21,7 @@ import httpx
 import psutil
 
 from service.sim.server import phonebridge_executable
+from tests.support.api import bearer
 from tests.support.waiting import wait_until
 
 START_TIMEOUT_S = 90.0
@@ -149,7 +150,7 @@ def wait_for_task_state(
 ) -> dict[str, Any]:
     """Read the task through the API until it reaches `state` (polling is how a client
     without webhooks learns it)."""
-    headers = {"authorization": f"Bearer {api_key}"}
+    headers = bearer(api_key)
     with httpx.Client(base_url=api_url, headers=headers, timeout=5.0) as client:
 
         def task_in_state() -> dict[str, Any] | None:

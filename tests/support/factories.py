@@ -55,7 +55,7 @@ async def client_and_key(
 
 async def new_client(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> ApiClient:
     client_id, key = await client_and_key(settings, sessions, f"webhooks-{secrets.token_hex(4)}")
-    return ApiClient(client_id, {"authorization": f"Bearer {key}"})
+    return ApiClient(client_id, bearer(key))
 
 
 async def insert_client(sessions: async_sessionmaker[AsyncSession]) -> int:
