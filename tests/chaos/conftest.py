@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.stack import Stack, running_stack
-from tests.chaos.tenant import Tenant
+from tests.support.chaos.stack import Stack, running_stack
+from tests.support.chaos.tenant import Tenant
 
 REPORT_PATH = Path(__file__).resolve().parents[2] / "build" / "chaos-last-run.json"
 OUTCOME = pytest.StashKey[str]()
@@ -30,6 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(here):
             item.add_marker(pytest.mark.timeout(SCENARIO_TIMEOUT_S))
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from tests.chaos.receiver import flaky_receiver
-from tests.chaos.stack import STACK_SETTINGS, Stack
-from tests.chaos.tenant import Tenant, plan_tasks
-from tests.commands import wait_until
+from tests.support.chaos.stack import STACK_SETTINGS, Stack
+from tests.support.chaos.tenant import Tenant, plan_tasks
+from tests.support.receivers import flaky_receiver
+from tests.support.waiting import wait_until
 
 TASKS = 500
 KEY_EXPIRED_FOR_S = 8.0

@@ -4,9 +4,9 @@ attempt log holds exactly the requests its receiver saw, with the status it answ
 
 from __future__ import annotations
 
-from tests.chaos.receiver import flaky_receiver
-from tests.chaos.stack import Stack
-from tests.chaos.tenant import Tenant, plan_tasks
+from tests.support.chaos.stack import Stack
+from tests.support.chaos.tenant import Tenant, plan_tasks
+from tests.support.receivers import flaky_receiver
 
 TASKS = 500
 

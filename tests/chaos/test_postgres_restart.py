@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from service.api.resources import HOT_POOL_MAX
-from tests.chaos.receiver import flaky_receiver
-from tests.chaos.stack import Stack
-from tests.chaos.tenant import Planned, Tenant, plan_tasks
-from tests.commands import wait_until
+from tests.support.chaos.stack import Stack
+from tests.support.chaos.tenant import Planned, Tenant, plan_tasks
+from tests.support.receivers import flaky_receiver
+from tests.support.waiting import wait_until
 
 TASKS = 500
 OUTAGE_S = 8.0

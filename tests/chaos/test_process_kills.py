@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
-from tests.chaos.receiver import flaky_receiver
-from tests.chaos.stack import Stack
-from tests.chaos.tenant import Tenant, plan_tasks
+from tests.support.chaos.stack import Stack
+from tests.support.chaos.tenant import Tenant, plan_tasks
+from tests.support.receivers import flaky_receiver
 
 TASKS = 500
 WORKER_KILLS = 6

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 
-from tests.chaos.receiver import flaky_receiver
-from tests.chaos.stack import Stack
-from tests.chaos.tenant import Tenant, plan_tasks
-from tests.commands import wait_until
+from tests.support.chaos.stack import Stack
+from tests.support.chaos.tenant import Tenant, plan_tasks
+from tests.support.receivers import flaky_receiver
+from tests.support.waiting import wait_until
 
 TASKS = 500
 REDIS_DOWN_S = 2.0

@@ -6,10 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from service.run.demo import DONE_MESSAGE, NOT_DONE_MESSAGE, SAMPLE_STATUSES
-from tests.commands import clean_environment
-from tests.e2e.conftest import CliProcess, still_running
+from tests.support.api import bearer
+from tests.support.commands import CliProcess, clean_environment, still_running
+
+# `phonebridge demo` with real servers and processes: about 25 s.
+pytestmark = pytest.mark.slow
 
 # Long enough for three PENDING answers at the demo's backoff, short enough to see an expiry.
 DEMO_TASK_TTL_S = 12
@@ -17,10 +21,10 @@ SAMPLE_COUNT = len(SAMPLE_STATUSES) + 2  # every phone_status, one expiry, one f
 
 
 def test_demo_brings_every_sample_task_to_its_final_state_with_verified_webhooks(
-    tmp_path: Path, own_database_url: str, flushed_redis_url: str
+    tmp_path: Path, empty_database: str, flushed_redis_url: str
 ) -> None:
     env = clean_environment(
-        PHONEBRIDGE_DATABASE_URL=own_database_url,
+        PHONEBRIDGE_DATABASE_URL=empty_database,
         PHONEBRIDGE_REDIS_URL=flushed_redis_url,
         PHONEBRIDGE_DATA_DIR=str(tmp_path / "data"),
         PHONEBRIDGE_SECRET_KEY="e2e-demo-secret-key-for-webhook-secrets",
@@ -46,7 +50,7 @@ def test_demo_brings_every_sample_task_to_its_final_state_with_verified_webhooks
         # The printed key and URL work as printed.
         response = httpx.get(
             f"{api_url}/v1/events",
-            headers={"authorization": f"Bearer {api_key}"},
+            headers=bearer(api_key),
             params={"limit": 100},
             timeout=10.0,
         )

@@ -18,9 +18,18 @@ import pytest
 
 from service.run.processes import free_port
 from service.sim.server import SimProcess, phonebridge_executable
-from tests.commands import clean_environment, create_api_key, wait_until
-from tests.e2e.conftest import CliProcess, wait_for_task_state
-from tests.integration.webhooks.receiver import Receiver, Reply, running_receiver
+from tests.support.api import bearer
+from tests.support.commands import (
+    CliProcess,
+    clean_environment,
+    create_api_key,
+    wait_for_task_state,
+)
+from tests.support.receivers import Receiver, Reply
+from tests.support.waiting import wait_until
+
+# Real api, worker, scheduler and simulator processes: about 18 s.
+pytestmark = pytest.mark.slow
 
 API_ID = "logs-e2e-upstream-id-7c1f"
 API_SECRET = "logs-e2e-upstream-secret-93ad0b"
@@ -33,12 +42,6 @@ def sim(tmp_path: Path) -> Iterator[SimProcess]:
     args = ["--api-id", API_ID, "--api-secret", API_SECRET, "--seed", "7"]
     with SimProcess(args, log_path=tmp_path / "sim.log") as process:
         yield process
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with running_receiver() as server:
-        yield server
 
 
 def stop(process: CliProcess) -> None:
@@ -70,13 +73,13 @@ def forbidden_strings(api_key: str, webhook_secret: str) -> dict[str, str]:
 
 def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
     tmp_path: Path,
-    own_database_url: str,
+    empty_database: str,
     flushed_redis_url: str,
     sim: SimProcess,
     receiver: Receiver,
 ) -> None:
     env = clean_environment(
-        PHONEBRIDGE_DATABASE_URL=own_database_url,
+        PHONEBRIDGE_DATABASE_URL=empty_database,
         PHONEBRIDGE_REDIS_URL=flushed_redis_url,
         PHONEBRIDGE_UPSTREAM_BASE_URL=sim.base_url,
         PHONEBRIDGE_UPSTREAM_API_ID=API_ID,
@@ -111,7 +114,7 @@ def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
         "worker": CliProcess(["worker"], env, tmp_path),
         "scheduler": CliProcess(["scheduler"], env, tmp_path),
     }
-    headers = {"authorization": f"Bearer {api_key}"}
+    headers = bearer(api_key)
     task_ids = [f"sim-ring-2-logs-{i}" for i in range(TASKS)]
     try:
         with httpx.Client(base_url=api_url, headers=headers, timeout=10.0) as api:

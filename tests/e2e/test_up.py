@@ -7,11 +7,18 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 import redis
 
 from service.sim.server import SimServer
-from tests.commands import clean_environment, create_api_key
-from tests.e2e.conftest import CliProcess, still_running, wait_for_task_state
+from tests.support.api import bearer
+from tests.support.commands import (
+    CliProcess,
+    clean_environment,
+    create_api_key,
+    still_running,
+    wait_for_task_state,
+)
 
 API_LINE = r"API listening on (http://\S+)"
 EXPORT_LINE = r"export PHONEBRIDGE_DATABASE_URL=(\S+) PHONEBRIDGE_REDIS_URL=(\S+)"
@@ -21,7 +28,7 @@ def register_task(api_url: str, api_key: str, task_id: str) -> None:
     response = httpx.post(
         f"{api_url}/v1/tasks",
         json={"task_id": task_id},
-        headers={"authorization": f"Bearer {api_key}"},
+        headers=bearer(api_key),
         timeout=10.0,
     )
     assert response.status_code == 201, response.text
@@ -34,15 +41,16 @@ def stop_and_check_nothing_is_left(up: CliProcess, started: list[psutil.Process]
     assert up.output.splitlines()[-1].endswith("stopped")
 
 
+@pytest.mark.slow  # real servers and processes: about 13 s
 def test_up_with_given_urls_runs_the_production_commands_and_stops_them_all(
     tmp_path: Path,
-    own_database_url: str,
+    empty_database: str,
     flushed_redis_url: str,
     upstream_env: dict[str, str],
     upstream_sim: SimServer,
 ) -> None:
     env = clean_environment(
-        PHONEBRIDGE_DATABASE_URL=own_database_url,
+        PHONEBRIDGE_DATABASE_URL=empty_database,
         PHONEBRIDGE_REDIS_URL=flushed_redis_url,
         PHONEBRIDGE_DATA_DIR=str(tmp_path / "data"),
         **upstream_env,
@@ -68,6 +76,7 @@ def test_up_with_given_urls_runs_the_production_commands_and_stops_them_all(
         up.kill_everything()
 
 
+@pytest.mark.slow  # real servers and processes: about 13 s
 def test_up_with_embedded_servers_keeps_data_across_a_restart_and_leaves_no_process(
     tmp_path: Path, embedded_data_dir: Path, upstream_env: dict[str, str]
 ) -> None:

@@ -4,13 +4,7 @@ time) and the exporter ports of real `phonebridge worker` and `phonebridge sched
 
 from __future__ import annotations
 
-import asyncio
-import os
 import secrets
-import signal
-import subprocess
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,27 +12,30 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.accounts import create_client_and_key
-from service.api.app import create_app
 from service.config import Settings
 from service.engine.pause import close_pause, open_pause
 from service.engine.ratelimit import SAFETY_FACTOR, UpstreamRateLimiter
 from service.observability.snapshot import REFRESH_LOCK_KEY, SNAPSHOT_KEY, StoreSnapshotRefresh
 from service.run.processes import free_port
-from service.sim.server import SimServer, phonebridge_executable
-from service.sim.state import SimOptions
+from service.sim.server import SimServer
 from service.store.db import transaction
-from tests.conftest import make_settings
-from tests.integration.webhooks.receiver import Receiver, Reply, running_receiver
+from tests.support.api import api_client, bearer
+from tests.support.commands import clean_environment
+from tests.support.engine import Processes
+from tests.support.receivers import Receiver, Reply
+from tests.support.rows import cancel_pending_tasks
+from tests.support.settings import make_settings
+from tests.support.upstream import API_ID, API_SECRET
+from tests.support.waiting import wait_until_async
 
-API_ID = "metrics-api-id"
-API_SECRET = "metrics-api-secret-value"
+# Limiter, pause and snapshot state of earlier tests must not show in these figures.
+pytestmark = pytest.mark.usefixtures("flush_redis")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -54,28 +51,11 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
-@asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app: FastAPI = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://pb.test") as client:
-            yield client
-
-
 async def scrape(api: httpx.AsyncClient) -> Samples:
     response = await api.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return parse(response.text)
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[Redis[Any]]:
-    client: Redis[Any] = Redis.from_url(redis_url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 # --- the API's /metrics ------------------------------------------------------------------------
@@ -202,50 +182,16 @@ async def test_a_scrape_with_redis_down_still_answers_and_says_so(settings: Sett
 # --- the worker's and the scheduler's exporter ports ---------------------------------------------
 
 
-@pytest.fixture
-def sim() -> Iterator[SimServer]:
-    with SimServer(SimOptions(api_id=API_ID, api_secret=API_SECRET)) as server:
-        yield server
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with running_receiver() as server:
-        yield server
-
-
 async def leave_no_foreign_work(sessions: async_sessionmaker[AsyncSession]) -> None:
     """Work earlier tests left pending would be claimed by the processes started here."""
+    await cancel_pending_tasks(sessions)
     async with transaction(sessions) as session:
-        await session.execute(
-            text(
-                "UPDATE tasks SET state = 'cancelled', completed_at = now(), next_poll_at = NULL,"
-                " lease_token = NULL, lease_until = NULL WHERE state = 'pending'"
-            )
-        )
         await session.execute(
             text(
                 "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL,"
                 " lease_token = NULL, lease_until = NULL WHERE state = 'pending'"
             )
         )
-
-
-def start(command: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen[bytes]:
-    log = (log_dir / f"{command}.log").open("wb")
-    return subprocess.Popen([phonebridge_executable(), command], env=env, stdout=log, stderr=log)
-
-
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def scrape_port(port: int) -> Samples:
@@ -257,24 +203,25 @@ async def scrape_port(port: int) -> Samples:
 
 async def eventually(port: int, condition: Any, timeout_s: float = 30.0) -> Samples:
     """Scrape `port` until `condition(samples)` holds (the processes work at their own pace)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    samples: Samples = {}
-    while asyncio.get_running_loop().time() < deadline:
+
+    async def matching_scrape() -> Samples | None:
         try:
             samples = await scrape_port(port)
         except httpx.TransportError:
-            samples = {}
-        if condition(samples):
-            return samples
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"metrics never matched; last scrape: {sorted(samples)}")
+            return None
+        return samples if condition(samples) else None
+
+    samples: Samples = await wait_until_async(
+        matching_scrape, timeout_s=timeout_s, interval_s=0.2, what=f"the metrics of :{port}"
+    )
+    return samples
 
 
 async def test_worker_and_scheduler_export_polls_latency_claims_and_webhook_attempts(
     database_url: str,
     redis_url: str,
     sessions: async_sessionmaker[AsyncSession],
-    sim: SimServer,
+    fresh_sim: SimServer,
     receiver: Receiver,
     tmp_path: Path,
 ) -> None:
@@ -282,28 +229,29 @@ async def test_worker_and_scheduler_export_polls_latency_claims_and_webhook_atte
     await leave_no_foreign_work(sessions)
     worker_port, scheduler_port = free_port(), free_port()
     api_settings = make_settings(database_url, redis_url, webhook_allow_private=True)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PHONEBRIDGE_")},
-        "PHONEBRIDGE_DATABASE_URL": database_url,
-        "PHONEBRIDGE_REDIS_URL": redis_url,
-        "PHONEBRIDGE_UPSTREAM_BASE_URL": sim.base_url,
-        "PHONEBRIDGE_UPSTREAM_API_ID": API_ID,
-        "PHONEBRIDGE_UPSTREAM_API_SECRET": API_SECRET,
-        "PHONEBRIDGE_SECRET_KEY": api_settings.secret_key.get_secret_value(),  # type: ignore[union-attr]
-        "PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE": "true",
-        "PHONEBRIDGE_WEBHOOK_RETRY_SCHEDULE": "0.2,0.2",
-        "PHONEBRIDGE_POLL_INITIAL_S": "0.2",
-        "PHONEBRIDGE_POLL_MAX_S": "0.4",
-        "PHONEBRIDGE_SCHEDULER_TICK_S": "0.05",
-        "PHONEBRIDGE_METRICS_REFRESH_S": "0.2",
-        "PHONEBRIDGE_WORKER_METRICS_PORT": str(worker_port),
-        "PHONEBRIDGE_SCHEDULER_METRICS_PORT": str(scheduler_port),
-    }
+    env = clean_environment(
+        PHONEBRIDGE_DATABASE_URL=database_url,
+        PHONEBRIDGE_REDIS_URL=redis_url,
+        PHONEBRIDGE_UPSTREAM_BASE_URL=fresh_sim.base_url,
+        PHONEBRIDGE_UPSTREAM_API_ID=API_ID,
+        PHONEBRIDGE_UPSTREAM_API_SECRET=API_SECRET,
+        PHONEBRIDGE_SECRET_KEY=api_settings.secret_key.get_secret_value(),  # type: ignore[union-attr]
+        PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE="true",
+        PHONEBRIDGE_WEBHOOK_RETRY_SCHEDULE="0.2,0.2",
+        PHONEBRIDGE_POLL_INITIAL_S="0.2",
+        PHONEBRIDGE_POLL_MAX_S="0.4",
+        PHONEBRIDGE_SCHEDULER_TICK_S="0.05",
+        PHONEBRIDGE_METRICS_REFRESH_S="0.2",
+        PHONEBRIDGE_WORKER_METRICS_PORT=str(worker_port),
+        PHONEBRIDGE_SCHEDULER_METRICS_PORT=str(scheduler_port),
+    )
     receiver.script("/metrics-hook", Reply(status=500), Reply(status=503))
     key = await create_client_and_key(api_settings, f"metrics-{secrets.token_hex(3)}")
-    headers = {"authorization": f"Bearer {key}"}
+    headers = bearer(key)
     tasks = [f"sim-ring-1-metrics-{i}-{secrets.token_hex(3)}" for i in range(2)]
-    processes = [start("worker", env, tmp_path), start("scheduler", env, tmp_path)]
+    processes = Processes(env, tmp_path)
+    processes.start("worker")
+    processes.start("scheduler")
     try:
         async with api_client(api_settings) as api:
             created = await api.post(
@@ -322,7 +270,7 @@ async def test_worker_and_scheduler_export_polls_latency_claims_and_webhook_atte
             scheduler = await scrape_port(scheduler_port)
             store = await eventually_store(api)
     finally:
-        stop(processes)
+        processes.stop_all()
 
     assert (value(worker, "phonebridge_polls_total", outcome="pending") or 0) >= 2
     assert (value(worker, "phonebridge_polls_total", outcome="completed") or 0) >= 2
@@ -343,11 +291,13 @@ async def test_worker_and_scheduler_export_polls_latency_claims_and_webhook_atte
 
 async def eventually_store(api: httpx.AsyncClient, timeout_s: float = 10.0) -> Samples:
     """The API's scrape once the scheduler has written a store snapshot."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
+
+    async def scrape_with_snapshot() -> Samples | None:
         samples = await scrape(api)
-        if value(samples, "phonebridge_store_snapshot_age_seconds") is not None:
-            return samples
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("the scheduler wrote no store snapshot")
-        await asyncio.sleep(0.1)
+        age = value(samples, "phonebridge_store_snapshot_age_seconds")
+        return samples if age is not None else None
+
+    samples: Samples = await wait_until_async(
+        scrape_with_snapshot, timeout_s=timeout_s, interval_s=0.1, what="a store snapshot"
+    )
+    return samples

@@ -4,32 +4,18 @@ service/store/tables.py, down to base removes it all, and `phonebridge migrate` 
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
+from service.sim.server import phonebridge_executable
 from service.store.migrate import downgrade_to_base, upgrade_to_head
 from service.store.tables import Base
-from tests.conftest import create_database, drop_database
 
-PHONEBRIDGE = str(Path(sys.executable).with_name("phonebridge"))
-
-
-@pytest.fixture
-def empty_database() -> Iterator[str]:
-    name = f"phonebridge_migrations_{os.getpid()}_{secrets.token_hex(3)}"
-    url = create_database(name)
-    try:
-        yield url
-    finally:
-        drop_database(name)
+PHONEBRIDGE = phonebridge_executable()
 
 
 def schema_differences(url: str) -> list[object]:

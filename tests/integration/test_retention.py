@@ -17,19 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.engine.retention import RetentionPurge
 from service.store.db import transaction
 from service.store.retention import RETENTION_LOCK_ID
+from tests.support.factories import insert_client
 
 RETENTION_DAYS = 30.0
 NOW = datetime.now(UTC).replace(microsecond=0)
 CUTOFF = NOW - timedelta(days=RETENTION_DAYS)
-
-
-async def new_client(sessions: async_sessionmaker[AsyncSession]) -> int:
-    async with transaction(sessions) as session:
-        result = await session.execute(
-            text("INSERT INTO clients (name) VALUES (:n) RETURNING id"),
-            {"n": f"retention-{secrets.token_hex(4)}"},
-        )
-        return int(result.scalar_one())
 
 
 async def add_task(
@@ -167,7 +159,7 @@ async def add_old_finished(
 async def test_finished_tasks_past_retention_go_with_their_events_deliveries_and_attempts(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    client_id = await new_client(sessions)
+    client_id = await insert_client(sessions)
     old = CUTOFF - timedelta(seconds=1)
     await add_task(sessions, client_id, "completed", old, delivery_state="succeeded")
     await add_task(sessions, client_id, "expired", old, delivery_state="failed")
@@ -188,7 +180,7 @@ async def test_finished_tasks_past_retention_go_with_their_events_deliveries_and
 async def test_tasks_within_retention_and_pending_tasks_stay(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    client_id = await new_client(sessions)
+    client_id = await insert_client(sessions)
     kept = {
         await add_task(sessions, client_id, "completed", CUTOFF, delivery_state="succeeded"),
         await add_task(sessions, client_id, "failed", CUTOFF + timedelta(days=1)),
@@ -210,7 +202,7 @@ async def test_tasks_within_retention_and_pending_tasks_stay(
 async def test_a_finished_task_whose_webhook_is_still_pending_waits_for_it(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    client_id = await new_client(sessions)
+    client_id = await insert_client(sessions)
     old = CUTOFF - timedelta(days=1)
     in_delivery = await add_task(sessions, client_id, "completed", old, delivery_state="pending")
 
@@ -229,7 +221,7 @@ async def test_a_finished_task_whose_webhook_is_still_pending_waits_for_it(
 async def test_a_run_deletes_in_batches_up_to_its_limit_and_the_next_run_goes_on(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    client_id = await new_client(sessions)
+    client_id = await insert_client(sessions)
     await add_old_finished(sessions, client_id, 5)
 
     await purge(sessions, batch=2, max_batches=2).run(NOW)
@@ -242,7 +234,7 @@ async def test_a_run_deletes_in_batches_up_to_its_limit_and_the_next_run_goes_on
 async def test_a_second_purger_stands_aside_while_one_holds_the_turn(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    client_id = await new_client(sessions)
+    client_id = await insert_client(sessions)
     old_ids = set(await add_old_finished(sessions, client_id, 3))
 
     async with transaction(sessions) as holder:

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.accounts import API_KEY_PREFIX, api_key_digest, generate_api_key
 from service.api import auth
 from service.store import clients
-from tests.security.conftest import Tenant, served_operations, v1_operations
+from tests.support.routes import served_operations, v1_operations
+from tests.support.tenants import Tenant
 
 # Routes served without a key, on purpose: probes, the operator's metrics and the API docs.
 PUBLIC_PATHS = {

@@ -12,7 +12,8 @@ import pytest
 from fastapi import FastAPI
 
 from service.api.limits import MAX_BODY_BYTES
-from tests.security.conftest import Operation, Tenant, own_ids, v1_operations
+from tests.support.routes import Operation, v1_operations
+from tests.support.tenants import Tenant, own_ids
 
 JSON = {"content-type": "application/json"}
 DEPTH = 100_000

@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.security.conftest import Operation, Tenant, own_ids, snapshot, v1_operations
+from tests.support.routes import Operation, v1_operations
+from tests.support.tenants import Tenant, own_ids, snapshot
 
 INJECTIONS = [
     "' OR '1'='1",

@@ -7,9 +7,9 @@ from __future__ import annotations
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.integration.api.test_events import feed_until
-from tests.integration.webhooks.conftest import deliveries_of_event
-from tests.security.conftest import Tenant, everything_listed, snapshot
+from tests.support.api import feed_until
+from tests.support.rows import deliveries_of_event
+from tests.support.tenants import Tenant, everything_listed, snapshot
 
 RECOVER_WINDOW = {"since": "2020-01-01T00:00:00Z"}
 

@@ -29,8 +29,12 @@ from schemathesis.python.asgi import shutdown_lifespans
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
-from tests.conftest import make_settings
-from tests.security.conftest import Tenant, new_tenant, security_app
+from tests.support.resolvers import security_app
+from tests.support.settings import make_settings
+from tests.support.tenants import Tenant, new_tenant
+
+# Thousands of generated calls: about a minute on a 2-core machine.
+pytestmark = pytest.mark.slow
 
 # 300 per operation (about a minute for all 17 on a 2-core machine) in every run and in CI; set
 # the variable for a deeper run (a few thousand) before a release.

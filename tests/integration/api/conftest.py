@@ -3,20 +3,16 @@ Redis, an HTTP client speaking to it in-process, and freshly minted API keys."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from service.accounts import create_client_and_key
 from service.api.app import create_app
 from service.config import Settings
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+from tests.support.api import asgi_client
+from tests.support.factories import new_key
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +24,8 @@ async def api_app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def api(api_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=api_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://phonebridge.test") as client:
+    async with asgi_client(api_app) as client:
         yield client
-
-
-async def new_key(settings: Settings) -> str:
-    return await create_client_and_key(settings, f"client-{secrets.token_hex(4)}")
 
 
 @pytest.fixture

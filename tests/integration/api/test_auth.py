@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.accounts import API_KEY_PREFIX, generate_api_key
 from service.api.keycache import KeyCache
-from tests.integration.api.conftest import bearer
-from tests.integration.api.test_events import insert_event
+from tests.support.api import bearer
+from tests.support.factories import insert_event
 
 # Every /v1 route of this area, with a body that would be valid.
 V1_CALLS: list[tuple[str, str, dict[str, object] | None]] = [

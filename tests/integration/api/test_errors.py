@@ -14,12 +14,10 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
-from service.api.app import create_app
 from service.api.limits import MAX_BODY_BYTES
-from service.config import Settings
 from service.engine.pause import close_pause, open_pause
-from tests.conftest import make_settings
-from tests.integration.api.conftest import bearer
+from tests.support.api import api_client, bearer
+from tests.support.settings import make_settings
 
 PROBLEM = "application/problem+json"
 # Nothing listens here: connections are refused at once.
@@ -260,23 +258,15 @@ async def test_readyz_shows_an_upstream_pause_and_stays_ready(
     assert body["upstream"] == {"paused": True, "reason": "KEY_EXPIRED", "since": since.isoformat()}
 
 
-async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-
-
 @pytest.fixture
 async def api_without_database(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in serve(make_settings(DEAD_DATABASE_URL, redis_url)):
+    async with api_client(make_settings(DEAD_DATABASE_URL, redis_url)) as client:
         yield client
 
 
 @pytest.fixture
 async def api_without_redis(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in serve(make_settings(database_url, DEAD_REDIS_URL)):
+    async with api_client(make_settings(database_url, DEAD_REDIS_URL)) as client:
         yield client
 
 

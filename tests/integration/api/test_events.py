@@ -3,77 +3,15 @@ GET /v1/events/{id}. The engine writes events; here they are written as it would
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import secrets
-import time
-from typing import Any
 
 import httpx
-import orjson
 import psycopg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.domain.ids import EVENT_PREFIX, new_public_id
-from tests.integration.api.conftest import bearer
-
-INSERT_EVENT = """
-    INSERT INTO events (public_id, client_id, task_pk, type, data)
-    SELECT :public_id, t.client_id, t.id, 'task.completed', CAST(:data AS jsonb)
-    FROM tasks t JOIN api_keys k ON k.client_id = t.client_id
-    WHERE k.key_hash = :key_hash AND t.task_id = :task_id
-"""
-
-# The feed shows an event only once every older transaction of the whole server has ended; other
-# test processes may hold one open for a moment, so visibility is awaited, within this bound.
-FEED_SETTLE_S = 15.0
-
-
-async def register_task(api: httpx.AsyncClient, key: str, task_id: str) -> dict[str, Any]:
-    response = await api.post("/v1/tasks", json={"task_id": task_id}, headers=bearer(key))
-    assert response.status_code == 201
-    task: dict[str, Any] = response.json()
-    return task
-
-
-def event_params(key: str, task: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "public_id": new_public_id(EVENT_PREFIX),
-        "key_hash": hashlib.sha256(key.encode()).digest(),
-        "task_id": task["task_id"],
-        "data": orjson.dumps(task).decode(),
-    }
-
-
-async def insert_event(
-    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], key: str, task_id: str
-) -> str:
-    """Register a task and write a task.completed event for it; returns the event id."""
-    params = event_params(key, await register_task(api, key, task_id))
-    async with sessions() as session, session.begin():
-        await session.execute(text(INSERT_EVENT), params)
-    public_id: str = params["public_id"]
-    return public_id
-
-
-async def feed(api: httpx.AsyncClient, key: str, query: str = "") -> dict[str, Any]:
-    response = await api.get(f"/v1/events?{query}", headers=bearer(key))
-    assert response.status_code == 200, response.text
-    page: dict[str, Any] = response.json()
-    return page
-
-
-async def feed_until(
-    api: httpx.AsyncClient, key: str, count: int, query: str = ""
-) -> dict[str, Any]:
-    deadline = time.monotonic() + FEED_SETTLE_S
-    while True:
-        page = await feed(api, key, query)
-        if len(page["data"]) >= count or time.monotonic() > deadline:
-            return page
-        await asyncio.sleep(0.05)
+from tests.support.api import bearer, feed, feed_until
+from tests.support.factories import INSERT_EVENT, event_params, insert_event, register_task
 
 
 async def test_feed_is_empty_for_a_client_without_events(api: httpx.AsyncClient, key: str) -> None:

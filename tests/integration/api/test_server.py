@@ -3,11 +3,8 @@ process, spoken to over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,27 +14,22 @@ import psutil
 import pytest
 
 from service.api.limits import MAX_BODY_BYTES
+from service.run.processes import free_port
+from service.sim.server import phonebridge_executable
+from tests.support.commands import clean_environment
+from tests.support.waiting import wait_until
 
-PHONEBRIDGE = str(Path(sys.executable).with_name("phonebridge"))
+PHONEBRIDGE = phonebridge_executable()
 START_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def environment(database_url: str, redis_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHONEBRIDGE_")}
-    env.update(
+    return clean_environment(
         PHONEBRIDGE_DATABASE_URL=database_url,
         PHONEBRIDGE_REDIS_URL=redis_url,
         PHONEBRIDGE_LOG_LEVEL="WARNING",
     )
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +64,15 @@ def running_api(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
+
+        def healthy() -> bool:
             assert process.poll() is None, "phonebridge api exited"
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "phonebridge api did not start"
-            time.sleep(0.1)
+                return False
+
+        wait_until(healthy, START_TIMEOUT_S, "phonebridge api to start")
         yield url, process
     finally:
         process.terminate()

@@ -23,7 +23,7 @@ from service.domain.intake import Registration, validate_registration
 from service.domain.schemas import TaskOut
 from service.store import tasks as task_store
 from service.store.clients import find_active_key
-from tests.integration.api.conftest import bearer
+from tests.support.api import bearer
 
 PROBLEM = "application/problem+json"
 

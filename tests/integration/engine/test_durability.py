@@ -14,16 +14,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.sim.server import SimServer
-from tests.integration.engine.conftest import (
-    Processes,
-    events_of,
-    insert_client,
-    insert_tasks,
-    tasks_of,
-    wait_until,
-)
+from tests.support.engine import Processes
+from tests.support.factories import insert_client, insert_tasks
+from tests.support.rows import events_of, tasks_of
+from tests.support.waiting import wait_until_async
 
-pytestmark = pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks")
+# Real `phonebridge worker` and `scheduler` processes: about 10 s a test.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks"),
+]
 
 TASKS = 300
 
@@ -34,7 +34,7 @@ async def all_final(sessions: async_sessionmaker[AsyncSession], client: int) -> 
             text("SELECT count(*) FROM tasks WHERE client_id = :c AND state = 'pending'"),
             {"c": client},
         )
-        return pending.scalar_one() == 0
+        return int(pending.scalar_one()) == 0
 
 
 def assert_each_task_completed_once(
@@ -59,14 +59,14 @@ async def test_killed_worker_loses_nothing_and_duplicates_no_event(
     def calls() -> int:
         return len(fresh_sim.control.calls(endpoint="task_result"))
 
-    await wait_until(lambda: calls() >= 40, timeout_s=30)
+    await wait_until_async(lambda: calls() >= 40, timeout_s=30)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     rows = await tasks_of(sessions, client)
     assert any(row["state"] == "pending" for row in rows.values()), "killed mid-run"
     # Calls already made whose batch was never written back are redone once the leases end.
     processes.start("worker", "--concurrency", "2")
-    await wait_until(lambda: all_final(sessions, client), timeout_s=40)
+    await wait_until_async(lambda: all_final(sessions, client), timeout_s=40)
 
     assert_each_task_completed_once(
         await tasks_of(sessions, client), await events_of(sessions, client)
@@ -85,13 +85,13 @@ async def test_flushed_redis_loses_nothing_and_duplicates_no_event(
     await insert_tasks(sessions, client, task_ids)
     processes.start("scheduler")
     processes.start("worker", "--concurrency", "2")
-    await wait_until(
+    await wait_until_async(
         lambda: len(fresh_sim.control.calls(endpoint="task_result")) >= 60, timeout_s=30
     )
     # This test run's own Redis database: FLUSHALL would also wipe other runs sharing the server.
     flusher = redis.Redis.from_url(redis_url)
     flusher.flushdb()
-    await wait_until(lambda: all_final(sessions, client), timeout_s=40)
+    await wait_until_async(lambda: all_final(sessions, client), timeout_s=40)
     flusher.flushdb()
     flusher.close()
 

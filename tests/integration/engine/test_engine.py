@@ -15,15 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.engine.pause import open_pause, read_pause
 from service.engine.probe import arm_probe_timer
 from service.sim.server import SimServer
-from tests.integration.engine.conftest import (
-    engine_settings,
-    events_of,
-    insert_client,
-    insert_tasks,
-    running_engine,
-    tasks_of,
-    wait_until,
-)
+from tests.support.engine import running_engine
+from tests.support.factories import insert_client, insert_tasks
+from tests.support.rows import events_of, tasks_of
+from tests.support.settings import engine_settings
+from tests.support.waiting import wait_until_async
 
 pytestmark = pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks")
 
@@ -54,7 +50,7 @@ async def test_tasks_reach_their_final_state_with_one_event_each(
     now_ring = unique("sim-busy-0")
     await insert_tasks(sessions, client, [ring, invalid, weird, now_ring])
     async with running_engine(settings):
-        rows = await wait_until(lambda: final_states(sessions, client, 4))
+        rows = await wait_until_async(lambda: final_states(sessions, client, 4))
 
     assert rows[ring]["state"] == "completed"
     assert rows[ring]["result"]["phone_status"] == "ring"
@@ -91,7 +87,7 @@ async def test_new_task_is_polled_within_about_a_second(
         task_id = unique("sim-ring-0")
         registered = time.time()
         await insert_tasks(sessions, client, [task_id])
-        await wait_until(
+        await wait_until_async(
             lambda: (
                 fresh_sim.control.task(task_id)["calls"] > 0
                 if task_id in fresh_sim.state.tasks
@@ -115,7 +111,7 @@ async def test_pending_task_backs_off_and_shows_its_progress(
     task_id = unique("sim-ring-5")
     await insert_tasks(sessions, client, [task_id])
     async with running_engine(settings):
-        await wait_until(lambda: final_states(sessions, client, 1))
+        await wait_until_async(lambda: final_states(sessions, client, 1))
     times = fresh_sim.control.task(task_id)["call_times"]
     assert len(times) == 6
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -141,7 +137,7 @@ async def test_transient_faults_are_recorded_and_retried(
         return all(row["poll_count"] >= 2 for row in rows.values())
 
     async with running_engine(settings):
-        await wait_until(all_polled_twice)
+        await wait_until_async(all_polled_twice)
     rows = await tasks_of(sessions, client)
     codes = {mode: rows[task_ids[mode]]["last_error"]["code"] for mode in faults}
     assert codes == {
@@ -170,7 +166,7 @@ async def test_deadline_expires_task_and_no_call_is_made_after_it(
     [pk] = await insert_tasks(sessions, client, [task_id], ttl_s=2.0)
     deadline = datetime.now(UTC) + timedelta(seconds=2)
     async with running_engine(settings):
-        rows = await wait_until(lambda: final_states(sessions, client, 1), timeout_s=10)
+        rows = await wait_until_async(lambda: final_states(sessions, client, 1), timeout_s=10)
         expired_seen = datetime.now(UTC)
     row = rows[task_id]
     assert row["state"] == "expired"
@@ -195,7 +191,7 @@ async def test_deadline_sweep_expires_tasks_even_when_nothing_is_polled(
     task_id = unique("sim-never")
     await insert_tasks(sessions, client, [task_id], ttl_s=1.0, next_poll_in_s=5.0)
     async with running_engine(settings):
-        rows = await wait_until(lambda: final_states(sessions, client, 1), timeout_s=6)
+        rows = await wait_until_async(lambda: final_states(sessions, client, 1), timeout_s=6)
     assert rows[task_id]["state"] == "expired"
     assert task_id not in fresh_sim.state.tasks, "never called"
 
@@ -214,9 +210,9 @@ async def test_account_problem_pauses_everything_and_probes_until_it_resumes(
     fresh_sim.control.force("key_expired")
     await insert_tasks(sessions, client, task_ids)
     async with running_engine(settings) as engine:
-        await wait_until(lambda: read_pause(engine.redis))
+        await wait_until_async(lambda: read_pause(engine.redis))
         started = time.time()
-        await wait_until(lambda: time.time() - started > 1.6, interval_s=0.1)
+        await wait_until_async(lambda: time.time() - started > 1.6, interval_s=0.1)
         calls_while_paused = fresh_sim.control.calls(since=started + 0.2)
         pause = await read_pause(engine.redis)
         assert pause is not None
@@ -238,7 +234,7 @@ async def test_account_problem_pauses_everything_and_probes_until_it_resumes(
         assert {row.last_error["code"] for row in met} == {"KEY_EXPIRED"}
 
         fresh_sim.control.force(None)
-        await wait_until(lambda: final_states(sessions, client, len(task_ids)), timeout_s=10)
+        await wait_until_async(lambda: final_states(sessions, client, len(task_ids)), timeout_s=10)
         assert await read_pause(engine.redis) is None
     # One probe per 0.5 s over ~1.4 s: a handful of single calls, not a flood.
     assert 1 <= len(calls_while_paused) <= 4
@@ -258,7 +254,7 @@ async def test_pause_opened_elsewhere_stops_claims_but_not_the_deadline(
         await arm_probe_timer(engine.redis, 60)
         await open_pause(engine.redis, "OUT_OF_QUOTA", datetime.now(UTC))
         await insert_tasks(sessions, client, [task_id], ttl_s=1.0)
-        rows = await wait_until(lambda: final_states(sessions, client, 1), timeout_s=6)
+        rows = await wait_until_async(lambda: final_states(sessions, client, 1), timeout_s=6)
     assert rows[task_id]["state"] == "expired"
     assert task_id not in fresh_sim.state.tasks
 
@@ -275,7 +271,7 @@ async def test_rate_limit_answers_slow_everyone_down_and_retry_after_is_honoured
     task_ids = [unique(f"sim-ring-0-{i}") for i in range(30)]
     await insert_tasks(sessions, client, task_ids)
     async with running_engine(settings) as engine:
-        await wait_until(lambda: final_states(sessions, client, len(task_ids)), timeout_s=20)
+        await wait_until_async(lambda: final_states(sessions, client, len(task_ids)), timeout_s=20)
         status = await engine.limiter.status()
     calls = fresh_sim.control.calls(endpoint="task_result")
     [limited] = [c for c in calls if c["answer"] == "RATE_LIMIT_EXCEEDED"]

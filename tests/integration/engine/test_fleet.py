@@ -12,19 +12,18 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.sim.server import SimProcess
-from tests.integration.engine.conftest import (
-    API_ID,
-    API_SECRET,
-    Processes,
-    events_of,
-    insert_client,
-    insert_tasks,
-    process_env,
-    tasks_of,
-    wait_until,
-)
+from tests.support.engine import Processes
+from tests.support.factories import insert_client, insert_tasks
+from tests.support.rows import events_of, tasks_of
+from tests.support.settings import process_env
+from tests.support.upstream import API_ID, API_SECRET
+from tests.support.waiting import wait_until_async
 
-pytestmark = pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks")
+# Real `phonebridge worker` and `scheduler` processes: about 10 s a test.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks"),
+]
 
 MAX_RPS = 25
 
@@ -65,7 +64,7 @@ async def test_fleet_stays_under_the_ceiling_and_polls_each_task_once_per_round(
             rows = await tasks_of(sessions, client)
             return all(row["state"] == "completed" for row in rows.values())
 
-        await wait_until(all_done, timeout_s=40, interval_s=0.2)
+        await wait_until_async(all_done, timeout_s=40, interval_s=0.2)
     finally:
         fleet.stop_all()
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from service.clock import utc_now
 from service.engine.gate import UpstreamGate
 from service.engine.pause import open_pause
 from service.engine.ratelimit import UpstreamRateLimiter
-from tests.integration.engine.conftest import utc_now
+
+pytestmark = pytest.mark.usefixtures("flush_redis")
 
 
 class ManualClock:
@@ -21,13 +22,6 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def redis_client(redis_url: str, flush_redis: None) -> AsyncIterator[Redis[Any]]:
-    client: Redis[Any] = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()  # type: ignore[attr-defined]
 
 
 def gate_on(redis_client: Redis[Any], clock: ManualClock) -> UpstreamGate:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -17,13 +16,6 @@ from service.engine.ratelimit import (
 )
 
 pytestmark = pytest.mark.usefixtures("flush_redis")
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[Redis]:  # type: ignore[type-arg]
-    client: Redis = Redis.from_url(redis_url)  # type: ignore[type-arg]
-    yield client
-    await client.aclose()
 
 
 async def test_one_reservation_spaces_its_slots_at_the_rate(redis_client: Redis) -> None:  # type: ignore[type-arg]

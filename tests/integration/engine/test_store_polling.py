@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.clock import utc_now
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy
 from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
@@ -26,13 +27,8 @@ from service.store.polling import (
     release_leases,
 )
 from service.store.tables import Task
-from tests.integration.engine.conftest import (
-    events_of,
-    insert_client,
-    insert_subscription,
-    insert_tasks,
-    tasks_of,
-)
+from tests.support.factories import insert_client, insert_subscription, insert_tasks
+from tests.support.rows import events_of, tasks_of
 
 POLICY = PollPolicy(BackoffPolicy(2.0, 300.0))
 COMPLETED = Outcome(
@@ -65,15 +61,11 @@ async def write(
     return len(written)
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
 async def test_claim_takes_due_tasks_once_with_a_lease(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     due = await insert_tasks(sessions, client, ["a", "b"], now=now)
     await insert_tasks(sessions, client, ["later"], now=now, next_poll_in_s=60)
     token, ids = await claim_all(sessions, now)
@@ -89,7 +81,7 @@ async def test_claim_retakes_a_task_whose_lease_ended(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, ["crashed"], now=now, ttl_s=3600)
     first, _ = await claim_all(sessions, now)
     second, ids = await claim_all(sessions, now + timedelta(seconds=31))
@@ -101,7 +93,7 @@ async def test_claim_respects_the_limit_and_skips_locked_rows(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc() - timedelta(days=365)  # older than anything other tests left due
+    now = utc_now() - timedelta(days=365)  # older than anything other tests left due
     ids = await insert_tasks(sessions, client, [f"t{i}" for i in range(6)], now=now, ttl_s=10**9)
     async with transaction(sessions) as one, transaction(sessions) as two:
         _, first = await claim_due_tasks(one, now, 30, limit=3)
@@ -115,7 +107,7 @@ async def test_claim_never_takes_cancelled_or_expired_tasks(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [cancelled] = await insert_tasks(sessions, client, ["cancelled"], now=now)
     [past_deadline] = await insert_tasks(
         sessions, client, ["past"], now=now - timedelta(seconds=60), ttl_s=30
@@ -137,7 +129,7 @@ async def test_completion_is_written_with_its_event_and_deliveries(
     await insert_subscription(sessions, client, ["task.failed"])
     await insert_subscription(sessions, client, ["task.completed"], enabled=False)
     await insert_subscription(sessions, client, ["task.completed"], deleted=True)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, ["done"], now=now)
     token, _ = await claim_all(sessions, now)
     assert await write(sessions, token, task, COMPLETED, now) == 1
@@ -172,7 +164,7 @@ async def test_rejection_fails_the_task_with_its_reason(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, ["bad"], now=now)
     token, _ = await claim_all(sessions, now)
     await write(sessions, token, task, REJECTED, now)
@@ -187,7 +179,7 @@ async def test_pending_answer_reschedules_and_keeps_the_last_error(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, ["slow"], now=now)
     async with transaction(sessions) as session:
         await session.execute(
@@ -210,7 +202,7 @@ async def test_late_message_with_an_old_lease_changes_nothing(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, ["raced"], now=now, ttl_s=3600)
     old_token, _ = await claim_all(sessions, now)
     new_token, _ = await claim_all(sessions, now + timedelta(seconds=31))
@@ -225,7 +217,7 @@ async def test_late_message_with_an_old_lease_changes_nothing(
 
 async def test_duplicate_message_writes_once(sessions: async_sessionmaker[AsyncSession]) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, ["twice"], now=now)
     token, _ = await claim_all(sessions, now)
     assert await write(sessions, token, task, COMPLETED, now) == 1
@@ -235,7 +227,7 @@ async def test_duplicate_message_writes_once(sessions: async_sessionmaker[AsyncS
 
 async def test_cancel_wins_over_a_late_answer(sessions: async_sessionmaker[AsyncSession]) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, ["cancel-me"], now=now)
     token, _ = await claim_all(sessions, now)
     async with transaction(sessions) as session:
@@ -254,7 +246,7 @@ async def test_outbox_never_writes_a_second_event_for_a_state(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, ["once"], now=now)
     token, _ = await claim_all(sessions, now)
     await write(sessions, token, task, COMPLETED, now)
@@ -272,7 +264,7 @@ async def test_release_hands_back_unpolled_tasks_without_counting_a_poll(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, ["held"], now=now, ttl_s=10)
     token, _ = await claim_all(sessions, now)
     async with transaction(sessions) as session:
@@ -291,7 +283,7 @@ async def test_sweep_expires_overdue_tasks_with_their_events(
 ) -> None:
     client = await insert_client(sessions)
     await insert_subscription(sessions, client, ["task.expired"])
-    now = now_utc()
+    now = utc_now()
     await insert_tasks(
         sessions, client, ["old1", "old2"], now=now - timedelta(seconds=40), ttl_s=30
     )
@@ -330,7 +322,7 @@ async def test_concurrent_sweeps_expire_each_task_once(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     await insert_tasks(
         sessions, client, [f"e{i}" for i in range(300)], now=now - timedelta(seconds=40), ttl_s=30
     )
@@ -355,7 +347,7 @@ async def test_final_tasks_are_never_claimed(
     sessions: async_sessionmaker[AsyncSession], state: str
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, [f"final-{state}"], now=now)
     async with transaction(sessions) as session:
         await session.execute(
@@ -377,7 +369,7 @@ async def test_event_data_is_the_task_json_of_the_row_as_written(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(sessions, client, ["shown"], now=now)
     async with transaction(sessions) as session:
         await session.execute(
@@ -403,7 +395,7 @@ async def test_expired_event_data_is_the_task_json_of_the_row_as_written(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client = await insert_client(sessions)
-    now = now_utc()
+    now = utc_now()
     [task] = await insert_tasks(
         sessions, client, ["late"], now=now - timedelta(seconds=40), ttl_s=30
     )
@@ -419,7 +411,7 @@ async def test_a_batch_writes_every_decision_and_only_the_final_states_get_event
 ) -> None:
     client = await insert_client(sessions)
     await insert_subscription(sessions, client, ["task.completed", "task.failed"])
-    now = now_utc()
+    now = utc_now()
     done, waiting, bad, cancelled = await insert_tasks(
         sessions, client, ["b-done", "b-waiting", "b-bad", "b-cancelled"], now=now
     )

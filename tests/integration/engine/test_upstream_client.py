@@ -11,12 +11,13 @@ import time
 import httpx
 import pytest
 
+from service.clock import utc_now
 from service.config import Settings
 from service.domain.answers import OutcomeKind, TransportError, classify_answer
 from service.sim.server import SimServer
 from service.upstream.client import MAX_BODY_BYTES, UpstreamClient
-from tests.conftest import make_settings
-from tests.integration.engine.conftest import API_SECRET, utc_now
+from tests.support.settings import make_settings
+from tests.support.upstream import API_SECRET
 
 
 def client_settings(base_url: str, **overrides: object) -> Settings:

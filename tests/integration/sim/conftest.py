@@ -9,12 +9,7 @@ import pytest
 
 from service.sim.server import SimServer
 from service.sim.state import SimOptions
-
-API_ID = "test-sim-api-id"
-API_SECRET = "test-sim-api-secret-value"
-SEED = 20261126
-TASK_RESULT = "/check/phone_number/task_result/o1"
-SUBMIT = "/check/phone_number/o1"
+from tests.support.upstream import API_ID, API_SECRET, SEED
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +47,3 @@ def upstream(sim: SimServer, upstream_client: httpx.Client) -> httpx.Client:
 def anonymous(sim: SimServer, anonymous_client: httpx.Client) -> httpx.Client:
     """A client without credentials."""
     return anonymous_client
-
-
-def poll(client: httpx.Client, task_id: str) -> httpx.Response:
-    return client.post(TASK_RESULT, json={"task_id": task_id})

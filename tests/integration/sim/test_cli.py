@@ -14,7 +14,7 @@ from service.cli import build_parser
 from service.config import ConfigError
 from service.sim.command import options_from
 from service.sim.server import SimProcess, phonebridge_executable
-from tests.integration.sim.conftest import SUBMIT, TASK_RESULT
+from tests.support.upstream import SUBMIT, TASK_RESULT
 
 CLI_ID = "cli-api-id-4417"
 CLI_SECRET = "cli-api-secret-93f1c2"

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from service.sim.server import SimServer
-from tests.integration.sim.conftest import SUBMIT, poll
+from tests.support.upstream import SUBMIT, poll
 
 
 def test_registered_task_follows_its_script(sim: SimServer, upstream: httpx.Client) -> None:

@@ -11,7 +11,7 @@ import pytest
 from service.sim.faults import FaultMode
 from service.sim.server import SimServer
 from service.sim.state import Endpoint, SimOptions, SimState
-from tests.integration.sim.conftest import API_ID, API_SECRET, TASK_RESULT, poll
+from tests.support.upstream import API_ID, API_SECRET, TASK_RESULT, poll
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from service.sim.scripts import PHONE_STATUSES
 from service.sim.server import SimServer
-from tests.integration.sim.conftest import API_ID, API_SECRET, SUBMIT, TASK_RESULT, poll
+from tests.support.upstream import API_ID, API_SECRET, SUBMIT, TASK_RESULT, poll
 
 REQUEST_ID = re.compile(r"TID[0-9a-f]{32}")
 

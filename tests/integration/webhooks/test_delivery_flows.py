@@ -4,7 +4,6 @@ recovery, filters and isolation. The scheduler's claim and the worker's batch ar
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import uuid
@@ -22,16 +21,12 @@ from service.store.db import transaction
 from service.webhooks.encryption import cipher_for
 from service.webhooks.sender import WebhookSender
 from service.webhooks.service import DeliveryService
-from tests.integration.webhooks.conftest import (
-    ApiClient,
-    FakeClock,
-    Pump,
-    deliveries_of_event,
-    emit_event,
-    new_client,
-    webhook_settings,
-)
-from tests.integration.webhooks.receiver import Receiver, Reply, refused_port
+from tests.support.deliveries import FakeClock, Pump
+from tests.support.factories import ApiClient, emit_event, new_client
+from tests.support.receivers import Receiver, Reply, refused_port
+from tests.support.rows import deliveries_of_event
+from tests.support.settings import webhook_settings
+from tests.support.waiting import wait_until_async
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -447,8 +442,7 @@ async def test_a_dead_receiver_does_not_delay_deliveries_to_others(
         rows = [(await deliveries_of_event(sessions, e))[0] for e in fast_events]
         return all(row["state"] == "succeeded" for row in rows)
 
-    while not await fast_ones_written():
-        await asyncio.sleep(0.02)
+    await wait_until_async(fast_ones_written, interval_s=0.02, what="the healthy deliveries")
     # The healthy receiver's results are in the database while the dead one still holds on.
     slow_rows = [(await deliveries_of_event(sessions, e))[0] for e in slow_events]
     assert [row["attempt_count"] for row in slow_rows] == [0] * 5
@@ -497,12 +491,14 @@ async def test_a_subscription_that_stops_answering_has_its_overflow_held_back_lo
             if row["lease_token"] is None and row["attempt_count"] == 0
         )
 
+    async def both_handed_back() -> bool:
+        return len(await due_in_s()) >= 2
+
     try:
         token, ids = await pump.claim()
         await service.start_batch(ids, token)
-        async with asyncio.timeout(5):
-            while len(await due_in_s()) < 2:  # the batch runs in the background
-                await asyncio.sleep(0.01)
+        # The batch runs in the background.
+        await wait_until_async(both_handed_back, timeout_s=5, interval_s=0.01, what="hand-backs")
         # No answer yet, so nothing says the endpoint is slow: the short hand-back.
         assert await due_in_s() == [1.0, 1.0]
         clock.advance(1.0)

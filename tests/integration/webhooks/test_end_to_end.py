@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from celery.contrib.testing.worker import start_worker
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,25 +20,17 @@ from service.config import Settings
 from service.engine.ratelimit import UpstreamRateLimiter
 from service.engine.scheduler import Scheduler, SchedulerContext, default_steps
 from service.sim.server import SimServer
-from service.sim.state import SimOptions
 from service.store.db import create_engine_for, session_factory
-from tests.integration.webhooks.conftest import api_client, new_client, webhook_settings
-from tests.integration.webhooks.receiver import Receiver
+from tests.support.api import api_client
+from tests.support.factories import new_client
+from tests.support.receivers import Receiver
+from tests.support.settings import webhook_settings
 from workers.app import (
     celery_delivery_publisher,
     celery_poll_publisher,
     create_celery_app,
     runtime_of,
 )
-
-API_ID = "test-api-id"
-API_SECRET = "test-api-secret-value"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[SimServer]:
-    with SimServer(SimOptions(api_id=API_ID, api_secret=API_SECRET)) as server:
-        yield server
 
 
 @asynccontextmanager
@@ -70,21 +61,21 @@ async def running_service(settings: Settings) -> AsyncIterator[None]:
             stop.set()
             await loop
     runtime_of(app).stop()
-    await redis.aclose()
+    await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
     await db.dispose()
 
 
 async def test_a_registered_task_ends_as_a_verified_webhook(
     database_url: str,
     redis_url: str,
-    upstream: SimServer,
+    fresh_sim: SimServer,
     receiver: Receiver,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     settings = webhook_settings(
         database_url,
         redis_url,
-        upstream_base_url=upstream.base_url,
+        upstream_base_url=fresh_sim.base_url,
         upstream_max_rps=500.0,
         scheduler_tick_s=0.05,
         poll_initial_s=0.2,

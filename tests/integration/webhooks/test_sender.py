@@ -10,8 +10,8 @@ import pytest
 
 from service.webhooks.guard import check_webhook_url
 from service.webhooks.sender import EXCERPT_BYTES, WebhookSender
-from tests.integration.webhooks.conftest import TableResolver
-from tests.integration.webhooks.receiver import Receiver, Reply, refused_port
+from tests.support.receivers import Receiver, Reply, refused_port
+from tests.support.resolvers import TableResolver
 
 HEADERS = {"content-type": "application/json", "webhook-id": "evt_test"}
 BODY = b'{"type":"task.completed"}'

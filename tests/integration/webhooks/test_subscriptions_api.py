@@ -11,13 +11,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
-from tests.integration.webhooks.conftest import (
-    ApiClient,
-    TableResolver,
-    api_client,
-    new_client,
-    webhook_settings,
-)
+from tests.support.api import api_client
+from tests.support.factories import ApiClient, new_client
+from tests.support.resolvers import TableResolver
+from tests.support.settings import webhook_settings
 
 ALL_TYPES = ["task.completed", "task.expired", "task.failed"]
 

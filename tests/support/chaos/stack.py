@@ -26,11 +26,11 @@ import redis
 from service.run.embedded import EmbeddedPostgres, EmbeddedRedis
 from service.run.processes import Child, ChildSpec, Tier, free_port, phonebridge_command
 from service.sim.server import SimProcess
-from tests.commands import clean_environment, create_api_key, wait_until
+from tests.support.commands import START_TIMEOUT_S, clean_environment, create_api_key
+from tests.support.waiting import wait_until
 
 SIM_API_ID = "chaos-sim-api-id"
 SIM_API_SECRET = "chaos-sim-api-secret-value"
-START_TIMEOUT_S = 90.0
 STOP_GRACE_S = 15.0
 
 # Compressed times: every one of them is a PHONEBRIDGE_* setting a user can set the same way.

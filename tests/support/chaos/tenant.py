@@ -18,9 +18,10 @@ import httpx
 from standardwebhooks import Webhook
 
 from service.sim.scripts import PHONE_STATUSES
-from tests.chaos.receiver import Answered, FlakyReceiver
-from tests.chaos.stack import STACK_SETTINGS, Stack, is_fault
-from tests.commands import wait_until
+from tests.support.api import bearer
+from tests.support.chaos.stack import STACK_SETTINGS, Stack, is_fault
+from tests.support.receivers import Answered, FlakyReceiver
+from tests.support.waiting import wait_until
 
 EVENT_OF_STATE = {
     "completed": "task.completed",
@@ -128,7 +129,7 @@ class Tenant:
         api_key = stack.create_api_key(name)
         self.http = httpx.Client(
             base_url=stack.api_url,
-            headers={"authorization": f"Bearer {api_key}"},
+            headers=bearer(api_key),
             timeout=10.0,
             event_hooks={"response": [self._count]},
         )
