@@ -19,10 +19,11 @@ from typing import Any
 import httpx
 
 from service.config import ENV_PREFIX, Settings
+from service.run.datadir import data_dir_lock
 from service.run.processes import ChildSpec, free_port, phonebridge_command
 from service.run.receiver import ReceiverServer
 from service.run.supervisor import StopRequested, Supervisor, SupervisorFailed
-from service.run.up import UpOptions, data_dir_lock, start_stack, uses_embedded_servers
+from service.run.up import UpOptions, start_stack, uses_embedded_servers
 from service.run.view import DemoView, PlainView, RichView, SampleTask, Snapshot, TaskView
 from service.sim.defaults import DEFAULT_API_ID, DEFAULT_API_SECRET
 
@@ -208,6 +209,7 @@ def _run(
         port=args.port,
         child_env=demo_child_env(sim_url, args.task_ttl),
         log_dir=log_dir,
+        command="demo",
     )
     stack = start_stack(supervisor, settings, options)
     env = dict(stack.env)

@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from service.run.datadir import LOCK_FILE_NAME, data_dir_lock
 from service.run.processes import ChildSpec, Tier
 from service.run.supervisor import (
     MAX_BACKOFF_S,
@@ -17,7 +18,6 @@ from service.run.supervisor import (
     SupervisorFailed,
     restart_delay,
 )
-from service.run.up import LOCK_FILE_NAME, data_dir_lock
 
 
 def python(code: str) -> list[str]:
