@@ -34,7 +34,12 @@ from service.run.embedded import (
     redis_server_binary,
 )
 from service.run.processes import ChildSpec, free_port, phonebridge_command, port_is_free
-from service.run.supervisor import StopRequested, Supervisor, SupervisorFailed
+from service.run.supervisor import (
+    StopRequested,
+    Supervisor,
+    SupervisorFailed,
+    silence_stdout,
+)
 
 # The production commands `up` runs as children, each checked before any starts.
 CHILD_COMMANDS = ("migrate", "api", "worker", "scheduler")
@@ -201,6 +206,11 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
                 supervisor.tend(60.0)
     except StopRequested:
         supervisor.say("stopped")
+        return 0
+    except BrokenPipeError:
+        # The output's reader went away (SIGPIPE's counterpart): everything was stopped in order
+        # on the way out of the supervisor.
+        silence_stdout()
         return 0
     except SupervisorFailed as failure:
         supervisor.say(f"error: {failure}")
