@@ -88,6 +88,10 @@ class CliProcess:
                     )
                 self._changed.wait(timeout=min(remaining, 1.0))
 
+    def wait_for_end(self, timeout_s: float = 10.0) -> None:
+        """Once the command has exited: until every line it printed has been read."""
+        self._reader.join(timeout=timeout_s)
+
     def output_unlocked(self) -> str:
         return "\n".join(self._lines)
 
