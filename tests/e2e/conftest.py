@@ -38,11 +38,17 @@ STOP_TIMEOUT_S = 40.0
 class CliProcess:
     """A long-running `phonebridge` command; its stdout is collected line by line."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        executable: str | None = None,  # another install's `phonebridge`; default: this one's
+    ) -> None:
         self.stderr_path = cwd / f"stderr-{secrets.token_hex(3)}.log"
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
-                [phonebridge_executable(), *args],
+                [executable or phonebridge_executable(), *args],
                 env=dict(env),
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
