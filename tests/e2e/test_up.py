@@ -66,6 +66,8 @@ def test_up_with_given_urls_runs_the_production_commands_and_stops_them_all(
 
         stop_and_check_nothing_is_left(up, started)
         assert not (tmp_path / "data" / "postgres").exists()
+        # Celery's multi-line warning about running as root (the tests may run as root).
+        assert "superuser privileges" not in up.stderr_path.read_text()
     finally:
         up.kill_everything()
 
