@@ -167,26 +167,24 @@ def with_running_servers(settings: Settings, needs: Collection[Need]) -> Setting
     """The settings with the URLs of the embedded servers of an `up` or `demo` running on the
     same PHONEBRIDGE_DATA_DIR filled in where the command needs them and they are unset; said on
     stderr (stdout may be captured: an API key)."""
+    from service.run.datadir import DATABASE_URL_VARIABLE, REDIS_URL_VARIABLE, running_servers
+
     wanted = set()
     if Need.DATABASE in needs and settings.database_url is None:
-        wanted.add("PHONEBRIDGE_DATABASE_URL")
+        wanted.add(DATABASE_URL_VARIABLE)
     if Need.REDIS in needs and settings.redis_url is None:
-        wanted.add("PHONEBRIDGE_REDIS_URL")
-    if not wanted:
-        return settings
-    from service.run.datadir import running_servers
-
-    running = running_servers(settings.data_dir)
+        wanted.add(REDIS_URL_VARIABLE)
+    running = running_servers(settings.data_dir) if wanted else None
     found = {} if running is None else {k: v for k, v in running.urls.items() if k in wanted}
     if running is None or not found:
         return settings
     # Through the environment: an API process's app factory reads the settings again.
     os.environ.update(found)
     get_settings.cache_clear()
-    names = " and ".join(sorted(found))
     print(
-        f"phonebridge: {names} not set; using the embedded servers of the `phonebridge up` or "
-        f"`demo` (pid {running.pid}) running on {settings.data_dir.resolve()}",
+        f"phonebridge: {' and '.join(sorted(found))} not set; using the embedded servers of "
+        f"the `phonebridge up` or `demo` (pid {running.pid}) running on "
+        f"{settings.data_dir.resolve()}",
         file=sys.stderr,
         flush=True,
     )
