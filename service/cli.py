@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
-from service.config import ConfigError, Settings, exit_with, get_settings
+from service.config import (
+    COMMAND_NEEDS,
+    ConfigError,
+    Need,
+    Settings,
+    exit_with,
+    get_settings,
+)
 from service.logs import configure_logging
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -60,8 +68,9 @@ def _api_key_create(args: argparse.Namespace, settings: Settings) -> int:
     from service.accounts import create_client_and_key
 
     key = asyncio.run(create_client_and_key(settings, args.name))
-    print(f"created client {args.name!r}; its API key (shown once, store it now):")
-    print(key)
+    # The key alone on stdout, so `KEY=$(phonebridge api-key create ...)` holds just the key.
+    print(f"created client {args.name!r}; its API key (shown once, store it now):", file=sys.stderr)
+    print(key, flush=True)
     return 0
 
 
@@ -154,11 +163,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_running_servers(settings: Settings, needs: Collection[Need]) -> Settings:
+    """The settings with the URLs of the embedded servers of an `up` or `demo` running on the
+    same PHONEBRIDGE_DATA_DIR filled in where the command needs them and they are unset; said on
+    stderr (stdout may be captured: an API key)."""
+    from service.run.datadir import DATABASE_URL_VARIABLE, REDIS_URL_VARIABLE, running_servers
+
+    wanted = set()
+    if Need.DATABASE in needs and settings.database_url is None:
+        wanted.add(DATABASE_URL_VARIABLE)
+    if Need.REDIS in needs and settings.redis_url is None:
+        wanted.add(REDIS_URL_VARIABLE)
+    running = running_servers(settings.data_dir) if wanted else None
+    found = {} if running is None else {k: v for k, v in running.urls.items() if k in wanted}
+    if running is None or not found:
+        return settings
+    # Through the environment: an API process's app factory reads the settings again.
+    os.environ.update(found)
+    get_settings.cache_clear()
+    print(
+        f"phonebridge: {' and '.join(sorted(found))} not set; using the embedded servers of "
+        f"the `phonebridge up` or `demo` (pid {running.pid}) running on "
+        f"{settings.data_dir.resolve()}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return get_settings()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Command = args.handler
     try:
-        settings = get_settings()
+        needs = COMMAND_NEEDS.get(args.command, frozenset())
+        settings = with_running_servers(get_settings(), needs)
+        settings.check_needs(needs, f"`phonebridge {args.command}`")
         configure_logging(settings.log_level)
         return handler(args, settings)
     except ConfigError as error:

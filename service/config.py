@@ -8,6 +8,8 @@ in a repr, a log line or a validation error.
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection, Mapping
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -16,10 +18,33 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "PHONEBRIDGE_"
+# Shorter key material is refused by every process at start: a key that some process rejects
+# only once it needs it (the API on its first subscription) shows up as a 500 instead.
+SECRET_KEY_MIN_CHARS = 16
+DATABASE_URL_SCHEMES = ("postgresql", "postgres")
 
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the variable and is safe to print."""
+
+
+class Need(StrEnum):
+    """What a command cannot start without, beyond settings that are valid."""
+
+    DATABASE = "database"
+    REDIS = "redis"
+    UPSTREAM_CREDENTIALS = "upstream credentials"
+
+
+# Checked by the CLI before a command starts, and by `up` and `demo` for every child before
+# starting any, so a missing variable is one line up front rather than a child dying later.
+COMMAND_NEEDS: Mapping[str, frozenset[Need]] = {
+    "migrate": frozenset({Need.DATABASE}),
+    "api": frozenset({Need.DATABASE, Need.REDIS}),
+    "worker": frozenset({Need.DATABASE, Need.REDIS, Need.UPSTREAM_CREDENTIALS}),
+    "scheduler": frozenset({Need.DATABASE, Need.REDIS}),
+    "api-key": frozenset({Need.DATABASE}),
+}
 
 
 class Settings(BaseSettings):
@@ -99,8 +124,20 @@ class Settings(BaseSettings):
         if value is None:
             return None
         scheme = value.split("://", 1)[0] if "://" in value else ""
-        if not scheme.startswith("postgresql"):
-            raise ValueError("expected a PostgreSQL URL, e.g. postgresql+psycopg://host:5432/db")
+        # postgres:// is what Heroku, Render and libpq's own docs hand out; the driver part
+        # (+psycopg) is optional and replaced by psycopg in any case (sqlalchemy_url).
+        if scheme.split("+", 1)[0] not in DATABASE_URL_SCHEMES:
+            raise ValueError("expected a PostgreSQL URL, e.g. postgresql://host:5432/db")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < SECRET_KEY_MIN_CHARS:
+            raise ValueError(
+                f"must be at least {SECRET_KEY_MIN_CHARS} characters; "
+                "make one with `openssl rand -hex 32`"
+            )
         return value
 
     @field_validator("redis_url")
@@ -129,7 +166,7 @@ class Settings(BaseSettings):
         """The database URL with the psycopg (v3) driver, which the whole service uses."""
         url = self.require_database_url()
         scheme, rest = url.split("://", 1)
-        return f"postgresql+psycopg://{rest}" if scheme in ("postgresql", "postgres") else url
+        return f"postgresql+psycopg://{rest}" if scheme in DATABASE_URL_SCHEMES else url
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -140,6 +177,43 @@ class Settings(BaseSettings):
         if not self.redis_url:
             raise ConfigError(f"{ENV_PREFIX}REDIS_URL is not set")
         return self.redis_url
+
+    def check_needs(self, needs: Collection[Need], command: str) -> None:
+        """ConfigError naming the first missing variable and what to do about it."""
+        for need in sorted(needs):
+            if (reason := self._missing(need, command)) is not None:
+                raise ConfigError(reason)
+
+    def _missing(self, need: Need, command: str) -> str | None:
+        if need is Need.DATABASE and not self.database_url:
+            return (
+                f"{ENV_PREFIX}DATABASE_URL is not set: {command} needs PostgreSQL; set it "
+                "(e.g. postgresql://127.0.0.1:5432/phonebridge), or start `phonebridge up` "
+                "and run this beside it with the same PHONEBRIDGE_DATA_DIR"
+            )
+        if need is Need.REDIS and not self.redis_url:
+            return (
+                f"{ENV_PREFIX}REDIS_URL is not set: {command} needs Redis; set it "
+                "(e.g. redis://127.0.0.1:6379/0), or start `phonebridge up` "
+                "and run this beside it with the same PHONEBRIDGE_DATA_DIR"
+            )
+        if need is Need.UPSTREAM_CREDENTIALS:
+            unset = [
+                f"{ENV_PREFIX}{name.upper()}"
+                for name, value in (
+                    ("upstream_api_id", self.upstream_api_id),
+                    ("upstream_api_secret", self.upstream_api_secret),
+                )
+                if value is None or not value.get_secret_value()
+            ]
+            if unset:
+                return (
+                    f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set: "
+                    f"{command} polls AccuAuth with your account's credentials; set "
+                    f"{'it' if len(unset) == 1 else 'both'} (or try `phonebridge demo`, "
+                    "which brings its own simulator)"
+                )
+        return None
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,3 +48,24 @@ def configure_logging(level: str = "INFO") -> None:
     # Libraries that log request lines or connection chatter at INFO stay at WARNING.
     for noisy in ("httpx", "httpcore", "uvicorn.access", "celery.worker.strategy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class OncePerInterval(logging.Filter):
+    """Lets one record through per `interval_s`: a library retrying a dependency that is down
+    logs the same failure several times a second, which buries everything else."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._clock = clock
+        self._quiet_until = -math.inf
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._clock() < self._quiet_until:
+            return False
+        self.hold()
+        return True
+
+    def hold(self) -> None:
+        """Keep quiet for an interval from now (the failure was just reported another way)."""
+        self._quiet_until = self._clock() + self._interval_s

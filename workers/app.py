@@ -9,6 +9,7 @@ at once, all sharing the process's one engine loop (service/engine/runtime.py).
 from __future__ import annotations
 
 import uuid
+import warnings
 from typing import Any
 
 from celery import Celery
@@ -88,6 +89,10 @@ def run_worker(settings: Settings, concurrency: int | None) -> int:
     # Open the engine loop, pools and connections before the first message, not within it.
     runtime.start()
     start_metrics_exporter(settings, settings.worker_metrics_port, "worker")
+    # Celery's "superuser privileges" warning is about pickled messages, which can run code;
+    # this worker accepts JSON only. Under `phonebridge up` as root (a laptop, a container's
+    # default user) its six plain lines in the terminal alarmed more than they told.
+    warnings.filterwarnings("ignore", message="You're running the worker with superuser")
     worker = _json_logging_worker(app)(
         pool="threads",
         concurrency=concurrency or DEFAULT_CONCURRENCY,

@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from service.api import deliveries, events, health, metrics, subscriptions, tasks
 from service.api.auth import SECURITY_SCHEME, SECURITY_SCHEME_NAME
+from service.api.docs import install_docs
 from service.api.errors import Problem, install_error_handlers
 from service.api.limits import BodySizeLimit
 from service.api.resources import api_lifespan
@@ -49,12 +50,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=api_lifespan,
         default_response_class=JsonResponse,
+        # Served by install_docs from local assets instead of FastAPI's CDN-based pages.
+        docs_url=None,
+        redoc_url=None,
         # phonebridge reports through its JSON logs and /metrics, not OpenTelemetry; with this
         # off, FastAPI skips its per-request check of the OpenTelemetry providers.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings if settings is not None else get_settings()
     install_error_handlers(app)
+    install_docs(app)
     app.add_middleware(BodySizeLimit)
     for router in ROUTERS:
         app.include_router(router)

@@ -4,6 +4,7 @@ cache of recently seen API keys. Built by the app's lifespan, read by the depend
 from __future__ import annotations
 
 import gc
+import logging
 import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.api.keycache import KeyCache
 from service.clock import Clock, utc_now
 from service.config import Settings
+from service.logs import OncePerInterval
 from service.store.db import create_engine_for, session_factory
+
+log = logging.getLogger(__name__)
 
 # The hot path's pool: one API process serves many concurrent requests, each holding a connection
 # for one statement. It grows to this size under load and shrinks back when idle.
@@ -37,6 +41,9 @@ HOT_POOL_WAIT_S = 2.0
 # seconds after PostgreSQL was back (seen in tests/chaos).
 HOT_POOL_RECONNECT_S = 2.0
 DATABASE_CONNECT_TIMEOUT_S = 5
+# The start-up check that tells an operator the database is not there yet.
+DATABASE_PROBE_TIMEOUT_S = 2
+POOL_WARNING_INTERVAL_S = 60.0
 # SQLAlchemy serves the less frequent routes (units of work, events, subscriptions).
 ENGINE_POOL_SIZE = 10
 # Redis answers in well under a millisecond; a second without an answer means it is down.
@@ -129,6 +136,13 @@ async def api_lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure=_configure_connection,
         open=False,
     )
+    pool_warnings = quiet_pool_reconnect_warnings()
+    if not await database_answers(settings.sqlalchemy_url):
+        log.warning(
+            "api.database_unavailable_at_start",
+            extra={"detail": "serving; answering 503 until the database answers"},
+        )
+        pool_warnings.hold()
     # Without waiting: the API starts (and /readyz says why) while the database is down.
     await pool.open(wait=False)
     redis: Redis[Any] = Redis.from_url(
@@ -152,6 +166,28 @@ async def api_lifespan(app: FastAPI) -> AsyncIterator[None]:
         await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
         await pool.close()
         await engine.dispose()
+
+
+async def database_answers(sqlalchemy_url: str) -> bool:
+    try:
+        conn = await AsyncConnection.connect(
+            libpq_url(sqlalchemy_url), connect_timeout=DATABASE_PROBE_TIMEOUT_S
+        )
+    except psycopg.Error:
+        return False
+    await conn.close()
+    return True
+
+
+def quiet_pool_reconnect_warnings() -> OncePerInterval:
+    """psycopg_pool logs a warning for every failed connection attempt of every pool slot: with
+    the database down, 16 lines in the API's first 2 seconds. One a minute says as much."""
+    pool_log = logging.getLogger("psycopg.pool")
+    for existing in [f for f in pool_log.filters if isinstance(f, OncePerInterval)]:
+        pool_log.removeFilter(existing)
+    throttle = OncePerInterval(POOL_WARNING_INTERVAL_S)
+    pool_log.addFilter(throttle)
+    return throttle
 
 
 def settle_garbage_collector() -> None:

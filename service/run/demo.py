@@ -11,18 +11,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from service.config import ENV_PREFIX, Settings
+from service.logs import JsonFormatter
+from service.run import receiver as receiver_module
+from service.run.datadir import data_dir_lock
 from service.run.processes import ChildSpec, free_port, phonebridge_command
 from service.run.receiver import ReceiverServer
-from service.run.supervisor import StopRequested, Supervisor, SupervisorFailed
-from service.run.up import UpOptions, data_dir_lock, start_stack, uses_embedded_servers
+from service.run.supervisor import (
+    StopRequested,
+    Supervisor,
+    SupervisorFailed,
+    silence_stdout,
+)
+from service.run.up import UpOptions, start_stack, uses_embedded_servers
 from service.run.view import DemoView, PlainView, RichView, SampleTask, Snapshot, TaskView
 from service.sim.defaults import DEFAULT_API_ID, DEFAULT_API_SECRET
 
@@ -123,18 +133,30 @@ def _problem_title(response: httpx.Response) -> str:
         return ""
 
 
-def create_api_key(supervisor: Supervisor, env: dict[str, str], name: str) -> str:
+def create_api_key(supervisor: Supervisor, env: dict[str, str], name: str, log_dir: Path) -> str:
     """A client and key made by `phonebridge api-key create`, as an operator would."""
     spec = ChildSpec(
         name="api-key create",
         argv=phonebridge_command("api-key", "create", "--name", name),
         env=env,
         capture_stdout=True,
+        log_path=log_dir / "api-key-create.log",
     )
     lines = supervisor.run_to_completion(spec, KEY_CREATE_TIMEOUT_S).strip().splitlines()
     if not lines:
         raise SupervisorFailed("api-key create printed no key")
     return lines[-1].strip()
+
+
+def log_receiver_to(path: Path) -> None:
+    """The in-process receiver's log lines go to a file like every child's: the view already
+    shows each webhook, and with stdout piped (`| tee`) they showed twice in the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    receiver_log = logging.getLogger(receiver_module.__name__)
+    receiver_log.handlers[:] = [handler]
+    receiver_log.propagate = False
 
 
 def _wait_for_simulator(supervisor: Supervisor, base_url: str) -> None:
@@ -187,6 +209,11 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     except StopRequested:
         supervisor.say("stopped")
         return 0
+    except BrokenPipeError:
+        # The output's reader went away (SIGPIPE's counterpart): everything was stopped in order
+        # on the way out of the supervisor.
+        silence_stdout()
+        return 0
     except SupervisorFailed as failure:
         supervisor.say(f"error: {failure}")
         return 1
@@ -203,11 +230,13 @@ def _run(
     sim_url = f"http://127.0.0.1:{sim_port}"
     log_dir = settings.data_dir.resolve() / "logs"
     supervisor.say(f"starting; process logs go to {log_dir}")
+    log_receiver_to(log_dir / "demo-receiver.log")
     options = UpOptions(
         host=args.host,
         port=args.port,
         child_env=demo_child_env(sim_url, args.task_ttl),
         log_dir=log_dir,
+        command="demo",
     )
     stack = start_stack(supervisor, settings, options)
     env = dict(stack.env)
@@ -223,7 +252,7 @@ def _run(
     supervisor.say(f"API listening on {stack.api_url}; upstream simulator on {sim_url}")
 
     tag = secrets.token_hex(3)
-    api_key = create_api_key(supervisor, env, f"demo-{tag}")
+    api_key = create_api_key(supervisor, env, f"demo-{tag}", log_dir)
     client = DemoClient(stack.api_url, api_key)
     try:
         _, secret = client.subscribe(f"{receiver.base_url}/webhooks")

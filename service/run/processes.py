@@ -62,6 +62,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on `port` now (sockets in TIME_WAIT do not count: the
+    embedded servers set SO_REUSEADDR as well)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def as_user(name: str | None) -> dict[str, Any]:
     """Popen arguments that run a program as system user `name`: its uid, its own group and
     no supplementary groups (root's group would otherwise decide access to root's folders)."""

@@ -10,8 +10,10 @@ Policy when a child dies unexpectedly:
   it, and its log under PHONEBRIDGE_DATA_DIR says why.
 
 SIGINT or SIGTERM stops the services first, then the servers: each tier gets the stop signal,
-`grace_s` to exit, then SIGKILL. Every child runs in its own process group and is asked by the
-kernel to stop if the supervisor itself dies, so nothing is left behind.
+`grace_s` to exit, then SIGKILL. SIGHUP (the terminal closed) and SIGPIPE (whatever read the
+output is gone: a Ctrl-C stops `| tee` too) stop it the same way, and the output then goes
+nowhere rather than interrupting the ordered stop. Every child runs in its own process group
+and is asked by the kernel to stop if the supervisor itself dies, so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ MAX_QUICK_FAILURES = 5
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 DEFAULT_GRACE_S = 10.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
 
 
 class StopRequested(Exception):
@@ -95,7 +98,7 @@ class Supervisor:
         # The wakeup fd turns signals (SIGCHLD included) into readable bytes, so `tend` sleeps
         # in select() and still wakes at once for a dying child or a Ctrl-C.
         self._previous_wakeup_fd = signal.set_wakeup_fd(self._writer.fileno())
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._request_stop)
         self._previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _ignore_signal)
         return self
@@ -125,7 +128,15 @@ class Supervisor:
 
     def say(self, message: str) -> None:
         # Resolved at each call: a live view may stand in for stdout meanwhile.
-        print(f"{self.prefix}: {message}", file=self._out or sys.stdout, flush=True)
+        out = self._out or sys.stdout
+        try:
+            print(f"{self.prefix}: {message}", file=out, flush=True)
+        except OSError:
+            # A reader that went away (EPIPE) or a closed terminal (EIO): stop, and say nothing
+            # more, or this very line would cut the ordered stop short.
+            self._stop_requested = True
+            if out is sys.stdout:
+                silence_stdout()
 
     # --- children ----------------------------------------------------------------------------
     def launch(self, spec: ChildSpec) -> Child:
@@ -237,6 +248,16 @@ class Supervisor:
             for child in stop_children(children, self.grace_s):
                 self.say(f"{child.spec.name} did not stop within {self.grace_s:.0f} s; killed it")
         self._slots.clear()
+
+
+def silence_stdout() -> None:
+    """Send whatever this process prints from now on (buffered lines included) nowhere: its
+    reader is gone, and a write to it would raise again, down to the interpreter's exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _ignore_signal(signum: int, frame: FrameType | None) -> None:

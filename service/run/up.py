@@ -10,22 +10,39 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import os
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from service.config import ENV_PREFIX, Settings
-from service.run.embedded import EmbeddedPostgres, EmbeddedRedis
-from service.run.processes import ChildSpec, free_port, phonebridge_command
-from service.run.supervisor import StopRequested, Supervisor, SupervisorFailed
+from service.config import COMMAND_NEEDS, ENV_PREFIX, Need, Settings, build_settings
+from service.run.datadir import (
+    DATABASE_URL_VARIABLE,
+    REDIS_URL_VARIABLE,
+    data_dir_lock,
+    record_embedded_servers,
+    recorded_port,
+)
+from service.run.embedded import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    postgres_bin_dir,
+    redis_server_binary,
+)
+from service.run.processes import ChildSpec, free_port, phonebridge_command, port_is_free
+from service.run.supervisor import (
+    StopRequested,
+    Supervisor,
+    SupervisorFailed,
+    silence_stdout,
+)
 
-LOCK_FILE_NAME = "up.lock"
+# The production commands `up` runs as children, each checked before any starts.
+CHILD_COMMANDS = ("migrate", "api", "worker", "scheduler")
 SERVER_START_TIMEOUT_S = 60.0
 MIGRATE_TIMEOUT_S = 120.0
 API_START_TIMEOUT_S = 60.0
@@ -39,6 +56,8 @@ class UpOptions:
     child_env: Mapping[str, str] = field(default_factory=dict)
     # Where the children's logs go; None: this terminal's stderr.
     log_dir: Path | None = None
+    # The command the user ran, for the one line that refuses its configuration.
+    command: str = "up"
 
 
 @dataclass(frozen=True)
@@ -55,64 +74,75 @@ def uses_embedded_servers(settings: Settings) -> bool:
     return settings.database_url is None or settings.redis_url is None
 
 
-@contextlib.contextmanager
-def data_dir_lock(data_dir: Path) -> Iterator[None]:
-    """Hold DATA_DIR for this process: two `up`s must not share embedded servers' files. The
-    kernel drops the lock when the process dies, so a crash leaves no stale lock behind."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / LOCK_FILE_NAME
-    with path.open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "unknown"
-            raise SupervisorFailed(
-                f"{data_dir} is in use by another `phonebridge up` (pid {holder})"
-            ) from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"{os.getpid()}\n")
-        lock.flush()
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
-
-
 def api_base_url(host: str, port: int) -> str:
     # A wildcard bind is reached through loopback from this machine.
     shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
+def check_configuration(settings: Settings, child_env: Mapping[str, str], command: str) -> None:
+    """ConfigError now, naming the variable, for whatever a child would refuse once started:
+    the settings the children get (this process's with `child_env` on top) and what each of
+    their commands needs; the servers that `up` embeds count as given."""
+    overrides = {
+        name.removeprefix(ENV_PREFIX).lower(): value
+        for name, value in child_env.items()
+        if name.startswith(ENV_PREFIX)
+    }
+    child_settings = build_settings(**overrides) if overrides else settings
+    embedded: set[Need] = set()
+    if settings.database_url is None:
+        postgres_bin_dir()  # ConfigError when phonebridge[embedded] is not installed
+        embedded.add(Need.DATABASE)
+    if settings.redis_url is None:
+        redis_server_binary()
+        embedded.add(Need.REDIS)
+    for child in CHILD_COMMANDS:
+        child_settings.check_needs(
+            COMMAND_NEEDS[child] - embedded, f"`phonebridge {command}` (its {child})"
+        )
+
+
+def embedded_port(data_dir: Path, variable: str) -> int:
+    """The port this embedded server had last time when it is free (so URLs copied from an
+    earlier run keep working), else any free one."""
+    previous = recorded_port(data_dir, variable)
+    if previous is not None and port_is_free(previous):
+        return previous
+    return free_port()
+
+
 def start_stack(supervisor: Supervisor, settings: Settings, options: UpOptions) -> Stack:
     """Start everything `up` runs and return once the API answers."""
+    check_configuration(settings, options.child_env, options.command)
     data_dir = settings.data_dir.resolve()
     env = {**os.environ, **options.child_env, f"{ENV_PREFIX}DATA_DIR": str(data_dir)}
     embedded: list[str] = []
     embedded_urls: dict[str, str] = {}
     if settings.database_url is None:
-        postgres = EmbeddedPostgres(data_dir, free_port())
+        postgres = EmbeddedPostgres(data_dir, embedded_port(data_dir, DATABASE_URL_VARIABLE))
         _prepare_postgres(supervisor, postgres)
         supervisor.launch(postgres.child())
         supervisor.wait_until(postgres.accepts_connections, SERVER_START_TIMEOUT_S, "PostgreSQL")
         postgres.ensure_database()
-        embedded_urls[f"{ENV_PREFIX}DATABASE_URL"] = postgres.url
+        embedded_urls[DATABASE_URL_VARIABLE] = postgres.url
         embedded.append(f"PostgreSQL on 127.0.0.1:{postgres.port}")
     if settings.redis_url is None:
-        redis_server = EmbeddedRedis(data_dir, free_port())
+        redis_server = EmbeddedRedis(data_dir, embedded_port(data_dir, REDIS_URL_VARIABLE))
         redis_server.prepare()
         supervisor.launch(redis_server.child())
         supervisor.wait_until(redis_server.answers_ping, SERVER_START_TIMEOUT_S, "Redis")
-        embedded_urls[f"{ENV_PREFIX}REDIS_URL"] = redis_server.url
+        embedded_urls[REDIS_URL_VARIABLE] = redis_server.url
         embedded.append(f"Redis on 127.0.0.1:{redis_server.port}")
     env.update(embedded_urls)
     if embedded:
+        record_embedded_servers(data_dir, embedded_urls)
         supervisor.say(f"embedded {' and '.join(embedded)}, data in {data_dir}")
         exports = " ".join(f"{name}={url}" for name, url in embedded_urls.items())
-        # The ports are picked afresh at each start; other commands (api-key create) need them.
-        supervisor.say(f"for other commands while this runs: export {exports}")
+        supervisor.say(
+            "phonebridge commands run with this PHONEBRIDGE_DATA_DIR use these servers while "
+            f"this runs; elsewhere: export {exports}"
+        )
 
     def service(name: str, *args: str) -> ChildSpec:
         log_path = None if options.log_dir is None else options.log_dir / f"{name}.log"
@@ -176,6 +206,11 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
                 supervisor.tend(60.0)
     except StopRequested:
         supervisor.say("stopped")
+        return 0
+    except BrokenPipeError:
+        # The output's reader went away (SIGPIPE's counterpart): everything was stopped in order
+        # on the way out of the supervisor.
+        silence_stdout()
         return 0
     except SupervisorFailed as failure:
         supervisor.say(f"error: {failure}")

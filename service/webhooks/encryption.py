@@ -94,9 +94,8 @@ def load_or_create_key_file(data_dir: Path) -> bytes:
 def cipher_for(settings: Settings) -> SecretCipher:
     """The cipher of this deployment: PHONEBRIDGE_SECRET_KEY, or the key file under data_dir."""
     if settings.secret_key is not None:
+        # Its length is checked with the other settings, when every process starts.
         material = settings.secret_key.get_secret_value().encode("utf-8")
-        if len(material) < 16:
-            raise ConfigError("PHONEBRIDGE_SECRET_KEY must be at least 16 characters")
     else:
         material = load_or_create_key_file(settings.data_dir)
     return SecretCipher(derive_key(material))

@@ -57,6 +57,11 @@ def test_demo_brings_every_sample_task_to_its_final_state_with_verified_webhooks
         assert response.status_code == 200
         assert len(response.json()["data"]) == SAMPLE_COUNT
 
+        # Each webhook is shown once, by the view; the receiver's own lines go to its log file.
+        assert "receiver.webhook" not in demo.stderr_path.read_text()
+        receiver_log = tmp_path / "data" / "logs" / "demo-receiver.log"
+        assert receiver_log.read_text().count('"receiver.webhook"') >= SAMPLE_COUNT
+
         started = demo.descendants()
         assert demo.interrupt() == 0, demo.stderr_tail()
         assert still_running(started) == []

@@ -4,20 +4,23 @@ configuration error or a dead server, escalate to SIGKILL, hold the data directo
 from __future__ import annotations
 
 import io
+import os
+import signal
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
+from service.run.datadir import LOCK_FILE_NAME, data_dir_lock
 from service.run.processes import ChildSpec, Tier
 from service.run.supervisor import (
     MAX_BACKOFF_S,
+    StopRequested,
     Supervisor,
     SupervisorFailed,
     restart_delay,
 )
-from service.run.up import LOCK_FILE_NAME, data_dir_lock
 
 
 def python(code: str) -> list[str]:
@@ -97,3 +100,26 @@ def test_a_second_holder_of_the_data_directory_is_refused(tmp_path: Path) -> Non
             pass
         assert (tmp_path / LOCK_FILE_NAME).exists()
     assert not (tmp_path / LOCK_FILE_NAME).exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGPIPE])
+def test_a_closed_terminal_or_a_gone_reader_stops_everything_like_ctrl_c(
+    sig: signal.Signals,
+) -> None:
+    with Supervisor(out=io.StringIO(), grace_s=2) as supervisor:
+        child = supervisor.launch(ChildSpec("service", python(SLEEPS)))
+        os.kill(os.getpid(), sig)
+        with pytest.raises(StopRequested):
+            supervisor.wait_until(lambda: False, 10, "the stop")
+    assert child.poll() is not None
+
+
+class GoneReader(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError
+
+
+def test_saying_something_to_a_reader_that_is_gone_stops_and_does_not_raise() -> None:
+    supervisor = Supervisor(out=GoneReader())
+    supervisor.say("stopping service")
+    assert supervisor.stop_requested

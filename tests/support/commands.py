@@ -52,11 +52,17 @@ def create_api_key(env: Mapping[str, str], cwd: Path, name: str) -> str:
 class CliProcess:
     """A long-running `phonebridge` command; its stdout is collected line by line."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], cwd: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        executable: str | None = None,  # another install's `phonebridge`; default: this one's
+    ) -> None:
         self.stderr_path = cwd / f"stderr-{secrets.token_hex(3)}.log"
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
-                [phonebridge_executable(), *args],
+                [executable or phonebridge_executable(), *args],
                 env=dict(env),
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
@@ -101,6 +107,10 @@ class CliProcess:
                         f"stdout:\n{self.output_unlocked()}\nstderr tail:\n{self.stderr_tail()}"
                     )
                 self._changed.wait(timeout=min(remaining, 1.0))
+
+    def wait_for_end(self, timeout_s: float = 10.0) -> None:
+        """Once the command has exited: until every line it printed has been read."""
+        self._reader.join(timeout=timeout_s)
 
     def output_unlocked(self) -> str:
         return "\n".join(self._lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, Settings, build_settings
+from service.config import COMMAND_NEEDS, ConfigError, Need, Settings, build_settings
 
 PHONEBRIDGE = str(Path(sys.executable).with_name("phonebridge"))
 SECRET = "s3cr3t-Value-that-must-not-leak"
@@ -187,3 +187,92 @@ def test_cli_refuses_an_empty_client_name(tmp_path: Path, database_url: str) -> 
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1
     assert "--name" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://u@h:5432/d", "postgresql://u@h:5432/d", "postgresql+psycopg://u@h:5432/d"]
+)
+def test_postgres_and_postgresql_urls_are_both_accepted(clean_env: Path, url: str) -> None:
+    assert build_settings(database_url=url).sqlalchemy_url == "postgresql+psycopg://u@h:5432/d"
+
+
+def test_a_secret_key_shorter_than_16_characters_is_refused_with_the_settings(
+    clean_env: Path,
+) -> None:
+    with pytest.raises(ConfigError, match="PHONEBRIDGE_SECRET_KEY: must be at least 16") as raised:
+        build_settings(secret_key="demo-only-key")
+    assert "demo-only-key" not in str(raised.value)
+    assert build_settings(secret_key="x" * 16).secret_key is not None
+
+
+@pytest.mark.parametrize(
+    ("upstream_api_id", "upstream_api_secret", "named"),
+    [
+        (None, None, "PHONEBRIDGE_UPSTREAM_API_ID and PHONEBRIDGE_UPSTREAM_API_SECRET are not set"),
+        ("", "secret", "PHONEBRIDGE_UPSTREAM_API_ID is not set"),
+        ("id", None, "PHONEBRIDGE_UPSTREAM_API_SECRET is not set"),
+    ],
+)
+def test_missing_upstream_credentials_are_named_with_what_to_do(
+    clean_env: Path, upstream_api_id: str | None, upstream_api_secret: str | None, named: str
+) -> None:
+    settings = build_settings(
+        upstream_api_id=upstream_api_id, upstream_api_secret=upstream_api_secret
+    )
+    with pytest.raises(ConfigError) as raised:
+        settings.check_needs(COMMAND_NEEDS["worker"] - {Need.DATABASE, Need.REDIS}, "worker")
+    assert str(raised.value).startswith(named)
+    assert "phonebridge demo" in str(raised.value)
+
+
+def test_commands_that_poll_upstream_are_the_only_ones_needing_credentials() -> None:
+    needing = {c for c, needs in COMMAND_NEEDS.items() if Need.UPSTREAM_CREDENTIALS in needs}
+    assert needing == {"worker"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["api", "--port", "1"],
+        ["migrate"],
+        ["worker"],
+        ["scheduler"],
+        ["upstream-sim", "--port", "1"],
+    ],
+)
+def test_cli_refuses_a_short_secret_key_at_start_whatever_the_command(
+    tmp_path: Path, args: list[str]
+) -> None:
+    # The API used to start with it and answer 500 on the first subscription.
+    env = {
+        "PHONEBRIDGE_DATABASE_URL": "postgresql://127.0.0.1:1/x",
+        "PHONEBRIDGE_REDIS_URL": "redis://127.0.0.1:1/0",
+        "PHONEBRIDGE_SECRET_KEY": "demo-only-key",
+    }
+    result = run_cli(args, env, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "PHONEBRIDGE_SECRET_KEY" in lines[0]
+    assert "demo-only-key" not in result.stderr
+
+
+def test_cli_worker_without_upstream_credentials_exits_with_one_line_naming_them(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "PHONEBRIDGE_DATABASE_URL": "postgresql://127.0.0.1:1/x",
+        "PHONEBRIDGE_REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    result = run_cli(["worker"], env, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "PHONEBRIDGE_UPSTREAM_API_ID and PHONEBRIDGE_UPSTREAM_API_SECRET" in lines[0]
+
+
+def test_cli_api_key_create_without_a_database_prints_nothing_on_stdout(tmp_path: Path) -> None:
+    # `KEY=$(phonebridge api-key create ...)` in a script must fail, not hold an empty key.
+    result = run_cli(["api-key", "create", "--name", "x"], {}, tmp_path)
+    assert result.returncode != 0
+    assert result.stdout == ""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
+import pytest
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -20,6 +22,24 @@ async def test_docs_page_is_served(api: httpx.AsyncClient) -> None:
     response = await api.get("/docs")
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_docs_pages_load_every_asset_from_the_api_itself(
+    api: httpx.AsyncClient, page: str
+) -> None:
+    # Offline (a laptop on a plane) a page that loads its script from a CDN stays blank.
+    response = await api.get(page)
+    assert response.status_code == 200
+    html = response.text
+    assert "://" not in html
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+    assert any(asset.endswith(".js") for asset in assets), assets
+    for asset in assets:
+        assert asset.startswith("/"), asset
+        loaded = await api.get(asset)
+        assert loaded.status_code == 200, asset
+        assert len(loaded.content) > 1000, asset
 
 
 async def test_every_v1_operation_declares_its_problem_answers(api: httpx.AsyncClient) -> None:
