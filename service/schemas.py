@@ -7,14 +7,12 @@ is exactly one definition of it here.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.domain.states import EventType, TaskState
 from service.store.tables import Task
-
-TaskState = Literal["pending", "completed", "expired", "failed", "cancelled"]
-EventType = Literal["task.completed", "task.expired", "task.failed"]
 
 
 class TaskResult(BaseModel):
@@ -51,7 +49,7 @@ class TaskOut(BaseModel):
     def from_row(cls, task: Task) -> TaskOut:
         return cls(
             task_id=task.task_id,
-            state=task.state,  # the CHECK constraint guarantees a TaskState
+            state=TaskState(task.state),  # the CHECK constraint guarantees a TaskState
             result=TaskResult.model_validate(task.result) if task.result else None,
             submitted_at=task.submitted_at,
             registered_at=task.registered_at,

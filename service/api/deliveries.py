@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -13,6 +13,7 @@ from service.api.deps import ClientDep, ResourcesDep, SessionDep
 from service.api.errors import ApiProblem, not_found, problem_responses
 from service.api.events import PUBLIC_ID_SHAPE
 from service.api.responses import json_response
+from service.domain.states import DeliveryState
 from service.store import deliveries as delivery_store
 from service.store import subscriptions as subscription_store
 
@@ -34,7 +35,7 @@ class AttemptOut(BaseModel):
 class DeliveryOut(BaseModel):
     id: str
     subscription_id: str
-    state: Literal["pending", "succeeded", "failed"]
+    state: DeliveryState
     attempt_count: int
     last_attempt_at: datetime | None
     next_attempt_at: datetime | None

@@ -24,10 +24,9 @@ from service.api.responses import json_response
 from service.config import Settings
 from service.domain.ids import SUBSCRIPTION_PREFIX, new_public_id
 from service.domain.signing import SECRET_BYTES, new_secret
-from service.schemas import EventType
+from service.domain.states import EventType
 from service.store import deliveries as delivery_store
 from service.store import subscriptions as subscription_store
-from service.store.tables import EVENT_TYPES
 from service.webhooks.encryption import SecretCipher, cipher_for
 from service.webhooks.guard import HostResolver, SystemResolver, check_webhook_url
 
@@ -205,7 +204,7 @@ async def create_subscription(
         client_id=client.id,
         public_id=public_id,
         url=body.url,
-        event_types=body.event_types or list(EVENT_TYPES),
+        event_types=body.event_types or list(EventType),
         description=body.description,
         secret_encrypted=cipher_of(request, settings).encrypt(secret, public_id),
         now=resources.clock(),

@@ -33,7 +33,8 @@ from service.domain.intake import (
     Rejection,
     validate_registration,
 )
-from service.schemas import TaskError, TaskOut, TaskResult, TaskState
+from service.domain.states import TaskState
+from service.schemas import TaskError, TaskOut, TaskResult
 from service.store import tasks as task_store
 
 BATCH_MAX = 1000

@@ -41,6 +41,7 @@ from service.domain.delivery import (
     decide_after_attempt,
 )
 from service.domain.signing import webhook_body, webhook_headers
+from service.domain.states import DeliveryState
 from service.observability.metrics import record_webhook_attempt, webhook_outcome
 from service.store.db import transaction
 from service.store.deliveries import (
@@ -267,11 +268,11 @@ class DeliveryService:
 
         for state in await asyncio.gather(*(deliver_one(row) for row in admitted)):
             report.attempted += 1
-            if state == "succeeded":
+            if state == DeliveryState.SUCCEEDED:
                 report.succeeded += 1
-            elif state == "pending":
+            elif state == DeliveryState.PENDING:
                 report.retrying += 1
-            elif state == "failed":
+            elif state == DeliveryState.FAILED:
                 report.failed += 1
         report.written = report.succeeded + report.retrying + report.failed
         return report
@@ -426,11 +427,11 @@ def _attempt_write(
     delivery_id: int, lease_token: uuid.UUID, result: AttemptResult, decision: DeliveryDecision
 ) -> AttemptWrite:
     if isinstance(decision, Delivered):
-        state, next_at, error = "succeeded", None, None
+        state, next_at, error = DeliveryState.SUCCEEDED, None, None
     elif isinstance(decision, RetryAt):
-        state, next_at, error = "pending", decision.at, decision.error
+        state, next_at, error = DeliveryState.PENDING, decision.at, decision.error
     elif isinstance(decision, GiveUp | EndpointGone):
-        state, next_at, error = "failed", None, decision.error
+        state, next_at, error = DeliveryState.FAILED, None, decision.error
     return AttemptWrite(
         delivery_id=delivery_id,
         lease_token=lease_token,
