@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
 from service.api.deps import ClientDep, ResourcesDep, SessionDep
-from service.api.errors import ApiProblem, FieldProblem, invalid_input, not_found, problem_responses
-from service.api.events import PUBLIC_ID_SHAPE
+from service.api.errors import ApiProblem, FieldProblem, invalid_input, problem_responses
 from service.api.pagination import (
     CursorQuery,
     LimitQuery,
@@ -20,6 +19,7 @@ from service.api.pagination import (
     decode_row_cursor,
     encode_row_cursor,
 )
+from service.api.paths import SubscriptionIdPath, no_such_subscription
 from service.api.responses import json_response
 from service.config import Settings
 from service.domain.ids import SUBSCRIPTION_PREFIX, new_public_id
@@ -151,31 +151,12 @@ def _subscription_body(row: subscription_store.SubscriptionRow) -> dict[str, Any
     }
 
 
-def _no_such_subscription(subscription_id: str) -> ApiProblem:
-    return not_found(f"no subscription {subscription_id[:40]!r} for this client")
-
-
-async def _subscription_id(
-    subscription_id: Annotated[str, Path(description="A subscription id, `sub_...`.")],
-    client: ClientDep,
-) -> str:
-    # Text that is not a public id cannot name a subscription: 404 without a query, which also
-    # keeps characters Postgres refuses (NUL) away from it. It depends on ClientDep so that a call
-    # without a valid key still answers 401 first.
-    if not PUBLIC_ID_SHAPE.fullmatch(subscription_id):
-        raise _no_such_subscription(subscription_id)
-    return subscription_id
-
-
-SubscriptionIdPath = Annotated[str, Depends(_subscription_id)]
-
-
 async def _existing(
     session: SessionDep, client: ClientDep, subscription_id: str
 ) -> subscription_store.SubscriptionRow:
     row = await subscription_store.find_subscription(session, client.id, subscription_id)
     if row is None:
-        raise _no_such_subscription(subscription_id)
+        raise no_such_subscription(subscription_id)
     return row
 
 
@@ -256,7 +237,7 @@ async def get_secret(
 ) -> Response:
     stored = await subscription_store.find_secret(session, client.id, subscription_id)
     if stored is None:
-        raise _no_such_subscription(subscription_id)
+        raise no_such_subscription(subscription_id)
     secret = cipher_of(request, resources.settings).decrypt(stored, subscription_id)
     return json_response({"secret": secret})
 
@@ -291,7 +272,7 @@ async def change_subscription(
         session, client.id, subscription_id, changes, resources.clock()
     )
     if row is None:
-        raise _no_such_subscription(subscription_id)
+        raise no_such_subscription(subscription_id)
     return json_response(_subscription_body(row))
 
 
@@ -311,7 +292,7 @@ async def delete_subscription(
         session, client.id, subscription_id, resources.clock()
     )
     if not deleted:
-        raise _no_such_subscription(subscription_id)
+        raise no_such_subscription(subscription_id)
     return Response(status_code=204)
 
 
@@ -334,7 +315,7 @@ async def rotate_secret(
         session, client.id, subscription_id, encrypted, resources.clock()
     )
     if not rotated:
-        raise _no_such_subscription(subscription_id)
+        raise no_such_subscription(subscription_id)
     return json_response({"secret": secret})
 
 

@@ -5,19 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from service.api.bodies import read_json_body
 from service.api.deps import ClientDep, ResourcesDep, resources_and_client
-from service.api.errors import (
-    ApiProblem,
-    FieldProblem,
-    invalid_input,
-    not_found,
-    problem_responses,
-)
+from service.api.errors import ApiProblem, FieldProblem, invalid_input, problem_responses
 from service.api.pagination import (
     CursorQuery,
     LimitQuery,
@@ -25,10 +19,10 @@ from service.api.pagination import (
     decode_row_cursor,
     encode_row_cursor,
 )
+from service.api.paths import TaskIdPath, no_such_task
 from service.api.resources import hot_connection
 from service.api.responses import json_response
 from service.domain.intake import (
-    TASK_ID_PATTERN,
     Registration,
     Rejection,
     validate_registration,
@@ -44,8 +38,6 @@ router = APIRouter(
     tags=["tasks"],
     responses=problem_responses(401, 422, 503),
 )
-
-TaskIdPath = Annotated[str, Path(description="The upstream task_id.")]
 
 
 class TaskRegistration(BaseModel):
@@ -217,12 +209,10 @@ async def list_tasks(
     responses=problem_responses(404),
 )
 async def get_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesDep) -> Response:
-    row = None
-    if _plausible(task_id):
-        async with hot_connection(resources) as conn:
-            row = await task_store.find_task(conn, client.id, task_id)
+    async with hot_connection(resources) as conn:
+        row = await task_store.find_task(conn, client.id, task_id)
     if row is None:
-        raise _no_such_task(task_id)
+        raise no_such_task(task_id)
     return json_response(_task_body(row))
 
 
@@ -233,12 +223,10 @@ async def get_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesD
     responses=problem_responses(404, 409),
 )
 async def cancel_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesDep) -> Response:
-    if not _plausible(task_id):
-        raise _no_such_task(task_id)
     async with hot_connection(resources) as conn:
         outcome, row = await task_store.cancel_task(conn, client.id, task_id, resources.clock())
     if outcome == "not_found" or row is None:
-        raise _no_such_task(task_id)
+        raise no_such_task(task_id)
     if outcome == "already_final":
         raise ApiProblem(
             409,
@@ -270,13 +258,3 @@ def _task_body(row: task_store.TaskRow) -> dict[str, Any]:
 
 def _nested(model: type[BaseModel], value: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else model.model_validate(value).model_dump()
-
-
-def _plausible(task_id: str) -> bool:
-    # A task_id that breaks the registration rules cannot exist; answering 404 without a query
-    # also keeps characters Postgres refuses (NUL) away from it.
-    return TASK_ID_PATTERN.fullmatch(task_id) is not None
-
-
-def _no_such_task(task_id: str) -> ApiProblem:
-    return not_found(f"no task {task_id[:128]!r} registered by this client")
