@@ -23,6 +23,12 @@ from service.api.paths import TaskIdPath, no_such_task
 from service.api.resources import hot_connection
 from service.api.responses import json_response
 from service.domain.intake import (
+    BATCH_MAX_TASKS,
+    CLOCK_SKEW,
+    METADATA_MAX_BYTES,
+    METADATA_MAX_DEPTH,
+    TASK_ID_MAX_LENGTH,
+    TASK_ID_PATTERN,
     Registration,
     Rejection,
     validate_registration,
@@ -30,8 +36,6 @@ from service.domain.intake import (
 from service.domain.states import TaskState
 from service.schemas import TaskError, TaskOut, TaskResult
 from service.store import tasks as task_store
-
-BATCH_MAX = 1000
 
 router = APIRouter(
     prefix="/v1/tasks",
@@ -43,21 +47,29 @@ router = APIRouter(
 class TaskRegistration(BaseModel):
     """A task to register. Unknown fields are refused (422)."""
 
+    # Published in the OpenAPI schema only: register_task checks the body with
+    # service.domain.intake, so the limits here are that module's.
+
     model_config = ConfigDict(extra="forbid")
 
     task_id: str = Field(
-        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]{1,128}$", examples=["T-123"]
+        min_length=1,
+        max_length=TASK_ID_MAX_LENGTH,
+        pattern=f"^{TASK_ID_PATTERN.pattern}$",
+        examples=["T-123"],
     )
     submitted_at: str | None = Field(
         default=None,
         json_schema_extra={"format": "date-time"},
-        description="RFC 3339 with a timezone; defaults to now. At most 5 s in the future (clock "
-        "skew) and not older than the task validity (PHONEBRIDGE_TASK_TTL_S).",
+        description="RFC 3339 with a timezone; defaults to now. At most "
+        f"{CLOCK_SKEW.total_seconds():g} s in the future (clock skew) and not older than the task "
+        "validity (PHONEBRIDGE_TASK_TTL_S).",
     )
     metadata: dict[str, Any] | None = Field(
         default=None,
-        description="Any JSON object of at most 4096 bytes as compact UTF-8 JSON, at most 32 "
-        "levels deep, without NUL characters; echoed back and in webhooks.",
+        description=f"Any JSON object of at most {METADATA_MAX_BYTES} bytes as compact UTF-8 "
+        f"JSON, at most {METADATA_MAX_DEPTH} levels deep, without NUL characters; echoed back "
+        "and in webhooks.",
     )
 
 
@@ -65,9 +77,9 @@ class TaskBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tasks: list[Any] = Field(
-        max_length=BATCH_MAX,
-        description="Up to 1000 TaskRegistration objects. An invalid entry is rejected on its "
-        "own; the others are kept.",
+        max_length=BATCH_MAX_TASKS,
+        description=f"Up to {BATCH_MAX_TASKS} TaskRegistration objects. An invalid entry is "
+        "rejected on its own; the others are kept.",
     )
 
 
@@ -130,7 +142,7 @@ async def register_task(request: Request) -> Response:
 @router.post(
     "/batch",
     response_model=BatchResults,
-    summary="Register up to 1000 tasks",
+    summary=f"Register up to {BATCH_MAX_TASKS} tasks",
     responses=problem_responses(413),
     openapi_extra=_request_body(
         "TaskBatch", {"tasks": [{"task_id": "T-123"}, {"task_id": "T-124", "metadata": {}}]}
@@ -142,10 +154,10 @@ async def register_batch(request: Request) -> Response:
     if not isinstance(body, dict) or set(body) != {"tasks"} or not isinstance(body["tasks"], list):
         raise invalid_input('the request body must be {"tasks": [...]} and nothing else')
     entries: list[Any] = body["tasks"]
-    if len(entries) > BATCH_MAX:
+    if len(entries) > BATCH_MAX_TASKS:
         raise invalid_input(
-            f"a batch holds at most {BATCH_MAX} tasks; this one has {len(entries)}",
-            [FieldProblem(field="tasks", message=f"more than {BATCH_MAX} entries")],
+            f"a batch holds at most {BATCH_MAX_TASKS} tasks; this one has {len(entries)}",
+            [FieldProblem(field="tasks", message=f"more than {BATCH_MAX_TASKS} entries")],
         )
     now = resources.clock()
     ttl = timedelta(seconds=resources.settings.task_ttl_s)
