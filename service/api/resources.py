@@ -1,5 +1,6 @@
-"""What the API process holds for its lifetime: settings, the database engine, Redis and the
-cache of recently seen API keys. Built by the app's lifespan, read by the dependencies."""
+"""What the API process holds for its lifetime: settings, the database engine, Redis, the
+cache of recently seen API keys, the webhook secrets' cipher and the resolver that vets webhook
+hosts. Built by the app's lifespan, read by the dependencies."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import gc
 import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -24,6 +26,8 @@ from service.api.keycache import KeyCache
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.store.db import create_engine_for, session_factory
+from service.webhooks.encryption import SecretCipher, cipher_for
+from service.webhooks.guard import HostResolver, SystemResolver
 
 # The hot path's pool: one API process serves many concurrent requests, each holding a connection
 # for one statement. It grows to this size under load and shrinks back when idle.
@@ -62,6 +66,14 @@ class ApiResources:
     redis: Redis[Any]
     keys: KeyCache
     clock: Clock = utc_now
+    # Vets the hosts of webhook URLs; tests pass one to create_app that answers from a table.
+    resolver: HostResolver = field(default_factory=SystemResolver)
+
+    @cached_property
+    def cipher(self) -> SecretCipher:
+        """The webhook secrets' cipher, built on first use: it may read or create the key file
+        under data_dir, which an API that never touches a subscription should not need."""
+        return cipher_for(self.settings)
 
 
 @asynccontextmanager
@@ -108,7 +120,7 @@ def resources_of(request: Request) -> ApiResources:
 
 
 @asynccontextmanager
-async def api_lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def api_lifespan(app: FastAPI, resolver: HostResolver | None = None) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = create_engine_for(settings, pool_size=ENGINE_POOL_SIZE)
     pool: HotPool = AsyncConnectionPool(
@@ -144,6 +156,7 @@ async def api_lifespan(app: FastAPI) -> AsyncIterator[None]:
         sessions=session_factory(engine),
         redis=redis,
         keys=KeyCache(),
+        resolver=resolver if resolver is not None else SystemResolver(),
     )
     settle_garbage_collector()
     try:

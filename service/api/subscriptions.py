@@ -6,7 +6,7 @@ import os
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
@@ -20,15 +20,14 @@ from service.api.pagination import (
     encode_row_cursor,
 )
 from service.api.paths import SubscriptionIdPath, no_such_subscription
+from service.api.resources import ApiResources
 from service.api.responses import json_response
-from service.config import Settings
 from service.domain.ids import SUBSCRIPTION_PREFIX, new_public_id
 from service.domain.signing import SECRET_BYTES, new_secret
 from service.domain.states import EventType
 from service.store import deliveries as delivery_store
 from service.store import subscriptions as subscription_store
-from service.webhooks.encryption import SecretCipher, cipher_for
-from service.webhooks.guard import HostResolver, SystemResolver, check_webhook_url
+from service.webhooks.guard import check_webhook_url
 
 router = APIRouter(
     prefix="/v1/subscriptions",
@@ -115,23 +114,10 @@ class RecoverAccepted(BaseModel):
 # --- shared helpers ---------------------------------------------------------------------------
 
 
-def cipher_of(request: Request, settings: Settings) -> SecretCipher:
-    """The app's secret cipher, built once (it may read the key file under data_dir)."""
-    cipher = getattr(request.app.state, "secret_cipher", None)
-    if not isinstance(cipher, SecretCipher):
-        cipher = cipher_for(settings)
-        request.app.state.secret_cipher = cipher
-    return cipher
-
-
-def resolver_of(request: Request) -> HostResolver:
-    """The resolver that vets webhook hosts; tests may set `app.state.webhook_resolver`."""
-    resolver: HostResolver | None = getattr(request.app.state, "webhook_resolver", None)
-    return resolver if resolver is not None else SystemResolver()
-
-
-async def _refuse_unsafe_url(request: Request, url: str, settings: Settings) -> None:
-    refusal = await check_webhook_url(url, resolver_of(request), settings.webhook_allow_private)
+async def _refuse_unsafe_url(resources: ApiResources, url: str) -> None:
+    refusal = await check_webhook_url(
+        url, resources.resolver, resources.settings.webhook_allow_private
+    )
     if refusal is not None:
         raise invalid_input(
             f"url is not allowed: {refusal.reason}",
@@ -171,13 +157,11 @@ async def _existing(
 )
 async def create_subscription(
     body: SubscriptionCreate,
-    request: Request,
     client: ClientDep,
     session: SessionDep,
     resources: ResourcesDep,
 ) -> Response:
-    settings = resources.settings
-    await _refuse_unsafe_url(request, body.url, settings)
+    await _refuse_unsafe_url(resources, body.url)
     public_id = new_public_id(SUBSCRIPTION_PREFIX)
     secret = new_secret(os.urandom(SECRET_BYTES))
     row = await subscription_store.insert_subscription(
@@ -187,7 +171,7 @@ async def create_subscription(
         url=body.url,
         event_types=body.event_types or list(EventType),
         description=body.description,
-        secret_encrypted=cipher_of(request, settings).encrypt(secret, public_id),
+        secret_encrypted=resources.cipher.encrypt(secret, public_id),
         now=resources.clock(),
     )
     return json_response({**_subscription_body(row), "secret": secret}, status_code=201)
@@ -230,7 +214,6 @@ async def get_subscription(
 )
 async def get_secret(
     subscription_id: SubscriptionIdPath,
-    request: Request,
     client: ClientDep,
     session: SessionDep,
     resources: ResourcesDep,
@@ -238,7 +221,7 @@ async def get_secret(
     stored = await subscription_store.find_secret(session, client.id, subscription_id)
     if stored is None:
         raise no_such_subscription(subscription_id)
-    secret = cipher_of(request, resources.settings).decrypt(stored, subscription_id)
+    secret = resources.cipher.decrypt(stored, subscription_id)
     return json_response({"secret": secret})
 
 
@@ -251,7 +234,6 @@ async def get_secret(
 async def change_subscription(
     subscription_id: SubscriptionIdPath,
     body: SubscriptionChange,
-    request: Request,
     client: ClientDep,
     session: SessionDep,
     resources: ResourcesDep,
@@ -265,7 +247,7 @@ async def change_subscription(
             )
     existing = await _existing(session, client, subscription_id)
     if "url" in changes:
-        await _refuse_unsafe_url(request, changes["url"], resources.settings)
+        await _refuse_unsafe_url(resources, changes["url"])
     if not changes:
         return json_response(_subscription_body(existing))
     row = await subscription_store.update_subscription(
@@ -304,13 +286,12 @@ async def delete_subscription(
 )
 async def rotate_secret(
     subscription_id: SubscriptionIdPath,
-    request: Request,
     client: ClientDep,
     session: SessionDep,
     resources: ResourcesDep,
 ) -> Response:
     secret = new_secret(os.urandom(SECRET_BYTES))
-    encrypted = cipher_of(request, resources.settings).encrypt(secret, subscription_id)
+    encrypted = resources.cipher.encrypt(secret, subscription_id)
     rotated = await subscription_store.rotate_secret(
         session, client.id, subscription_id, encrypted, resources.clock()
     )

@@ -26,6 +26,7 @@ from service.store.outbox import FinishedTask, record_events
 from service.store.tables import Task
 from service.webhooks.dispatch import delivery_lease_s
 from service.webhooks.encryption import cipher_for
+from service.webhooks.guard import HostResolver
 from service.webhooks.sender import WebhookSender
 from service.webhooks.service import DeliveryReport, DeliveryService
 from tests.conftest import make_settings
@@ -88,9 +89,11 @@ def hook_settings(database_url: str, redis_url: str) -> Settings:
 
 
 @asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def api_client(
+    settings: Settings, resolver: HostResolver | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """The real app (lifespan included) over ASGI."""
-    app = create_app(settings)
+    app = create_app(settings, resolver=resolver)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http,
