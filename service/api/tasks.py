@@ -209,7 +209,7 @@ async def list_tasks(
     return json_response(
         {
             "data": [_task_body(row) for row in page],
-            "next_cursor": encode_row_cursor(page[-1]["id"]) if more else None,
+            "next_cursor": encode_row_cursor(page[-1].id) if more else None,
         }
     )
 
@@ -242,7 +242,7 @@ async def cancel_task(task_id: TaskIdPath, client: ClientDep, resources: Resourc
     if outcome == "already_final":
         raise ApiProblem(
             409,
-            f"task {task_id!r} is already {row['state']}; only a pending task can be cancelled",
+            f"task {task_id!r} is already {row.state}; only a pending task can be cancelled",
             kind="task-already-final",
         )
     return json_response(_task_body(row))
@@ -253,18 +253,18 @@ def _task_body(row: task_store.TaskRow) -> dict[str, Any]:
     TaskOut round trip cost about 40 us per task. The JsonResponse renders the datetimes exactly
     as TaskOut does (RFC 3339, `Z`); a test holds the two equal."""
     return {
-        "task_id": row["task_id"],
-        "state": row["state"],
-        "result": _nested(TaskResult, row["result"]),
-        "submitted_at": row["submitted_at"],
-        "registered_at": row["registered_at"],
-        "expires_at": row["expires_at"],
-        "completed_at": row["completed_at"],
-        "next_poll_at": row["next_poll_at"],
-        "poll_count": row["poll_count"],
-        "last_error": _nested(TaskError, row["last_error"]),
-        "upstream_request_id": row["upstream_request_id"],
-        "metadata": row["metadata"],
+        "task_id": row.task_id,
+        "state": row.state,
+        "result": _nested(TaskResult, row.result),
+        "submitted_at": row.submitted_at,
+        "registered_at": row.registered_at,
+        "expires_at": row.expires_at,
+        "completed_at": row.completed_at,
+        "next_poll_at": row.next_poll_at,
+        "poll_count": row.poll_count,
+        "last_error": _nested(TaskError, row.last_error),
+        "upstream_request_id": row.upstream_request_id,
+        "metadata": row.metadata,
     }
 
 
