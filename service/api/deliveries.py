@@ -106,7 +106,7 @@ async def redeliver(
     )
     listed = await delivery_store.list_event_deliveries(session, event_pk)
     return json_response(
-        {"data": [delivery for delivery in listed if delivery["id"] in put_back]},
+        {"data": [delivery for delivery in listed if delivery.id in put_back]},
         status_code=202,
     )
 
@@ -115,7 +115,7 @@ async def _check_target(
     session: SessionDep, client: ClientDep, event_pk: int, event_id: str, subscription_id: str
 ) -> None:
     deliveries = await delivery_store.list_event_deliveries(session, event_pk)
-    if not any(d["subscription_id"] == subscription_id for d in deliveries):
+    if not any(d.subscription_id == subscription_id for d in deliveries):
         raise not_found(f"event {event_id!r} has no delivery to subscription {subscription_id!r}")
     subscription = await subscription_store.find_subscription(session, client.id, subscription_id)
     if subscription is None or not subscription.enabled:

@@ -13,12 +13,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain.states import DeliveryState
+from service.domain.states import DeliveryState, EventType
 from service.store.leases import claim_due
 
 # Spelt into the SQL below (the partial index ix_deliveries_due wants the literal).
@@ -184,6 +183,53 @@ _RECOVER = text(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class LeasedDelivery:
+    """A delivery this process holds the lease of, with what sending it needs: its event, and its
+    subscription's endpoint and secrets (encrypted; the previous one only while it still signs)."""
+
+    id: int
+    schedule_attempt: int
+    event_id: str
+    event_type: EventType
+    event_created_at: datetime
+    # The event's data as JSON text: it goes into the webhook body as it is.
+    event_data_json: str
+    subscription_pk: int
+    subscription_id: str
+    url: str
+    subscription_active: bool
+    secret_encrypted: bytes
+    previous_secret_encrypted: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    """One attempt of a delivery as GET /v1/events/{id}/deliveries shows it."""
+
+    at: datetime
+    response_status: int | None
+    latency_ms: int | None
+    error: str | None
+    response_excerpt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """A delivery as GET /v1/events/{id}/deliveries shows it, fields in the contract's order (the
+    API renders it with orjson, which writes a dataclass as an object of its fields)."""
+
+    id: str
+    subscription_id: str
+    state: DeliveryState
+    attempt_count: int
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    last_response_status: int | None
+    last_error: str | None
+    attempts: list[AttemptView]
+
+
 @dataclass(frozen=True)
 class AttemptWrite:
     """One finished attempt and the delivery's state after it."""
@@ -218,10 +264,26 @@ async def leased_subscriptions(
 
 async def load_leased_deliveries(
     session: AsyncSession, ids: Sequence[int], token: uuid.UUID, now: datetime
-) -> Sequence[Row[Any]]:
+) -> list[LeasedDelivery]:
     """The deliveries of `ids` still leased to `token`, with their event and subscription."""
     result = await session.execute(_LOAD_LEASED, {"ids": list(ids), "token": token, "now": now})
-    return result.all()
+    return [
+        LeasedDelivery(
+            id=row.id,
+            schedule_attempt=row.schedule_attempt,
+            event_id=row.event_id,
+            event_type=EventType(row.event_type),
+            event_created_at=row.event_created_at,
+            event_data_json=row.event_data_json,
+            subscription_pk=row.subscription_pk,
+            subscription_id=row.subscription_id,
+            url=row.url,
+            subscription_active=row.subscription_active,
+            secret_encrypted=row.secret_encrypted,
+            previous_secret_encrypted=row.previous_secret_encrypted,
+        )
+        for row in result
+    ]
 
 
 async def record_attempts(
@@ -297,24 +359,34 @@ async def find_event_pk(session: AsyncSession, client_id: int, event_id: str) ->
     return None if row is None else int(row[0])
 
 
-async def list_event_deliveries(session: AsyncSession, event_pk: int) -> list[dict[str, Any]]:
+async def list_event_deliveries(session: AsyncSession, event_pk: int) -> list[DeliveryView]:
     """The deliveries of an event as the API shows them, each with its attempts."""
-    rows = (await session.execute(_EVENT_DELIVERIES, {"event_pk": event_pk})).mappings().all()
+    rows = (await session.execute(_EVENT_DELIVERIES, {"event_pk": event_pk})).all()
     if not rows:
         return []
-    attempts: dict[int, list[dict[str, Any]]] = {row["pk"]: [] for row in rows}
-    for attempt in (await session.execute(_ATTEMPTS_OF, {"ids": list(attempts)})).mappings():
-        attempts[attempt["delivery_id"]].append(
-            {
-                "at": attempt["at"],
-                "response_status": attempt["response_status"],
-                "latency_ms": attempt["latency_ms"],
-                "error": attempt["error"],
-                "response_excerpt": attempt["response_excerpt"],
-            }
+    attempts: dict[int, list[AttemptView]] = {row.pk: [] for row in rows}
+    for attempt in await session.execute(_ATTEMPTS_OF, {"ids": list(attempts)}):
+        attempts[attempt.delivery_id].append(
+            AttemptView(
+                at=attempt.at,
+                response_status=attempt.response_status,
+                latency_ms=attempt.latency_ms,
+                error=attempt.error,
+                response_excerpt=attempt.response_excerpt,
+            )
         )
     return [
-        {**{k: v for k, v in row.items() if k != "pk"}, "attempts": attempts[row["pk"]]}
+        DeliveryView(
+            id=row.id,
+            subscription_id=row.subscription_id,
+            state=DeliveryState(row.state),
+            attempt_count=row.attempt_count,
+            last_attempt_at=row.last_attempt_at,
+            next_attempt_at=row.next_attempt_at,
+            last_response_status=row.last_response_status,
+            last_error=row.last_error,
+            attempts=attempts[row.pk],
+        )
         for row in rows
     ]
 

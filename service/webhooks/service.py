@@ -24,10 +24,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import orjson
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import Clock, utc_now
@@ -46,6 +44,7 @@ from service.observability.metrics import record_webhook_attempt, webhook_outcom
 from service.store.db import transaction
 from service.store.deliveries import (
     AttemptWrite,
+    LeasedDelivery,
     disable_subscription,
     leased_subscriptions,
     load_leased_deliveries,
@@ -126,7 +125,7 @@ class _FinishedAttempt:
     """An attempt waiting for the write-back; `written` gets the delivery's new state, or
     'lost' when its lease had passed to someone else."""
 
-    row: Row[Any]
+    row: LeasedDelivery
     result: AttemptResult
     lease_token: uuid.UUID
     written: asyncio.Future[str]
@@ -255,7 +254,7 @@ class DeliveryService:
         settle(len(ids) - len(admitted))
         secrets_by_subscription: dict[int, list[str] | str] = {}
 
-        async def deliver_one(row: Row[Any]) -> str:
+        async def deliver_one(row: LeasedDelivery) -> str:
             try:
                 result = await self._attempt(row, secrets_by_subscription)
                 self._learn_latency(row.subscription_pk, result)
@@ -322,7 +321,7 @@ class DeliveryService:
         if load.in_flight <= 0:
             del self._load_by_subscription[subscription_pk]
 
-    def _secrets(self, row: Row[Any], cache: dict[int, list[str] | str]) -> list[str] | str:
+    def _secrets(self, row: LeasedDelivery, cache: dict[int, list[str] | str]) -> list[str] | str:
         """The secrets that sign for this row's subscription, or why there are none."""
         cached = cache.get(row.subscription_pk)
         if cached is not None:
@@ -340,7 +339,9 @@ class DeliveryService:
         cache[row.subscription_pk] = found
         return found
 
-    async def _attempt(self, row: Row[Any], cache: dict[int, list[str] | str]) -> AttemptResult:
+    async def _attempt(
+        self, row: LeasedDelivery, cache: dict[int, list[str] | str]
+    ) -> AttemptResult:
         secrets = self._secrets(row, cache)
         if isinstance(secrets, str):
             return AttemptResult(self._clock(), None, 0, secrets, None, None)
@@ -404,7 +405,9 @@ class DeliveryService:
             )
 
     @staticmethod
-    def _log_attempt(row: Row[Any], result: AttemptResult, decision: DeliveryDecision) -> None:
+    def _log_attempt(
+        row: LeasedDelivery, result: AttemptResult, decision: DeliveryDecision
+    ) -> None:
         facts = {
             "event_id": row.event_id,
             "subscription_id": row.subscription_id,
