@@ -18,6 +18,6 @@ Whichever way, every row that leaves the package is a frozen dataclass (a misspe
 `mypy --strict`), time is a parameter rather than `now()` in SQL, and no query function commits:
 the request or task boundary does (with db.transaction). States and event types come from
 service.domain.states: a condition that must match a partial index's predicate
-(`state = 'pending'`) spells the enum's value into the SQL text, since a bound parameter would
-keep the planner from using the index.
+(`state = 'pending'`) spells the enum's value into the SQL text: a generic plan cannot assume
+a bound parameter's value, so it would not use the index.
 """

@@ -17,6 +17,7 @@ from sqlalchemy import BigInteger, ColumnClause, Row, Table, literal_column, sel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.states import EventType
+from service.store.rows import row_as
 from service.store.tables import Event
 
 events = cast(Table, Event.__table__)
@@ -40,9 +41,7 @@ class EventRow:
 
 
 def _event(row: Row[*tuple[Any, ...]]) -> EventRow:
-    return EventRow(
-        public_id=row.public_id, type=EventType(row.type), created_at=row.created_at, data=row.data
-    )
+    return row_as(EventRow, row, type=EventType(row.type))
 
 
 # Every transaction with a smaller id has ended (committed or rolled back).

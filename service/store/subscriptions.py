@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.states import EventType
 from service.store.deliveries import stop_subscription_deliveries
+from service.store.rows import row_as
 from service.store.tables import Subscription
 
 subscriptions = cast(Table, Subscription.__table__)
@@ -55,16 +56,8 @@ _live = subscriptions.c.deleted_at.is_(None)
 
 
 def _subscription(row: Row[Any]) -> SubscriptionRow:
-    return SubscriptionRow(
-        pk=row.pk,
-        id=row.id,
-        url=row.url,
-        event_types=[EventType(event_type) for event_type in row.event_types],
-        description=row.description,
-        enabled=row.enabled,
-        disabled_reason=row.disabled_reason,
-        created_at=row.created_at,
-    )
+    event_types = [EventType(event_type) for event_type in row.event_types]
+    return row_as(SubscriptionRow, row, event_types=event_types)
 
 
 def _of_client(client_id: int, public_id: str) -> Any:
