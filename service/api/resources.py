@@ -8,7 +8,7 @@ import gc
 import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -65,9 +65,9 @@ class ApiResources:
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis[Any]
     keys: KeyCache
+    # Vets the hosts of webhook URLs: the system's DNS, or what create_app was given (tests).
+    resolver: HostResolver
     clock: Clock = utc_now
-    # Vets the hosts of webhook URLs; tests pass one to create_app that answers from a table.
-    resolver: HostResolver = field(default_factory=SystemResolver)
 
     @cached_property
     def cipher(self) -> SecretCipher:
