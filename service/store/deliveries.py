@@ -217,8 +217,10 @@ class AttemptView:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryView:
-    """A delivery as GET /v1/events/{id}/deliveries shows it, fields in the contract's order (the
-    API renders it with orjson, which writes a dataclass as an object of its fields)."""
+    """A delivery as GET /v1/events/{id}/deliveries shows it, fields in the contract's order: the
+    API renders it with orjson, which writes a dataclass as an object of its fields. Its published
+    schema, DeliveryOut in service/api/deliveries.py, must match (the schema conformance test
+    checks every answer against it)."""
 
     id: str
     subscription_id: str

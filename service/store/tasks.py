@@ -29,7 +29,9 @@ CancelOutcome = Literal["cancelled", "already_final", "not_found"]
 
 @dataclass(frozen=True, slots=True)
 class TaskRow:
-    """A task in the names of service.schemas.TaskOut, plus the row `id` for cursors."""
+    """A task in the names of service.schemas.TaskOut, plus the row `id` for cursors. Not TaskOut
+    itself: validating one costs about 40 us per task on the hot path (see _task_body in
+    service/api/tasks.py, and the test that holds the two equal)."""
 
     id: int
     task_id: str
