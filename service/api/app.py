@@ -7,6 +7,7 @@ resource, write its router module and add it to ROUTERS: one line.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,6 +23,7 @@ from service.api.limits import BodySizeLimit
 from service.api.resources import api_lifespan
 from service.api.responses import JsonResponse
 from service.config import Settings, get_settings
+from service.webhooks.guard import HostResolver
 
 ROUTERS = (
     health.router,
@@ -43,12 +45,15 @@ webhooks. Every `/v1` call needs `Authorization: Bearer <api key>`. Errors are
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, resolver: HostResolver | None = None
+) -> FastAPI:
+    """The app; `resolver` vets webhook hosts instead of the system's DNS (tests)."""
     app = FastAPI(
         title="phonebridge",
         version="1",
         description=DESCRIPTION,
-        lifespan=api_lifespan,
+        lifespan=partial(api_lifespan, resolver=resolver),
         default_response_class=JsonResponse,
         # Served by install_docs from local assets instead of FastAPI's CDN-based pages.
         docs_url=None,

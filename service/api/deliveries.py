@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
 from service.api.deps import ClientDep, ResourcesDep, SessionDep
 from service.api.errors import ApiProblem, not_found, problem_responses
-from service.api.events import PUBLIC_ID_SHAPE
+from service.api.paths import EventIdPath, no_such_event
 from service.api.responses import json_response
+from service.domain.ids import PUBLIC_ID_MAX_LENGTH, is_public_id_shaped
+from service.domain.states import DeliveryState
 from service.store import deliveries as delivery_store
 from service.store import subscriptions as subscription_store
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 503))
-
-EventIdPath = Annotated[str, Path(description="An event id, `evt_...`.")]
 
 
 class AttemptOut(BaseModel):
@@ -34,7 +33,7 @@ class AttemptOut(BaseModel):
 class DeliveryOut(BaseModel):
     id: str
     subscription_id: str
-    state: Literal["pending", "succeeded", "failed"]
+    state: DeliveryState
     attempt_count: int
     last_attempt_at: datetime | None
     next_attempt_at: datetime | None
@@ -51,23 +50,23 @@ class RedeliverRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     subscription_id: str | None = Field(
-        default=None, max_length=40, description="Only the delivery to this subscription."
+        default=None,
+        max_length=PUBLIC_ID_MAX_LENGTH,
+        description="Only the delivery to this subscription.",
     )
 
     @field_validator("subscription_id")
     @classmethod
     def _shape(cls, value: str | None) -> str | None:
-        if value is not None and not PUBLIC_ID_SHAPE.fullmatch(value):
+        if value is not None and not is_public_id_shaped(value):
             raise ValueError("is not a subscription id")
         return value
 
 
 async def _event_pk(session: SessionDep, client: ClientDep, event_id: str) -> int:
-    pk = None
-    if PUBLIC_ID_SHAPE.fullmatch(event_id):
-        pk = await delivery_store.find_event_pk(session, client.id, event_id)
+    pk = await delivery_store.find_event_pk(session, client.id, event_id)
     if pk is None:
-        raise not_found(f"no event {event_id[:40]!r} for this client")
+        raise no_such_event(event_id)
     return pk
 
 
@@ -107,7 +106,7 @@ async def redeliver(
     )
     listed = await delivery_store.list_event_deliveries(session, event_pk)
     return json_response(
-        {"data": [delivery for delivery in listed if delivery["id"] in put_back]},
+        {"data": [delivery for delivery in listed if delivery.id in put_back]},
         status_code=202,
     )
 
@@ -116,7 +115,7 @@ async def _check_target(
     session: SessionDep, client: ClientDep, event_pk: int, event_id: str, subscription_id: str
 ) -> None:
     deliveries = await delivery_store.list_event_deliveries(session, event_pk)
-    if not any(d["subscription_id"] == subscription_id for d in deliveries):
+    if not any(d.subscription_id == subscription_id for d in deliveries):
         raise not_found(f"event {event_id!r} has no delivery to subscription {subscription_id!r}")
     subscription = await subscription_store.find_subscription(session, client.id, subscription_id)
     if subscription is None or not subscription.enabled:

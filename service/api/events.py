@@ -3,26 +3,22 @@ Delivery routes (`/v1/events/{id}/deliveries`, `/redeliver`) live in their own r
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from service.api.deps import AutocommitDep, ClientDep
-from service.api.errors import FieldProblem, invalid_input, not_found, problem_responses
+from service.api.errors import FieldProblem, invalid_input, problem_responses
 from service.api.pagination import LimitQuery, Page
+from service.api.paths import EventIdPath, no_such_event
 from service.api.responses import json_response
+from service.domain.ids import is_public_id_shaped
 from service.domain.schemas import EventOut
 from service.store import events as event_store
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 503))
 
-# Public ids are a type prefix and hex digits (service.domain.ids) and fit the 40-character
-# column; anything else cannot name an event.
-PUBLIC_ID_SHAPE = re.compile(r"[A-Za-z0-9_]{1,40}")
-
-EventIdPath = Annotated[str, Path(description="An event id, `evt_...`.")]
 AfterQuery = Annotated[
     str | None,
     Query(
@@ -39,7 +35,7 @@ async def list_events(
 ) -> Response:
     position = None
     if after is not None:
-        if PUBLIC_ID_SHAPE.fullmatch(after):
+        if is_public_id_shaped(after):
             position = await event_store.find_feed_position(conn, client.id, after)
         if position is None:
             raise invalid_input(
@@ -63,11 +59,9 @@ async def list_events(
     responses=problem_responses(404),
 )
 async def get_event(event_id: EventIdPath, client: ClientDep, conn: AutocommitDep) -> Response:
-    row = None
-    if PUBLIC_ID_SHAPE.fullmatch(event_id):
-        row = await event_store.find_event(conn, client.id, event_id)
+    row = await event_store.find_event(conn, client.id, event_id)
     if row is None:
-        raise not_found(f"no event {event_id[:40]!r} for this client")
+        raise no_such_event(event_id)
     return json_response(_event_body(row))
 
 

@@ -1,5 +1,6 @@
-"""What the API process holds for its lifetime: settings, the database engine, Redis and the
-cache of recently seen API keys. Built by the app's lifespan, read by the dependencies."""
+"""What the API process holds for its lifetime: settings, the database engine, Redis, the
+cache of recently seen API keys, the webhook secrets' cipher and the resolver that vets webhook
+hosts. Built by the app's lifespan, read by the dependencies."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -26,6 +28,8 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.logs import OncePerInterval
 from service.store.db import create_engine_for, session_factory
+from service.webhooks.encryption import SecretCipher, cipher_for
+from service.webhooks.guard import HostResolver, SystemResolver
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,15 @@ class ApiResources:
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis[Any]
     keys: KeyCache
+    # Vets the hosts of webhook URLs: the system's DNS, or what create_app was given (tests).
+    resolver: HostResolver
     clock: Clock = utc_now
+
+    @cached_property
+    def cipher(self) -> SecretCipher:
+        """The webhook secrets' cipher, built on first use: it may read or create the key file
+        under data_dir, which an API that never touches a subscription should not need."""
+        return cipher_for(self.settings)
 
 
 @asynccontextmanager
@@ -115,7 +127,7 @@ def resources_of(request: Request) -> ApiResources:
 
 
 @asynccontextmanager
-async def api_lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def api_lifespan(app: FastAPI, resolver: HostResolver | None = None) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = create_engine_for(settings.sqlalchemy_url, pool_size=ENGINE_POOL_SIZE)
     pool: HotPool = AsyncConnectionPool(
@@ -158,6 +170,7 @@ async def api_lifespan(app: FastAPI) -> AsyncIterator[None]:
         sessions=session_factory(engine),
         redis=redis,
         keys=KeyCache(),
+        resolver=resolver if resolver is not None else SystemResolver(),
     )
     settle_garbage_collector()
     try:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
 from service.api.deps import ClientDep, ResourcesDep, SessionDep
-from service.api.errors import ApiProblem, FieldProblem, invalid_input, not_found, problem_responses
-from service.api.events import PUBLIC_ID_SHAPE
+from service.api.errors import ApiProblem, FieldProblem, invalid_input, problem_responses
 from service.api.pagination import (
     CursorQuery,
     LimitQuery,
@@ -20,16 +19,15 @@ from service.api.pagination import (
     decode_row_cursor,
     encode_row_cursor,
 )
+from service.api.paths import SubscriptionIdPath, no_such_subscription
+from service.api.resources import ApiResources
 from service.api.responses import json_response
-from service.config import Settings
 from service.domain.ids import SUBSCRIPTION_PREFIX, new_public_id
-from service.domain.schemas import EventType
 from service.domain.signing import SECRET_BYTES, new_secret
+from service.domain.states import EventType
 from service.store import deliveries as delivery_store
 from service.store import subscriptions as subscription_store
-from service.store.tables import EVENT_TYPES
-from service.webhooks.encryption import SecretCipher, cipher_for
-from service.webhooks.guard import HostResolver, SystemResolver, check_webhook_url
+from service.webhooks.guard import check_webhook_url
 
 router = APIRouter(
     prefix="/v1/subscriptions",
@@ -116,23 +114,10 @@ class RecoverAccepted(BaseModel):
 # --- shared helpers ---------------------------------------------------------------------------
 
 
-def cipher_of(request: Request, settings: Settings) -> SecretCipher:
-    """The app's secret cipher, built once (it may read the key file under data_dir)."""
-    cipher = getattr(request.app.state, "secret_cipher", None)
-    if not isinstance(cipher, SecretCipher):
-        cipher = cipher_for(settings)
-        request.app.state.secret_cipher = cipher
-    return cipher
-
-
-def resolver_of(request: Request) -> HostResolver:
-    """The resolver that vets webhook hosts; tests may set `app.state.webhook_resolver`."""
-    resolver: HostResolver | None = getattr(request.app.state, "webhook_resolver", None)
-    return resolver if resolver is not None else SystemResolver()
-
-
-async def _refuse_unsafe_url(request: Request, url: str, settings: Settings) -> None:
-    refusal = await check_webhook_url(url, resolver_of(request), settings.webhook_allow_private)
+async def _refuse_unsafe_url(resources: ApiResources, url: str) -> None:
+    refusal = await check_webhook_url(
+        url, resources.resolver, resources.settings.webhook_allow_private
+    )
     if refusal is not None:
         raise invalid_input(
             f"url is not allowed: {refusal.reason}",
@@ -152,31 +137,12 @@ def _subscription_body(row: subscription_store.SubscriptionRow) -> dict[str, Any
     }
 
 
-def _no_such_subscription(subscription_id: str) -> ApiProblem:
-    return not_found(f"no subscription {subscription_id[:40]!r} for this client")
-
-
-async def _subscription_id(
-    subscription_id: Annotated[str, Path(description="A subscription id, `sub_...`.")],
-    client: ClientDep,
-) -> str:
-    # Text that is not a public id cannot name a subscription: 404 without a query, which also
-    # keeps characters Postgres refuses (NUL) away from it. It depends on ClientDep so that a call
-    # without a valid key still answers 401 first.
-    if not PUBLIC_ID_SHAPE.fullmatch(subscription_id):
-        raise _no_such_subscription(subscription_id)
-    return subscription_id
-
-
-SubscriptionIdPath = Annotated[str, Depends(_subscription_id)]
-
-
 async def _existing(
     session: SessionDep, client: ClientDep, subscription_id: str
 ) -> subscription_store.SubscriptionRow:
     row = await subscription_store.find_subscription(session, client.id, subscription_id)
     if row is None:
-        raise _no_such_subscription(subscription_id)
+        raise no_such_subscription(subscription_id)
     return row
 
 
@@ -191,13 +157,11 @@ async def _existing(
 )
 async def create_subscription(
     body: SubscriptionCreate,
-    request: Request,
     client: ClientDep,
     session: SessionDep,
     resources: ResourcesDep,
 ) -> Response:
-    settings = resources.settings
-    await _refuse_unsafe_url(request, body.url, settings)
+    await _refuse_unsafe_url(resources, body.url)
     public_id = new_public_id(SUBSCRIPTION_PREFIX)
     secret = new_secret(os.urandom(SECRET_BYTES))
     row = await subscription_store.insert_subscription(
@@ -205,9 +169,9 @@ async def create_subscription(
         client_id=client.id,
         public_id=public_id,
         url=body.url,
-        event_types=body.event_types or list(EVENT_TYPES),
+        event_types=body.event_types or list(EventType),
         description=body.description,
-        secret_encrypted=cipher_of(request, settings).encrypt(secret, public_id),
+        secret_encrypted=resources.cipher.encrypt(secret, public_id),
         now=resources.clock(),
     )
     return json_response({**_subscription_body(row), "secret": secret}, status_code=201)
@@ -250,15 +214,14 @@ async def get_subscription(
 )
 async def get_secret(
     subscription_id: SubscriptionIdPath,
-    request: Request,
     client: ClientDep,
     session: SessionDep,
     resources: ResourcesDep,
 ) -> Response:
     stored = await subscription_store.find_secret(session, client.id, subscription_id)
     if stored is None:
-        raise _no_such_subscription(subscription_id)
-    secret = cipher_of(request, resources.settings).decrypt(stored, subscription_id)
+        raise no_such_subscription(subscription_id)
+    secret = resources.cipher.decrypt(stored, subscription_id)
     return json_response({"secret": secret})
 
 
@@ -271,7 +234,6 @@ async def get_secret(
 async def change_subscription(
     subscription_id: SubscriptionIdPath,
     body: SubscriptionChange,
-    request: Request,
     client: ClientDep,
     session: SessionDep,
     resources: ResourcesDep,
@@ -285,14 +247,14 @@ async def change_subscription(
             )
     existing = await _existing(session, client, subscription_id)
     if "url" in changes:
-        await _refuse_unsafe_url(request, changes["url"], resources.settings)
+        await _refuse_unsafe_url(resources, changes["url"])
     if not changes:
         return json_response(_subscription_body(existing))
     row = await subscription_store.update_subscription(
         session, client.id, subscription_id, changes, resources.clock()
     )
     if row is None:
-        raise _no_such_subscription(subscription_id)
+        raise no_such_subscription(subscription_id)
     return json_response(_subscription_body(row))
 
 
@@ -312,7 +274,7 @@ async def delete_subscription(
         session, client.id, subscription_id, resources.clock()
     )
     if not deleted:
-        raise _no_such_subscription(subscription_id)
+        raise no_such_subscription(subscription_id)
     return Response(status_code=204)
 
 
@@ -324,18 +286,17 @@ async def delete_subscription(
 )
 async def rotate_secret(
     subscription_id: SubscriptionIdPath,
-    request: Request,
     client: ClientDep,
     session: SessionDep,
     resources: ResourcesDep,
 ) -> Response:
     secret = new_secret(os.urandom(SECRET_BYTES))
-    encrypted = cipher_of(request, resources.settings).encrypt(secret, subscription_id)
+    encrypted = resources.cipher.encrypt(secret, subscription_id)
     rotated = await subscription_store.rotate_secret(
         session, client.id, subscription_id, encrypted, resources.clock()
     )
     if not rotated:
-        raise _no_such_subscription(subscription_id)
+        raise no_such_subscription(subscription_id)
     return json_response({"secret": secret})
 
 

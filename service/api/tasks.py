@@ -5,19 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from service.api.bodies import read_json_body
 from service.api.deps import ClientDep, ResourcesDep, resources_and_client
-from service.api.errors import (
-    ApiProblem,
-    FieldProblem,
-    invalid_input,
-    not_found,
-    problem_responses,
-)
+from service.api.errors import ApiProblem, FieldProblem, invalid_input, problem_responses
 from service.api.pagination import (
     CursorQuery,
     LimitQuery,
@@ -25,18 +19,23 @@ from service.api.pagination import (
     decode_row_cursor,
     encode_row_cursor,
 )
+from service.api.paths import TaskIdPath, no_such_task
 from service.api.resources import hot_connection
 from service.api.responses import json_response
 from service.domain.intake import (
+    BATCH_MAX_TASKS,
+    CLOCK_SKEW,
+    METADATA_MAX_BYTES,
+    METADATA_MAX_DEPTH,
+    TASK_ID_MAX_LENGTH,
     TASK_ID_PATTERN,
     Registration,
     Rejection,
     validate_registration,
 )
-from service.domain.schemas import TaskError, TaskOut, TaskResult, TaskState
+from service.domain.schemas import TaskError, TaskOut, TaskResult
+from service.domain.states import TaskState
 from service.store import tasks as task_store
-
-BATCH_MAX = 1000
 
 router = APIRouter(
     prefix="/v1/tasks",
@@ -44,27 +43,33 @@ router = APIRouter(
     responses=problem_responses(401, 422, 503),
 )
 
-TaskIdPath = Annotated[str, Path(description="The upstream task_id.")]
-
 
 class TaskRegistration(BaseModel):
     """A task to register. Unknown fields are refused (422)."""
 
+    # Published in the OpenAPI schema only: register_task checks the body with
+    # service.domain.intake, so the limits here are that module's.
+
     model_config = ConfigDict(extra="forbid")
 
     task_id: str = Field(
-        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]{1,128}$", examples=["T-123"]
+        min_length=1,
+        max_length=TASK_ID_MAX_LENGTH,
+        pattern=f"^{TASK_ID_PATTERN.pattern}$",
+        examples=["T-123"],
     )
     submitted_at: str | None = Field(
         default=None,
         json_schema_extra={"format": "date-time"},
-        description="RFC 3339 with a timezone; defaults to now. At most 5 s in the future (clock "
-        "skew) and not older than the task validity (PHONEBRIDGE_TASK_TTL_S).",
+        description="RFC 3339 with a timezone; defaults to now. At most "
+        f"{CLOCK_SKEW.total_seconds():g} s in the future (clock skew) and not older than the task "
+        "validity (PHONEBRIDGE_TASK_TTL_S).",
     )
     metadata: dict[str, Any] | None = Field(
         default=None,
-        description="Any JSON object of at most 4096 bytes as compact UTF-8 JSON, at most 32 "
-        "levels deep, without NUL characters; echoed back and in webhooks.",
+        description=f"Any JSON object of at most {METADATA_MAX_BYTES} bytes as compact UTF-8 "
+        f"JSON, at most {METADATA_MAX_DEPTH} levels deep, without NUL characters; echoed back "
+        "and in webhooks.",
     )
 
 
@@ -72,9 +77,9 @@ class TaskBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tasks: list[Any] = Field(
-        max_length=BATCH_MAX,
-        description="Up to 1000 TaskRegistration objects. An invalid entry is rejected on its "
-        "own; the others are kept.",
+        max_length=BATCH_MAX_TASKS,
+        description=f"Up to {BATCH_MAX_TASKS} TaskRegistration objects. An invalid entry is "
+        "rejected on its own; the others are kept.",
     )
 
 
@@ -137,7 +142,7 @@ async def register_task(request: Request) -> Response:
 @router.post(
     "/batch",
     response_model=BatchResults,
-    summary="Register up to 1000 tasks",
+    summary=f"Register up to {BATCH_MAX_TASKS} tasks",
     responses=problem_responses(413),
     openapi_extra=_request_body(
         "TaskBatch", {"tasks": [{"task_id": "T-123"}, {"task_id": "T-124", "metadata": {}}]}
@@ -149,10 +154,10 @@ async def register_batch(request: Request) -> Response:
     if not isinstance(body, dict) or set(body) != {"tasks"} or not isinstance(body["tasks"], list):
         raise invalid_input('the request body must be {"tasks": [...]} and nothing else')
     entries: list[Any] = body["tasks"]
-    if len(entries) > BATCH_MAX:
+    if len(entries) > BATCH_MAX_TASKS:
         raise invalid_input(
-            f"a batch holds at most {BATCH_MAX} tasks; this one has {len(entries)}",
-            [FieldProblem(field="tasks", message=f"more than {BATCH_MAX} entries")],
+            f"a batch holds at most {BATCH_MAX_TASKS} tasks; this one has {len(entries)}",
+            [FieldProblem(field="tasks", message=f"more than {BATCH_MAX_TASKS} entries")],
         )
     now = resources.clock()
     ttl = timedelta(seconds=resources.settings.task_ttl_s)
@@ -204,7 +209,7 @@ async def list_tasks(
     return json_response(
         {
             "data": [_task_body(row) for row in page],
-            "next_cursor": encode_row_cursor(page[-1]["id"]) if more else None,
+            "next_cursor": encode_row_cursor(page[-1].id) if more else None,
         }
     )
 
@@ -216,12 +221,10 @@ async def list_tasks(
     responses=problem_responses(404),
 )
 async def get_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesDep) -> Response:
-    row = None
-    if _plausible(task_id):
-        async with hot_connection(resources) as conn:
-            row = await task_store.find_task(conn, client.id, task_id)
+    async with hot_connection(resources) as conn:
+        row = await task_store.find_task(conn, client.id, task_id)
     if row is None:
-        raise _no_such_task(task_id)
+        raise no_such_task(task_id)
     return json_response(_task_body(row))
 
 
@@ -232,16 +235,14 @@ async def get_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesD
     responses=problem_responses(404, 409),
 )
 async def cancel_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesDep) -> Response:
-    if not _plausible(task_id):
-        raise _no_such_task(task_id)
     async with hot_connection(resources) as conn:
         outcome, row = await task_store.cancel_task(conn, client.id, task_id, resources.clock())
     if outcome == "not_found" or row is None:
-        raise _no_such_task(task_id)
+        raise no_such_task(task_id)
     if outcome == "already_final":
         raise ApiProblem(
             409,
-            f"task {task_id!r} is already {row['state']}; only a pending task can be cancelled",
+            f"task {task_id!r} is already {row.state}; only a pending task can be cancelled",
             kind="task-already-final",
         )
     return json_response(_task_body(row))
@@ -252,30 +253,20 @@ def _task_body(row: task_store.TaskRow) -> dict[str, Any]:
     TaskOut round trip cost about 40 us per task. The JsonResponse renders the datetimes exactly
     as TaskOut does (RFC 3339, `Z`); a test holds the two equal."""
     return {
-        "task_id": row["task_id"],
-        "state": row["state"],
-        "result": _nested(TaskResult, row["result"]),
-        "submitted_at": row["submitted_at"],
-        "registered_at": row["registered_at"],
-        "expires_at": row["expires_at"],
-        "completed_at": row["completed_at"],
-        "next_poll_at": row["next_poll_at"],
-        "poll_count": row["poll_count"],
-        "last_error": _nested(TaskError, row["last_error"]),
-        "upstream_request_id": row["upstream_request_id"],
-        "metadata": row["metadata"],
+        "task_id": row.task_id,
+        "state": row.state,
+        "result": _nested(TaskResult, row.result),
+        "submitted_at": row.submitted_at,
+        "registered_at": row.registered_at,
+        "expires_at": row.expires_at,
+        "completed_at": row.completed_at,
+        "next_poll_at": row.next_poll_at,
+        "poll_count": row.poll_count,
+        "last_error": _nested(TaskError, row.last_error),
+        "upstream_request_id": row.upstream_request_id,
+        "metadata": row.metadata,
     }
 
 
 def _nested(model: type[BaseModel], value: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else model.model_validate(value).model_dump()
-
-
-def _plausible(task_id: str) -> bool:
-    # A task_id that breaks the registration rules cannot exist; answering 404 without a query
-    # also keeps characters Postgres refuses (NUL) away from it.
-    return TASK_ID_PATTERN.fullmatch(task_id) is not None
-
-
-def _no_such_task(task_id: str) -> ApiProblem:
-    return not_found(f"no task {task_id[:128]!r} registered by this client")

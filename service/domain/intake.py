@@ -25,8 +25,11 @@ from typing import Any
 
 import orjson
 
-TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-TASK_ID_RULE = "must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+TASK_ID_MAX_LENGTH = 128
+TASK_ID_PATTERN = re.compile(rf"[A-Za-z0-9._:-]{{1,{TASK_ID_MAX_LENGTH}}}")
+TASK_ID_RULE = f"must be 1-{TASK_ID_MAX_LENGTH} characters of A-Z a-z 0-9 . _ : -"
+# How many entries one `POST /v1/tasks/batch` may hold.
+BATCH_MAX_TASKS = 1000
 CLOCK_SKEW = timedelta(seconds=5)
 METADATA_MAX_BYTES = 4096
 METADATA_MAX_DEPTH = 32

@@ -14,6 +14,7 @@ from typing import Any
 
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy, next_poll_delay
+from service.domain.states import TaskState
 
 # After RATE_LIMIT_EXCEEDED without a Retry-After, the task waits at least this long; the shared
 # limiter, not the task's backoff, is what slows the fleet down.
@@ -29,9 +30,9 @@ class DecisionKind(StrEnum):
 
 
 FINAL_STATE = {
-    DecisionKind.COMPLETE: "completed",
-    DecisionKind.FAIL: "failed",
-    DecisionKind.EXPIRE: "expired",
+    DecisionKind.COMPLETE: TaskState.COMPLETED,
+    DecisionKind.FAIL: TaskState.FAILED,
+    DecisionKind.EXPIRE: TaskState.EXPIRED,
 }
 
 
@@ -54,7 +55,7 @@ class PollDecision:
     kind: DecisionKind
     # The task's columns after this poll. `last_error` None means "leave it as it was": an answer
     # that is not an error does not erase the history of the last one.
-    state: str
+    state: TaskState
     poll_count: int
     next_poll_at: datetime | None
     completed_at: datetime | None = None
@@ -120,7 +121,7 @@ def decide_after_poll(
         kind = DecisionKind.RETRY
     return PollDecision(
         kind,
-        state="pending",
+        state=TaskState.PENDING,
         poll_count=poll_count,
         next_poll_at=min(now + timedelta(seconds=delay), task.expires_at),
         last_error=error,

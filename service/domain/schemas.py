@@ -7,12 +7,11 @@ is exactly one definition of it here.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TaskState = Literal["pending", "completed", "expired", "failed", "cancelled"]
-EventType = Literal["task.completed", "task.expired", "task.failed"]
+from service.domain.states import EventType, TaskState
 
 
 class TaskResult(BaseModel):

@@ -36,6 +36,7 @@ from service.domain.polling import (
     decide_after_poll,
     expire_decision,
 )
+from service.domain.states import TaskState
 from service.engine.gate import UpstreamGate
 from service.engine.pause import close_pause, open_pause
 from service.engine.probe import arm_probe_timer
@@ -268,7 +269,7 @@ class PollService:
             kind = write.decision.kind.value
             report.decisions[kind] = report.decisions.get(kind, 0) + 1
         for task in written:
-            if task.state == "expired":
+            if task.state == TaskState.EXPIRED:
                 log.info("task.expired", extra={"task_id": task.task_id, "task_pk": task.id})
         if len(written) < len(writes):
             # Lost the lease in between (a cancel, or a lease that ran out and was re-claimed):

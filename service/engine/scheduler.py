@@ -33,15 +33,13 @@ from service.engine.retention import RetentionPurge
 from service.observability.metrics import POLL_CLAIMS, SCHEDULER_STEP_FAILURES
 from service.observability.snapshot import StoreSnapshotRefresh
 from service.store.db import create_engine_for, session_factory, transaction
+from service.store.leases import MAX_BATCHES_PER_TICK
 from service.store.polling import claim_due_tasks, expire_overdue_tasks
 from service.webhooks.dispatch import DeliveryDispatch, DeliveryPublisher
 
 log = logging.getLogger(__name__)
 
 
-# One tick claims at most this many batches: a huge backlog is spread over ticks rather than
-# leased all at once (leases would run out in the broker's queue).
-MAX_BATCHES_PER_TICK = 10
 DEADLINE_SWEEP_INTERVAL_S = 1.0
 DEADLINE_SWEEP_BATCH = 500
 DEADLINE_SWEEP_MAX_ROUNDS = 20

@@ -1,0 +1,23 @@
+"""Every query of the service lives in this package; nothing outside it writes SQL.
+
+Which of the three ways to write a query:
+
+- **Raw psycopg** (`%s` placeholders, the API's own autocommit pool): only for statements on the
+  API's per-request hot path, today task intake and reads (tasks.py) and the API key lookup
+  (clients.py). Measured there, SQLAlchemy's checkout and execution cost about three times the
+  CPU of the bare driver for the same INSERT. One statement per call, so no transaction.
+- **`text()` through a SQLAlchemy session**: for the engine's set-based statements whose exact
+  SQL is the point, where Core would only obscure it: lease claims with `FOR UPDATE SKIP LOCKED`
+  and the writes guarded by a lease (leases.py, polling.py, deliveries.py), the outbox's chained
+  INSERTs fed by one JSON document (outbox.py), retention and the gauges' counts.
+- **SQLAlchemy Core** on the tables of tables.py: for everything else, the plain CRUD of the
+  less frequent routes (subscriptions, the event feed, creating clients), where building a query
+  from optional conditions reads better than string assembly and speed is not the constraint.
+
+Whichever way, every row that leaves the package is a frozen dataclass (a misspelt column fails
+`mypy --strict`), time is a parameter rather than `now()` in SQL, and no query function commits:
+the request or task boundary does (with db.transaction). States and event types come from
+service.domain.states: a condition that must match a partial index's predicate
+(`state = 'pending'`) spells the enum's value into the SQL text: a generic plan cannot assume
+a bound parameter's value, so it would not use the index.
+"""

@@ -13,40 +13,45 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.states import DeliveryState, EventType
 from service.store.leases import claim_due
+from service.store.rows import row_as
+
+# Spelt into the SQL below (the partial index ix_deliveries_due wants the literal).
+_PENDING = DeliveryState.PENDING
+_FAILED = DeliveryState.FAILED
 
 _CLAIM_DUE = text(
-    """
+    f"""
     UPDATE deliveries SET lease_token = :token, lease_until = :lease_until
     WHERE id IN (
         SELECT id FROM deliveries
-        WHERE state = 'pending' AND next_attempt_at <= :now
+        WHERE state = '{_PENDING}' AND next_attempt_at <= :now
           AND (lease_until IS NULL OR lease_until < :now)
         ORDER BY next_attempt_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
     RETURNING id
-    """
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 _LEASED_SUBSCRIPTIONS = text(
-    """
+    f"""
     SELECT d.id, d.subscription_id AS subscription_pk FROM deliveries d
-    WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.lease_token = :token AND d.state = 'pending'
+    WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.lease_token = :token AND d.state = '{_PENDING}'
       AND d.lease_until > :now
     ORDER BY d.id
-    """
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 # The event's data comes as JSON text: it goes into the webhook body as it is.
 _LOAD_LEASED = text(
-    """
+    f"""
     SELECT d.id, d.schedule_attempt,
            e.public_id AS event_id, e.type AS event_type, e.created_at AS event_created_at,
            e.data::text AS event_data_json,
@@ -58,16 +63,16 @@ _LOAD_LEASED = text(
     FROM deliveries d
     JOIN events e ON e.id = d.event_id
     JOIN subscriptions s ON s.id = d.subscription_id
-    WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.lease_token = :token AND d.state = 'pending'
+    WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.lease_token = :token AND d.state = '{_PENDING}'
       AND d.lease_until > :now
     ORDER BY d.id
-    """
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 # One statement per write-back, for attempts of any number of batches: the deliveries (each
 # guarded by its own batch's lease token), then an attempt row for each one really updated.
 _RECORD_ATTEMPTS = text(
-    """
+    f"""
     WITH input AS (
         SELECT * FROM unnest(
             CAST(:ids AS bigint[]), CAST(:tokens AS uuid[]), CAST(:states AS text[]),
@@ -85,11 +90,11 @@ _RECORD_ATTEMPTS = text(
             last_attempt_at = i.at,
             last_response_status = i.status,
             last_error = i.error,
-            finished_at = CASE WHEN i.state = 'pending' THEN NULL ELSE :now END,
+            finished_at = CASE WHEN i.state = '{_PENDING}' THEN NULL ELSE :now END,
             lease_token = NULL,
             lease_until = NULL
         FROM input i
-        WHERE d.id = i.id AND d.lease_token = i.token AND d.state = 'pending'
+        WHERE d.id = i.id AND d.lease_token = i.token AND d.state = '{_PENDING}'
         RETURNING d.id
     )
     INSERT INTO delivery_attempts (delivery_id, at, response_status, latency_ms, error,
@@ -98,30 +103,30 @@ _RECORD_ATTEMPTS = text(
     FROM input i JOIN updated u ON u.id = i.id
     ORDER BY i.id
     RETURNING delivery_id
-    """
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 _STOP_LEASED = text(
-    """
-    UPDATE deliveries SET state = 'failed', finished_at = :now, next_attempt_at = NULL,
+    f"""
+    UPDATE deliveries SET state = '{_FAILED}', finished_at = :now, next_attempt_at = NULL,
         last_error = :reason, lease_token = NULL, lease_until = NULL
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = 'pending'
-    """
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = '{_PENDING}'
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 _POSTPONE_LEASED = text(
-    """
+    f"""
     UPDATE deliveries SET next_attempt_at = :at, lease_token = NULL, lease_until = NULL
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = 'pending'
-    """
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = '{_PENDING}'
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 _STOP_SUBSCRIPTION_DELIVERIES = text(
-    """
-    UPDATE deliveries SET state = 'failed', finished_at = :now, next_attempt_at = NULL,
+    f"""
+    UPDATE deliveries SET state = '{_FAILED}', finished_at = :now, next_attempt_at = NULL,
         last_error = :reason, lease_token = NULL, lease_until = NULL
-    WHERE subscription_id = :subscription_pk AND state = 'pending'
-    """
+    WHERE subscription_id = :subscription_pk AND state = '{_PENDING}'
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 _DISABLE_SUBSCRIPTION = text(
@@ -157,26 +162,75 @@ _ATTEMPTS_OF = text(
 # Redeliver: back to pending, due now, with a fresh schedule; attempt_count keeps counting.
 # Deliveries to a disabled or deleted subscription stay as they are.
 _REDELIVER = text(
-    """
-    UPDATE deliveries AS d SET state = 'pending', next_attempt_at = :now, schedule_attempt = 0,
+    f"""
+    UPDATE deliveries AS d SET state = '{_PENDING}', next_attempt_at = :now, schedule_attempt = 0,
         finished_at = NULL, lease_token = NULL, lease_until = NULL
     FROM subscriptions s
     WHERE d.event_id = :event_pk AND s.id = d.subscription_id
       AND s.enabled AND s.deleted_at IS NULL
       AND (CAST(:subscription_id AS text) IS NULL OR s.public_id = :subscription_id)
     RETURNING d.public_id
-    """
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 _RECOVER = text(
-    """
-    UPDATE deliveries SET state = 'pending', next_attempt_at = :now, schedule_attempt = 0,
+    f"""
+    UPDATE deliveries SET state = '{_PENDING}', next_attempt_at = :now, schedule_attempt = 0,
         finished_at = NULL, lease_token = NULL, lease_until = NULL
-    WHERE subscription_id = :subscription_pk AND state = 'failed'
+    WHERE subscription_id = :subscription_pk AND state = '{_FAILED}'
       AND finished_at >= :since AND (CAST(:until AS timestamptz) IS NULL OR finished_at < :until)
     RETURNING id
-    """
+    """  # noqa: S608 - only enum values are interpolated
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedDelivery:
+    """A delivery this process holds the lease of, with what sending it needs: its event, and its
+    subscription's endpoint and secrets (encrypted; the previous one only while it still signs)."""
+
+    id: int
+    schedule_attempt: int
+    event_id: str
+    event_type: EventType
+    event_created_at: datetime
+    # The event's data as JSON text: it goes into the webhook body as it is.
+    event_data_json: str
+    subscription_pk: int
+    subscription_id: str
+    url: str
+    subscription_active: bool
+    secret_encrypted: bytes
+    previous_secret_encrypted: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    """One attempt of a delivery as GET /v1/events/{id}/deliveries shows it."""
+
+    at: datetime
+    response_status: int | None
+    latency_ms: int | None
+    error: str | None
+    response_excerpt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """A delivery as GET /v1/events/{id}/deliveries shows it, fields in the contract's order: the
+    API renders it with orjson, which writes a dataclass as an object of its fields. Its published
+    schema, DeliveryOut in service/api/deliveries.py, must match (the schema conformance test
+    checks every answer against it)."""
+
+    id: str
+    subscription_id: str
+    state: DeliveryState
+    attempt_count: int
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    last_response_status: int | None
+    last_error: str | None
+    attempts: list[AttemptView]
 
 
 @dataclass(frozen=True)
@@ -185,7 +239,7 @@ class AttemptWrite:
 
     delivery_id: int
     lease_token: uuid.UUID
-    state: str  # 'pending' (retry at next_attempt_at), 'succeeded' or 'failed'
+    state: DeliveryState  # pending: retry at next_attempt_at
     next_attempt_at: datetime | None
     at: datetime
     response_status: int | None
@@ -213,10 +267,10 @@ async def leased_subscriptions(
 
 async def load_leased_deliveries(
     session: AsyncSession, ids: Sequence[int], token: uuid.UUID, now: datetime
-) -> Sequence[Row[Any]]:
+) -> list[LeasedDelivery]:
     """The deliveries of `ids` still leased to `token`, with their event and subscription."""
     result = await session.execute(_LOAD_LEASED, {"ids": list(ids), "token": token, "now": now})
-    return result.all()
+    return [row_as(LeasedDelivery, row, event_type=EventType(row.event_type)) for row in result]
 
 
 async def record_attempts(
@@ -292,24 +346,16 @@ async def find_event_pk(session: AsyncSession, client_id: int, event_id: str) ->
     return None if row is None else int(row[0])
 
 
-async def list_event_deliveries(session: AsyncSession, event_pk: int) -> list[dict[str, Any]]:
+async def list_event_deliveries(session: AsyncSession, event_pk: int) -> list[DeliveryView]:
     """The deliveries of an event as the API shows them, each with its attempts."""
-    rows = (await session.execute(_EVENT_DELIVERIES, {"event_pk": event_pk})).mappings().all()
+    rows = (await session.execute(_EVENT_DELIVERIES, {"event_pk": event_pk})).all()
     if not rows:
         return []
-    attempts: dict[int, list[dict[str, Any]]] = {row["pk"]: [] for row in rows}
-    for attempt in (await session.execute(_ATTEMPTS_OF, {"ids": list(attempts)})).mappings():
-        attempts[attempt["delivery_id"]].append(
-            {
-                "at": attempt["at"],
-                "response_status": attempt["response_status"],
-                "latency_ms": attempt["latency_ms"],
-                "error": attempt["error"],
-                "response_excerpt": attempt["response_excerpt"],
-            }
-        )
+    attempts: dict[int, list[AttemptView]] = {row.pk: [] for row in rows}
+    for attempt in await session.execute(_ATTEMPTS_OF, {"ids": list(attempts)}):
+        attempts[attempt.delivery_id].append(row_as(AttemptView, attempt))
     return [
-        {**{k: v for k, v in row.items() if k != "pk"}, "attempts": attempts[row["pk"]]}
+        row_as(DeliveryView, row, state=DeliveryState(row.state), attempts=attempts[row.pk])
         for row in rows
     ]
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import BigInteger, ColumnClause, Row, Table, literal_column, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.domain.states import EventType
+from service.store.rows import row_as
 from service.store.tables import Event
 
 events = cast(Table, Event.__table__)
@@ -26,7 +29,20 @@ EVENT_COLUMNS = (
     events.c.data,
 )
 
-EventRow = Row[*tuple[Any, ...]]
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event as the feed shows it; `data` is the task as it was when the event was written."""
+
+    public_id: str
+    type: EventType
+    created_at: datetime
+    data: dict[str, Any]
+
+
+def _event(row: Row[*tuple[Any, ...]]) -> EventRow:
+    return row_as(EventRow, row, type=EventType(row.type))
+
 
 # Every transaction with a smaller id has ended (committed or rolled back).
 _SETTLED_BELOW: ColumnClause[int] = literal_column(
@@ -69,11 +85,12 @@ async def list_settled_events(
             tuple_(events.c.tx_id, events.c.id) > tuple_(after.tx_id, after.id)
         )
     statement = statement.order_by(events.c.tx_id, events.c.id).limit(limit)
-    return (await conn.execute(statement)).all()
+    return [_event(row) for row in await conn.execute(statement)]
 
 
 async def find_event(conn: AsyncConnection, client_id: int, public_id: str) -> EventRow | None:
     statement = select(*EVENT_COLUMNS).where(
         events.c.client_id == client_id, events.c.public_id == public_id
     )
-    return (await conn.execute(statement)).one_or_none()
+    row = (await conn.execute(statement)).one_or_none()
+    return None if row is None else _event(row)

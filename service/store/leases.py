@@ -10,6 +10,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import TextClause
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# One tick claims at most this many batches: a huge backlog is spread over ticks rather than
+# leased all at once (leases would run out in the broker's queue).
+MAX_BATCHES_PER_TICK = 10
+
 
 async def claim_due(
     session: AsyncSession, claim: TextClause, now: datetime, lease_s: float, limit: int

@@ -25,21 +25,15 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain.ids import EVENT_PREFIX, new_public_id
+from service.domain.ids import DELIVERY_PREFIX, EVENT_PREFIX, new_public_id, public_id_sql
 from service.domain.schemas import TaskError, TaskOut, TaskResult
+from service.domain.states import EVENT_TYPE_OF_STATE, DeliveryState, TaskState
 from service.store.tables import Task
 
-EVENT_TYPE_OF_STATE = {
-    "completed": "task.completed",
-    "failed": "task.failed",
-    "expired": "task.expired",
-}
-
 # One statement: the events (skipping any that exist), then the deliveries of the new ones only.
-# Delivery ids are made in SQL because their number is only known there; they have the same shape
-# as new_public_id("dlv") (128-bit random UUID, hex).
+# Delivery ids are made in SQL because their number is only known there.
 _RECORD_EVENTS = text(
-    """
+    f"""
     WITH input AS (
         SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb))
             AS i(public_id text, client_id bigint, task_pk bigint, type text, data jsonb)
@@ -53,8 +47,8 @@ _RECORD_EVENTS = text(
     new_deliveries AS (
         INSERT INTO deliveries
             (public_id, event_id, subscription_id, client_id, state, next_attempt_at, created_at)
-        SELECT 'dlv_' || replace(gen_random_uuid()::text, '-', ''), e.id, s.id, e.client_id,
-               'pending', :now, :now
+        SELECT {public_id_sql(DELIVERY_PREFIX)}, e.id, s.id, e.client_id,
+               '{DeliveryState.PENDING}', :now, :now
         FROM new_events e
         JOIN subscriptions s
           ON s.client_id = e.client_id
@@ -65,7 +59,7 @@ _RECORD_EVENTS = text(
         RETURNING id
     )
     SELECT id FROM new_events ORDER BY id
-    """
+    """  # noqa: S608 - only constants are interpolated
 )
 
 
@@ -73,7 +67,7 @@ def task_json(task: Task) -> dict[str, Any]:
     """The task as the contract shows it, ready for a JSON column or body."""
     return TaskOut(
         task_id=task.task_id,
-        state=task.state,  # the CHECK constraint guarantees a TaskState
+        state=TaskState(task.state),  # the CHECK constraint guarantees a TaskState
         result=TaskResult.model_validate(task.result) if task.result else None,
         submitted_at=task.submitted_at,
         registered_at=task.registered_at,
@@ -95,12 +89,12 @@ class FinishedTask:
     id: int
     client_id: int
     task_id: str
-    state: str
+    state: TaskState
     data: str
 
     @classmethod
     def from_row_json(
-        cls, id: int, client_id: int, task_id: str, state: str, row_json: str
+        cls, id: int, client_id: int, task_id: str, state: TaskState, row_json: str
     ) -> FinishedTask:
         """From the tasks row as JSON (`row_to_json(tasks)`): its column names are TaskOut's
         field names, and the columns TaskOut does not show are ignored."""
@@ -111,7 +105,7 @@ class FinishedTask:
     def of(cls, task: Task) -> FinishedTask:
         """From an ORM task (already flushed, so it has its id)."""
         data = orjson.dumps(task_json(task)).decode()
-        return cls(task.id, task.client_id, task.task_id, task.state, data)
+        return cls(task.id, task.client_id, task.task_id, TaskState(task.state), data)
 
 
 async def record_events(

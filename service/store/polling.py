@@ -20,31 +20,34 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.polling import PollDecision
+from service.domain.states import TaskState
 from service.store.leases import claim_due
 from service.store.outbox import FinishedTask, record_events
 
+# `state = 'pending'` is written out, not a parameter, here and in the deadline sweep: only then
+# can the planner use the partial indexes (ix_tasks_due, ix_tasks_pending_expires_at).
 _CLAIM_DUE = text(
-    """
+    f"""
     UPDATE tasks SET lease_token = :token, lease_until = :lease_until
     WHERE id IN (
         SELECT id FROM tasks
-        WHERE state = 'pending' AND next_poll_at <= :now AND expires_at > :now
+        WHERE state = '{TaskState.PENDING}' AND next_poll_at <= :now AND expires_at > :now
           AND (lease_until IS NULL OR lease_until < :now)
         ORDER BY next_poll_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
     RETURNING id
-    """
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 _LOAD_LEASED = text(
-    """
+    f"""
     SELECT id, task_id, poll_count, expires_at, lease_until, next_poll_at FROM tasks
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = 'pending'
-      AND lease_until > :now
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token
+      AND state = '{TaskState.PENDING}' AND lease_until > :now
     ORDER BY id
-    """
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 # The input is one JSON document (orjson builds it in C) rather than one array per column, which
@@ -52,7 +55,7 @@ _LOAD_LEASED = text(
 # written, so two writers holding overlapping rows cannot deadlock: the UPDATE only reaches rows
 # through `locked`. Final rows come back as JSON, the source of their events' data (outbox.py).
 _WRITE_BACK = text(
-    """
+    f"""
     WITH input AS (
         SELECT * FROM jsonb_to_recordset(CAST(:writes AS jsonb)) AS v(
             id bigint, state text, poll_count integer, next_poll_at timestamptz,
@@ -60,7 +63,8 @@ _WRITE_BACK = text(
     ),
     locked AS (
         SELECT id FROM tasks
-        WHERE id IN (SELECT id FROM input) AND lease_token = :token AND state = 'pending'
+        WHERE id IN (SELECT id FROM input) AND lease_token = :token
+          AND state = '{TaskState.PENDING}'
         ORDER BY id
         FOR UPDATE
     )
@@ -76,27 +80,28 @@ _WRITE_BACK = text(
         lease_until = NULL,
         updated_at = :now
     FROM input v JOIN locked USING (id)
-    WHERE t.id = v.id AND t.lease_token = :token AND t.state = 'pending'
+    WHERE t.id = v.id AND t.lease_token = :token AND t.state = '{TaskState.PENDING}'
     RETURNING t.id, t.client_id, t.task_id, t.state,
-              CASE WHEN t.state <> 'pending' THEN row_to_json(t)::text END AS row_json
-    """
+              CASE WHEN t.state <> '{TaskState.PENDING}' THEN row_to_json(t)::text END AS row_json
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 _RELEASE = text(
-    """
+    f"""
     UPDATE tasks SET
         lease_token = NULL,
         lease_until = NULL,
         next_poll_at = LEAST(GREATEST(next_poll_at, :not_before), expires_at),
         updated_at = :now
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = 'pending'
-    """
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token
+      AND state = '{TaskState.PENDING}'
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 _EXPIRE_OVERDUE = text(
-    """
+    f"""
     UPDATE tasks SET
-        state = 'expired',
+        state = '{TaskState.EXPIRED}',
         completed_at = :now,
         next_poll_at = NULL,
         lease_token = NULL,
@@ -104,14 +109,14 @@ _EXPIRE_OVERDUE = text(
         updated_at = :now
     WHERE id IN (
         SELECT id FROM tasks
-        WHERE state = 'pending' AND expires_at <= :now
+        WHERE state = '{TaskState.PENDING}' AND expires_at <= :now
           AND (lease_until IS NULL OR lease_until < :now)
         ORDER BY expires_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
     RETURNING id, client_id, task_id, state, row_to_json(tasks)::text AS row_json
-    """
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 
@@ -134,7 +139,7 @@ class WrittenTask:
 
     id: int
     task_id: str
-    state: str
+    state: TaskState
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,7 @@ async def record_poll_results(
     written: list[WrittenTask] = []
     finished: list[FinishedTask] = []
     for row in result:
-        written.append(WrittenTask(row.id, row.task_id, row.state))
+        written.append(WrittenTask(row.id, row.task_id, TaskState(row.state)))
         if row.row_json is not None:
             finished.append(_finished(row))
     await record_events(session, finished, now)
@@ -244,5 +249,5 @@ async def expire_overdue_tasks(
 
 def _finished(row: Row[Any]) -> FinishedTask:
     return FinishedTask.from_row_json(
-        int(row.id), int(row.client_id), str(row.task_id), str(row.state), str(row.row_json)
+        int(row.id), int(row.client_id), str(row.task_id), TaskState(row.state), str(row.row_json)
     )

@@ -15,6 +15,8 @@ from typing import Final
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.states import DeliveryState, TaskState
+
 # Only one purger at a time: a second would just compete for the same rows.
 RETENTION_LOCK_ID: Final = 0x70625F726574  # "pb_ret"
 
@@ -22,19 +24,19 @@ _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:lock_id)")
 
 # The candidates come from the partial index ix_tasks_finished_completed_at.
 _PURGE_FINISHED = text(
-    """
+    f"""
     DELETE FROM tasks WHERE id IN (
         SELECT t.id FROM tasks t
-        WHERE t.state <> 'pending' AND t.completed_at < :cutoff
+        WHERE t.state <> '{TaskState.PENDING}' AND t.completed_at < :cutoff
           AND NOT EXISTS (
               SELECT 1 FROM events e JOIN deliveries d ON d.event_id = e.id
-              WHERE e.task_pk = t.id AND d.state = 'pending'
+              WHERE e.task_pk = t.id AND d.state = '{DeliveryState.PENDING}'
           )
         ORDER BY t.completed_at
         LIMIT :limit
         FOR UPDATE OF t SKIP LOCKED
     )
-    """
+    """  # noqa: S608 - only enum values are interpolated
 )
 
 

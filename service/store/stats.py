@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.tables import DELIVERY_STATES, TASK_STATES
+from service.domain.states import DeliveryState, TaskState
 
 STATEMENT_TIMEOUT_MS = 10_000
 
@@ -18,19 +18,19 @@ _TASKS_BY_STATE = text("SELECT state, count(*) FROM tasks GROUP BY state")
 
 # Both served by the partial index ix_tasks_due (pending only, by next_poll_at).
 _DUE_BACKLOG = text(
-    """
+    f"""
     SELECT count(*), min(next_poll_at) FROM tasks
-    WHERE state = 'pending' AND next_poll_at <= :now
-    """
+    WHERE state = '{TaskState.PENDING}' AND next_poll_at <= :now
+    """  # noqa: S608 - only an enum value is interpolated
 )
 
 _DELIVERIES_BY_STATE = text("SELECT state, count(*) FROM deliveries GROUP BY state")
 
 _DUE_DELIVERIES = text(
-    """
+    f"""
     SELECT count(*), min(next_attempt_at) FROM deliveries
-    WHERE state = 'pending' AND next_attempt_at <= :now
-    """
+    WHERE state = '{DeliveryState.PENDING}' AND next_attempt_at <= :now
+    """  # noqa: S608 - only an enum value is interpolated
 )
 
 
@@ -49,10 +49,10 @@ async def read_store_stats(session: AsyncSession, now: datetime) -> StoreStats:
     """Exact counts. Counting finished tasks scans them, so the caller runs this once per
     interval for the whole fleet; the timeout keeps a huge table from holding a connection."""
     await session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
-    tasks = dict.fromkeys(TASK_STATES, 0)
+    tasks = dict.fromkeys((state.value for state in TaskState), 0)
     tasks.update({str(s): int(n) for s, n in await session.execute(_TASKS_BY_STATE)})
     due_tasks, oldest_task = (await session.execute(_DUE_BACKLOG, {"now": now})).one()
-    deliveries = dict.fromkeys(DELIVERY_STATES, 0)
+    deliveries = dict.fromkeys((state.value for state in DeliveryState), 0)
     deliveries.update({str(s): int(n) for s, n in await session.execute(_DELIVERIES_BY_STATE)})
     due_deliveries, oldest_delivery = (await session.execute(_DUE_DELIVERIES, {"now": now})).one()
     return StoreStats(

@@ -8,18 +8,36 @@ encrypted (service/webhooks/encryption.py): this module never sees one in clear.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.states import EventType
 from service.store.deliveries import stop_subscription_deliveries
+from service.store.rows import row_as
 from service.store.tables import Subscription
 
 subscriptions = cast(Table, Subscription.__table__)
 
-# The contract's subscription, plus the row id for cursors and joins. Never the secrets.
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRow:
+    """The contract's subscription, plus the row id (`pk`) for cursors and joins. Never the
+    secrets."""
+
+    pk: int
+    id: str
+    url: str
+    event_types: list[EventType]
+    description: str
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+
+
 SUBSCRIPTION_COLUMNS: tuple[Any, ...] = (
     subscriptions.c.id.label("pk"),
     subscriptions.c.public_id.label("id"),
@@ -31,12 +49,15 @@ SUBSCRIPTION_COLUMNS: tuple[Any, ...] = (
     subscriptions.c.created_at,
 )
 
-SubscriptionRow = Row[Any]
-
 # How long a rotated-out secret keeps signing beside the new one.
 ROTATION_OVERLAP = timedelta(hours=24)
 
 _live = subscriptions.c.deleted_at.is_(None)
+
+
+def _subscription(row: Row[Any]) -> SubscriptionRow:
+    event_types = [EventType(event_type) for event_type in row.event_types]
+    return row_as(SubscriptionRow, row, event_types=event_types)
 
 
 def _of_client(client_id: int, public_id: str) -> Any:
@@ -71,14 +92,15 @@ async def insert_subscription(
         )
         .returning(*SUBSCRIPTION_COLUMNS)
     )
-    return (await session.execute(statement)).one()
+    return _subscription((await session.execute(statement)).one())
 
 
 async def find_subscription(
     session: AsyncSession, client_id: int, public_id: str
 ) -> SubscriptionRow | None:
     statement = select(*SUBSCRIPTION_COLUMNS).where(_of_client(client_id, public_id))
-    return (await session.execute(statement)).one_or_none()
+    row = (await session.execute(statement)).one_or_none()
+    return None if row is None else _subscription(row)
 
 
 async def list_subscriptions(
@@ -89,7 +111,7 @@ async def list_subscriptions(
     if before_pk is not None:
         statement = statement.where(subscriptions.c.id < before_pk)
     statement = statement.order_by(subscriptions.c.id.desc()).limit(limit)
-    return (await session.execute(statement)).all()
+    return [_subscription(row) for row in await session.execute(statement)]
 
 
 async def find_secret(session: AsyncSession, client_id: int, public_id: str) -> bytes | None:
@@ -119,9 +141,11 @@ async def update_subscription(
         .returning(*SUBSCRIPTION_COLUMNS)
     )
     row = (await session.execute(statement)).one_or_none()
-    if row is not None and values.get("enabled") is False:
+    if row is None:
+        return None
+    if values.get("enabled") is False:
         await stop_subscription_deliveries(session, row.pk, "subscription disabled", now)
-    return row
+    return _subscription(row)
 
 
 async def delete_subscription(

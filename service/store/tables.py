@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +32,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from service.domain.ids import PUBLIC_ID_MAX_LENGTH
+from service.domain.intake import TASK_ID_MAX_LENGTH
+from service.domain.states import DeliveryState, EventType, TaskState
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -39,13 +44,15 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-TASK_STATES = ("pending", "completed", "expired", "failed", "cancelled")
-EVENT_TYPES = ("task.completed", "task.expired", "task.failed")
-DELIVERY_STATES = ("pending", "succeeded", "failed")
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+# The partial indexes' predicate; the queries that should use those indexes spell it the same.
+_PENDING_TASK = f"state = '{TaskState.PENDING}'"
+_FINISHED_TASK = f"state <> '{TaskState.PENDING}'"
+_PENDING_DELIVERY = f"state = '{DeliveryState.PENDING}'"
 
 
 class Base(DeclarativeBase):
@@ -88,18 +95,18 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
         UniqueConstraint("client_id", "task_id"),
-        CheckConstraint(_in("state", TASK_STATES), name="state"),
+        CheckConstraint(_in("state", TaskState), name="state"),
         # The scheduler's hot path: due pending tasks, oldest due first.
         Index(
             "ix_tasks_due",
             "next_poll_at",
-            postgresql_where=text("state = 'pending'"),
+            postgresql_where=text(_PENDING_TASK),
         ),
         # The deadline sweep: pending tasks by deadline.
         Index(
             "ix_tasks_pending_expires_at",
             "expires_at",
-            postgresql_where=text("state = 'pending'"),
+            postgresql_where=text(_PENDING_TASK),
         ),
         # Listing newest first (scanned backwards), optionally by state; keyset pagination on id.
         Index("ix_tasks_client_id_id", "client_id", "id"),
@@ -108,14 +115,14 @@ class Task(Base):
         Index(
             "ix_tasks_finished_completed_at",
             "completed_at",
-            postgresql_where=text("state <> 'pending'"),
+            postgresql_where=text(_FINISHED_TASK),
         ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
-    task_id: Mapped[str] = mapped_column(String(128))
-    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    task_id: Mapped[str] = mapped_column(String(TASK_ID_MAX_LENGTH))
+    state: Mapped[str] = mapped_column(String(16), server_default=TaskState.PENDING.value)
     result: Mapped[dict[str, Any] | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", server_default=text("'{}'::jsonb")
@@ -144,12 +151,12 @@ class Event(Base):
     __table_args__ = (
         # One event per final state of a task: a database fact, not a hope.
         UniqueConstraint("task_pk", "type"),
-        CheckConstraint(_in("type", EVENT_TYPES), name="type"),
+        CheckConstraint(_in("type", EventType), name="type"),
         Index("ix_events_client_id_tx_id_id", "client_id", "tx_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    public_id: Mapped[str] = mapped_column(String(PUBLIC_ID_MAX_LENGTH), unique=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     task_pk: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(32))
@@ -168,7 +175,7 @@ class Subscription(Base):
     __table_args__ = (Index("ix_subscriptions_client_id_id", "client_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    public_id: Mapped[str] = mapped_column(String(PUBLIC_ID_MAX_LENGTH), unique=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     url: Mapped[str] = mapped_column(Text)
     event_types: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
@@ -190,21 +197,21 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("event_id", "subscription_id"),
-        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        CheckConstraint(_in("state", DeliveryState), name="state"),
         Index(
             "ix_deliveries_due",
             "next_attempt_at",
-            postgresql_where=text("state = 'pending'"),
+            postgresql_where=text(_PENDING_DELIVERY),
         ),
         Index("ix_deliveries_subscription_id_finished_at", "subscription_id", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    public_id: Mapped[str] = mapped_column(String(PUBLIC_ID_MAX_LENGTH), unique=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
-    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    state: Mapped[str] = mapped_column(String(16), server_default=DeliveryState.PENDING.value)
     attempt_count: Mapped[int] = mapped_column(Integer, server_default="0")
     # Attempts made since the schedule last restarted (a redeliver starts a fresh schedule).
     schedule_attempt: Mapped[int] = mapped_column(SmallInteger, server_default="0")

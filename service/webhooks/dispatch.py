@@ -19,11 +19,11 @@ from service.config import Settings
 from service.observability.metrics import DELIVERY_CLAIMS
 from service.store.db import transaction
 from service.store.deliveries import claim_due_deliveries
+from service.store.leases import MAX_BATCHES_PER_TICK
 
 log = logging.getLogger(__name__)
 
 DELIVERY_BATCH_SIZE = 200
-MAX_BATCHES_PER_TICK = 10
 
 
 class DeliveryPublisher(Protocol):

@@ -22,17 +22,17 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.signing import webhook_body, webhook_headers
+from service.domain.states import DeliveryState
 from service.store.db import transaction
 from service.store.deliveries import (
+    LeasedDelivery,
     leased_subscriptions,
     load_leased_deliveries,
     postpone_leased,
@@ -69,11 +69,11 @@ class DeliveryReport:
         """Add the attempts whose deliveries now have these states ('lost' when not written)."""
         for state in states:
             self.attempted += 1
-            if state == "succeeded":
+            if state == DeliveryState.SUCCEEDED:
                 self.succeeded += 1
-            elif state == "pending":
+            elif state == DeliveryState.PENDING:
                 self.retrying += 1
-            elif state == "failed":
+            elif state == DeliveryState.FAILED:
                 self.failed += 1
         self.written = self.succeeded + self.retrying + self.failed
 
@@ -192,7 +192,7 @@ class DeliveryService:
 
     async def _take_on(
         self, ids: Sequence[int], lease_token: uuid.UUID
-    ) -> tuple[list[Row[Any]], DeliveryReport]:
+    ) -> tuple[list[LeasedDelivery], DeliveryReport]:
         """The deliveries of `ids` this process sends now; the rest, still ours, are handed
         back (their subscription has no room) or stopped (their subscription is disabled)."""
         now = self._clock()
@@ -214,7 +214,7 @@ class DeliveryService:
 
     async def _deliver_one(
         self,
-        row: Row[Any],
+        row: LeasedDelivery,
         lease_token: uuid.UUID,
         secrets_by_subscription: dict[int, list[str] | str],
         settle: Callable[[int], None],
@@ -228,7 +228,7 @@ class DeliveryService:
             self._admission.leave(row.subscription_pk)
             settle(1)
 
-    def _secrets(self, row: Row[Any], cache: dict[int, list[str] | str]) -> list[str] | str:
+    def _secrets(self, row: LeasedDelivery, cache: dict[int, list[str] | str]) -> list[str] | str:
         """The secrets that sign for this row's subscription, or why there are none."""
         cached = cache.get(row.subscription_pk)
         if cached is not None:
@@ -246,7 +246,9 @@ class DeliveryService:
         cache[row.subscription_pk] = found
         return found
 
-    async def _attempt(self, row: Row[Any], cache: dict[int, list[str] | str]) -> AttemptResult:
+    async def _attempt(
+        self, row: LeasedDelivery, cache: dict[int, list[str] | str]
+    ) -> AttemptResult:
         secrets = self._secrets(row, cache)
         if isinstance(secrets, str):
             return AttemptResult(self._clock(), None, 0, secrets, None, None)

@@ -13,9 +13,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import Clock
@@ -27,9 +25,15 @@ from service.domain.delivery import (
     RetryAt,
     decide_after_attempt,
 )
+from service.domain.states import DeliveryState
 from service.observability.metrics import record_webhook_attempt, webhook_outcome
 from service.store.db import transaction
-from service.store.deliveries import AttemptWrite, disable_subscription, record_attempts
+from service.store.deliveries import (
+    AttemptWrite,
+    LeasedDelivery,
+    disable_subscription,
+    record_attempts,
+)
 from service.webhooks.sender import AttemptResult
 
 log = logging.getLogger(__name__)
@@ -44,7 +48,7 @@ class _FinishedAttempt:
     """An attempt waiting for the write-back; `written` gets the delivery's new state, or
     'lost' when its lease had passed to someone else."""
 
-    row: Row[Any]
+    row: LeasedDelivery
     result: AttemptResult
     lease_token: uuid.UUID
     written: asyncio.Future[str]
@@ -72,7 +76,9 @@ class AttemptWriteBack:
         self._write_wanted = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
-    async def record(self, row: Row[Any], result: AttemptResult, lease_token: uuid.UUID) -> str:
+    async def record(
+        self, row: LeasedDelivery, result: AttemptResult, lease_token: uuid.UUID
+    ) -> str:
         """Write one attempt with the next window; returns the delivery's new state, or 'lost'
         when its lease had passed to someone else or the write failed."""
         written: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -138,7 +144,7 @@ class AttemptWriteBack:
             )
 
 
-def _log_attempt(row: Row[Any], result: AttemptResult, decision: DeliveryDecision) -> None:
+def _log_attempt(row: LeasedDelivery, result: AttemptResult, decision: DeliveryDecision) -> None:
     facts = {
         "event_id": row.event_id,
         "subscription_id": row.subscription_id,
@@ -161,11 +167,11 @@ def _attempt_write(
     delivery_id: int, lease_token: uuid.UUID, result: AttemptResult, decision: DeliveryDecision
 ) -> AttemptWrite:
     if isinstance(decision, Delivered):
-        state, next_at, error = "succeeded", None, None
+        state, next_at, error = DeliveryState.SUCCEEDED, None, None
     elif isinstance(decision, RetryAt):
-        state, next_at, error = "pending", decision.at, decision.error
+        state, next_at, error = DeliveryState.PENDING, decision.at, decision.error
     elif isinstance(decision, GiveUp | EndpointGone):
-        state, next_at, error = "failed", None, decision.error
+        state, next_at, error = DeliveryState.FAILED, None, decision.error
     return AttemptWrite(
         delivery_id=delivery_id,
         lease_token=lease_token,

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from service.api.app import create_app
 from service.config import Settings
+from service.webhooks.guard import HostResolver
 from tests.support.waiting import wait_until_async
 
 # The feed shows an event only once every older transaction of the whole server has ended; other
@@ -32,9 +33,11 @@ async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app (lifespan included) over ASGI."""
-    app = create_app(settings)
+async def api_client(
+    settings: Settings, resolver: HostResolver | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app (lifespan included) over ASGI; `resolver` vets webhook hosts instead of DNS."""
+    app = create_app(settings, resolver=resolver)
     async with app.router.lifespan_context(app), asgi_client(app) as http:
         http.app = app  # type: ignore[attr-defined]
         yield http

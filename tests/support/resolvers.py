@@ -45,6 +45,4 @@ class PublicTableResolver:
 
 
 def security_app(settings: Settings) -> FastAPI:
-    app = create_app(settings)
-    app.state.webhook_resolver = PublicTableResolver()
-    return app
+    return create_app(settings, resolver=PublicTableResolver())

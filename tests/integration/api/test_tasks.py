@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,8 +50,14 @@ class CountingConnection(AsyncConnection[DictRow]):
 
     statements: list[str]
 
+
+class CountingCursor(AsyncCursor[Any]):
+    """Counts on its connection every statement it runs: those of `conn.execute` and those of a
+    cursor with its own row factory alike."""
+
     async def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-        self.statements.append(str(query).split()[0])
+        assert isinstance(self.connection, CountingConnection)
+        self.connection.statements.append(str(query).split()[0])
         return await super().execute(query, *args, **kwargs)
 
 
@@ -59,7 +65,11 @@ class CountingConnection(AsyncConnection[DictRow]):
 async def counting_connection(database_url: str) -> AsyncIterator[CountingConnection]:
     url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
     conn = await CountingConnection.connect(
-        url, autocommit=True, row_factory=dict_row, options="-c timezone=UTC"
+        url,
+        autocommit=True,
+        row_factory=dict_row,
+        cursor_factory=CountingCursor,
+        options="-c timezone=UTC",
     )
     conn.statements = []
     try:

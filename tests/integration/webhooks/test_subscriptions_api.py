@@ -141,10 +141,10 @@ async def test_non_public_urls_are_refused_on_create_and_update_unless_allowed(
     word: str,
 ) -> None:
     strict = webhook_settings(database_url, redis_url, webhook_allow_private=False)
-    async with api_client(strict) as guarded:
-        guarded.app.state.webhook_resolver = TableResolver(  # type: ignore[attr-defined]
-            {"internal.example": [["10.9.8.7"]], "public.example": [["93.184.215.14"]]}
-        )
+    resolver = TableResolver(
+        {"internal.example": [["10.9.8.7"]], "public.example": [["93.184.215.14"]]}
+    )
+    async with api_client(strict, resolver=resolver) as guarded:
         who = await new_client(strict, sessions)
         refused = await guarded.post("/v1/subscriptions", json={"url": url}, headers=who.headers)
         assert refused.status_code == 422
