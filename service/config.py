@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     scheduler_metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     metrics_refresh_s: float = Field(default=15.0, gt=0)
+    # How long a portal sign-in lasts before its person signs in again.
+    portal_session_s: float = Field(default=28800.0, ge=60, le=7 * 86400)
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from service.api.auth import SECURITY_SCHEME, SECURITY_SCHEME_NAME
 from service.api.docs import install_docs
 from service.api.errors import Problem, install_error_handlers
 from service.api.limits import BodySizeLimit
+from service.api.portal.pages import router as portal_router
 from service.api.resources import api_lifespan
 from service.api.responses import JsonResponse
 from service.config import Settings, get_settings
@@ -32,6 +33,7 @@ ROUTERS = (
     events.router,
     deliveries.router,
     subscriptions.router,
+    portal_router,
 )
 
 # Models that routes reference by name in the OpenAPI schema without FastAPI seeing them as a

@@ -53,14 +53,24 @@ async def authenticate(resources: ApiResources, authorization: str | None) -> Au
             "`phonebridge api-key create`",
             invalid_token=True,
         )
-    digest = api_key_digest(key)
+    client = await client_of_key_digest(resources, api_key_digest(key))
+    if client is None:
+        raise unauthorized("the API key is not valid (unknown or revoked)", invalid_token=True)
+    return client
+
+
+async def client_of_key_digest(
+    resources: ApiResources, digest: bytes
+) -> AuthenticatedClient | None:
+    """The client of the active key with this SHA-256 digest; None when it is unknown or revoked.
+    The portal checks its sessions' keys through this too, so revocation ends them alike."""
     client_id = resources.keys.client_id_for(digest)
     if client_id is not None:
         return AuthenticatedClient(client_id)
     async with hot_connection(resources) as conn:
         stored = await find_active_key(conn, digest)
     if stored is None or not hmac.compare_digest(stored.key_hash, digest):
-        raise unauthorized("the API key is not valid (unknown or revoked)", invalid_token=True)
+        return None
     resources.keys.remember(digest, stored.client_id)
     return AuthenticatedClient(stored.client_id)
 

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.api.keycache import KeyCache
+from service.api.portal.keys import portal_session_key
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.logs import OncePerInterval
@@ -81,6 +82,12 @@ class ApiResources:
         """The webhook secrets' cipher, built on first use: it may read or create the key file
         under data_dir, which an API that never touches a subscription should not need."""
         return cipher_for(self.settings)
+
+    @cached_property
+    def portal_key(self) -> bytes:
+        """The key that seals portal sessions (service/api/portal/keys.py), built on first use
+        for the same reason as the cipher."""
+        return portal_session_key(self.settings)
 
 
 @asynccontextmanager

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from service.api.deps import ClientDep, ResourcesDep, SessionDep
@@ -146,6 +147,45 @@ async def _existing(
     return row
 
 
+async def open_subscription(
+    session: AsyncSession,
+    resources: ApiResources,
+    client_id: int,
+    url: str,
+    event_types: list[EventType] | None,
+    description: str,
+) -> tuple[subscription_store.SubscriptionRow, str]:
+    """Create a subscription (its URL vetted first) and its secret; the REST route and the
+    portal both create through this. Returns the row and the secret in clear, shown once."""
+    await _refuse_unsafe_url(resources, url)
+    public_id = new_public_id(SUBSCRIPTION_PREFIX)
+    secret = new_secret(os.urandom(SECRET_BYTES))
+    row = await subscription_store.insert_subscription(
+        session,
+        client_id=client_id,
+        public_id=public_id,
+        url=url,
+        event_types=event_types or list(EventType),
+        description=description,
+        secret_encrypted=resources.cipher.encrypt(secret, public_id),
+        now=resources.clock(),
+    )
+    return row, secret
+
+
+async def rotate_signing_secret(
+    session: AsyncSession, resources: ApiResources, client_id: int, subscription_id: str
+) -> str | None:
+    """A new secret for the subscription (the old one keeps signing for 24 hours); None when
+    the client has no such subscription."""
+    secret = new_secret(os.urandom(SECRET_BYTES))
+    encrypted = resources.cipher.encrypt(secret, subscription_id)
+    rotated = await subscription_store.rotate_secret(
+        session, client_id, subscription_id, encrypted, resources.clock()
+    )
+    return secret if rotated else None
+
+
 # --- routes -----------------------------------------------------------------------------------
 
 
@@ -161,18 +201,8 @@ async def create_subscription(
     session: SessionDep,
     resources: ResourcesDep,
 ) -> Response:
-    await _refuse_unsafe_url(resources, body.url)
-    public_id = new_public_id(SUBSCRIPTION_PREFIX)
-    secret = new_secret(os.urandom(SECRET_BYTES))
-    row = await subscription_store.insert_subscription(
-        session,
-        client_id=client.id,
-        public_id=public_id,
-        url=body.url,
-        event_types=body.event_types or list(EventType),
-        description=body.description,
-        secret_encrypted=resources.cipher.encrypt(secret, public_id),
-        now=resources.clock(),
+    row, secret = await open_subscription(
+        session, resources, client.id, body.url, body.event_types, body.description
     )
     return json_response({**_subscription_body(row), "secret": secret}, status_code=201)
 
@@ -290,12 +320,8 @@ async def rotate_secret(
     session: SessionDep,
     resources: ResourcesDep,
 ) -> Response:
-    secret = new_secret(os.urandom(SECRET_BYTES))
-    encrypted = resources.cipher.encrypt(secret, subscription_id)
-    rotated = await subscription_store.rotate_secret(
-        session, client.id, subscription_id, encrypted, resources.clock()
-    )
-    if not rotated:
+    secret = await rotate_signing_secret(session, resources, client.id, subscription_id)
+    if secret is None:
         raise no_such_subscription(subscription_id)
     return json_response({"secret": secret})
 

@@ -45,6 +45,7 @@ from service.observability.metrics import record_poll
 from service.store.db import transaction
 from service.store.polling import (
     LeasedTask,
+    PolledAnswer,
     PollWrite,
     load_leased_tasks,
     record_poll_results,
@@ -215,7 +216,10 @@ class PollService:
             self._rand(),
         )
         _log_poll(task, outcome, decision)
-        return PollWrite(task.id, decision)
+        polled = PolledAnswer(
+            answered_at, outcome.code, raw.status_code, outcome.request_id, round(latency_s * 1000)
+        )
+        return PollWrite(task.id, decision, polled)
 
     async def _react_globally(self, outcome: Outcome, now: datetime, *, probe: bool) -> None:
         """What one answer means for every task: pause, resume, slow down, stop for a while."""

@@ -175,6 +175,7 @@ def usage_text(api_url: str, api_key: str, example_task_id: str, event_id: str |
     lines = [
         f"API:     {api_url}   (interactive docs: {api_url}/docs)",
         f"API key: {api_key}",
+        f"Portal:  {api_url}/portal   (open it in a browser; sign in with the API key above)",
         "",
         "Copy and paste:",
         f"  KEY={api_key}",

@@ -50,6 +50,11 @@ _LOAD_LEASED = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
+# How many upstream answers each task keeps in `poll_history` (for the portal's timeline): the
+# newest ones, trimmed by the write-back that appends, so a task's row stays under ~2 KiB of
+# history however long it is polled. `poll_count` still counts every call.
+POLL_HISTORY_LIMIT = 20
+
 # The input is one JSON document (orjson builds it in C) rather than one array per column, which
 # the driver would escape element by element. The rows are locked in id order before any is
 # written, so two writers holding overlapping rows cannot deadlock: the UPDATE only reaches rows
@@ -59,7 +64,8 @@ _WRITE_BACK = text(
     WITH input AS (
         SELECT * FROM jsonb_to_recordset(CAST(:writes AS jsonb)) AS v(
             id bigint, state text, poll_count integer, next_poll_at timestamptz,
-            completed_at timestamptz, result jsonb, last_error jsonb, request_id text)
+            completed_at timestamptz, result jsonb, last_error jsonb, request_id text,
+            poll jsonb)
     ),
     locked AS (
         SELECT id FROM tasks
@@ -76,6 +82,9 @@ _WRITE_BACK = text(
         result = COALESCE(v.result, t.result),
         last_error = COALESCE(v.last_error, t.last_error),
         upstream_request_id = COALESCE(v.request_id, t.upstream_request_id),
+        poll_history = CASE WHEN v.poll IS NULL THEN t.poll_history ELSE jsonb_path_query_array(
+            t.poll_history || jsonb_build_array(v.poll),
+            '$[last - {POLL_HISTORY_LIMIT - 1} to last]') END,
         lease_token = NULL,
         lease_until = NULL,
         updated_at = :now
@@ -143,11 +152,33 @@ class WrittenTask:
 
 
 @dataclass(frozen=True)
+class PolledAnswer:
+    """One upstream answer as the task's poll history keeps it."""
+
+    at: datetime
+    code: str
+    status: int | None
+    request_id: str | None
+    latency_ms: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "code": self.code,
+            "status": self.status,
+            "request_id": self.request_id,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass(frozen=True)
 class PollWrite:
-    """The decision to write for one leased task."""
+    """The decision to write for one leased task, and the answer it came from (None when no
+    call was made, e.g. a deadline that passed before the poll)."""
 
     id: int
     decision: PollDecision
+    polled: PolledAnswer | None = None
 
 
 async def claim_due_tasks(
@@ -196,6 +227,7 @@ async def record_poll_results(
             "result": write.decision.result.as_json() if write.decision.result else None,
             "last_error": write.decision.last_error,
             "request_id": write.decision.upstream_request_id,
+            "poll": write.polled.as_json() if write.polled is not None else None,
         }
         for write in writes
     ]

@@ -117,6 +117,13 @@ class Task(Base):
             "completed_at",
             postgresql_where=text(_FINISHED_TASK),
         ),
+        # The portal's charts: one client's tasks finished in the last hours.
+        Index(
+            "ix_tasks_client_id_completed_at",
+            "client_id",
+            "completed_at",
+            postgresql_where=text(_FINISHED_TASK),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -138,6 +145,11 @@ class Task(Base):
     lease_token: Mapped[uuid.UUID | None]
     lease_until: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # The last POLL_HISTORY_LIMIT upstream answers (service/store/polling.py), oldest first, for
+    # the portal's timeline; trimmed by the write-back that appends to it, so it stays bounded.
+    poll_history: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
 
 
 class Event(Base):
@@ -204,6 +216,8 @@ class Delivery(Base):
             postgresql_where=text(_PENDING_DELIVERY),
         ),
         Index("ix_deliveries_subscription_id_finished_at", "subscription_id", "finished_at"),
+        # The portal: one client's failed deliveries newest first, and its recent outcomes.
+        Index("ix_deliveries_client_id_state_finished_at", "client_id", "state", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

@@ -1,0 +1,78 @@
+"""One task's story as the timeline page tells it: registration, each kept poll with its answer,
+the final state, its event and every delivery attempt, in time order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from service.store.deliveries import DeliveryView
+from service.store.polling import POLL_HISTORY_LIMIT
+from service.store.portal import TaskStory
+from service.store.tasks import TaskRow
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """One line of the timeline. `kind` picks its look: registered, submitted, poll, final,
+    event, attempt, gap."""
+
+    at: datetime | None
+    kind: str
+    title: str
+    detail: str = ""
+    request_id: str | None = None
+    ok: bool | None = None
+
+
+def task_timeline(task: TaskRow, story: TaskStory, deliveries: list[DeliveryView]) -> list[Moment]:
+    moments = [
+        Moment(task.submitted_at, "submitted", "submitted upstream"),
+        Moment(task.registered_at, "registered", "registered with phonebridge"),
+    ]
+    polls = [_poll(entry) for entry in story.poll_history]
+    dropped = task.poll_count - len(polls)
+    if dropped > 0:
+        moments.append(
+            Moment(
+                polls[0].at if polls else None,
+                "gap",
+                f"{dropped} earlier poll{'s' if dropped != 1 else ''} not kept",
+                f"each task keeps its last {POLL_HISTORY_LIMIT} polls",
+            )
+        )
+    moments.extend(polls)
+    if task.completed_at is not None:
+        detail = ""
+        if task.result is not None:
+            detail = f"phone_status {task.result.get('phone_status', '?')}"
+        elif task.last_error is not None:
+            detail = f"{task.last_error.get('code', '')}: {task.last_error.get('message', '')}"
+        moments.append(Moment(task.completed_at, "final", task.state.value, detail))
+    if story.event_id is not None and story.event_created_at is not None:
+        moments.append(
+            Moment(story.event_created_at, "event", f"event {story.event_type}", story.event_id)
+        )
+    for delivery in deliveries:
+        for attempt in delivery.attempts:
+            ok = attempt.response_status is not None and 200 <= attempt.response_status < 300
+            status = attempt.response_status if attempt.response_status is not None else "no answer"
+            detail = f"to {delivery.subscription_id}: {status}, {attempt.latency_ms} ms"
+            if attempt.error:
+                detail += f" ({attempt.error})"
+            moments.append(Moment(attempt.at, "attempt", "delivery attempt", detail, ok=ok))
+    return sorted(moments, key=_order)
+
+
+def _poll(entry: dict[str, Any]) -> Moment:
+    at = datetime.fromisoformat(str(entry["at"]))
+    status = entry.get("status")
+    detail = f"HTTP {status}" if status is not None else "no HTTP answer"
+    if entry.get("latency_ms") is not None:
+        detail += f", {entry['latency_ms']} ms"
+    return Moment(at, "poll", f"poll: {entry.get('code', '?')}", detail, entry.get("request_id"))
+
+
+def _order(moment: Moment) -> tuple[int, datetime]:
+    return (0, moment.at) if moment.at is not None else (1, datetime.max)

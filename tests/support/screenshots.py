@@ -1,0 +1,90 @@
+"""Screenshots of the portal's main pages for the README (`scripts/screenshots`): a scratch
+database, the simulator, a receiver that refuses one subscription's webhooks, the engine and the
+API, a few sample tasks, then headless Chromium photographs each page into docs/."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+import httpx
+import redis
+
+from service.sim.server import SimServer
+from service.sim.state import SimOptions
+from service.store.migrate import upgrade_to_head
+from tests.support.api import bearer
+from tests.support.browser import chromium, served_api
+from tests.support.databases import REDIS_SERVER, scratch_database
+from tests.support.engine import running_engine
+from tests.support.factories import new_key
+from tests.support.receivers import Reply, running_receiver
+from tests.support.settings import engine_settings
+from tests.support.upstream import API_ID, API_SECRET
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+PAGES = {
+    "portal-overview.png": "/portal",
+    "portal-tasks.png": "/portal/tasks",
+    "portal-deliveries.png": "/portal/deliveries",
+    "portal-subscriptions.png": "/portal/subscriptions",
+}
+SETTLE_S = 12.0
+
+
+async def photograph() -> None:
+    redis_url = f"{REDIS_SERVER}/{1 + (os.getpid() % 15)}"
+    redis.Redis.from_url(redis_url).flushdb()
+    with (
+        scratch_database("portal_screens") as database_url,
+        SimServer(SimOptions(api_id=API_ID, api_secret=API_SECRET)) as sim,
+        running_receiver() as receiver,
+    ):
+        upgrade_to_head(database_url)
+        settings = engine_settings(
+            database_url,
+            redis_url,
+            sim.base_url,
+            webhook_allow_private=True,
+            webhook_timeout_s=1.0,
+            webhook_retry_schedule=(0.3,),
+            poll_initial_s=0.5,
+            poll_max_s=1.5,
+        )
+        receiver.script("/down", default=Reply(status=503))
+        key = await new_key(settings)
+        tag = secrets.token_hex(2)
+        tasks = [f"sim-ring-3-{tag}", f"sim-busy-0-{tag}", f"sim-invalid-{tag}"]
+        tasks += [f"sim-turned_off-{n}-{tag}" for n in range(1, 6)]
+        tasks += [f"sim-never-{tag}", f"sim-ring-50-{tag}"]
+        async with running_engine(settings, deliver=True):
+            with served_api(settings) as base:
+                async with httpx.AsyncClient(base_url=base, headers=bearer(key)) as api:
+                    for url, description in [
+                        (receiver.url("/hooks"), "orders service"),
+                        (receiver.url("/down"), "legacy endpoint (answers 503)"),
+                    ]:
+                        await api.post(
+                            "/v1/subscriptions", json={"url": url, "description": description}
+                        )
+                    for task_id in tasks:
+                        await api.post(
+                            "/v1/tasks", json={"task_id": task_id, "metadata": {"order": tag}}
+                        )
+                await asyncio.sleep(SETTLE_S)
+                async with chromium() as browser:
+                    page = await browser.new_page(viewport={"width": 1200, "height": 900})
+                    await page.goto(f"{base}/portal/sign-in")
+                    await page.fill("#api_key", key)
+                    await page.click("button:has-text('Sign in')")
+                    pages = {**PAGES, "portal-timeline.png": f"/portal/tasks/{tasks[0]}"}
+                    for name, path in pages.items():
+                        await page.goto(f"{base}{path}")
+                        await page.screenshot(path=str(DOCS / name), full_page=True)
+                        print(f"docs/{name}")
+
+
+if __name__ == "__main__":
+    asyncio.run(photograph())
