@@ -17,7 +17,9 @@ from service.domain.states import DeliveryState
 from service.store import deliveries as delivery_store
 from service.store import subscriptions as subscription_store
 
-router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 503))
+router = APIRouter(
+    prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 429, 503)
+)
 
 
 class AttemptOut(BaseModel):
