@@ -54,7 +54,7 @@ async def test_held_leases_are_renewed_and_others_left_alone(
     await insert_tasks(sessions, client, [f"hb-{i}" for i in range(6)])
     now = utc_now()
     held_token, held_ids = await claim(sessions, now, 3)
-    other_token, other_ids = await claim(sessions, now, 3)
+    _other_token, other_ids = await claim(sessions, now, 3)
     assert len(held_ids) == len(other_ids) == 3
     leases = keeper(sessions)
     with leases.hold(LeasedTable.TASKS, held_token, held_ids, now) as held:
