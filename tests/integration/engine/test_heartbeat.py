@@ -73,8 +73,9 @@ async def test_held_leases_are_renewed_and_others_left_alone(
         assert until is not None
         assert until >= held.valid_until - timedelta(milliseconds=1)
     for task_pk in other_ids:
-        assert after[task_pk][1] is not None
-        assert after[task_pk][1] <= now + timedelta(seconds=LEASE_S, milliseconds=1)
+        other_until = after[task_pk][1]
+        assert other_until is not None
+        assert other_until <= now + timedelta(seconds=LEASE_S, milliseconds=1)
     # No longer held: nothing renews it.
     assert await leases.renew() == 0
 
