@@ -36,6 +36,7 @@ from service.domain.polling import (
     decide_after_poll,
     expire_decision,
 )
+from service.domain.refusals import RefusalWindow
 from service.domain.states import TaskState
 from service.engine.gate import UpstreamGate
 from service.engine.heartbeat import HeldLease, LeaseKeeper, lease_durations
@@ -95,6 +96,7 @@ class PollService:
         # Without a keeper of the worker's (tests), leases are held but nobody renews them.
         self._leases = leases or LeaseKeeper(sessions, lease_durations(settings), clock=clock)
         self._batches: set[asyncio.Task[BatchReport]] = set()
+        self._refusals = RefusalWindow()
         self._sessions = sessions
         self._redis = redis
         self._upstream = upstream
@@ -259,6 +261,7 @@ class PollService:
         latency_s = time.perf_counter() - started
         answered_at = self._clock()
         outcome = classify_answer(raw, answered_at)
+        self._refusals.record(time.monotonic(), refused=outcome.kind is OutcomeKind.RATE_LIMITED)
         late_s = None if task.next_poll_at is None else (now - task.next_poll_at).total_seconds()
         record_poll(outcome.kind.value, latency_s, late_s)
         await self._react_globally(outcome, answered_at, probe=probe)
@@ -292,7 +295,7 @@ class PollService:
                 # This process stops at once; the others as soon as Redis tells them.
                 self._gate.learn_blocked(outcome.retry_after_s)
                 await self._limiter.block_for(outcome.retry_after_s)
-            factor = await self._limiter.slow_down()
+            factor = await self._limiter.slow_down(self._refusals.multiplier(time.monotonic()))
             log.warning(
                 "upstream.rate_limited",
                 extra={
