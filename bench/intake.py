@@ -4,6 +4,7 @@ batches of 1000.
     .venv/bin/python bench/intake.py                      # starts its own API on a scratch database
     .venv/bin/python bench/intake.py --workers 2          # the same with `api --workers 2`
     .venv/bin/python bench/intake.py --url http://127.0.0.1:8000 --key pbk_...   # a running API
+    .venv/bin/python bench/intake.py --noisy-seconds 10 --single-tasks 0 --batches 0   # limits only
 
 Without --url it creates a scratch database on PHONEBRIDGE_TEST_ADMIN_URL (default the local
 postgres), migrates it, mints a key with `phonebridge api-key create`, starts `phonebridge api`
@@ -11,6 +12,12 @@ postgres), migrates it, mints a key with `phonebridge api-key create`, starts `p
 process (aiohttp), separate from the server's. Figures are medians of --rounds rounds; the load
 average is printed before and after, since other work on the machine skews them. Run it alone:
 `flock /tmp/phonebridge-bench.lock .venv/bin/python bench/intake.py`.
+
+The last phase (--noisy-seconds, 0 to skip) measures per-client limits: a second client limited
+to --noisy-rps calls a second (`phonebridge api-key limits`) sends as fast as it can, mostly
+answered 429, while the first client registers tasks at a modest concurrency; it prints both
+clients' p50/p99 latency, next to the first client's alone, so a limited client that slows the
+others shows at once. With --url, pass the limited client's key as --noisy-key.
 """
 
 from __future__ import annotations
@@ -186,7 +193,8 @@ def report(name: str, rounds: list[Round]) -> None:
         f"p99 {p99:.1f} ms; failures {sum(r.failures for r in rounds)}"
     )
     cpu = [r.server_cpu_s for r in rounds if r.server_cpu_s is not None]
-    if cpu:
+    # Too short a round for the CPU clock's resolution says nothing (and would divide by 0).
+    if cpu and all(c > 0 for c in cpu):
         per_task_us = statistics.median(c / r.tasks * 1e6 for c, r in zip(cpu, rounds, strict=True))
         busy = statistics.median(c / r.seconds for c, r in zip(cpu, rounds, strict=True))
         print(
@@ -260,7 +268,66 @@ async def measure(args: argparse.Namespace, url: str, key: str, pid: int | None)
                 f"concurrency {args.batch_concurrency}",
                 batches,
             )
+        if args.noisy_seconds > 0 and args.noisy_key:
+            await noisy_neighbour(session, url, key, args.noisy_key, args)
     print(f"load average after: {_load_average()}")
+
+
+async def noisy_neighbour(
+    session: aiohttp.ClientSession, url: str, key: str, noisy_key: str, args: argparse.Namespace
+) -> None:
+    """The quiet client's latency alone, then beside a client pushing past its rate limit."""
+    seconds = args.noisy_seconds
+
+    async def hammer(
+        client_key: str, stop_at: float, latencies: list[float], codes: dict[int, int]
+    ) -> None:
+        run = secrets.token_hex(4)
+        headers = {"Authorization": f"Bearer {client_key}", "Content-Type": "application/json"}
+        n = 0
+        while time.monotonic() < stop_at:
+            n += 1
+            body = f'{{"task_id":"n-{run}-{n}"}}'
+            started = time.perf_counter()
+            async with session.post(f"{url}/v1/tasks", data=body, headers=headers) as response:
+                await response.read()
+                codes[response.status] = codes.get(response.status, 0) + 1
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    Phase = tuple[list[float], list[float], dict[int, int], dict[int, int]]
+
+    async def phase(with_noise: bool) -> Phase:
+        stop_at = time.monotonic() + seconds
+        quiet: list[float] = []
+        noisy: list[float] = []
+        quiet_codes: dict[int, int] = {}
+        noisy_codes: dict[int, int] = {}
+        work = [hammer(key, stop_at, quiet, quiet_codes) for _ in range(args.quiet_concurrency)]
+        if with_noise:
+            work += [
+                hammer(noisy_key, stop_at, noisy, noisy_codes)
+                for _ in range(args.noisy_concurrency)
+            ]
+        await asyncio.gather(*work)
+        return quiet, noisy, quiet_codes, noisy_codes
+
+    def percentiles(latencies: list[float]) -> str:
+        ordered = sorted(latencies)
+        if not ordered:
+            return "no requests"
+        p50 = ordered[len(ordered) // 2]
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return f"{len(ordered) / seconds:,.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+
+    alone, _, _, _ = await phase(with_noise=False)
+    quiet, noisy, quiet_codes, noisy_codes = await phase(with_noise=True)
+    print(f"per-client limits, {seconds} s each, quiet at concurrency {args.quiet_concurrency}:")
+    print(f"  quiet client alone:              {percentiles(alone)}")
+    print(f"  quiet client beside a noisy one: {percentiles(quiet)}; answers {quiet_codes}")
+    print(
+        f"  noisy client (limit {args.noisy_rps}/s, concurrency {args.noisy_concurrency}): "
+        f"{percentiles(noisy)}; answers {noisy_codes}"
+    )
 
 
 def _load_average() -> str:
@@ -275,7 +342,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def scratch_api(workers: int) -> Iterator[tuple[str, str, int]]:
+def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[str, str, str, int]]:
     name = f"phonebridge_bench_{secrets.token_hex(4)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -297,6 +364,31 @@ def scratch_api(workers: int) -> Iterator[tuple[str, str, int]]:
             text=True,
         )
         key = created.stdout.strip().splitlines()[-1]
+        noisy = (
+            subprocess.run(
+                [PHONEBRIDGE, "api-key", "create", "--name", "bench-noisy"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        subprocess.run(
+            [
+                PHONEBRIDGE,
+                "api-key",
+                "limits",
+                "--client",
+                "bench-noisy",
+                "--max-rps",
+                str(noisy_rps),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         port = free_port()
         workers_option = ["--workers", str(workers)] if workers != 1 else []
         server = subprocess.Popen(
@@ -304,7 +396,7 @@ def scratch_api(workers: int) -> Iterator[tuple[str, str, int]]:
         )
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url)
-        yield url, key, server.pid
+        yield url, key, noisy, server.pid
     finally:
         if server is not None:
             server.terminate()
@@ -346,13 +438,19 @@ def main() -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="`phonebridge api --workers` of the scratch API"
     )
+    parser.add_argument("--noisy-seconds", type=int, default=5, help="0: no limits phase")
+    parser.add_argument("--noisy-key", help="with --url: the key of a client with a rate limit")
+    parser.add_argument("--noisy-rps", type=int, default=50, help="that client's limit")
+    parser.add_argument("--noisy-concurrency", type=int, default=16)
+    parser.add_argument("--quiet-concurrency", type=int, default=4)
     args = parser.parse_args()
     if args.url:
         if not args.key:
             parser.error("--url needs --key")
         asyncio.run(measure(args, args.url.rstrip("/"), args.key, args.pid))
         return 0
-    with scratch_api(args.workers) as (url, key, pid):
+    with scratch_api(args.workers, args.noisy_rps) as (url, key, noisy_key, pid):
+        args.noisy_key = noisy_key
         asyncio.run(measure(args, url, key, pid))
     return 0
 

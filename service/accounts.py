@@ -11,9 +11,16 @@ import base64
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.clock import utc_now
 from service.config import ConfigError, Settings
-from service.store.clients import insert_client_with_key
+from service.store import clients as client_store
+from service.store.clients import ClientRow, KeyRow, insert_client_with_key
 from service.store.db import create_engine_for
 
 API_KEY_PREFIX = "pbk_"
@@ -58,3 +65,112 @@ async def create_client_and_key(settings: Settings, name: str) -> str:
     finally:
         await engine.dispose()
     return key
+
+
+class AccountError(ConfigError):
+    """An operator's command that names something that is not there, or is ambiguous: one line
+    on stderr and a non-zero exit, like a configuration problem."""
+
+
+_KEEP: Final = object()
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """Changes to a client's own intake limits: None follows the setting, 0 means no limit, and
+    a limit left out keeps its value."""
+
+    max_rps: int | object | None = _KEEP
+    max_pending: int | object | None = _KEEP
+
+    def changes(self) -> dict[str, int | None]:
+        return {
+            name: value  # type: ignore[misc]
+            for name, value in (("max_rps", self.max_rps), ("max_pending", self.max_pending))
+            if value is not _KEEP
+        }
+
+
+async def _one_client(conn: AsyncConnection, name_or_id: str) -> ClientRow:
+    found = await client_store.find_clients(conn, name_or_id.strip())
+    if not found:
+        raise AccountError(f"no client named or numbered {name_or_id!r}")
+    if len(found) > 1:
+        ids = ", ".join(str(client.id) for client in found)
+        raise AccountError(
+            f"{len(found)} clients are named {name_or_id!r} (ids {ids}): give the id"
+        )
+    return found[0]
+
+
+async def add_key(settings: Settings, client: str) -> tuple[int, str]:
+    """Another key for an existing client (named or numbered `client`): its id and the key."""
+    key = generate_api_key()
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            found = await _one_client(conn, client)
+            key_id = await client_store.insert_key(
+                conn,
+                client_id=found.id,
+                name=found.name,
+                key_prefix=key[:SHOWN_KEY_CHARS],
+                key_hash=api_key_digest(key),
+            )
+    finally:
+        await engine.dispose()
+    return key_id, key
+
+
+async def list_keys(settings: Settings, client: str | None) -> list[KeyRow]:
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            client_id = None if client is None else (await _one_client(conn, client)).id
+            return await client_store.list_keys(conn, client_id)
+    finally:
+        await engine.dispose()
+
+
+async def revoke_key(settings: Settings, key_id: int) -> datetime:
+    """Revoke a key; API processes stop accepting it within their key cache's time (5 s)."""
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            revoked_at = await client_store.revoke_key(conn, key_id, utc_now())
+    finally:
+        await engine.dispose()
+    if revoked_at is None:
+        raise AccountError(f"no API key with id {key_id}")
+    return revoked_at
+
+
+async def set_limits(settings: Settings, client: str, limits: ClientLimits) -> ClientRow:
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            found = await _one_client(conn, client)
+            return await client_store.set_client_limits(conn, found.id, limits.changes())
+    finally:
+        await engine.dispose()
+
+
+def format_key_line(row: KeyRow) -> str:
+    """One line of `api-key list`: id, client, prefix, created, last used, revoked."""
+
+    def stamp(value: datetime | None) -> str:
+        return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return "\t".join(
+        [
+            str(row.id),
+            f"{row.client_id}:{row.client_name}",
+            row.prefix + "...",
+            stamp(row.created_at),
+            stamp(row.last_used_at),
+            stamp(row.revoked_at),
+        ]
+    )
+
+
+KEY_LIST_HEADER = "\t".join(["key_id", "client", "prefix", "created", "last_used", "revoked"])

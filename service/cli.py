@@ -74,6 +74,76 @@ def _api_key_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _api_key_add(args: argparse.Namespace, settings: Settings) -> int:
+    from service.accounts import add_key
+
+    key_id, key = asyncio.run(add_key(settings, args.client))
+    print(
+        f"added API key {key_id} to client {args.client!r} (shown once, store it now):",
+        file=sys.stderr,
+    )
+    print(key, flush=True)
+    return 0
+
+
+def _api_key_list(args: argparse.Namespace, settings: Settings) -> int:
+    from service.accounts import KEY_LIST_HEADER, format_key_line, list_keys
+
+    rows = asyncio.run(list_keys(settings, args.client))
+    print(KEY_LIST_HEADER)
+    for row in rows:
+        print(format_key_line(row))
+    return 0
+
+
+def _api_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from service.accounts import revoke_key
+
+    revoked_at = asyncio.run(revoke_key(settings, args.key_id))
+    print(
+        f"API key {args.key_id} revoked at {revoked_at.isoformat()}; "
+        "running API processes refuse it within 5 s"
+    )
+    return 0
+
+
+def _api_key_limits(args: argparse.Namespace, settings: Settings) -> int:
+    from service.accounts import ClientLimits, set_limits
+
+    changes = ClientLimits(
+        **{name: getattr(args, name) for name in ("max_rps", "max_pending") if name in args}
+    )
+    current = asyncio.run(set_limits(settings, args.client, changes))
+
+    def shown(value: int | None, setting: int) -> str:
+        if value is None:
+            return f"the setting ({'off' if setting == 0 else setting})"
+        return "off" if value == 0 else str(value)
+
+    print(
+        f"client {current.id} {current.name!r}: max rps "
+        f"{shown(current.max_rps, settings.client_max_rps)}, max pending "
+        f"{shown(current.max_pending, settings.client_max_pending)}"
+    )
+    return 0
+
+
+def _limit_value(text: str) -> int | None:
+    if text == "default":
+        return None
+    if text == "off":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number, `off` or `default`, not {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (or `off`), not {text!r}")
+    return value
+
+
 def _upstream_sim(args: argparse.Namespace, settings: Settings) -> int:
     from service.sim.command import run
 
@@ -138,6 +208,26 @@ def build_parser() -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", help="create a client and its API key")
     create.add_argument("--name", required=True)
     create.set_defaults(handler=_api_key_create)
+    add = key_commands.add_parser("add", help="another API key for an existing client")
+    add.add_argument("--client", required=True, metavar="NAME_OR_ID")
+    add.set_defaults(handler=_api_key_add)
+    listing = key_commands.add_parser("list", help="the API keys (never the keys themselves)")
+    listing.add_argument("--client", metavar="NAME_OR_ID")
+    listing.set_defaults(handler=_api_key_list)
+    revoke = key_commands.add_parser("revoke", help="revoke an API key (401 within 5 s)")
+    revoke.add_argument("key_id", type=_positive_int, metavar="KEY_ID")
+    revoke.set_defaults(handler=_api_key_revoke)
+    limits = key_commands.add_parser(
+        "limits",
+        help="set a client's own intake limits (a number, `off`, or `default` for the setting)",
+    )
+    limits.add_argument("--client", required=True, metavar="NAME_OR_ID")
+    # Left out, a limit keeps its current value.
+    limits.add_argument("--max-rps", type=_limit_value, default=argparse.SUPPRESS, metavar="RPS")
+    limits.add_argument(
+        "--max-pending", type=_limit_value, default=argparse.SUPPRESS, metavar="TASKS"
+    )
+    limits.set_defaults(handler=_api_key_limits)
 
     from service.sim.command import configure as configure_sim
 

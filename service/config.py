@@ -85,7 +85,11 @@ class Settings(BaseSettings):
     # Key that encrypts webhook secrets at rest; without it a key is derived and kept under
     # data_dir (fine for `up`/`demo`, not for a fleet of machines).
     secret_key: SecretStr | None = None
-    lease_s: float = Field(default=60.0, gt=0)
+    lease_s: float = Field(default=10.0, gt=0)
+    # Per-client intake limits (0: off); a client's own values (`phonebridge api-key limits`)
+    # take precedence.
+    client_max_rps: int = Field(default=0, ge=0)
+    client_max_pending: int = Field(default=0, ge=0)
     scheduler_tick_s: float = Field(default=0.25, gt=0)
     poll_batch_size: int = Field(default=200, ge=1, le=5000)
     pause_probe_s: float = Field(default=30.0, gt=0)

@@ -2,8 +2,10 @@
 
 Celery only carries messages. Durability comes from Postgres leases, so messages are acked on
 receipt (a killed worker's batch comes due again when its leases end) and nothing waits in the
-broker (no ETA/countdown). A worker process runs a threads pool, so several batches are in flight
-at once, all sharing the process's one engine loop (service/engine/runtime.py).
+broker (no ETA/countdown). A task only starts its batch on the process's one engine loop
+(service/engine/runtime.py) and returns, so every batch a worker receives is in flight at once and
+its leases renewed from the start (service/engine/heartbeat.py); none waits in the broker behind a
+slow one while its lease runs out.
 """
 
 from __future__ import annotations

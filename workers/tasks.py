@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from celery import Celery
 
@@ -18,11 +17,12 @@ def register_tasks(app: Celery, runtime: EngineRuntime) -> None:
     # shared=False: a shared task would be registered on every app built later in the process,
     # and one app's messages could run against another app's runtime (and settings).
     @app.task(name=POLL_BATCH_TASK, ignore_result=True, shared=False)
-    def poll_batch(task_ids: list[int], lease_token: str, probe: bool = False) -> dict[str, Any]:
-        report = runtime.call(
-            lambda r: r.poller.poll_batch(task_ids, uuid.UUID(lease_token), probe=probe)
+    def poll_batch(task_ids: list[int], lease_token: str, probe: bool = False) -> int:
+        # Starts the batch on the engine loop and returns: a batch waiting for rate slots and
+        # slow answers must not hold a slot while the batches behind it wait in the broker.
+        return runtime.call(
+            lambda r: r.poller.start_batch(task_ids, uuid.UUID(lease_token), probe=probe)
         )
-        return {"calls": report.calls, "written": report.written, "released": report.released}
 
     @app.task(name=DELIVER_BATCH_TASK, ignore_result=True, shared=False)
     def deliver_batch(delivery_ids: list[int], lease_token: str) -> int:

@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from service.api import deliveries, events, health, metrics, subscriptions, tasks
 from service.api.auth import SECURITY_SCHEME, SECURITY_SCHEME_NAME
+from service.api.clientlimits import RateLimitHeaders
 from service.api.docs import install_docs
 from service.api.errors import Problem, install_error_handlers
 from service.api.limits import BodySizeLimit
@@ -68,6 +69,7 @@ def create_app(
     install_error_handlers(app)
     install_docs(app)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(RateLimitHeaders)
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]

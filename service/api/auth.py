@@ -2,20 +2,25 @@
 
 The key is checked for shape first (no database work for junk), then found by its SHA-256 digest
 and confirmed with a constant-time comparison. Recently confirmed digests are remembered for a
-few seconds (see keycache.py). No message here ever contains the presented key.
+few seconds (see keycache.py); when the key was last used is recorded at most once a minute
+(keyusage.py). Then the call is counted against the client's limits (clientlimits.py). No message
+here ever contains the presented key.
 """
 
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from fastapi import Request
 
 from service.accounts import api_key_digest, looks_like_api_key
+from service.api.clientlimits import PENDING_RECOUNT_S
 from service.api.errors import ApiProblem
 from service.api.resources import ApiResources, hot_connection, resources_of
-from service.store.clients import find_active_key
+from service.domain.limits import ClientLimits, effective_limit, pending_headers
+from service.store.clients import count_pending_tasks, find_active_key, stamp_keys_used
 
 # The scheme as the OpenAPI schema declares it for every /v1 operation (see app.py): the
 # "Authorize" button of /docs. It is declared there rather than through FastAPI's HTTPBearer
@@ -31,6 +36,8 @@ SECURITY_SCHEME = {
 @dataclass(frozen=True, slots=True)
 class AuthenticatedClient:
     id: int
+    key_id: int = 0
+    limits: ClientLimits = field(default_factory=ClientLimits)
 
 
 def unauthorized(detail: str, *, invalid_token: bool) -> ApiProblem:
@@ -62,18 +69,103 @@ async def authenticate(resources: ApiResources, authorization: str | None) -> Au
 async def client_of_key_digest(
     resources: ApiResources, digest: bytes
 ) -> AuthenticatedClient | None:
-    """The client of the active key with this SHA-256 digest; None when it is unknown or revoked.
-    The portal checks its sessions' keys through this too, so revocation ends them alike."""
-    client_id = resources.keys.client_id_for(digest)
-    if client_id is not None:
-        return AuthenticatedClient(client_id)
+    """The client of the active key with this SHA-256 digest, with the limits in force for it;
+    None when the key is unknown or revoked. The portal checks its sessions' keys through this
+    too, so revocation ends them alike and their use stamps `last_used_at`."""
+    stored = resources.keys.find(digest)
+    if stored is None:
+        async with hot_connection(resources) as conn:
+            found = await find_active_key(conn, digest)
+        if found is None or not hmac.compare_digest(found.key_hash, digest):
+            return None
+        resources.keys.remember(digest, found)
+        stored = found
+    if resources.key_usage.due(stored.key_id):
+        resources.key_usage.spawn(_stamp_last_used(resources, stored.key_id))
+    settings = resources.settings
+    return AuthenticatedClient(
+        stored.client_id,
+        stored.key_id,
+        ClientLimits(
+            max_rps=effective_limit(stored.max_rps, settings.client_max_rps),
+            max_pending=effective_limit(stored.max_pending, settings.client_max_pending),
+        ),
+    )
+
+
+async def admit(resources: ApiResources, request: Request, client: AuthenticatedClient) -> None:
+    """Count the call against the client's limits; 429 above its rate. While a limit is on, the
+    RateLimit headers of the answer are left in the request's state (see RateLimitHeaders)."""
+    limits = client.limits
+    if not limits.any_on:
+        return
+    if limits.max_rps > 0:
+        verdict = await resources.limits.count_call(client.id, limits.max_rps)
+        headers = verdict.headers()
+        request.state.ratelimit_headers = headers
+        if not verdict.allowed:
+            raise ApiProblem(
+                429,
+                f"this client may make {limits.max_rps} calls a second; "
+                f"retry after {verdict.reset_s} s",
+                kind="rate-limited",
+                headers=headers,
+            )
+        return
+    pending = await resources.limits.peek_pending(
+        client.id, lambda client_id: count_pending(resources, client_id)
+    )
+    request.state.ratelimit_headers = pending_headers(limits.max_pending, pending)
+
+
+async def reserve_pending_room(
+    resources: ApiResources, request: Request, client: AuthenticatedClient, wanted: int
+) -> int:
+    """Reserve room for `wanted` new pending tasks under the client's limit (429 when they do
+    not all fit); returns how many were reserved (0 without a limit), for `release_pending_room`
+    to hand back what registration did not create."""
+    limit = client.limits.max_pending
+    if limit <= 0 or wanted <= 0:
+        return 0
+    room = await resources.limits.reserve_pending(
+        client.id, wanted, limit, lambda client_id: count_pending(resources, client_id)
+    )
+    if client.limits.max_rps <= 0:
+        request.state.ratelimit_headers = pending_headers(
+            limit, limit - room + (wanted if wanted <= room else 0)
+        )
+    if wanted > room:
+        raise ApiProblem(
+            429,
+            f"this client may have {limit} pending tasks; {room} more fit now and this call "
+            f"registers {wanted}; retry once some have finished",
+            kind="too-many-pending",
+            headers={"Retry-After": str(PENDING_RECOUNT_S)},
+        )
+    return wanted
+
+
+async def release_pending_room(
+    resources: ApiResources, client: AuthenticatedClient, unused: int
+) -> None:
+    await resources.limits.release_pending(client.id, unused)
+
+
+async def _stamp_last_used(resources: ApiResources, key_id: int) -> None:
+    now = resources.clock()
     async with hot_connection(resources) as conn:
-        stored = await find_active_key(conn, digest)
-    if stored is None or not hmac.compare_digest(stored.key_hash, digest):
-        return None
-    resources.keys.remember(digest, stored.client_id)
-    return AuthenticatedClient(stored.client_id)
+        await stamp_keys_used(
+            conn, [key_id], now, now - timedelta(seconds=resources.key_usage.interval_s)
+        )
+
+
+async def count_pending(resources: ApiResources, client_id: int) -> int:
+    async with hot_connection(resources) as conn:
+        return await count_pending_tasks(conn, client_id)
 
 
 async def authenticated_client(request: Request) -> AuthenticatedClient:
-    return await authenticate(resources_of(request), request.headers.get("authorization"))
+    resources = resources_of(request)
+    client = await authenticate(resources, request.headers.get("authorization"))
+    await admit(resources, request, client)
+    return client

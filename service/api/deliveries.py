@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from fastapi import APIRouter
@@ -15,9 +16,11 @@ from service.api.responses import json_response
 from service.domain.ids import PUBLIC_ID_MAX_LENGTH, is_public_id_shaped
 from service.domain.states import DeliveryState
 from service.store import deliveries as delivery_store
-from service.store import subscriptions as subscription_store
+from service.store.deliveries import DeliveryView
 
-router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 503))
+router = APIRouter(
+    prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 429, 503)
+)
 
 
 class AttemptOut(BaseModel):
@@ -99,28 +102,29 @@ async def redeliver(
 ) -> Response:
     event_pk = await _event_pk(session, client, event_id)
     subscription_id = body.subscription_id if body is not None else None
-    if subscription_id is not None:
-        await _check_target(session, client, event_pk, event_id, subscription_id)
+    # Put back first, then read the deliveries once: the answer shows them as they are now, and
+    # when the named subscription's delivery was not put back, the same read tells why (the
+    # problem rolls the unit of work back).
     put_back = set(
         await delivery_store.redeliver_event(session, event_pk, subscription_id, resources.clock())
     )
     listed = await delivery_store.list_event_deliveries(session, event_pk)
+    if subscription_id is not None and not put_back:
+        raise _why_not_put_back(listed, event_id, subscription_id)
     return json_response(
         {"data": [delivery for delivery in listed if delivery.id in put_back]},
         status_code=202,
     )
 
 
-async def _check_target(
-    session: SessionDep, client: ClientDep, event_pk: int, event_id: str, subscription_id: str
-) -> None:
-    deliveries = await delivery_store.list_event_deliveries(session, event_pk)
-    if not any(d.subscription_id == subscription_id for d in deliveries):
-        raise not_found(f"event {event_id!r} has no delivery to subscription {subscription_id!r}")
-    subscription = await subscription_store.find_subscription(session, client.id, subscription_id)
-    if subscription is None or not subscription.enabled:
-        raise ApiProblem(
-            409,
-            f"subscription {subscription_id!r} is disabled or deleted; enable it to redeliver",
-            kind="subscription-disabled",
-        )
+def _why_not_put_back(
+    listed: Sequence[DeliveryView], event_id: str, subscription_id: str
+) -> ApiProblem:
+    if not any(d.subscription_id == subscription_id for d in listed):
+        return not_found(f"event {event_id!r} has no delivery to subscription {subscription_id!r}")
+    # Only a disabled or deleted subscription's delivery is left alone by redeliver_event.
+    return ApiProblem(
+        409,
+        f"subscription {subscription_id!r} is disabled or deleted; enable it to redeliver",
+        kind="subscription-disabled",
+    )

@@ -17,7 +17,9 @@ from service.domain.ids import is_public_id_shaped
 from service.domain.schemas import EventOut
 from service.store import events as event_store
 
-router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 503))
+router = APIRouter(
+    prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 429, 503)
+)
 
 AfterQuery = Annotated[
     str | None,

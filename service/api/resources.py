@@ -23,7 +23,9 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from service.api.clientlimits import ClientLimiter
 from service.api.keycache import KeyCache
+from service.api.keyusage import KeyUsage
 from service.api.portal.keys import portal_session_key
 from service.clock import Clock, utc_now
 from service.config import Settings
@@ -73,6 +75,9 @@ class ApiResources:
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis[Any]
     keys: KeyCache
+    # When keys were last used (written at most once a minute each) and the per-client limits.
+    key_usage: KeyUsage
+    limits: ClientLimiter
     # Vets the hosts of webhook URLs: the system's DNS, or what create_app was given (tests).
     resolver: HostResolver
     clock: Clock = utc_now
@@ -177,12 +182,15 @@ async def api_lifespan(app: FastAPI, resolver: HostResolver | None = None) -> As
         sessions=session_factory(engine),
         redis=redis,
         keys=KeyCache(),
+        key_usage=KeyUsage(),
+        limits=ClientLimiter(redis),
         resolver=resolver if resolver is not None else SystemResolver(),
     )
     settle_garbage_collector()
     try:
         yield
     finally:
+        await app.state.resources.key_usage.drain()
         await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
         await pool.close()
         await engine.dispose()

@@ -33,7 +33,7 @@ from service.webhooks.guard import check_webhook_url
 router = APIRouter(
     prefix="/v1/subscriptions",
     tags=["subscriptions"],
-    responses=problem_responses(401, 422, 503),
+    responses=problem_responses(401, 422, 429, 503),
 )
 
 MAX_DESCRIPTION = 1000

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from service.api.auth import release_pending_room, reserve_pending_room
 from service.api.bodies import read_json_body
 from service.api.deps import ClientDep, ResourcesDep, resources_and_client
 from service.api.errors import ApiProblem, FieldProblem, invalid_input, problem_responses
@@ -40,7 +41,7 @@ from service.store import tasks as task_store
 router = APIRouter(
     prefix="/v1/tasks",
     tags=["tasks"],
-    responses=problem_responses(401, 422, 503),
+    responses=problem_responses(401, 422, 429, 503),
 )
 
 
@@ -134,8 +135,13 @@ async def register_task(request: Request) -> Response:
             checked.detail,
             [FieldProblem(field=e.field, message=e.message) for e in checked.errors],
         )
-    async with hot_connection(resources) as conn:
-        row, created = await task_store.register_task(conn, client.id, checked, now)
+    reserved = await reserve_pending_room(resources, request, client, 1)
+    created = False
+    try:
+        async with hot_connection(resources) as conn:
+            row, created = await task_store.register_task(conn, client.id, checked, now)
+    finally:
+        await release_pending_room(resources, client, reserved - int(created))
     return json_response(_task_body(row), status_code=201 if created else 200)
 
 
@@ -169,8 +175,14 @@ async def register_batch(request: Request) -> Response:
 
     created: set[str] = set()
     if distinct:
-        async with hot_connection(resources) as conn:
-            created = await task_store.register_tasks(conn, client.id, list(distinct.values()), now)
+        reserved = await reserve_pending_room(resources, request, client, len(distinct))
+        try:
+            async with hot_connection(resources) as conn:
+                created = await task_store.register_tasks(
+                    conn, client.id, list(distinct.values()), now
+                )
+        finally:
+            await release_pending_room(resources, client, reserved - len(created))
 
     results: list[dict[str, Any]] = []
     for outcome in checked:

@@ -36,13 +36,16 @@ from service.domain.polling import (
     decide_after_poll,
     expire_decision,
 )
+from service.domain.refusals import RefusalWindow
 from service.domain.states import TaskState
 from service.engine.gate import UpstreamGate
+from service.engine.heartbeat import HeldLease, LeaseKeeper, lease_durations
 from service.engine.pause import close_pause, open_pause
 from service.engine.probe import arm_probe_timer
 from service.engine.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
 from service.observability.metrics import record_poll
 from service.store.db import transaction
+from service.store.leases import LeasedTable
 from service.store.polling import (
     LeasedTask,
     PolledAnswer,
@@ -88,8 +91,13 @@ class PollService:
         *,
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
+        leases: LeaseKeeper | None = None,
     ) -> None:
         self._settings = settings
+        # Without a keeper of the worker's (tests), leases are held but nobody renews them.
+        self._leases = leases or LeaseKeeper(sessions, lease_durations(settings), clock=clock)
+        self._batches: set[asyncio.Task[BatchReport]] = set()
+        self._refusals = RefusalWindow()
         self._sessions = sessions
         self._redis = redis
         self._upstream = upstream
@@ -104,6 +112,39 @@ class PollService:
             seconds=min(settings.upstream_timeout_s + 1.0, settings.lease_s / 2)
         )
 
+    async def start_batch(
+        self, ids: Sequence[int], lease_token: uuid.UUID, *, probe: bool = False
+    ) -> int:
+        """Start polling a claimed batch in the background and return at once (the worker's
+        entry point): a batch waits most of its time for rate slots and upstream answers, and
+        while it waits it must not hold one of the worker's few task slots, or batches behind it
+        would queue in the broker while their leases, which nobody renews there, run out."""
+        batch = asyncio.create_task(self._logged_batch(list(ids), lease_token, probe))
+        self._batches.add(batch)
+        batch.add_done_callback(self._batches.discard)
+        return len(ids)
+
+    async def _logged_batch(
+        self, ids: list[int], lease_token: uuid.UUID, probe: bool
+    ) -> BatchReport:
+        try:
+            return await self.poll_batch(ids, lease_token, probe=probe)
+        except Exception:
+            # Its leases run out and the tasks come due again: nothing is lost.
+            log.exception("poll.batch_failed", extra={"tasks": len(ids)})
+            return BatchReport()
+
+    async def close(self) -> None:
+        """Stop: batches still polling are abandoned; their leases bring them back."""
+        for batch in list(self._batches):
+            batch.cancel()
+        await asyncio.gather(*self._batches, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Wait for every started batch to finish (tests, orderly shutdown)."""
+        while self._batches:
+            await asyncio.gather(*list(self._batches), return_exceptions=True)
+
     async def poll_batch(
         self, ids: Sequence[int], lease_token: uuid.UUID, *, probe: bool = False
     ) -> BatchReport:
@@ -117,7 +158,22 @@ class PollService:
         report.skipped = len(ids) - len(leased)
         if not leased:
             return report
+        held_ids = [task.id for task in leased]
+        valid_until = min(task.lease_until for task in leased)
+        with self._leases.hold(LeasedTable.TASKS, lease_token, held_ids, valid_until) as held:
+            await self._poll_held(leased, lease_token, held, report, now, probe=probe)
+        return report
 
+    async def _poll_held(
+        self,
+        leased: list[LeasedTask],
+        lease_token: uuid.UUID,
+        held: HeldLease,
+        report: BatchReport,
+        now: datetime,
+        *,
+        probe: bool,
+    ) -> None:
         writes: list[PollWrite] = []
         not_polled: list[NotPolled] = []
         to_call: list[LeasedTask] = []
@@ -131,7 +187,7 @@ class PollService:
             not_polled += [NotPolled(task.id) for task in to_call]
             to_call = []
 
-        started, unstarted = await self._start_calls_in_slots(to_call, probe=probe)
+        started, unstarted = await self._start_calls_in_slots(to_call, held, probe=probe)
         not_polled += [NotPolled(task.id) for task in unstarted]
         results = await asyncio.gather(*started, return_exceptions=True)
         for task, item in zip(to_call, results, strict=False):
@@ -154,10 +210,9 @@ class PollService:
                 not_polled.append(item)
 
         await self._write_back(lease_token, writes, not_polled, report)
-        return report
 
     async def _start_calls_in_slots(
-        self, tasks: list[LeasedTask], *, probe: bool
+        self, tasks: list[LeasedTask], held: HeldLease, *, probe: bool
     ) -> tuple[list[asyncio.Task[PollWrite | NotPolled]], list[LeasedTask]]:
         """Start each task's poll at its slot of the shared rate ceiling.
 
@@ -184,15 +239,17 @@ class PollService:
                     await asyncio.sleep(delay)
                 elif slot > 0 and -delay > MAX_LATENESS_S:
                     break
-                started.append(asyncio.create_task(self._poll_one(tasks[index], probe=probe)))
+                started.append(asyncio.create_task(self._poll_one(tasks[index], held, probe=probe)))
                 index += 1
         return started, []
 
-    async def _poll_one(self, task: LeasedTask, *, probe: bool) -> PollWrite | NotPolled:
+    async def _poll_one(
+        self, task: LeasedTask, held: HeldLease, *, probe: bool
+    ) -> PollWrite | NotPolled:
         now = self._clock()
         if now >= task.expires_at:
             return PollWrite(task.id, expire_decision(task.poll_count, now))
-        if now >= task.lease_until - self._lease_margin:
+        if now >= held.valid_until - self._lease_margin:
             return NotPolled(task.id)
         gate = await self._gate.state()
         if gate.paused and not probe:
@@ -205,6 +262,7 @@ class PollService:
         latency_s = time.perf_counter() - started
         answered_at = self._clock()
         outcome = classify_answer(raw, answered_at)
+        self._refusals.record(time.monotonic(), refused=outcome.kind is OutcomeKind.RATE_LIMITED)
         late_s = None if task.next_poll_at is None else (now - task.next_poll_at).total_seconds()
         record_poll(outcome.kind.value, latency_s, late_s)
         await self._react_globally(outcome, answered_at, probe=probe)
@@ -241,7 +299,7 @@ class PollService:
                 # This process stops at once; the others as soon as Redis tells them.
                 self._gate.learn_blocked(outcome.retry_after_s)
                 await self._limiter.block_for(outcome.retry_after_s)
-            factor = await self._limiter.slow_down()
+            factor = await self._limiter.slow_down(self._refusals.multiplier(time.monotonic()))
             log.warning(
                 "upstream.rate_limited",
                 extra={

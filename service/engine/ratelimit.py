@@ -12,8 +12,9 @@ Claims: the scheduler takes claim budget from a second GCRA timeline at the same
 burst tolerance, so a backlog is claimed (and leased) only as fast as it can be polled instead of
 flooding the broker with messages whose leases run out in a queue.
 
-Adaptation: RATE_LIMIT_EXCEEDED halves the effective rate (at most once per DECREASE_COOLDOWN_S,
-so one batch of refusals counts once, never below FACTOR_FLOOR of the ceiling); it recovers
+Adaptation: RATE_LIMIT_EXCEEDED lowers the effective rate in proportion to the share of calls
+refused lately, by half at most (service/domain/refusals.py; at most once per
+DECREASE_COOLDOWN_S, so one batch of refusals counts once, never below FACTOR_FLOOR); it recovers
 additively, RECOVERY_PER_S of the ceiling per second. A Retry-After stops every reservation until
 then. All of it lives in keys with expiry: after a FLUSHALL the limiter simply starts clean.
 """
@@ -230,12 +231,14 @@ class UpstreamRateLimiter:
                 args=[repr(self._rate), unused, repr(self._recovery_per_s)],
             )
 
-    async def slow_down(self) -> float:
-        """Upstream said RATE_LIMIT_EXCEEDED: lower the shared rate; returns the new factor."""
+    async def slow_down(self, multiplier: float = DECREASE_MULTIPLIER) -> float:
+        """Upstream said RATE_LIMIT_EXCEEDED: multiply the shared rate by `multiplier` (at most
+        once per DECREASE_COOLDOWN_S, across every process); returns the new factor. The poller
+        passes the share of calls refused lately (service/domain/refusals.py)."""
         factor = await self._slow_down(
             keys=[FACTOR_KEY],
             args=[
-                repr(DECREASE_MULTIPLIER),
+                repr(multiplier),
                 repr(FACTOR_FLOOR),
                 repr(DECREASE_COOLDOWN_S),
                 repr(self._recovery_per_s),

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.engine.gate import UpstreamGate
+from service.engine.heartbeat import LeaseKeeper, lease_durations
 from service.engine.poller import PollService
 from service.engine.ratelimit import UpstreamRateLimiter
 from service.store.db import create_engine_for, session_factory
@@ -48,6 +49,9 @@ class EngineResources:
     limiter: UpstreamRateLimiter
     poller: PollService
     deliveries: DeliveryService
+    leases: LeaseKeeper
+    heartbeat: asyncio.Task[None]
+    stop_heartbeat: asyncio.Event
 
 
 async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> EngineResources:
@@ -63,12 +67,30 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Engin
     limiter = UpstreamRateLimiter(redis, settings.upstream_max_rps)
     gate = UpstreamGate(redis, limiter)
     sessions = session_factory(engine)
-    poller = PollService(settings, sessions, redis, upstream, limiter, gate)
-    deliveries = DeliveryService.from_settings(settings, sessions)
-    return EngineResources(settings, engine, sessions, redis, upstream, limiter, poller, deliveries)
+    leases = LeaseKeeper(sessions, lease_durations(settings))
+    poller = PollService(settings, sessions, redis, upstream, limiter, gate, leases=leases)
+    deliveries = DeliveryService.from_settings(settings, sessions, leases=leases)
+    stop_heartbeat = asyncio.Event()
+    heartbeat = asyncio.create_task(leases.run_until(stop_heartbeat))
+    return EngineResources(
+        settings,
+        engine,
+        sessions,
+        redis,
+        upstream,
+        limiter,
+        poller,
+        deliveries,
+        leases,
+        heartbeat,
+        stop_heartbeat,
+    )
 
 
 async def close_resources(resources: EngineResources) -> None:
+    resources.stop_heartbeat.set()
+    await resources.heartbeat
+    await resources.poller.close()
     await resources.deliveries.close()
     await resources.upstream.aclose()
     await resources.redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose

@@ -1,14 +1,20 @@
 """The lease pattern shared by polls and webhook deliveries: one statement claims due rows under a
 fresh token (`FOR UPDATE SKIP LOCKED`, so concurrent claimers never take the same row), and every
-later write is guarded by that token."""
+later write is guarded by that token. A worker renews the leases it holds while it works on them
+(`renew_leases`, driven by service/engine/heartbeat.py), so a lease can be short: a crashed
+worker's rows come due again within one lease."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from sqlalchemy import TextClause
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.domain.states import DeliveryState, TaskState
 
 # One tick claims at most this many batches: a huge backlog is spread over ticks rather than
 # leased all at once (leases would run out in the broker's queue).
@@ -33,3 +39,51 @@ async def claim_due(
         },
     )
     return token, sorted(int(row[0]) for row in result)
+
+
+class LeasedTable(StrEnum):
+    """The tables whose rows are claimed under a lease."""
+
+    TASKS = "tasks"
+    DELIVERIES = "deliveries"
+
+
+# One statement renews every lease a worker holds in a table: rows found by primary key, each
+# still under the token it was claimed with and still pending (a row written back, handed back
+# or re-claimed by someone else is left alone). Only `lease_until` changes, an unindexed column,
+# so the update stays HOT and touches no index.
+_RENEW = {
+    table: text(
+        f"""
+        UPDATE {table} AS t SET lease_until = :until
+        FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[])) AS held(id, token)
+        WHERE t.id = held.id AND t.lease_token = held.token AND t.state = '{pending}'
+        RETURNING t.lease_token
+        """  # noqa: S608 - only enum values are interpolated
+    )
+    for table, pending in (
+        (LeasedTable.TASKS, TaskState.PENDING),
+        (LeasedTable.DELIVERIES, DeliveryState.PENDING),
+    )
+}
+
+
+async def renew_leases(
+    session: AsyncSession,
+    table: LeasedTable,
+    held: Sequence[tuple[int, uuid.UUID]],
+    until: datetime,
+) -> set[uuid.UUID]:
+    """Extend to `until` the leases of these (id, token) pairs that are still ours; returns the
+    tokens that still hold at least one row."""
+    if not held:
+        return set()
+    result = await session.execute(
+        _RENEW[table],
+        {
+            "ids": [row_id for row_id, _ in held],
+            "tokens": [token for _, token in held],
+            "until": until,
+        },
+    )
+    return {row[0] for row in result}

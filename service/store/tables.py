@@ -68,10 +68,15 @@ class Client(Base):
     """A customer of phonebridge; owns API keys, tasks, subscriptions and events."""
 
     __tablename__ = "clients"
+    __table_args__ = (CheckConstraint("max_rps >= 0 AND max_pending >= 0", name="limits"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Intake limits of this client alone: NULL follows PHONEBRIDGE_CLIENT_MAX_RPS /
+    # PHONEBRIDGE_CLIENT_MAX_PENDING, 0 means no limit.
+    max_rps: Mapped[int | None] = mapped_column(Integer)
+    max_pending: Mapped[int | None] = mapped_column(Integer)
 
 
 class ApiKey(Base):
@@ -87,6 +92,8 @@ class ApiKey(Base):
     key_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[datetime | None]
+    # Written at most once a minute per key by the API (service/api/auth.py), not per request.
+    last_used_at: Mapped[datetime | None]
 
 
 class Task(Base):

@@ -23,8 +23,9 @@ LATENCY_WEIGHT = 0.2
 
 def in_flight_per_subscription(settings: Settings, sender: WebhookSender) -> int:
     """How many of one subscription's deliveries a process holds at once: those sending, and
-    those waiting for a turn at the endpoint. Even if every attempt times out, the last one
-    starts before its lease (PHONEBRIDGE_LEASE_S plus one timeout) runs out."""
+    those waiting for a turn at the endpoint; as many rounds as fit in one lease, at least one
+    (a process holds no more of one endpoint's work than it could start within a lease, so a
+    slow endpoint's backlog stays claimable by other processes)."""
     rounds = max(1, int(settings.lease_s // settings.webhook_timeout_s))
     return sender.max_concurrent_per_endpoint * rounds
 
@@ -60,7 +61,7 @@ class SubscriptionAdmission:
             in_flight_per_subscription(settings, sender),
             sender.max_concurrent_per_endpoint,
             # By then every attempt this process holds for a subscription has started and ended.
-            delivery_lease_s(settings),
+            delivery_lease_s(settings) + settings.webhook_timeout_s,
             clock,
         )
 

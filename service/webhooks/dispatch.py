@@ -33,7 +33,9 @@ class DeliveryPublisher(Protocol):
 
 
 def delivery_lease_s(settings: Settings) -> float:
-    return settings.lease_s + settings.webhook_timeout_s
+    """A claimed delivery's lease: the worker sending it renews it for as long as it works on it
+    (service/engine/heartbeat.py), so it need not cover a whole attempt's timeout."""
+    return settings.lease_s
 
 
 class DeliveryDispatch:

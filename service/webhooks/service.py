@@ -30,6 +30,7 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.signing import webhook_body, webhook_headers
 from service.domain.states import DeliveryState
+from service.engine.heartbeat import LeaseKeeper, lease_durations
 from service.store.db import transaction
 from service.store.deliveries import (
     LeasedDelivery,
@@ -38,6 +39,7 @@ from service.store.deliveries import (
     postpone_leased,
     stop_leased,
 )
+from service.store.leases import LeasedTable
 from service.webhooks.admission import SubscriptionAdmission
 from service.webhooks.encryption import SecretCipher, SecretDecryptionError, cipher_for
 from service.webhooks.guard import HostResolver
@@ -92,8 +94,11 @@ class DeliveryService:
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
         max_in_flight: int = MAX_IN_FLIGHT,
+        leases: LeaseKeeper | None = None,
     ) -> None:
         self._sessions = sessions
+        # Without a keeper of the worker's (tests), leases are held but nobody renews them.
+        self._leases = leases or LeaseKeeper(sessions, lease_durations(settings), clock=clock)
         self._sender = sender
         self._cipher = cipher
         self._clock = clock
@@ -113,11 +118,12 @@ class DeliveryService:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         resolver: HostResolver | None = None,
+        leases: LeaseKeeper | None = None,
     ) -> DeliveryService:
         sender = WebhookSender(
             settings.webhook_timeout_s, settings.webhook_allow_private, resolver=resolver
         )
-        return cls(settings, sessions, sender, cipher_for(settings))
+        return cls(settings, sessions, sender, cipher_for(settings), leases=leases)
 
     async def close(self) -> None:
         """Stop: batches still sending are abandoned; their leases bring them back."""
@@ -180,13 +186,20 @@ class DeliveryService:
         batch's deliveries are done with (written, handed back, or not ours any more)."""
         admitted, report = await self._take_on(ids, lease_token)
         settle(len(ids) - len(admitted))
+        if not admitted:
+            return report
         secrets_by_subscription: dict[int, list[str] | str] = {}
-        states = await asyncio.gather(
-            *(
-                self._deliver_one(row, lease_token, secrets_by_subscription, settle)
-                for row in admitted
+        # Sends do not look at the lease's end (a write-back after it is guarded by the token);
+        # what is known here is that it held when the batch was loaded.
+        valid_until = self._clock()
+        held_ids = [row.id for row in admitted]
+        with self._leases.hold(LeasedTable.DELIVERIES, lease_token, held_ids, valid_until):
+            states = await asyncio.gather(
+                *(
+                    self._deliver_one(row, lease_token, secrets_by_subscription, settle)
+                    for row in admitted
+                )
             )
-        )
         report.count_attempts(states)
         return report
 

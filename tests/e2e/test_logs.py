@@ -23,6 +23,7 @@ from tests.support.commands import (
     CliProcess,
     clean_environment,
     create_api_key,
+    run_command,
     wait_for_task_state,
 )
 from tests.support.receivers import Receiver, Reply
@@ -107,6 +108,25 @@ def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
         )
     ]
     api_key = create_api_key(env, tmp_path, "logs-e2e")
+    # The key commands: a second key (printed alone on stdout, by design: only its stderr is
+    # searched), the listing, limits, and later a revocation.
+    added = run_command(env, tmp_path, "api-key", "add", "--client", "logs-e2e")
+    second_key = added.stdout.strip().splitlines()[-1]
+    one_shots.append(subprocess.CompletedProcess(added.args, added.returncode, "", added.stderr))
+    one_shots.append(
+        run_command(
+            env,
+            tmp_path,
+            "api-key",
+            "limits",
+            "--client",
+            "logs-e2e",
+            "--max-rps",
+            "1000",
+            "--max-pending",
+            "1000",
+        )
+    )
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
     processes = {
@@ -125,6 +145,15 @@ def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
             webhook_secret = created.json()["secret"]
             assert (
                 api.get("/v1/tasks/x", headers={"authorization": "Bearer wrong"}).status_code == 401
+            )
+            assert api.get("/v1/tasks", headers=bearer(second_key)).status_code == 200
+            one_shots.append(run_command(env, tmp_path, "api-key", "list"))
+            revoked_id = one_shots[-1].stdout.strip().splitlines()[-1].split("\t")[0]
+            one_shots.append(run_command(env, tmp_path, "api-key", "revoke", revoked_id))
+            wait_until(
+                lambda: api.get("/v1/tasks", headers=bearer(second_key)).status_code == 401,
+                10,
+                "the revoked key to be refused",
             )
 
             # Account problems pause polling, and 500s interleave with real answers.
@@ -153,7 +182,12 @@ def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
         streams[f"one-shot {index}"] = finished.stdout + finished.stderr
 
     for name, content in streams.items():
-        for secret_name, secret in forbidden_strings(api_key, webhook_secret).items():
+        forbidden = forbidden_strings(api_key, webhook_secret) | {
+            f"second {name}": value
+            for name, value in forbidden_strings(second_key, webhook_secret).items()
+            if "api key" in name
+        }
+        for secret_name, secret in forbidden.items():
             assert secret not in content, f"{secret_name} appears in {name}"
 
     entries: list[dict[str, Any]] = []

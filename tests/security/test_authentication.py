@@ -169,6 +169,6 @@ def test_keys_are_looked_up_by_digest_and_compared_in_constant_time() -> None:
     assert compared == []
     # The lookup goes by the digest, never by the key.
     lookup = " ".join(clients._FIND_ACTIVE_KEY.split())
-    assert "WHERE key_hash = %(key_hash)s" in lookup
+    assert "WHERE k.key_hash = %(key_hash)s" in lookup
     assert "key_hash" in inspect.signature(clients.find_active_key).parameters
     assert api_key_digest("pbk_x") == hashlib.sha256(b"pbk_x").digest()

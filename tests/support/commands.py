@@ -173,3 +173,16 @@ def wait_for_task_state(
             task_in_state, timeout_s, f"task {task_id} to be {state}", interval_s=0.2
         )
         return found
+
+
+def run_command(env: Mapping[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A one-shot `phonebridge` command, as an operator runs it; its output, whatever its exit."""
+    return subprocess.run(
+        [phonebridge_executable(), *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

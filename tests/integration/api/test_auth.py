@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.accounts import API_KEY_PREFIX, generate_api_key
 from service.api.keycache import KeyCache
+from service.store.clients import StoredKey
 from tests.support.api import bearer
 from tests.support.factories import insert_event
 
@@ -122,15 +123,16 @@ async def test_a_revoked_key_stops_working_once_its_cache_entry_is_gone(
 def test_key_cache_forgets_entries_after_their_ttl_and_when_full() -> None:
     now = [100.0]
     cache = KeyCache(ttl_s=5.0, max_entries=2, clock=lambda: now[0])
-    cache.remember(b"a", 1)
-    cache.remember(b"b", 2)
-    assert cache.client_id_for(b"a") == 1
-    cache.remember(b"c", 3)  # full: the oldest entry goes
-    assert cache.client_id_for(b"a") is None
-    assert cache.client_id_for(b"b") == 2
+    a, b, c = (StoredKey(n, n, bytes([n]) * 32, None, None) for n in (1, 2, 3))
+    cache.remember(b"a", a)
+    cache.remember(b"b", b)
+    assert cache.find(b"a") == a
+    cache.remember(b"c", c)  # full: the oldest entry goes
+    assert cache.find(b"a") is None
+    assert cache.find(b"b") == b
     now[0] += 5.0
-    assert cache.client_id_for(b"b") is None
-    assert cache.client_id_for(b"c") is None
+    assert cache.find(b"b") is None
+    assert cache.find(b"c") is None
 
 
 # --- isolation --------------------------------------------------------------------------------

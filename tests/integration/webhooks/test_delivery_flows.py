@@ -12,15 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from service.api.app import create_app
 from service.config import Settings
 from service.store.db import transaction
 from service.webhooks.encryption import cipher_for
 from service.webhooks.sender import WebhookSender
 from service.webhooks.service import DeliveryService
+from tests.support.api import asgi_client
 from tests.support.deliveries import FakeClock, Pump
 from tests.support.factories import ApiClient, emit_event, new_client
 from tests.support.receivers import Receiver, Reply, refused_port
@@ -509,3 +511,38 @@ async def test_a_subscription_that_stops_answering_has_its_overflow_held_back_lo
         assert all(4.0 <= delay < 4.5 for delay in delays)
     finally:
         await service.close()
+
+
+async def test_redeliver_reads_the_deliveries_once_and_names_a_disabled_subscription(
+    hook_settings: Settings, client: ApiClient, receiver: Receiver, sessions: Sessions
+) -> None:
+    app = create_app(hook_settings)
+    reads: list[str] = []
+
+    def count_reads(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM deliveries d JOIN subscriptions s" in statement:
+            reads.append(statement)
+
+    async with app.router.lifespan_context(app), asgi_client(app) as api:
+        event.listen(app.state.resources.engine.sync_engine, "before_cursor_execute", count_reads)
+        sub = await _subscribe(api, client, receiver.url(_path()))
+        event_id = await emit_event(sessions, client.id)
+        for body in ({}, {"subscription_id": sub["id"]}):
+            reads.clear()
+            response = await api.post(
+                f"/v1/events/{event_id}/redeliver", json=body, headers=client.headers
+            )
+            assert response.status_code == 202
+            assert [d["subscription_id"] for d in response.json()["data"]] == [sub["id"]]
+            assert len(reads) == 1
+        disabled = await api.patch(
+            f"/v1/subscriptions/{sub['id']}", json={"enabled": False}, headers=client.headers
+        )
+        assert disabled.status_code == 200
+        refused = await api.post(
+            f"/v1/events/{event_id}/redeliver",
+            json={"subscription_id": sub["id"]},
+            headers=client.headers,
+        )
+        assert refused.status_code == 409
+        assert "disabled or deleted" in refused.json()["detail"]

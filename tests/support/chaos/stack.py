@@ -218,8 +218,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(extra_settings: Mapping[str, str] | None = None) -> Iterator[Stack]:
-    """Start everything, migrate, and yield the stack; stop everything afterwards."""
+def running_stack(
+    extra_settings: Mapping[str, str] | None = None, *, defaults: frozenset[str] = frozenset()
+) -> Iterator[Stack]:
+    """Start everything, migrate, and yield the stack; stop everything afterwards. Settings named
+    in `defaults` are left unset (their production default applies)."""
     # Outside pytest's tmp_path: PostgreSQL runs as its own user under root and must reach it.
     root = Path(tempfile.mkdtemp(prefix="phonebridge-chaos-"))
     (root / "logs").mkdir()
@@ -254,8 +257,11 @@ def running_stack(extra_settings: Mapping[str, str] | None = None) -> Iterator[S
             PHONEBRIDGE_DATABASE_URL=postgres.url,
             PHONEBRIDGE_REDIS_URL=stack.redis.url,
             PHONEBRIDGE_UPSTREAM_BASE_URL=sim.base_url,
-            **STACK_SETTINGS,
-            **(extra_settings or {}),
+            **{
+                name: value
+                for name, value in {**STACK_SETTINGS, **(extra_settings or {})}.items()
+                if name not in defaults
+            },
         )
         stack.run_command("migrate")
         stack.add_service("api", "api", "--port", str(stack.api_port))
