@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.accounts import API_KEY_PREFIX, api_key_digest, generate_api_key
 from service.api import auth
 from service.store import clients
+from tests.support.api import bearer
 from tests.support.routes import served_operations, v1_operations
 from tests.support.tenants import Tenant
 
@@ -30,7 +31,11 @@ PUBLIC_PATHS = {
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
+    "/portal/sign-in",
+    "/portal/static/portal.css",
 }
+# The portal's other pages and forms answer only a signed-in session (a cookie, not a key).
+PORTAL_PREFIX = "/portal"
 
 # Every /v1 operation the contract names; a new one joins by being served, not by this list.
 CONTRACT_OPERATIONS = {
@@ -77,9 +82,28 @@ def test_every_route_outside_v1_is_a_deliberately_public_one(
     unexpected = {
         op.path
         for op in served_operations(security_app_running)
-        if not op.path.startswith("/v1/") and op.path not in PUBLIC_PATHS
+        if not op.path.startswith(("/v1/", PORTAL_PREFIX)) and op.path not in PUBLIC_PATHS
     }
     assert unexpected == set()
+
+
+async def test_every_portal_route_but_sign_in_refuses_a_caller_without_a_session(
+    security_app_running: FastAPI, api: httpx.AsyncClient
+) -> None:
+    guarded = [
+        op
+        for op in served_operations(security_app_running)
+        if op.path.startswith(PORTAL_PREFIX) and op.path not in PUBLIC_PATHS
+    ]
+    assert guarded, "the portal serves pages"
+    for op in guarded:
+        path = op.path.replace("{event_id}", "evt_0").replace("{subscription_id}", "sub_0")
+        path = path.replace("{task_id}", "T-1")
+        response = await api.request(op.method, path, headers=bearer(generate_api_key()))
+        # To the sign-in page, or refused outright: never the page or the action.
+        assert response.status_code in {303, 401, 403}, (op, response.status_code)
+        if response.status_code == 303:
+            assert response.headers["location"] == f"{PORTAL_PREFIX}/sign-in", op
 
 
 def test_the_served_v1_routes_include_every_contract_operation(
@@ -152,21 +176,25 @@ def _calls_in(function: object) -> set[str]:
 
 
 def test_keys_are_looked_up_by_digest_and_compared_in_constant_time() -> None:
-    calls = _calls_in(auth.authenticate)
-    assert "api_key_digest" in calls
+    # authenticate digests the key; client_of_key_digest (shared with the portal's sessions)
+    # looks the digest up and compares.
+    assert "api_key_digest" in _calls_in(auth.authenticate)
+    assert "client_of_key_digest" in _calls_in(auth.authenticate)
+    calls = _calls_in(auth.client_of_key_digest)
     assert "find_active_key" in calls
     assert "hmac.compare_digest" in calls
     # Only compare_digest compares key material: no ==/!= touches the key, its digest or the
     # stored hash (an early-exit comparison would tell how much of a guess was right).
-    tree = ast.parse(textwrap.dedent(inspect.getsource(auth.authenticate)))
-    compared = [
-        ast.unparse(node)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Compare)
-        and any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops)
-        and any(word in ast.unparse(node) for word in ("key", "digest", "hash"))
-    ]
-    assert compared == []
+    for function in (auth.authenticate, auth.client_of_key_digest):
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+        compared = [
+            ast.unparse(node)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Compare)
+            and any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops)
+            and any(word in ast.unparse(node) for word in ("key", "digest", "hash"))
+        ]
+        assert compared == [], function
     # The lookup goes by the digest, never by the key.
     lookup = " ".join(clients._FIND_ACTIVE_KEY.split())
     assert "WHERE k.key_hash = %(key_hash)s" in lookup
