@@ -25,25 +25,53 @@ from service.store.leases import claim_due
 from service.store.outbox import FinishedTask, record_events
 
 # `state = 'pending'` is written out, not a parameter, here and in the deadline sweep: only then
-# can the planner use the partial indexes (ix_tasks_due, ix_tasks_pending_expires_at).
+# can the planner use the partial indexes (ix_tasks_client_id_next_poll_at,
+# ix_tasks_pending_expires_at).
+#
+# The claim shares the round fairly when more is due than the rate ceiling allows: each client
+# with due work takes turns (its first task, then every client's second, ...), so one client's
+# backlog cannot delay another's answers. Within a client, among its most overdue tasks (at most
+# :limit, read from the index in next_poll_at order), the ones most likely to have an answer
+# waiting (finish_p) go first; a task never polled (finish_p NULL) goes before re-polls, so a new
+# registration's first poll is not starved. The work is bounded by :limit times the number of
+# clients with due work, whatever the number of pending tasks. The candidates are locked as they
+# are read (SKIP LOCKED leaves another claimer's rows to it, and a row leased meanwhile fails its
+# condition when re-checked under the lock), so a concurrent claimer takes the next ones.
 _CLAIM_DUE = text(
     f"""
-    UPDATE tasks SET lease_token = :token, lease_until = :lease_until
-    WHERE id IN (
-        SELECT id FROM tasks
-        WHERE state = '{TaskState.PENDING}' AND next_poll_at <= :now AND expires_at > :now
-          AND (lease_until IS NULL OR lease_until < :now)
-        ORDER BY next_poll_at
-        LIMIT :limit
-        FOR UPDATE SKIP LOCKED
+    WITH candidates AS (
+        SELECT due.id, due.client_id, due.finish_p, due.next_poll_at
+        FROM clients AS c
+        CROSS JOIN LATERAL (
+            SELECT t.id, t.client_id, t.finish_p, t.next_poll_at FROM tasks AS t
+            WHERE t.client_id = c.id AND t.state = '{TaskState.PENDING}'
+              AND t.next_poll_at <= :now AND t.expires_at > :now
+              AND (t.lease_until IS NULL OR t.lease_until < :now)
+            ORDER BY t.next_poll_at
+            LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+        ) AS due
+    ),
+    turns AS (
+        SELECT id, next_poll_at, row_number() OVER (
+            PARTITION BY client_id ORDER BY finish_p DESC NULLS FIRST, next_poll_at, id
+        ) AS turn
+        FROM candidates
+    ),
+    chosen AS (
+        SELECT id FROM turns ORDER BY turn, next_poll_at, id LIMIT :limit
     )
+    UPDATE tasks SET lease_token = :token, lease_until = :lease_until
+    WHERE id IN (SELECT id FROM chosen)
     RETURNING id
     """  # noqa: S608 - only enum values are interpolated
 )
 
 _LOAD_LEASED = text(
     f"""
-    SELECT id, task_id, poll_count, expires_at, lease_until, next_poll_at FROM tasks
+    SELECT id, task_id, poll_count, expires_at, lease_until, next_poll_at, submitted_at,
+           last_pending_at
+    FROM tasks
     WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token
       AND state = '{TaskState.PENDING}' AND lease_until > :now
     ORDER BY id
@@ -59,7 +87,8 @@ _WRITE_BACK = text(
     WITH input AS (
         SELECT * FROM jsonb_to_recordset(CAST(:writes AS jsonb)) AS v(
             id bigint, state text, poll_count integer, next_poll_at timestamptz,
-            completed_at timestamptz, result jsonb, last_error jsonb, request_id text)
+            completed_at timestamptz, result jsonb, last_error jsonb, request_id text,
+            last_pending_at timestamptz, finish_p real)
     ),
     locked AS (
         SELECT id FROM tasks
@@ -76,6 +105,8 @@ _WRITE_BACK = text(
         result = COALESCE(v.result, t.result),
         last_error = COALESCE(v.last_error, t.last_error),
         upstream_request_id = COALESCE(v.request_id, t.upstream_request_id),
+        last_pending_at = COALESCE(v.last_pending_at, t.last_pending_at),
+        finish_p = v.finish_p,
         lease_token = NULL,
         lease_until = NULL,
         updated_at = :now
@@ -131,6 +162,9 @@ class LeasedTask:
     lease_until: datetime
     # When the poll was due; how late it really starts is a metric.
     next_poll_at: datetime | None = None
+    # The task's age counts from submitted_at; a completion arrived after the last PENDING.
+    submitted_at: datetime | None = None
+    last_pending_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +174,7 @@ class WrittenTask:
     id: int
     task_id: str
     state: TaskState
+    client_id: int
 
 
 @dataclass(frozen=True)
@@ -153,7 +188,8 @@ class PollWrite:
 async def claim_due_tasks(
     session: AsyncSession, now: datetime, lease_s: float, limit: int
 ) -> tuple[uuid.UUID, list[int]]:
-    """Lease up to `limit` due pending tasks, oldest due first; returns the lease token and ids.
+    """Lease up to `limit` due pending tasks, shared fairly across clients (see _CLAIM_DUE);
+    returns the lease token and ids.
 
     Rows another claimer holds locked are skipped, and a live lease excludes a row, so concurrent
     schedulers never claim the same task for the same round.
@@ -174,6 +210,8 @@ async def load_leased_tasks(
             expires_at=row.expires_at,
             lease_until=row.lease_until,
             next_poll_at=row.next_poll_at,
+            submitted_at=row.submitted_at,
+            last_pending_at=row.last_pending_at,
         )
         for row in result
     ]
@@ -196,6 +234,8 @@ async def record_poll_results(
             "result": write.decision.result.as_json() if write.decision.result else None,
             "last_error": write.decision.last_error,
             "request_id": write.decision.upstream_request_id,
+            "last_pending_at": write.decision.last_pending_at,
+            "finish_p": write.decision.finish_p,
         }
         for write in writes
     ]
@@ -205,7 +245,9 @@ async def record_poll_results(
     written: list[WrittenTask] = []
     finished: list[FinishedTask] = []
     for row in result:
-        written.append(WrittenTask(row.id, row.task_id, TaskState(row.state)))
+        written.append(
+            WrittenTask(int(row.id), str(row.task_id), TaskState(row.state), int(row.client_id))
+        )
         if row.row_json is not None:
             finished.append(_finished(row))
     await record_events(session, finished, now)

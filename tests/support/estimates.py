@@ -13,4 +13,3 @@ def uniform_estimate(up_to_bin: int, total: float = 1000.0) -> tuple[CompletionE
         total * (EDGES[i + 1] - EDGES[i]) / end if i < up_to_bin else 0.0 for i in range(BIN_COUNT)
     ]
     return CompletionEstimate(tuple(weights)), end
-
