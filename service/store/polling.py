@@ -28,15 +28,17 @@ from service.store.outbox import FinishedTask, record_events
 # can the planner use the partial indexes (ix_tasks_client_id_next_poll_at,
 # ix_tasks_pending_expires_at).
 #
-# The claim shares the round fairly when more is due than the rate ceiling allows: each client
-# with due work takes turns (its first task, then every client's second, ...), so one client's
-# backlog cannot delay another's answers. Within a client, among its most overdue tasks (at most
-# :limit, read from the index in next_poll_at order), the ones most likely to have an answer
-# waiting (finish_p) go first; a task never polled (finish_p NULL) goes before re-polls, so a new
-# registration's first poll is not starved. The work is bounded by :limit times the number of
-# clients with due work, whatever the number of pending tasks. The candidates are locked as they
-# are read (SKIP LOCKED leaves another claimer's rows to it, and a row leased meanwhile fails its
-# condition when re-checked under the lock), so a concurrent claimer takes the next ones.
+# The claim shares the round fairly when more is due than the rate ceiling allows: clients with
+# due work take turns (every client's first task, then every client's second, ...), so one
+# client's backlog cannot delay another's answers. Within a client, among its most overdue tasks
+# (at most CANDIDATES_PER_CLAIM x :limit, read from the index in next_poll_at order), those most
+# likely to have an answer waiting (finish_p) go first, and a task never polled (finish_p NULL)
+# before them, so a new registration's first poll is not starved. The work is bounded by that
+# window times the number of clients with due work, whatever the number of pending tasks
+# (bench/scale.py). Rows are locked in turn order with SKIP LOCKED, and the limit counts only
+# rows locked, so a concurrent claimer takes the next turns; the lease condition is checked again
+# under the lock.
+CANDIDATES_PER_CLAIM = 4
 _CLAIM_DUE = text(
     f"""
     WITH candidates AS (
@@ -48,8 +50,7 @@ _CLAIM_DUE = text(
               AND t.next_poll_at <= :now AND t.expires_at > :now
               AND (t.lease_until IS NULL OR t.lease_until < :now)
             ORDER BY t.next_poll_at
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
+            LIMIT :limit * {CANDIDATES_PER_CLAIM}
         ) AS due
     ),
     turns AS (
@@ -59,12 +60,16 @@ _CLAIM_DUE = text(
         FROM candidates
     ),
     chosen AS (
-        SELECT id FROM turns ORDER BY turn, next_poll_at, id LIMIT :limit
+        SELECT t.id FROM tasks AS t JOIN turns USING (id)
+        WHERE t.state = '{TaskState.PENDING}' AND (t.lease_until IS NULL OR t.lease_until < :now)
+        ORDER BY turns.turn, turns.next_poll_at, t.id
+        LIMIT :limit
+        FOR UPDATE OF t SKIP LOCKED
     )
     UPDATE tasks SET lease_token = :token, lease_until = :lease_until
     WHERE id IN (SELECT id FROM chosen)
     RETURNING id
-    """  # noqa: S608 - only enum values are interpolated
+    """  # noqa: S608 - only constants and enum values are interpolated
 )
 
 _LOAD_LEASED = text(
