@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from service.api import deliveries, events, health, metrics, subscriptions, tasks
+from service.api import deliveries, events, health, metrics, stats, subscriptions, tasks
 from service.api.auth import SECURITY_SCHEME, SECURITY_SCHEME_NAME
 from service.api.docs import install_docs
 from service.api.errors import Problem, install_error_handlers
@@ -32,6 +32,7 @@ ROUTERS = (
     events.router,
     deliveries.router,
     subscriptions.router,
+    stats.router,
 )
 
 # Models that routes reference by name in the OpenAPI schema without FastAPI seeing them as a

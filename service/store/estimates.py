@@ -36,6 +36,13 @@ _READ_CLIENT = text(
     """
 )
 
+_READ_ACCOUNTS = text(
+    """
+    SELECT account, client_id, weights, updated_at FROM completion_estimates
+    WHERE client_id = :client_id ORDER BY account
+    """
+)
+
 # Rows are written in key order, so two batches that touch the same rows lock them in the same
 # order and cannot deadlock. A writer whose `now` is older than the row's (a concurrent batch
 # committed first) adds without decaying: the difference is milliseconds.
@@ -88,6 +95,32 @@ async def load_client_estimates(session: AsyncSession, client_id: int) -> list[S
     """Every account's estimate of one client's completions."""
     result = await session.execute(_READ_CLIENT, {"client_id": client_id})
     return [_stored(row) for row in result]
+
+
+async def client_estimate(
+    session: AsyncSession, client_id: int, now: datetime, half_life_s: float
+) -> tuple[CompletionEstimate, datetime | None]:
+    """One client's completions as of `now`, merged over every account (in practice one), and
+    when they last changed (None: never)."""
+    stored = await load_client_estimates(session, client_id)
+    return _merged(stored, now, half_life_s)
+
+
+async def account_estimates(
+    session: AsyncSession, now: datetime, half_life_s: float
+) -> CompletionEstimate:
+    """Every account's estimate as of `now`, merged: what the operator's metrics show."""
+    result = await session.execute(_READ_ACCOUNTS, {"client_id": ACCOUNT_WIDE})
+    return _merged([_stored(row) for row in result], now, half_life_s)[0]
+
+
+def _merged(
+    stored: Sequence[StoredEstimate], now: datetime, half_life_s: float
+) -> tuple[CompletionEstimate, datetime | None]:
+    merged = CompletionEstimate.empty()
+    for row in stored:
+        merged = merged.merged(row.as_of(now, half_life_s))
+    return merged, max((row.updated_at for row in stored), default=None)
 
 
 async def add_to_estimates(
