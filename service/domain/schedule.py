@@ -11,8 +11,16 @@ Polls are then dense where answers are dense and sparse in the long tail. Each p
 first finds the answer with probability `p` (when the estimate matches upstream), so a task
 costs on average 1 + 1/p calls: the registration poll and 1/p more. The target is therefore set
 as a call budget per task (PHONEBRIDGE_POLL_CALLS_PER_TASK), the trade-off a user can reason
-about: fewer calls, longer waits. The delay is always clamped to [initial_s, max_s]; past the
-estimate's support (every observed answer had arrived by then) it is max_s.
+about: fewer calls, longer waits. The delay is always clamped to [initial_s, max_s].
+
+Two guards keep the estimate honest, because it learns only from where polls land:
+
+- Past what the estimate knows (less than one observed completion later than the task's age),
+  the next poll doubles the age, as backoff would, rather than trusting an empty tail: early on
+  only the fast answers have arrived, and a slower upstream must still be found.
+- The delay is drawn in [1 - DITHER, 1] of the rule's (from the caller's uniform draw), so the
+  polls of tasks of one age do not all land on the same instants; the intervals they observe
+  then overlap differently, which is what lets the estimate sharpen inside them.
 
 Pure: the estimate, the ages and the policy are parameters.
 """
@@ -28,8 +36,10 @@ from service.domain.completion import CompletionEstimate
 # An estimate resting on fewer (decayed) completions than this is not trusted: cold start.
 DEFAULT_MIN_COMPLETIONS = 50.0
 DEFAULT_CALLS_PER_TASK = 2.5
-# Below this survival probability, the estimate has nothing more to say about a task's age.
-_TAIL = 1e-9
+# Below this many observed completions later than a task's age, the estimate knows nothing of
+# its future: the age doubles instead (see above).
+TAIL_MIN_COMPLETIONS = 1.0
+DITHER = 0.1
 
 
 class PollSchedule(StrEnum):
@@ -70,19 +80,25 @@ class SchedulePolicy:
 
 def adaptive_next_age(estimate: CompletionEstimate, age_s: float, target_p: float) -> float:
     """The unclamped age of the next poll: where the conditional probability of an answer since
-    `age_s` reaches `target_p`; infinity past the estimate's support."""
+    `age_s` reaches `target_p`; past what the estimate knows, twice the age (or the end of what
+    it knows, if later)."""
     arrived = estimate.cdf(age_s)
-    if 1.0 - arrived <= _TAIL:
-        return float("inf")
+    if estimate.total * (1.0 - arrived) < TAIL_MIN_COMPLETIONS:
+        return max(2.0 * age_s, estimate.support_end())
     return max(age_s, estimate.quantile(target_p + (1.0 - target_p) * arrived))
 
 
 def adaptive_delay(
-    estimate: CompletionEstimate, age_s: float, target_p: float, backoff: BackoffPolicy
+    estimate: CompletionEstimate,
+    age_s: float,
+    target_p: float,
+    backoff: BackoffPolicy,
+    rand: float = 0.0,
 ) -> float:
     """Seconds from now (the task is `age_s` old) to its next poll, within
-    [backoff.initial_s, backoff.max_s]. The next poll's age is monotone in `age_s`."""
-    wanted = adaptive_next_age(estimate, age_s, target_p) - age_s
+    [backoff.initial_s, backoff.max_s]; `rand` (uniform in [0, 1)) dithers it down by up to
+    DITHER. For any one draw, the next poll's age is monotone in `age_s`."""
+    wanted = (adaptive_next_age(estimate, age_s, target_p) - age_s) * (1.0 - DITHER * rand)
     return min(max(wanted, backoff.initial_s), backoff.max_s)
 
 
@@ -98,7 +114,7 @@ def next_delay(
     """The delay before the next poll of a task polled `polls_made` times, now `age_s` old:
     adaptive when chosen and the estimate is warm, else the plain backoff (cold start)."""
     if estimate is not None and policy.uses_estimate(estimate):
-        return adaptive_delay(estimate, age_s, policy.target_p, backoff)
+        return adaptive_delay(estimate, age_s, policy.target_p, backoff, rand)
     return next_poll_delay(backoff, polls_made, rand)
 
 
@@ -110,6 +126,6 @@ def finish_probability(
     if estimate is None or estimate.total <= 0:
         return None
     before = estimate.cdf(from_age_s)
-    if 1.0 - before <= _TAIL:
+    if before >= 1.0:
         return 0.0
     return max(estimate.cdf(to_age_s) - before, 0.0) / (1.0 - before)

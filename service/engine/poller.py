@@ -282,7 +282,7 @@ class PollService:
             await add_to_estimates(
                 session,
                 self._account,
-                self._completion_increments(writes, written),
+                completion_increments(self._estimate, writes, written),
                 now,
                 self._settings.poll_estimate_half_life_s,
             )
@@ -302,26 +302,27 @@ class PollService:
             # the guard kept those rows as they were.
             log.info("poll.write_back_skipped", extra={"tasks": len(writes) - len(written)})
 
-    def _completion_increments(
-        self, writes: list[PollWrite], written: list[WrittenTask]
-    ) -> dict[int, tuple[float, ...]]:
-        """What the batch's recorded completions add to the account's estimate and to each
-        client's; spread by the same estimate the batch was scheduled with."""
-        observed: dict[int, Observation] = {
-            write.id: write.decision.observation
-            for write in writes
-            if write.decision.observation is not None
-        }
-        by_client: dict[int, list[Observation]] = defaultdict(list)
-        for task in written:
-            if task.state == TaskState.COMPLETED and task.id in observed:
-                by_client[task.client_id].append(observed[task.id])
-        if not by_client:
-            return {}
-        estimate = self._estimate or CompletionEstimate.empty()
-        increments = {client: apportion(estimate, seen) for client, seen in by_client.items()}
-        account = [math.fsum(column) for column in zip(*increments.values(), strict=True)]
-        return {ACCOUNT_WIDE: tuple(account), **increments}
+
+def completion_increments(
+    estimate: CompletionEstimate | None, writes: Sequence[PollWrite], written: Sequence[WrittenTask]
+) -> dict[int, tuple[float, ...]]:
+    """What a batch's recorded completions add to the account's estimate (key ACCOUNT_WIDE) and
+    to each client's, spread by the estimate the batch was scheduled with."""
+    observed: dict[int, Observation] = {
+        write.id: write.decision.observation
+        for write in writes
+        if write.decision.observation is not None
+    }
+    by_client: dict[int, list[Observation]] = defaultdict(list)
+    for task in written:
+        if task.state == TaskState.COMPLETED and task.id in observed:
+            by_client[task.client_id].append(observed[task.id])
+    if not by_client:
+        return {}
+    spread_by = estimate or CompletionEstimate.empty()
+    increments = {client: apportion(spread_by, seen) for client, seen in by_client.items()}
+    account = [math.fsum(column) for column in zip(*increments.values(), strict=True)]
+    return {ACCOUNT_WIDE: tuple(account), **increments}
 
 
 def _log_poll(task: LeasedTask, outcome: Outcome, decision: PollDecision) -> None:

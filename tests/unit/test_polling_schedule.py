@@ -35,8 +35,9 @@ def task(age_s: float, *, polls: int = 1, pending_age_s: float | None = None) ->
     )
 
 
+# A draw of 0 leaves the delay undithered.
 def test_a_pending_answer_schedules_from_the_tasks_age_and_marks_it_pending() -> None:
-    decision = decide_after_poll(task(10.0), PENDING, NOW, ADAPTIVE, 0.5, ESTIMATE)
+    decision = decide_after_poll(task(10.0), PENDING, NOW, ADAPTIVE, 0.0, ESTIMATE)
     assert decision.kind is DecisionKind.RETRY
     delay = adaptive_delay(ESTIMATE, 10.0, 0.5, BACKOFF)
     assert decision.next_poll_at == NOW + timedelta(seconds=delay)
@@ -45,8 +46,8 @@ def test_a_pending_answer_schedules_from_the_tasks_age_and_marks_it_pending() ->
 
 
 def test_a_task_registered_late_is_not_polled_as_if_new() -> None:
-    young = decide_after_poll(task(1.0), PENDING, NOW, ADAPTIVE, 0.5, ESTIMATE)
-    late = decide_after_poll(task(60.0), PENDING, NOW, ADAPTIVE, 0.5, ESTIMATE)
+    young = decide_after_poll(task(1.0), PENDING, NOW, ADAPTIVE, 0.0, ESTIMATE)
+    late = decide_after_poll(task(60.0), PENDING, NOW, ADAPTIVE, 0.0, ESTIMATE)
     assert young.next_poll_at is not None
     assert late.next_poll_at is not None
     # Uniform answers: from age a the next poll is at (END + a) / 2, so the delays differ.
@@ -72,7 +73,7 @@ def test_without_an_estimate_the_adaptive_schedule_backs_off() -> None:
 
 def test_the_next_poll_never_passes_the_deadline() -> None:
     snapshot = TaskSnapshot(1, NOW + timedelta(seconds=3), submitted_at=NOW)
-    decision = decide_after_poll(snapshot, PENDING, NOW, ADAPTIVE, 0.5, ESTIMATE)
+    decision = decide_after_poll(snapshot, PENDING, NOW, ADAPTIVE, 0.0, ESTIMATE)
     assert decision.next_poll_at == snapshot.expires_at
 
 

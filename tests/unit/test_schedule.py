@@ -67,9 +67,25 @@ def test_on_two_clusters_polls_wait_for_the_second_cluster_after_the_first() -> 
     assert second == pytest.approx((EDGES[slow] + EDGES[slow + 1]) / 2)
 
 
-def test_past_every_observed_answer_polls_are_as_sparse_as_allowed() -> None:
-    assert adaptive_next_age(UNIFORM, END * 2, 0.5) == math.inf
-    assert adaptive_delay(UNIFORM, END * 2, 0.5, BACKOFF) == BACKOFF.max_s
+def test_past_every_observed_answer_the_age_doubles_as_backoff_would() -> None:
+    # Early on only fast answers are known; a slower upstream must still be found.
+    assert adaptive_next_age(UNIFORM, END * 2, 0.5) == END * 4
+    minute, end = uniform_estimate(up_to_bin=25)  # answers within about 68 s
+    assert adaptive_delay(minute, end + 30.0, 0.5, BACKOFF) == pytest.approx(end + 30.0)
+    assert adaptive_delay(minute, 400.0, 0.5, BACKOFF) == BACKOFF.max_s
+    # Less than one completion known later, but far later: the next poll goes there at once.
+    weights = [0.0] * BIN_COUNT
+    weights[10], weights[40] = 100.0, 0.5
+    stray = CompletionEstimate(tuple(weights))
+    assert adaptive_next_age(stray, EDGES[11], 0.5) == EDGES[41]
+
+
+def test_the_draw_dithers_the_delay_down_by_at_most_a_tenth() -> None:
+    wide = BackoffPolicy(initial_s=0.001, max_s=LARGE)
+    full = adaptive_delay(UNIFORM, 0.0, 0.5, wide, rand=0.0)
+    assert full == pytest.approx(END / 2)
+    assert adaptive_delay(UNIFORM, 0.0, 0.5, wide, rand=0.5) == pytest.approx(0.95 * full)
+    assert adaptive_delay(UNIFORM, 0.0, 0.5, wide, rand=0.999999) == pytest.approx(0.9 * full)
 
 
 def test_delays_are_clamped_to_the_initial_and_max_delays() -> None:
@@ -95,7 +111,7 @@ def test_the_backoff_schedule_ignores_a_warm_estimate() -> None:
 
 def test_a_warm_estimate_with_the_adaptive_schedule_uses_the_rule() -> None:
     delay = next_delay(ADAPTIVE, BACKOFF, UNIFORM, polls_made=3, age_s=0.0, rand=0.5)
-    assert delay == adaptive_delay(UNIFORM, 0.0, 0.5, BACKOFF)
+    assert delay == adaptive_delay(UNIFORM, 0.0, 0.5, BACKOFF, rand=0.5)
 
 
 def test_nothing_known_means_no_finish_probability() -> None:
@@ -124,23 +140,26 @@ backoffs = st.builds(
 )
 
 
-@given(estimates, ages, ages, targets, backoffs)
+draws = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
+
+
+@given(estimates, ages, ages, targets, backoffs, draws)
 def test_the_next_poll_age_is_monotone_in_the_task_age(
-    estimate: CompletionEstimate, a: float, b: float, p: float, backoff: BackoffPolicy
+    estimate: CompletionEstimate, a: float, b: float, p: float, backoff: BackoffPolicy, rand: float
 ) -> None:
     young, old = sorted((a, b))
-    assert young + adaptive_delay(estimate, young, p, backoff) <= (
-        old + adaptive_delay(estimate, old, p, backoff) + 1e-6 * max(1.0, old)
+    assert young + adaptive_delay(estimate, young, p, backoff, rand) <= (
+        old + adaptive_delay(estimate, old, p, backoff, rand) + 1e-6 * max(1.0, old)
     )
 
 
-@given(estimates, ages, targets, backoffs)
+@given(estimates, ages, targets, backoffs, draws)
 def test_the_delay_is_bounded_and_deterministic(
-    estimate: CompletionEstimate, age: float, p: float, backoff: BackoffPolicy
+    estimate: CompletionEstimate, age: float, p: float, backoff: BackoffPolicy, rand: float
 ) -> None:
-    delay = adaptive_delay(estimate, age, p, backoff)
+    delay = adaptive_delay(estimate, age, p, backoff, rand)
     assert backoff.initial_s <= delay <= backoff.max_s
-    assert delay == adaptive_delay(CompletionEstimate(estimate.weights), age, p, backoff)
+    assert delay == adaptive_delay(CompletionEstimate(estimate.weights), age, p, backoff, rand)
 
 
 @given(estimates, ages, targets)
@@ -149,7 +168,8 @@ def test_the_next_poll_reaches_the_target_and_not_much_more(
 ) -> None:
     wide = BackoffPolicy(1e-9, 1e12)
     next_age = age + adaptive_delay(estimate, age, p, wide)
-    if math.isfinite(adaptive_next_age(estimate, age, p)) and next_age > age + 1e-9:
+    known = estimate.total * (1 - estimate.cdf(age)) >= 1.0
+    if known and next_age > age + 1e-9:
         reached = finish_probability(estimate, age, next_age)
         assert reached is not None
         assert reached == pytest.approx(p, abs=1e-6) or reached >= p
