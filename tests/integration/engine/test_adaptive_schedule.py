@@ -152,6 +152,11 @@ async def seed(sessions: async_sessionmaker[AsyncSession], settings: Settings) -
     return end
 
 
+# next_poll_at counts from the answer, updated_at is the write-back a moment later; on a busy
+# machine that moment can be a few hundred milliseconds.
+SLACK_S = 0.5
+
+
 async def next_poll_in_s(
     sessions: async_sessionmaker[AsyncSession], client: int, task_id: str
 ) -> float:
@@ -181,7 +186,7 @@ async def test_a_restarted_worker_schedules_from_what_was_learnt_before(
         await poll_due(restarted, [task_pk])
     row = (await tasks_of(sessions, client))[late]
     age = (row["last_pending_at"] - row["submitted_at"]).total_seconds()
-    assert 0.9 * age - 0.05 <= await next_poll_in_s(sessions, client, late) <= age + 0.05
+    assert 0.9 * age - SLACK_S <= await next_poll_in_s(sessions, client, late) <= age + 0.01
 
 
 async def test_a_cold_estimate_falls_back_to_backoff(
@@ -197,7 +202,7 @@ async def test_a_cold_estimate_falls_back_to_backoff(
     async with worker(settings) as resources:
         await poll_due(resources, ids)
     # The first backoff delay, 1 s ± 20% (then clamped to at least 1 s).
-    assert 0.9 <= await next_poll_in_s(sessions, client, name) <= 1.3
+    assert 1.0 - SLACK_S <= await next_poll_in_s(sessions, client, name) <= 1.2
     row = (await tasks_of(sessions, client))[name]
     assert row["finish_p"] is None
 
@@ -217,7 +222,7 @@ async def test_a_change_of_schedule_takes_effect_on_the_next_poll(
     backoff = schedule_settings(database_url, redis_url, fresh_sim, poll_schedule="backoff")
     async with worker(backoff) as resources:
         await poll_due(resources, ids)
-    assert 0.9 <= await next_poll_in_s(sessions, client, name) <= 1.3
+    assert 1.0 - SLACK_S <= await next_poll_in_s(sessions, client, name) <= 1.2
 
     adaptive = schedule_settings(database_url, redis_url, fresh_sim, poll_schedule="adaptive")
     async with worker(adaptive) as resources:
@@ -227,7 +232,9 @@ async def test_a_change_of_schedule_takes_effect_on_the_next_poll(
     # dithered down by up to a tenth.
     age = (row["last_pending_at"] - submitted).total_seconds()
     expected = (2 / 3) * (end - age)
-    assert 0.9 * expected - 0.2 <= await next_poll_in_s(sessions, client, name) <= expected + 0.2
+    assert (
+        0.9 * expected - SLACK_S <= await next_poll_in_s(sessions, client, name) <= expected + 0.01
+    )
     assert 0.6 <= row["finish_p"] <= 2 / 3 + 0.01
 
 
