@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from poll import REDIS_URL, create_database, drop_database, percentile
+from poll import create_database, drop_database, percentile
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -327,5 +327,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PHONEBRIDGE_REDIS_URL", REDIS_URL)
     main()

@@ -36,13 +36,6 @@ _READ_CLIENT = text(
     """
 )
 
-_READ_ACCOUNTS = text(
-    """
-    SELECT account, client_id, weights, updated_at FROM completion_estimates
-    WHERE client_id = :client_id ORDER BY account
-    """
-)
-
 # Rows are written in key order, so two batches that touch the same rows lock them in the same
 # order and cannot deadlock. A writer whose `now` is older than the row's (a concurrent batch
 # committed first) adds without decaying: the difference is milliseconds.
@@ -92,7 +85,7 @@ async def load_estimate(
 
 
 async def load_client_estimates(session: AsyncSession, client_id: int) -> list[StoredEstimate]:
-    """Every account's estimate of one client's completions."""
+    """Every account's estimate of one client's completions (ACCOUNT_WIDE: of all of them)."""
     result = await session.execute(_READ_CLIENT, {"client_id": client_id})
     return [_stored(row) for row in result]
 
@@ -110,8 +103,8 @@ async def account_estimates(
     session: AsyncSession, now: datetime, half_life_s: float
 ) -> CompletionEstimate:
     """Every account's estimate as of `now`, merged: what the operator's metrics show."""
-    result = await session.execute(_READ_ACCOUNTS, {"client_id": ACCOUNT_WIDE})
-    return _merged([_stored(row) for row in result], now, half_life_s)[0]
+    stored = await load_client_estimates(session, ACCOUNT_WIDE)
+    return _merged(stored, now, half_life_s)[0]
 
 
 def _merged(
