@@ -1,5 +1,6 @@
 """Scale: does the engine stay flat as the pending table grows? For 10,000 and 1,000,000 pending
-tasks (inserted in bulk), prints side by side: the duration of one claim round (500 due rows,
+tasks (inserted in bulk, spread over ten clients: one with 90% of them), prints side by side: the
+duration of one claim round (500 due rows shared fairly across the clients with due work,
 FOR UPDATE SKIP LOCKED), of one deadline sweep, Redis memory, and the resident memory of a
 `phonebridge worker` and a `phonebridge scheduler` after polling for a while.
 
@@ -28,18 +29,24 @@ from service.store.db import create_engine_for, session_factory, transaction
 from service.store.polling import claim_due_tasks, expire_overdue_tasks
 
 CLAIM_SIZE = 500
+CLIENTS = 10
 
 
 def insert_pending(url: str, count: int) -> None:
     """`count` pending tasks: 2,000 due now (whatever the size, so rounds compare), the rest due
-    over the next five minutes."""
+    over the next five minutes; every tenth belongs to one of nine small clients, the rest to
+    one big client."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO clients (name) VALUES ('scale')")
+        conn.execute(
+            "INSERT INTO clients (name) SELECT 'scale-' || g FROM generate_series(1, %(n)s) AS g",
+            {"n": CLIENTS},
+        )
         conn.execute(
             """
             INSERT INTO tasks (client_id, task_id, state, submitted_at, registered_at,
                                expires_at, next_poll_at, poll_count, updated_at)
-            SELECT 1, 'sim-never-s' || g, 'pending', now(), now(), now() + interval '1 day',
+            SELECT CASE WHEN g %% 10 = 0 THEN 2 + (g / 10) %% 9 ELSE 1 END,
+                   'sim-never-s' || g, 'pending', now(), now(), now() + interval '1 day',
                    now() + CASE WHEN g <= 2000 THEN interval '0'
                                 ELSE (g %% 300) * interval '1 second' END,
                    0, now()
@@ -123,6 +130,7 @@ def measure(count: int, run_s: float) -> dict[str, float]:
 
 
 def main() -> None:
+    print(f"load average at start: {os.getloadavg()}")
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,1000000")
     parser.add_argument("--run-s", type=float, default=15.0)

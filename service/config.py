@@ -7,6 +7,7 @@ in a repr, a log line or a validation error.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Collection, Mapping
 from enum import StrEnum
@@ -16,6 +17,14 @@ from typing import Annotated, Any, NoReturn
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.domain.schedule import (
+    DEFAULT_CALLS_PER_TASK,
+    DEFAULT_MIN_COMPLETIONS,
+    PollSchedule,
+    SchedulePolicy,
+    target_probability,
+)
 
 ENV_PREFIX = "PHONEBRIDGE_"
 # Shorter key material is refused by every process at start: a key that some process rejects
@@ -68,6 +77,7 @@ class Settings(BaseSettings):
     task_ttl_s: float = Field(default=86400.0, gt=0)
     poll_initial_s: float = Field(default=2.0, gt=0)
     poll_max_s: float = Field(default=300.0, gt=0)
+    poll_schedule: PollSchedule = PollSchedule.ADAPTIVE
     webhook_timeout_s: float = Field(default=15.0, gt=0)
     webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
         5.0,
@@ -103,6 +113,12 @@ class Settings(BaseSettings):
     metrics_refresh_s: float = Field(default=15.0, gt=0)
     # How long a portal sign-in lasts before its person signs in again.
     portal_session_s: float = Field(default=28800.0, ge=60, le=7 * 86400)
+    # The adaptive schedule's trade-off and its estimate (service/domain/schedule.py): the call
+    # budget per task sets the target, old completions count half after the half-life, and
+    # fewer (decayed) completions than the minimum mean cold start (backoff).
+    poll_calls_per_task: float = Field(default=DEFAULT_CALLS_PER_TASK, ge=2, le=100)
+    poll_estimate_half_life_s: float = Field(default=3600.0, gt=0)
+    poll_estimate_min_completions: float = Field(default=DEFAULT_MIN_COMPLETIONS, ge=1)
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
@@ -167,6 +183,22 @@ class Settings(BaseSettings):
         return self
 
     # --- derived values ---------------------------------------------------------------------
+    @property
+    def upstream_account(self) -> str:
+        """A stable name for the upstream account the completion-time estimate belongs to: a
+        digest of the base URL and the API id, so the id itself is not stored."""
+        api_id = self.upstream_api_id.get_secret_value() if self.upstream_api_id else ""
+        digest = hashlib.sha256(f"{self.upstream_base_url}\0{api_id}".encode())
+        return digest.hexdigest()[:32]
+
+    @property
+    def schedule_policy(self) -> SchedulePolicy:
+        return SchedulePolicy(
+            self.poll_schedule,
+            target_p=target_probability(self.poll_calls_per_task),
+            min_completions=self.poll_estimate_min_completions,
+        )
+
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL with the psycopg (v3) driver, which the whole service uses."""

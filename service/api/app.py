@@ -15,7 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from service.api import deliveries, events, health, metrics, subscriptions, tasks
+from service.api import deliveries, events, health, metrics, stats, subscriptions, tasks
 from service.api.auth import SECURITY_SCHEME, SECURITY_SCHEME_NAME
 from service.api.clientlimits import RateLimitHeaders
 from service.api.docs import install_docs
@@ -35,6 +35,7 @@ ROUTERS = (
     deliveries.router,
     subscriptions.router,
     portal_router,
+    stats.router,
 )
 
 # Models that routes reference by name in the OpenAPI schema without FastAPI seeing them as a

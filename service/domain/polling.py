@@ -1,19 +1,22 @@
 """(task, outcome, now) -> what happens to the task next.
 
-Pure: the caller passes the task's snapshot, the classified outcome of one upstream call, the time
-and a uniform random draw; the decision says which state the task takes and every column the
-write-back sets. `poll_count` counts every upstream call made for the task, whatever it answered.
+Pure: the caller passes the task's snapshot, the classified outcome of one upstream call, the time,
+a uniform random draw and what is known of completion times; the decision says which state the
+task takes and every column the write-back sets, and what a completion teaches the estimate.
+`poll_count` counts every upstream call made for the task, whatever it answered.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
-from service.domain.backoff import BackoffPolicy, next_poll_delay
+from service.domain.backoff import BackoffPolicy
+from service.domain.completion import CompletionEstimate, Observation, completion_interval
+from service.domain.schedule import SchedulePolicy, finish_probability, next_delay
 from service.domain.states import TaskState
 
 # After RATE_LIMIT_EXCEEDED without a Retry-After, the task waits at least this long; the shared
@@ -40,14 +43,19 @@ FINAL_STATE = {
 class PollPolicy:
     backoff: BackoffPolicy
     rate_limited_delay_s: float = DEFAULT_RATE_LIMITED_DELAY_S
+    schedule: SchedulePolicy = field(default_factory=SchedulePolicy)
 
 
 @dataclass(frozen=True)
 class TaskSnapshot:
-    """What the decision needs to know about a task before the call was made."""
+    """What the decision needs to know about a task before the call was made. Without
+    `submitted_at` the task's age is unknown: plain backoff, and nothing learnt."""
 
     poll_count: int
     expires_at: datetime
+    submitted_at: datetime | None = None
+    # The last PENDING answer: a completion arrived after it.
+    last_pending_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,13 @@ class PollDecision:
     result: PhoneResult | None = None
     last_error: dict[str, Any] | None = None
     upstream_request_id: str | None = None
+    # Set on a PENDING answer (None: leave the column as it was).
+    last_pending_at: datetime | None = None
+    # The estimated chance that the answer has arrived by next_poll_at; the claim serves a
+    # client's due tasks in this order (None: unknown).
+    finish_p: float | None = None
+    # What a completion teaches the completion-time estimate.
+    observation: Observation | None = None
 
     @property
     def is_final(self) -> bool:
@@ -69,14 +84,20 @@ class PollDecision:
 
 
 def decide_after_poll(
-    task: TaskSnapshot, outcome: Outcome, now: datetime, policy: PollPolicy, rand: float
+    task: TaskSnapshot,
+    outcome: Outcome,
+    now: datetime,
+    policy: PollPolicy,
+    rand: float,
+    estimate: CompletionEstimate | None = None,
 ) -> PollDecision:
     """Decide what one upstream answer does to a pending task.
 
     - COMPLETED: the task is completed with the result (even if the answer arrives after the
       deadline: the call was made before it, and a result is never thrown away).
     - REJECTED: the task fails; `last_error` keeps upstream's reason.
-    - PENDING, TRANSIENT: retried after the backoff delay; a transient fault is recorded.
+    - PENDING, TRANSIENT: retried after the schedule's delay (service/domain/schedule.py: the
+      adaptive rule on a warm `estimate`, else backoff); a transient fault is recorded.
     - RATE_LIMITED: retried after max(Retry-After, a short delay); not a backoff step.
     - ACCOUNT_PROBLEM: the task is not at fault: it stays pending (the caller opens the global
       pause) and shows the code in `last_error`.
@@ -89,13 +110,14 @@ def decide_after_poll(
     request_id = outcome.request_id
 
     if outcome.kind is OutcomeKind.COMPLETED and outcome.result is not None:
-        return final_decision(
+        completed = final_decision(
             DecisionKind.COMPLETE,
             poll_count,
             now,
             result=outcome.result,
             upstream_request_id=request_id,
         )
+        return replace(completed, observation=_observation(task, now))
     # A PENDING answer is not an error; everything else that is not a result is recorded.
     error = (
         None
@@ -117,16 +139,60 @@ def decide_after_poll(
         delay = policy.backoff.initial_s
         kind = DecisionKind.PAUSE
     else:
-        delay = next_poll_delay(policy.backoff, poll_count, rand)
+        age_s = _age_s(task, now)
+        delay = next_delay(
+            policy.schedule,
+            policy.backoff,
+            estimate if age_s is not None else None,
+            polls_made=poll_count,
+            age_s=age_s or 0.0,
+            rand=rand,
+        )
         kind = DecisionKind.RETRY
+    next_poll_at = min(now + timedelta(seconds=delay), task.expires_at)
+    pending_at = now if outcome.kind is OutcomeKind.PENDING else None
     return PollDecision(
         kind,
         state=TaskState.PENDING,
         poll_count=poll_count,
-        next_poll_at=min(now + timedelta(seconds=delay), task.expires_at),
+        next_poll_at=next_poll_at,
         last_error=error,
         upstream_request_id=request_id,
+        last_pending_at=pending_at,
+        finish_p=_finish_p(task, pending_at, next_poll_at, estimate),
     )
+
+
+def _age_s(task: TaskSnapshot, now: datetime) -> float | None:
+    if task.submitted_at is None:
+        return None
+    return max((now - task.submitted_at).total_seconds(), 0.0)
+
+
+def _observation(task: TaskSnapshot, now: datetime) -> Observation | None:
+    if task.submitted_at is None:
+        return None
+    last_pending = task.last_pending_at
+    return completion_interval(
+        task.submitted_at.timestamp(),
+        None if last_pending is None else last_pending.timestamp(),
+        now.timestamp(),
+    )
+
+
+def _finish_p(
+    task: TaskSnapshot,
+    pending_at: datetime | None,
+    next_poll_at: datetime,
+    estimate: CompletionEstimate | None,
+) -> float | None:
+    """The chance the answer is there at `next_poll_at`, given the latest PENDING answer."""
+    if task.submitted_at is None:
+        return None
+    last_pending = pending_at or task.last_pending_at
+    from_age = 0.0 if last_pending is None else (last_pending - task.submitted_at).total_seconds()
+    to_age = (next_poll_at - task.submitted_at).total_seconds()
+    return finish_probability(estimate, from_age, to_age)
 
 
 def expire_decision(

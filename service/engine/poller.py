@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 import uuid
@@ -28,6 +29,7 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.answers import Outcome, OutcomeKind, classify_answer
 from service.domain.backoff import BackoffPolicy
+from service.domain.completion import CompletionEstimate, Observation, apportion
 from service.domain.polling import (
     DecisionKind,
     PollDecision,
@@ -45,11 +47,13 @@ from service.engine.probe import arm_probe_timer
 from service.engine.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
 from service.observability.metrics import record_poll
 from service.store.db import transaction
+from service.store.estimates import ACCOUNT_WIDE, add_to_estimates, load_estimate
 from service.store.leases import LeasedTable
 from service.store.polling import (
     LeasedTask,
     PolledAnswer,
     PollWrite,
+    WrittenTask,
     load_leased_tasks,
     record_poll_results,
     release_leases,
@@ -105,7 +109,13 @@ class PollService:
         self._gate = gate
         self._clock = clock
         self._rand = rand
-        self._policy = PollPolicy(BackoffPolicy(settings.poll_initial_s, settings.poll_max_s))
+        self._policy = PollPolicy(
+            BackoffPolicy(settings.poll_initial_s, settings.poll_max_s),
+            schedule=settings.schedule_policy,
+        )
+        self._account = settings.upstream_account
+        # The account's completion-time estimate, read with each batch (one row by key).
+        self._estimate: CompletionEstimate | None = None
         # A call must not start when the lease could end before the answer arrives: the next
         # round could then poll the same task at the same time.
         self._lease_margin = timedelta(
@@ -154,6 +164,9 @@ class PollService:
         now = self._clock()
         async with transaction(self._sessions) as session:
             leased = await load_leased_tasks(session, ids, lease_token, now)
+            stored = await load_estimate(session, self._account) if leased else None
+        if stored is not None:
+            self._estimate = stored.as_of(now, self._settings.poll_estimate_half_life_s)
         # Not leased to us any more (a late or duplicated message, a cancel): nothing to do.
         report.skipped = len(ids) - len(leased)
         if not leased:
@@ -267,11 +280,17 @@ class PollService:
         record_poll(outcome.kind.value, latency_s, late_s)
         await self._react_globally(outcome, answered_at, probe=probe)
         decision = decide_after_poll(
-            TaskSnapshot(task.poll_count, task.expires_at),
+            TaskSnapshot(
+                task.poll_count,
+                task.expires_at,
+                submitted_at=task.submitted_at,
+                last_pending_at=task.last_pending_at,
+            ),
             outcome,
             answered_at,
             self._policy,
             self._rand(),
+            self._estimate,
         )
         _log_poll(task, outcome, decision)
         polled = PolledAnswer(
@@ -322,6 +341,13 @@ class PollService:
             by_not_before[item.not_before].append(item.id)
         async with transaction(self._sessions) as session:
             written = await record_poll_results(session, lease_token, writes, now)
+            await add_to_estimates(
+                session,
+                self._account,
+                completion_increments(self._estimate, writes, written),
+                now,
+                self._settings.poll_estimate_half_life_s,
+            )
             for not_before, task_ids in by_not_before.items():
                 report.released += await release_leases(
                     session, task_ids, lease_token, now, not_before=not_before
@@ -337,6 +363,28 @@ class PollService:
             # Lost the lease in between (a cancel, or a lease that ran out and was re-claimed):
             # the guard kept those rows as they were.
             log.info("poll.write_back_skipped", extra={"tasks": len(writes) - len(written)})
+
+
+def completion_increments(
+    estimate: CompletionEstimate | None, writes: Sequence[PollWrite], written: Sequence[WrittenTask]
+) -> dict[int, tuple[float, ...]]:
+    """What a batch's recorded completions add to the account's estimate (key ACCOUNT_WIDE) and
+    to each client's, spread by the estimate the batch was scheduled with."""
+    observed: dict[int, Observation] = {
+        write.id: write.decision.observation
+        for write in writes
+        if write.decision.observation is not None
+    }
+    by_client: dict[int, list[Observation]] = defaultdict(list)
+    for task in written:
+        if task.state == TaskState.COMPLETED and task.id in observed:
+            by_client[task.client_id].append(observed[task.id])
+    if not by_client:
+        return {}
+    spread_by = estimate or CompletionEstimate.empty()
+    increments = {client: apportion(spread_by, seen) for client, seen in by_client.items()}
+    account = [math.fsum(column) for column in zip(*increments.values(), strict=True)]
+    return {ACCOUNT_WIDE: tuple(account), **increments}
 
 
 def _log_poll(task: LeasedTask, outcome: Outcome, decision: PollDecision) -> None:

@@ -141,7 +141,12 @@ def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
         PollDispatch(context),
         DeadlineSweep(context),
         RetentionPurge(context.sessions, settings.retention_days),
-        StoreSnapshotRefresh(context.sessions, context.redis, settings.metrics_refresh_s),
+        StoreSnapshotRefresh(
+            context.sessions,
+            context.redis,
+            settings.metrics_refresh_s,
+            half_life_s=settings.poll_estimate_half_life_s,
+        ),
     ]
     if context.publish_delivery is not None:
         steps.append(DeliveryDispatch(settings, context.sessions, context.publish_delivery))

@@ -8,7 +8,7 @@ process's own registry (process and Python runtime metrics) follows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,7 +84,7 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 
 def _labelled(
-    name: str, documentation: str, label: str, values: dict[str, int]
+    name: str, documentation: str, label: str, values: Mapping[str, float]
 ) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, documentation, labels=[label])
     for key, value in sorted(values.items()):
@@ -157,4 +157,15 @@ def _store_gauges(store: StoreStats) -> Iterator[GaugeMetricFamily]:
         "phonebridge_oldest_due_delivery_age_seconds",
         "How long the oldest due delivery has waited past its next_attempt_at.",
         store.oldest_due_delivery_age_s,
+    )
+    yield _gauge(
+        "phonebridge_completion_estimate_completions",
+        "Completions the learnt completion-time estimate rests on (decayed by its half-life).",
+        store.completion_estimate_weight,
+    )
+    yield _labelled(
+        "phonebridge_completion_time_seconds",
+        "Learnt age (after submitted_at) by which a share of upstream answers arrives.",
+        "quantile",
+        store.completion_time_quantiles_s,
     )

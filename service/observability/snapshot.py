@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.store.db import transaction
-from service.store.stats import StoreStats, read_store_stats
+from service.store.stats import DEFAULT_HALF_LIFE_S, StoreStats, read_store_stats
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,13 @@ class StoreSnapshotRefresh:
         sessions: async_sessionmaker[AsyncSession],
         redis: Redis[Any],
         interval_s: float,
+        *,
+        half_life_s: float = DEFAULT_HALF_LIFE_S,
     ) -> None:
         self._sessions = sessions
         self._redis = redis
         self.interval_s = interval_s
+        self._half_life_s = half_life_s
 
     async def run(self, now: datetime) -> None:
         # Slightly shorter than the interval: schedulers ticking a little apart still refresh
@@ -52,7 +55,7 @@ class StoreSnapshotRefresh:
         if not await self._redis.set(REFRESH_LOCK_KEY, "1", px=lock_ms, nx=True):
             return
         async with transaction(self._sessions) as session:
-            stats = await read_store_stats(session, now)
+            stats = await read_store_stats(session, now, half_life_s=self._half_life_s)
         await write_snapshot(
             self._redis, stats, now, ttl_s=self.interval_s * SNAPSHOT_TTL_INTERVALS
         )

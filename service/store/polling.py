@@ -25,25 +25,63 @@ from service.store.leases import claim_due
 from service.store.outbox import FinishedTask, record_events
 
 # `state = 'pending'` is written out, not a parameter, here and in the deadline sweep: only then
-# can the planner use the partial indexes (ix_tasks_due, ix_tasks_pending_expires_at).
+# can the planner use the partial indexes (ix_tasks_client_id_next_poll_at,
+# ix_tasks_pending_expires_at).
+#
+# The claim shares the round fairly when more is due than the rate ceiling allows: clients with
+# due work take turns (every client's first task, then every client's second, ...), so one
+# client's backlog cannot delay another's answers. Within a client, among its most overdue tasks
+# (at most CANDIDATES_PER_CLAIM x :limit, read from the index in next_poll_at order), those most
+# likely to have an answer waiting (finish_p) go first, and a task never polled (finish_p NULL)
+# before them, so a new registration's first poll is not starved. The work is bounded by that
+# window times the number of clients with due work, whatever the number of pending tasks
+# (bench/scale.py). Rows are locked in turn order with SKIP LOCKED, and the limit counts only
+# rows locked, so a concurrent claimer takes the next turns; the lease condition is checked again
+# under the lock.
+CANDIDATES_PER_CLAIM = 4
 _CLAIM_DUE = text(
     f"""
-    UPDATE tasks SET lease_token = :token, lease_until = :lease_until
-    WHERE id IN (
-        SELECT id FROM tasks
-        WHERE state = '{TaskState.PENDING}' AND next_poll_at <= :now AND expires_at > :now
-          AND (lease_until IS NULL OR lease_until < :now)
-        ORDER BY next_poll_at
+    WITH candidates AS (
+        SELECT due.id, due.client_id, due.finish_p, due.next_poll_at
+        FROM clients AS c
+        CROSS JOIN LATERAL (
+            SELECT t.id, t.client_id, t.finish_p, t.next_poll_at FROM tasks AS t
+            WHERE t.client_id = c.id AND t.state = '{TaskState.PENDING}'
+              AND t.next_poll_at <= :now AND t.expires_at > :now
+              AND (t.lease_until IS NULL OR t.lease_until < :now)
+            ORDER BY t.next_poll_at
+            LIMIT :limit * {CANDIDATES_PER_CLAIM}
+        ) AS due
+    ),
+    turns AS (
+        SELECT id, next_poll_at, row_number() OVER (
+            PARTITION BY client_id ORDER BY finish_p DESC NULLS FIRST, next_poll_at, id
+        ) AS turn
+        FROM candidates
+    ),
+    first_turns AS (
+        SELECT id, turn, next_poll_at FROM turns
+        ORDER BY turn, next_poll_at, id
+        LIMIT :limit * {CANDIDATES_PER_CLAIM}
+    ),
+    chosen AS (
+        SELECT t.id FROM first_turns AS f JOIN tasks AS t ON t.id = f.id
+        WHERE t.state = '{TaskState.PENDING}' AND (t.lease_until IS NULL OR t.lease_until < :now)
+        ORDER BY f.turn, f.next_poll_at, t.id
         LIMIT :limit
-        FOR UPDATE SKIP LOCKED
+        FOR UPDATE OF t SKIP LOCKED
     )
+    UPDATE tasks SET lease_token = :token, lease_until = :lease_until
+    WHERE id IN (SELECT id FROM chosen)
     RETURNING id
-    """  # noqa: S608 - only enum values are interpolated
+    """  # noqa: S608 - only constants and enum values are interpolated
 )
 
 _LOAD_LEASED = text(
     f"""
-    SELECT id, task_id, poll_count, expires_at, lease_until, next_poll_at FROM tasks
+    SELECT id, task_id, poll_count, expires_at, lease_until, next_poll_at, submitted_at,
+           last_pending_at
+    FROM tasks
     WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token
       AND state = '{TaskState.PENDING}' AND lease_until > :now
     ORDER BY id
@@ -65,7 +103,7 @@ _WRITE_BACK = text(
         SELECT * FROM jsonb_to_recordset(CAST(:writes AS jsonb)) AS v(
             id bigint, state text, poll_count integer, next_poll_at timestamptz,
             completed_at timestamptz, result jsonb, last_error jsonb, request_id text,
-            poll jsonb)
+            poll jsonb, last_pending_at timestamptz, finish_p real)
     ),
     locked AS (
         SELECT id FROM tasks
@@ -85,6 +123,8 @@ _WRITE_BACK = text(
         poll_history = CASE WHEN v.poll IS NULL THEN t.poll_history ELSE jsonb_path_query_array(
             t.poll_history || jsonb_build_array(v.poll),
             '$[last - {POLL_HISTORY_LIMIT - 1} to last]') END,
+        last_pending_at = COALESCE(v.last_pending_at, t.last_pending_at),
+        finish_p = v.finish_p,
         lease_token = NULL,
         lease_until = NULL,
         updated_at = :now
@@ -140,6 +180,9 @@ class LeasedTask:
     lease_until: datetime
     # When the poll was due; how late it really starts is a metric.
     next_poll_at: datetime | None = None
+    # The task's age counts from submitted_at; a completion arrived after the last PENDING.
+    submitted_at: datetime | None = None
+    last_pending_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +192,7 @@ class WrittenTask:
     id: int
     task_id: str
     state: TaskState
+    client_id: int
 
 
 @dataclass(frozen=True)
@@ -184,11 +228,15 @@ class PollWrite:
 async def claim_due_tasks(
     session: AsyncSession, now: datetime, lease_s: float, limit: int
 ) -> tuple[uuid.UUID, list[int]]:
-    """Lease up to `limit` due pending tasks, oldest due first; returns the lease token and ids.
+    """Lease up to `limit` due pending tasks, shared fairly across clients (see _CLAIM_DUE);
+    returns the lease token and ids.
 
     Rows another claimer holds locked are skipped, and a live lease excludes a row, so concurrent
     schedulers never claim the same task for the same round.
     """
+    # The planner cannot know how few rows the per-client windows hold and would compile the
+    # statement with JIT, which alone cost ~45 ms a round in bench/scale.py.
+    await session.execute(text("SET LOCAL jit = off"))
     return await claim_due(session, _CLAIM_DUE, now, lease_s, limit)
 
 
@@ -205,6 +253,8 @@ async def load_leased_tasks(
             expires_at=row.expires_at,
             lease_until=row.lease_until,
             next_poll_at=row.next_poll_at,
+            submitted_at=row.submitted_at,
+            last_pending_at=row.last_pending_at,
         )
         for row in result
     ]
@@ -228,6 +278,8 @@ async def record_poll_results(
             "last_error": write.decision.last_error,
             "request_id": write.decision.upstream_request_id,
             "poll": write.polled.as_json() if write.polled is not None else None,
+            "last_pending_at": write.decision.last_pending_at,
+            "finish_p": write.decision.finish_p,
         }
         for write in writes
     ]
@@ -237,7 +289,9 @@ async def record_poll_results(
     written: list[WrittenTask] = []
     finished: list[FinishedTask] = []
     for row in result:
-        written.append(WrittenTask(row.id, row.task_id, TaskState(row.state)))
+        written.append(
+            WrittenTask(int(row.id), str(row.task_id), TaskState(row.state), int(row.client_id))
+        )
         if row.row_json is not None:
             finished.append(_finished(row))
     await record_events(session, finished, now)

@@ -1,16 +1,21 @@
 """The store's facts behind the operations gauges: tasks by state, the due backlog and how late
-its oldest task is, deliveries by state. Read by one scheduler every few seconds (see
-service/observability/snapshot.py), never on an API request."""
+its oldest task is, deliveries by state, the learnt completion times. Read by one scheduler every
+few seconds (see service/observability/snapshot.py), never on an API request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.states import DeliveryState, TaskState
+from service.store.estimates import account_estimates
+
+# The completion-time quantiles the operator's metrics show.
+COMPLETION_QUANTILES = (0.5, 0.9, 0.95, 0.99)
+DEFAULT_HALF_LIFE_S = 3600.0
 
 STATEMENT_TIMEOUT_MS = 10_000
 
@@ -43,9 +48,15 @@ class StoreStats:
     deliveries_by_state: dict[str, int]
     due_deliveries: int
     oldest_due_delivery_age_s: float
+    # The learnt completion times (every account's estimate): their decayed count, and the
+    # ages by which given shares of answers arrived (keyed by the share, e.g. "0.95").
+    completion_estimate_weight: float = 0.0
+    completion_time_quantiles_s: dict[str, float] = field(default_factory=dict)
 
 
-async def read_store_stats(session: AsyncSession, now: datetime) -> StoreStats:
+async def read_store_stats(
+    session: AsyncSession, now: datetime, *, half_life_s: float = DEFAULT_HALF_LIFE_S
+) -> StoreStats:
     """Exact counts. Counting finished tasks scans them, so the caller runs this once per
     interval for the whole fleet; the timeout keeps a huge table from holding a connection."""
     await session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
@@ -55,6 +66,10 @@ async def read_store_stats(session: AsyncSession, now: datetime) -> StoreStats:
     deliveries = dict.fromkeys((state.value for state in DeliveryState), 0)
     deliveries.update({str(s): int(n) for s, n in await session.execute(_DELIVERIES_BY_STATE)})
     due_deliveries, oldest_delivery = (await session.execute(_DUE_DELIVERIES, {"now": now})).one()
+    estimate = await account_estimates(session, now, half_life_s)
+    quantiles = (
+        {str(q): estimate.quantile(q) for q in COMPLETION_QUANTILES} if estimate.total > 0 else {}
+    )
     return StoreStats(
         tasks_by_state=tasks,
         due_tasks=int(due_tasks),
@@ -62,6 +77,8 @@ async def read_store_stats(session: AsyncSession, now: datetime) -> StoreStats:
         deliveries_by_state=deliveries,
         due_deliveries=int(due_deliveries),
         oldest_due_delivery_age_s=_age(now, oldest_delivery),
+        completion_estimate_weight=estimate.total,
+        completion_time_quantiles_s=quantiles,
     )
 
 

@@ -14,9 +14,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    REAL,
     BigInteger,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -109,6 +111,13 @@ class Task(Base):
             "next_poll_at",
             postgresql_where=text(_PENDING_TASK),
         ),
+        # The fair claim: each client's due pending tasks, oldest due first.
+        Index(
+            "ix_tasks_client_id_next_poll_at",
+            "client_id",
+            "next_poll_at",
+            postgresql_where=text(_PENDING_TASK),
+        ),
         # The deadline sweep: pending tasks by deadline.
         Index(
             "ix_tasks_pending_expires_at",
@@ -157,6 +166,25 @@ class Task(Base):
     poll_history: Mapped[list[dict[str, Any]]] = mapped_column(
         JSONB, server_default=text("'[]'::jsonb")
     )
+    # The latest PENDING answer: a completion's answer arrived after it (the estimate's input).
+    last_pending_at: Mapped[datetime | None]
+    # The estimated chance that the answer is there at next_poll_at: the order in which the
+    # claim serves one client's due tasks (service/domain/schedule.py).
+    finish_p: Mapped[float | None] = mapped_column(REAL)
+
+
+class CompletionEstimateRow(Base):
+    """What polling has learnt of when upstream's answers arrive (service/domain/completion.py):
+    the decayed histogram of completion times per upstream account, as of `updated_at`; one row
+    for the account as a whole (`client_id` 0, what the schedule uses) and one per client (what
+    the client's stats show)."""
+
+    __tablename__ = "completion_estimates"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    weights: Mapped[list[float]] = mapped_column(ARRAY(Double))
+    updated_at: Mapped[datetime]
 
 
 class Event(Base):
