@@ -59,7 +59,7 @@ class Receiver:
         received = self.received
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 at = time.time()
                 task_id = orjson.loads(body)["data"]["task_id"]

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_refresh_s: float = Field(default=15.0, gt=0)
 
+    # --- submitting checks and upstream's callback (hints) -------------------------------------
+    # The base URL at which upstream reaches this API; unset, checks carry no callback.
+    public_url: str | None = None
+    # A check submitted with a callback is first polled this long after submission (the safety
+    # net for a lost callback); a hint makes it due at once.
+    hinted_poll_initial_s: float = Field(default=30.0, gt=0)
+    hint_min_interval_s: float = Field(default=2.0, gt=0)
+
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
     def _parse_schedule(cls, value: Any) -> Any:
@@ -152,6 +160,22 @@ class Settings(BaseSettings):
     def _base_url_http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_http(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("http", "https") or not rest.split("/", 1)[0]:
+            raise ValueError(
+                "expected the http:// or https:// base URL at which upstream reaches this API, "
+                "e.g. https://phonebridge.example.com"
+            )
+        if "?" in value or "#" in value or "@" in rest.split("/", 1)[0]:
+            raise ValueError("expected a base URL without credentials, query or fragment")
         return value.rstrip("/")
 
     @model_validator(mode="after")

@@ -32,9 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from service.domain.checks import IDEMPOTENCY_KEY_MAX_LENGTH
 from service.domain.ids import PUBLIC_ID_MAX_LENGTH
 from service.domain.intake import TASK_ID_MAX_LENGTH
-from service.domain.checks import IDEMPOTENCY_KEY_MAX_LENGTH
 from service.domain.states import (
     DeliveryState,
     EventType,

@@ -57,7 +57,7 @@ TASK_COLUMNS = ", ".join(field.name for field in fields(TaskRow))
 
 def _task_row(values: Sequence[Any]) -> TaskRow:
     id_, task_id, state, *rest, source, masked = values
-    return TaskRow(id_, task_id, TaskState(state), *rest, TaskSource(source), masked)
+    return TaskRow(id_, task_id, TaskState(state), *rest, TaskSource(source), masked)  # type: ignore[call-arg]
 
 
 def _task_rows(cursor: AsyncCursor[Any]) -> RowMaker[TaskRow]:
