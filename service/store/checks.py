@@ -106,9 +106,9 @@ _INSERT_TASK = text(
         INSERT INTO tasks (client_id, task_id, state, source, phone_number_masked, metadata,
                            result, submitted_at, registered_at, expires_at, completed_at,
                            next_poll_at, poll_count, upstream_request_id, updated_at)
-        VALUES (:client_id, :task_id, CAST(:state AS text), '{TaskSource.SUBMITTED}', :masked,
-                CAST(:metadata AS jsonb), CAST(:result AS jsonb), :now, :now, :expires_at,
-                :completed_at,
+        VALUES (:client_id, :task_id, CAST(:state AS text), '{TaskSource.SUBMITTED}',
+                :masked, CAST(:metadata AS jsonb), CAST(:result AS jsonb), :now, :now,
+                :expires_at, :completed_at,
                 CASE WHEN CAST(:state AS text) = '{TaskState.PENDING}' AND EXISTS (SELECT 1 FROM hint)
                      THEN CAST(:now AS timestamptz) ELSE :next_poll_at END,
                 0, :request_id, :now)
