@@ -109,7 +109,8 @@ _INSERT_TASK = text(
         VALUES (:client_id, :task_id, CAST(:state AS text), '{TaskSource.SUBMITTED}',
                 :masked, CAST(:metadata AS jsonb), CAST(:result AS jsonb), :now, :now,
                 :expires_at, :completed_at,
-                CASE WHEN CAST(:state AS text) = '{TaskState.PENDING}' AND EXISTS (SELECT 1 FROM hint)
+                CASE WHEN CAST(:state AS text) = '{TaskState.PENDING}'
+                          AND EXISTS (SELECT 1 FROM hint)
                      THEN CAST(:now AS timestamptz) ELSE :next_poll_at END,
                 0, :request_id, :now)
         ON CONFLICT (client_id, task_id) DO NOTHING
