@@ -307,7 +307,7 @@ async def test_an_invalid_idempotency_key_is_422_before_any_upstream_call(
     response = await api.post(
         "/v1/checks",
         json={"phone_number": PHONE},
-        headers={k: v.encode() for k, v in headers.items()},  # type: ignore[misc]
+        headers={k.encode(): v.encode() for k, v in headers.items()},
     )
 
     assert response.status_code == 422
