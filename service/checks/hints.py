@@ -92,7 +92,7 @@ class HintService:
                     token_hash=token_digest(token),
                     task_id=task_id,
                     now=now,
-                    throttle_until=now - self._min_interval,
+                    interval=self._min_interval,
                     early_until=now + self._early_for,
                 )
         record_hint(outcome.value)

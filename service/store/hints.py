@@ -12,23 +12,31 @@ upstream expects a quick answer.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from service.domain.states import HintOutcome, TaskState
 
+# A hint within the interval of the last one is not dropped but deferred to the interval's end
+# (once: `last_hint_at` then lies in the future and later hints are throttled), so a forged hint
+# just before the real one delays the real one by at most the interval, and hint-triggered polls
+# stay at most one per interval.
 _APPLY_HINT = f"""
     WITH client AS (
         SELECT id FROM clients WHERE callback_token_hash = %(token_hash)s
     ),
     hinted AS (
-        UPDATE tasks SET next_poll_at = LEAST(%(now)s, expires_at), last_hint_at = %(now)s
+        UPDATE tasks SET
+            next_poll_at = LEAST(
+                next_poll_at, expires_at,
+                GREATEST(%(now)s, last_hint_at + %(interval)s)),
+            last_hint_at = GREATEST(%(now)s, last_hint_at + %(interval)s)
         WHERE client_id = (SELECT id FROM client) AND task_id = %(task_id)s
           AND state = '{TaskState.PENDING}'
-          AND (last_hint_at IS NULL OR last_hint_at <= %(throttle_until)s)
-        RETURNING id
+          AND (last_hint_at IS NULL OR last_hint_at <= %(now)s)
+        RETURNING last_hint_at > %(now)s AS deferred
     ),
     known AS (
         SELECT state FROM tasks
@@ -42,7 +50,7 @@ _APPLY_HINT = f"""
         RETURNING 1
     )
     SELECT EXISTS (SELECT 1 FROM client) AS client_known,
-           EXISTS (SELECT 1 FROM hinted) AS hinted,
+           (SELECT deferred FROM hinted) AS deferred,
            (SELECT state FROM known) AS state
 """  # noqa: S608 - only constants are interpolated
 
@@ -61,18 +69,19 @@ async def apply_hint(
     token_hash: bytes,
     task_id: str,
     now: datetime,
-    throttle_until: datetime,
+    interval: timedelta,
     early_until: datetime,
 ) -> HintOutcome:
-    """Make the client's pending task due now unless a hint did so after `throttle_until`;
-    remember the hint until `early_until` when the client has no such task. One statement."""
+    """Make the client's pending task due now, or at the end of `interval` after the last hint
+    (THROTTLED); remember the hint until `early_until` when the client has no such task. One
+    statement."""
     cursor = await conn.execute(
         _APPLY_HINT,
         {
             "token_hash": token_hash,
             "task_id": task_id,
             "now": now,
-            "throttle_until": throttle_until,
+            "interval": interval,
             "early_until": early_until,
         },
     )
@@ -80,8 +89,8 @@ async def apply_hint(
     assert row is not None
     if not row["client_known"]:
         return HintOutcome.UNKNOWN
-    if row["hinted"]:
-        return HintOutcome.MATCHED
+    if row["deferred"] is not None:
+        return HintOutcome.THROTTLED if row["deferred"] else HintOutcome.MATCHED
     if row["state"] is None:
         return HintOutcome.EARLY
     if row["state"] == TaskState.PENDING:

@@ -90,20 +90,49 @@ async def test_a_hint_makes_a_pending_task_due_now_and_is_no_result(
     assert task["result"] is None
 
 
-async def test_a_flood_of_hints_moves_a_task_once_per_interval(
+async def test_a_flood_of_hints_makes_at_most_one_poll_per_interval(
     api: httpx.AsyncClient, key: str, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     task_id = await submitted_task_id(api, key)
     token = await callback_token(api, key)
+    await hint(api, token, task_id)
+    due_at, first_hint = await schedule_of(sessions, task_id)
+    assert first_hint is not None
 
     answers = await asyncio.gather(*(hint(api, token, task_id) for _ in range(40)))
 
     assert {a.status_code for a in answers} == {200}
-    _, first_hint = await schedule_of(sessions, task_id)
+    # The first hint made the task due; the next within the interval is deferred to the
+    # interval's end (once); every other one is dropped.
+    next_poll_at, last_hint_at = await schedule_of(sessions, task_id)
+    assert next_poll_at == due_at
+    assert last_hint_at == first_hint + timedelta(seconds=2)
+    await hint(api, token, task_id)
+    assert await schedule_of(sessions, task_id) == (due_at, last_hint_at)
     metrics = (await api.get("/metrics")).text
     assert 'phonebridge_hints_total{outcome="throttled"}' in metrics
+    assert 'phonebridge_hints_total{outcome="matched"}' in metrics
+
+
+async def test_a_hint_soon_after_a_forged_one_is_deferred_not_lost(
+    api: httpx.AsyncClient, key: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    task_id = await submitted_task_id(api, key)
+    token = await callback_token(api, key)
     await hint(api, token, task_id)
-    assert (await schedule_of(sessions, task_id))[1] == first_hint
+    # The poll that hint caused answered PENDING: the task is due later again.
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE tasks SET next_poll_at = now() + interval '1 hour' WHERE task_id = :t"),
+            {"t": task_id},
+        )
+    _, forged_at = await schedule_of(sessions, task_id)
+    assert forged_at is not None
+
+    await hint(api, token, task_id)  # the real one, within the interval
+
+    next_poll_at, _ = await schedule_of(sessions, task_id)
+    assert next_poll_at == forged_at + timedelta(seconds=2)
 
 
 async def test_a_hint_after_the_interval_moves_the_task_again(
