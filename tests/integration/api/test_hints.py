@@ -83,8 +83,10 @@ async def test_a_hint_makes_a_pending_task_due_now_and_is_no_result(
     assert response.status_code == 200
     assert response.json() == OK
     next_poll_at, last_hint_at = await schedule_of(sessions, task_id)
-    assert next_poll_at is not None and next_poll_at <= datetime.now(UTC)
-    assert last_hint_at is not None and last_hint_at >= before
+    assert next_poll_at is not None
+    assert next_poll_at <= datetime.now(UTC)
+    assert last_hint_at is not None
+    assert last_hint_at >= before
     task = (await api.get(f"/v1/tasks/{task_id}", headers=bearer(key))).json()
     assert task["state"] == "pending"
     assert task["result"] is None
@@ -161,7 +163,9 @@ async def test_a_hint_after_the_interval_moves_the_task_again(
             _, second = await schedule_of(sessions, task_id)
     finally:
         await engine.dispose()
-    assert first is not None and second is not None and second > first
+    assert first is not None
+    assert second is not None
+    assert second > first
 
 
 @pytest.mark.parametrize(
