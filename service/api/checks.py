@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
@@ -118,14 +117,12 @@ async def submit_check(request: Request) -> Response:
             "this Idempotency-Key was used with a different request body; use a new key for a "
             "new check"
         ) from None
-    if answer.is_problem:
-        return Response(
-            orjson.dumps(answer.body),
-            status_code=answer.status,
-            headers=answer.headers or None,
-            media_type=PROBLEM_MEDIA_TYPE,
-        )
-    return json_response(answer.body, status_code=answer.status, headers=answer.headers or None)
+    return Response(
+        answer.body_json,
+        status_code=answer.status,
+        headers=answer.headers or None,
+        media_type=PROBLEM_MEDIA_TYPE if answer.is_problem else "application/json",
+    )
 
 
 @router.get(

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -65,16 +66,34 @@ CRASH_AFTER_SUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_SUBMIT"
 
 @dataclass(frozen=True)
 class SubmitAnswer:
-    """What the client is answered: the task (201) or a problem document."""
+    """What the client is answered: the task (201) or a problem document, as the JSON text that
+    is sent and kept for replays (numbers in metadata can exceed 64 bits: the text, not a
+    re-encoding, is what goes out)."""
 
     status: int
-    body: dict[str, Any]
+    body_json: str
     headers: dict[str, str] = field(default_factory=dict)
     replayed: bool = False
+
+    @classmethod
+    def problem(
+        cls, status: int, title: str, detail: str, code: str, headers: dict[str, str] | None = None
+    ) -> SubmitAnswer:
+        return cls(
+            status, orjson.dumps(problem(status, title, detail, code)).decode(), headers or {}
+        )
 
     @property
     def is_problem(self) -> bool:
         return self.status >= 400
+
+    @property
+    def code(self) -> str | None:
+        """The problem's code, for logs and metrics (None for a task)."""
+        if not self.is_problem:
+            return None
+        value = orjson.loads(self.body_json).get("code")
+        return value if isinstance(value, str) else None
 
 
 class DifferentBody(Exception):
@@ -94,16 +113,13 @@ def problem(status: int, title: str, detail: str, code: str) -> dict[str, Any]:
 
 
 def unknown_outcome_answer() -> SubmitAnswer:
-    return SubmitAnswer(
+    return SubmitAnswer.problem(
         502,
-        problem(
-            502,
-            "Bad Gateway",
-            "the request may have reached upstream but its answer was not recorded: the check "
-            "may or may not exist upstream; phonebridge will not submit it again with this "
-            "Idempotency-Key",
-            SUBMIT_OUTCOME_UNKNOWN,
-        ),
+        "Bad Gateway",
+        "the request may have reached upstream but its answer was not recorded: the check "
+        "may or may not exist upstream; phonebridge will not submit it again with this "
+        "Idempotency-Key",
+        SUBMIT_OUTCOME_UNKNOWN,
     )
 
 
@@ -177,16 +193,13 @@ class SubmitService:
         refusal = await self._refusal_before_call()
         upstream = self._client()
         if refusal is None and upstream is None:
-            refusal = SubmitAnswer(
+            refusal = SubmitAnswer.problem(
                 503,
-                problem(
-                    503,
-                    "Service Unavailable",
-                    "this phonebridge has no upstream credentials "
-                    "(PHONEBRIDGE_UPSTREAM_API_ID and PHONEBRIDGE_UPSTREAM_API_SECRET), so it "
-                    "cannot submit checks",
-                    "NO_UPSTREAM_CREDENTIALS",
-                ),
+                "Service Unavailable",
+                "this phonebridge has no upstream credentials "
+                "(PHONEBRIDGE_UPSTREAM_API_ID and PHONEBRIDGE_UPSTREAM_API_SECRET), so it "
+                "cannot submit checks",
+                "NO_UPSTREAM_CREDENTIALS",
             )
         if refusal is not None or upstream is None:
             assert refusal is not None
@@ -220,7 +233,7 @@ class SubmitService:
                     submission_id,
                     state=SubmissionState.UNKNOWN,
                     status=answer.status,
-                    body=answer.body,
+                    body_json=answer.body_json,
                     task_pk=None,
                     now=answered_at,
                 )
@@ -233,15 +246,12 @@ class SubmitService:
         try:
             pause = await read_pause(self._redis)
             if pause is not None:
-                return SubmitAnswer(
+                return SubmitAnswer.problem(
                     503,
-                    problem(
-                        503,
-                        "Service Unavailable",
-                        f"upstream refuses this account ({pause.reason}); calls are paused "
-                        "until a probe succeeds; nothing was submitted",
-                        pause.reason,
-                    ),
+                    "Service Unavailable",
+                    f"upstream refuses this account ({pause.reason}); calls are paused "
+                    "until a probe succeeds; nothing was submitted",
+                    pause.reason,
                     {"Retry-After": str(round(self._settings.pause_probe_s))},
                 )
             reservation = await self._limiter.reserve_calls(1)
@@ -249,14 +259,11 @@ class SubmitService:
             log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
             return _unavailable("the shared rate ceiling (Redis) does not answer")
         if reservation.first_in_s > MAX_SLOT_WAIT_S:
-            return SubmitAnswer(
+            return SubmitAnswer.problem(
                 503,
-                problem(
-                    503,
-                    "Service Unavailable",
-                    "the upstream call rate is at its ceiling; nothing was submitted, try again",
-                    "RATE_CEILING",
-                ),
+                "Service Unavailable",
+                "the upstream call rate is at its ceiling; nothing was submitted, try again",
+                "RATE_CEILING",
                 {"Retry-After": str(max(1, round(reservation.first_in_s)))},
             )
         if reservation.first_in_s > 0:
@@ -302,13 +309,13 @@ class SubmitService:
                 result=outcome.result,
                 request_id=outcome.request_id,
             )
-            answer = SubmitAnswer(201, task.body)
+            answer = SubmitAnswer(201, task.body_json)
             await check_store.finish_submission(
                 session,
                 submission_id,
                 state=SubmissionState.ANSWERED,
                 status=answer.status,
-                body=answer.body,
+                body_json=answer.body_json,
                 task_pk=task.id,
                 now=now,
             )
@@ -316,50 +323,37 @@ class SubmitService:
 
     def _answer_without_task(self, outcome: SubmitOutcome) -> SubmitAnswer:
         if outcome.kind is SubmitKind.REJECTED:
-            return SubmitAnswer(
+            return SubmitAnswer.problem(
                 422,
-                problem(
-                    422,
-                    "Unprocessable Content",
-                    f"upstream refused the check: {outcome.message}",
-                    outcome.code,
-                ),
+                "Unprocessable Content",
+                f"upstream refused the check: {outcome.message}",
+                outcome.code,
             )
         if outcome.kind is SubmitKind.ACCOUNT_PROBLEM:
-            return SubmitAnswer(
+            return SubmitAnswer.problem(
                 503,
-                problem(
-                    503,
-                    "Service Unavailable",
-                    f"upstream refuses this account ({outcome.code}: {outcome.message}); "
-                    "calls are paused until a probe succeeds; nothing was submitted",
-                    outcome.code,
-                ),
+                "Service Unavailable",
+                f"upstream refuses this account ({outcome.code}: {outcome.message}); "
+                "calls are paused until a probe succeeds; nothing was submitted",
+                outcome.code,
                 {"Retry-After": str(round(self._settings.pause_probe_s))},
             )
         if outcome.kind is SubmitKind.RATE_LIMITED:
             retry_after = max(1, round(outcome.retry_after_s or 1))
-            return SubmitAnswer(
+            return SubmitAnswer.problem(
                 503,
-                problem(
-                    503,
-                    "Service Unavailable",
-                    "upstream refused the call (RATE_LIMIT_EXCEEDED); nothing was submitted",
-                    outcome.code,
-                ),
+                "Service Unavailable",
+                "upstream refused the call (RATE_LIMIT_EXCEEDED); nothing was submitted",
+                outcome.code,
                 {"Retry-After": str(retry_after)},
             )
         if outcome.kind is SubmitKind.UNAVAILABLE:
             return _unavailable(f"{outcome.message}; nothing was submitted")
-        return SubmitAnswer(
+        return SubmitAnswer.problem(
             502,
-            problem(
-                502,
-                "Bad Gateway",
-                f"{outcome.message}; phonebridge will not submit it again with this "
-                "Idempotency-Key",
-                SUBMIT_OUTCOME_UNKNOWN,
-            ),
+            "Bad Gateway",
+            f"{outcome.message}; phonebridge will not submit it again with this Idempotency-Key",
+            SUBMIT_OUTCOME_UNKNOWN,
         )
 
     async def _release(self, submission_id: int) -> None:
@@ -379,11 +373,15 @@ class SubmitService:
                 unknown = unknown_outcome_answer()
                 async with transaction(self._sessions) as session:
                     marked = await check_store.mark_unknown(
-                        session, submission.id, status=unknown.status, body=unknown.body, now=now
+                        session,
+                        submission.id,
+                        status=unknown.status,
+                        body_json=unknown.body_json,
+                        now=now,
                     )
                 if marked is not None:
                     log.warning("check.outcome_unknown", extra={"submission_id": submission.id})
-                    return SubmitAnswer(unknown.status, unknown.body, replayed=True)
+                    return SubmitAnswer(unknown.status, unknown.body_json, replayed=True)
             else:
                 await asyncio.sleep(REPLAY_POLL_S)
             assert submission.idempotency_key is not None
@@ -399,10 +397,7 @@ class SubmitService:
 
 
 def _unavailable(detail: str) -> SubmitAnswer:
-    return SubmitAnswer(
-        502,
-        problem(502, "Bad Gateway", detail, "UPSTREAM_UNAVAILABLE"),
-    )
+    return SubmitAnswer.problem(502, "Bad Gateway", detail, "UPSTREAM_UNAVAILABLE")
 
 
 def _crash_point_for_tests() -> None:

@@ -22,7 +22,6 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.answers import PhoneResult
-from service.domain.schemas import TaskOut
 from service.domain.states import SubmissionState, TaskSource, TaskState
 from service.store.outbox import FinishedTask, record_events
 
@@ -38,12 +37,13 @@ class Submission:
     state: SubmissionState
     lease_until: datetime
     response_status: int | None
-    response_body: dict[str, Any] | None
+    # The answer's JSON text exactly as it was sent (never re-encoded: see SubmitAnswer).
+    response_body: str | None
 
 
 _SUBMISSION_COLUMNS = (
     "id, client_id, idempotency_key, fingerprint, state, lease_until, response_status, "
-    "response_body"
+    "response_body::text AS response_body"
 )
 
 _BEGIN = text(
@@ -131,7 +131,8 @@ class SubmittedTask:
     id: int
     task_id: str
     state: TaskState
-    body: dict[str, Any]
+    # The task as TaskOut renders it (JSON text, as in its event).
+    body_json: str
     created: bool
 
 
@@ -181,7 +182,7 @@ async def finish_submission(
     *,
     state: SubmissionState,
     status: int,
-    body: dict[str, Any],
+    body_json: str,
     task_pk: int | None,
     now: datetime,
 ) -> bool:
@@ -194,7 +195,7 @@ async def finish_submission(
             "id": submission_id,
             "state": state,
             "status": status,
-            "body": orjson.dumps(body).decode(),
+            "body": body_json,
             "task_pk": task_pk,
             "now": now,
         },
@@ -203,7 +204,7 @@ async def finish_submission(
 
 
 async def mark_unknown(
-    session: AsyncSession, submission_id: int, *, status: int, body: dict[str, Any], now: datetime
+    session: AsyncSession, submission_id: int, *, status: int, body_json: str, now: datetime
 ) -> Submission | None:
     """Declare a submission whose lease passed without an answer unknown, with the answer every
     later retry gets; None when it is not (or no longer) such a row."""
@@ -213,7 +214,7 @@ async def mark_unknown(
             {
                 "id": submission_id,
                 "status": status,
-                "body": orjson.dumps(body).decode(),
+                "body": body_json,
                 "now": now,
             },
         )
@@ -269,7 +270,7 @@ async def record_submitted_task(
         id=finished.id,
         task_id=finished.task_id,
         state=finished.state,
-        body=TaskOut.model_validate_json(finished.data).model_dump(mode="json"),
+        body_json=finished.data,
         created=bool(row.created),
     )
 

@@ -345,3 +345,18 @@ async def test_without_a_public_url_there_is_no_callback_url_and_checks_carry_no
     assert fresh_sim.control.callback_log() == []
     # Without a callback, polling alone finds the answer: the first poll is due at once.
     assert datetime.fromisoformat(task["next_poll_at"]) <= datetime.now(UTC)
+
+
+async def test_metadata_numbers_beyond_64_bits_are_answered_and_replayed_as_sent(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    # 1e20 is stored as JSONB's 100000000000000000000, read back as an integer beyond 64 bits.
+    body = b'{"phone_number": "5215512341234", "metadata": {"n": 1e20}}'
+    headers = bearer(key) | {"Idempotency-Key": "big", "content-type": "application/json"}
+    first = await api.post("/v1/checks", content=body, headers=headers)
+    again = await api.post("/v1/checks", content=body, headers=headers)
+
+    assert first.status_code == again.status_code == 201, first.text
+    assert first.json() == again.json()
+    assert first.json()["metadata"]["n"] == 10**20

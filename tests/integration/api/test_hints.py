@@ -5,6 +5,7 @@ hints are remembered; unknown tokens, other clients' tasks and finished tasks ch
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -281,7 +282,7 @@ async def test_an_early_hint_is_remembered_and_makes_the_first_poll_immediate(
             request_id=None,
         )
 
-    assert datetime.fromisoformat(task.body["next_poll_at"]) == now
+    assert datetime.fromisoformat(json.loads(task.body_json)["next_poll_at"]) == now
     async with transaction(sessions) as session:
         left = (
             await session.execute(
