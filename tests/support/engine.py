@@ -25,7 +25,12 @@ from service.engine.ratelimit import UpstreamRateLimiter
 from service.engine.scheduler import Scheduler, SchedulerContext, default_steps
 from service.sim.server import phonebridge_executable
 from service.store.db import create_engine_for, session_factory
-from workers.app import celery_poll_publisher, create_celery_app, runtime_of
+from workers.app import (
+    celery_delivery_publisher,
+    celery_poll_publisher,
+    create_celery_app,
+    runtime_of,
+)
 
 
 @dataclass
@@ -38,9 +43,10 @@ class RunningEngine:
 
 @asynccontextmanager
 async def running_engine(
-    settings: Settings, *, concurrency: int = 4
+    settings: Settings, *, concurrency: int = 4, deliveries: bool = False
 ) -> AsyncIterator[RunningEngine]:
-    """A Celery worker (threads pool) and the scheduler loop, both on `settings`."""
+    """A Celery worker (threads pool) and the scheduler loop, both on `settings`; with
+    `deliveries`, the scheduler also hands out webhook deliveries."""
     queue = f"phonebridge-test-{secrets.token_hex(4)}"
     app = create_celery_app(settings, queue=queue)
     db = create_engine_for(settings.sqlalchemy_url, pool_size=2)
@@ -52,6 +58,7 @@ async def running_engine(
         redis=redis_client,
         limiter=limiter,
         publish_poll=celery_poll_publisher(app),
+        publish_delivery=celery_delivery_publisher(app) if deliveries else None,
     )
     scheduler = Scheduler(default_steps(context), tick_s=settings.scheduler_tick_s, clock=utc_now)
     stop = asyncio.Event()

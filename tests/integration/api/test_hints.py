@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +25,7 @@ from tests.support.api import api_client, bearer
 from tests.support.checks import callback_token, hint, schedule_of, submit
 from tests.support.engine import running_engine
 from tests.support.factories import new_key
+from tests.support.receivers import Receiver
 from tests.support.settings import engine_settings, make_settings
 from tests.support.waiting import wait_until_async
 
@@ -293,13 +295,14 @@ async def test_an_early_hint_is_remembered_and_makes_the_first_poll_immediate(
 
 
 async def test_a_hinted_task_is_polled_within_about_a_second_through_the_claim_path(
-    database_url: str, redis_url: str, fresh_sim: SimServer, flush_redis: None
+    database_url: str, redis_url: str, fresh_sim: SimServer, flush_redis: None, receiver: Receiver
 ) -> None:
     settings = engine_settings(
         database_url,
         redis_url,
         fresh_sim.base_url,
         public_url=PUBLIC_URL,
+        webhook_allow_private=True,
         hinted_poll_initial_s=60.0,
         poll_initial_s=30.0,
         poll_max_s=60.0,
@@ -307,7 +310,12 @@ async def test_a_hinted_task_is_polled_within_about_a_second_through_the_claim_p
     fresh_sim.control.configure(submit_script="connected-0-1s")
     fresh_sim.control.set_callbacks(lose=1.0)
     key = await new_key(settings)
-    async with api_client(settings) as api, running_engine(settings):
+    lags_before = REGISTRY.get_sample_value("phonebridge_detection_lag_seconds_count") or 0.0
+    async with api_client(settings) as api, running_engine(settings, deliveries=True):
+        subscribed = await api.post(
+            "/v1/subscriptions", json={"url": receiver.url("/lag")}, headers=bearer(key)
+        )
+        assert subscribed.status_code == 201, subscribed.text
         task_id = await submitted_task_id(api, key)
         token = await callback_token(api, key)
         await asyncio.sleep(1.1)  # the answer is ready upstream now
@@ -320,6 +328,13 @@ async def test_a_hinted_task_is_polled_within_about_a_second_through_the_claim_p
 
         await wait_until_async(completed, timeout_s=10, what="the hinted task to complete")
         took = time.monotonic() - hinted_at
+
+        def lag_observed() -> bool:
+            count = REGISTRY.get_sample_value("phonebridge_detection_lag_seconds_count") or 0.0
+            return count > lags_before
+
+        await wait_until_async(lambda: receiver.received("/lag"), timeout_s=10, what="the webhook")
+        await wait_until_async(lag_observed, timeout_s=10, what="the detection lag metric")
 
     assert took < 1.5
     assert len(fresh_sim.control.calls(task_id=task_id, endpoint="task_result")) == 1
