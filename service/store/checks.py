@@ -14,7 +14,7 @@ with the outbox (outbox.py) and consumes an early hint in the same statement.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -286,3 +286,36 @@ def _submission(row: Row[Any]) -> Submission:
         response_status=row.response_status,
         response_body=row.response_body,
     )
+
+
+# The Idempotency-Key's promise lasts 24 hours; an early hint, its task's validity. Both are
+# purged in small batches by the retention step (indexes on created_at and expires_at).
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+_PURGE_SUBMISSIONS = text(
+    """
+    DELETE FROM check_submissions WHERE id IN (
+        SELECT id FROM check_submissions WHERE created_at < :cutoff
+        ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+
+_PURGE_EARLY_HINTS = text(
+    """
+    DELETE FROM early_hints WHERE (client_id, task_id) IN (
+        SELECT client_id, task_id FROM early_hints WHERE expires_at < :now
+        ORDER BY expires_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+
+
+async def purge_check_records(session: AsyncSession, now: datetime, limit: int) -> int:
+    """Delete up to `limit` submissions past the Idempotency-Key window and up to `limit`
+    expired early hints; returns how many rows went."""
+    submissions = await session.execute(
+        _PURGE_SUBMISSIONS, {"cutoff": now - IDEMPOTENCY_WINDOW, "limit": limit}
+    )
+    hints = await session.execute(_PURGE_EARLY_HINTS, {"now": now, "limit": limit})
+    return int(submissions.rowcount) + int(hints.rowcount)  # type: ignore[attr-defined]
