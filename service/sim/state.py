@@ -322,20 +322,12 @@ class SimState:
         if not isinstance(phone_number, str) or not _PHONE_NUMBER.fullmatch(phone_number):
             return answers.invalid_argument("argument 'phone_number': invalid")
         callback = request.get("callback")
-        if callback is not None and (
-            not isinstance(callback, str) or not callback.startswith(("http://", "https://"))
-        ):
+        if callback is not None and not isinstance(callback, str):
             return answers.invalid_argument("argument 'callback': invalid")
         phone_number = phone_number.removeprefix("+")
         if phone_number.startswith(UNASSIGNED_COUNTRY_CODE):
             return answers.invalid_argument("argument 'phone_number': unknown country code")
-        script = self.submit_script
-        if script is None:
-            script = random_script(self.rng)
-            if callback is not None:
-                # A callback fires when the answer is ready, which for a check is a time, not
-                # a number of polls: the same plausible spread, as seconds.
-                script = TaskScript(script.fate, pending_s=script.pending_calls * 1.5)
+        script = self.submit_script or random_script(self.rng)
         fate = script.fate
         if fate.kind is FateKind.STATUS and not script.pending_calls and not script.pending_s:
             assert fate.phone_status is not None
@@ -343,7 +335,13 @@ class SimState:
         # The id carries the script, so the task still resolves after a simulator restart.
         task_id = f"sim-{script.text}-{self.rng.getrandbits(64):016x}"
         self.register(task_id, script, phone_number=phone_number, submitted_at=now)
-        if callback is not None and fate.kind is FateKind.STATUS:
+        # The callback fires when the script's delay has passed: a script that counts PENDING
+        # answers instead is "ready" for it at once (its callback comes early, a premature hint).
+        if (
+            callback is not None
+            and callback.startswith(("http://", "https://"))
+            and fate.kind is FateKind.STATUS
+        ):
             assert fate.phone_status is not None
             planned = plan_callbacks(
                 self.callback_settings,

@@ -30,6 +30,9 @@ PUBLIC_PATHS = {
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
+    # Upstream's completion callback: no Authorization (upstream sends none), the unguessable
+    # token in the path is the secret, and it only ever makes a task due (never a result).
+    "/hooks/accuauth/{token}",
 }
 
 # Every /v1 operation the contract names; a new one joins by being served, not by this list.
@@ -51,6 +54,8 @@ CONTRACT_OPERATIONS = {
     ("DELETE", "/v1/subscriptions/{subscription_id}"),
     ("POST", "/v1/subscriptions/{subscription_id}/rotate-secret"),
     ("POST", "/v1/subscriptions/{subscription_id}/recover"),
+    ("POST", "/v1/checks"),
+    ("GET", "/v1/callback-url"),
 }
 
 BAD_AUTHORIZATIONS = {
