@@ -62,7 +62,7 @@ def test_a_valid_number_is_kept_as_digits(given_number: str, digits: str) -> Non
         "++5215512341234",
         "52 155 1234 1234",
         "52-1551234",
-        "５２１５５１２３４１２３４",  # full-width digits
+        "\uff15\uff12\uff11\uff15\uff15\uff11\uff12\uff13\uff14",  # full-width digits
         "",
         "+",
     ],
