@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     poll_estimate_half_life_s: float = Field(default=3600.0, gt=0)
     poll_estimate_min_completions: float = Field(default=DEFAULT_MIN_COMPLETIONS, ge=1)
 
+    # --- submitting checks and upstream's callback (hints) -------------------------------------
+    # The base URL at which upstream reaches this API; unset, checks carry no callback.
+    public_url: str | None = None
+    # A check submitted with a callback is first polled this long after submission (the safety
+    # net for a lost callback); a hint makes it due at once.
+    hinted_poll_initial_s: float = Field(default=30.0, gt=0)
+    hint_min_interval_s: float = Field(default=2.0, gt=0)
+
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
     def _parse_schedule(cls, value: Any) -> Any:
@@ -174,6 +182,22 @@ class Settings(BaseSettings):
     def _base_url_http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_http(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("http", "https") or not rest.split("/", 1)[0]:
+            raise ValueError(
+                "expected the http:// or https:// base URL at which upstream reaches this API, "
+                "e.g. https://phonebridge.example.com"
+            )
+        if "?" in value or "#" in value or "@" in rest.split("/", 1)[0]:
+            raise ValueError("expected a base URL without credentials, query or fragment")
         return value.rstrip("/")
 
     @model_validator(mode="after")

@@ -13,11 +13,14 @@ import redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from service.sim.server import SimServer
+from service.sim.state import SimOptions
 from service.store.db import create_engine_for, session_factory
 from service.store.migrate import upgrade_to_head
 from tests.support.databases import REDIS_SERVER, scratch_database
 from tests.support.receivers import Receiver, running_receiver
 from tests.support.settings import make_settings
+from tests.support.upstream import API_ID, API_SECRET
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +72,25 @@ def receiver() -> Iterator[Receiver]:
     """A local webhook receiver of the test's own."""
     with running_receiver() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[SimServer]:
+    with SimServer(SimOptions(api_id=API_ID, api_secret=API_SECRET)) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_sim(sim: SimServer) -> SimServer:
+    """The simulator without the scripts, faults and calls of earlier tests."""
+    sim.control.reset()
+    return sim
+
+
+@pytest.fixture
+def flush_redis(redis_url: str) -> Iterator[None]:
+    """Limiter, pause and broker state from an earlier test must not leak into this one."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield
+    client.close()

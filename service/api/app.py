@@ -15,7 +15,17 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from service.api import deliveries, events, health, metrics, stats, subscriptions, tasks
+from service.api import (
+    checks,
+    deliveries,
+    events,
+    health,
+    hooks,
+    metrics,
+    stats,
+    subscriptions,
+    tasks,
+)
 from service.api.auth import SECURITY_SCHEME, SECURITY_SCHEME_NAME
 from service.api.clientlimits import RateLimitHeaders
 from service.api.docs import install_docs
@@ -36,11 +46,18 @@ ROUTERS = (
     subscriptions.router,
     portal_router,
     stats.router,
+    checks.router,
+    hooks.router,
 )
 
 # Models that routes reference by name in the OpenAPI schema without FastAPI seeing them as a
 # parameter: the problem document, and the request bodies that routes read themselves.
-SCHEMA_MODELS: tuple[type[BaseModel], ...] = (Problem, tasks.TaskRegistration, tasks.TaskBatch)
+SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
+    Problem,
+    tasks.TaskRegistration,
+    tasks.TaskBatch,
+    checks.CheckSubmission,
+)
 
 DESCRIPTION = """\
 phonebridge polls AccuAuth phone-check tasks until they finish and pushes the results to your

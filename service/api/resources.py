@@ -27,6 +27,8 @@ from service.api.clientlimits import ClientLimiter
 from service.api.keycache import KeyCache
 from service.api.keyusage import KeyUsage
 from service.api.portal.keys import portal_session_key
+from service.checks.hints import CallbackUrls, HintService
+from service.checks.submit import SubmitService
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.logs import OncePerInterval
@@ -81,6 +83,21 @@ class ApiResources:
     # Vets the hosts of webhook URLs: the system's DNS, or what create_app was given (tests).
     resolver: HostResolver
     clock: Clock = utc_now
+
+    @cached_property
+    def callbacks(self) -> CallbackUrls:
+        return CallbackUrls(self.settings, lambda: hot_connection(self))
+
+    @cached_property
+    def checks(self) -> SubmitService:
+        """Submits checks upstream; its upstream client is made on the first submit."""
+        return SubmitService(
+            self.settings, self.sessions, self.redis, self.callbacks, clock=self.clock
+        )
+
+    @cached_property
+    def hints(self) -> HintService:
+        return HintService(self.settings, lambda: hot_connection(self), clock=self.clock)
 
     @cached_property
     def cipher(self) -> SecretCipher:
@@ -191,6 +208,8 @@ async def api_lifespan(app: FastAPI, resolver: HostResolver | None = None) -> As
         yield
     finally:
         await app.state.resources.key_usage.drain()
+        if "checks" in app.state.resources.__dict__:
+            await app.state.resources.checks.close()
         await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
         await pool.close()
         await engine.dispose()

@@ -101,7 +101,7 @@ def validate_registration(
 
     task_id = _check_task_id(raw_task_id, errors)
     submitted_at = _check_submitted_at(entry.get("submitted_at"), now, ttl, errors)
-    metadata_json = _check_metadata(entry.get("metadata"), errors)
+    metadata_json = check_metadata(entry.get("metadata"), errors)
 
     if errors or task_id is None or submitted_at is None or metadata_json is None:
         return Rejection(echoed_task_id, tuple(errors))
@@ -197,7 +197,9 @@ def _check_submitted_at(
     return submitted_at
 
 
-def _check_metadata(value: object, errors: list[FieldError]) -> str | None:
+def check_metadata(value: object, errors: list[FieldError]) -> str | None:
+    """The metadata's compact JSON text (`{}` when absent), or None with the broken rule added to
+    `errors`; shared by task registration and check submission."""
     if value is None:
         return "{}"
     if not isinstance(value, dict):

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.domain.states import EventType, TaskState
+from service.domain.states import EventType, TaskSource, TaskState
 
 
 class TaskResult(BaseModel):
@@ -43,6 +43,16 @@ class TaskOut(BaseModel):
     last_error: TaskError | None
     upstream_request_id: str | None
     metadata: dict[str, Any]
+    source: TaskSource = Field(
+        default=TaskSource.REGISTERED,
+        description="`registered`: its task_id was handed in (POST /v1/tasks); `submitted`: "
+        "phonebridge submitted the check (POST /v1/checks).",
+    )
+    phone_number_masked: str | None = Field(
+        default=None,
+        description="A submitted check's number, country code and last four digits only "
+        "(e.g. `52*******1234`); null for registered tasks.",
+    )
 
 
 class EventOut(BaseModel):

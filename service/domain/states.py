@@ -42,3 +42,28 @@ EVENT_TYPE_OF_STATE: dict[TaskState, EventType] = {
     TaskState.FAILED: EventType.TASK_FAILED,
     TaskState.EXPIRED: EventType.TASK_EXPIRED,
 }
+
+
+class TaskSource(StrEnum):
+    """How a task came to phonebridge: its task_id handed in, or its check submitted by us."""
+
+    REGISTERED = "registered"
+    SUBMITTED = "submitted"
+
+
+class SubmissionState(StrEnum):
+    """Where one `POST /v1/checks` stands. `submitting` is written and committed before upstream
+    is called; a row still `submitting` after its lease is an outcome nobody knows."""
+
+    SUBMITTING = "submitting"
+    ANSWERED = "answered"
+    UNKNOWN = "unknown"
+
+
+class HintOutcome(StrEnum):
+    """What one upstream callback (a hint) did."""
+
+    MATCHED = "matched"  # a pending task of that client is due now
+    EARLY = "early"  # no such task yet: remembered for its validity
+    THROTTLED = "throttled"  # that task was hinted less than the minimum interval ago
+    UNKNOWN = "unknown"  # no such token, a finished task, or an unusable task_id

@@ -10,6 +10,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.observability.metrics import RETENTION_PURGED
+from service.store.checks import purge_check_records
 from service.store.db import transaction
 from service.store.retention import purge_finished_tasks, take_retention_turn
 
@@ -55,3 +56,18 @@ class RetentionPurge:
                 break
         if purged:
             log.info("retention.purged", extra={"tasks": purged, "cutoff": cutoff.isoformat()})
+        await self._purge_check_records(now)
+
+    async def _purge_check_records(self, now: datetime) -> None:
+        """Submissions past the Idempotency-Key's 24 hours, early hints past their validity."""
+        purged = 0
+        for _ in range(self._max_batches):
+            async with transaction(self._sessions) as session:
+                if not await take_retention_turn(session):
+                    break
+                deleted = await purge_check_records(session, now, self._batch)
+            purged += deleted
+            if deleted < self._batch:
+                break
+        if purged:
+            log.info("retention.purged_check_records", extra={"rows": purged})

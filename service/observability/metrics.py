@@ -62,6 +62,41 @@ RETENTION_PURGED = Counter(
     "Finished tasks deleted by retention, with their events, deliveries and attempts.",
 )
 
+# The API's: upstream callbacks (hints) and checks submitted through POST /v1/checks.
+HINTS = Counter(
+    "phonebridge_hints",
+    "Upstream callbacks received, by what they did (matched, early, throttled, unknown).",
+    ["outcome"],
+)
+SUBMITS = Counter(
+    "phonebridge_submits",
+    "POST /v1/checks, by outcome (pending, finished, rejected, account_problem, rate_limited, "
+    "unknown, unavailable; replayed for a repeated Idempotency-Key; refused when nothing was "
+    "sent: the pause, the rate ceiling, no credentials).",
+    ["outcome"],
+)
+DETECTION_LAG_BUCKETS: Final = (
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
+DETECTION_LAG = Histogram(
+    "phonebridge_detection_lag_seconds",
+    "A completed task's first successful webhook minus the moment phonebridge learnt the answer "
+    "may be ready (the hint that made it due, else the answer itself).",
+    buckets=DETECTION_LAG_BUCKETS,
+)
+
+
+def record_hint(outcome: str) -> None:
+    HINTS.labels(outcome=outcome).inc()
+
+
+def record_submit(outcome: str) -> None:
+    SUBMITS.labels(outcome=outcome).inc()
+
+
+def record_detection_lag(lag_s: float) -> None:
+    DETECTION_LAG.observe(max(0.0, lag_s))
+
 
 def status_class(status: int | None) -> str:
     """`2xx`..`5xx` for an HTTP answer, `none` when none arrived (timeout, refused, ...)."""

@@ -1,10 +1,13 @@
 """`phonebridge demo`: `up`, plus the upstream simulator and a signature-checking receiver, with
 sample tasks flowing through the production code paths and a live view of them.
 
-The sample tasks' ids script the simulator (see service/sim/scripts.py): one per phone_status,
-after a few PENDING answers each, one that never answers (it expires after --task-ttl seconds)
-and one upstream rejects (it fails). The children get compressed polling times and may deliver
-to the receiver on loopback (PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE=true).
+The samples: one check per phone_status submitted through `POST /v1/checks` (the simulator
+answers each after a different delay and then calls the check's callback, so its answer reaches
+the receiver within about a second of being ready; `ring` finishes at once), plus two task_ids
+registered with `POST /v1/tasks` whose ids script the simulator (see service/sim/scripts.py): one
+that never answers (it expires after --task-ttl seconds) and one upstream rejects (it fails). The
+children get compressed polling times, the API's own URL as PHONEBRIDGE_PUBLIC_URL, and may
+deliver to the receiver on loopback (PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE=true).
 """
 
 from __future__ import annotations
@@ -32,23 +35,26 @@ from service.run.supervisor import (
     SupervisorFailed,
     silence_stdout,
 )
-from service.run.up import UpOptions, start_stack, uses_embedded_servers
+from service.run.up import UpOptions, api_base_url, start_stack, uses_embedded_servers
 from service.run.view import DemoView, PlainView, RichView, SampleTask, Snapshot, TaskView
 from service.sim.defaults import DEFAULT_API_ID, DEFAULT_API_SECRET
+from service.sim.server import SimControl
 
 DONE_MESSAGE = "all sample tasks final and webhooks verified"
 NOT_DONE_MESSAGE = "not everything finished as expected"
-# (phone_status, PENDING answers before it): every status, at different speeds.
-SAMPLE_STATUSES: tuple[tuple[str, int], ...] = (
-    ("ring", 0),
-    ("connected", 1),
-    ("empty", 2),
-    ("busy", 0),
-    ("turned_off", 1),
-    ("outside_service_area", 3),
-    ("line_abnormal", 2),
-    ("temp_unavailable", 3),
+# (phone_status, seconds until upstream has the answer): every status, at different speeds.
+SAMPLE_STATUSES: tuple[tuple[str, float], ...] = (
+    ("ring", 0.0),
+    ("connected", 1.0),
+    ("empty", 2.0),
+    ("busy", 1.5),
+    ("turned_off", 3.0),
+    ("outside_service_area", 4.0),
+    ("line_abnormal", 2.5),
+    ("temp_unavailable", 3.5),
 )
+# Made-up Mexican numbers (52 + a Mexico City mobile prefix); the simulator never calls anyone.
+SAMPLE_NUMBER_PREFIX = "5215500000"
 SIM_START_TIMEOUT_S = 60.0
 KEY_CREATE_TIMEOUT_S = 60.0
 VIEW_INTERVAL_S = 0.5
@@ -58,27 +64,34 @@ HTTP_TIMEOUT_S = 10.0
 
 
 def sample_tasks(tag: str) -> list[SampleTask]:
-    """The demo's tasks; `tag` makes the ids unique to this run (data survives restarts)."""
-    samples = [
-        SampleTask(f"sim-{status}-{calls}-{tag}", "completed", status)
-        for status, calls in SAMPLE_STATUSES
-    ]
+    """The demo's registered tasks; `tag` makes the ids unique to this run (data survives
+    restarts)."""
     # The 0 PENDING answers are spelled out: a tag of digits alone (token_hex gives one about 6%
     # of the time) would otherwise be read as the count, and sim-invalid would answer PENDING.
-    samples.append(SampleTask(f"sim-never-0-{tag}", "expired"))
-    samples.append(SampleTask(f"sim-invalid-0-{tag}", "failed"))
-    return samples
+    return [
+        SampleTask(f"sim-never-0-{tag}", "expired"),
+        SampleTask(f"sim-invalid-0-{tag}", "failed"),
+    ]
 
 
-def demo_child_env(upstream_base_url: str, task_ttl_s: float) -> dict[str, str]:
-    """What the demo changes for its children: the simulator upstream, fast schedules."""
+def sample_check_script(status: str, ready_after_s: float) -> str:
+    """The simulator's submit script for one sample check (the task_id grammar without sim-)."""
+    return f"{status}-0-{ready_after_s:g}s" if ready_after_s else f"{status}-0"
+
+
+def demo_child_env(upstream_base_url: str, task_ttl_s: float, api_url: str) -> dict[str, str]:
+    """What the demo changes for its children: the simulator upstream, fast schedules, and the
+    API's URL as the one the simulator calls back."""
     return {
+        f"{ENV_PREFIX}PUBLIC_URL": api_url,
         f"{ENV_PREFIX}UPSTREAM_BASE_URL": upstream_base_url,
         # The simulator's documented demo credentials, not a real account's.
         f"{ENV_PREFIX}UPSTREAM_API_ID": DEFAULT_API_ID,
         f"{ENV_PREFIX}UPSTREAM_API_SECRET": DEFAULT_API_SECRET,
         f"{ENV_PREFIX}WEBHOOK_ALLOW_PRIVATE": "true",
         f"{ENV_PREFIX}POLL_INITIAL_S": "0.5",
+        # Checks carry a callback: the safety net may wait longer than plain polling.
+        f"{ENV_PREFIX}HINTED_POLL_INITIAL_S": "5",
         f"{ENV_PREFIX}POLL_MAX_S": "3",
         f"{ENV_PREFIX}TASK_TTL_S": f"{task_ttl_s:g}",
         f"{ENV_PREFIX}WEBHOOK_RETRY_SCHEDULE": "1,2,5,10,30",
@@ -119,6 +132,16 @@ class DemoClient:
         rejected = [r for r in results if r.get("outcome") == "rejected"]
         if rejected:
             raise SupervisorFailed(f"sample task rejected: {rejected[0].get('detail')}")
+
+    def submit(self, phone_number: str, idempotency_key: str) -> str:
+        """Submit a check; the task_id of the task it became."""
+        answer = self._call(
+            "POST",
+            "/v1/checks",
+            json={"phone_number": phone_number, "metadata": {"demo": True}},
+            headers={"idempotency-key": idempotency_key},
+        )
+        return str(answer["task_id"])
 
     def tasks(self, samples: list[SampleTask]) -> dict[str, TaskView]:
         wanted = {s.task_id for s in samples}
@@ -184,6 +207,8 @@ def usage_text(api_url: str, api_key: str, example_task_id: str, event_id: str |
         f'-d \'{{"task_id": "sim-busy-2-mine"}}\' {api_url}/v1/tasks',
         f"  curl -s {auth} {api_url}/v1/tasks/sim-busy-2-mine",
         f"  curl -s {auth} {api_url}/v1/tasks/{example_task_id}",
+        f"  curl -s {auth} -H 'content-type: application/json' -H 'Idempotency-Key: my-first' "
+        f'-d \'{{"phone_number": "5215512345678"}}\' {api_url}/v1/checks',
         f"  curl -s {auth} {api_url}/v1/events",
     ]
     if event_id is not None:
@@ -232,10 +257,12 @@ def _run(
     log_dir = settings.data_dir.resolve() / "logs"
     supervisor.say(f"starting; process logs go to {log_dir}")
     log_receiver_to(log_dir / "demo-receiver.log")
+    # The port is chosen here, so the API can be told its own URL (the simulator calls it back).
+    api_port = args.port or free_port(args.host)
     options = UpOptions(
         host=args.host,
-        port=args.port,
-        child_env=demo_child_env(sim_url, args.task_ttl),
+        port=api_port,
+        child_env=demo_child_env(sim_url, args.task_ttl, api_base_url(args.host, api_port)),
         log_dir=log_dir,
         command="demo",
     )
@@ -260,8 +287,10 @@ def _run(
         receiver.state.add_secret(secret)
         samples = sample_tasks(tag)
         client.register(samples)
+        samples = _submit_sample_checks(client, SimControl(sim_url), tag) + samples
         supervisor.say(
-            f"registered {len(samples)} sample tasks; webhooks go to {receiver.base_url}/webhooks"
+            f"submitted {len(SAMPLE_STATUSES)} sample checks and registered 2 task_ids; "
+            f"webhooks go to {receiver.base_url}/webhooks"
         )
         plain = args.plain or not sys.stdout.isatty()
         view: DemoView = PlainView() if plain else RichView()
@@ -280,6 +309,20 @@ def _run(
         client.close()
     while True:
         supervisor.tend(60.0)
+
+
+def _submit_sample_checks(client: DemoClient, sim: SimControl, tag: str) -> list[SampleTask]:
+    """One check per phone_status, through POST /v1/checks as a client would submit it."""
+    samples = []
+    try:
+        for index, (status, ready_after_s) in enumerate(SAMPLE_STATUSES):
+            sim.configure(submit_script=sample_check_script(status, ready_after_s))
+            task_id = client.submit(f"{SAMPLE_NUMBER_PREFIX}{index:03d}", f"demo-{tag}-{index}")
+            samples.append(SampleTask(task_id, "completed", status))
+        sim.configure(submit_script="random")
+    finally:
+        sim.close()
+    return samples
 
 
 def _follow(

@@ -134,7 +134,13 @@ class PlainView:
             if before == task.state:
                 continue
             self._states[sample.task_id] = task.state
-            if before is None:
+            if before is None and task.state != "pending":
+                # A check upstream finished at once is final the first time it is seen.
+                self._say(
+                    f"task {sample.task_id}: -> {task.outcome} at once "
+                    f"(expected {sample.expectation})"
+                )
+            elif before is None:
                 self._say(f"task {sample.task_id}: {task.state} (expect {sample.expectation})")
             else:
                 self._say(

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.sim import answers
 from service.sim.answers import Answer
+from service.sim.callbacks import CallbackSender
 from service.sim.control import create_control_app
 from service.sim.state import Endpoint, SimState
 
@@ -30,6 +31,7 @@ class SimApp:
     def __init__(self, state: SimState) -> None:
         self.state = state
         self.control: ASGIApp = create_control_app(state)
+        self.callbacks = CallbackSender()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,6 +60,8 @@ class SimApp:
             answer = answers.invalid_argument("request body too large")
         else:
             answer = self.state.answer_call(endpoint, api_id, api_secret, body)
+            if endpoint is Endpoint.SUBMIT:
+                self.callbacks.schedule(self.state.take_planned_callbacks())
         if answer.reset:
             await _reset_connection(send, receive)
             return

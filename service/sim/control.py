@@ -11,6 +11,10 @@
     GET   /_sim/config                       submit_script, task_ttl_s, seed
     PATCH /_sim/config                       change submit_script ("random" or e.g. "ring-2")
                                              and task_ttl_s (for tasks registered later)
+    GET   /_sim/callbacks                    the callback faults: lose, delay_s, duplicate, forge
+    PUT   /_sim/callbacks                    replace them (missing fields: 0)
+    GET   /_sim/callbacks/log                every callback planned: task_id, kind (callback,
+                                             duplicate, forged, lost), at, sent_at, status
     POST  /_sim/reset                        forget tasks and calls, restore the start settings
 
 Times are wall-clock seconds since the epoch (floats), as `time.time()` gives them.
@@ -27,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.sim.callbacks import CallbackSettings
 from service.sim.faults import FaultMode, FaultSettings, ForcedFault, check_probabilities
 from service.sim.scripts import (
     RANDOM_SCRIPT,
@@ -67,6 +72,15 @@ class TaskIn(BaseModel):
     phone_number: str | None = Field(default=None, min_length=1, max_length=32)
     submitted_at: float | None = None
     ttl_s: float | None = Field(default=None, gt=0)
+
+
+class CallbacksIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lose: float = Field(default=0.0, ge=0, le=1)
+    delay_s: float = Field(default=0.0, ge=0)
+    duplicate: float = Field(default=0.0, ge=0, le=1)
+    forge: float = Field(default=0.0, ge=0, le=1)
 
 
 class ConfigIn(BaseModel):
@@ -229,6 +243,17 @@ def create_control_app(state: SimState) -> Starlette:
         apply_config(state, ConfigIn.model_validate(await _json_body(request)))
         return JSONResponse(config_view(state))
 
+    async def get_callbacks(request: Request) -> Response:
+        return JSONResponse(state.callback_settings.view())
+
+    async def put_callbacks(request: Request) -> Response:
+        change = CallbacksIn.model_validate(await _json_body(request))
+        state.callback_settings = CallbackSettings(**change.model_dump())
+        return JSONResponse(state.callback_settings.view())
+
+    async def get_callback_log(request: Request) -> Response:
+        return JSONResponse({"callbacks": [c.view() for c in state.callback_log.planned]})
+
     async def reset(request: Request) -> Response:
         state.reset()
         return JSONResponse({"status": "ok"})
@@ -244,6 +269,9 @@ def create_control_app(state: SimState) -> Starlette:
             Route("/_sim/faults", change_faults, methods=["PUT", "PATCH"]),
             Route("/_sim/config", get_config, methods=["GET"]),
             Route("/_sim/config", change_config, methods=["PATCH"]),
+            Route("/_sim/callbacks", get_callbacks, methods=["GET"]),
+            Route("/_sim/callbacks", put_callbacks, methods=["PUT"]),
+            Route("/_sim/callbacks/log", get_callback_log, methods=["GET"]),
             Route("/_sim/reset", reset, methods=["POST"]),
         ],
         exception_handlers={

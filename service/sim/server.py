@@ -279,6 +279,27 @@ class SimControl:
         result: dict[str, Any] = self._call("PATCH", "config", json=changes)
         return result
 
+    def set_callbacks(
+        self,
+        *,
+        lose: float = 0.0,
+        delay_s: float = 0.0,
+        duplicate: float = 0.0,
+        forge: float = 0.0,
+    ) -> dict[str, Any]:
+        """How upstream's callbacks misbehave from now on (probabilities per callback)."""
+        body = {"lose": lose, "delay_s": delay_s, "duplicate": duplicate, "forge": forge}
+        result: dict[str, Any] = self._call("PUT", "callbacks", json=body)
+        return result
+
+    def callback_log(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "callbacks/log")["callbacks"]
+        return result
+
+    def lost_callbacks(self) -> list[str]:
+        """The task_ids whose callback was lost."""
+        return [c["task_id"] for c in self.callback_log() if c["kind"] == "lost"]
+
     def reset(self) -> None:
         self._call("POST", "reset")
 

@@ -22,6 +22,12 @@ import orjson
 
 from service.sim import answers
 from service.sim.answers import Answer
+from service.sim.callbacks import (
+    CallbackLog,
+    CallbackSettings,
+    PlannedCallback,
+    plan_callbacks,
+)
 from service.sim.defaults import DEFAULT_API_ID, DEFAULT_API_SECRET, DEFAULT_TASK_TTL_S
 from service.sim.faults import (
     FaultMode,
@@ -41,6 +47,9 @@ from service.sim.scripts import (
 
 _PHONE_NUMBER = re.compile(r"\+?\d{6,20}")
 _MAX_TASK_ID_LENGTH = 256
+# No country has it (E.164): the simulator refuses such numbers, as upstream would, so tests and
+# demos can meet INVALID_ARGUMENT on submit.
+UNASSIGNED_COUNTRY_CODE = "999"
 
 
 class Endpoint(StrEnum):
@@ -165,6 +174,10 @@ class SimState:
         # Changeable at run time through the control API; `reset` restores the options' values.
         self.task_ttl_s = options.task_ttl_s
         self.submit_script = options.submit_script
+        self.callback_settings = CallbackSettings()
+        self.callback_log = CallbackLog()
+        # Callbacks planned by submits and not yet handed to the sender (service.sim.app).
+        self._planned: list[PlannedCallback] = []
 
     # --- control ---------------------------------------------------------------------------
     def set_faults(self, faults: FaultSettings) -> None:
@@ -184,6 +197,14 @@ class SimState:
         self.set_faults(self.options.faults.copy())
         self.task_ttl_s = self.options.task_ttl_s
         self.submit_script = self.options.submit_script
+        self.callback_settings = CallbackSettings()
+        self.callback_log = CallbackLog()
+        self._planned = []
+
+    def take_planned_callbacks(self) -> list[PlannedCallback]:
+        """The callbacks planned since the last call, for the sender to schedule."""
+        planned, self._planned = self._planned, []
+        return planned
 
     def register(
         self,
@@ -304,6 +325,8 @@ class SimState:
         if callback is not None and not isinstance(callback, str):
             return answers.invalid_argument("argument 'callback': invalid")
         phone_number = phone_number.removeprefix("+")
+        if phone_number.startswith(UNASSIGNED_COUNTRY_CODE):
+            return answers.invalid_argument("argument 'phone_number': unknown country code")
         script = self.submit_script or random_script(self.rng)
         fate = script.fate
         if fate.kind is FateKind.STATUS and not script.pending_calls and not script.pending_s:
@@ -312,6 +335,30 @@ class SimState:
         # The id carries the script, so the task still resolves after a simulator restart.
         task_id = f"sim-{script.text}-{self.rng.getrandbits(64):016x}"
         self.register(task_id, script, phone_number=phone_number, submitted_at=now)
+        # The callback fires when the script's delay has passed: a script that counts PENDING
+        # answers instead is "ready" for it at once (its callback comes early, a premature hint).
+        if (
+            callback is not None
+            and callback.startswith(("http://", "https://"))
+            and fate.kind is FateKind.STATUS
+        ):
+            assert fate.phone_status is not None
+            planned = plan_callbacks(
+                self.callback_settings,
+                self.rng.random,
+                task_id=task_id,
+                url=callback,
+                ready_at=now + script.pending_s,
+                now=now,
+                params={
+                    "request_id": f"TID{self.rng.getrandbits(128):032x}",
+                    "phone_number": mask_phone_number(phone_number),
+                    "phone_status": fate.phone_status,
+                    "task_id": task_id,
+                },
+            )
+            self.callback_log.planned.extend(planned)
+            self._planned.extend(planned)
         return answers.submitted(task_id)
 
     # --- reading the log -------------------------------------------------------------------

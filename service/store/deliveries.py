@@ -49,6 +49,10 @@ _LEASED_SUBSCRIPTIONS = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
+# A hint this shortly before a task's completion is taken as what made phonebridge look: the
+# detection lag (a metric) then counts from the hint, else from the answer itself.
+HINT_CAUSE_WINDOW_S = 60
+
 # The event's data comes as JSON text: it goes into the webhook body as it is.
 _LOAD_LEASED = text(
     f"""
@@ -59,10 +63,14 @@ _LOAD_LEASED = text(
            s.enabled AND s.deleted_at IS NULL AS subscription_active,
            s.secret_encrypted,
            CASE WHEN s.previous_secret_expires_at > :now THEN s.previous_secret_encrypted END
-               AS previous_secret_encrypted
+               AS previous_secret_encrypted,
+           CASE WHEN t.last_hint_at <= t.completed_at
+                 AND t.last_hint_at > t.completed_at - interval '{HINT_CAUSE_WINDOW_S} seconds'
+                THEN t.last_hint_at ELSE t.completed_at END AS answer_known_at
     FROM deliveries d
     JOIN events e ON e.id = d.event_id
     JOIN subscriptions s ON s.id = d.subscription_id
+    LEFT JOIN tasks t ON t.id = e.task_pk
     WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.lease_token = :token AND d.state = '{_PENDING}'
       AND d.lease_until > :now
     ORDER BY d.id
@@ -202,6 +210,9 @@ class LeasedDelivery:
     subscription_active: bool
     secret_encrypted: bytes
     previous_secret_encrypted: bytes | None
+    # When phonebridge learnt the answer may be ready: the hint that made the task due, else the
+    # answer's arrival (None once the task is purged).
+    answer_known_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.ids import DELIVERY_PREFIX, EVENT_PREFIX, new_public_id, public_id_sql
 from service.domain.schemas import TaskError, TaskOut, TaskResult
-from service.domain.states import EVENT_TYPE_OF_STATE, DeliveryState, TaskState
+from service.domain.states import EVENT_TYPE_OF_STATE, DeliveryState, TaskSource, TaskState
 from service.store.tables import Task
 
 # One statement: the events (skipping any that exist), then the deliveries of the new ones only.
@@ -78,6 +78,8 @@ def task_json(task: Task) -> dict[str, Any]:
         last_error=TaskError.model_validate(task.last_error) if task.last_error else None,
         upstream_request_id=task.upstream_request_id,
         metadata=task.metadata_,
+        source=TaskSource(task.source),
+        phone_number_masked=task.phone_number_masked,
     ).model_dump(mode="json")
 
 

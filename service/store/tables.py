@@ -34,9 +34,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from service.domain.checks import IDEMPOTENCY_KEY_MAX_LENGTH
 from service.domain.ids import PUBLIC_ID_MAX_LENGTH
 from service.domain.intake import TASK_ID_MAX_LENGTH
-from service.domain.states import DeliveryState, EventType, TaskState
+from service.domain.states import (
+    DeliveryState,
+    EventType,
+    SubmissionState,
+    TaskSource,
+    TaskState,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -79,6 +86,11 @@ class Client(Base):
     # PHONEBRIDGE_CLIENT_MAX_PENDING, 0 means no limit.
     max_rps: Mapped[int | None] = mapped_column(Integer)
     max_pending: Mapped[int | None] = mapped_column(Integer)
+    # The secret of the client's upstream callback URL (/hooks/accuauth/<token>), made on first
+    # use. Hints look the client up by the token's SHA-256, so the lookup's timing says nothing
+    # about the token itself.
+    callback_token: Mapped[str | None] = mapped_column(String(64))
+    callback_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
 
 
 class ApiKey(Base):
@@ -105,6 +117,7 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("client_id", "task_id"),
         CheckConstraint(_in("state", TaskState), name="state"),
+        CheckConstraint(_in("source", TaskSource), name="source"),
         # The scheduler's hot path: due pending tasks, oldest due first.
         Index(
             "ix_tasks_due",
@@ -171,6 +184,12 @@ class Task(Base):
     # The estimated chance that the answer is there at next_poll_at: the order in which the
     # claim serves one client's due tasks (service/domain/schedule.py).
     finish_p: Mapped[float | None] = mapped_column(REAL)
+    source: Mapped[str] = mapped_column(String(16), server_default=TaskSource.REGISTERED.value)
+    # A submitted check's number as the contract shows it (country code and last four digits).
+    phone_number_masked: Mapped[str | None] = mapped_column(String(24))
+    # The last upstream callback that made this task due: hints move a task at most once per
+    # PHONEBRIDGE_HINT_MIN_INTERVAL_S.
+    last_hint_at: Mapped[datetime | None]
 
 
 class CompletionEstimateRow(Base):
@@ -185,6 +204,49 @@ class CompletionEstimateRow(Base):
     client_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     weights: Mapped[list[float]] = mapped_column(ARRAY(Double))
     updated_at: Mapped[datetime]
+
+
+class CheckSubmission(Base):
+    """One `POST /v1/checks`, written and committed before upstream is called, so a process that
+    dies after upstream answered leaves a row that says the outcome is unknown. With an
+    Idempotency-Key it also holds the answer to replay."""
+
+    __tablename__ = "check_submissions"
+    __table_args__ = (
+        UniqueConstraint("client_id", "idempotency_key"),
+        CheckConstraint(_in("state", SubmissionState), name="state"),
+        Index("ix_check_submissions_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_MAX_LENGTH))
+    # SHA-256 of the request (number and metadata): a different body under the same key is 422.
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32))
+    state: Mapped[str] = mapped_column(String(16))
+    phone_number_masked: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime]
+    # Until then the request that wrote the row may still be waiting for upstream.
+    lease_until: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    response_status: Mapped[int | None] = mapped_column(SmallInteger)
+    response_body: Mapped[dict[str, Any] | None]
+    task_pk: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
+
+
+class EarlyHint(Base):
+    """An upstream callback for a task_id the client has not registered (yet): the first poll
+    after registration comes at once. Kept for the task's validity."""
+
+    __tablename__ = "early_hints"
+    __table_args__ = (Index("ix_early_hints_expires_at", "expires_at"),)
+
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    task_id: Mapped[str] = mapped_column(String(TASK_ID_MAX_LENGTH), primary_key=True)
+    received_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
 
 
 class Event(Base):

@@ -21,7 +21,7 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, RowMaker
 
 from service.domain.intake import Registration
-from service.domain.states import TaskState
+from service.domain.states import TaskSource, TaskState
 
 TaskConnection = AsyncConnection[DictRow]
 CancelOutcome = Literal["cancelled", "already_final", "not_found"]
@@ -31,7 +31,7 @@ CancelOutcome = Literal["cancelled", "already_final", "not_found"]
 class TaskRow:
     """A task in the names of service.domain.schemas.TaskOut, plus the row `id` for cursors.
 
-    Not TaskOut itself: validating one costs about 40 us per task on the hot path (see _task_body
+    Not TaskOut itself: validating one costs about 40 us per task on the hot path (see task_body
     in service/api/tasks.py, and the test that holds the two equal)."""
 
     id: int
@@ -47,6 +47,8 @@ class TaskRow:
     last_error: dict[str, Any] | None
     upstream_request_id: str | None
     metadata: dict[str, Any]
+    source: TaskSource
+    phone_number_masked: str | None
 
 
 # Selected in TaskRow's field order, so that a row is built from its values by position.
@@ -54,8 +56,8 @@ TASK_COLUMNS = ", ".join(field.name for field in fields(TaskRow))
 
 
 def _task_row(values: Sequence[Any]) -> TaskRow:
-    id_, task_id, state, *rest = values
-    return TaskRow(id_, task_id, TaskState(state), *rest)
+    id_, task_id, state, *rest, source, masked = values
+    return TaskRow(id_, task_id, TaskState(state), *rest, TaskSource(source), masked)  # type: ignore[call-arg]
 
 
 def _task_rows(cursor: AsyncCursor[Any]) -> RowMaker[TaskRow]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Final
 
 import httpx
@@ -28,11 +29,20 @@ from service.domain.answers import RawAnswer, TransportError
 from service.upstream.transport import DEFAULT_MAX_CONNECTIONS, AiohttpTransport
 
 TASK_RESULT_PATH: Final = "/check/phone_number/task_result/o1"
+SUBMIT_PATH: Final = "/check/phone_number/o1"
 # Answers are a few hundred bytes; anything much longer is not an answer and is cut off, so a
 # misbehaving proxy cannot make a worker buffer megabytes.
 MAX_BODY_BYTES: Final = 64 * 1024
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SubmitCall:
+    """What one submit produced; `surely_not_sent` when no connection was ever made."""
+
+    answer: RawAnswer
+    surely_not_sent: bool
 
 
 class UpstreamClient:
@@ -54,6 +64,7 @@ class UpstreamClient:
             else AiohttpTransport(max_connections=max_connections)
         )
         self._url = httpx.URL(settings.upstream_base_url + TASK_RESULT_PATH)
+        self._submit_url = httpx.URL(settings.upstream_base_url + SUBMIT_PATH)
         # Every header is given, Host and Content-Length included, and the body is a stream:
         # httpx then adds nothing itself, and its header bookkeeping for that (a linear search
         # per header, re-encoding each time) was most of the cost of building a request.
@@ -73,17 +84,32 @@ class UpstreamClient:
             # The one bound on the whole call: connecting, sending, and a body that trickles in
             # byte by byte (no per-phase timers to reschedule on every read).
             async with asyncio.timeout(self._timeout_s):
-                return await self._call(task_id)
+                return await self._call(self._url, orjson.dumps({"task_id": task_id}))
         except Exception as error:
             # Exception text may quote the request; only the exception type is kept.
             log.debug("upstream.transport_error", extra={"error_type": type(error).__name__})
             return RawAnswer.failed(transport_error_of(error))
 
-    async def _call(self, task_id: str) -> RawAnswer:
-        content = orjson.dumps({"task_id": task_id})
+    async def submit_check(self, phone_number: str, callback: str | None) -> SubmitCall:
+        """Submit one check (`POST /check/phone_number/o1`); never raises (except on
+        cancellation). Not idempotent upstream: the caller decides what an unknown outcome
+        means, so the answer says whether the request surely never left (no connection)."""
+        body: dict[str, str] = {"phone_number": phone_number}
+        if callback is not None:
+            body["callback"] = callback
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return SubmitCall(await self._call(self._submit_url, orjson.dumps(body)), False)
+        except Exception as error:
+            # Exception text may quote the request (and the number): only the type is kept.
+            log.debug("upstream.transport_error", extra={"error_type": type(error).__name__})
+            not_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+            return SubmitCall(RawAnswer.failed(transport_error_of(error)), not_sent)
+
+    async def _call(self, url: httpx.URL, content: bytes) -> RawAnswer:
         request = httpx.Request(
             "POST",
-            self._url,
+            url,
             headers=[*self._headers, ("Content-Length", str(len(content)))],
             stream=httpx.ByteStream(content),
         )

@@ -25,8 +25,12 @@ from service.domain.delivery import (
     RetryAt,
     decide_after_attempt,
 )
-from service.domain.states import DeliveryState
-from service.observability.metrics import record_webhook_attempt, webhook_outcome
+from service.domain.states import DeliveryState, EventType
+from service.observability.metrics import (
+    record_detection_lag,
+    record_webhook_attempt,
+    webhook_outcome,
+)
 from service.store.db import transaction
 from service.store.deliveries import (
     AttemptWrite,
@@ -130,6 +134,12 @@ class AttemptWriteBack:
                 gone[row.subscription_pk] = (row.subscription_id, decision.error)
             _log_attempt(row, result, decision)
             record_webhook_attempt(webhook_outcome(decision), result.status, result.latency_ms)
+            if (
+                isinstance(decision, Delivered)
+                and row.event_type is EventType.TASK_COMPLETED
+                and row.answer_known_at is not None
+            ):
+                record_detection_lag((result.at - row.answer_known_at).total_seconds())
         async with self._db_slots, transaction(self._sessions) as session:
             written = await record_attempts(session, writes, now)
             for subscription_pk, (_, reason) in sorted(gone.items()):

@@ -1,7 +1,8 @@
 """The logs of real processes (api, worker, scheduler, the upstream simulator) driven through
-errors: upstream 500s, an account error that pauses polling, a receiver that fails attempts.
-Every line any of them writes is one JSON object, the meaningful events carry their ids, and no
-credential, API key or webhook secret shows up anywhere, in any encoding we could leak it in."""
+errors: upstream 500s, an account error that pauses polling, a receiver that fails attempts,
+checks submitted (and refused) with upstream calling back. Every line any of them writes is one
+JSON object, the meaningful events carry their ids, and no credential, API key, webhook secret or
+phone number shows up anywhere, in any encoding we could leak it in."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ API_ID = "logs-e2e-upstream-id-7c1f"
 API_SECRET = "logs-e2e-upstream-secret-93ad0b"
 SECRET_KEY = "logs-e2e-key-for-webhook-secrets-at-rest-5e2a"
 TASKS = 6
+# Submitted through POST /v1/checks: one finishing after a callback, one refused upstream
+# (INVALID_ARGUMENT), one refused by phonebridge itself (too long), one met by a 500.
+PHONE_NUMBERS = ("5215587654321", "99955512345678", "52155876543219876", "4915112345678")
 
 
 @pytest.fixture
@@ -56,7 +60,8 @@ def stop(process: CliProcess) -> None:
 
 def forbidden_strings(api_key: str, webhook_secret: str) -> dict[str, str]:
     """Each secret, and the forms it could leak in: base64 (an Authorization header, a dumped
-    body), the key part of whsec_ and that key's bytes as hex."""
+    body), the key part of whsec_ and that key's bytes as hex; each phone number, whole and
+    without its country code (the masked form keeps only the code and the last four digits)."""
     key_part = webhook_secret.removeprefix("whsec_")
     found = {
         "upstream api id": API_ID,
@@ -67,6 +72,9 @@ def forbidden_strings(api_key: str, webhook_secret: str) -> dict[str, str]:
         "webhook secret key bytes": base64.b64decode(key_part).hex(),
         "secret key": SECRET_KEY,
     }
+    for index, number in enumerate(PHONE_NUMBERS):
+        found[f"phone number {index}"] = number
+        found[f"phone number {index} without country code"] = number[2:]
     for name, value in list(found.items()):
         found[f"{name} (base64)"] = base64.b64encode(value.encode()).decode().rstrip("=")
     return found
@@ -93,6 +101,7 @@ def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
         PHONEBRIDGE_SCHEDULER_TICK_S="0.05",
         PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE="true",
         PHONEBRIDGE_WEBHOOK_RETRY_SCHEDULE="0.2,0.2,0.2,0.2",
+        PHONEBRIDGE_HINTED_POLL_INITIAL_S="30",
         # Everything, debug lines included, must keep secrets out.
         PHONEBRIDGE_LOG_LEVEL="DEBUG",
     )
@@ -129,6 +138,7 @@ def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
     )
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
+    env["PHONEBRIDGE_PUBLIC_URL"] = api_url
     processes = {
         "api": CliProcess(["api", "--port", str(port)], env, tmp_path),
         "worker": CliProcess(["worker"], env, tmp_path),
@@ -163,6 +173,22 @@ def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
                 assert api.post("/v1/tasks", json={"task_id": task_id}).status_code == 201
             for task_id in task_ids:
                 wait_for_task_state(api_url, api_key, task_id, "completed", timeout_s=60)
+
+            # Checks: one answered after upstream's callback, the others refused or lost.
+            sim.control.replace_faults()
+            sim.control.configure(submit_script="ring-0-1s")
+            submitted = api.post("/v1/checks", json={"phone_number": PHONE_NUMBERS[0]})
+            assert submitted.status_code == 201, submitted.text
+            refused = api.post("/v1/checks", json={"phone_number": PHONE_NUMBERS[1]})
+            assert refused.status_code == 422
+            invalid = api.post("/v1/checks", json={"phone_number": PHONE_NUMBERS[2]})
+            assert invalid.status_code == 422
+            sim.control.force("internal_error", calls=1)
+            unknown = api.post("/v1/checks", json={"phone_number": PHONE_NUMBERS[3]})
+            assert unknown.status_code == 502
+            wait_for_task_state(
+                api_url, api_key, submitted.json()["task_id"], "completed", timeout_s=20
+            )
         wait_until(
             lambda: sum(r.path == "/logs-hook" for r in receiver.received()) >= TASKS + 3,
             30,
@@ -209,7 +235,7 @@ def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
     for entry in entries:
         by_event.setdefault(entry["event"], []).append(entry)
     completed = by_event.get("poll.completed", [])
-    assert {e["task_id"] for e in completed} == set(task_ids)
+    assert {e["task_id"] for e in completed} >= set(task_ids)
     assert all(str(e["request_id"]).startswith("TID") for e in completed), completed[:2]
     assert by_event.get("upstream.paused"), sorted(by_event)
     assert by_event.get("upstream.resumed"), sorted(by_event)
@@ -217,6 +243,11 @@ def test_every_log_line_is_json_with_ids_and_without_secrets_through_errors(
     failed_attempts = by_event.get("webhook.attempt_failed", [])
     assert len(failed_attempts) >= 3
     assert all(e["event_id"].startswith("evt_") for e in failed_attempts)
+    assert {e["outcome"] for e in by_event.get("check.submitted", [])} >= {
+        "pending",
+        "rejected",
+        "unknown",
+    }
 
 
 def _answers(api: httpx.Client) -> bool:

@@ -247,3 +247,47 @@ async def test_a_second_purger_stands_aside_while_one_holds_the_turn(
 
     await purge(sessions).run(NOW)
     assert await task_ids(sessions, client_id) == set()
+
+
+async def test_submissions_past_the_idempotency_window_and_expired_early_hints_go(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client_id = await insert_client(sessions)
+    async with transaction(sessions) as session:
+        for key, created_at in (("old", NOW - timedelta(hours=25)), ("new", NOW)):
+            await session.execute(
+                text(
+                    "INSERT INTO check_submissions (client_id, idempotency_key, fingerprint,"
+                    " state, phone_number_masked, created_at, lease_until)"
+                    " VALUES (:c, :k, '\\x00', 'answered', '52****1234', :t, :t)"
+                ),
+                {"c": client_id, "k": key, "t": created_at},
+            )
+        for task_id, expires_at in (
+            ("gone", NOW - timedelta(seconds=1)),
+            ("kept", NOW + timedelta(hours=1)),
+        ):
+            await session.execute(
+                text(
+                    "INSERT INTO early_hints (client_id, task_id, received_at, expires_at)"
+                    " VALUES (:c, :t, :now, :e)"
+                ),
+                {"c": client_id, "t": task_id, "now": NOW, "e": expires_at},
+            )
+
+    await purge(sessions).run(NOW)
+
+    async with transaction(sessions) as session:
+        keys = (
+            await session.execute(
+                text("SELECT idempotency_key FROM check_submissions WHERE client_id = :c"),
+                {"c": client_id},
+            )
+        ).scalars()
+        hints = (
+            await session.execute(
+                text("SELECT task_id FROM early_hints WHERE client_id = :c"), {"c": client_id}
+            )
+        ).scalars()
+        assert list(keys) == ["new"]
+        assert list(hints) == ["kept"]

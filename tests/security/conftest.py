@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from service.sim.server import SimServer
 from tests.support.api import asgi_client
 from tests.support.resolvers import security_app
 from tests.support.settings import make_settings
@@ -19,9 +20,17 @@ from tests.support.tenants import Tenant, new_tenant
 
 
 @pytest.fixture(scope="session")
-def security_settings(database_url: str, redis_url: str) -> Settings:
-    # Private webhook addresses stay refused, as in production.
-    return make_settings(database_url, redis_url, webhook_allow_private=False)
+def security_settings(database_url: str, redis_url: str, sim: SimServer) -> Settings:
+    # Private webhook addresses stay refused, as in production. Checks are submitted to the
+    # simulator (never to AccuAuth), with a ceiling no generated burst reaches.
+    return make_settings(
+        database_url,
+        redis_url,
+        webhook_allow_private=False,
+        upstream_base_url=sim.base_url,
+        upstream_max_rps=100_000.0,
+        public_url="http://phonebridge.test",
+    )
 
 
 @pytest.fixture(scope="session")

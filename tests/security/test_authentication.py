@@ -33,6 +33,9 @@ PUBLIC_PATHS = {
     "/redoc",
     "/portal/sign-in",
     "/portal/static/portal.css",
+    # Upstream's completion callback: no Authorization (upstream sends none), the unguessable
+    # token in the path is the secret, and it only ever makes a task due (never a result).
+    "/hooks/accuauth/{token}",
 }
 # The portal's other pages and forms answer only a signed-in session (a cookie, not a key).
 PORTAL_PREFIX = "/portal"
@@ -56,6 +59,8 @@ CONTRACT_OPERATIONS = {
     ("DELETE", "/v1/subscriptions/{subscription_id}"),
     ("POST", "/v1/subscriptions/{subscription_id}/rotate-secret"),
     ("POST", "/v1/subscriptions/{subscription_id}/recover"),
+    ("POST", "/v1/checks"),
+    ("GET", "/v1/callback-url"),
 }
 
 BAD_AUTHORIZATIONS = {

@@ -68,6 +68,10 @@ BODY_FIELDS: dict[tuple[str, str], tuple[dict[str, Any], list[list[Any]]]] = {
         [["since"], ["until"]],
     ),
     ("POST", "/v1/events/{event_id}/redeliver"): ({}, [["subscription_id"]]),
+    ("POST", "/v1/checks"): (
+        {"phone_number": "5215512341234"},
+        [["phone_number"], ["metadata", "value"], ["metadata", "*key*"]],
+    ),
 }
 
 
@@ -237,6 +241,25 @@ async def test_injection_in_body_fields_answers_4xx_or_a_normal_result(
                         headers=mallory.headers,
                     )
                     assert_not_a_server_error(response, (op, field, injection))
+
+
+async def test_injection_in_the_idempotency_key_answers_4xx_or_a_normal_result(
+    api: httpx.AsyncClient,
+    alice: Tenant,
+    mallory: Tenant,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with left_intact(api, sessions, alice):
+        for injection in INJECTIONS:
+            response = await api.post(
+                "/v1/checks",
+                json={"phone_number": "5215512341234"},
+                headers={
+                    b"authorization": mallory.headers["Authorization"].encode(),
+                    b"idempotency-key": injection.encode(),
+                },
+            )
+            assert_not_a_server_error(response, ("Idempotency-Key", injection))
 
 
 async def test_injected_text_is_stored_and_answered_exactly_as_sent(

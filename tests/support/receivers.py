@@ -39,6 +39,7 @@ class ReceivedRequest:
     headers: dict[str, str]
     body: bytes
     arrived: float  # time.monotonic()
+    query: str = ""  # the query string, for GETs (upstream's callbacks)
 
 
 class Receiver:
@@ -125,6 +126,7 @@ class Receiver:
                     {k.lower(): v for k, v in request.headers.items()},
                     body,
                     time.monotonic(),
+                    request.query_string,
                 )
             )
             reply = self._next_reply(self.requests[-1])

@@ -276,3 +276,37 @@ def test_cli_api_key_create_without_a_database_prints_nothing_on_stdout(tmp_path
     result = run_cli(["api-key", "create", "--name", "x"], {}, tmp_path)
     assert result.returncode != 0
     assert result.stdout == ""
+
+
+def test_checks_and_hints_settings_have_their_defaults(clean_env: Path) -> None:
+    settings = Settings()
+    assert settings.public_url is None
+    assert settings.hinted_poll_initial_s == 30
+    assert settings.hint_min_interval_s == 2
+
+
+def test_the_public_url_is_kept_without_a_trailing_slash(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHONEBRIDGE_PUBLIC_URL", "https://pb.example.com/base/")
+    assert build_settings().public_url == "https://pb.example.com/base"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PUBLIC_URL", "ftp://pb.example.com"),
+        ("PUBLIC_URL", "pb.example.com"),
+        ("PUBLIC_URL", "https://user:pw@pb.example.com"),
+        ("PUBLIC_URL", "https://pb.example.com/?x=1"),
+        ("HINTED_POLL_INITIAL_S", "0"),
+        ("HINTED_POLL_INITIAL_S", "soon"),
+        ("HINT_MIN_INTERVAL_S", "-1"),
+    ],
+)
+def test_a_bad_checks_or_hints_setting_is_refused_at_start(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(f"PHONEBRIDGE_{variable}", value)
+    with pytest.raises(ConfigError, match=f"PHONEBRIDGE_{variable}"):
+        build_settings()

@@ -1,0 +1,281 @@
+"""Detection lag: how late a subscriber hears of an answer once upstream has it ready.
+
+One run, side by side, on checks whose answers become ready after a lognormal time (median 15 s,
+sigma 0.7 by default) with the contract's default poll schedule (first poll at once, then 2 s
+doubling to 300 s):
+
+- (a) task_ids registered with `POST /v1/tasks`, polled only;
+- (b) checks submitted through `POST /v1/checks`, the simulator calling each one's callback;
+- (c) as (b), with 20% of the callbacks lost.
+
+Per variant it prints the detection lag (webhook received - the moment the simulator's answer
+became ready) p50/p95/max and upstream calls per check (the submit included). Everything runs as
+an operator runs it: `phonebridge upstream-sim`, `api`, `worker` and `scheduler` processes on a
+scratch database, and a webhook receiver in this process.
+
+    .venv/bin/python bench/lag.py [--checks 300] [--variants abc] [--median-s 15] [--sigma 0.7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+import redis
+
+from service.sim.server import SimProcess, phonebridge_executable
+from service.store.migrate import upgrade_to_head
+
+ADMIN_URL = os.environ.get(
+    "PHONEBRIDGE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("PHONEBRIDGE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+API_ID, API_SECRET = "bench-id", "bench-secret"
+# Spread the checks' start over this long, as real traffic would arrive.
+ARRIVAL_SPREAD_S = 10.0
+# Give up waiting for webhooks this long after the last answer became ready.
+GRACE_S = 400.0
+
+
+class Receiver:
+    """A webhook receiver that notes when each task's event arrived."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, float] = {}
+        lock = threading.Lock()
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                at = time.time()
+                task_id = orjson.loads(body)["data"]["task_id"]
+                with lock:
+                    received.setdefault(task_id, at)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Stack:
+    """Simulator, database, API, worker and scheduler, with one client subscribed."""
+
+    def __init__(self, args: argparse.Namespace, receiver: Receiver) -> None:
+        self.db_name = f"phonebridge_bench_{secrets.token_hex(3)}"
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.db_name}"')
+        self.db_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{self.db_name}"
+        upgrade_to_head(self.db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        self.sim = SimProcess(["--api-id", API_ID, "--api-secret", API_SECRET])
+        self.sim.start()
+        port = free_port()
+        self.api_url = f"http://127.0.0.1:{port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PHONEBRIDGE_")},
+            "PHONEBRIDGE_DATABASE_URL": self.db_url,
+            "PHONEBRIDGE_REDIS_URL": REDIS_URL,
+            "PHONEBRIDGE_UPSTREAM_BASE_URL": self.sim.base_url,
+            "PHONEBRIDGE_UPSTREAM_API_ID": API_ID,
+            "PHONEBRIDGE_UPSTREAM_API_SECRET": API_SECRET,
+            "PHONEBRIDGE_PUBLIC_URL": self.api_url,
+            "PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE": "true",
+            "PHONEBRIDGE_SECRET_KEY": "bench-secret-key-for-webhook-secrets",
+            "PHONEBRIDGE_LOG_LEVEL": "WARNING",
+        }
+        exe = phonebridge_executable()
+        self.processes = [
+            subprocess.Popen([exe, "api", "--port", str(port)], env=self.env),
+            subprocess.Popen([exe, "worker"], env=self.env),
+            subprocess.Popen([exe, "scheduler"], env=self.env),
+        ]
+        key = subprocess.run(
+            [exe, "api-key", "create", "--name", "bench"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        self.http = httpx.Client(
+            base_url=self.api_url, headers={"authorization": f"Bearer {key}"}, timeout=30
+        )
+        deadline = time.time() + 60
+        while True:
+            try:
+                if self.http.get("/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("the API did not start")
+            time.sleep(0.2)
+        created = self.http.post("/v1/subscriptions", json={"url": receiver.url})
+        created.raise_for_status()
+
+    def stop(self) -> None:
+        self.http.close()
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            process.wait(timeout=30)
+        self.sim.stop()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+
+def lognormal_delays(n: int, median_s: float, sigma: float, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.lognormvariate(math.log(median_s), sigma) for _ in range(n)]
+
+
+def run_registered(stack: Stack, delays: list[float], tag: str) -> dict[str, float]:
+    """(a): the simulator gets each task with its delay; phonebridge gets the task_id."""
+    ready: dict[str, float] = {}
+    spacing = ARRIVAL_SPREAD_S / len(delays)
+    for i, delay in enumerate(delays):
+        task_id = f"sim-ring-0-{delay:.3f}s-{tag}{i}"
+        submitted = time.time()
+        stack.sim.control.register(task_id, script=f"ring-0-{delay:.3f}s", submitted_at=submitted)
+        at = datetime.fromtimestamp(submitted, UTC).isoformat()
+        stack.http.post("/v1/tasks", json={"task_id": task_id, "submitted_at": at})
+        ready[task_id] = submitted + delay
+        time.sleep(spacing)
+    return ready
+
+
+def run_submitted(stack: Stack, delays: list[float], lose: float) -> dict[str, float]:
+    """(b), (c): checks through POST /v1/checks; the simulator draws nothing, each check's delay
+    is set before its submit (a submit script), and its callback is lost with probability
+    `lose`."""
+    stack.sim.control.set_callbacks(lose=lose, delay_s=0.0, duplicate=0.0)
+    ready: dict[str, float] = {}
+    spacing = ARRIVAL_SPREAD_S / len(delays)
+    for i, delay in enumerate(delays):
+        stack.sim.control.configure(submit_script=f"ring-0-{delay:.3f}s")
+        answer = stack.http.post(
+            "/v1/checks",
+            json={"phone_number": f"52155{i:07d}"},
+            headers={"idempotency-key": f"bench-{lose}-{i}"},
+        )
+        answer.raise_for_status()
+        task_id = answer.json()["task_id"]
+        ready[task_id] = stack.sim.control.task(task_id)["submitted_at"] + delay
+        time.sleep(spacing)
+    return ready
+
+
+def report(
+    name: str,
+    stack: Stack,
+    receiver: Receiver,
+    ready: dict[str, float],
+    submits: int,
+    lost: set[str] | None = None,
+) -> None:
+    deadline = max(ready.values()) + GRACE_S
+    while time.time() < deadline and any(t not in receiver.received for t in ready):
+        time.sleep(0.5)
+    lags = [receiver.received[t] - ready[t] for t in ready if t in receiver.received]
+    calls = sum(len(stack.sim.control.calls(task_id=t, endpoint="task_result")) for t in ready)
+    missing = sum(1 for t in ready if t not in receiver.received)
+    print(
+        f"{name:34s} {len(ready):5d} {missing:7d} "
+        f"{percentile(lags, 0.5):8.2f} {percentile(lags, 0.95):8.2f} {max(lags):8.2f} "
+        f"{(calls + submits) / len(ready):10.2f}",
+        flush=True,
+    )
+    if lost:
+        lost_lags = [receiver.received[t] - ready[t] for t in lost if t in receiver.received]
+        if lost_lags:
+            print(
+                f"{'  of which callback lost':34s} {len(lost):5d} "
+                f"{sum(1 for t in lost if t not in receiver.received):7d} "
+                f"{percentile(lost_lags, 0.5):8.2f} {percentile(lost_lags, 0.95):8.2f} "
+                f"{max(lost_lags):8.2f}",
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checks", type=int, default=300)
+    parser.add_argument("--variants", default="abc")
+    parser.add_argument("--median-s", type=float, default=15.0)
+    parser.add_argument("--sigma", type=float, default=0.7)
+    parser.add_argument("--seed", type=int, default=12)
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    print(
+        f"{args.checks} checks per variant, ready after lognormal(median {args.median_s} s, "
+        f"sigma {args.sigma}); lags in seconds",
+        flush=True,
+    )
+    print(
+        f"{'variant':34s} {'n':>5s} {'missing':>7s} {'p50':>8s} {'p95':>8s} {'max':>8s} "
+        f"{'calls/chk':>10s}",
+        flush=True,
+    )
+    receiver = Receiver()
+    stack = Stack(args, receiver)
+    try:
+        delays = lognormal_delays(args.checks, args.median_s, args.sigma, args.seed)
+        if "a" in args.variants:
+            ready = run_registered(stack, delays, "a")
+            report("(a) registered, polled only", stack, receiver, ready, submits=0)
+        if "b" in args.variants:
+            ready = run_submitted(stack, delays, lose=0.0)
+            report("(b) submitted, callbacks", stack, receiver, ready, submits=len(ready))
+        if "c" in args.variants:
+            ready = run_submitted(stack, delays, lose=0.2)
+            lost = set(stack.sim.control.lost_callbacks())
+            report(
+                "(c) submitted, 20% callbacks lost",
+                stack,
+                receiver,
+                ready,
+                submits=len(ready),
+                lost=lost & set(ready),
+            )
+    finally:
+        stack.stop()
+        receiver.stop()
+    print(f"load average after: {os.getloadavg()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

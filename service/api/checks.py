@@ -1,0 +1,158 @@
+"""The /v1/checks route (submit a check upstream on the client's behalf) and /v1/callback-url
+(the per-client URL a client that submits at AccuAuth itself passes as `callback`).
+
+Thin: the body and the Idempotency-Key are checked here, the submission is
+service.checks.submit.SubmitService's (which the portal calls too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from service.api.auth import release_pending_room, reserve_pending_room
+from service.api.bodies import read_json_body
+from service.api.deps import ClientDep, ResourcesDep, resources_and_client
+from service.api.errors import (
+    PROBLEM_MEDIA_TYPE,
+    ApiProblem,
+    FieldProblem,
+    invalid_input,
+    problem_responses,
+)
+from service.api.responses import json_response
+from service.checks.submit import DifferentBody, SubmitAnswer
+from service.domain.checks import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    PHONE_RULE,
+    valid_idempotency_key,
+    validate_check,
+)
+from service.domain.intake import METADATA_MAX_BYTES, Rejection
+from service.domain.schemas import TaskOut
+from service.domain.states import TaskState
+
+router = APIRouter(tags=["checks"], responses=problem_responses(401, 422, 503))
+
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+
+class CheckSubmission(BaseModel):
+    """A check to submit upstream. Unknown fields are refused (422)."""
+
+    # Published in the OpenAPI schema only: submit_check reads the body with
+    # service.domain.checks, so the rules here are that module's.
+    model_config = ConfigDict(extra="forbid")
+
+    phone_number: str = Field(
+        pattern=r"^\+?[1-9][0-9]{7,14}$", description=PHONE_RULE, examples=["5215512345678"]
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description=f"Any JSON object of at most {METADATA_MAX_BYTES} bytes as compact JSON; "
+        "echoed back and in webhooks.",
+    )
+
+
+class CallbackUrl(BaseModel):
+    url: str = Field(description="Pass it as `callback` when you submit checks at AccuAuth.")
+
+
+@router.post(
+    "/v1/checks",
+    status_code=201,
+    response_model=TaskOut,
+    summary="Submit a phone check upstream",
+    responses={
+        201: {"description": "Submitted: the task, pending or already completed"},
+        **problem_responses(413, 502),
+    },
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": f"1-{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters. "
+                "The same key with the same body within 24 h answers the first answer again "
+                "and never submits twice; with another body, 422.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+                    "pattern": "^[\\x20-\\x7e]+$",
+                },
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/CheckSubmission"},
+                    "example": {"phone_number": "5215512345678", "metadata": {"order": 42}},
+                }
+            },
+        },
+    },
+)
+async def submit_check(request: Request) -> Response:
+    resources, client = await resources_and_client(request)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not valid_idempotency_key(key):
+        raise invalid_input(
+            f"the Idempotency-Key header must be 1-{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII "
+            "characters",
+            [FieldProblem(field="header.Idempotency-Key", message="not 1-255 printable ASCII")],
+        )
+    checked = validate_check(await read_json_body(request))
+    if isinstance(checked, Rejection):
+        raise invalid_input(
+            checked.detail,
+            [FieldProblem(field=e.field, message=e.message) for e in checked.errors],
+        )
+    # A check that stays pending upstream is a pending task like a registered one: it counts
+    # against the client's pending limit, and the room is taken before upstream is called.
+    reserved = await reserve_pending_room(resources, request, client, 1)
+    created_pending = False
+    try:
+        answer = await resources.checks.submit(client.id, checked, key)
+        created_pending = answer.status == 201 and not answer.replayed and _is_pending(answer)
+    except DifferentBody:
+        raise invalid_input(
+            "this Idempotency-Key was used with a different request body; use a new key for a "
+            "new check"
+        ) from None
+    finally:
+        await release_pending_room(resources, client, reserved - int(created_pending))
+    return Response(
+        answer.body_json,
+        status_code=answer.status,
+        headers=answer.headers or None,
+        media_type=PROBLEM_MEDIA_TYPE if answer.is_problem else "application/json",
+    )
+
+
+@router.get(
+    "/v1/callback-url",
+    response_model=CallbackUrl,
+    summary="This client's upstream callback URL",
+    responses=problem_responses(409),
+)
+async def callback_url(client: ClientDep, resources: ResourcesDep) -> Response:
+    url = await resources.callbacks.url_for(client.id)
+    if url is None:
+        raise ApiProblem(
+            409,
+            "this phonebridge has no public URL (PHONEBRIDGE_PUBLIC_URL), so upstream cannot "
+            "reach a callback; ask its operator to set it",
+            kind="no-public-url",
+        )
+    return json_response({"url": url})
+
+
+def _is_pending(answer: SubmitAnswer) -> bool:
+    body = orjson.loads(answer.body_json)
+    return isinstance(body, dict) and body.get("state") == TaskState.PENDING

@@ -1,0 +1,406 @@
+"""Submit a check: `SubmitService.submit(client_id, check, idempotency_key)`.
+
+Upstream's submit is not idempotent, so the order of writes is what keeps a check from being
+submitted twice or lost:
+
+1. an intent row (`submitting`, with the Idempotency-Key) is committed before any call; a second
+   request with the same key finds it and waits for its answer, never calls upstream itself;
+2. upstream is called under the shared rate ceiling, unless polling is paused;
+3. the task (with its event when upstream finished at once) and the answer are written in one
+   transaction.
+
+A process killed between 2 and 3 leaves the row `submitting`; once its lease has passed, the next
+request with that key turns it into SUBMIT_OUTCOME_UNKNOWN (502), the truth: upstream may hold a
+check that phonebridge never saw answered. Answers that surely reached nothing upstream (the
+pause, a refused connection, RATE_LIMIT_EXCEEDED, INVALID_ARGUMENT) release the key, so the client
+may simply retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.checks.hints import CallbackUrls
+from service.clock import Clock, utc_now
+from service.config import Settings
+from service.domain.checks import (
+    SUBMIT_OUTCOME_UNKNOWN,
+    CheckRequest,
+    SubmitKind,
+    SubmitOutcome,
+    classify_submit,
+)
+from service.domain.states import SubmissionState
+from service.engine.pause import open_pause, read_pause
+from service.engine.probe import arm_probe_timer
+from service.engine.ratelimit import UpstreamRateLimiter
+from service.observability.metrics import record_submit
+from service.store import checks as check_store
+from service.store.db import transaction
+from service.upstream.client import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_PREFIX = "urn:phonebridge:problem:"
+# A submit waits at most this long for its slot of the rate ceiling before answering 503.
+MAX_SLOT_WAIT_S = 5.0
+# A duplicate request re-reads the first one's row this often while it is in flight.
+REPLAY_POLL_S = 0.05
+# The task_id of a check that upstream finished at once (upstream gives none then).
+INSTANT_TASK_PREFIX = "instant-"
+# Set only by the tests that kill a real API between upstream's answer and the commit.
+CRASH_AFTER_SUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_SUBMIT"
+
+
+@dataclass(frozen=True)
+class SubmitAnswer:
+    """What the client is answered: the task (201) or a problem document, as the JSON text that
+    is sent and kept for replays (numbers in metadata can exceed 64 bits: the text, not a
+    re-encoding, is what goes out)."""
+
+    status: int
+    body_json: str
+    headers: dict[str, str] = field(default_factory=dict)
+    replayed: bool = False
+
+    @classmethod
+    def problem(
+        cls, status: int, title: str, detail: str, code: str, headers: dict[str, str] | None = None
+    ) -> SubmitAnswer:
+        return cls(
+            status, orjson.dumps(problem(status, title, detail, code)).decode(), headers or {}
+        )
+
+    @property
+    def is_problem(self) -> bool:
+        return self.status >= 400
+
+    @property
+    def code(self) -> str | None:
+        """The problem's code, for logs and metrics (None for a task)."""
+        if not self.is_problem:
+            return None
+        value = orjson.loads(self.body_json).get("code")
+        return value if isinstance(value, str) else None
+
+
+class DifferentBody(Exception):
+    """The Idempotency-Key was used before with another body."""
+
+
+def problem(status: int, title: str, detail: str, code: str) -> dict[str, Any]:
+    """A problem document naming a machine-readable `code` (RFC 9457 extension member)."""
+    kind = code.lower().replace("_", "-")
+    return {
+        "type": PROBLEM_TYPE_PREFIX + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+
+
+def unknown_outcome_answer() -> SubmitAnswer:
+    return SubmitAnswer.problem(
+        502,
+        "Bad Gateway",
+        "the request may have reached upstream but its answer was not recorded: the check "
+        "may or may not exist upstream; phonebridge will not submit it again with this "
+        "Idempotency-Key",
+        SUBMIT_OUTCOME_UNKNOWN,
+    )
+
+
+class SubmitService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        redis: Redis[Any],
+        callbacks: CallbackUrls,
+        *,
+        clock: Clock = utc_now,
+        upstream_factory: Callable[[Settings], UpstreamClient] = UpstreamClient,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._redis = redis
+        self._callbacks = callbacks
+        self._clock = clock
+        self._limiter = UpstreamRateLimiter(redis, settings.upstream_max_rps)
+        self._upstream_factory = upstream_factory
+        self._upstream: UpstreamClient | None = None
+        # The owner of an intent row answers within this; after it, the outcome is unknown.
+        self._lease = timedelta(seconds=settings.upstream_timeout_s + MAX_SLOT_WAIT_S + 2.0)
+
+    async def close(self) -> None:
+        if self._upstream is not None:
+            await self._upstream.aclose()
+
+    def _client(self) -> UpstreamClient | None:
+        settings = self._settings
+        if settings.upstream_api_id is None or settings.upstream_api_secret is None:
+            return None
+        if self._upstream is None:
+            self._upstream = self._upstream_factory(settings)
+        return self._upstream
+
+    async def submit(
+        self, client_id: int, check: CheckRequest, idempotency_key: str | None
+    ) -> SubmitAnswer:
+        """Submit `check` for the client, or answer what the first request with that key was
+        answered. Raises DifferentBody when the key was used with another body."""
+        now = self._clock()
+        async with transaction(self._sessions) as session:
+            submission, created = await check_store.begin_submission(
+                session,
+                client_id=client_id,
+                idempotency_key=idempotency_key,
+                fingerprint=check.fingerprint,
+                masked=check.masked,
+                now=now,
+                lease_until=now + self._lease,
+            )
+        if not created:
+            if submission.fingerprint != check.fingerprint:
+                raise DifferentBody
+            record_submit("replayed")
+            return await self._replay(submission)
+        try:
+            answer = await self._submit_once(submission.id, client_id, check)
+        except BaseException:
+            # Whether upstream got the check is not known here: the row stays `submitting` and
+            # becomes SUBMIT_OUTCOME_UNKNOWN when its lease passes.
+            log.exception("check.submit_error", extra={"submission_id": submission.id})
+            raise
+        return answer
+
+    async def _submit_once(
+        self, submission_id: int, client_id: int, check: CheckRequest
+    ) -> SubmitAnswer:
+        refusal = await self._refusal_before_call()
+        upstream = self._client()
+        if refusal is None and upstream is None:
+            refusal = SubmitAnswer.problem(
+                503,
+                "Service Unavailable",
+                "this phonebridge has no upstream credentials "
+                "(PHONEBRIDGE_UPSTREAM_API_ID and PHONEBRIDGE_UPSTREAM_API_SECRET), so it "
+                "cannot submit checks",
+                "NO_UPSTREAM_CREDENTIALS",
+            )
+        if refusal is not None or upstream is None:
+            assert refusal is not None
+            await self._release(submission_id)
+            record_submit("refused")
+            return refusal
+
+        callback = await self._callbacks.url_for(client_id)
+        call = await upstream.submit_check(check.phone_number, callback)
+        _crash_point_for_tests()
+        answered_at = self._clock()
+        outcome = classify_submit(call.answer, answered_at, surely_not_sent=call.surely_not_sent)
+        await self._react_globally(outcome)
+        record_submit(outcome.kind.value)
+        log.info(
+            "check.submitted",
+            extra={
+                "outcome": outcome.kind.value,
+                "code": outcome.code,
+                "request_id": outcome.request_id,
+                "task_id": outcome.task_id,
+            },
+        )
+        if outcome.kind in (SubmitKind.PENDING, SubmitKind.FINISHED):
+            return await self._record_task(submission_id, client_id, check, outcome, callback)
+        answer = self._answer_without_task(outcome)
+        if outcome.reached_upstream and outcome.kind is not SubmitKind.REJECTED:
+            async with transaction(self._sessions) as session:
+                await check_store.finish_submission(
+                    session,
+                    submission_id,
+                    state=SubmissionState.UNKNOWN,
+                    status=answer.status,
+                    body_json=answer.body_json,
+                    task_pk=None,
+                    now=answered_at,
+                )
+        else:
+            await self._release(submission_id)
+        return answer
+
+    async def _refusal_before_call(self) -> SubmitAnswer | None:
+        """The pause, or no slot of the rate ceiling soon enough: nothing is sent."""
+        try:
+            pause = await read_pause(self._redis)
+            if pause is not None:
+                return SubmitAnswer.problem(
+                    503,
+                    "Service Unavailable",
+                    f"upstream refuses this account ({pause.reason}); calls are paused "
+                    "until a probe succeeds; nothing was submitted",
+                    pause.reason,
+                    {"Retry-After": str(round(self._settings.pause_probe_s))},
+                )
+            reservation = await self._limiter.reserve_calls(1)
+        except Exception as error:
+            log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
+            return _unavailable("the shared rate ceiling (Redis) does not answer")
+        if reservation.first_in_s > MAX_SLOT_WAIT_S:
+            return SubmitAnswer.problem(
+                503,
+                "Service Unavailable",
+                "the upstream call rate is at its ceiling; nothing was submitted, try again",
+                "RATE_CEILING",
+                {"Retry-After": str(max(1, round(reservation.first_in_s)))},
+            )
+        if reservation.first_in_s > 0:
+            await asyncio.sleep(reservation.first_in_s)
+        return None
+
+    async def _react_globally(self, outcome: SubmitOutcome) -> None:
+        now = self._clock()
+        if outcome.kind is SubmitKind.ACCOUNT_PROBLEM:
+            await arm_probe_timer(self._redis, self._settings.pause_probe_s)
+            if await open_pause(self._redis, outcome.code, now):
+                log.error(
+                    "upstream.paused",
+                    extra={"reason": outcome.code, "request_id": outcome.request_id},
+                )
+        elif outcome.kind is SubmitKind.RATE_LIMITED:
+            if outcome.retry_after_s:
+                await self._limiter.block_for(outcome.retry_after_s)
+            await self._limiter.slow_down()
+
+    async def _record_task(
+        self,
+        submission_id: int,
+        client_id: int,
+        check: CheckRequest,
+        outcome: SubmitOutcome,
+        callback: str | None,
+    ) -> SubmitAnswer:
+        now = self._clock()
+        settings = self._settings
+        first_poll_s = settings.hinted_poll_initial_s if callback is not None else 0.0
+        task_id = outcome.task_id or f"{INSTANT_TASK_PREFIX}{uuid.uuid4().hex}"
+        async with transaction(self._sessions) as session:
+            task = await check_store.record_submitted_task(
+                session,
+                client_id=client_id,
+                task_id=task_id,
+                masked=check.masked,
+                metadata_json=check.metadata_json,
+                now=now,
+                expires_at=now + timedelta(seconds=settings.task_ttl_s),
+                first_poll_at=now + timedelta(seconds=first_poll_s),
+                result=outcome.result,
+                request_id=outcome.request_id,
+            )
+            answer = SubmitAnswer(201, task.body_json)
+            await check_store.finish_submission(
+                session,
+                submission_id,
+                state=SubmissionState.ANSWERED,
+                status=answer.status,
+                body_json=answer.body_json,
+                task_pk=task.id,
+                now=now,
+            )
+        return answer
+
+    def _answer_without_task(self, outcome: SubmitOutcome) -> SubmitAnswer:
+        if outcome.kind is SubmitKind.REJECTED:
+            return SubmitAnswer.problem(
+                422,
+                "Unprocessable Content",
+                f"upstream refused the check: {outcome.message}",
+                outcome.code,
+            )
+        if outcome.kind is SubmitKind.ACCOUNT_PROBLEM:
+            return SubmitAnswer.problem(
+                503,
+                "Service Unavailable",
+                f"upstream refuses this account ({outcome.code}: {outcome.message}); "
+                "calls are paused until a probe succeeds; nothing was submitted",
+                outcome.code,
+                {"Retry-After": str(round(self._settings.pause_probe_s))},
+            )
+        if outcome.kind is SubmitKind.RATE_LIMITED:
+            retry_after = max(1, round(outcome.retry_after_s or 1))
+            return SubmitAnswer.problem(
+                503,
+                "Service Unavailable",
+                "upstream refused the call (RATE_LIMIT_EXCEEDED); nothing was submitted",
+                outcome.code,
+                {"Retry-After": str(retry_after)},
+            )
+        if outcome.kind is SubmitKind.UNAVAILABLE:
+            return _unavailable(f"{outcome.message}; nothing was submitted")
+        return SubmitAnswer.problem(
+            502,
+            "Bad Gateway",
+            f"{outcome.message}; phonebridge will not submit it again with this Idempotency-Key",
+            SUBMIT_OUTCOME_UNKNOWN,
+        )
+
+    async def _release(self, submission_id: int) -> None:
+        async with transaction(self._sessions) as session:
+            await check_store.release_submission(session, submission_id)
+
+    async def _replay(self, submission: check_store.Submission) -> SubmitAnswer:
+        """The first request's answer: waited for while it is in flight, declared unknown once
+        its lease has passed without one."""
+        while True:
+            if submission.response_status is not None and submission.response_body is not None:
+                return SubmitAnswer(
+                    submission.response_status, submission.response_body, replayed=True
+                )
+            now = self._clock()
+            if now >= submission.lease_until:
+                unknown = unknown_outcome_answer()
+                async with transaction(self._sessions) as session:
+                    marked = await check_store.mark_unknown(
+                        session,
+                        submission.id,
+                        status=unknown.status,
+                        body_json=unknown.body_json,
+                        now=now,
+                    )
+                if marked is not None:
+                    log.warning("check.outcome_unknown", extra={"submission_id": submission.id})
+                    return SubmitAnswer(unknown.status, unknown.body_json, replayed=True)
+            else:
+                await asyncio.sleep(REPLAY_POLL_S)
+            assert submission.idempotency_key is not None
+            async with transaction(self._sessions) as session:
+                current = await check_store.find_submission(
+                    session, submission.client_id, submission.idempotency_key
+                )
+            if current is None:
+                # The first request released the key (nothing reached upstream): its answer is
+                # not kept; this request may be retried as a new one.
+                return _unavailable("a request with this Idempotency-Key just failed; retry")
+            submission = current
+
+
+def _unavailable(detail: str) -> SubmitAnswer:
+    return SubmitAnswer.problem(502, "Bad Gateway", detail, "UPSTREAM_UNAVAILABLE")
+
+
+def _crash_point_for_tests() -> None:
+    """Die here, between upstream's answer and the commit, when a test asks for it."""
+    if os.environ.get(CRASH_AFTER_SUBMIT_VARIABLE) == "1":
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,228 @@
+"""Submitting a check: the request's rules, the phone number's mask, and what upstream's answer to
+`POST /check/phone_number/o1` means for the client.
+
+Pure: no I/O. The upstream client turns the call into a `RawAnswer` (plus whether the request
+surely never left this process); `classify_submit` says what phonebridge answers and keeps.
+
+Submitting is not idempotent upstream, so the write order around the call is the store's and the
+service's business (an intent row committed before the call); here is only what each answer means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from service.domain.answers import (
+    Outcome,
+    OutcomeKind,
+    PhoneResult,
+    RawAnswer,
+    classify_answer,
+)
+from service.domain.intake import TASK_ID_PATTERN, FieldError, Rejection, check_metadata
+
+CHECK_FIELDS = ("phone_number", "metadata")
+PHONE_DIGITS_MIN = 8
+PHONE_DIGITS_MAX = 15
+PHONE_RULE = (
+    f"must be {PHONE_DIGITS_MIN}-{PHONE_DIGITS_MAX} digits after an optional '+', "
+    "starting with a country code (e.g. 5215512345678)"
+)
+_PHONE = re.compile(rf"\+?([1-9][0-9]{{{PHONE_DIGITS_MIN - 1},{PHONE_DIGITS_MAX - 1}}})")
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+_IDEMPOTENCY_KEY = re.compile(rf"[\x20-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
+# Kept unmasked at the end of a stored number: enough for a person to tell numbers apart.
+MASK_KEEP_LAST = 4
+
+# ITU-T E.164 country codes of one and two digits; every other code has three.
+_ONE_DIGIT_CODES = frozenset({"1", "7"})
+_TWO_DIGIT_CODES = frozenset(
+    {
+        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45",
+        "46", "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61",
+        "62", "63", "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94",
+        "95", "98",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequest:
+    """A valid `POST /v1/checks` body. `phone_number` is digits only and must never be stored
+    or logged: only `masked` is."""
+
+    phone_number: str
+    metadata_json: str
+
+    @property
+    def masked(self) -> str:
+        return mask_phone_number(self.phone_number)
+
+    @property
+    def fingerprint(self) -> bytes:
+        """What tells two bodies apart for an Idempotency-Key: a digest, so the number itself is
+        not kept. Salted with the metadata, and only ever compared for one client and key."""
+        return hashlib.sha256(f"{self.phone_number}\n{self.metadata_json}".encode()).digest()
+
+
+def validate_check(body: object) -> CheckRequest | Rejection:
+    """Check a `POST /v1/checks` body; every broken rule is reported."""
+    if not isinstance(body, dict):
+        return Rejection(None, (FieldError(None, "the request body must be a JSON object"),))
+    errors = [
+        FieldError(str(name)[:64], "unknown field (allowed: phone_number, metadata)")
+        for name in body
+        if name not in CHECK_FIELDS
+    ]
+    phone = body.get("phone_number")
+    digits: str | None = None
+    if not isinstance(phone, str):
+        errors.append(FieldError("phone_number", f"is required and {PHONE_RULE}"))
+    elif (match := _PHONE.fullmatch(phone)) is None:
+        errors.append(FieldError("phone_number", PHONE_RULE))
+    else:
+        digits = match.group(1)
+    metadata_json = check_metadata(body.get("metadata"), errors)
+    if errors or digits is None or metadata_json is None:
+        return Rejection(None, tuple(errors))
+    return CheckRequest(phone_number=digits, metadata_json=metadata_json)
+
+
+def valid_idempotency_key(value: str) -> bool:
+    """1-255 printable ASCII characters (the contract's rule)."""
+    return _IDEMPOTENCY_KEY.fullmatch(value) is not None
+
+
+def country_code_of(digits: str) -> str:
+    """The E.164 country code a number starts with."""
+    if digits[:1] in _ONE_DIGIT_CODES:
+        return digits[:1]
+    if digits[:2] in _TWO_DIGIT_CODES:
+        return digits[:2]
+    return digits[:3]
+
+
+def mask_phone_number(digits: str) -> str:
+    """Country code and last four digits, the rest masked: `5215512341234` -> `52*******1234`."""
+    code = country_code_of(digits)
+    hidden = max(len(digits) - len(code) - MASK_KEEP_LAST, 0)
+    return code + "*" * hidden + digits[len(code) + hidden :]
+
+
+class SubmitKind(StrEnum):
+    PENDING = "pending"  # a task_id to poll
+    FINISHED = "finished"  # the result at once
+    REJECTED = "rejected"  # INVALID_ARGUMENT: nothing kept
+    ACCOUNT_PROBLEM = "account_problem"  # 503; the pause opens as for polls
+    RATE_LIMITED = "rate_limited"  # upstream refused the call: nothing was submitted
+    UNKNOWN = "unknown"  # the request may have reached upstream: never resubmit on our own
+    UNAVAILABLE = "unavailable"  # the request surely never reached upstream
+
+
+# The problem codes the client sees in a 502.
+SUBMIT_OUTCOME_UNKNOWN = "SUBMIT_OUTCOME_UNKNOWN"
+UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    kind: SubmitKind
+    code: str
+    message: str
+    request_id: str | None = None
+    task_id: str | None = None
+    result: PhoneResult | None = None
+    retry_after_s: float | None = None
+    # The poll's classification of the same answer, for the pause and the rate ceiling.
+    answer: Outcome | None = None
+
+    @property
+    def reached_upstream(self) -> bool:
+        """Whether upstream may have taken the check: the Idempotency-Key stays spent."""
+        return self.kind not in (
+            SubmitKind.UNAVAILABLE,
+            SubmitKind.ACCOUNT_PROBLEM,
+            SubmitKind.RATE_LIMITED,
+        )
+
+
+def classify_submit(raw: RawAnswer, now: datetime, *, surely_not_sent: bool) -> SubmitOutcome:
+    """What upstream's answer to a submit means. `surely_not_sent`: the transport failed before
+    any byte of the request could have left (the connection was never made)."""
+    if raw.status_code is None:
+        if surely_not_sent:
+            return SubmitOutcome(
+                SubmitKind.UNAVAILABLE, UPSTREAM_UNAVAILABLE, "could not connect to upstream"
+            )
+        return SubmitOutcome(
+            SubmitKind.UNKNOWN,
+            SUBMIT_OUTCOME_UNKNOWN,
+            "upstream did not answer; the check may or may not have been submitted",
+        )
+    answer = classify_answer(raw, now)
+    request_id = answer.request_id
+    if answer.kind is OutcomeKind.COMPLETED and answer.result is not None:
+        return SubmitOutcome(
+            SubmitKind.FINISHED,
+            "OK",
+            answer.message,
+            request_id=request_id,
+            result=answer.result,
+            answer=answer,
+        )
+    if answer.kind is OutcomeKind.REJECTED:
+        return SubmitOutcome(
+            SubmitKind.REJECTED, answer.code, answer.message, request_id=request_id, answer=answer
+        )
+    if answer.kind is OutcomeKind.ACCOUNT_PROBLEM:
+        return SubmitOutcome(
+            SubmitKind.ACCOUNT_PROBLEM,
+            answer.code,
+            answer.message,
+            request_id=request_id,
+            answer=answer,
+        )
+    if answer.kind is OutcomeKind.RATE_LIMITED:
+        return SubmitOutcome(
+            SubmitKind.RATE_LIMITED,
+            answer.code,
+            answer.message,
+            request_id=request_id,
+            retry_after_s=answer.retry_after_s,
+            answer=answer,
+        )
+    task_id = _pending_task_id(raw, answer)
+    if task_id is not None:
+        return SubmitOutcome(
+            SubmitKind.PENDING, "PENDING", "check submitted", request_id=request_id, task_id=task_id
+        )
+    return SubmitOutcome(
+        SubmitKind.UNKNOWN,
+        SUBMIT_OUTCOME_UNKNOWN,
+        f"upstream's answer could not be used ({answer.code}); the check may or may not have "
+        "been submitted",
+        request_id=request_id,
+        answer=answer,
+    )
+
+
+def _pending_task_id(raw: RawAnswer, answer: Outcome) -> str | None:
+    """The task_id of a submit that upstream took: status OK (or PENDING) with a 2xx/400 and a
+    task_id our own rules accept (anything else could not be polled or shown)."""
+    if answer.kind not in (OutcomeKind.TRANSIENT, OutcomeKind.PENDING):
+        return None
+    if answer.kind is OutcomeKind.TRANSIENT and answer.code != "MALFORMED_RESULT":
+        return None
+    try:
+        body = json.loads(raw.body)
+    except (ValueError, RecursionError):
+        return None
+    task_id = body.get("task_id") if isinstance(body, dict) else None
+    if isinstance(task_id, str) and TASK_ID_PATTERN.fullmatch(task_id):
+        return task_id
+    return None

@@ -1,0 +1,111 @@
+"""Upstream's callback as a hint: the client's callback token, and the one statement a hint costs.
+
+A hint never carries a result; all it may do is make one pending task due now, at most once per
+minimum interval (`tasks.last_hint_at`, checked in the same UPDATE), or, when the client has no
+such task yet, be remembered in `early_hints` so the task's first poll comes at once. The client
+is found by the SHA-256 of the token (unique index), so the lookup's timing says nothing about
+the token; the task by its (client_id, task_id) unique index.
+
+Raw psycopg on the API's pool (service/store/__init__.py): a hint arrives for every check, and
+upstream expects a quick answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+
+from service.domain.states import HintOutcome, TaskState
+
+# A hint within the interval of the last one is not dropped but deferred to the interval's end
+# (once: `last_hint_at` then lies in the future and later hints are throttled), so a forged hint
+# just before the real one delays the real one by at most the interval, and hint-triggered polls
+# stay at most one per interval.
+_APPLY_HINT = f"""
+    WITH client AS (
+        SELECT id FROM clients WHERE callback_token_hash = %(token_hash)s
+    ),
+    hinted AS (
+        UPDATE tasks SET
+            next_poll_at = LEAST(
+                next_poll_at, expires_at,
+                GREATEST(%(now)s, last_hint_at + %(interval)s)),
+            last_hint_at = GREATEST(%(now)s, last_hint_at + %(interval)s)
+        WHERE client_id = (SELECT id FROM client) AND task_id = %(task_id)s
+          AND state = '{TaskState.PENDING}'
+          AND (last_hint_at IS NULL OR last_hint_at <= %(now)s)
+        RETURNING last_hint_at > %(now)s AS deferred
+    ),
+    known AS (
+        SELECT state FROM tasks
+        WHERE client_id = (SELECT id FROM client) AND task_id = %(task_id)s
+    ),
+    early AS (
+        INSERT INTO early_hints (client_id, task_id, received_at, expires_at)
+        SELECT id, %(task_id)s, %(now)s, %(early_until)s FROM client
+        WHERE NOT EXISTS (SELECT 1 FROM known)
+        ON CONFLICT (client_id, task_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM client) AS client_known,
+           (SELECT deferred FROM hinted) AS deferred,
+           (SELECT state FROM known) AS state
+"""  # noqa: S608 - only constants are interpolated
+
+_ASSIGN_CALLBACK = """
+    UPDATE clients
+    SET callback_token = COALESCE(callback_token, %(token)s),
+        callback_token_hash = COALESCE(callback_token_hash, %(token_hash)s)
+    WHERE id = %(client_id)s
+    RETURNING callback_token
+"""
+
+
+async def apply_hint(
+    conn: AsyncConnection[DictRow],
+    *,
+    token_hash: bytes,
+    task_id: str,
+    now: datetime,
+    interval: timedelta,
+    early_until: datetime,
+) -> HintOutcome:
+    """Make the client's pending task due now, or at the end of `interval` after the last hint
+    (THROTTLED); remember the hint until `early_until` when the client has no such task. One
+    statement."""
+    cursor = await conn.execute(
+        _APPLY_HINT,
+        {
+            "token_hash": token_hash,
+            "task_id": task_id,
+            "now": now,
+            "interval": interval,
+            "early_until": early_until,
+        },
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    if not row["client_known"]:
+        return HintOutcome.UNKNOWN
+    if row["deferred"] is not None:
+        return HintOutcome.THROTTLED if row["deferred"] else HintOutcome.MATCHED
+    if row["state"] is None:
+        return HintOutcome.EARLY
+    if row["state"] == TaskState.PENDING:
+        return HintOutcome.THROTTLED
+    return HintOutcome.UNKNOWN
+
+
+async def callback_token(
+    conn: AsyncConnection[DictRow], client_id: int, *, new_token: str, new_token_hash: bytes
+) -> str:
+    """The client's callback token, set to `new_token` the first time (concurrent first calls
+    agree on one)."""
+    cursor = await conn.execute(
+        _ASSIGN_CALLBACK, {"client_id": client_id, "token": new_token, "token_hash": new_token_hash}
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return str(row["callback_token"])

@@ -1,0 +1,362 @@
+"""POST /v1/checks against the simulator: every upstream answer mapped as the contract says, the
+Idempotency-Key (replays, concurrent duplicates, another body), the phone number's rules and its
+mask, and what an unreachable or credential-less upstream answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from service.config import Settings
+from service.sim.server import SimServer
+from service.store.db import create_engine_for, session_factory, transaction
+from tests.support.api import api_client, bearer, feed_until
+from tests.support.checks import PHONE, PHONE_MASKED, submit, submit_calls
+from tests.support.factories import new_key
+from tests.support.settings import make_settings
+
+PUBLIC_URL = "http://phonebridge.test"
+
+
+@pytest.fixture
+def checks_settings(database_url: str, redis_url: str, sim: SimServer) -> Settings:
+    return make_settings(
+        database_url,
+        redis_url,
+        upstream_base_url=sim.base_url,
+        upstream_timeout_s=1.0,
+        public_url=PUBLIC_URL,
+        hinted_poll_initial_s=30.0,
+        pause_probe_s=1.0,
+    )
+
+
+@pytest.fixture
+async def api(
+    checks_settings: Settings, fresh_sim: SimServer, flush_redis: None
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(checks_settings) as client:
+        yield client
+
+
+@pytest.fixture
+async def key(checks_settings: Settings) -> str:
+    return await new_key(checks_settings)
+
+
+async def test_a_pending_check_becomes_a_submitted_task_with_the_masked_number(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    before = datetime.now(UTC)
+    response = await submit(api, key, "+" + PHONE, metadata={"order": 7})
+
+    assert response.status_code == 201, response.text
+    task = response.json()
+    assert task["state"] == "pending"
+    assert task["source"] == "submitted"
+    assert task["phone_number_masked"] == PHONE_MASKED
+    assert task["metadata"] == {"order": 7}
+    assert task["task_id"].startswith("sim-ring-0-60s-")
+    # The check carried a callback, so the safety net starts at PHONEBRIDGE_HINTED_POLL_INITIAL_S.
+    first_poll = datetime.fromisoformat(task["next_poll_at"])
+    assert before + timedelta(seconds=29) < first_poll < before + timedelta(seconds=32)
+    read = await api.get(f"/v1/tasks/{task['task_id']}", headers=bearer(key))
+    assert read.json() == task
+
+
+async def test_a_check_carries_the_clients_callback_url_upstream(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-1s")
+    fresh_sim.control.set_callbacks(lose=1.0)  # keep the simulator from calling a fake host
+    callback = (await api.get("/v1/callback-url", headers=bearer(key))).json()["url"]
+    assert callback.startswith(f"{PUBLIC_URL}/hooks/accuauth/")
+
+    response = await submit(api, key)
+
+    assert response.status_code == 201
+    (planned,) = fresh_sim.control.callback_log()
+    assert planned["task_id"] == response.json()["task_id"]
+
+
+async def test_the_full_number_is_stored_nowhere(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer, checks_settings: Settings
+) -> None:
+    fresh_sim.control.configure(submit_script="busy-0")
+    assert (await submit(api, key, idempotency_key="stored-nowhere")).status_code == 201
+    engine = create_engine_for(checks_settings.sqlalchemy_url, pool_size=1)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            dump = (
+                await session.execute(
+                    text(
+                        "SELECT string_agg(t::text, '|') FROM ("
+                        " SELECT row_to_json(tasks)::text AS t FROM tasks UNION ALL"
+                        " SELECT row_to_json(check_submissions)::text FROM check_submissions"
+                        " UNION ALL SELECT row_to_json(events)::text FROM events) rows"
+                    )
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert PHONE_MASKED in dump
+    assert PHONE not in dump
+    assert PHONE[-8:] not in dump
+
+
+async def test_a_check_finished_at_once_is_completed_with_its_event(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="busy-0")
+    response = await submit(api, key)
+
+    assert response.status_code == 201, response.text
+    task = response.json()
+    assert task["state"] == "completed"
+    assert task["result"]["phone_status"] == "busy"
+    assert task["next_poll_at"] is None
+    page = await feed_until(api, key, 1)
+    (event,) = page["data"]
+    assert event["type"] == "task.completed"
+    assert event["data"]["task_id"] == task["task_id"]
+    assert event["data"]["source"] == "submitted"
+
+
+async def test_invalid_argument_answers_422_with_upstreams_reason_and_keeps_nothing(
+    api: httpx.AsyncClient, key: str
+) -> None:
+    response = await submit(api, key, "99912345678", idempotency_key="refused")
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert "unknown country code" in problem["detail"]
+    assert problem["code"] == "INVALID_ARGUMENT"
+    listed = await api.get("/v1/tasks", headers=bearer(key))
+    assert listed.json()["data"] == []
+
+
+async def test_an_account_error_answers_503_naming_it_and_opens_the_pause(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.force("key_expired", calls=1)
+    response = await submit(api, key, idempotency_key="paused")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "KEY_EXPIRED"
+    ready = (await api.get("/readyz")).json()
+    assert ready["upstream"]["paused"] is True
+    # While paused, nothing is sent: the next submit is refused before any call.
+    again = await submit(api, key, idempotency_key="paused")
+    assert again.status_code == 503
+    assert submit_calls(fresh_sim) == 1
+
+
+async def test_rate_limit_exceeded_on_submit_answers_503_with_retry_after(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.force("rate_limit", calls=1)
+    response = await submit(api, key)
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert int(response.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize("fault", ["internal_error", "garbage", "html", "reset"])
+async def test_an_answer_that_may_hide_a_submitted_check_is_502_outcome_unknown_and_never_resent(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer, fault: str
+) -> None:
+    fresh_sim.control.force(fault, calls=1)
+    response = await submit(api, key, idempotency_key=f"unknown-{fault}")
+
+    assert response.status_code == 502
+    assert response.json()["code"] == "SUBMIT_OUTCOME_UNKNOWN"
+    retried = await submit(api, key, idempotency_key=f"unknown-{fault}")
+    assert retried.status_code == 502
+    assert retried.json() == response.json()
+    assert submit_calls(fresh_sim) == 1
+
+
+async def test_an_upstream_that_cannot_be_reached_is_502_upstream_unavailable_and_frees_the_key(
+    database_url: str, redis_url: str, flush_redis: None
+) -> None:
+    settings = make_settings(
+        database_url, redis_url, upstream_base_url="http://127.0.0.1:9", upstream_timeout_s=1.0
+    )
+    key = await new_key(settings)
+    async with api_client(settings) as api:
+        first = await submit(api, key, idempotency_key="unreachable")
+        second = await submit(api, key, idempotency_key="unreachable")
+
+    assert first.status_code == second.status_code == 502
+    assert first.json()["code"] == "UPSTREAM_UNAVAILABLE"
+    assert second.json()["code"] == "UPSTREAM_UNAVAILABLE"
+
+
+async def test_without_upstream_credentials_a_submit_answers_503_saying_so(
+    database_url: str, redis_url: str, sim: SimServer, flush_redis: None
+) -> None:
+    settings = make_settings(
+        database_url,
+        redis_url,
+        upstream_base_url=sim.base_url,
+        upstream_api_id=None,
+        upstream_api_secret=None,
+    )
+    key = await new_key(settings)
+    async with api_client(settings) as api:
+        response = await submit(api, key)
+    assert response.status_code == 503
+    assert "PHONEBRIDGE_UPSTREAM_API_ID" in response.json()["detail"]
+
+
+# --- the Idempotency-Key ---------------------------------------------------------------------
+
+
+async def test_the_same_key_and_body_answer_the_first_answer_and_submit_once(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    first = await submit(api, key, idempotency_key="order-17")
+    second = await submit(api, key, idempotency_key="order-17")
+
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json()
+    assert submit_calls(fresh_sim) == 1
+
+
+async def test_concurrent_duplicates_submit_once_and_all_get_the_same_answer(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    fresh_sim.control.set_faults(probabilities={"slow": 1.0}, slow_s=0.5)
+    answers = await asyncio.gather(*(submit(api, key, idempotency_key="burst") for _ in range(6)))
+
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["task_id"] for a in answers}) == 1
+    assert submit_calls(fresh_sim) == 1
+
+
+async def test_the_same_key_with_another_body_is_422(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    assert (await submit(api, key, idempotency_key="k-1")).status_code == 201
+    other_number = await submit(api, key, "5215599990000", idempotency_key="k-1")
+    other_metadata = await submit(api, key, idempotency_key="k-1", metadata={"x": 1})
+
+    assert other_number.status_code == other_metadata.status_code == 422
+    assert "different request body" in other_number.json()["detail"]
+    assert submit_calls(fresh_sim) == 1
+
+
+async def test_keys_belong_to_one_client(
+    api: httpx.AsyncClient, key: str, checks_settings: Settings, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    other_key = await new_key(checks_settings)
+    mine = await submit(api, key, idempotency_key="shared-name")
+    theirs = await submit(api, other_key, idempotency_key="shared-name")
+
+    assert mine.status_code == theirs.status_code == 201
+    assert mine.json()["task_id"] != theirs.json()["task_id"]
+    assert submit_calls(fresh_sim) == 2
+
+
+# --- input checked before any call -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"phone_number": "1234567"},  # 7 digits
+        {"phone_number": "1234567890123456"},  # 16 digits
+        {"phone_number": "05512345678"},  # no country code
+        {"phone_number": "+52 55 1234 5678"},
+        {"phone_number": "52-5512345678"},
+        {"phone_number": 5215512345678},
+        {},
+        {"phone_number": PHONE, "callback": "http://x"},
+        {"phone_number": PHONE, "metadata": [1]},
+        [PHONE],
+    ],
+)
+async def test_an_invalid_body_is_422_before_any_upstream_call(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer, body: object
+) -> None:
+    response = await api.post("/v1/checks", json=body, headers=bearer(key))
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert PHONE not in response.text
+    assert submit_calls(fresh_sim) == 0
+
+
+@pytest.mark.parametrize("idempotency_key", ["", "x" * 256, "naïve", "tab\there"])
+async def test_an_invalid_idempotency_key_is_422_before_any_upstream_call(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer, idempotency_key: str
+) -> None:
+    headers = bearer(key) | {"Idempotency-Key": idempotency_key}
+    response = await api.post(
+        "/v1/checks",
+        json={"phone_number": PHONE},
+        headers={k.encode(): v.encode() for k, v in headers.items()},
+    )
+
+    assert response.status_code == 422
+    assert submit_calls(fresh_sim) == 0
+
+
+# --- the callback URL --------------------------------------------------------------------------
+
+
+async def test_each_client_has_one_stable_callback_url(
+    api: httpx.AsyncClient, key: str, checks_settings: Settings
+) -> None:
+    other_key = await new_key(checks_settings)
+    first = (await api.get("/v1/callback-url", headers=bearer(key))).json()["url"]
+    again = (await api.get("/v1/callback-url", headers=bearer(key))).json()["url"]
+    theirs = (await api.get("/v1/callback-url", headers=bearer(other_key))).json()["url"]
+
+    assert first == again != theirs
+    token = first.rsplit("/", 1)[1]
+    assert len(token) >= 22  # at least 128 random bits in URL-safe base64
+
+
+async def test_without_a_public_url_there_is_no_callback_url_and_checks_carry_none(
+    database_url: str, redis_url: str, fresh_sim: SimServer, flush_redis: None
+) -> None:
+    settings = make_settings(database_url, redis_url, upstream_base_url=fresh_sim.base_url)
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    key = await new_key(settings)
+    async with api_client(settings) as api:
+        url = await api.get("/v1/callback-url", headers=bearer(key))
+        task = (await submit(api, key)).json()
+
+    assert url.status_code == 409
+    assert "PHONEBRIDGE_PUBLIC_URL" in url.json()["detail"]
+    assert fresh_sim.control.callback_log() == []
+    # Without a callback, polling alone finds the answer: the first poll is due at once.
+    assert datetime.fromisoformat(task["next_poll_at"]) <= datetime.now(UTC)
+
+
+async def test_metadata_numbers_beyond_64_bits_are_answered_and_replayed_as_sent(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    # 1e20 is stored as JSONB's 100000000000000000000, read back as an integer beyond 64 bits.
+    body = b'{"phone_number": "5215512341234", "metadata": {"n": 1e20}}'
+    headers = bearer(key) | {"Idempotency-Key": "big", "content-type": "application/json"}
+    first = await api.post("/v1/checks", content=body, headers=headers)
+    again = await api.post("/v1/checks", content=body, headers=headers)
+
+    assert first.status_code == again.status_code == 201, first.text
+    assert first.json() == again.json()
+    assert first.json()["metadata"]["n"] == 10**20

@@ -1,0 +1,67 @@
+"""Submitting checks and sending upstream's callbacks, as the tests do it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.sim.server import SimServer
+from service.store.db import transaction
+from tests.support.api import bearer
+
+PHONE = "5215512341234"
+PHONE_MASKED = "52*******1234"
+
+
+async def submit(
+    api: httpx.AsyncClient,
+    key: str,
+    phone_number: str = PHONE,
+    *,
+    idempotency_key: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> httpx.Response:
+    headers = bearer(key)
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    body: dict[str, Any] = {"phone_number": phone_number}
+    if metadata is not None:
+        body["metadata"] = metadata
+    return await api.post("/v1/checks", json=body, headers=headers)
+
+
+def submit_calls(sim: SimServer) -> int:
+    """How many submits reached the simulator since its last reset."""
+    return len(sim.control.calls(endpoint="submit"))
+
+
+async def callback_token(api: httpx.AsyncClient, key: str) -> str:
+    response = await api.get("/v1/callback-url", headers=bearer(key))
+    assert response.status_code == 200, response.text
+    url: str = response.json()["url"]
+    return url.rsplit("/", 1)[1]
+
+
+async def hint(api: httpx.AsyncClient, token: str, task_id: str | None) -> httpx.Response:
+    params = {"request_id": "TID0", "phone_number": "52******1234", "phone_status": "ring"}
+    if task_id is not None:
+        params["task_id"] = task_id
+    return await api.get(f"/hooks/accuauth/{token}", params=params)
+
+
+async def schedule_of(
+    sessions: async_sessionmaker[AsyncSession], task_id: str
+) -> tuple[datetime | None, datetime | None]:
+    """A task's next_poll_at and last_hint_at, straight from the store."""
+    async with transaction(sessions) as session:
+        row = (
+            await session.execute(
+                text("SELECT next_poll_at, last_hint_at FROM tasks WHERE task_id = :t"),
+                {"t": task_id},
+            )
+        ).one()
+    return row.next_poll_at, row.last_hint_at
