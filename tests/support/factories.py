@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.accounts import create_client_and_key
+from service.accounts import ClientLimits, create_client_and_key, list_keys, set_limits
 from service.clock import utc_now
 from service.config import Settings
 from service.domain.ids import EVENT_PREFIX, new_public_id
@@ -204,3 +204,12 @@ async def emit_event(
             )
         ).scalar_one()
     return str(public_id)
+
+
+async def limited_key(settings: Settings, **limits: int | None) -> tuple[str, str]:
+    """A new client with these limits of its own (as `phonebridge api-key limits` sets them);
+    its key and its name."""
+    key = await new_key(settings)
+    name = (await list_keys(settings, None))[-1].client_name
+    await set_limits(settings, name, ClientLimits(**limits))
+    return key, name

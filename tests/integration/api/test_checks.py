@@ -17,7 +17,7 @@ from service.sim.server import SimServer
 from service.store.db import create_engine_for, session_factory, transaction
 from tests.support.api import api_client, bearer, feed_until
 from tests.support.checks import PHONE, PHONE_MASKED, submit, submit_calls
-from tests.support.factories import new_key
+from tests.support.factories import limited_key, new_key
 from tests.support.settings import make_settings
 
 PUBLIC_URL = "http://phonebridge.test"
@@ -68,6 +68,23 @@ async def test_a_pending_check_becomes_a_submitted_task_with_the_masked_number(
     assert before + timedelta(seconds=29) < first_poll < before + timedelta(seconds=32)
     read = await api.get(f"/v1/tasks/{task['task_id']}", headers=bearer(key))
     assert read.json() == task
+
+
+async def test_a_pending_check_counts_against_the_pending_limit_before_upstream_is_called(
+    api: httpx.AsyncClient, checks_settings: Settings, fresh_sim: SimServer
+) -> None:
+    key, _ = await limited_key(checks_settings, max_pending=1)
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    first = await submit(api, key)
+    assert first.status_code == 201, first.text
+    assert first.json()["state"] == "pending"
+
+    second = await submit(api, key, idempotency_key="second-check")
+    assert second.status_code == 429, second.text
+    assert second.json()["type"].endswith("too-many-pending")
+    assert "retry-after" in second.headers
+    # Refused before upstream: only the first check was submitted.
+    assert submit_calls(fresh_sim) == 1
 
 
 async def test_a_check_carries_the_clients_callback_url_upstream(

@@ -15,24 +15,16 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from service.accounts import ClientLimits, add_key, list_keys, set_limits
+from service.accounts import add_key, list_keys
 from service.api.app import create_app
 from service.api.clientlimits import KEY_PREFIX
 from service.config import Settings
 from service.run.processes import free_port
 from tests.support.api import asgi_client, bearer
-from tests.support.factories import new_key
+from tests.support.factories import limited_key, new_key
 from tests.support.settings import make_settings
 
 RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
-
-
-async def limited_key(settings: Settings, **limits: int | None) -> tuple[str, str]:
-    """A new client with these limits of its own; its key and its name."""
-    key = await new_key(settings)
-    name = (await list_keys(settings, None))[-1].client_name
-    await set_limits(settings, name, ClientLimits(**limits))
-    return key, name
 
 
 async def at_the_start_of_a_second() -> None:
