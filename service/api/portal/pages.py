@@ -18,6 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from service.accounts import api_key_digest, looks_like_api_key
 from service.api.auth import client_of_key_digest
+from service.api.checks import submit_for_client
 from service.api.deps import SessionDep
 from service.api.errors import ApiProblem
 from service.api.portal import charts
@@ -44,7 +45,8 @@ from service.api.portal.session import (
 from service.api.portal.timeline import task_timeline
 from service.api.resources import ApiResources, hot_connection, resources_of
 from service.api.subscriptions import open_subscription, rotate_signing_secret
-from service.domain.intake import TASK_ID_PATTERN
+from service.domain.checks import PHONE_RULE, valid_idempotency_key, validate_check
+from service.domain.intake import TASK_ID_PATTERN, Rejection
 from service.domain.signing import webhook_body, webhook_headers
 from service.domain.states import EventType, TaskState
 from service.engine.pause import read_pause
@@ -70,6 +72,7 @@ NOTICES = {
     "recovered": "The failed deliveries of that window go out again now.",
     "enabled": "Subscription enabled.",
     "disabled": "Subscription disabled; its pending deliveries stopped.",
+    "submitted": "Check submitted upstream; its answer appears below once a poll finds it.",
 }
 
 templates = Jinja2Templates(
@@ -267,6 +270,84 @@ async def task(
         },
         session=session,
     )
+
+
+# --- submitting a check -------------------------------------------------------------------------
+
+
+def _check_form(
+    request: Request,
+    session: PortalSession,
+    *,
+    phone_number: str = "",
+    metadata: str = "",
+    error: str | None = None,
+    code: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    # A fresh Idempotency-Key per form shown: posting the same form twice (back, then submit
+    # again) answers the first answer again instead of submitting a second check.
+    return render(
+        request,
+        "check.html",
+        {
+            "phone_number": phone_number,
+            "metadata": metadata,
+            "idempotency_key": f"portal-{secrets.token_hex(16)}",
+            "error": error,
+            "code": code,
+            "phone_rule": PHONE_RULE,
+        },
+        session=session,
+        status_code=status_code,
+    )
+
+
+@router.get("/checks/new")
+async def check_form(request: Request, session: PortalSessionDep) -> Response:
+    return _check_form(request, session)
+
+
+@router.post("/checks")
+async def submit_check(request: Request, session: PortalSessionDep) -> Response:
+    fields = await read_form(request, session)
+    phone_number = fields.get("phone_number", "").strip()
+    metadata_text = fields.get("metadata", "").strip()
+
+    def again(error: str, status_code: int, code: str | None = None) -> Response:
+        return _check_form(
+            request,
+            session,
+            phone_number=phone_number,
+            metadata=metadata_text,
+            error=error,
+            code=code,
+            status_code=status_code,
+        )
+
+    body: dict[str, Any] = {"phone_number": phone_number}
+    if metadata_text:
+        try:
+            body["metadata"] = orjson.loads(metadata_text)
+        except orjson.JSONDecodeError:
+            return again("metadata: is not valid JSON (leave it empty, or give an object)", 422)
+    idempotency_key = fields.get("idempotency_key") or None
+    if idempotency_key is not None and not valid_idempotency_key(idempotency_key):
+        raise PortalRefusal(422, "the form's idempotency key is not 1-255 printable ASCII")
+    checked = validate_check(body)
+    if isinstance(checked, Rejection):
+        return again(checked.detail, 422)
+    resources = resources_of(request)
+    try:
+        answer = await submit_for_client(
+            resources, request, session.client, checked, idempotency_key
+        )
+    except ApiProblem as problem:
+        return again(problem.detail, problem.status)
+    answered = orjson.loads(answer.body_json)
+    if answer.is_problem:
+        return again(str(answered.get("detail", "")), answer.status, answer.code)
+    return see_other(f"{PORTAL_PATH}/tasks/{answered['task_id']}?notice=submitted")
 
 
 # --- deliveries ---------------------------------------------------------------------------------
