@@ -43,17 +43,17 @@ from service.api.portal.session import (
     sign_in_csrf_matches,
 )
 from service.api.portal.timeline import task_timeline
-from service.api.resources import ApiResources, hot_connection, resources_of
+from service.api.resources import hot_connection, resources_of
 from service.api.subscriptions import open_subscription, rotate_signing_secret
 from service.domain.checks import PHONE_RULE, valid_idempotency_key, validate_check
 from service.domain.intake import TASK_ID_PATTERN, Rejection
-from service.domain.signing import webhook_body, webhook_headers
 from service.domain.states import EventType, TaskState
 from service.engine.pause import read_pause
 from service.store import deliveries as delivery_store
 from service.store import portal as portal_store
 from service.store import subscriptions as subscription_store
 from service.store import tasks as task_store
+from service.webhooks.ping import send_test_event
 from service.webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
 SUBSCRIPTIONS_SHOWN = 100
-TEST_EVENT_TYPE = "webhook.test"
 
 # Outcomes of a form, named in the URL after its redirect (never free text: nothing a request
 # carries is reflected into the page this way).
@@ -72,6 +71,7 @@ NOTICES = {
     "recovered": "The failed deliveries of that window go out again now.",
     "enabled": "Subscription enabled.",
     "disabled": "Subscription disabled; its pending deliveries stopped.",
+    "tested": "Test event sent; its attempt is shown in the subscription's row.",
     "submitted": "Check submitted upstream; its answer appears below once a poll finds it.",
 }
 
@@ -446,7 +446,6 @@ async def _subscriptions_page(
     db: SessionDep,
     *,
     shown_secret: tuple[str, str, str] | None = None,
-    test_result: dict[str, Any] | None = None,
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
@@ -460,7 +459,9 @@ async def _subscriptions_page(
             "subscriptions": rows,
             "event_types": list(EventType),
             "shown_secret": shown_secret,
-            "test_result": test_result,
+            "last_tests": await subscription_store.last_test_attempts(
+                db, session.client.id, [row.pk for row in rows]
+            ),
             "error": error,
         },
         session=session,
@@ -559,7 +560,7 @@ async def reveal(
 
 
 @router.post("/subscriptions/{subscription_id}/test")
-async def send_test_event(
+async def send_test(
     request: Request, subscription_id: str, session: PortalSessionDep, db: SessionDep
 ) -> Response:
     await read_form(request, session)
@@ -567,50 +568,21 @@ async def send_test_event(
     stored = await subscription_store.find_secret(db, session.client.id, subscription.id)
     assert stored is not None
     resources = resources_of(request)
-    result = await _send_test(
-        resources, subscription, resources.cipher.decrypt(stored, subscription.id)
-    )
-    return await _subscriptions_page(request, session, db, test_result=result)
-
-
-async def _send_test(
-    resources: ApiResources, subscription: subscription_store.SubscriptionRow, secret: str
-) -> dict[str, Any]:
-    """One signed webhook of type `webhook.test`, sent now through the delivery path's sender
-    (same SSRF rules, timeout and signature); its outcome is logged and shown, not retried."""
-    now = resources.clock()
-    message_id = f"msg_test_{secrets.token_hex(12)}"
-    body = webhook_body(
-        TEST_EVENT_TYPE,
-        now,
-        {"test": True, "subscription_id": subscription.id, "message": "a test from the portal"},
-    )
-    headers = webhook_headers([secret], message_id, int(now.timestamp()), body)
     sender = WebhookSender(
         resources.settings.webhook_timeout_s,
         resources.settings.webhook_allow_private,
         resources.resolver,
     )
     try:
-        attempt = await sender.send(subscription.url, headers, body)
+        await send_test_event(
+            sender,
+            resources.sessions,
+            resources.clock,
+            session.client.id,
+            subscription,
+            resources.cipher.decrypt(stored, subscription.id),
+        )
     finally:
         await sender.close()
-    ok = attempt.status is not None and 200 <= attempt.status < 300
-    log.info(
-        "webhook.test_sent",
-        extra={
-            "subscription_id": subscription.id,
-            "webhook_id": message_id,
-            "status": attempt.status,
-            "latency_ms": attempt.latency_ms,
-            "error": attempt.error,
-        },
-    )
-    return {
-        "subscription_id": subscription.id,
-        "webhook_id": message_id,
-        "ok": ok,
-        "status": attempt.status,
-        "latency_ms": attempt.latency_ms,
-        "error": attempt.error,
-    }
+    # Redirected, so reloading the page shows the result again without sending another test.
+    return see_other(f"{PORTAL_PATH}/subscriptions?notice=tested#{subscription.id}")
