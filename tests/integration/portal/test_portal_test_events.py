@@ -174,7 +174,9 @@ async def test_a_test_event_needs_the_csrf_token(
     person: httpx.AsyncClient, api: httpx.AsyncClient, key: str, receiver: Receiver
 ) -> None:
     subscription_id, _ = await subscribe(api, key, receiver.url("/csrf"))
-    response = await person.post(f"/portal/subscriptions/{subscription_id}/test", data={"csrf": "forged"})
+    response = await person.post(
+        f"/portal/subscriptions/{subscription_id}/test", data={"csrf": "forged"}
+    )
     assert response.status_code == 403
     assert receiver.received("/csrf") == []
 
