@@ -2,7 +2,8 @@
 (the per-client URL a client that submits at AccuAuth itself passes as `callback`).
 
 Thin: the body and the Idempotency-Key are checked here, the submission is
-service.checks.submit.SubmitService's (which the portal calls too)."""
+service.checks.submit.SubmitService's. `submit_for_client` (the pending-limit reservation around
+that service) is what the portal's check form calls too, so both paths count and submit alike."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from service.api.auth import release_pending_room, reserve_pending_room
+from service.api.auth import AuthenticatedClient, release_pending_room, reserve_pending_room
 from service.api.bodies import read_json_body
 from service.api.deps import ClientDep, ResourcesDep, resources_and_client
 from service.api.errors import (
@@ -23,11 +24,13 @@ from service.api.errors import (
     invalid_input,
     problem_responses,
 )
+from service.api.resources import ApiResources
 from service.api.responses import json_response
 from service.checks.submit import DifferentBody, SubmitAnswer
 from service.domain.checks import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     PHONE_RULE,
+    CheckRequest,
     valid_idempotency_key,
     validate_check,
 )
@@ -113,12 +116,31 @@ async def submit_check(request: Request) -> Response:
             checked.detail,
             [FieldProblem(field=e.field, message=e.message) for e in checked.errors],
         )
+    answer = await submit_for_client(resources, request, client, checked, key)
+    return Response(
+        answer.body_json,
+        status_code=answer.status,
+        headers=answer.headers or None,
+        media_type=PROBLEM_MEDIA_TYPE if answer.is_problem else "application/json",
+    )
+
+
+async def submit_for_client(
+    resources: ApiResources,
+    request: Request,
+    client: AuthenticatedClient,
+    check: CheckRequest,
+    idempotency_key: str | None,
+) -> SubmitAnswer:
+    """Submit a validated check for `client`: what `POST /v1/checks` and the portal's form both
+    call. Raises ApiProblem 429 when the client's pending limit has no room, 422 when the
+    Idempotency-Key was used with another body."""
     # A check that stays pending upstream is a pending task like a registered one: it counts
     # against the client's pending limit, and the room is taken before upstream is called.
     reserved = await reserve_pending_room(resources, request, client, 1)
     created_pending = False
     try:
-        answer = await resources.checks.submit(client.id, checked, key)
+        answer = await resources.checks.submit(client.id, check, idempotency_key)
         created_pending = answer.status == 201 and not answer.replayed and _is_pending(answer)
     except DifferentBody:
         raise invalid_input(
@@ -127,12 +149,7 @@ async def submit_check(request: Request) -> Response:
         ) from None
     finally:
         await release_pending_room(resources, client, reserved - int(created_pending))
-    return Response(
-        answer.body_json,
-        status_code=answer.status,
-        headers=answer.headers or None,
-        media_type=PROBLEM_MEDIA_TYPE if answer.is_problem else "application/json",
-    )
+    return answer
 
 
 @router.get(

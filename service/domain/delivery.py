@@ -88,6 +88,16 @@ def describe_failure(outcome: AttemptOutcome) -> str:
     return f"HTTP {outcome.status}"
 
 
+def describe_test_attempt(outcome: AttemptOutcome) -> str | None:
+    """What went wrong with a test event's attempt, in the attempt log's words; None when it was
+    delivered. A test is sent once and changes nothing, so a 410 disables no subscription."""
+    if is_success(outcome.status):
+        return None
+    if outcome.status == GONE_STATUS:
+        return "HTTP 410: the endpoint says it is gone (a test event disables nothing)"
+    return describe_failure(outcome)
+
+
 def jittered(delay_s: float, rand: float) -> float:
     """`delay_s` moved by up to ±20%, `rand` being uniform in [0, 1)."""
     return delay_s * (1.0 - JITTER + 2.0 * JITTER * rand)

@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.delivery import is_success
 from service.domain.states import EventType
 from service.store.deliveries import stop_subscription_deliveries
 from service.store.rows import row_as
@@ -47,6 +48,32 @@ SUBSCRIPTION_COLUMNS: tuple[Any, ...] = (
     subscriptions.c.enabled,
     subscriptions.c.disabled_reason,
     subscriptions.c.created_at,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SentTestEvent:
+    """The last test event sent to a subscription (the portal's "send a test event")."""
+
+    subscription_id: str
+    at: datetime
+    webhook_id: str
+    status: int | None
+    latency_ms: int
+    error: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        return is_success(self.status)
+
+
+TEST_ATTEMPT_COLUMNS: tuple[Any, ...] = (
+    subscriptions.c.public_id.label("subscription_id"),
+    subscriptions.c.last_test_at.label("at"),
+    subscriptions.c.last_test_webhook_id.label("webhook_id"),
+    subscriptions.c.last_test_status.label("status"),
+    subscriptions.c.last_test_latency_ms.label("latency_ms"),
+    subscriptions.c.last_test_error.label("error"),
 )
 
 # How long a rotated-out secret keeps signing beside the new one.
@@ -186,3 +213,38 @@ async def rotate_secret(
         .returning(subscriptions.c.id)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def record_test_attempt(
+    session: AsyncSession, client_id: int, attempt: SentTestEvent
+) -> bool:
+    """Keep `attempt` as the subscription's last test (the previous one is overwritten); False
+    when the subscription is gone."""
+    statement = (
+        update(subscriptions)
+        .where(_of_client(client_id, attempt.subscription_id))
+        .values(
+            last_test_at=attempt.at,
+            last_test_webhook_id=attempt.webhook_id,
+            last_test_status=attempt.status,
+            last_test_latency_ms=attempt.latency_ms,
+            last_test_error=attempt.error,
+        )
+        .returning(subscriptions.c.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def last_test_attempts(
+    session: AsyncSession, client_id: int, subscription_pks: Sequence[int]
+) -> dict[str, SentTestEvent]:
+    """The last test attempt of each of these subscriptions that was ever tested, by id."""
+    if not subscription_pks:
+        return {}
+    statement = select(*TEST_ATTEMPT_COLUMNS).where(
+        subscriptions.c.client_id == client_id,
+        subscriptions.c.id.in_(list(subscription_pks)),
+        subscriptions.c.last_test_at.is_not(None),
+    )
+    rows = [row_as(SentTestEvent, row) for row in await session.execute(statement)]
+    return {row.subscription_id: row for row in rows}

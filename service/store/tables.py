@@ -298,6 +298,13 @@ class Subscription(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # Deleted subscriptions are kept (their deliveries' history stays readable) but never used.
     deleted_at: Mapped[datetime | None]
+    # The last test event sent from the portal (a test is not an event, so it has no delivery
+    # row and no attempt log of its own); overwritten by the next test.
+    last_test_at: Mapped[datetime | None]
+    last_test_webhook_id: Mapped[str | None] = mapped_column(String(64))
+    last_test_status: Mapped[int | None]
+    last_test_latency_ms: Mapped[int | None]
+    last_test_error: Mapped[str | None] = mapped_column(Text)
 
 
 class Delivery(Base):

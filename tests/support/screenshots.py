@@ -1,6 +1,7 @@
 """Screenshots of the portal's main pages for the README (`scripts/screenshots`): a scratch
 database, the simulator, a receiver that refuses one subscription's webhooks, the engine and the
-API, a few sample tasks, then headless Chromium photographs each page into docs/."""
+API, a few sample tasks, then headless Chromium sends a test event to each subscription, submits a
+check from the form and photographs each page into docs/."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import httpx
+import orjson
 import redis
 
 from service.sim.server import SimServer
@@ -17,6 +19,7 @@ from service.sim.state import SimOptions
 from service.store.migrate import upgrade_to_head
 from tests.support.api import bearer
 from tests.support.browser import chromium, served_api
+from tests.support.checks import PHONE
 from tests.support.databases import REDIS_SERVER, scratch_database
 from tests.support.engine import running_engine
 from tests.support.factories import new_key
@@ -32,6 +35,7 @@ PAGES = {
     "portal-subscriptions.png": "/portal/subscriptions",
 }
 SETTLE_S = 12.0
+CHECK_SETTLE_S = 4.0
 
 
 async def photograph() -> None:
@@ -54,6 +58,7 @@ async def photograph() -> None:
             poll_max_s=1.5,
         )
         receiver.script("/down", default=Reply(status=503))
+        sim.control.configure(submit_script="ring-2")
         key = await new_key(settings)
         tag = secrets.token_hex(2)
         tasks = [f"sim-ring-3-{tag}", f"sim-busy-0-{tag}", f"sim-invalid-{tag}"]
@@ -79,7 +84,24 @@ async def photograph() -> None:
                     await page.goto(f"{base}/portal/sign-in")
                     await page.fill("#api_key", key)
                     await page.click("button:has-text('Sign in')")
-                    pages = {**PAGES, "portal-timeline.png": f"/portal/tasks/{tasks[0]}"}
+                    # A test event to each subscription, so their rows show a last test.
+                    await page.goto(f"{base}/portal/subscriptions")
+                    for button in await page.locator("button:has-text('Send test event')").all():
+                        await button.click()
+                    # A check submitted from the form, photographed filled in, then its timeline.
+                    await page.goto(f"{base}/portal/checks/new")
+                    await page.fill("#phone_number", PHONE)
+                    await page.fill("#metadata", orjson.dumps({"order": tag}).decode())
+                    await page.screenshot(path=str(DOCS / "portal-check.png"), full_page=True)
+                    print("docs/portal-check.png")
+                    await page.click("button:has-text('Submit check')")
+                    submitted = page.url.removeprefix(base).split("?")[0]
+                    await asyncio.sleep(CHECK_SETTLE_S)
+                    pages = {
+                        **PAGES,
+                        "portal-timeline.png": f"/portal/tasks/{tasks[0]}",
+                        "portal-check-timeline.png": submitted,
+                    }
                     for name, path in pages.items():
                         await page.goto(f"{base}{path}")
                         await page.screenshot(path=str(DOCS / name), full_page=True)

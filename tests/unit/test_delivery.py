@@ -17,6 +17,7 @@ from service.domain.delivery import (
     attempts_allowed,
     decide_after_attempt,
     describe_failure,
+    describe_test_attempt,
     is_success,
     next_retry_delay,
     parse_retry_after,
@@ -174,3 +175,30 @@ def test_a_redirect_is_retried_like_any_failure() -> None:
     decision = decide_after_attempt(AttemptOutcome(301), 1, SCHEDULE, NOW, MIDDLE)
     assert isinstance(decision, RetryAt)
     assert "redirect" in decision.error
+
+
+@pytest.mark.parametrize("status", [200, 201, 204, 299])
+def test_a_test_event_answered_2xx_has_no_error(status: int) -> None:
+    assert describe_test_attempt(AttemptOutcome(status, None)) is None
+
+
+@pytest.mark.parametrize(
+    ("outcome", "error"),
+    [
+        (AttemptOutcome(500, None), "HTTP 500"),
+        (AttemptOutcome(302, None), "HTTP 302: redirects are not followed"),
+        (AttemptOutcome(None, "timed out after 1 s"), "timed out after 1 s"),
+        (AttemptOutcome(None, None), "no answer"),
+    ],
+)
+def test_a_failed_test_event_is_described_as_a_delivery_attempt_is(
+    outcome: AttemptOutcome, error: str
+) -> None:
+    assert describe_test_attempt(outcome) == error == describe_failure(outcome)
+
+
+def test_a_test_event_answered_410_says_it_disabled_nothing() -> None:
+    error = describe_test_attempt(AttemptOutcome(410, None))
+    assert error is not None
+    assert error.startswith("HTTP 410")
+    assert "disables nothing" in error

@@ -18,6 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from service.accounts import api_key_digest, looks_like_api_key
 from service.api.auth import client_of_key_digest
+from service.api.checks import submit_for_client
 from service.api.deps import SessionDep
 from service.api.errors import ApiProblem
 from service.api.portal import charts
@@ -42,16 +43,17 @@ from service.api.portal.session import (
     sign_in_csrf_matches,
 )
 from service.api.portal.timeline import task_timeline
-from service.api.resources import ApiResources, hot_connection, resources_of
+from service.api.resources import hot_connection, resources_of
 from service.api.subscriptions import open_subscription, rotate_signing_secret
-from service.domain.intake import TASK_ID_PATTERN
-from service.domain.signing import webhook_body, webhook_headers
+from service.domain.checks import PHONE_RULE, valid_idempotency_key, validate_check
+from service.domain.intake import TASK_ID_PATTERN, Rejection
 from service.domain.states import EventType, TaskState
 from service.engine.pause import read_pause
 from service.store import deliveries as delivery_store
 from service.store import portal as portal_store
 from service.store import subscriptions as subscription_store
 from service.store import tasks as task_store
+from service.webhooks.ping import send_test_event
 from service.webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,6 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
 SUBSCRIPTIONS_SHOWN = 100
-TEST_EVENT_TYPE = "webhook.test"
 
 # Outcomes of a form, named in the URL after its redirect (never free text: nothing a request
 # carries is reflected into the page this way).
@@ -70,6 +71,8 @@ NOTICES = {
     "recovered": "The failed deliveries of that window go out again now.",
     "enabled": "Subscription enabled.",
     "disabled": "Subscription disabled; its pending deliveries stopped.",
+    "tested": "Test event sent; its attempt is shown in the subscription's row.",
+    "submitted": "Check submitted upstream; its answer appears below once a poll finds it.",
 }
 
 templates = Jinja2Templates(
@@ -269,6 +272,84 @@ async def task(
     )
 
 
+# --- submitting a check -------------------------------------------------------------------------
+
+
+def _check_form(
+    request: Request,
+    session: PortalSession,
+    *,
+    phone_number: str = "",
+    metadata: str = "",
+    error: str | None = None,
+    code: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    # A fresh Idempotency-Key per form shown: posting the same form twice (back, then submit
+    # again) answers the first answer again instead of submitting a second check.
+    return render(
+        request,
+        "check.html",
+        {
+            "phone_number": phone_number,
+            "metadata": metadata,
+            "idempotency_key": f"portal-{secrets.token_hex(16)}",
+            "error": error,
+            "code": code,
+            "phone_rule": PHONE_RULE,
+        },
+        session=session,
+        status_code=status_code,
+    )
+
+
+@router.get("/checks/new")
+async def check_form(request: Request, session: PortalSessionDep) -> Response:
+    return _check_form(request, session)
+
+
+@router.post("/checks")
+async def submit_check(request: Request, session: PortalSessionDep) -> Response:
+    fields = await read_form(request, session)
+    phone_number = fields.get("phone_number", "").strip()
+    metadata_text = fields.get("metadata", "").strip()
+
+    def again(error: str, status_code: int, code: str | None = None) -> Response:
+        return _check_form(
+            request,
+            session,
+            phone_number=phone_number,
+            metadata=metadata_text,
+            error=error,
+            code=code,
+            status_code=status_code,
+        )
+
+    body: dict[str, Any] = {"phone_number": phone_number}
+    if metadata_text:
+        try:
+            body["metadata"] = orjson.loads(metadata_text)
+        except orjson.JSONDecodeError:
+            return again("metadata: is not valid JSON (leave it empty, or give an object)", 422)
+    idempotency_key = fields.get("idempotency_key") or None
+    if idempotency_key is not None and not valid_idempotency_key(idempotency_key):
+        raise PortalRefusal(422, "the form's idempotency key is not 1-255 printable ASCII")
+    checked = validate_check(body)
+    if isinstance(checked, Rejection):
+        return again(checked.detail, 422)
+    resources = resources_of(request)
+    try:
+        answer = await submit_for_client(
+            resources, request, session.client, checked, idempotency_key
+        )
+    except ApiProblem as problem:
+        return again(problem.detail, problem.status)
+    answered = orjson.loads(answer.body_json)
+    if answer.is_problem:
+        return again(str(answered.get("detail", "")), answer.status, answer.code)
+    return see_other(f"{PORTAL_PATH}/tasks/{answered['task_id']}?notice=submitted")
+
+
 # --- deliveries ---------------------------------------------------------------------------------
 
 
@@ -365,7 +446,6 @@ async def _subscriptions_page(
     db: SessionDep,
     *,
     shown_secret: tuple[str, str, str] | None = None,
-    test_result: dict[str, Any] | None = None,
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
@@ -379,7 +459,9 @@ async def _subscriptions_page(
             "subscriptions": rows,
             "event_types": list(EventType),
             "shown_secret": shown_secret,
-            "test_result": test_result,
+            "last_tests": await subscription_store.last_test_attempts(
+                db, session.client.id, [row.pk for row in rows]
+            ),
             "error": error,
         },
         session=session,
@@ -478,7 +560,7 @@ async def reveal(
 
 
 @router.post("/subscriptions/{subscription_id}/test")
-async def send_test_event(
+async def send_test(
     request: Request, subscription_id: str, session: PortalSessionDep, db: SessionDep
 ) -> Response:
     await read_form(request, session)
@@ -486,50 +568,21 @@ async def send_test_event(
     stored = await subscription_store.find_secret(db, session.client.id, subscription.id)
     assert stored is not None
     resources = resources_of(request)
-    result = await _send_test(
-        resources, subscription, resources.cipher.decrypt(stored, subscription.id)
-    )
-    return await _subscriptions_page(request, session, db, test_result=result)
-
-
-async def _send_test(
-    resources: ApiResources, subscription: subscription_store.SubscriptionRow, secret: str
-) -> dict[str, Any]:
-    """One signed webhook of type `webhook.test`, sent now through the delivery path's sender
-    (same SSRF rules, timeout and signature); its outcome is logged and shown, not retried."""
-    now = resources.clock()
-    message_id = f"msg_test_{secrets.token_hex(12)}"
-    body = webhook_body(
-        TEST_EVENT_TYPE,
-        now,
-        {"test": True, "subscription_id": subscription.id, "message": "a test from the portal"},
-    )
-    headers = webhook_headers([secret], message_id, int(now.timestamp()), body)
     sender = WebhookSender(
         resources.settings.webhook_timeout_s,
         resources.settings.webhook_allow_private,
         resources.resolver,
     )
     try:
-        attempt = await sender.send(subscription.url, headers, body)
+        await send_test_event(
+            sender,
+            resources.sessions,
+            resources.clock,
+            session.client.id,
+            subscription,
+            resources.cipher.decrypt(stored, subscription.id),
+        )
     finally:
         await sender.close()
-    ok = attempt.status is not None and 200 <= attempt.status < 300
-    log.info(
-        "webhook.test_sent",
-        extra={
-            "subscription_id": subscription.id,
-            "webhook_id": message_id,
-            "status": attempt.status,
-            "latency_ms": attempt.latency_ms,
-            "error": attempt.error,
-        },
-    )
-    return {
-        "subscription_id": subscription.id,
-        "webhook_id": message_id,
-        "ok": ok,
-        "status": attempt.status,
-        "latency_ms": attempt.latency_ms,
-        "error": attempt.error,
-    }
+    # Redirected, so reloading the page shows the result again without sending another test.
+    return see_other(f"{PORTAL_PATH}/subscriptions?notice=tested#{subscription.id}")

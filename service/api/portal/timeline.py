@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from service.domain.states import TaskSource
 from service.store.deliveries import DeliveryView
 from service.store.polling import POLL_HISTORY_LIMIT
 from service.store.portal import TaskStory
@@ -28,7 +29,7 @@ class Moment:
 
 def task_timeline(task: TaskRow, story: TaskStory, deliveries: list[DeliveryView]) -> list[Moment]:
     moments = [
-        Moment(task.submitted_at, "submitted", "submitted upstream"),
+        Moment(task.submitted_at, "submitted", "submitted upstream", _submitted_by(task)),
         Moment(task.registered_at, "registered", "registered with phonebridge"),
     ]
     polls = [_poll(entry) for entry in story.poll_history]
@@ -63,6 +64,12 @@ def task_timeline(task: TaskRow, story: TaskStory, deliveries: list[DeliveryView
                 detail += f" ({attempt.error})"
             moments.append(Moment(attempt.at, "attempt", "delivery attempt", detail, ok=ok))
     return sorted(moments, key=_order)
+
+
+def _submitted_by(task: TaskRow) -> str:
+    if task.source is TaskSource.SUBMITTED:
+        return f"by phonebridge, number {task.phone_number_masked or '(not kept)'}"
+    return "by the client, who registered its task_id"
 
 
 def _poll(entry: dict[str, Any]) -> Moment:

@@ -14,6 +14,7 @@ from standardwebhooks import Webhook
 from service.sim.server import SimServer
 from tests.support.api import bearer
 from tests.support.browser import chromium, served_api
+from tests.support.checks import PHONE, PHONE_MASKED
 from tests.support.engine import running_engine
 from tests.support.factories import new_key
 from tests.support.receivers import Receiver, Reply
@@ -51,6 +52,7 @@ async def test_a_person_finds_a_task_redelivers_and_manages_subscriptions(
     key = await new_key(settings)
     task_id = f"sim-ring-2-{secrets.token_hex(4)}"
     receiver.script("/down", default=Reply(status=500))
+    fresh_sim.control.configure(submit_script="ring-1")
     async with running_engine(settings, deliver=True):
         with served_api(settings) as base:
             async with httpx.AsyncClient(base_url=base, headers=bearer(key)) as api:
@@ -97,7 +99,9 @@ async def test_a_person_finds_a_task_redelivers_and_manages_subscriptions(
                 secret = await shown_secret(page)
                 row = page.locator("tr.subscription", has_text="/test")
                 await row.locator("button:has-text('Send test event')").click()
-                await expect(page.locator(".test-result")).to_contain_text("HTTP 200")
+                await expect(page.locator(".notice")).to_contain_text("Test event sent")
+                row = page.locator("tr.subscription", has_text="/test")
+                await expect(row.locator(".last-test")).to_contain_text("HTTP 200")
                 [test_request] = receiver.received("/test")
                 payload = Webhook(secret).verify(test_request.body, test_request.headers)
                 assert payload["type"] == "webhook.test"
@@ -110,6 +114,26 @@ async def test_a_person_finds_a_task_redelivers_and_manages_subscriptions(
                 row = page.locator("tr.subscription", has_text="/test")
                 await row.locator("button:has-text('Reveal secret')").click()
                 assert await shown_secret(page) == rotated
+
+                # Submit a check with the simulator and land on its timeline: masked, submitted.
+                await page.click("nav >> text=Submit a check")
+                await page.fill("#phone_number", PHONE)
+                await page.fill("#metadata", '{"order": 42}')
+                await page.click("button:has-text('Submit check')")
+                await expect(page.locator("h1")).to_contain_text("sim-ring-1-")
+                await expect(page.locator(".notice")).to_contain_text("Check submitted")
+                await expect(page.locator(".source")).to_have_text("submitted")
+                await expect(page.locator(".masked-number")).to_have_text(PHONE_MASKED)
+                await expect(page.locator(".timeline")).to_contain_text(
+                    f"by phonebridge, number {PHONE_MASKED}"
+                )
+                assert PHONE not in await page.content()
+                for _ in range(100):
+                    if await page.locator(".kind-final").count():
+                        break
+                    await page.wait_for_timeout(200)
+                    await page.reload()
+                await expect(page.locator(".kind-final")).to_contain_text("phone_status ring")
 
                 # Sign out: the portal refuses the browser until it signs in again.
                 await page.click("button:has-text('Sign out')")
