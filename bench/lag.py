@@ -14,6 +14,7 @@ an operator runs it: `phonebridge upstream-sim`, `api`, `worker` and `scheduler`
 scratch database, and a webhook receiver in this process.
 
     .venv/bin/python bench/lag.py [--checks 300] [--variants abc] [--median-s 15] [--sigma 0.7]
+                                  [--schedule backoff|adaptive]
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class Stack:
             "PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE": "true",
             "PHONEBRIDGE_SECRET_KEY": "bench-secret-key-for-webhook-secrets",
             "PHONEBRIDGE_LOG_LEVEL": "WARNING",
+            # The contract's default schedule (2 s doubling) unless asked for the learnt one.
+            "PHONEBRIDGE_POLL_SCHEDULE": args.schedule,
         }
         exe = phonebridge_executable()
         self.processes = [
@@ -238,6 +241,12 @@ def main() -> None:
     parser.add_argument("--median-s", type=float, default=15.0)
     parser.add_argument("--sigma", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--schedule",
+        choices=["backoff", "adaptive"],
+        default="backoff",
+        help="PHONEBRIDGE_POLL_SCHEDULE of the stack (backoff: the contract's 2 s doubling)",
+    )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
     print(
