@@ -104,8 +104,16 @@ async def test_pending_task_backs_off_and_shows_its_progress(
     database_url: str,
     redis_url: str,
 ) -> None:
+    # The exponential backoff itself: with the adaptive default, completions that earlier tests
+    # left in this run's estimate would place the polls instead (and the gaps asserted below
+    # would depend on which tests ran first).
     settings = engine_settings(
-        database_url, redis_url, fresh_sim.base_url, poll_initial_s=0.2, poll_max_s=0.8
+        database_url,
+        redis_url,
+        fresh_sim.base_url,
+        poll_initial_s=0.2,
+        poll_max_s=0.8,
+        poll_schedule="backoff",
     )
     client = await insert_client(sessions)
     task_id = unique("sim-ring-5")
