@@ -141,6 +141,24 @@ def backend_cpu(db_url: str, database: str) -> dict[int, float]:
     return {pid: cpu_s(pid) for pid in pids}
 
 
+def table_writes(db_url: str) -> dict[str, int]:
+    """Rows inserted, updated and deleted so far per table, and transactions committed: how
+    much work the database did, whatever else runs on the server."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        counts = {
+            f"{name} rows written": int(written)
+            for name, written in conn.execute(
+                "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables"
+            )
+        }
+        commits = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    counts["transactions"] = int(commits[0]) if commits else 0
+    return counts
+
+
 def load_average() -> str:
     return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
@@ -226,7 +244,7 @@ def one_round(stack: Stack, args: argparse.Namespace, tasks: int) -> Round:
     return result
 
 
-def report(workers: int, rounds: list[Round]) -> None:
+def report(workers: int, rounds: list[Round], writes: dict[str, int]) -> None:
     rates = [r.rate for r in rounds]
     print(
         f"{workers} worker process(es): {statistics.median(rates):,.0f} tasks/s "
@@ -241,6 +259,9 @@ def report(workers: int, rounds: list[Round]) -> None:
         for r in rounds
     )
     print(f"  {'workers, all':12s} {workers_total:7,.0f} us CPU per task")
+    tasks = sum(r.tasks for r in rounds)
+    for name, count in sorted(writes.items()):
+        print(f"  {name:34s} {count / tasks:6.2f} per task")
 
 
 # --- the stack -------------------------------------------------------------------------------
@@ -315,6 +336,39 @@ def subscribe(api_url: str, key: str, receiver_port: int) -> None:
     httpx.post(f"http://127.0.0.1:{receiver_port}/_secret", content=secret).raise_for_status()
 
 
+def profile(
+    folder: str | None, processes: dict[str, subprocess.Popen[Any]], workers: int
+) -> list[subprocess.Popen[Any]]:
+    """py-spy on the API, the scheduler and each worker while the rounds run: collapsed stacks
+    (one line per stack and its sample count) in FOLDER/<workers>w-<process>.txt."""
+    if folder is None:
+        return []
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    py_spy = str(REPO / ".venv" / "bin" / "py-spy")
+    return [
+        subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(process.pid),
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--subprocesses",
+                "--nonblocking",
+                "--output",
+                str(Path(folder) / f"{workers}w-{name.replace(' ', '')}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, process in processes.items()
+        if name in ("api", "scheduler") or name.startswith("worker")
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=3000)
@@ -323,6 +377,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--batch-concurrency", type=int, default=2)
     parser.add_argument("--timeout-s", type=float, default=120.0)
+    parser.add_argument(
+        "--profile", metavar="FOLDER", help="record py-spy profiles of the rounds in FOLDER"
+    )
     parser.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_receiver:
@@ -381,8 +438,20 @@ def main() -> None:
                 }
                 stack = Stack(db_url, database, api_url, key, receiver_port, processes)
                 one_round(stack, args, min(500, args.tasks))  # warm-up
+                profilers = profile(args.profile, processes, count)
+                writes_before = table_writes(db_url)
                 rounds = [one_round(stack, args, args.tasks) for _ in range(args.rounds)]
-                report(count, rounds)
+                for profiler in profilers:
+                    profiler.send_signal(signal.SIGINT)
+                    profiler.wait(timeout=60)
+                # An idle backend reports its table statistics within about ten seconds.
+                time.sleep(11)
+                writes = {
+                    name: n - writes_before.get(name, 0)
+                    for name, n in table_writes(db_url).items()
+                    if n != writes_before.get(name, 0)
+                }
+                report(count, rounds, writes)
         finally:
             stop([*workers, scheduler, api, receiver])
             sim.stop()
