@@ -66,6 +66,10 @@ class UpstreamClient:
             # Answers are a few hundred bytes: compressing them would only cost CPU both ways.
             ("Accept-Encoding", "identity"),
         ]
+        # The same call without httpx around it (the default transport's own path); aiohttp
+        # adds Host and Content-Length itself.
+        self._url_text = str(self._url)
+        self._aiohttp_headers = [pair for pair in self._headers if pair[0] != "Host"]
 
     async def fetch_task_result(self, task_id: str) -> RawAnswer:
         """Ask upstream for one task's result; never raises (except on cancellation)."""
@@ -81,6 +85,11 @@ class UpstreamClient:
 
     async def _call(self, task_id: str) -> RawAnswer:
         content = orjson.dumps({"task_id": task_id})
+        if isinstance(self._transport, AiohttpTransport):
+            status, body, retry_after = await self._transport.post_bytes(
+                self._url_text, self._aiohttp_headers, content, MAX_BODY_BYTES
+            )
+            return RawAnswer(status_code=status, body=body, retry_after=retry_after)
         request = httpx.Request(
             "POST",
             self._url,
