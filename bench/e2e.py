@@ -155,7 +155,10 @@ def table_writes(db_url: str) -> dict[str, int]:
         commits = conn.execute(
             "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
         ).fetchone()
+        wal = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
     counts["transactions"] = int(commits[0]) if commits else 0
+    # Server-wide: on a shared server, an upper bound of this run's WAL.
+    counts["WAL bytes (whole server)"] = int(wal[0]) if wal else 0
     return counts
 
 
