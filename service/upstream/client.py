@@ -86,10 +86,10 @@ class UpstreamClient:
     async def _call(self, task_id: str) -> RawAnswer:
         content = orjson.dumps({"task_id": task_id})
         if isinstance(self._transport, AiohttpTransport):
-            status, body, retry_after = await self._transport.post_bytes(
+            status, answer, retry_after = await self._transport.post_bytes(
                 self._url_text, self._aiohttp_headers, content, MAX_BODY_BYTES
             )
-            return RawAnswer(status_code=status, body=body, retry_after=retry_after)
+            return RawAnswer(status_code=status, body=answer, retry_after=retry_after)
         request = httpx.Request(
             "POST",
             self._url,
