@@ -277,7 +277,7 @@ class PollService:
             return PollWrite(task.id, expire_decision(task.poll_count, now))
         if now >= held.valid_until - self._lease_margin:
             return NotPolled(task.id)
-        gate = await self._gate.state()
+        gate = self._gate.last_state()
         if gate.paused and not probe:
             return NotPolled(task.id)
         if gate.blocked_for_s > 0:
@@ -352,8 +352,14 @@ class PollService:
         by_not_before: dict[datetime | None, list[int]] = defaultdict(list)
         for item in not_polled:
             by_not_before[item.not_before].append(item.id)
+        deliveries_leased_until = None
+        if self._deliver_now is not None:
+            # As long as a claimed delivery's lease (webhooks/dispatch.py: PHONEBRIDGE_LEASE_S).
+            deliveries_leased_until = now + timedelta(seconds=self._settings.lease_s)
         async with transaction(self._sessions) as session:
-            written = await record_poll_results(session, lease_token, writes, now)
+            written, delivery_ids = await record_poll_results_leasing_deliveries(
+                session, lease_token, writes, now, deliveries_leased_until
+            )
             await add_to_estimates(
                 session,
                 self._account,
@@ -365,6 +371,9 @@ class PollService:
                 report.released += await release_leases(
                     session, task_ids, lease_token, now, not_before=not_before
                 )
+        if delivery_ids and self._deliver_now is not None:
+            # Committed: they are ours under the batch's token until the lease ends.
+            await self._deliver_now(delivery_ids, lease_token)
         report.written = len(written)
         for write in writes:
             kind = write.decision.kind.value
