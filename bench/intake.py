@@ -13,6 +13,11 @@ process (aiohttp), separate from the server's. Figures are medians of --rounds r
 average is printed before and after, since other work on the machine skews them. Run it alone:
 `flock /tmp/phonebridge-bench.lock .venv/bin/python bench/intake.py`.
 
+The batch phase prints the API's CPU per task, and then the same rows (1000 per statement, the
+same batch concurrency) inserted into the same table with nothing in between: `INSERT ... SELECT
+FROM unnest(...) ON CONFLICT DO NOTHING RETURNING task_id` (what registration must answer) and
+`COPY`, each as tasks/s and the batch API's rate as a fraction of them (scratch database only).
+
 The last phase (--noisy-seconds, 0 to skip) measures per-client limits: a second client limited
 to --noisy-rps calls a second (`phonebridge api-key limits`) sends as fast as it can, mostly
 answered 429, while the first client registers tasks at a modest concurrency; it prints both
@@ -232,7 +237,90 @@ async def timed(pid: int | None, work: Any) -> Round:
     return result
 
 
-async def measure(args: argparse.Namespace, url: str, key: str, pid: int | None) -> None:
+# The bare insert the batch route is compared with: the same columns, the same conflict rule.
+BARE_UNNEST = """
+    INSERT INTO tasks (client_id, task_id, state, metadata, submitted_at, registered_at,
+                       expires_at, next_poll_at, poll_count, updated_at)
+    SELECT %(client_id)s, entry.task_id, 'pending', entry.metadata, now(), now(),
+           now() + interval '1 day', now(), 0, now()
+    FROM unnest(%(task_ids)s::text[], %(metadata)s::jsonb[]) AS entry(task_id, metadata)
+    ON CONFLICT (client_id, task_id) DO NOTHING
+    RETURNING task_id
+"""
+BARE_COPY = """
+    COPY tasks (client_id, task_id, state, metadata, submitted_at, registered_at, expires_at,
+                next_poll_at, poll_count, updated_at) FROM STDIN
+"""
+
+
+async def bare_insert_round(
+    db_url: str, client_id: int, batches: int, batch_size: int, concurrency: int, how: str
+) -> Round:
+    """The batch phase's rows inserted straight into PostgreSQL, `how` = unnest or copy."""
+    from datetime import UTC, datetime, timedelta
+
+    run = secrets.token_hex(4)
+    counter = iter(range(batches))
+    latencies: list[float] = []
+
+    async def client() -> None:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            for b in counter:
+                ids = [f"x-{run}-{b}-{i}" for i in range(batch_size)]
+                started = time.perf_counter()
+                if how == "unnest":
+                    metadata = [f'{{"i":{i}}}' for i in range(batch_size)]
+                    params = {"client_id": client_id, "task_ids": ids, "metadata": metadata}
+                    await (await conn.execute(BARE_UNNEST, params)).fetchall()
+                else:
+                    now = datetime.now(UTC)
+                    later = now + timedelta(days=1)
+                    async with conn.cursor() as cursor, cursor.copy(BARE_COPY) as copy:
+                        for i, task_id in enumerate(ids):
+                            await copy.write_row(
+                                (
+                                    client_id,
+                                    task_id,
+                                    "pending",
+                                    f'{{"i":{i}}}',
+                                    now,
+                                    now,
+                                    later,
+                                    now,
+                                    0,
+                                    now,
+                                )
+                            )
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return Round(batches * batch_size, time.perf_counter() - started, 0, latencies)
+
+
+async def compare_with_bare_inserts(
+    args: argparse.Namespace, db_url: str, batch_rate: float
+) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        row = await (await conn.execute("SELECT id FROM clients WHERE name = 'bench'")).fetchone()
+    assert row is not None
+    for how in ("unnest", "copy"):
+        rounds = [
+            await bare_insert_round(
+                db_url, row[0], args.batches, args.batch_size, args.batch_concurrency, how
+            )
+            for _ in range(args.rounds)
+        ]
+        rate = statistics.median(r.rate for r in rounds)
+        print(
+            f"  bare {how:6s} insert of the same rows: {rate:,.0f} tasks/s (median of "
+            f"{len(rounds)}); the batch API reaches {batch_rate / rate:.2f} of it"
+        )
+
+
+async def measure(
+    args: argparse.Namespace, url: str, key: str, pid: int | None, db_url: str | None = None
+) -> None:
     print(f"load average before: {_load_average()}")
     connector = aiohttp.TCPConnector(limit=max(args.concurrency, args.batch_concurrency))
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -268,6 +356,9 @@ async def measure(args: argparse.Namespace, url: str, key: str, pid: int | None)
                 f"concurrency {args.batch_concurrency}",
                 batches,
             )
+            if db_url is not None:
+                batch_rate = statistics.median(r.rate for r in batches)
+                await compare_with_bare_inserts(args, db_url, batch_rate)
         if args.noisy_seconds > 0 and args.noisy_key:
             await noisy_neighbour(session, url, key, args.noisy_key, args)
     print(f"load average after: {_load_average()}")
@@ -342,7 +433,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[str, str, str, int]]:
+def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[str, str, str, int, str]]:
     name = f"phonebridge_bench_{secrets.token_hex(4)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -396,7 +487,7 @@ def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[str, str, str, i
         )
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url)
-        yield url, key, noisy, server.pid
+        yield url, key, noisy, server.pid, ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
         if server is not None:
             server.terminate()
@@ -449,9 +540,9 @@ def main() -> int:
             parser.error("--url needs --key")
         asyncio.run(measure(args, args.url.rstrip("/"), args.key, args.pid))
         return 0
-    with scratch_api(args.workers, args.noisy_rps) as (url, key, noisy_key, pid):
+    with scratch_api(args.workers, args.noisy_rps) as (url, key, noisy_key, pid, db_url):
         args.noisy_key = noisy_key
-        asyncio.run(measure(args, url, key, pid))
+        asyncio.run(measure(args, url, key, pid, db_url))
     return 0
 
 

@@ -57,6 +57,12 @@ class UpstreamGate:
                     self._read_at = now
         return GateState(self._paused, max(0.0, self._blocked_until - self._monotonic()))
 
+    def last_state(self) -> GateState:
+        """The state as last read (or learned), without asking Redis: what a call checks just
+        before it is sent, so that no Redis round trip sits between a call's rate slot and the
+        call (the refresh is the slot walker's, before it waits for the slot)."""
+        return GateState(self._paused, max(0.0, self._blocked_until - self._monotonic()))
+
     def _stale(self) -> bool:
         return self._read_at is None or self._monotonic() - self._read_at >= self._refresh_s
 

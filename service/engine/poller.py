@@ -17,7 +17,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,7 +55,7 @@ from service.store.polling import (
     PollWrite,
     WrittenTask,
     load_leased_tasks,
-    record_poll_results,
+    record_poll_results_leasing_deliveries,
     release_leases,
 )
 from service.upstream.client import UpstreamClient
@@ -72,6 +72,10 @@ class NotPolled:
 
     id: int
     not_before: datetime | None = None
+
+
+# Sends deliveries leased to the caller under a token (DeliveryService.start_batch).
+DeliverNow = Callable[[list[int], uuid.UUID], Awaitable[int]]
 
 
 @dataclass
@@ -96,8 +100,12 @@ class PollService:
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
         leases: LeaseKeeper | None = None,
+        deliver_now: DeliverNow | None = None,
     ) -> None:
         self._settings = settings
+        # With it, the deliveries a write-back creates are leased to this process in the same
+        # statement and sent at once; without it (tests), the scheduler claims them.
+        self._deliver_now = deliver_now
         # Without a keeper of the worker's (tests), leases are held but nobody renews them.
         self._leases = leases or LeaseKeeper(sessions, lease_durations(settings), clock=clock)
         self._batches: set[asyncio.Task[BatchReport]] = set()
@@ -247,6 +255,11 @@ class PollService:
             base = loop.time() + reservation.first_in_s
             for slot in range(reservation.count):
                 slot_at = base + slot * reservation.interval_s
+                # Refresh the pause and block from Redis (when stale) before waiting for the
+                # slot, not between the slot and the call: a refresh there could make a call
+                # late by two Redis round trips, after the lateness check, so that it landed
+                # beside the next slot's on-time call.
+                await self._gate.state()
                 delay = slot_at - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -264,7 +277,7 @@ class PollService:
             return PollWrite(task.id, expire_decision(task.poll_count, now))
         if now >= held.valid_until - self._lease_margin:
             return NotPolled(task.id)
-        gate = await self._gate.state()
+        gate = self._gate.last_state()
         if gate.paused and not probe:
             return NotPolled(task.id)
         if gate.blocked_for_s > 0:
@@ -339,8 +352,14 @@ class PollService:
         by_not_before: dict[datetime | None, list[int]] = defaultdict(list)
         for item in not_polled:
             by_not_before[item.not_before].append(item.id)
+        deliveries_leased_until = None
+        if self._deliver_now is not None:
+            # As long as a claimed delivery's lease (webhooks/dispatch.py: PHONEBRIDGE_LEASE_S).
+            deliveries_leased_until = now + timedelta(seconds=self._settings.lease_s)
         async with transaction(self._sessions) as session:
-            written = await record_poll_results(session, lease_token, writes, now)
+            written, delivery_ids = await record_poll_results_leasing_deliveries(
+                session, lease_token, writes, now, deliveries_leased_until
+            )
             await add_to_estimates(
                 session,
                 self._account,
@@ -352,6 +371,9 @@ class PollService:
                 report.released += await release_leases(
                     session, task_ids, lease_token, now, not_before=not_before
                 )
+        if delivery_ids and self._deliver_now is not None:
+            # Committed: they are ours under the batch's token until the lease ends.
+            await self._deliver_now(delivery_ids, lease_token)
         report.written = len(written)
         for write in writes:
             kind = write.decision.kind.value

@@ -68,8 +68,17 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Engin
     gate = UpstreamGate(redis, limiter)
     sessions = session_factory(engine)
     leases = LeaseKeeper(sessions, lease_durations(settings))
-    poller = PollService(settings, sessions, redis, upstream, limiter, gate, leases=leases)
     deliveries = DeliveryService.from_settings(settings, sessions, leases=leases)
+    poller = PollService(
+        settings,
+        sessions,
+        redis,
+        upstream,
+        limiter,
+        gate,
+        leases=leases,
+        deliver_now=deliveries.start_batch,
+    )
     stop_heartbeat = asyncio.Event()
     heartbeat = asyncio.create_task(leases.run_until(stop_heartbeat))
     return EngineResources(

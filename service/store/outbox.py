@@ -5,7 +5,9 @@ write-back and the deadline sweep both call it), so an event exists exactly when
 The unique constraint on events (task_pk, type) makes a second event for the same final state
 impossible; ON CONFLICT DO NOTHING turns a duplicate into a no-op instead of an error. Each new
 event gets one delivery per enabled, not deleted subscription of its client that wants its type,
-due at once.
+due at once. The worker's write-back may lease the new deliveries to itself in the same statement
+(`lease`) and send them at once: no claim, no broker message and no scheduler tick between a
+result and its webhook; a worker that dies first leaves them to come due when the lease ends.
 
 The event's data is the task's JSON (service/domain/schemas.py, TaskOut: its one definition). At a
 thousand completions a second it is built straight from the row as Postgres renders it
@@ -16,6 +18,7 @@ escape element by element.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,9 +49,11 @@ _RECORD_EVENTS = text(
     ),
     new_deliveries AS (
         INSERT INTO deliveries
-            (public_id, event_id, subscription_id, client_id, state, next_attempt_at, created_at)
+            (public_id, event_id, subscription_id, client_id, state, next_attempt_at, created_at,
+             lease_token, lease_until)
         SELECT {public_id_sql(DELIVERY_PREFIX)}, e.id, s.id, e.client_id,
-               '{DeliveryState.PENDING}', :now, :now
+               '{DeliveryState.PENDING}', :now, :now,
+               CAST(:lease_token AS uuid), CAST(:lease_until AS timestamptz)
         FROM new_events e
         JOIN subscriptions s
           ON s.client_id = e.client_id
@@ -58,7 +63,9 @@ _RECORD_EVENTS = text(
         ORDER BY e.id, s.id
         RETURNING id
     )
-    SELECT id FROM new_events ORDER BY id
+    SELECT id, TRUE AS is_event FROM new_events
+    UNION ALL SELECT id, FALSE FROM new_deliveries
+    ORDER BY is_event DESC, id
     """  # noqa: S608 - only constants are interpolated
 )
 
@@ -110,6 +117,20 @@ class FinishedTask:
         return cls(task.id, task.client_id, task.task_id, TaskState(task.state), data)
 
 
+@dataclass(frozen=True)
+class DeliveryLease:
+    """New deliveries leased, as they are inserted, to the worker that will send them."""
+
+    token: uuid.UUID
+    until: datetime
+
+
+@dataclass(frozen=True)
+class RecordedEvents:
+    event_ids: list[int]
+    delivery_ids: list[int]
+
+
 async def record_events(
     session: AsyncSession, finished: Sequence[FinishedTask], now: datetime
 ) -> list[int]:
@@ -117,6 +138,17 @@ async def record_events(
 
     Tasks in a non-final state are ignored; an event that already exists is left as it is.
     """
+    return (await record_events_and_deliveries(session, finished, now)).event_ids
+
+
+async def record_events_and_deliveries(
+    session: AsyncSession,
+    finished: Sequence[FinishedTask],
+    now: datetime,
+    lease: DeliveryLease | None = None,
+) -> RecordedEvents:
+    """`record_events`, answering the new deliveries' ids too, leased under `lease` when given
+    (due at once either way)."""
     events = [
         {
             "public_id": new_public_id(EVENT_PREFIX),
@@ -129,8 +161,17 @@ async def record_events(
         if task.state in EVENT_TYPE_OF_STATE
     ]
     if not events:
-        return []
+        return RecordedEvents([], [])
     result = await session.execute(
-        _RECORD_EVENTS, {"events": orjson.dumps(events).decode(), "now": now}
+        _RECORD_EVENTS,
+        {
+            "events": orjson.dumps(events).decode(),
+            "now": now,
+            "lease_token": None if lease is None else lease.token,
+            "lease_until": None if lease is None else lease.until,
+        },
     )
-    return [int(row[0]) for row in result]
+    recorded = RecordedEvents([], [])
+    for row in result:
+        (recorded.event_ids if row.is_event else recorded.delivery_ids).append(int(row.id))
+    return recorded

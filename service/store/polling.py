@@ -22,7 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.domain.polling import PollDecision
 from service.domain.states import TaskState
 from service.store.leases import claim_due
-from service.store.outbox import FinishedTask, record_events
+from service.store.outbox import (
+    DeliveryLease,
+    FinishedTask,
+    record_events,
+    record_events_and_deliveries,
+)
 
 # `state = 'pending'` is written out, not a parameter, here and in the deadline sweep: only then
 # can the planner use the partial indexes (ix_tasks_client_id_next_poll_at,
@@ -265,8 +270,21 @@ async def record_poll_results(
 ) -> list[WrittenTask]:
     """Write each decision, guarded by the lease, and the events of final states (same
     transaction). Returns the tasks written; rows whose lease was lost are left untouched."""
+    written, _ = await record_poll_results_leasing_deliveries(session, token, writes, now, None)
+    return written
+
+
+async def record_poll_results_leasing_deliveries(
+    session: AsyncSession,
+    token: uuid.UUID,
+    writes: Sequence[PollWrite],
+    now: datetime,
+    deliveries_leased_until: datetime | None,
+) -> tuple[list[WrittenTask], list[int]]:
+    """`record_poll_results`, with the new deliveries leased under the batch's `token` until
+    `deliveries_leased_until` (when given) for the caller to send; answers their ids too."""
     if not writes:
-        return []
+        return [], []
     rows = [
         {
             "id": write.id,
@@ -294,8 +312,11 @@ async def record_poll_results(
         )
         if row.row_json is not None:
             finished.append(_finished(row))
-    await record_events(session, finished, now)
-    return written
+    lease = None
+    if deliveries_leased_until is not None:
+        lease = DeliveryLease(token, deliveries_leased_until)
+    recorded = await record_events_and_deliveries(session, finished, now, lease)
+    return written, recorded.delivery_ids
 
 
 async def release_leases(

@@ -107,7 +107,7 @@ class DeliveryService:
         self._room = asyncio.Event()
         self._batches: set[asyncio.Task[DeliveryReport]] = set()
         self._db_slots = asyncio.Semaphore(DATABASE_SLOTS)
-        self._admission = SubscriptionAdmission.for_sender(settings, sender, clock)
+        self._admission = SubscriptionAdmission.for_sender(settings, sender, clock, max_in_flight)
         self._write_back = AttemptWriteBack(
             settings.webhook_retry_schedule, sessions, self._db_slots, clock=clock, rand=rand
         )

@@ -17,6 +17,7 @@ from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy
 from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
 from service.store.db import transaction
+from service.store.deliveries import claim_due_deliveries
 from service.store.outbox import task_json
 from service.store.polling import (
     PollWrite,
@@ -24,6 +25,7 @@ from service.store.polling import (
     expire_overdue_tasks,
     load_leased_tasks,
     record_poll_results,
+    record_poll_results_leasing_deliveries,
     release_leases,
 )
 from service.store.tables import Task
@@ -453,3 +455,61 @@ async def test_a_batch_writes_every_decision_and_only_the_final_states_get_event
             )
         ).scalar_one()
     assert deliveries == 2
+
+
+async def test_a_write_back_can_lease_the_new_deliveries_to_the_worker_that_sends_them(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    await insert_subscription(sessions, client, ["task.completed"])
+    now = utc_now()
+    [task_pk] = await insert_tasks(sessions, client, ["leased-deliveries"], now=now)
+    token, _ = await claim_all(sessions, now)
+    decision = decide_after_poll(
+        TaskSnapshot(0, now + timedelta(hours=1)), COMPLETED, now, POLICY, 0.5
+    )
+    until = now + timedelta(seconds=10)
+    async with transaction(sessions) as session:
+        written, delivery_ids = await record_poll_results_leasing_deliveries(
+            session, token, [PollWrite(task_pk, decision)], now, until
+        )
+    assert [task.id for task in written] == [task_pk]
+    [delivery_id] = delivery_ids
+    async with sessions() as session:
+        row = (
+            await session.execute(
+                text("SELECT state, lease_token, lease_until FROM deliveries WHERE id = :i"),
+                {"i": delivery_id},
+            )
+        ).one()
+    assert (row.state, row.lease_token, row.lease_until) == ("pending", token, until)
+    # Nobody else claims it while the lease holds; once it ends (the worker died), anyone does.
+    async with transaction(sessions) as session:
+        _, claimed_now = await claim_due_deliveries(session, now, lease_s=30, limit=10_000)
+    assert delivery_id not in claimed_now
+    async with transaction(sessions) as session:
+        _, claimed_later = await claim_due_deliveries(
+            session, until + timedelta(seconds=1), lease_s=30, limit=10_000
+        )
+    assert delivery_id in claimed_later
+
+
+async def test_a_write_back_without_a_lease_leaves_the_deliveries_to_the_scheduler(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    await insert_subscription(sessions, client, ["task.completed"])
+    now = utc_now()
+    [task_pk] = await insert_tasks(sessions, client, ["unleased-deliveries"], now=now)
+    token, _ = await claim_all(sessions, now)
+    decision = decide_after_poll(
+        TaskSnapshot(0, now + timedelta(hours=1)), COMPLETED, now, POLICY, 0.5
+    )
+    async with transaction(sessions) as session:
+        _, delivery_ids = await record_poll_results_leasing_deliveries(
+            session, token, [PollWrite(task_pk, decision)], now, None
+        )
+    [delivery_id] = delivery_ids
+    async with transaction(sessions) as session:
+        _, claimed = await claim_due_deliveries(session, now, lease_s=30, limit=10_000)
+    assert delivery_id in claimed

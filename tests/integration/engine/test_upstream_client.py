@@ -15,7 +15,8 @@ from service.clock import utc_now
 from service.config import Settings
 from service.domain.answers import OutcomeKind, TransportError, classify_answer
 from service.sim.server import SimServer
-from service.upstream.client import MAX_BODY_BYTES, UpstreamClient
+from service.upstream.client import MAX_BODY_BYTES, TASK_RESULT_PATH, UpstreamClient
+from tests.support.receivers import Reply, running_receiver
 from tests.support.settings import make_settings
 from tests.support.upstream import API_SECRET
 
@@ -180,3 +181,37 @@ async def test_transport_failures_never_reveal_the_secret(caplog: pytest.LogCapt
     assert API_SECRET not in outcome.message
     assert API_SECRET not in caplog.text
     assert API_SECRET not in repr(raw)
+
+
+# The default transport's own path (no httpx objects around the call), over real HTTP.
+
+
+async def test_over_aiohttp_an_endless_body_is_cut_off() -> None:
+    with running_receiver() as server:
+        server.script(TASK_RESULT_PATH, default=Reply(200, b"x" * (MAX_BODY_BYTES * 4)))
+        client = UpstreamClient(client_settings(f"http://127.0.0.1:{server.port}"))
+        try:
+            raw = await client.fetch_task_result("big")
+        finally:
+            await client.aclose()
+    assert len(raw.body) == MAX_BODY_BYTES
+    assert classify_answer(raw, utc_now()).code == "INVALID_JSON"
+
+
+async def test_over_aiohttp_retry_after_is_passed_on_and_the_request_is_whole() -> None:
+    limited = Reply(403, b'{"status": "RATE_LIMIT_EXCEEDED"}', headers={"Retry-After": "3"})
+    with running_receiver() as server:
+        server.script(TASK_RESULT_PATH, default=limited)
+        client = UpstreamClient(client_settings(f"http://127.0.0.1:{server.port}"))
+        try:
+            raw = await client.fetch_task_result("T-123")
+        finally:
+            await client.aclose()
+        [request] = server.received(TASK_RESULT_PATH)
+    assert raw.status_code == 403
+    assert raw.retry_after == "3"
+    assert classify_answer(raw, utc_now()).retry_after_s == 3.0
+    assert request.headers["x-df-api-id"] == "test-api-id"
+    assert request.headers["x-df-api-secret"] == API_SECRET
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.body) == {"task_id": "T-123"}
