@@ -282,7 +282,9 @@ async def test_worker_and_scheduler_export_polls_latency_claims_and_webhook_atte
     ) >= 2
     assert (value(worker, "phonebridge_webhook_attempt_duration_seconds_count") or 0) >= 4
     assert (value(scheduler, "phonebridge_poll_claims_total") or 0) >= 4
-    assert (value(scheduler, "phonebridge_delivery_claims_total") or 0) >= 4
+    # First attempts go out from the worker that polled the task (leased in its write-back); the
+    # two retries after the 500 and the 503 come through the scheduler's delivery claim.
+    assert (value(scheduler, "phonebridge_delivery_claims_total") or 0) >= 2
     assert (value(store, "phonebridge_tasks", state="completed") or 0) >= 2
     # Bounded labels: no task id ever becomes a label value.
     labels = {v for samples in (worker, scheduler) for _, ls in samples for _, v in ls}
