@@ -4,6 +4,7 @@ small batches, one transaction each, one scheduler at a time (an advisory lock p
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -42,32 +43,34 @@ class RetentionPurge:
         self._max_batches = max_batches
 
     async def run(self, now: datetime) -> None:
-        """Purge tasks finished before `now - retention`; returns when done or out of turns."""
+        """Purge tasks finished before `now - retention`, then submissions past the
+        Idempotency-Key's 24 hours and early hints past their validity; returns when done or
+        out of turns."""
         cutoff = now - self._retention
-        purged = 0
-        for _ in range(self._max_batches):
-            async with transaction(self._sessions) as session:
-                if not await take_retention_turn(session):
-                    break
-                deleted = await purge_finished_tasks(session, cutoff, self._batch)
-            purged += deleted
-            RETENTION_PURGED.inc(deleted)
-            if deleted < self._batch:
-                break
-        if purged:
-            log.info("retention.purged", extra={"tasks": purged, "cutoff": cutoff.isoformat()})
-        await self._purge_check_records(now)
 
-    async def _purge_check_records(self, now: datetime) -> None:
-        """Submissions past the Idempotency-Key's 24 hours, early hints past their validity."""
+        async def finished_tasks(session: AsyncSession) -> int:
+            deleted = await purge_finished_tasks(session, cutoff, self._batch)
+            RETENTION_PURGED.inc(deleted)
+            return deleted
+
+        if purged := await self._in_batches(finished_tasks):
+            log.info("retention.purged", extra={"tasks": purged, "cutoff": cutoff.isoformat()})
+        if purged := await self._in_batches(
+            lambda session: purge_check_records(session, now, self._batch)
+        ):
+            log.info("retention.purged_check_records", extra={"rows": purged})
+
+    async def _in_batches(self, purge: Callable[[AsyncSession], Awaitable[int]]) -> int:
+        """Run `purge` (one batch, returns rows deleted) in its own transaction while this
+        scheduler holds the retention turn, until a batch comes back short or the run is out of
+        batches; returns the rows deleted in all."""
         purged = 0
         for _ in range(self._max_batches):
             async with transaction(self._sessions) as session:
                 if not await take_retention_turn(session):
                     break
-                deleted = await purge_check_records(session, now, self._batch)
+                deleted = await purge(session)
             purged += deleted
             if deleted < self._batch:
                 break
-        if purged:
-            log.info("retention.purged_check_records", extra={"rows": purged})
+        return purged
