@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
@@ -36,7 +35,6 @@ from service.domain.checks import (
 )
 from service.domain.intake import METADATA_MAX_BYTES, Rejection
 from service.domain.schemas import TaskOut
-from service.domain.states import TaskState
 
 router = APIRouter(tags=["checks"], responses=problem_responses(401, 422, 503))
 
@@ -141,7 +139,7 @@ async def submit_for_client(
     created_pending = False
     try:
         answer = await resources.checks.submit(client.id, check, idempotency_key)
-        created_pending = answer.status == 201 and not answer.replayed and _is_pending(answer)
+        created_pending = answer.created_pending
     except DifferentBody:
         raise invalid_input(
             "this Idempotency-Key was used with a different request body; use a new key for a "
@@ -168,8 +166,3 @@ async def callback_url(client: ClientDep, resources: ResourcesDep) -> Response:
             kind="no-public-url",
         )
     return json_response({"url": url})
-
-
-def _is_pending(answer: SubmitAnswer) -> bool:
-    body = orjson.loads(answer.body_json)
-    return isinstance(body, dict) and body.get("state") == TaskState.PENDING

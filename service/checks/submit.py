@@ -42,7 +42,7 @@ from service.domain.checks import (
     SubmitOutcome,
     classify_submit,
 )
-from service.domain.states import SubmissionState
+from service.domain.states import SubmissionState, TaskState
 from service.engine.pause import open_pause, read_pause
 from service.engine.probe import arm_probe_timer
 from service.engine.ratelimit import UpstreamRateLimiter
@@ -74,6 +74,8 @@ class SubmitAnswer:
     body_json: str
     headers: dict[str, str] = field(default_factory=dict)
     replayed: bool = False
+    # This request made a new pending task (it takes room under the client's pending limit).
+    created_pending: bool = False
 
     @classmethod
     def problem(
@@ -309,7 +311,11 @@ class SubmitService:
                 result=outcome.result,
                 request_id=outcome.request_id,
             )
-            answer = SubmitAnswer(201, task.body_json)
+            answer = SubmitAnswer(
+                201,
+                task.body_json,
+                created_pending=task.created and task.state is TaskState.PENDING,
+            )
             await check_store.finish_submission(
                 session,
                 submission_id,
