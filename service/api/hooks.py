@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from service.api.resources import resources_of
+from service.checks.hints import HOOK_PATH
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ _OK = b'{"status":"OK"}'
 
 
 @router.get(
-    "/hooks/accuauth/{token}",
+    f"{HOOK_PATH}{{token}}",
     summary="Upstream's completion callback (a hint; never a result)",
     responses={200: {"content": {"application/json": {"example": {"status": "OK"}}}}},
 )

@@ -228,7 +228,7 @@ class SubmitService:
         if outcome.kind in (SubmitKind.PENDING, SubmitKind.FINISHED):
             return await self._record_task(submission_id, client_id, check, outcome, callback)
         answer = self._answer_without_task(outcome)
-        if outcome.reached_upstream and outcome.kind is not SubmitKind.REJECTED:
+        if outcome.reached_upstream:
             async with transaction(self._sessions) as session:
                 await check_store.finish_submission(
                     session,

@@ -143,11 +143,13 @@ class SubmitOutcome:
 
     @property
     def reached_upstream(self) -> bool:
-        """Whether upstream may have taken the check: the Idempotency-Key stays spent."""
+        """Whether upstream may have taken the check: the Idempotency-Key stays spent. A
+        rejected number (INVALID_ARGUMENT) was refused, so nothing was taken."""
         return self.kind not in (
             SubmitKind.UNAVAILABLE,
             SubmitKind.ACCOUNT_PROBLEM,
             SubmitKind.RATE_LIMITED,
+            SubmitKind.REJECTED,
         )
 
 

@@ -183,6 +183,7 @@ def test_invalid_argument_is_a_refusal_with_upstreams_reason() -> None:
     raw = answer(400, status="INVALID_ARGUMENT", reason="argument 'phone_number': invalid")
     outcome = classify_submit(raw, NOW, surely_not_sent=False)
     assert outcome.kind is SubmitKind.REJECTED
+    assert not outcome.reached_upstream
     assert "phone_number" in outcome.message
 
 
