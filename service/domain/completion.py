@@ -23,6 +23,7 @@ import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 # Bin 0 is (0, FIRST_EDGE_S]; bins 1.. are log-spaced up to LAST_EDGE_S (a week: past every TTL
 # a deployment is likely to set). 64 bins give steps of about 26% of the age.
@@ -82,10 +83,16 @@ class CompletionEstimate:
         padded = [max(float(w), 0.0) for w in weights[:BIN_COUNT]]
         return cls((*padded, *(0.0,) * (BIN_COUNT - len(padded))))
 
+    @cached_property
+    def _prefix_sums(self) -> tuple[float, ...]:
+        """fsum of the first i weights, for i = 0..BIN_COUNT: computed once per estimate, since
+        the schedule asks `cdf` and `total` several times per poll of the same estimate."""
+        return tuple(math.fsum(self.weights[:i]) for i in range(BIN_COUNT + 1))
+
     @property
     def total(self) -> float:
         """The (decayed) number of completions the estimate rests on."""
-        return math.fsum(self.weights)
+        return self._prefix_sums[BIN_COUNT]
 
     def cdf(self, age_s: float) -> float:
         """Estimated probability that an answer has arrived by age `age_s`; 0 when empty."""
@@ -96,7 +103,7 @@ class CompletionEstimate:
             return 1.0
         index = bisect.bisect_right(EDGES, age_s) - 1
         low, high = EDGES[index], EDGES[index + 1]
-        below = math.fsum(self.weights[:index])
+        below = self._prefix_sums[index]
         inside = self.weights[index] * (age_s - low) / (high - low)
         return min((below + inside) / total, 1.0)
 
