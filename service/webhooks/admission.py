@@ -33,8 +33,6 @@ class _SubscriptionLoad:
     in_flight: int
     # Since when it has gone without an answer: when it became busy, or its latest answer.
     answered_at: datetime
-    # None until its endpoint has answered this process once.
-    latency_s: float | None = None
 
 
 class SubscriptionAdmission:
@@ -57,7 +55,8 @@ class SubscriptionAdmission:
         self._max_postpone_s = max_postpone_s
         self._clock = clock
         self._load_by_subscription: dict[int, _SubscriptionLoad] = {}
-        # Each endpoint's latency outlives its busy spells: the next burst starts from it.
+        # Each endpoint's running latency, absent until it has answered this process once; it
+        # outlives the endpoint's busy spells, so the next burst starts from it.
         self._latency_by_subscription: dict[int, float] = {}
 
     @classmethod
@@ -99,9 +98,7 @@ class SubscriptionAdmission:
                 shares[subscription_pk] = self.share(subscription_pk, now)
             load = self._load_by_subscription.get(subscription_pk)
             if load is None:
-                load = self._load_by_subscription[subscription_pk] = _SubscriptionLoad(
-                    0, now, self._latency_by_subscription.get(subscription_pk)
-                )
+                load = self._load_by_subscription[subscription_pk] = _SubscriptionLoad(0, now)
             if load.in_flight >= shares[subscription_pk]:
                 postponed.append(delivery_id)
             else:
@@ -115,11 +112,12 @@ class SubscriptionAdmission:
         """When each postponed delivery comes due again, grouped (one group per subscription)."""
         groups: dict[datetime, list[int]] = {}
         for delivery_id in postponed:
-            load = self._load_by_subscription[leased[delivery_id]]
+            subscription_pk = leased[delivery_id]
+            load = self._load_by_subscription[subscription_pk]
             delay_s = postpone_s(
                 load.in_flight,
                 self._per_endpoint,
-                load.latency_s or 0.0,
+                self._latency_by_subscription.get(subscription_pk, 0.0),
                 (now - load.answered_at).total_seconds(),
                 self._max_postpone_s,
             )
@@ -127,14 +125,12 @@ class SubscriptionAdmission:
         return groups
 
     def learn_latency(self, subscription_pk: int, result: AttemptResult) -> None:
-        load = self._load_by_subscription[subscription_pk]
         latency_s = result.latency_ms / 1000
-        if load.latency_s is None:
-            load.latency_s = latency_s
-        else:
-            load.latency_s += LATENCY_WEIGHT * (latency_s - load.latency_s)
-        self._latency_by_subscription[subscription_pk] = load.latency_s
-        load.answered_at = self._clock()
+        known_s = self._latency_by_subscription.get(subscription_pk)
+        self._latency_by_subscription[subscription_pk] = (
+            latency_s if known_s is None else known_s + LATENCY_WEIGHT * (latency_s - known_s)
+        )
+        self._load_by_subscription[subscription_pk].answered_at = self._clock()
 
     def leave(self, subscription_pk: int) -> None:
         load = self._load_by_subscription[subscription_pk]
