@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import Clock, utc_now
-from service.config import Settings
 from service.store.db import transaction
 from service.store.leases import LeasedTable, renew_leases
 
@@ -31,11 +30,6 @@ log = logging.getLogger(__name__)
 
 # Renewals per lease: three may fail (or be late) before a live worker's lease runs out.
 RENEWALS_PER_LEASE = 4
-
-
-def lease_durations(settings: Settings) -> dict[LeasedTable, float]:
-    """How long a claim (or a renewal) leases a row of each table: PHONEBRIDGE_LEASE_S."""
-    return {LeasedTable.TASKS: settings.lease_s, LeasedTable.DELIVERIES: settings.lease_s}
 
 
 @dataclass
@@ -54,7 +48,7 @@ class LeaseKeeper:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        lease_s: dict[LeasedTable, float],
+        lease_s: float,
         *,
         clock: Clock = utc_now,
     ) -> None:
@@ -62,7 +56,7 @@ class LeaseKeeper:
         self._lease_s = lease_s
         self._clock = clock
         self._held: dict[int, HeldLease] = {}
-        self.interval_s = min(lease_s.values()) / RENEWALS_PER_LEASE
+        self.interval_s = lease_s / RENEWALS_PER_LEASE
 
     @contextlib.contextmanager
     def hold(
@@ -87,16 +81,16 @@ class LeaseKeeper:
         if not batches:
             return 0
         now = self._clock()
+        until = now + timedelta(seconds=self._lease_s)
         renewed: set[uuid.UUID] = set()
         async with transaction(self._sessions) as session:
             for table in LeasedTable:
                 pairs = [(i, b.token) for b in batches if b.table is table for i in b.ids]
                 if pairs:
-                    until = now + timedelta(seconds=self._lease_s[table])
                     renewed |= await renew_leases(session, table, pairs, until)
         for batch in batches:
             if batch.token in renewed:
-                batch.valid_until = now + timedelta(seconds=self._lease_s[batch.table])
+                batch.valid_until = until
                 batch.renewals += 1
         return sum(batch.token in renewed for batch in batches)
 

@@ -41,7 +41,7 @@ from service.domain.polling import (
 from service.domain.refusals import RefusalWindow
 from service.domain.states import TaskState
 from service.engine.gate import UpstreamGate
-from service.engine.heartbeat import HeldLease, LeaseKeeper, lease_durations
+from service.engine.heartbeat import HeldLease, LeaseKeeper
 from service.engine.pause import close_pause, open_pause
 from service.engine.probe import arm_probe_timer
 from service.engine.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
@@ -59,6 +59,7 @@ from service.store.polling import (
     release_leases,
 )
 from service.upstream.client import UpstreamClient
+from service.webhooks.dispatch import delivery_lease_s
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class PollService:
         # statement and sent at once; without it (tests), the scheduler claims them.
         self._deliver_now = deliver_now
         # Without a keeper of the worker's (tests), leases are held but nobody renews them.
-        self._leases = leases or LeaseKeeper(sessions, lease_durations(settings), clock=clock)
+        self._leases = leases or LeaseKeeper(sessions, settings.lease_s, clock=clock)
         self._batches: set[asyncio.Task[BatchReport]] = set()
         self._refusals = RefusalWindow()
         self._sessions = sessions
@@ -354,8 +355,8 @@ class PollService:
             by_not_before[item.not_before].append(item.id)
         deliveries_leased_until = None
         if self._deliver_now is not None:
-            # As long as a claimed delivery's lease (webhooks/dispatch.py: PHONEBRIDGE_LEASE_S).
-            deliveries_leased_until = now + timedelta(seconds=self._settings.lease_s)
+            # As long as a claimed delivery's lease.
+            deliveries_leased_until = now + timedelta(seconds=delivery_lease_s(self._settings))
         async with transaction(self._sessions) as session:
             written, delivery_ids = await record_poll_results_leasing_deliveries(
                 session, lease_token, writes, now, deliveries_leased_until

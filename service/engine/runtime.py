@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.engine.gate import UpstreamGate
-from service.engine.heartbeat import LeaseKeeper, lease_durations
+from service.engine.heartbeat import LeaseKeeper
 from service.engine.poller import PollService
 from service.engine.ratelimit import UpstreamRateLimiter
 from service.store.db import create_engine_for, session_factory
@@ -67,7 +67,7 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Engin
     limiter = UpstreamRateLimiter(redis, settings.upstream_max_rps)
     gate = UpstreamGate(redis, limiter)
     sessions = session_factory(engine)
-    leases = LeaseKeeper(sessions, lease_durations(settings))
+    leases = LeaseKeeper(sessions, settings.lease_s)
     deliveries = DeliveryService.from_settings(settings, sessions, leases=leases)
     poller = PollService(
         settings,

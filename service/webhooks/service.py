@@ -30,7 +30,7 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.signing import webhook_body, webhook_headers
 from service.domain.states import DeliveryState
-from service.engine.heartbeat import LeaseKeeper, lease_durations
+from service.engine.heartbeat import LeaseKeeper
 from service.store.db import transaction
 from service.store.deliveries import (
     LeasedDelivery,
@@ -98,7 +98,7 @@ class DeliveryService:
     ) -> None:
         self._sessions = sessions
         # Without a keeper of the worker's (tests), leases are held but nobody renews them.
-        self._leases = leases or LeaseKeeper(sessions, lease_durations(settings), clock=clock)
+        self._leases = leases or LeaseKeeper(sessions, settings.lease_s, clock=clock)
         self._sender = sender
         self._cipher = cipher
         self._clock = clock

@@ -43,8 +43,7 @@ async def leases_of(
 
 
 def keeper(sessions: async_sessionmaker[AsyncSession]) -> LeaseKeeper:
-    durations = {LeasedTable.TASKS: LEASE_S, LeasedTable.DELIVERIES: LEASE_S}
-    return LeaseKeeper(sessions, durations)
+    return LeaseKeeper(sessions, LEASE_S)
 
 
 async def test_held_leases_are_renewed_and_others_left_alone(
