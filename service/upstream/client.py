@@ -12,9 +12,9 @@ degrades past ~10 concurrent requests (encode/httpx#3215) and a worker polls a w
 (bench/poll.py measures both). Every call is the same POST to the same URL with the same headers,
 so the request is built from parts made once and handed straight to the transport: the
 AsyncClient's per-request machinery (URL merging, auth, redirects, cookies, event hooks) was most
-of a poll's client CPU at a thousand polls a second and does nothing for this call. A submit is
-rare and goes through httpx's transport interface, whose exception types tell a connection that
-was never made (nothing reached upstream) from one that failed later.
+of a poll's client CPU at a thousand polls a second and does nothing for this call. The
+transport raises httpx's exceptions, so a connection that was never made (nothing reached
+upstream) is told from one that failed later whichever way a call goes.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class UpstreamClient:
         # The same call without httpx around it (the default transport's own path); aiohttp
         # adds Host and Content-Length itself.
         self._url_text = str(self._url)
+        self._submit_url_text = str(self._submit_url)
         self._aiohttp_headers = [pair for pair in self._headers if pair[0] != "Host"]
 
     async def fetch_task_result(self, task_id: str) -> RawAnswer:
@@ -91,7 +92,9 @@ class UpstreamClient:
             # The one bound on the whole call: connecting, sending, and a body that trickles in
             # byte by byte (no per-phase timers to reschedule on every read).
             async with asyncio.timeout(self._timeout_s):
-                return await self._fetch(task_id)
+                return await self._call(
+                    self._url, self._url_text, orjson.dumps({"task_id": task_id})
+                )
         except Exception as error:
             # Exception text may quote the request; only the exception type is kept.
             log.debug("upstream.transport_error", extra={"error_type": type(error).__name__})
@@ -106,25 +109,25 @@ class UpstreamClient:
             body["callback"] = callback
         try:
             async with asyncio.timeout(self._timeout_s):
-                return SubmitCall(await self._call(self._submit_url, orjson.dumps(body)), False)
+                answer = await self._call(
+                    self._submit_url, self._submit_url_text, orjson.dumps(body)
+                )
+                return SubmitCall(answer, False)
         except Exception as error:
             # Exception text may quote the request (and the number): only the type is kept.
             log.debug("upstream.transport_error", extra={"error_type": type(error).__name__})
             not_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
             return SubmitCall(RawAnswer.failed(transport_error_of(error)), not_sent)
 
-    async def _fetch(self, task_id: str) -> RawAnswer:
-        content = orjson.dumps({"task_id": task_id})
+    async def _call(self, url: httpx.URL, url_text: str, content: bytes) -> RawAnswer:
+        """POST `content` to `url`: straight through aiohttp with the default transport (which
+        raises httpx's exceptions either way), through httpx's transport interface with any
+        other (tests' MockTransport)."""
         if isinstance(self._transport, AiohttpTransport):
             status, answer, retry_after = await self._transport.post_bytes(
-                self._url_text, self._aiohttp_headers, content, MAX_BODY_BYTES
+                url_text, self._aiohttp_headers, content, MAX_BODY_BYTES
             )
             return RawAnswer(status_code=status, body=answer, retry_after=retry_after)
-        return await self._call(self._url, content)
-
-    async def _call(self, url: httpx.URL, content: bytes) -> RawAnswer:
-        """Through httpx's transport interface: a submit (whose connection errors must be told
-        apart as httpx's, see submit_check) and any transport a test gives."""
         request = httpx.Request(
             "POST",
             url,
