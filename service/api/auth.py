@@ -10,6 +10,8 @@ here ever contains the presented key.
 from __future__ import annotations
 
 import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -118,12 +120,34 @@ async def admit(resources: ApiResources, request: Request, client: Authenticated
     request.state.ratelimit_headers = pending_headers(limits.max_pending, pending)
 
 
-async def reserve_pending_room(
+@dataclass
+class PendingRoom:
+    """Room reserved under a client's pending limit; the block sets `created` to the pending
+    tasks it made, and the rest is handed back when it ends."""
+
+    reserved: int
+    created: int = 0
+
+
+@asynccontextmanager
+async def pending_room(
+    resources: ApiResources, request: Request, client: AuthenticatedClient, wanted: int
+) -> AsyncIterator[PendingRoom]:
+    """Room for `wanted` new pending tasks under the client's limit (429 when they do not all
+    fit), taken before the block and, whatever happens in it, given back where the block did not
+    use it (existing or rejected entries, an error)."""
+    room = PendingRoom(await _reserve_pending_room(resources, request, client, wanted))
+    try:
+        yield room
+    finally:
+        await resources.limits.release_pending(client.id, room.reserved - room.created)
+
+
+async def _reserve_pending_room(
     resources: ApiResources, request: Request, client: AuthenticatedClient, wanted: int
 ) -> int:
     """Reserve room for `wanted` new pending tasks under the client's limit (429 when they do
-    not all fit); returns how many were reserved (0 without a limit), for `release_pending_room`
-    to hand back what registration did not create."""
+    not all fit); returns how many were reserved (0 without a limit)."""
     limit = client.limits.max_pending
     if limit <= 0 or wanted <= 0:
         return 0
@@ -143,12 +167,6 @@ async def reserve_pending_room(
             headers={"Retry-After": str(PENDING_RECOUNT_S)},
         )
     return wanted
-
-
-async def release_pending_room(
-    resources: ApiResources, client: AuthenticatedClient, unused: int
-) -> None:
-    await resources.limits.release_pending(client.id, unused)
 
 
 async def _stamp_last_used(resources: ApiResources, key_id: int) -> None:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from service.api.auth import AuthenticatedClient, release_pending_room, reserve_pending_room
+from service.api.auth import AuthenticatedClient, pending_room
 from service.api.bodies import read_json_body
 from service.api.deps import ClientDep, ResourcesDep, resources_and_client
 from service.api.errors import (
@@ -135,18 +135,15 @@ async def submit_for_client(
     Idempotency-Key was used with another body."""
     # A check that stays pending upstream is a pending task like a registered one: it counts
     # against the client's pending limit, and the room is taken before upstream is called.
-    reserved = await reserve_pending_room(resources, request, client, 1)
-    created_pending = False
-    try:
-        answer = await resources.checks.submit(client.id, check, idempotency_key)
-        created_pending = answer.created_pending
-    except DifferentBody:
-        raise invalid_input(
-            "this Idempotency-Key was used with a different request body; use a new key for a "
-            "new check"
-        ) from None
-    finally:
-        await release_pending_room(resources, client, reserved - int(created_pending))
+    async with pending_room(resources, request, client, 1) as room:
+        try:
+            answer = await resources.checks.submit(client.id, check, idempotency_key)
+        except DifferentBody:
+            raise invalid_input(
+                "this Idempotency-Key was used with a different request body; use a new key for "
+                "a new check"
+            ) from None
+        room.created = int(answer.created_pending)
     return answer
 
 

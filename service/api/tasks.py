@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from service.api.auth import release_pending_room, reserve_pending_room
+from service.api.auth import pending_room
 from service.api.bodies import read_json_body
 from service.api.deps import ClientDep, ResourcesDep, resources_and_client
 from service.api.errors import ApiProblem, FieldProblem, invalid_input, problem_responses
@@ -135,13 +135,10 @@ async def register_task(request: Request) -> Response:
             checked.detail,
             [FieldProblem(field=e.field, message=e.message) for e in checked.errors],
         )
-    reserved = await reserve_pending_room(resources, request, client, 1)
-    created = False
-    try:
+    async with pending_room(resources, request, client, 1) as room:
         async with hot_connection(resources) as conn:
             row, created = await task_store.register_task(conn, client.id, checked, now)
-    finally:
-        await release_pending_room(resources, client, reserved - int(created))
+        room.created = int(created)
     return json_response(task_body(row), status_code=201 if created else 200)
 
 
@@ -175,14 +172,12 @@ async def register_batch(request: Request) -> Response:
 
     created: set[str] = set()
     if distinct:
-        reserved = await reserve_pending_room(resources, request, client, len(distinct))
-        try:
+        async with pending_room(resources, request, client, len(distinct)) as room:
             async with hot_connection(resources) as conn:
                 created = await task_store.register_tasks(
                     conn, client.id, list(distinct.values()), now
                 )
-        finally:
-            await release_pending_room(resources, client, reserved - len(created))
+            room.created = len(created)
 
     results: list[dict[str, Any]] = []
     for outcome in checked:
