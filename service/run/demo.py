@@ -38,6 +38,7 @@ from service.run.supervisor import (
 from service.run.up import UpOptions, api_base_url, start_stack, uses_embedded_servers
 from service.run.view import DemoView, PlainView, RichView, SampleTask, Snapshot, TaskView
 from service.sim.defaults import DEFAULT_API_ID, DEFAULT_API_SECRET
+from service.sim.scripts import Fate, FateKind, TaskScript
 from service.sim.server import SimControl
 
 DONE_MESSAGE = "all sample tasks final and webhooks verified"
@@ -76,7 +77,7 @@ def sample_tasks(tag: str) -> list[SampleTask]:
 
 def sample_check_script(status: str, ready_after_s: float) -> str:
     """The simulator's submit script for one sample check (the task_id grammar without sim-)."""
-    return f"{status}-0-{ready_after_s:g}s" if ready_after_s else f"{status}-0"
+    return TaskScript(Fate(FateKind.STATUS, phone_status=status), pending_s=ready_after_s).text
 
 
 def demo_child_env(upstream_base_url: str, task_ttl_s: float, api_url: str) -> dict[str, str]:
