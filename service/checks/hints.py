@@ -44,10 +44,6 @@ class CallbackUrls:
         self._connection = connection
         self._tokens: dict[int, str] = {}
 
-    @property
-    def enabled(self) -> bool:
-        return self._public_url is not None
-
     async def token_for(self, client_id: int) -> str:
         token = self._tokens.get(client_id)
         if token is None:

@@ -73,9 +73,6 @@ class PlannedCallback:
 class CallbackLog:
     planned: list[PlannedCallback] = field(default_factory=list)
 
-    def lost_task_ids(self) -> list[str]:
-        return [c.task_id for c in self.planned if c.kind == "lost"]
-
 
 def plan_callbacks(
     settings: CallbackSettings,
