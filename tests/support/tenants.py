@@ -11,6 +11,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from tests.support.api import bearer
 from tests.support.factories import client_and_key, emit_event
 from tests.support.resolvers import HOOK_URL
 
@@ -28,7 +29,7 @@ class Tenant:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
+        return bearer(self.key)
 
 
 async def new_tenant(
