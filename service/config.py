@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.domain.schedule import (
     DEFAULT_CALLS_PER_TASK,
+    DEFAULT_HALF_LIFE_S,
     DEFAULT_MIN_COMPLETIONS,
     PollSchedule,
     SchedulePolicy,
@@ -117,7 +118,7 @@ class Settings(BaseSettings):
     # budget per task sets the target, old completions count half after the half-life, and
     # fewer (decayed) completions than the minimum mean cold start (backoff).
     poll_calls_per_task: float = Field(default=DEFAULT_CALLS_PER_TASK, ge=2, le=100)
-    poll_estimate_half_life_s: float = Field(default=3600.0, gt=0)
+    poll_estimate_half_life_s: float = Field(default=DEFAULT_HALF_LIFE_S, gt=0)
     poll_estimate_min_completions: float = Field(default=DEFAULT_MIN_COMPLETIONS, ge=1)
 
     # --- submitting checks and upstream's callback (hints) -------------------------------------

@@ -36,6 +36,8 @@ from service.domain.completion import CompletionEstimate
 # An estimate resting on fewer (decayed) completions than this is not trusted: cold start.
 DEFAULT_MIN_COMPLETIONS = 50.0
 DEFAULT_CALLS_PER_TASK = 2.5
+# Old completions count half after this long (PHONEBRIDGE_POLL_ESTIMATE_HALF_LIFE_S).
+DEFAULT_HALF_LIFE_S = 3600.0
 # Below this many observed completions later than a task's age, the estimate knows nothing of
 # its future: the age doubles instead (see above).
 TAIL_MIN_COMPLETIONS = 1.0

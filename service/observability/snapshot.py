@@ -19,8 +19,9 @@ import orjson
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.domain.schedule import DEFAULT_HALF_LIFE_S
 from service.store.db import transaction
-from service.store.stats import DEFAULT_HALF_LIFE_S, StoreStats, read_store_stats
+from service.store.stats import StoreStats, read_store_stats
 
 log = logging.getLogger(__name__)
 

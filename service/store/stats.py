@@ -10,12 +10,12 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.schedule import DEFAULT_HALF_LIFE_S
 from service.domain.states import DeliveryState, TaskState
 from service.store.estimates import account_estimates
 
 # The completion-time quantiles the operator's metrics show.
 COMPLETION_QUANTILES = (0.5, 0.9, 0.95, 0.99)
-DEFAULT_HALF_LIFE_S = 3600.0
 
 STATEMENT_TIMEOUT_MS = 10_000
 
