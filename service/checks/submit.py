@@ -43,8 +43,7 @@ from service.domain.checks import (
     classify_submit,
 )
 from service.domain.states import SubmissionState, TaskState
-from service.engine.pause import open_pause, read_pause
-from service.engine.probe import arm_probe_timer
+from service.engine.pause import pause_for_account_problem, read_pause
 from service.engine.ratelimit import UpstreamRateLimiter
 from service.observability.metrics import record_submit
 from service.store import checks as check_store
@@ -275,12 +274,9 @@ class SubmitService:
     async def _react_globally(self, outcome: SubmitOutcome) -> None:
         now = self._clock()
         if outcome.kind is SubmitKind.ACCOUNT_PROBLEM:
-            await arm_probe_timer(self._redis, self._settings.pause_probe_s)
-            if await open_pause(self._redis, outcome.code, now):
-                log.error(
-                    "upstream.paused",
-                    extra={"reason": outcome.code, "request_id": outcome.request_id},
-                )
+            await pause_for_account_problem(
+                self._redis, outcome.code, outcome.request_id, now, self._settings.pause_probe_s
+            )
         elif outcome.kind is SubmitKind.RATE_LIMITED:
             if outcome.retry_after_s:
                 await self._limiter.block_for(outcome.retry_after_s)

@@ -138,8 +138,6 @@ class SubmitOutcome:
     task_id: str | None = None
     result: PhoneResult | None = None
     retry_after_s: float | None = None
-    # The poll's classification of the same answer, for the pause and the rate ceiling.
-    answer: Outcome | None = None
 
     @property
     def reached_upstream(self) -> bool:
@@ -175,11 +173,10 @@ def classify_submit(raw: RawAnswer, now: datetime, *, surely_not_sent: bool) -> 
             answer.message,
             request_id=request_id,
             result=answer.result,
-            answer=answer,
         )
     if answer.kind is OutcomeKind.REJECTED:
         return SubmitOutcome(
-            SubmitKind.REJECTED, answer.code, answer.message, request_id=request_id, answer=answer
+            SubmitKind.REJECTED, answer.code, answer.message, request_id=request_id
         )
     if answer.kind is OutcomeKind.ACCOUNT_PROBLEM:
         return SubmitOutcome(
@@ -187,7 +184,6 @@ def classify_submit(raw: RawAnswer, now: datetime, *, surely_not_sent: bool) -> 
             answer.code,
             answer.message,
             request_id=request_id,
-            answer=answer,
         )
     if answer.kind is OutcomeKind.RATE_LIMITED:
         return SubmitOutcome(
@@ -196,7 +192,6 @@ def classify_submit(raw: RawAnswer, now: datetime, *, surely_not_sent: bool) -> 
             answer.message,
             request_id=request_id,
             retry_after_s=answer.retry_after_s,
-            answer=answer,
         )
     task_id = _pending_task_id(raw, answer)
     if task_id is not None:
@@ -209,7 +204,6 @@ def classify_submit(raw: RawAnswer, now: datetime, *, surely_not_sent: bool) -> 
         f"upstream's answer could not be used ({answer.code}); the check may or may not have "
         "been submitted",
         request_id=request_id,
-        answer=answer,
     )
 
 

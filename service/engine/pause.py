@@ -7,11 +7,16 @@ forgotten, the next poll meets the same account error and opens it again.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
+
+from service.engine.probe import arm_probe_timer
+
+log = logging.getLogger(__name__)
 
 PAUSE_KEY = "phonebridge:upstream:pause"
 
@@ -30,6 +35,17 @@ async def open_pause(redis: Redis[Any], reason: str, now: datetime) -> bool:
     opened = bool(await redis.hsetnx(PAUSE_KEY, "since", now.isoformat()))
     await redis.hset(PAUSE_KEY, "reason", reason)
     return opened
+
+
+async def pause_for_account_problem(
+    redis: Redis[Any], code: str, request_id: str | None, now: datetime, probe_s: float
+) -> None:
+    """An account problem upstream (a poll's or a submit's answer): the probe timer restarts, so
+    the answer that opened the pause is not followed at once by a probe, and the pause opens;
+    logged once, by the call that opened it."""
+    await arm_probe_timer(redis, probe_s)
+    if await open_pause(redis, code, now):
+        log.error("upstream.paused", extra={"reason": code, "request_id": request_id})
 
 
 async def close_pause(redis: Redis[Any]) -> bool:

@@ -42,8 +42,7 @@ from service.domain.refusals import RefusalWindow
 from service.domain.states import TaskState
 from service.engine.gate import UpstreamGate
 from service.engine.heartbeat import HeldLease, LeaseKeeper
-from service.engine.pause import close_pause, open_pause
-from service.engine.probe import arm_probe_timer
+from service.engine.pause import close_pause, pause_for_account_problem
 from service.engine.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
 from service.observability.metrics import record_poll
 from service.store.db import transaction
@@ -316,12 +315,9 @@ class PollService:
         """What one answer means for every task: pause, resume, slow down, stop for a while."""
         if outcome.kind is OutcomeKind.ACCOUNT_PROBLEM:
             self._gate.learn_paused(True)
-            await arm_probe_timer(self._redis, self._settings.pause_probe_s)
-            if await open_pause(self._redis, outcome.code, now):
-                log.error(
-                    "upstream.paused",
-                    extra={"reason": outcome.code, "request_id": outcome.request_id},
-                )
+            await pause_for_account_problem(
+                self._redis, outcome.code, outcome.request_id, now, self._settings.pause_probe_s
+            )
             return
         if outcome.answered and (probe or self._gate.believes_paused()):
             self._gate.learn_paused(False)
