@@ -13,6 +13,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
+from pydantic import ValidationError
 from starlette.responses import FileResponse, Response
 from starlette.templating import Jinja2Templates
 
@@ -44,7 +45,11 @@ from service.api.portal.session import (
 )
 from service.api.portal.timeline import task_timeline
 from service.api.resources import hot_connection, resources_of
-from service.api.subscriptions import open_subscription, rotate_signing_secret
+from service.api.subscriptions import (
+    SubscriptionCreate,
+    open_subscription,
+    rotate_signing_secret,
+)
 from service.domain.checks import PHONE_RULE, valid_idempotency_key, validate_check
 from service.domain.intake import TASK_ID_PATTERN, Rejection
 from service.domain.states import EventType, TaskState
@@ -487,7 +492,12 @@ async def create_subscription(
         event_types = [EventType(value) for value in chosen] or None
     except ValueError:
         raise PortalRefusal(422, "unknown event type") from None
-    if not url or len(url) > 2048 or len(description) > 1000 or "\x00" in url + description:
+    try:
+        # The REST route's own rules (lengths, NUL, repeated event types), not a second copy.
+        checked = SubscriptionCreate(url=url, event_types=event_types, description=description)
+    except ValidationError:
+        checked = None
+    if not url or checked is None:
         return await _subscriptions_page(
             request,
             session,
@@ -497,7 +507,12 @@ async def create_subscription(
         )
     try:
         row, secret = await open_subscription(
-            db, resources, session.client.id, url, event_types, description
+            db,
+            resources,
+            session.client.id,
+            checked.url,
+            checked.event_types,
+            checked.description,
         )
     except ApiProblem as problem:
         return await _subscriptions_page(
