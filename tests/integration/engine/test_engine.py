@@ -230,14 +230,20 @@ async def test_account_problem_pauses_everything_and_probes_until_it_resumes(
         # The tasks that met the account problem (maybe older ones other tests left pending,
         # which are due first) show it and stay pending.
         refused = {c["task_id"] for c in fresh_sim.control.calls() if c["answer"] == "KEY_EXPIRED"}
-        async with sessions() as session:
-            met = (
-                await session.execute(
-                    text("SELECT state, last_error FROM tasks WHERE task_id = ANY(:ids)"),
-                    {"ids": list(refused)},
-                )
-            ).all()
-        assert met
+
+        async def met_rows_written() -> Any:
+            # A probe answered just now is written back a moment later (its batch runs in the
+            # background): wait for every refused task's write-back, then check what it says.
+            async with sessions() as session:
+                met = (
+                    await session.execute(
+                        text("SELECT state, last_error FROM tasks WHERE task_id = ANY(:ids)"),
+                        {"ids": list(refused)},
+                    )
+                ).all()
+            return met if met and all(row.last_error is not None for row in met) else None
+
+        met = await wait_until_async(met_rows_written, what="the refused polls' write-backs")
         assert {row.state for row in met} == {"pending"}
         assert {row.last_error["code"] for row in met} == {"KEY_EXPIRED"}
 
