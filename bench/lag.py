@@ -6,7 +6,9 @@ doubling to 300 s):
 
 - (a) task_ids registered with `POST /v1/tasks`, polled only;
 - (b) checks submitted through `POST /v1/checks`, the simulator calling each one's callback;
-- (c) as (b), with 20% of the callbacks lost.
+- (c) as (b), with 20% of the callbacks lost: twice, the first checks after the losses begin
+  (phonebridge still trusts the client's callbacks) and as many again once it has learnt that
+  they get lost (service/domain/callbacks.py).
 
 Per variant it prints the detection lag (webhook received - the moment the simulator's answer
 became ready) p50/p95/max and upstream calls per check (the submit included). Everything runs as
@@ -150,6 +152,15 @@ class Stack:
         created = self.http.post("/v1/subscriptions", json={"url": receiver.url})
         created.raise_for_status()
 
+    def callbacks_trusted(self) -> str:
+        """The client's callback record (service/domain/callbacks.py), as stored."""
+        with psycopg.connect(self.db_url) as conn:
+            row = conn.execute("SELECT heard, missed, trusted FROM callback_records").fetchone()
+        if row is None:
+            return "yes (nothing counted yet)"
+        heard, missed, trusted = row
+        return f"{'yes' if trusted else 'no'} (heard {heard:.0f}, missed {missed:.0f})"
+
     def stop(self) -> None:
         self.http.close()
         for process in self.processes:
@@ -181,7 +192,9 @@ def run_registered(stack: Stack, delays: list[float], tag: str) -> dict[str, flo
     return ready
 
 
-def run_submitted(stack: Stack, delays: list[float], lose: float) -> dict[str, float]:
+def run_submitted(
+    stack: Stack, delays: list[float], lose: float, tag: str = "b"
+) -> dict[str, float]:
     """(b), (c): checks through POST /v1/checks; the simulator draws nothing, each check's delay
     is set before its submit (a submit script), and its callback is lost with probability
     `lose`."""
@@ -193,7 +206,7 @@ def run_submitted(stack: Stack, delays: list[float], lose: float) -> dict[str, f
         answer = stack.http.post(
             "/v1/checks",
             json={"phone_number": f"52155{i:07d}"},
-            headers={"idempotency-key": f"bench-{lose}-{i}"},
+            headers={"idempotency-key": f"bench-{tag}-{i}"},
         )
         answer.raise_for_status()
         task_id = answer.json()["task_id"]
@@ -269,17 +282,22 @@ def main() -> None:
         if "b" in args.variants:
             ready = run_submitted(stack, delays, lose=0.0)
             report("(b) submitted, callbacks", stack, receiver, ready, submits=len(ready))
+            print(f"{'  callbacks trusted after it':34s} {stack.callbacks_trusted()}")
         if "c" in args.variants:
-            ready = run_submitted(stack, delays, lose=0.2)
-            lost = set(stack.sim.control.lost_callbacks())
-            report(
-                "(c) submitted, 20% callbacks lost",
-                stack,
-                receiver,
-                ready,
-                submits=len(ready),
-                lost=lost & set(ready),
-            )
+            # Twice: the first checks after the losses begin (phonebridge still trusts this
+            # client's callbacks, learnt in (b)), then as many again once it has seen them lost.
+            for phase, title in (("c1", "first after losses begin"), ("c2", "steady")):
+                ready = run_submitted(stack, delays, lose=0.2, tag=phase)
+                lost = set(stack.sim.control.lost_callbacks())
+                report(
+                    f"(c) 20% lost, {title}",
+                    stack,
+                    receiver,
+                    ready,
+                    submits=len(ready),
+                    lost=lost & set(ready),
+                )
+                print(f"{'  callbacks trusted after it':34s} {stack.callbacks_trusted()}")
     finally:
         stack.stop()
         receiver.stop()

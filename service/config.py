@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.domain.callbacks import DEFAULT_LOSS_TOLERANCE
 from service.domain.schedule import (
     DEFAULT_CALLS_PER_TASK,
     DEFAULT_HALF_LIFE_S,
@@ -124,10 +125,14 @@ class Settings(BaseSettings):
     # --- submitting checks and upstream's callback (hints) -------------------------------------
     # The base URL at which upstream reaches this API; unset, checks carry no callback.
     public_url: str | None = None
-    # A check submitted with a callback is first polled this long after submission (the safety
-    # net for a lost callback); a hint makes it due at once.
+    # While the client's callbacks are trusted, a check submitted with a callback is first
+    # polled this long after submission (the safety net for a lost callback; later safety polls
+    # follow the completion estimate); a hint makes it due at once.
     hinted_poll_initial_s: float = Field(default=30.0, gt=0)
     hint_min_interval_s: float = Field(default=2.0, gt=0)
+    # A client's callbacks stop being trusted when more than this share of the recent ones went
+    # missing (service/domain/callbacks.py): its checks are then polled as registered tasks.
+    callback_loss_tolerance: float = Field(default=DEFAULT_LOSS_TOLERANCE, ge=0, le=1)
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

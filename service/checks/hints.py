@@ -20,6 +20,7 @@ from psycopg.rows import DictRow
 
 from service.clock import Clock, utc_now
 from service.config import Settings
+from service.domain.callbacks import LATE_CALLBACK_GRACE_S
 from service.domain.intake import TASK_ID_PATTERN
 from service.domain.states import HintOutcome
 from service.observability.metrics import record_hint
@@ -28,6 +29,7 @@ from service.store import hints as hint_store
 HOOK_PATH = "/hooks/accuauth/"
 TOKEN_BYTES = 24  # 192 bits; the contract asks for at least 128
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+LATE_CALLBACK_GRACE = timedelta(seconds=LATE_CALLBACK_GRACE_S)
 
 ConnectionSource = Callable[[], AbstractAsyncContextManager[AsyncConnection[DictRow]]]
 
@@ -90,6 +92,7 @@ class HintService:
                     now=now,
                     interval=self._min_interval,
                     early_until=now + self._early_for,
+                    late_since=now - LATE_CALLBACK_GRACE,
                 )
         record_hint(outcome.value)
         return outcome

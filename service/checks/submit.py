@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.checks.hints import CallbackUrls
 from service.clock import Clock, utc_now
 from service.config import Settings
+from service.domain.backoff import BackoffPolicy, next_poll_delay
 from service.domain.checks import (
     SUBMIT_OUTCOME_UNKNOWN,
     CheckRequest,
@@ -134,8 +136,11 @@ class SubmitService:
         *,
         clock: Clock = utc_now,
         upstream_factory: Callable[[Settings], UpstreamClient] = UpstreamClient,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._settings = settings
+        self._backoff = BackoffPolicy(settings.poll_initial_s, settings.poll_max_s)
+        self._rand = rand
         self._sessions = sessions
         self._redis = redis
         self._callbacks = callbacks
@@ -292,7 +297,12 @@ class SubmitService:
     ) -> SubmitAnswer:
         now = self._clock()
         settings = self._settings
-        first_poll_s = settings.hinted_poll_initial_s if callback is not None else 0.0
+        # The submit answered PENDING: the next call keeps a registered task's second step,
+        # unless the callback is to be waited for (the safety net's first poll).
+        first_poll_at = now + timedelta(seconds=next_poll_delay(self._backoff, 1, self._rand()))
+        safety_net_poll_at = (
+            None if callback is None else now + timedelta(seconds=settings.hinted_poll_initial_s)
+        )
         task_id = outcome.task_id or f"{INSTANT_TASK_PREFIX}{uuid.uuid4().hex}"
         async with transaction(self._sessions) as session:
             task = await check_store.record_submitted_task(
@@ -303,7 +313,8 @@ class SubmitService:
                 metadata_json=check.metadata_json,
                 now=now,
                 expires_at=now + timedelta(seconds=settings.task_ttl_s),
-                first_poll_at=now + timedelta(seconds=first_poll_s),
+                first_poll_at=first_poll_at,
+                safety_net_poll_at=safety_net_poll_at,
                 result=outcome.result,
                 request_id=outcome.request_id,
             )

@@ -16,7 +16,12 @@ from typing import Any
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy
 from service.domain.completion import CompletionEstimate, Observation, completion_interval
-from service.domain.schedule import SchedulePolicy, finish_probability, next_delay
+from service.domain.schedule import (
+    SchedulePolicy,
+    finish_probability,
+    next_delay,
+    safety_net_delay,
+)
 from service.domain.states import TaskState
 
 # After RATE_LIMIT_EXCEEDED without a Retry-After, the task waits at least this long; the shared
@@ -44,6 +49,9 @@ class PollPolicy:
     backoff: BackoffPolicy
     rate_limited_delay_s: float = DEFAULT_RATE_LIMITED_DELAY_S
     schedule: SchedulePolicy = field(default_factory=SchedulePolicy)
+    # The first safety-net poll's age while nothing is known of completion times
+    # (PHONEBRIDGE_HINTED_POLL_INITIAL_S).
+    safety_net_first_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,12 @@ class TaskSnapshot:
     submitted_at: datetime | None = None
     # The last PENDING answer: a completion arrived after it.
     last_pending_at: datetime | None = None
+    # Upstream calls made for the task before its polls: 1 for a check submitted through
+    # phonebridge (the submit answered PENDING), so its polls keep a registered task's steps.
+    calls_before: int = 0
+    # Its check carried a callback that can be trusted (service/domain/callbacks.py): polled
+    # on the sparse safety net, a hint makes it due at once.
+    safety_net: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,15 +153,7 @@ def decide_after_poll(
         delay = policy.backoff.initial_s
         kind = DecisionKind.PAUSE
     else:
-        age_s = _age_s(task, now)
-        delay = next_delay(
-            policy.schedule,
-            policy.backoff,
-            estimate if age_s is not None else None,
-            polls_made=poll_count,
-            age_s=age_s or 0.0,
-            rand=rand,
-        )
+        delay = _pending_delay(task, now, policy, rand, estimate)
         kind = DecisionKind.RETRY
     next_poll_at = min(now + timedelta(seconds=delay), task.expires_at)
     pending_at = now if outcome.kind is OutcomeKind.PENDING else None
@@ -160,6 +166,35 @@ def decide_after_poll(
         upstream_request_id=request_id,
         last_pending_at=pending_at,
         finish_p=_finish_p(task, pending_at, next_poll_at, estimate),
+    )
+
+
+def _pending_delay(
+    task: TaskSnapshot,
+    now: datetime,
+    policy: PollPolicy,
+    rand: float,
+    estimate: CompletionEstimate | None,
+) -> float:
+    """Seconds to the next poll of a task still pending after this one: the safety net's when
+    its callback is trusted, else the schedule's."""
+    age_s = _age_s(task, now)
+    if task.safety_net and age_s is not None:
+        return safety_net_delay(
+            policy.schedule,
+            policy.backoff,
+            estimate,
+            age_s=age_s,
+            first_s=policy.safety_net_first_s,
+            rand=rand,
+        )
+    return next_delay(
+        policy.schedule,
+        policy.backoff,
+        estimate if age_s is not None else None,
+        polls_made=task.calls_before + task.poll_count + 1,
+        age_s=age_s or 0.0,
+        rand=rand,
     )
 
 

@@ -42,6 +42,10 @@ DEFAULT_HALF_LIFE_S = 3600.0
 # its future: the age doubles instead (see above).
 TAIL_MIN_COMPLETIONS = 1.0
 DITHER = 0.1
+# The safety net of a check whose callback is trusted (service/domain/callbacks.py) polls where
+# an answer still missing at the last poll has arrived with this probability: had the callback
+# been lost, the answer is almost surely there; had it not, the poll is rarely wasted.
+SAFETY_NET_CONFIDENCE = 0.95
 
 
 class PollSchedule(StrEnum):
@@ -118,6 +122,27 @@ def next_delay(
     if estimate is not None and policy.uses_estimate(estimate):
         return adaptive_delay(estimate, age_s, policy.target_p, backoff, rand)
     return next_poll_delay(backoff, polls_made, rand)
+
+
+def safety_net_delay(
+    policy: SchedulePolicy,
+    backoff: BackoffPolicy,
+    estimate: CompletionEstimate | None,
+    *,
+    age_s: float,
+    first_s: float,
+    rand: float,
+) -> float:
+    """The delay before the next safety-net poll of a pending check whose callback is trusted,
+    now `age_s` old: where SAFETY_NET_CONFIDENCE of the answers still missing have arrived, on a
+    warm estimate (whichever schedule polls the other tasks); before that, at `first_s` of age
+    and then doubling the age. Clamped to [backoff.initial_s, backoff.max_s]."""
+    if estimate is not None and estimate.total >= policy.min_completions:
+        next_age = adaptive_next_age(estimate, age_s, SAFETY_NET_CONFIDENCE)
+        wanted = (next_age - age_s) * (1.0 - DITHER * rand)
+    else:
+        wanted = max(first_s - age_s, age_s)
+    return min(max(wanted, backoff.initial_s), backoff.max_s)
 
 
 def finish_probability(

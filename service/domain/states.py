@@ -66,4 +66,6 @@ class HintOutcome(StrEnum):
     MATCHED = "matched"  # a pending task of that client is due now
     EARLY = "early"  # no such task yet: remembered for its validity
     THROTTLED = "throttled"  # that task was hinted less than the minimum interval ago
+    # A poll found that task's answer before its callback came: the callback was late, not lost.
+    LATE = "late"
     UNKNOWN = "unknown"  # no such token, a finished task, or an unusable task_id

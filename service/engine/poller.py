@@ -16,7 +16,7 @@ import math
 import random
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,12 +39,13 @@ from service.domain.polling import (
     expire_decision,
 )
 from service.domain.refusals import RefusalWindow
-from service.domain.states import TaskState
+from service.domain.states import TaskSource, TaskState
 from service.engine.gate import UpstreamGate
 from service.engine.heartbeat import HeldLease, LeaseKeeper
 from service.engine.pause import close_pause, pause_for_account_problem
 from service.engine.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
-from service.observability.metrics import record_poll
+from service.observability.metrics import record_callback_trust, record_poll
+from service.store.callbacks import CallbackCount, TrustChange, count_callbacks
 from service.store.db import transaction
 from service.store.estimates import ACCOUNT_WIDE, add_to_estimates, load_estimate
 from service.store.leases import LeasedTable
@@ -120,6 +121,7 @@ class PollService:
         self._policy = PollPolicy(
             BackoffPolicy(settings.poll_initial_s, settings.poll_max_s),
             schedule=settings.schedule_policy,
+            safety_net_first_s=settings.hinted_poll_initial_s,
         )
         self._account = settings.upstream_account
         # The account's completion-time estimate, read with each batch (one row by key).
@@ -298,6 +300,8 @@ class PollService:
                 task.expires_at,
                 submitted_at=task.submitted_at,
                 last_pending_at=task.last_pending_at,
+                calls_before=1 if task.source is TaskSource.SUBMITTED else 0,
+                safety_net=task.expects_callback and task.callbacks_trusted,
             ),
             outcome,
             answered_at,
@@ -364,6 +368,14 @@ class PollService:
                 now,
                 self._settings.poll_estimate_half_life_s,
             )
+            trust_changes = await count_callbacks(
+                session,
+                callback_counts(written),
+                now,
+                half_life_s=self._settings.poll_estimate_half_life_s,
+                tolerance=self._settings.callback_loss_tolerance,
+                first_poll_s=self._policy.backoff.initial_s,
+            )
             for not_before, task_ids in by_not_before.items():
                 report.released += await release_leases(
                     session, task_ids, lease_token, now, not_before=not_before
@@ -371,6 +383,8 @@ class PollService:
         if delivery_ids and self._deliver_now is not None:
             # Committed: they are ours under the batch's token until the lease ends.
             await self._deliver_now(delivery_ids, lease_token)
+        for change in trust_changes:
+            _log_trust_change(change)
         report.written = len(written)
         for write in writes:
             kind = write.decision.kind.value
@@ -382,6 +396,29 @@ class PollService:
             # Lost the lease in between (a cancel, or a lease that ran out and was re-claimed):
             # the guard kept those rows as they were.
             log.info("poll.write_back_skipped", extra={"tasks": len(writes) - len(written)})
+
+
+def callback_counts(written: Sequence[WrittenTask]) -> dict[int, CallbackCount]:
+    """Per client, the callback-carrying checks a write-back completed: with their callback
+    (heard) or without (missed)."""
+    heard: Counter[int] = Counter()
+    missed: Counter[int] = Counter()
+    for task in written:
+        if task.expects_callback and task.state == TaskState.COMPLETED:
+            (heard if task.hinted else missed)[task.client_id] += 1
+    return {
+        client_id: CallbackCount(heard[client_id], missed[client_id])
+        for client_id in heard.keys() | missed.keys()
+    }
+
+
+def _log_trust_change(change: TrustChange) -> None:
+    record = change.record
+    record_callback_trust(record.trusted)
+    log.warning(
+        "callbacks.trusted" if record.trusted else "callbacks.untrusted",
+        extra={"client_id": change.client_id, "missed_share": round(record.missed_share, 3)},
+    )
 
 
 def completion_increments(

@@ -65,7 +65,7 @@ RETENTION_PURGED = Counter(
 # The API's: upstream callbacks (hints) and checks submitted through POST /v1/checks.
 HINTS = Counter(
     "phonebridge_hints",
-    "Upstream callbacks received, by what they did (matched, early, throttled, unknown).",
+    "Upstream callbacks received, by what they did (matched, early, throttled, late, unknown).",
     ["outcome"],
 )
 SUBMITS = Counter(
@@ -74,6 +74,12 @@ SUBMITS = Counter(
     "unknown, unavailable; replayed for a repeated Idempotency-Key; refused when nothing was "
     "sent: the pause, the rate ceiling, no credentials).",
     ["outcome"],
+)
+CALLBACK_TRUST_CHANGES = Counter(
+    "phonebridge_callback_trust_changes",
+    "A client's upstream callbacks became trusted again or stopped being trusted (too many went "
+    "missing: its checks are then polled as registered tasks).",
+    ["to"],
 )
 DETECTION_LAG_BUCKETS: Final = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
@@ -88,6 +94,10 @@ DETECTION_LAG = Histogram(
 
 def record_hint(outcome: str) -> None:
     HINTS.labels(outcome=outcome).inc()
+
+
+def record_callback_trust(trusted: bool) -> None:
+    CALLBACK_TRUST_CHANGES.labels(to="trusted" if trusted else "untrusted").inc()
 
 
 def record_submit(outcome: str) -> None:

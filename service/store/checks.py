@@ -105,14 +105,19 @@ _INSERT_TASK = text(
     inserted AS (
         INSERT INTO tasks (client_id, task_id, state, source, phone_number_masked, metadata,
                            result, submitted_at, registered_at, expires_at, completed_at,
-                           next_poll_at, poll_count, upstream_request_id, updated_at)
+                           next_poll_at, poll_count, upstream_request_id, updated_at,
+                           expects_callback)
         VALUES (:client_id, :task_id, CAST(:state AS text), '{TaskSource.SUBMITTED}',
                 :masked, CAST(:metadata AS jsonb), CAST(:result AS jsonb), :now, :now,
                 :expires_at, :completed_at,
-                CASE WHEN CAST(:state AS text) = '{TaskState.PENDING}'
-                          AND EXISTS (SELECT 1 FROM hint)
-                     THEN CAST(:now AS timestamptz) ELSE :next_poll_at END,
-                0, :request_id, :now)
+                CASE WHEN CAST(:state AS text) <> '{TaskState.PENDING}' THEN NULL
+                     WHEN EXISTS (SELECT 1 FROM hint) THEN CAST(:now AS timestamptz)
+                     WHEN CAST(:expects_callback AS boolean) AND COALESCE(
+                         (SELECT trusted FROM callback_records WHERE client_id = :client_id),
+                         true)
+                     THEN :safety_net_poll_at
+                     ELSE :next_poll_at END,
+                0, :request_id, :now, :expects_callback)
         ON CONFLICT (client_id, task_id) DO NOTHING
         RETURNING id, client_id, task_id, state, row_to_json(tasks)::text AS row_json
     )
@@ -239,9 +244,12 @@ async def record_submitted_task(
     first_poll_at: datetime,
     result: PhoneResult | None,
     request_id: str | None,
+    safety_net_poll_at: datetime | None = None,
 ) -> SubmittedTask:
-    """Insert the task of a submitted check: pending and due at `first_poll_at` (at once after an
-    early hint), or completed with `result` and its event (same transaction: the outbox)."""
+    """Insert the task of a submitted check: pending and due at `first_poll_at`, or, when its
+    check carried a callback (`safety_net_poll_at` given) that the client's record trusts
+    (service/domain/callbacks.py), at `safety_net_poll_at`; at once after an early hint. Or
+    completed with `result` and its event (same transaction: the outbox)."""
     completed = result is not None
     row = (
         await session.execute(
@@ -256,7 +264,9 @@ async def record_submitted_task(
                 "now": now,
                 "expires_at": expires_at,
                 "completed_at": now if completed else None,
-                "next_poll_at": None if completed else first_poll_at,
+                "next_poll_at": first_poll_at,
+                "safety_net_poll_at": safety_net_poll_at,
+                "expects_callback": safety_net_poll_at is not None,
                 "request_id": request_id,
             },
         )

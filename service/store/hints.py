@@ -2,7 +2,9 @@
 
 A hint never carries a result; all it may do is make one pending task due now, at most once per
 minimum interval (`tasks.last_hint_at`, checked in the same UPDATE), or, when the client has no
-such task yet, be remembered in `early_hints` so the task's first poll comes at once. The client
+such task yet, be remembered in `early_hints` so the task's first poll comes at once. A callback
+that comes just after a poll found its answer is counted as heard rather than missed in the
+client's callback record (service/domain/callbacks.py), once per task. The client
 is found by the SHA-256 of the token (unique index), so the lookup's timing says nothing about
 the token; the task by its (client_id, task_id) unique index.
 
@@ -42,6 +44,18 @@ _APPLY_HINT = f"""
         SELECT state FROM tasks
         WHERE client_id = (SELECT id FROM client) AND task_id = %(task_id)s
     ),
+    late AS (
+        UPDATE tasks SET last_hint_at = %(now)s
+        WHERE client_id = (SELECT id FROM client) AND task_id = %(task_id)s
+          AND state = '{TaskState.COMPLETED}' AND expects_callback AND last_hint_at IS NULL
+          AND poll_count > 0 AND completed_at >= %(late_since)s
+        RETURNING client_id
+    ),
+    recounted AS (
+        UPDATE callback_records SET heard = heard + 1, missed = GREATEST(missed - 1, 0)
+        WHERE client_id = (SELECT client_id FROM late)
+        RETURNING 1
+    ),
     early AS (
         INSERT INTO early_hints (client_id, task_id, received_at, expires_at)
         SELECT id, %(task_id)s, %(now)s, %(early_until)s FROM client
@@ -50,6 +64,7 @@ _APPLY_HINT = f"""
         RETURNING 1
     )
     SELECT EXISTS (SELECT 1 FROM client) AS client_known,
+           EXISTS (SELECT 1 FROM late) AS late,
            (SELECT deferred FROM hinted) AS deferred,
            (SELECT state FROM known) AS state
 """  # noqa: S608 - only constants are interpolated
@@ -71,10 +86,12 @@ async def apply_hint(
     now: datetime,
     interval: timedelta,
     early_until: datetime,
+    late_since: datetime,
 ) -> HintOutcome:
     """Make the client's pending task due now, or at the end of `interval` after the last hint
-    (THROTTLED); remember the hint until `early_until` when the client has no such task. One
-    statement."""
+    (THROTTLED); remember the hint until `early_until` when the client has no such task; when a
+    poll completed the task since `late_since` before its callback came (LATE), count that
+    callback as heard, not missed. One statement."""
     cursor = await conn.execute(
         _APPLY_HINT,
         {
@@ -83,12 +100,15 @@ async def apply_hint(
             "now": now,
             "interval": interval,
             "early_until": early_until,
+            "late_since": late_since,
         },
     )
     row = await cursor.fetchone()
     assert row is not None
     if not row["client_known"]:
         return HintOutcome.UNKNOWN
+    if row["late"]:
+        return HintOutcome.LATE
     if row["deferred"] is not None:
         return HintOutcome.THROTTLED if row["deferred"] else HintOutcome.MATCHED
     if row["state"] is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.polling import PollDecision
-from service.domain.states import TaskState
+from service.domain.states import TaskSource, TaskState
 from service.store.leases import claim_due
 from service.store.outbox import (
     DeliveryLease,
@@ -84,12 +84,13 @@ _CLAIM_DUE = text(
 
 _LOAD_LEASED = text(
     f"""
-    SELECT id, task_id, poll_count, expires_at, lease_until, next_poll_at, submitted_at,
-           last_pending_at
-    FROM tasks
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token
-      AND state = '{TaskState.PENDING}' AND lease_until > :now
-    ORDER BY id
+    SELECT t.id, t.task_id, t.poll_count, t.expires_at, t.lease_until, t.next_poll_at,
+           t.submitted_at, t.last_pending_at, t.source, t.expects_callback,
+           COALESCE(r.trusted, true) AS callbacks_trusted
+    FROM tasks t LEFT JOIN callback_records r ON r.client_id = t.client_id
+    WHERE t.id = ANY(CAST(:ids AS bigint[])) AND t.lease_token = :token
+      AND t.state = '{TaskState.PENDING}' AND t.lease_until > :now
+    ORDER BY t.id
     """  # noqa: S608 - only enum values are interpolated
 )
 
@@ -108,7 +109,7 @@ _WRITE_BACK = text(
         SELECT * FROM jsonb_to_recordset(CAST(:writes AS jsonb)) AS v(
             id bigint, state text, poll_count integer, next_poll_at timestamptz,
             completed_at timestamptz, result jsonb, last_error jsonb, request_id text,
-            poll jsonb, last_pending_at timestamptz, finish_p real)
+            poll jsonb, last_pending_at timestamptz, finish_p real, called_at timestamptz)
     ),
     locked AS (
         SELECT id FROM tasks
@@ -120,7 +121,11 @@ _WRITE_BACK = text(
     UPDATE tasks AS t SET
         state = v.state,
         poll_count = v.poll_count,
-        next_poll_at = v.next_poll_at,
+        -- A callback that came while the call was in flight may announce an answer the call
+        -- was too early to see: it keeps the task due (or due when its interval ends).
+        next_poll_at = CASE WHEN v.state = '{TaskState.PENDING}' AND t.last_hint_at > v.called_at
+                            THEN LEAST(v.next_poll_at, GREATEST(t.last_hint_at, :now))
+                            ELSE v.next_poll_at END,
         completed_at = v.completed_at,
         result = COALESCE(v.result, t.result),
         last_error = COALESCE(v.last_error, t.last_error),
@@ -136,7 +141,8 @@ _WRITE_BACK = text(
     FROM input v JOIN locked USING (id)
     WHERE t.id = v.id AND t.lease_token = :token AND t.state = '{TaskState.PENDING}'
     RETURNING t.id, t.client_id, t.task_id, t.state,
-              CASE WHEN t.state <> '{TaskState.PENDING}' THEN row_to_json(t)::text END AS row_json
+              CASE WHEN t.state <> '{TaskState.PENDING}' THEN row_to_json(t)::text END AS row_json,
+              t.expects_callback, t.last_hint_at IS NOT NULL AS hinted
     """  # noqa: S608 - only enum values are interpolated
 )
 
@@ -188,6 +194,10 @@ class LeasedTask:
     # The task's age counts from submitted_at; a completion arrived after the last PENDING.
     submitted_at: datetime | None = None
     last_pending_at: datetime | None = None
+    source: TaskSource = TaskSource.REGISTERED
+    # Its check carried a callback, and whether the client's callbacks are trusted (safety net).
+    expects_callback: bool = False
+    callbacks_trusted: bool = True
 
 
 @dataclass(frozen=True)
@@ -198,6 +208,9 @@ class WrittenTask:
     task_id: str
     state: TaskState
     client_id: int
+    # Its check carried a callback; whether one had arrived when the row was written.
+    expects_callback: bool = False
+    hinted: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,6 +222,11 @@ class PolledAnswer:
     status: int | None
     request_id: str | None
     latency_ms: int
+
+    @property
+    def called_at(self) -> datetime:
+        """When the call was sent."""
+        return self.at - timedelta(milliseconds=self.latency_ms)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -260,6 +278,9 @@ async def load_leased_tasks(
             next_poll_at=row.next_poll_at,
             submitted_at=row.submitted_at,
             last_pending_at=row.last_pending_at,
+            source=TaskSource(row.source),
+            expects_callback=bool(row.expects_callback),
+            callbacks_trusted=bool(row.callbacks_trusted),
         )
         for row in result
     ]
@@ -298,6 +319,7 @@ async def record_poll_results_leasing_deliveries(
             "poll": write.polled.as_json() if write.polled is not None else None,
             "last_pending_at": write.decision.last_pending_at,
             "finish_p": write.decision.finish_p,
+            "called_at": write.polled.called_at if write.polled is not None else None,
         }
         for write in writes
     ]
@@ -308,7 +330,14 @@ async def record_poll_results_leasing_deliveries(
     finished: list[FinishedTask] = []
     for row in result:
         written.append(
-            WrittenTask(int(row.id), str(row.task_id), TaskState(row.state), int(row.client_id))
+            WrittenTask(
+                int(row.id),
+                str(row.task_id),
+                TaskState(row.state),
+                int(row.client_id),
+                expects_callback=bool(row.expects_callback),
+                hinted=bool(row.hinted),
+            )
         )
         if row.row_json is not None:
             finished.append(_finished(row))

@@ -190,6 +190,25 @@ class Task(Base):
     # The last upstream callback that made this task due: hints move a task at most once per
     # PHONEBRIDGE_HINT_MIN_INTERVAL_S.
     last_hint_at: Mapped[datetime | None]
+    # A check submitted through phonebridge with a callback: its completion counts for or
+    # against the client's callbacks (CallbackRecordRow), and it may be polled on the safety net.
+    expects_callback: Mapped[bool] = mapped_column(server_default=text("false"))
+
+
+class CallbackRecordRow(Base):
+    """Whether a client's upstream callbacks arrive (service/domain/callbacks.py): the decayed
+    counts of callback-carrying checks completed with and without their callback, as of
+    `updated_at`, and whether they are trusted. No row: trusted, nothing seen yet."""
+
+    __tablename__ = "callback_records"
+
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    heard: Mapped[float] = mapped_column(Double)
+    missed: Mapped[float] = mapped_column(Double)
+    trusted: Mapped[bool]
+    updated_at: Mapped[datetime]
 
 
 class CompletionEstimateRow(Base):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -355,13 +356,51 @@ async def test_without_a_public_url_there_is_no_callback_url_and_checks_carry_no
     key = await new_key(settings)
     async with api_client(settings) as api:
         url = await api.get("/v1/callback-url", headers=bearer(key))
+        before = datetime.now(UTC)
         task = (await submit(api, key)).json()
 
     assert url.status_code == 409
     assert "PHONEBRIDGE_PUBLIC_URL" in url.json()["detail"]
     assert fresh_sim.control.callback_log() == []
-    # Without a callback, polling alone finds the answer: the first poll is due at once.
-    assert datetime.fromisoformat(task["next_poll_at"]) <= datetime.now(UTC)
+    # Without a callback, polling alone finds the answer. The submit answered PENDING, so the
+    # first poll is a registered task's second step: PHONEBRIDGE_POLL_INITIAL_S (±20% jitter).
+    assert_first_poll_near(task, before, settings.poll_initial_s)
+
+
+async def test_an_untrusted_callback_is_not_waited_for(
+    api: httpx.AsyncClient, key: str, checks_settings: Settings, fresh_sim: SimServer
+) -> None:
+    """Once too many of a client's callbacks went missing (service/domain/callbacks.py), its
+    checks still carry a callback but are polled as registered tasks, not on the safety net."""
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    fresh_sim.control.set_callbacks(lose=1.0)  # keep the simulator from calling a fake host
+    trusted = (await submit(api, key)).json()
+    engine = create_engine_for(checks_settings.sqlalchemy_url, pool_size=1)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO callback_records (client_id, heard, missed, trusted, updated_at) "
+                    "SELECT client_id, 10, 10, false, now() FROM tasks WHERE task_id = :task_id"
+                ),
+                {"task_id": trusted["task_id"]},
+            )
+    finally:
+        await engine.dispose()
+    before = datetime.now(UTC)
+    untrusted = (await submit(api, key, idempotency_key="second")).json()
+
+    assert [c["task_id"] for c in fresh_sim.control.callback_log()] == [
+        trusted["task_id"],
+        untrusted["task_id"],
+    ]
+    assert_first_poll_near(untrusted, before, checks_settings.poll_initial_s)
+
+
+def assert_first_poll_near(task: dict[str, Any], before: datetime, initial_s: float) -> None:
+    first_poll = datetime.fromisoformat(task["next_poll_at"])
+    assert before + timedelta(seconds=initial_s * 0.8) <= first_poll
+    assert first_poll <= datetime.now(UTC) + timedelta(seconds=initial_s * 1.2)
 
 
 async def test_metadata_numbers_beyond_64_bits_are_answered_and_replayed_as_sent(

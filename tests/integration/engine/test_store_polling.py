@@ -20,6 +20,7 @@ from service.store.db import transaction
 from service.store.deliveries import claim_due_deliveries
 from service.store.outbox import task_json
 from service.store.polling import (
+    PolledAnswer,
     PollWrite,
     claim_due_tasks,
     expire_overdue_tasks,
@@ -198,6 +199,38 @@ async def test_pending_answer_reschedules_and_keeps_the_last_error(
     assert row["last_error"] == {"code": "TIMEOUT"}
     assert row["lease_token"] is None
     assert await events_of(sessions, client) == []
+
+
+@pytest.mark.parametrize(
+    ("hint_after_call_s", "due_in_s"),
+    [(-1.0, 2.0), (0.5, 0.0), (2.0, 1.0)],
+    ids=["hint_before_the_call", "hint_during_the_call", "hint_deferred_to_after_the_answer"],
+)
+async def test_a_hint_that_came_while_the_call_was_in_flight_keeps_the_task_due(
+    sessions: async_sessionmaker[AsyncSession], hint_after_call_s: float, due_in_s: float
+) -> None:
+    """A PENDING answer reschedules the task, but a callback that arrived after the call was
+    sent may announce an answer the call was too early to see: the task stays due at the hint
+    (or when the hint's interval ends). A hint the call already answered is spent."""
+    client = await insert_client(sessions)
+    now = utc_now()
+    [task] = await insert_tasks(sessions, client, ["hinted-in-flight"], now=now)
+    token, _ = await claim_all(sessions, now)
+    called_at = now - timedelta(seconds=1)
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE tasks SET last_hint_at = :at WHERE id = :id"),
+            {"at": called_at + timedelta(seconds=hint_after_call_s), "id": task},
+        )
+    decision = decide_after_poll(
+        TaskSnapshot(0, now + timedelta(hours=1)), PENDING, now, POLICY, 0.5
+    )
+    polled = PolledAnswer(now, "PENDING", 200, "TID8", latency_ms=1000)
+    async with transaction(sessions) as session:
+        await record_poll_results(session, token, [PollWrite(task, decision, polled)], now)
+
+    row = (await tasks_of(sessions, client))["hinted-in-flight"]
+    assert row["next_poll_at"] == now + timedelta(seconds=due_in_s)
 
 
 async def test_late_message_with_an_old_lease_changes_nothing(

@@ -1,0 +1,182 @@
+"""Callback trust: counts, decay, the tolerance with its hysteresis, and the safety net it picks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.domain.answers import Outcome, OutcomeKind
+from service.domain.backoff import BackoffPolicy
+from service.domain.callbacks import MIN_MISSED_TO_DISTRUST, CallbackRecord, still_trusted
+from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
+from service.domain.schedule import (
+    SAFETY_NET_CONFIDENCE,
+    PollSchedule,
+    SchedulePolicy,
+    adaptive_delay,
+    safety_net_delay,
+    target_probability,
+)
+from tests.support.estimates import uniform_estimate
+
+TOLERANCE = 0.05
+BACKOFF = BackoffPolicy(initial_s=2.0, max_s=300.0)
+BACKOFF_POLICY = SchedulePolicy(PollSchedule.BACKOFF, min_completions=50.0)
+UNIFORM, END = uniform_estimate(up_to_bin=40)
+counts = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+
+
+# --- the record ---------------------------------------------------------------------------------
+
+
+def test_a_client_never_counted_is_trusted() -> None:
+    record = CallbackRecord()
+    assert record.trusted
+    assert record.missed_share == 0.0
+    assert still_trusted(record, TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("heard", "missed", "trusted"),
+    [
+        (0, 2, True),  # a handful of misses is not a pattern, whatever the share
+        (0, MIN_MISSED_TO_DISTRUST, False),
+        (0, 3, False),
+        (57, 3, True),  # 5% missed: at the tolerance, still trusted
+        (56, 3, False),  # just over it
+        (1000, 49, True),
+        (1000, 60, False),
+    ],
+)
+def test_trust_is_lost_past_the_tolerance_with_enough_misses(
+    heard: float, missed: float, trusted: bool
+) -> None:
+    assert CallbackRecord().after(heard, missed, TOLERANCE).trusted is trusted
+
+
+@pytest.mark.parametrize(
+    ("heard", "missed", "trusted"),
+    [
+        (90, 10, False),  # 10% missed: still untrusted
+        (96, 4, False),  # 4%: under the tolerance but not under half of it
+        (975, 25, True),  # 2.5%: half the tolerance, trusted again
+        (100, 0, True),
+    ],
+)
+def test_trust_comes_back_only_under_half_the_tolerance(
+    heard: float, missed: float, trusted: bool
+) -> None:
+    untrusted = CallbackRecord(0, 0, trusted=False)
+    assert untrusted.after(heard, missed, TOLERANCE).trusted is trusted
+
+
+@given(heard=counts, missed=counts, was_trusted=st.booleans())
+def test_the_band_between_the_thresholds_keeps_the_state(
+    heard: float, missed: float, was_trusted: bool
+) -> None:
+    record = CallbackRecord(heard, missed, was_trusted)
+    share = record.missed_share
+    if TOLERANCE / 2 < share <= TOLERANCE:
+        assert still_trusted(record, TOLERANCE) is was_trusted
+    if share > TOLERANCE and missed >= MIN_MISSED_TO_DISTRUST:
+        assert not still_trusted(record, TOLERANCE)
+    if share <= TOLERANCE / 2:
+        assert still_trusted(record, TOLERANCE)
+
+
+@given(heard=counts, missed=counts, elapsed=st.floats(min_value=0, max_value=1e6))
+def test_decay_keeps_the_share_and_the_state(heard: float, missed: float, elapsed: float) -> None:
+    record = CallbackRecord(heard, missed, trusted=False)
+    later = record.decayed(elapsed, half_life_s=3600.0)
+    assert later.trusted is False
+    assert later.heard <= heard
+    assert later.missed <= missed
+    if later.heard + later.missed > 1e-9:
+        assert later.missed_share == pytest.approx(record.missed_share, abs=1e-9)
+
+
+def test_old_misses_fade_so_trust_can_come_back() -> None:
+    lossy = CallbackRecord().after(0, 10, TOLERANCE)
+    assert not lossy.trusted
+    # Ten half-lives later the ten misses weigh about 0.01: a hundred heard callbacks win.
+    healed = lossy.decayed(36000.0, 3600.0).after(100, 0, TOLERANCE)
+    assert healed.trusted
+
+
+def test_the_tolerance_bounds_are_checked_and_the_extremes_mean_what_they_say() -> None:
+    with pytest.raises(ValueError, match="tolerance"):
+        still_trusted(CallbackRecord(), 1.5)
+    with pytest.raises(ValueError, match="not negative"):
+        CallbackRecord(-1, 0)
+    # 1: callbacks are always trusted (the sparse net whatever happens).
+    assert CallbackRecord().after(0, 1000, 1.0).trusted
+    # 0: three misses are enough to stop trusting them.
+    assert not CallbackRecord().after(1000, 3, 0.0).trusted
+
+
+# --- the safety net ------------------------------------------------------------------------------
+
+
+def test_the_cold_safety_net_starts_at_its_first_age_then_doubles_the_age() -> None:
+    def delay(age_s: float) -> float:
+        return safety_net_delay(BACKOFF_POLICY, BACKOFF, None, age_s=age_s, first_s=30, rand=0.0)
+
+    assert delay(0.0) == 30.0
+    assert delay(10.0) == 20.0
+    assert delay(30.0) == 30.0  # polled at 30 s: next at 60 s
+    assert delay(200.0) == 200.0
+    assert delay(1000.0) == 300.0  # capped by PHONEBRIDGE_POLL_MAX_S
+
+
+@pytest.mark.parametrize("age_fraction", [0.0, 0.3, 0.8])
+def test_a_warm_safety_net_polls_where_almost_every_answer_has_arrived(
+    age_fraction: float,
+) -> None:
+    age_s = age_fraction * END
+    delay = safety_net_delay(BACKOFF_POLICY, BACKOFF, UNIFORM, age_s=age_s, first_s=30, rand=0.0)
+    # Uniform answers over (0, END]: the answer missing at age a has arrived by age t with
+    # probability (t - a) / (END - a); the net waits for SAFETY_NET_CONFIDENCE of that.
+    expected = max(SAFETY_NET_CONFIDENCE * (END - age_s), BACKOFF.initial_s)
+    assert delay == pytest.approx(min(expected, BACKOFF.max_s), rel=0.02)
+
+
+@given(age=st.floats(min_value=0, max_value=2 * END), rand=st.floats(0, 0.999))
+def test_the_safety_net_is_never_denser_than_the_adaptive_schedule(age: float, rand: float) -> None:
+    """Trusting the callback only ever makes polls sparser than the learnt schedule's (at the
+    default budget of 2.5 calls per task), and they stay within [initial_s, max_s]."""
+    net = safety_net_delay(BACKOFF_POLICY, BACKOFF, UNIFORM, age_s=age, first_s=30, rand=rand)
+    adaptive = adaptive_delay(UNIFORM, age, target_probability(2.5), BACKOFF, rand)
+    assert BACKOFF.initial_s <= net <= BACKOFF.max_s
+    assert net >= adaptive - 1e-9
+
+
+# --- the decision ------------------------------------------------------------------------------
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+PENDING = Outcome(OutcomeKind.PENDING, "PENDING", "pending", request_id="TID1")
+POLICY = PollPolicy(BACKOFF, schedule=BACKOFF_POLICY, safety_net_first_s=30.0)
+
+
+def next_in(task: TaskSnapshot) -> float:
+    decision = decide_after_poll(task, PENDING, NOW, POLICY, 0.5)
+    assert decision.next_poll_at is not None
+    return (decision.next_poll_at - NOW).total_seconds()
+
+
+def test_a_trusted_callback_puts_the_task_on_the_safety_net() -> None:
+    task = TaskSnapshot(
+        1, NOW + timedelta(hours=20), submitted_at=NOW - timedelta(seconds=30), safety_net=True
+    )
+    assert next_in(task) == 30.0  # the age doubles: 60 s
+
+
+def test_a_submitted_check_keeps_a_registered_tasks_steps() -> None:
+    """The submit was the first call: a check's first poll (at 2 s) is followed by 4 s, as a
+    registered task's second poll is; without counting the submit it would be 2 s again."""
+    far = NOW + timedelta(hours=20)
+    submitted = TaskSnapshot(0, far, submitted_at=NOW - timedelta(seconds=2), calls_before=1)
+    registered = TaskSnapshot(1, far, submitted_at=NOW - timedelta(seconds=2))
+    assert next_in(submitted) == next_in(registered) == 4.0
