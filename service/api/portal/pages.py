@@ -58,6 +58,7 @@ from service.store import deliveries as delivery_store
 from service.store import portal as portal_store
 from service.store import subscriptions as subscription_store
 from service.store import tasks as task_store
+from service.store.callbacks import callback_record
 from service.webhooks.ping import send_test_event
 from service.webhooks.sender import WebhookSender
 
@@ -198,6 +199,7 @@ async def overview(request: Request, session: PortalSessionDep, db: SessionDep) 
             "counts": [(state, counts.get(state, 0)) for state in TaskState],
             "count_cap": portal_store.COUNT_CAP,
             "pause": await read_pause(resources.redis),
+            "callbacks": await callback_record(db, client_id),
             "charts": [
                 charts.finished_chart(hours, finished),
                 charts.delivery_chart(hours, delivered),
