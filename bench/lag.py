@@ -28,6 +28,7 @@ import random
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -222,29 +223,37 @@ def report(
     ready: dict[str, float],
     submits: int,
     lost: set[str] | None = None,
-) -> None:
+    polled_only: list[float] | None = None,
+) -> list[float]:
+    """Wait for every check's webhook, print the variant's line (and its lost callbacks'), and
+    return the lags in check order (the same delays in every variant)."""
     deadline = max(ready.values()) + GRACE_S
     while time.time() < deadline and any(t not in receiver.received for t in ready):
         time.sleep(0.5)
-    lags = [receiver.received[t] - ready[t] for t in ready if t in receiver.received]
+    by_check = [receiver.received.get(t, math.inf) - at for t, at in ready.items()]
+    lags = [lag for lag in by_check if math.isfinite(lag)]
     calls = sum(len(stack.sim.control.calls(task_id=t, endpoint="task_result")) for t in ready)
-    missing = sum(1 for t in ready if t not in receiver.received)
-    print(
-        f"{name:34s} {len(ready):5d} {missing:7d} "
-        f"{percentile(lags, 0.5):8.2f} {percentile(lags, 0.95):8.2f} {max(lags):8.2f} "
-        f"{(calls + submits) / len(ready):10.2f}",
-        flush=True,
-    )
+    missing = len(by_check) - len(lags)
+    per_check = (calls + submits) / len(ready)
+    print(f"{name:40s} {len(ready):5d} {missing:7d} {figures(lags)} {per_check:10.2f}")
     if lost:
-        lost_lags = [receiver.received[t] - ready[t] for t in lost if t in receiver.received]
-        if lost_lags:
-            print(
-                f"{'  of which callback lost':34s} {len(lost):5d} "
-                f"{sum(1 for t in lost if t not in receiver.received):7d} "
-                f"{percentile(lost_lags, 0.5):8.2f} {percentile(lost_lags, 0.95):8.2f} "
-                f"{max(lost_lags):8.2f}",
-                flush=True,
-            )
+        indices = [i for i, task_id in enumerate(ready) if task_id in lost]
+        lost_lags = [by_check[i] for i in indices if math.isfinite(by_check[i])]
+        print(
+            f"{'  of which callback lost':40s} {len(indices):5d} "
+            f"{len(indices) - len(lost_lags):7d} {figures(lost_lags)}"
+        )
+        if polled_only is not None:
+            same = [polled_only[i] for i in indices]
+            print(f"{'  the same checks in (a)':40s} {len(same):5d} {0:7d} {figures(same)}")
+    sys.stdout.flush()
+    return by_check
+
+
+def figures(lags: list[float]) -> str:
+    if not lags:
+        return f"{'-':>8s} {'-':>8s} {'-':>8s}"
+    return f"{percentile(lags, 0.5):8.2f} {percentile(lags, 0.95):8.2f} {max(lags):8.2f}"
 
 
 def main() -> None:
@@ -268,21 +277,22 @@ def main() -> None:
         flush=True,
     )
     print(
-        f"{'variant':34s} {'n':>5s} {'missing':>7s} {'p50':>8s} {'p95':>8s} {'max':>8s} "
+        f"{'variant':40s} {'n':>5s} {'missing':>7s} {'p50':>8s} {'p95':>8s} {'max':>8s} "
         f"{'calls/chk':>10s}",
         flush=True,
     )
     receiver = Receiver()
     stack = Stack(args, receiver)
+    polled_only: list[float] | None = None
     try:
         delays = lognormal_delays(args.checks, args.median_s, args.sigma, args.seed)
         if "a" in args.variants:
             ready = run_registered(stack, delays, "a")
-            report("(a) registered, polled only", stack, receiver, ready, submits=0)
+            polled_only = report("(a) registered, polled only", stack, receiver, ready, submits=0)
         if "b" in args.variants:
             ready = run_submitted(stack, delays, lose=0.0)
             report("(b) submitted, callbacks", stack, receiver, ready, submits=len(ready))
-            print(f"{'  callbacks trusted after it':34s} {stack.callbacks_trusted()}")
+            print(f"{'  callbacks trusted after it':40s} {stack.callbacks_trusted()}")
         if "c" in args.variants:
             # Twice: the first checks after the losses begin (phonebridge still trusts this
             # client's callbacks, learnt in (b)), then as many again once it has seen them lost.
@@ -296,8 +306,9 @@ def main() -> None:
                     ready,
                     submits=len(ready),
                     lost=lost & set(ready),
+                    polled_only=polled_only,
                 )
-                print(f"{'  callbacks trusted after it':34s} {stack.callbacks_trusted()}")
+                print(f"{'  callbacks trusted after it':40s} {stack.callbacks_trusted()}")
     finally:
         stack.stop()
         receiver.stop()
