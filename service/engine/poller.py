@@ -67,6 +67,11 @@ log = logging.getLogger(__name__)
 _SECOND = timedelta(seconds=1)
 
 
+# Reservations in a row whose every slot came too late before a batch calls anyway: each costs
+# unused slots, and a starved loop must still poll.
+MAX_FRUITLESS_RESERVATIONS = 3
+
+
 @dataclass(frozen=True)
 class NotPolled:
     """A task handed back without a call; due again no earlier than `not_before`."""
@@ -239,40 +244,56 @@ class PollService:
     ) -> tuple[list[asyncio.Task[PollWrite | NotPolled]], list[LeasedTask]]:
         """Start each task's poll at its slot of the shared rate ceiling.
 
-        One loop walks the batch's slots in order. When the event loop was too busy and the walk
-        falls more than MAX_LATENESS_S behind, calling now would bunch calls together; the rest
-        of the batch takes fresh slots instead (one Redis call), so calls stay spaced.
+        One loop walks the batch's slots in order. A slot's time is only known to within the
+        reservation's round trip (Redis counted from when it ran the script): a call waits for
+        the latest the slot can be, so it is never early, and is late when it starts more than
+        MAX_LATENESS_S after the earliest. A late call could land beside the next slot's on-time
+        call, so the rest of the batch takes fresh slots instead (one Redis call); so does the
+        first slot of a reservation whose round trip alone was too slow (a starved event loop).
+        After MAX_FRUITLESS_RESERVATIONS in a row that start nothing, the next call goes at its
+        slot however late, so a starved loop still polls. Each poll checks its lateness again
+        just before its request is written (a late one is handed back, due at once).
         Returns the started polls (in the order of `tasks`) and the tasks never started.
         """
         loop = asyncio.get_running_loop()
         started: list[asyncio.Task[PollWrite | NotPolled]] = []
         index = 0
+        fruitless = 0
         while index < len(tasks):
+            # A loop that stays starved still polls: after a few fruitless reservations the
+            # next call goes at its slot however late (as it must, or nothing would be polled).
+            strict = fruitless < MAX_FRUITLESS_RESERVATIONS
+            if not strict:
+                log.warning("poll.slots_late", extra={"tasks": len(tasks) - index})
+            sent_at = loop.time()
             try:
                 reservation = await self._limiter.reserve_calls(len(tasks) - index)
             except Exception as error:
                 # Without a slot there is no call; the rest goes back to the schedule.
                 log.error("poll.no_rate_slot", extra={"error_type": type(error).__name__})
                 return started, tasks[index:]
-            base = loop.time() + reservation.first_in_s
+            earliest = sent_at + reservation.first_in_s
+            latest = loop.time() + reservation.first_in_s
+            fruitless += 1
             for slot in range(reservation.count):
-                slot_at = base + slot * reservation.interval_s
+                offset = slot * reservation.interval_s
                 # Refresh the pause and block from Redis (when stale) before waiting for the
-                # slot, not between the slot and the call: a refresh there could make a call
-                # late by two Redis round trips, after the lateness check, so that it landed
-                # beside the next slot's on-time call.
+                # slot, not between the slot and the call.
                 await self._gate.state()
-                delay = slot_at - loop.time()
+                delay = latest + offset - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                elif slot > 0 and -delay > MAX_LATENESS_S:
+                not_after = earliest + offset + MAX_LATENESS_S if strict else math.inf
+                if loop.time() > not_after:
                     break
-                started.append(asyncio.create_task(self._poll_one(tasks[index], held, probe=probe)))
+                call = self._poll_one(tasks[index], held, probe=probe, not_after=not_after)
+                started.append(asyncio.create_task(call))
                 index += 1
+                fruitless = 0
         return started, []
 
     async def _poll_one(
-        self, task: LeasedTask, held: HeldLease, *, probe: bool
+        self, task: LeasedTask, held: HeldLease, *, probe: bool, not_after: float = math.inf
     ) -> PollWrite | NotPolled:
         now = self._clock()
         if now >= task.expires_at:
@@ -285,6 +306,9 @@ class PollService:
         if gate.blocked_for_s > 0:
             return NotPolled(task.id, not_before=now + timedelta(seconds=gate.blocked_for_s))
 
+        if asyncio.get_running_loop().time() > not_after:
+            # Its slot passed while the loop was busy: calling now could bunch with the next.
+            return NotPolled(task.id)
         started = time.perf_counter()
         raw = await self._upstream.fetch_task_result(task.task_id)
         latency_s = time.perf_counter() - started

@@ -5,8 +5,10 @@ shared timeline spaced `1 / effective rate` apart (Redis TIME is the clock, a Lu
 a worker reserves its batch's slots in one call and sleeps until each slot. Slots never overlap
 between workers, so calls are spaced at least one interval apart. Two margins make "never more
 than the ceiling in any sliding second" hold in practice: the timeline runs slightly below the
-ceiling (SAFETY_FACTOR), and a call that wakes later than MAX_LATENESS_S after its slot does not
-use it (it takes a fresh one), so a busy event loop cannot bunch late calls together.
+ceiling (SAFETY_FACTOR), and a call that starts later than MAX_LATENESS_S after the earliest its
+slot can be (a slot is known only to within the reservation's round trip) does not use it (it
+takes a fresh one, service/engine/poller.py), so a busy event loop cannot bunch late calls
+together.
 
 Claims: the scheduler takes claim budget from a second GCRA timeline at the same rate, with a short
 burst tolerance, so a backlog is claimed (and leased) only as fast as it can be polled instead of

@@ -1,0 +1,87 @@
+"""The rate ceiling when the worker's event loop is starved: a slot is only known to within the
+reservation's round trip, and a call made late could land beside another worker's on-time call.
+Real Redis, real simulator; the starvation is a blocking sleep right after Redis answered."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.clock import utc_now
+from service.engine.gate import UpstreamGate
+from service.engine.poller import PollService
+from service.engine.ratelimit import SAFETY_FACTOR, SlotReservation, UpstreamRateLimiter
+from service.sim.server import SimServer
+from service.store.db import transaction
+from service.store.polling import claim_due_tasks
+from service.upstream.client import UpstreamClient
+from tests.support.factories import insert_client, insert_tasks
+from tests.support.settings import engine_settings
+
+pytestmark = pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks")
+
+RATE = 10.0
+INTERVAL_S = 1.0 / (RATE * SAFETY_FACTOR)
+STARVED_S = 0.2
+
+
+class StarvedAfterFirstReply(UpstreamRateLimiter):
+    """The real limiter, but the process is starved (the loop blocked) just after Redis answers
+    its first reservation: the slots it holds pass before it can use them."""
+
+    reservations = 0
+
+    async def reserve_calls(self, count: int) -> SlotReservation:
+        reservation = await super().reserve_calls(count)
+        self.reservations += 1
+        if self.reservations == 1:
+            time.sleep(STARVED_S)
+        return reservation
+
+
+async def test_a_starved_worker_takes_fresh_slots_instead_of_bunching_with_another(
+    sessions: async_sessionmaker[AsyncSession],
+    fresh_sim: SimServer,
+    database_url: str,
+    redis_url: str,
+) -> None:
+    settings = engine_settings(database_url, redis_url, fresh_sim.base_url, upstream_max_rps=RATE)
+    client = await insert_client(sessions)
+    ids = await insert_tasks(sessions, client, [f"sim-ring-0-{i}" for i in range(3)])
+    redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
+    limiter = StarvedAfterFirstReply(redis, RATE)
+    upstream = UpstreamClient(settings)
+    poller = PollService(settings, sessions, redis, upstream, limiter, UpstreamGate(redis, limiter))
+    other_upstream = UpstreamClient(settings)
+
+    async def another_worker() -> None:
+        """Reserves one slot while the first worker is starved and calls at it, on time."""
+        await asyncio.sleep(STARVED_S / 2)
+        reservation = await UpstreamRateLimiter(redis, RATE).reserve_calls(1)
+        await asyncio.sleep(reservation.first_in_s)
+        await other_upstream.fetch_task_result("sim-ring-0-other")
+
+    try:
+        async with transaction(sessions) as session:
+            token, claimed = await claim_due_tasks(session, utc_now(), 30, limit=10)
+        assert set(ids) <= set(claimed)
+        other = asyncio.create_task(another_worker())
+        report = await poller.poll_batch(claimed, token)
+        await other
+    finally:
+        await upstream.aclose()
+        await other_upstream.aclose()
+        await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
+
+    assert report.calls == 3
+    assert limiter.reservations >= 2, "the slots that passed while starved were not used"
+    times = sorted(call["at"] for call in fresh_sim.control.calls(endpoint="task_result"))
+    assert len(times) == 4
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert min(gaps) >= INTERVAL_S * 0.75, gaps
