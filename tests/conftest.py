@@ -40,8 +40,13 @@ def empty_database() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A Redis database number of its own for this run, emptied before and after."""
-    number = 1 + (os.getpid() % 15)
+    """A Redis database number of its own for this run (for each of its pytest-xdist workers:
+    numbered from the run's controller process), emptied before and after."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        number = 1 + os.getpid() % 15
+    else:
+        number = 1 + (os.getppid() + int(worker.removeprefix("gw"))) % 15
     url = f"{REDIS_SERVER}/{number}"
     client = redis.Redis.from_url(url)
     client.flushdb()

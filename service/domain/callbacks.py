@@ -4,8 +4,9 @@ A check submitted with a callback can be polled sparsely (a safety net) only whi
 is expected: a lost callback and a late answer look the same until a poll looks. So phonebridge
 keeps count, per client, of the callback-carrying checks that completed: *heard* when a callback
 had arrived by the poll that found the answer (or arrived just after it: a late hint), *missed*
-when none came. Counts decay by half every half-life, like the completion estimate, so the record
-follows the path between upstream and this API when it breaks or heals.
+when none came. Counts halve every HALF_LIFE_S, so the record follows the path between upstream
+and this API within minutes when it breaks or heals (at a steady 20% loss, trust goes in about
+four minutes; once callbacks arrive again, it comes back within half an hour).
 
 - Trusted (the default, and while few callbacks go missing): the safety net polls where the
   answer is almost surely there (service/domain/schedule.py, `safety_net_delay`), so a check
@@ -30,6 +31,8 @@ from service.domain.completion import decay_factor
 # Three recent misses count for a little less than 3 once decayed, hence the half.
 MIN_MISSED_TO_DISTRUST = 2.5
 DEFAULT_LOSS_TOLERANCE = 0.05
+# Much shorter than the completion estimate's: a broken path must stop being trusted quickly.
+HALF_LIFE_S = 600.0
 # A callback this soon after a poll found its answer was late, not lost: it counts as heard.
 # Later than that, the path is too slow for the safety net to wait on, and it stays missed.
 LATE_CALLBACK_GRACE_S = 10.0

@@ -29,6 +29,7 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.answers import Outcome, OutcomeKind, classify_answer
 from service.domain.backoff import BackoffPolicy
+from service.domain.callbacks import HALF_LIFE_S as CALLBACK_HALF_LIFE_S
 from service.domain.completion import CompletionEstimate, Observation, apportion
 from service.domain.polling import (
     DecisionKind,
@@ -396,7 +397,7 @@ class PollService:
                 session,
                 callback_counts(written),
                 now,
-                half_life_s=self._settings.poll_estimate_half_life_s,
+                half_life_s=CALLBACK_HALF_LIFE_S,
                 tolerance=self._settings.callback_loss_tolerance,
                 first_poll_s=self._policy.backoff.initial_s,
             )

@@ -172,7 +172,7 @@ async def test_missed_callbacks_stop_the_safety_net_and_a_late_one_counts_as_hea
         client_id = await client_of(sessions, lost[0]["task_id"])
         record = await record_of(sessions, client_id)
         assert record.heard == 0
-        assert record.missed == pytest.approx(3.0)
+        assert record.missed == pytest.approx(3.0, rel=0.01)  # decayed a little since
         assert not record.trusted
 
         # Untrusted: the next check's first poll is a registered task's second step, not the net.
@@ -190,8 +190,8 @@ async def test_missed_callbacks_stop_the_safety_net_and_a_late_one_counts_as_hea
         assert (await hint(api, token, lost[0]["task_id"])).status_code == 200
 
     record = await record_of(sessions, client_id)
-    assert record.heard == pytest.approx(1.0)
-    assert record.missed == pytest.approx(2.0)
+    assert record.heard == pytest.approx(1.0, rel=0.01)
+    assert record.missed == pytest.approx(2.0, rel=0.01)
 
 
 async def client_of(sessions: async_sessionmaker[AsyncSession], task_id: str) -> int:
