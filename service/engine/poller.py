@@ -252,8 +252,9 @@ class PollService:
         call, so the rest of the batch takes fresh slots instead (one Redis call); so does the
         first slot of a reservation whose round trip alone was too slow (a starved event loop).
         After MAX_FRUITLESS_RESERVATIONS in a row that start nothing, the next call goes at its
-        slot however late, so a starved loop still polls. Each poll checks its lateness again
-        just before its request is written (a late one is handed back, due at once).
+        slot however late, so a starved loop still polls. (A poll is not handed back when the
+        loop runs it late after this check: that costs a claim cycle of latency under load,
+        which the hinted polls cannot afford.)
         Returns the started polls (in the order of `tasks`) and the tasks never started.
         """
         loop = asyncio.get_running_loop()
@@ -284,17 +285,15 @@ class PollService:
                 delay = latest + offset - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                not_after = earliest + offset + MAX_LATENESS_S if strict else math.inf
-                if loop.time() > not_after:
+                if strict and loop.time() > earliest + offset + MAX_LATENESS_S:
                     break
-                call = self._poll_one(tasks[index], held, probe=probe, not_after=not_after)
-                started.append(asyncio.create_task(call))
+                started.append(asyncio.create_task(self._poll_one(tasks[index], held, probe=probe)))
                 index += 1
                 fruitless = 0
         return started, []
 
     async def _poll_one(
-        self, task: LeasedTask, held: HeldLease, *, probe: bool, not_after: float = math.inf
+        self, task: LeasedTask, held: HeldLease, *, probe: bool
     ) -> PollWrite | NotPolled:
         now = self._clock()
         if now >= task.expires_at:
@@ -307,9 +306,6 @@ class PollService:
         if gate.blocked_for_s > 0:
             return NotPolled(task.id, not_before=now + timedelta(seconds=gate.blocked_for_s))
 
-        if asyncio.get_running_loop().time() > not_after:
-            # Its slot passed while the loop was busy: calling now could bunch with the next.
-            return NotPolled(task.id)
         started = time.perf_counter()
         raw = await self._upstream.fetch_task_result(task.task_id)
         latency_s = time.perf_counter() - started

@@ -63,6 +63,7 @@ def test_new_secret_refuses_fewer_than_24_bytes() -> None:
         "whsec_!!!notbase64!!!",
         "whsec_" + base64.b64encode(os.urandom(8)).decode(),
     ],
+    ids=["empty", "whsec_-empty", "other-prefix", "not-base64", "8-bytes"],
 )
 def test_secret_key_refuses_unusable_secrets_without_echoing_them(bad: str) -> None:
     with pytest.raises(InvalidSecret) as caught:

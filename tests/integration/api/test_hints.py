@@ -179,6 +179,7 @@ async def test_a_hint_after_the_interval_moves_the_task_again(
         "x" * 300,
         "not/a/token",
     ],
+    ids=["nobodys", "short", "long", "slashes"],
 )
 async def test_an_unknown_token_answers_ok_and_changes_nothing(
     api: httpx.AsyncClient, key: str, sessions: async_sessionmaker[AsyncSession], token: str
