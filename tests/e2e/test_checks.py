@@ -147,6 +147,13 @@ def test_checks_complete_whatever_happens_to_their_callbacks(
     worker = CliProcess(["worker"], env, tmp_path)
     scheduler = CliProcess(["scheduler"], env, tmp_path)
     try:
+        # The promise is about a running engine: checks submitted before the worker and the
+        # scheduler are up would wait for them, not for their callback.
+        wait_until(
+            lambda: logged(worker, " ready.") and logged(scheduler, "scheduler.started"),
+            60,
+            "the worker and the scheduler to start",
+        )
         with httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10
         ) as client:
@@ -184,3 +191,8 @@ def test_checks_complete_whatever_happens_to_their_callbacks(
         polls = len(sim.control.calls(task_id=task_id, endpoint="task_result"))
         # A forged hint costs one early poll at most; the interval rule holds the rest.
         assert polls <= (3 if task_id in forged else 2), (task_id, polls)
+
+
+def logged(process: CliProcess, text: str) -> bool:
+    """Whether the process's log (its stderr) holds `text` yet."""
+    return text in process.stderr_path.read_text(errors="replace")
