@@ -46,7 +46,7 @@ from service.engine.heartbeat import HeldLease, LeaseKeeper
 from service.engine.pause import close_pause, pause_for_account_problem
 from service.engine.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
 from service.observability.metrics import record_callback_trust, record_poll
-from service.store.callbacks import CallbackCount, TrustChange, count_callbacks
+from service.store.callbacks import CallbackCount, TrustChange, count_callbacks, stop_waiting
 from service.store.db import transaction
 from service.store.estimates import ACCOUNT_WIDE, add_to_estimates, load_estimate
 from service.store.leases import LeasedTable
@@ -363,6 +363,27 @@ class PollService:
                 },
             )
 
+    async def _trust_changed(self, change: TrustChange, now: datetime) -> None:
+        """Log and count a client's callbacks becoming trusted or not; when not, its checks still
+        waiting for a callback are made due (their record is committed: trust is already gone for
+        whatever claims them)."""
+        record = change.record
+        record_callback_trust(record.trusted)
+        waiting = 0
+        if not record.trusted:
+            async with transaction(self._sessions) as session:
+                waiting = await stop_waiting(
+                    session, change.client_id, now, first_poll_s=self._policy.backoff.initial_s
+                )
+        log.warning(
+            "callbacks.trusted" if record.trusted else "callbacks.untrusted",
+            extra={
+                "client_id": change.client_id,
+                "missed_share": round(record.missed_share, 3),
+                "waiting_checks_made_due": waiting,
+            },
+        )
+
     async def _write_back(
         self,
         lease_token: uuid.UUID,
@@ -395,7 +416,6 @@ class PollService:
                 now,
                 half_life_s=CALLBACK_HALF_LIFE_S,
                 tolerance=self._settings.callback_loss_tolerance,
-                first_poll_s=self._policy.backoff.initial_s,
             )
             for not_before, task_ids in by_not_before.items():
                 report.released += await release_leases(
@@ -405,7 +425,7 @@ class PollService:
             # Committed: they are ours under the batch's token until the lease ends.
             await self._deliver_now(delivery_ids, lease_token)
         for change in trust_changes:
-            _log_trust_change(change)
+            await self._trust_changed(change, now)
         report.written = len(written)
         for write in writes:
             kind = write.decision.kind.value
@@ -431,15 +451,6 @@ def callback_counts(written: Sequence[WrittenTask]) -> dict[int, CallbackCount]:
         client_id: CallbackCount(heard[client_id], missed[client_id])
         for client_id in heard.keys() | missed.keys()
     }
-
-
-def _log_trust_change(change: TrustChange) -> None:
-    record = change.record
-    record_callback_trust(record.trusted)
-    log.warning(
-        "callbacks.trusted" if record.trusted else "callbacks.untrusted",
-        extra={"client_id": change.client_id, "missed_share": round(record.missed_share, 3)},
-    )
 
 
 def completion_increments(

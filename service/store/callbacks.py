@@ -4,8 +4,8 @@ A poll write-back that completes callback-carrying checks counts them here, in i
 transaction: the rows are created when missing, locked in client order (two batches cannot
 deadlock), decayed to the writer's `now`, counted and judged by the domain rule, and written back.
 When a client's callbacks stop being trusted, its checks still waiting on theirs are made due
-(no later than a registered task's first poll would be), so none keeps waiting on a sparse safety
-net that assumed its callback would come.
+(no later than a registered task's second poll would be) in a transaction of their own, so none
+keeps waiting on a sparse safety net that assumed its callback would come.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ _WRITE = text(
 )
 
 # The checks of a client whose callbacks are no longer trusted that still wait for theirs: due
-# now, or at the age a registered task's second poll would come if they are younger.
+# now, or at the age a registered task's second poll would come if they are younger. Rows another
+# transaction holds (a batch writing its answers back) are skipped: they are being polled.
 _STOP_WAITING = text(
     f"""
     UPDATE tasks SET
@@ -59,8 +60,12 @@ _STOP_WAITING = text(
             next_poll_at, expires_at,
             GREATEST(CAST(:now AS timestamptz), submitted_at + make_interval(secs => :first_s))),
         updated_at = :now
-    WHERE client_id = :client_id AND state = '{TaskState.PENDING}'
-      AND expects_callback AND last_hint_at IS NULL
+    WHERE id IN (
+        SELECT id FROM tasks
+        WHERE client_id = :client_id AND state = '{TaskState.PENDING}'
+          AND expects_callback AND last_hint_at IS NULL
+        FOR UPDATE SKIP LOCKED
+    )
     """  # noqa: S608 - only enum values are interpolated
 )
 
@@ -88,10 +93,11 @@ async def count_callbacks(
     *,
     half_life_s: float,
     tolerance: float,
-    first_poll_s: float,
 ) -> list[TrustChange]:
     """Add `counts` (by client id) to the clients' records and judge them again; returns the
-    clients whose trust changed (their waiting checks already made due when it was lost)."""
+    clients whose trust changed. The caller makes the waiting checks of a client that lost it due
+    (`stop_waiting`), after this transaction: it holds the record rows, and the tasks come after
+    them in no other transaction's lock order."""
     if not counts:
         return []
     client_ids = sorted(counts)
@@ -115,13 +121,18 @@ async def count_callbacks(
         if after.trusted != before.trusted:
             changes.append(TrustChange(int(row.client_id), after))
     await session.execute(_WRITE, {"rows": orjson.dumps(updated).decode(), "now": now})
-    for change in changes:
-        if not change.record.trusted:
-            await session.execute(
-                _STOP_WAITING,
-                {"client_id": change.client_id, "now": now, "first_s": first_poll_s},
-            )
     return changes
+
+
+async def stop_waiting(
+    session: AsyncSession, client_id: int, now: datetime, *, first_poll_s: float
+) -> int:
+    """Make the client's checks still waiting for a callback due (now, or `first_poll_s` after
+    submission if later); returns how many."""
+    result = await session.execute(
+        _STOP_WAITING, {"client_id": client_id, "now": now, "first_s": first_poll_s}
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def callback_record(session: AsyncSession, client_id: int) -> CallbackRecord:

@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.domain.callbacks import CallbackRecord
 from service.domain.states import TaskState
 from service.sim.server import SimServer
-from service.store.callbacks import CallbackCount, callback_record, count_callbacks
+from service.store.callbacks import (
+    CallbackCount,
+    callback_record,
+    count_callbacks,
+    stop_waiting,
+)
 from service.store.checks import record_submitted_task
 from service.store.db import transaction
 from tests.support.api import api_client, bearer
@@ -70,7 +75,7 @@ async def count(
 ) -> list[int]:
     async with transaction(sessions) as session:
         changes = await count_callbacks(
-            session, counts, now, half_life_s=HALF_LIFE_S, tolerance=tolerance, first_poll_s=2.0
+            session, counts, now, half_life_s=HALF_LIFE_S, tolerance=tolerance
         )
     return [change.client_id for change in changes]
 
@@ -106,7 +111,7 @@ async def test_counts_decay_and_trust_flips_only_for_the_client_past_the_toleran
     assert not later.trusted
 
 
-async def test_losing_trust_pulls_in_only_that_clients_checks_still_waiting_for_a_callback(
+async def test_losing_trust_makes_only_that_clients_checks_still_waiting_for_a_callback_due(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     lossy, other = await insert_client(sessions), await insert_client(sessions)
@@ -124,6 +129,8 @@ async def test_losing_trust_pulls_in_only_that_clients_checks_still_waiting_for_
         )
 
     assert await count(sessions, {lossy: CallbackCount(missed=3)}, now) == [lossy]
+    async with transaction(sessions) as session:
+        assert await stop_waiting(session, lossy, now, first_poll_s=2.0) == 2
 
     # Waiting for 20 s already: due now. One second old: due at a registered task's 2 s step.
     assert await next_poll_at(sessions, "trust-waiting") == now
