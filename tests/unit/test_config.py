@@ -302,6 +302,9 @@ def test_the_public_url_is_kept_without_a_trailing_slash(
         ("HINTED_POLL_INITIAL_S", "0"),
         ("HINTED_POLL_INITIAL_S", "soon"),
         ("HINT_MIN_INTERVAL_S", "-1"),
+        ("CALLBACK_LOSS_TOLERANCE", "1.5"),
+        ("CALLBACK_LOSS_TOLERANCE", "-0.1"),
+        ("CALLBACK_LOSS_TOLERANCE", "some"),
     ],
 )
 def test_a_bad_checks_or_hints_setting_is_refused_at_start(
