@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.domain.backoff import BackoffPolicy
 from service.domain.callbacks import DEFAULT_LOSS_TOLERANCE
 from service.domain.schedule import (
     DEFAULT_CALLS_PER_TASK,
@@ -220,6 +221,11 @@ class Settings(BaseSettings):
         api_id = self.upstream_api_id.get_secret_value() if self.upstream_api_id else ""
         digest = hashlib.sha256(f"{self.upstream_base_url}\0{api_id}".encode())
         return digest.hexdigest()[:32]
+
+    @property
+    def poll_backoff(self) -> BackoffPolicy:
+        """The plain backoff between polls (PHONEBRIDGE_POLL_INITIAL_S to _MAX_S)."""
+        return BackoffPolicy(self.poll_initial_s, self.poll_max_s)
 
     @property
     def schedule_policy(self) -> SchedulePolicy:

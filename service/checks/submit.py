@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.checks.hints import CallbackUrls
 from service.clock import Clock, utc_now
 from service.config import Settings
-from service.domain.backoff import BackoffPolicy, next_poll_delay
+from service.domain.backoff import next_poll_delay
 from service.domain.checks import (
     SUBMIT_OUTCOME_UNKNOWN,
     CheckRequest,
@@ -139,7 +139,7 @@ class SubmitService:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._settings = settings
-        self._backoff = BackoffPolicy(settings.poll_initial_s, settings.poll_max_s)
+        self._backoff = settings.poll_backoff
         self._rand = rand
         self._sessions = sessions
         self._redis = redis

@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.answers import Outcome, OutcomeKind, classify_answer
-from service.domain.backoff import BackoffPolicy
 from service.domain.callbacks import HALF_LIFE_S as CALLBACK_HALF_LIFE_S
 from service.domain.completion import CompletionEstimate, Observation, apportion
 from service.domain.polling import (
@@ -125,7 +124,7 @@ class PollService:
         self._clock = clock
         self._rand = rand
         self._policy = PollPolicy(
-            BackoffPolicy(settings.poll_initial_s, settings.poll_max_s),
+            settings.poll_backoff,
             schedule=settings.schedule_policy,
             safety_net_first_s=settings.hinted_poll_initial_s,
         )
