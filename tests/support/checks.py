@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.sim.server import SimServer
+from service.store.checks import SubmittedTask, record_submitted_task
 from service.store.db import transaction
 from tests.support.api import bearer
 
@@ -65,3 +66,31 @@ async def schedule_of(
             )
         ).one()
     return row.next_poll_at, row.last_hint_at
+
+
+async def insert_submitted_task(
+    sessions: async_sessionmaker[AsyncSession],
+    client_id: int,
+    task_id: str,
+    now: datetime,
+    *,
+    first_poll_in: timedelta,
+    safety_net_in: timedelta | None = None,
+) -> SubmittedTask:
+    """A pending submitted check written as POST /v1/checks writes it (no upstream call): due
+    after `first_poll_in`, or, with `safety_net_in` (its check carried a callback), after that
+    while the client's callbacks are trusted."""
+    async with transaction(sessions) as session:
+        return await record_submitted_task(
+            session,
+            client_id=client_id,
+            task_id=task_id,
+            masked=PHONE_MASKED,
+            metadata_json="{}",
+            now=now,
+            expires_at=now + timedelta(hours=24),
+            first_poll_at=now + first_poll_in,
+            result=None,
+            request_id=None,
+            safety_net_poll_at=None if safety_net_in is None else now + safety_net_in,
+        )

@@ -19,10 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.sim.server import SimServer
-from service.store.checks import record_submitted_task
 from service.store.db import create_engine_for, session_factory, transaction
 from tests.support.api import api_client, bearer
-from tests.support.checks import callback_token, hint, schedule_of, submit
+from tests.support.checks import (
+    callback_token,
+    hint,
+    insert_submitted_task,
+    schedule_of,
+    submit,
+)
 from tests.support.engine import running_engine
 from tests.support.factories import new_key
 from tests.support.receivers import Receiver
@@ -271,19 +276,9 @@ async def test_an_early_hint_is_remembered_and_makes_the_first_poll_immediate(
         ).scalar_one()
 
     now = datetime.now(UTC)
-    async with transaction(sessions) as session:
-        task = await record_submitted_task(
-            session,
-            client_id=client_id,
-            task_id="sim-ring-0-early",
-            masked="52*******1234",
-            metadata_json="{}",
-            now=now,
-            expires_at=now + timedelta(hours=24),
-            first_poll_at=now + timedelta(seconds=30),
-            result=None,
-            request_id=None,
-        )
+    task = await insert_submitted_task(
+        sessions, client_id, "sim-ring-0-early", now, first_poll_in=timedelta(seconds=30)
+    )
 
     assert datetime.fromisoformat(json.loads(task.body_json)["next_poll_at"]) == now
     async with transaction(sessions) as session:

@@ -19,10 +19,9 @@ from service.store.callbacks import (
     count_callbacks,
     stop_waiting,
 )
-from service.store.checks import record_submitted_task
 from service.store.db import transaction
 from tests.support.api import api_client, bearer
-from tests.support.checks import callback_token, hint, submit
+from tests.support.checks import callback_token, hint, insert_submitted_task, submit
 from tests.support.engine import running_engine
 from tests.support.factories import insert_client, new_key
 from tests.support.settings import engine_settings
@@ -42,20 +41,15 @@ async def waiting_check(
 ) -> None:
     """A pending submitted check, its safety-net poll a minute away (or, without a callback,
     its next poll)."""
-    async with transaction(sessions) as session:
-        await record_submitted_task(
-            session,
-            client_id=client_id,
-            task_id=task_id,
-            masked="52******1234",
-            metadata_json="{}",
-            now=now,
-            expires_at=now + timedelta(hours=24),
-            first_poll_at=now + timedelta(minutes=1),
-            result=None,
-            request_id=None,
-            safety_net_poll_at=now + timedelta(minutes=1) if callback else None,
-        )
+    minute = timedelta(minutes=1)
+    await insert_submitted_task(
+        sessions,
+        client_id,
+        task_id,
+        now,
+        first_poll_in=minute,
+        safety_net_in=minute if callback else None,
+    )
 
 
 async def next_poll_at(sessions: async_sessionmaker[AsyncSession], task_id: str) -> datetime:
