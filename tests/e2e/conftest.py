@@ -16,6 +16,7 @@ from service.run.embedded import EmbeddedRedis
 from service.run.processes import Child, free_port
 from service.sim.server import SimServer
 from service.sim.state import SimOptions
+from tests.support.embedded import remove_embedded_cluster
 from tests.support.waiting import wait_until
 
 SIM_API_ID = "e2e-sim-api-id"
@@ -52,13 +53,14 @@ def flushed_redis_url(own_redis_url: str) -> str:
 
 @pytest.fixture
 def embedded_data_dir() -> Iterator[Path]:
-    """A data directory outside pytest's tmp_path: pytest takes the others' search permission
-    off /tmp/pytest-of-<user> whenever a session starts, and PostgreSQL runs as its own user
-    under root, so it must be able to reach its directory throughout."""
+    """A data directory in a private (700) folder, as a root user's checkout would be: under
+    root, the embedded PostgreSQL's system user cannot reach it, so its cluster lives in
+    phonebridge's own folder (removed here afterwards)."""
     path = Path(tempfile.mkdtemp(prefix="phonebridge-e2e-"))
     try:
         yield path / "data"
     finally:
+        remove_embedded_cluster(path / "data")
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.support.commands import CliProcess, clean_environment
+from tests.support.embedded import folder_modes, remove_embedded_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT_S = 300
@@ -62,8 +63,9 @@ def run_step(
 
 @pytest.fixture
 def fresh_clone() -> Iterator[Path]:
-    """A clone of this repository's committed state, outside pytest's tmp_path: under root the
-    embedded PostgreSQL runs as its own user and must reach its data directory in the clone."""
+    """A clone of this repository's committed state in a private (700) folder, as a root user's
+    checkout would be: under root the embedded PostgreSQL runs as its own user, which can reach
+    neither the virtualenv's programs nor the data directory there."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     parent = Path(tempfile.mkdtemp(prefix="phonebridge-newcomer-"))
@@ -77,6 +79,7 @@ def fresh_clone() -> Iterator[Path]:
         )
         yield clone
     finally:
+        remove_embedded_cluster(clone / ".phonebridge")
         shutil.rmtree(parent, ignore_errors=True)
 
 
@@ -94,6 +97,7 @@ def test_a_newcomer_follows_the_readme_and_every_step_works(
 ) -> None:
     clone, env = fresh_clone, newcomer_env
     phonebridge = str(clone / ".venv" / "bin" / "phonebridge")
+    modes = folder_modes(clone.parent)
 
     # 1. The run command: its install step, then the demo for a few seconds, then Ctrl-C.
     run_command = readme_command("phonebridge demo")
@@ -108,6 +112,7 @@ def test_a_newcomer_follows_the_readme_and_every_step_works(
         assert demo.output.splitlines()[-1] == "phonebridge demo: stopped"
     finally:
         demo.kill_everything()
+    assert folder_modes(clone.parent) == modes, "demo changed the mode of a folder above the clone"
 
     # 2. The test command after it: it installs the development tools the run command did not,
     # and runs the checks (then pytest on one small file, not the whole suite again).
@@ -171,6 +176,7 @@ def test_a_newcomer_follows_the_readme_and_every_step_works(
         assert up.interrupt() == 0, up.stderr_tail()
     finally:
         up.kill_everything()
+    assert folder_modes(clone.parent) == modes, "up changed the mode of a folder above the clone"
 
 
 def assert_docs_work_offline(api_url: str) -> None:

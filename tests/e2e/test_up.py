@@ -22,6 +22,7 @@ from tests.support.commands import (
     still_running,
     wait_for_task_state,
 )
+from tests.support.embedded import folder_modes
 
 API_LINE = r"API listening on (http://\S+)"
 EXPORT_LINE = r"export PHONEBRIDGE_DATABASE_URL=(\S+) PHONEBRIDGE_REDIS_URL=(\S+)"
@@ -86,6 +87,7 @@ def test_up_with_embedded_servers_keeps_data_and_ports_across_a_restart_and_leav
     tmp_path: Path, embedded_data_dir: Path, upstream_env: dict[str, str]
 ) -> None:
     data_dir = embedded_data_dir
+    modes = folder_modes(data_dir.parent)
     env = clean_environment(PHONEBRIDGE_DATA_DIR=str(data_dir), **upstream_env)
 
     first = CliProcess(["up", "--port", "0"], env, tmp_path)
@@ -122,6 +124,8 @@ def test_up_with_embedded_servers_keeps_data_and_ports_across_a_restart_and_leav
         stop_and_check_nothing_is_left(second, second.descendants())
     finally:
         second.kill_everything()
+    # The data directory sits in a private folder: no folder above it was opened to others.
+    assert folder_modes(data_dir.parent) == modes
 
 
 def test_up_names_the_variable_when_the_configuration_is_unusable(tmp_path: Path) -> None:

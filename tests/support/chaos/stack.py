@@ -27,6 +27,7 @@ from service.run.embedded import EmbeddedPostgres, EmbeddedRedis
 from service.run.processes import Child, ChildSpec, Tier, free_port, phonebridge_command
 from service.sim.server import SimProcess
 from tests.support.commands import START_TIMEOUT_S, clean_environment, create_api_key
+from tests.support.embedded import remove_embedded_cluster
 from tests.support.waiting import wait_until
 
 SIM_API_ID = "chaos-sim-api-id"
@@ -223,7 +224,7 @@ def running_stack(
 ) -> Iterator[Stack]:
     """Start everything, migrate, and yield the stack; stop everything afterwards. Settings named
     in `defaults` are left unset (their production default applies)."""
-    # Outside pytest's tmp_path: PostgreSQL runs as its own user under root and must reach it.
+    # A private folder, as a root user's would be (under root PostgreSQL's cluster lives elsewhere).
     root = Path(tempfile.mkdtemp(prefix="phonebridge-chaos-"))
     (root / "logs").mkdir()
     postgres = EmbeddedPostgres(root / "data", free_port())
@@ -276,4 +277,5 @@ def running_stack(
         sim.stop()
         stack.redis_service.stop()
         stack.postgres_service.stop()
+        remove_embedded_cluster(postgres.data_dir)
         shutil.rmtree(root, ignore_errors=True)
