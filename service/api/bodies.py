@@ -9,6 +9,7 @@ import orjson
 from fastapi import Request
 
 from service.api.errors import invalid_input
+from service.domain.jsontext import parse_json
 
 
 async def read_json_body(request: Request) -> Any:
@@ -16,7 +17,7 @@ async def read_json_body(request: Request) -> Any:
     if not body.strip():
         raise invalid_input("the request body is empty; a JSON object is expected")
     try:
-        return orjson.loads(body)
+        return parse_json(body)
     except orjson.JSONDecodeError as error:
         # orjson's message names the position and the fault, never the body's content.
         raise invalid_input(f"the request body is not valid JSON: {error}") from None

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import orjson
 import psycopg
 from fastapi import FastAPI, Request
 from psycopg import AsyncConnection
@@ -31,6 +30,7 @@ from service.checks.hints import CallbackUrls, HintService
 from service.checks.submit import SubmitService
 from service.clock import Clock, utc_now
 from service.config import Settings
+from service.domain.jsontext import parse_json
 from service.logs import OncePerInterval
 from service.store.db import create_engine_for, session_factory
 from service.webhooks.encryption import SecretCipher, cipher_for
@@ -254,8 +254,9 @@ def settle_garbage_collector() -> None:
 
 
 async def _configure_connection(conn: AsyncConnection[DictRow]) -> None:
-    # JSONB columns (metadata, result) come back through orjson, several times faster than json.
-    set_json_loads(orjson.loads, conn)
+    # JSONB columns (metadata, result) come back through orjson, several times faster than json,
+    # with integers beyond 64 bits kept whole.
+    set_json_loads(parse_json, conn)
 
 
 def libpq_url(sqlalchemy_url: str) -> str:

@@ -1,5 +1,6 @@
 """JSON bodies rendered with orjson: several times faster than the standard library on the hot
-path, and timestamps in UTC come out as RFC 3339 with a `Z`.
+path, and timestamps in UTC come out as RFC 3339 with a `Z`; a stored integer beyond 64 bits
+(accepted metadata) falls back to the standard library (service.domain.jsontext).
 
 JsonResponse is a JSONResponse so that FastAPI publishes each route's `response_model` as its
 success schema; with any other Response class it declares the body a plain string."""
@@ -9,17 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from starlette.responses import JSONResponse, Response
 
-_OPTIONS = orjson.OPT_UTC_Z
+from service.domain.jsontext import json_bytes
 
 
 class JsonResponse(JSONResponse):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=_OPTIONS)
+        return json_bytes(content, utc_z=True)
 
 
 def json_response(

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from service.domain.jsontext import json_bytes
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 SECRET_BYTES = 32
 # Standard Webhooks asks for at least 24 bytes (192 bits) of key material.
@@ -63,7 +65,7 @@ def webhook_body(
 ) -> bytes:
     """The exact bytes of a webhook body: `{"type", "timestamp", "data"}`. `data` may be JSON
     text already (an `orjson.Fragment`), as stored, so it is not parsed only to be re-encoded."""
-    return orjson.dumps({"type": event_type, "timestamp": rfc3339(created_at), "data": data})
+    return json_bytes({"type": event_type, "timestamp": rfc3339(created_at), "data": data})
 
 
 def _signature(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:

@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.ids import DELIVERY_PREFIX, EVENT_PREFIX, new_public_id, public_id_sql
+from service.domain.jsontext import compact_json
 from service.domain.schemas import TaskError, TaskOut, TaskResult
 from service.domain.states import EVENT_TYPE_OF_STATE, DeliveryState, TaskSource, TaskState
 from service.store.tables import Task
@@ -113,7 +114,7 @@ class FinishedTask:
     @classmethod
     def of(cls, task: Task) -> FinishedTask:
         """From an ORM task (already flushed, so it has its id)."""
-        data = orjson.dumps(task_json(task)).decode()
+        data = compact_json(task_json(task))  # metadata may hold integers beyond 64 bits
         return cls(task.id, task.client_id, task.task_id, TaskState(task.state), data)
 
 
@@ -165,7 +166,7 @@ async def record_events_and_deliveries(
     result = await session.execute(
         _RECORD_EVENTS,
         {
-            "events": orjson.dumps(events).decode(),
+            "events": compact_json(events),
             "now": now,
             "lease_token": None if lease is None else lease.token,
             "lease_until": None if lease is None else lease.until,

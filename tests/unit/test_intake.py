@@ -17,10 +17,10 @@ from service.domain.intake import (
     METADATA_MAX_DEPTH,
     Registration,
     Rejection,
-    compact_json,
     parse_rfc3339,
     validate_registration,
 )
+from service.domain.jsontext import compact_json
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 TTL = timedelta(hours=24)

@@ -52,6 +52,7 @@ from service.api.subscriptions import (
 )
 from service.domain.checks import PHONE_RULE, valid_idempotency_key, validate_check
 from service.domain.intake import TASK_ID_PATTERN, Rejection
+from service.domain.jsontext import compact_json, json_bytes
 from service.domain.states import EventType, TaskState
 from service.engine.pause import read_pause
 from service.store import deliveries as delivery_store
@@ -89,7 +90,7 @@ templates = Jinja2Templates(
     )
 )
 
-templates.env.filters["compact_json"] = lambda value: orjson.dumps(value).decode()
+templates.env.filters["compact_json"] = compact_json
 
 router = APIRouter(prefix=PORTAL_PATH, include_in_schema=False, route_class=PortalRoute)
 
@@ -273,7 +274,7 @@ async def task(
             "story": story,
             "deliveries": deliveries,
             "timeline": task_timeline(row, story, deliveries),
-            "metadata_json": orjson.dumps(row.metadata, option=orjson.OPT_INDENT_2).decode(),
+            "metadata_json": json_bytes(row.metadata, indent=True).decode(),
         },
         session=session,
     )
