@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 from collections.abc import Callable, Collection, Sequence
@@ -35,6 +36,8 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from service.api.protocol import GuardedHttpProtocol, HttpLimits
+
     settings.require_database_url()
     settings.require_redis_url()
     uvicorn.run(
@@ -48,6 +51,13 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        http=functools.partial(  # type: ignore[arg-type]  # uvicorn only calls it
+            GuardedHttpProtocol,
+            limits=HttpLimits(
+                header_timeout_s=settings.http_header_timeout_s,
+                body_idle_timeout_s=settings.http_body_timeout_s,
+            ),
+        ),
     )
     return 0
 

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     scheduler_metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     metrics_refresh_s: float = Field(default=15.0, gt=0)
+    # How long the API waits for a request's headers, and for the next piece of its body
+    # (service/api/protocol.py), before it closes the connection.
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
+    http_body_timeout_s: float = Field(default=30.0, gt=0)
     # How long a portal sign-in lasts before its person signs in again.
     portal_session_s: float = Field(default=28800.0, ge=60, le=7 * 86400)
     # The adaptive schedule's trade-off and its estimate (service/domain/schedule.py): the call

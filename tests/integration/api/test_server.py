@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -14,13 +13,8 @@ import psutil
 import pytest
 
 from service.api.limits import MAX_BODY_BYTES
-from service.run.processes import free_port
-from service.sim.server import phonebridge_executable
 from tests.support.commands import clean_environment
-from tests.support.waiting import wait_until
-
-PHONEBRIDGE = phonebridge_executable()
-START_TIMEOUT_S = 30.0
+from tests.support.server import PHONEBRIDGE, running_api
 
 
 @pytest.fixture(scope="module")
@@ -47,42 +41,6 @@ def cli_key(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     assert key.startswith("pbk_")
     assert key not in created.stderr
     return key
-
-
-@contextmanager
-def running_api(
-    environment: dict[str, str], cwd: Path, *options: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`phonebridge api` on a free port until the block ends; yields its base URL and process."""
-    port = free_port()
-    process = subprocess.Popen(
-        [PHONEBRIDGE, "api", "--port", str(port), *options],
-        env=environment,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-
-        def healthy() -> bool:
-            assert process.poll() is None, "phonebridge api exited"
-            try:
-                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(healthy, START_TIMEOUT_S, "phonebridge api to start")
-        yield url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 @pytest.fixture(scope="module")
