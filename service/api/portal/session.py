@@ -2,7 +2,7 @@
 
 A person signs in with an API key; the portal checks it through the API's own key lookup
 (`client_of_key_digest`) and answers a sealed session cookie (HttpOnly, SameSite=Strict, Secure
-unless the page was fetched over plain HTTP from a loopback address, expiring after
+unless a browser on this machine fetched the page over plain HTTP (cookie_is_secure), expiring after
 PHONEBRIDGE_PORTAL_SESSION_S). Every page checks the session's key again the same way, so a
 revoked key ends its sessions as it ends its API calls. Signing out remembers the session id in
 Redis until the cookie would have expired, so a copy of the cookie is refused too.
@@ -163,17 +163,41 @@ def sign_in_csrf_matches(resources: ApiResources, nonce: str, presented: str | N
 
 
 def cookie_is_secure(request: Request) -> bool:
-    """Secure, unless the page came over plain HTTP to a loopback address (a laptop's demo),
-    where a browser would never send a Secure cookie back."""
+    """Secure, unless a browser on this very machine fetched the page over plain HTTP (a laptop's
+    demo, where a browser would never send a Secure cookie back).
+
+    Decided from the connection: its scheme (TLS or not, as uvicorn saw it: forwarded headers are
+    not applied) and its peer address. The request's headers may only make it Secure, never take
+    it away: a Host of `127.0.0.1` is what a TLS proxy on the same machine passes by default
+    (nginx's `proxy_pass`), so it counts only together with a loopback peer, and then any sign of
+    HTTPS (the proxy's X-Forwarded-Proto or Forwarded, or the browser's Origin or Referer) keeps
+    the cookie Secure."""
     if request.url.scheme == "https":
         return True
-    host = request.url.hostname or ""
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
+    peer = request.client.host if request.client else ""
+    if not (_is_loopback(peer) and _is_loopback(request.url.hostname or "")):
         return True
+    return _says_https(request)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _says_https(request: Request) -> bool:
+    headers = request.headers
+    forwarded = headers.get("forwarded", "").lower().replace(" ", "")
+    return (
+        headers.get("x-forwarded-proto", "").lower().split(",")[0].strip() == "https"
+        or "proto=https" in forwarded
+        or headers.get("origin", "").lower().startswith("https://")
+        or headers.get("referer", "").lower().startswith("https://")
+    )
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:

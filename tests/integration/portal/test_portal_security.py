@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
+from service.api.portal.session import SIGN_IN_COOKIE
 from tests.support.api import bearer
 from tests.support.factories import new_key
 from tests.support.portal import csrf_of, page_csrf, portal_browser, sign_in
@@ -46,6 +48,52 @@ async def test_cookie_is_secure_off_loopback(portal_app: FastAPI, key: str) -> N
         response = await sign_in(client, key)
     cookies = [v for n, v in response.headers.multi_items() if n == "set-cookie"]
     assert any(c.startswith("pb_portal=") and "Secure" in c for c in cookies)
+
+
+def session_cookie(response: httpx.Response) -> str:
+    return next(
+        value
+        for name, value in response.headers.multi_items()
+        if name == "set-cookie" and value.startswith("pb_portal=")
+    )
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers"),
+    [
+        # A TLS proxy on this machine with nginx's default proxy_pass: loopback peer and Host.
+        ("127.0.0.1", {"x-forwarded-proto": "https"}),
+        ("127.0.0.1", {"forwarded": "for=198.51.100.2;proto=https"}),
+        ("127.0.0.1", {"origin": "https://portal.example"}),
+        # A peer elsewhere that says Host: 127.0.0.1 (issue 29, item 5: the probe's request).
+        ("203.0.113.7", {}),
+    ],
+    ids=["x-forwarded-proto", "forwarded", "browser-origin", "remote-peer"],
+)
+async def test_a_loopback_host_header_alone_does_not_take_secure_away(
+    portal_app: FastAPI, key: str, peer: str, headers: dict[str, str]
+) -> None:
+    transport = httpx.ASGITransport(app=portal_app, client=(peer, 40000))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://127.0.0.1:8000", headers=headers
+    ) as client:
+        # The browser is on HTTPS and sends the Secure nonce cookie back; this client, on the
+        # proxy's side of the TLS, would not, so it is carried by hand.
+        form = await client.get("/portal/sign-in")
+        nonce = next(
+            value.split(";")[0]
+            for name, value in form.headers.multi_items()
+            if name == "set-cookie" and value.startswith(f"{SIGN_IN_COOKIE}=")
+        )
+        assert "Secure" in form.headers["set-cookie"]
+        client.cookies.clear()
+        response = await client.post(
+            "/portal/sign-in",
+            data={"api_key": key, "csrf": csrf_of(form.text)},
+            headers={"cookie": nonce},
+        )
+    assert response.status_code == 303, response.text
+    assert "Secure" in session_cookie(response)
 
 
 async def test_a_wrong_or_unknown_key_is_refused_on_the_page(portal_app: FastAPI) -> None:
