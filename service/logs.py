@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from service.domain.redaction import redact_urls
+
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -34,7 +36,9 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # A URL's path and query may hold a token (the callback route's, a receiver's): only
+        # its scheme, host and port reach a log, whatever field or traceback carries it.
+        return redact_urls(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -23,6 +23,7 @@ import aiohttp
 
 from service.domain.addresses import Refusal, WebhookTarget, parse_webhook_url
 from service.domain.delivery import AttemptOutcome
+from service.domain.redaction import redact_urls
 from service.webhooks.guard import AddressNotAllowed, HostResolver, SystemResolver, VettingResolver
 
 EXCERPT_BYTES = 1024
@@ -59,7 +60,12 @@ def _short(text: str) -> str:
 
 
 def describe_transport_error(error: BaseException, timeout_s: float) -> str:
-    """A short explanation of why no HTTP answer arrived (no headers, no secrets)."""
+    """A short explanation of why no HTTP answer arrived (no headers, no secrets: a URL in an
+    exception's text keeps only its scheme, host and port)."""
+    return redact_urls(_transport_error_text(error, timeout_s))
+
+
+def _transport_error_text(error: BaseException, timeout_s: float) -> str:
     if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return f"timed out after {timeout_s:g} s"
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
