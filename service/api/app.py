@@ -31,7 +31,9 @@ from service.api.clientlimits import RateLimitHeaders
 from service.api.docs import install_docs
 from service.api.errors import Problem, install_error_handlers
 from service.api.limits import BodySizeLimit
+from service.api.methods import HeadAndOptions
 from service.api.portal.pages import router as portal_router
+from service.api.portal.session import PortalSecurityHeaders
 from service.api.resources import api_lifespan
 from service.api.responses import JsonResponse
 from service.config import Settings, get_settings
@@ -88,6 +90,8 @@ def create_app(
     install_docs(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(PortalSecurityHeaders)
+    app.add_middleware(HeadAndOptions)
     for router in ROUTERS:
         app.include_router(router)
     app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]

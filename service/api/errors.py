@@ -10,7 +10,6 @@ handler echoes request headers or bodies, so an API key never reaches an error t
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -25,6 +24,8 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+
+from service.api.methods import allowed_methods
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ async def _on_http_exception(request: Request, error: HTTPException) -> Response
     if error.status_code == 404 and error.detail == "Not Found":
         detail = f"no route {request.url.path!r}"
     elif error.status_code == 405:
-        allowed = _allowed_methods(request)
+        allowed = allowed_methods(request.app, request.scope)
         if allowed:
             # Starlette lists only the methods of the first route that matched the path.
             headers = {**(error.headers or {}), "Allow": ", ".join(allowed)}
@@ -189,30 +190,6 @@ def _unreadable_body_reason(cause: BaseException) -> str:
     if isinstance(cause, RecursionError):
         return "it is nested too deeply"
     return "it cannot be parsed"
-
-
-def _allowed_methods(request: Request) -> list[str]:
-    """Every method the app serves on this path, read from its OpenAPI paths."""
-    app = request.app
-    patterns: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
-        app.state, "method_patterns", None
-    )
-    if patterns is None:
-        patterns = [
-            (
-                re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))),
-                {method.upper() for method in operations},
-            )
-            for template, operations in app.openapi().get("paths", {}).items()
-        ]
-        app.state.method_patterns = patterns
-    allowed: set[str] = set()
-    for pattern, methods in patterns:
-        if pattern.fullmatch(request.url.path):
-            allowed |= methods
-    if "GET" in allowed:
-        allowed.add("HEAD")
-    return sorted(allowed)
 
 
 async def _on_database_unavailable(request: Request, error: Exception) -> Response:

@@ -14,6 +14,10 @@ from starlette.responses import JSONResponse, Response
 
 from service.domain.jsontext import json_bytes
 
+# For an answer that carries a secret (a webhook signing secret): no cache, shared or private,
+# may keep it.
+NO_STORE = {"Cache-Control": "no-store"}
+
 
 class JsonResponse(JSONResponse):
     media_type = "application/json"

@@ -22,7 +22,7 @@ from service.api.pagination import (
 )
 from service.api.paths import SubscriptionIdPath, no_such_subscription
 from service.api.resources import ApiResources
-from service.api.responses import json_response
+from service.api.responses import NO_STORE, json_response
 from service.domain.ids import SUBSCRIPTION_PREFIX, new_public_id
 from service.domain.signing import SECRET_BYTES, new_secret
 from service.domain.states import EventType
@@ -204,7 +204,9 @@ async def create_subscription(
     row, secret = await open_subscription(
         session, resources, client.id, body.url, body.event_types, body.description
     )
-    return json_response({**_subscription_body(row), "secret": secret}, status_code=201)
+    return json_response(
+        {**_subscription_body(row), "secret": secret}, status_code=201, headers=NO_STORE
+    )
 
 
 @router.get("", response_model=Page[SubscriptionOut], summary="List subscriptions, newest first")
@@ -252,7 +254,7 @@ async def get_secret(
     if stored is None:
         raise no_such_subscription(subscription_id)
     secret = resources.cipher.decrypt(stored, subscription_id)
-    return json_response({"secret": secret})
+    return json_response({"secret": secret}, headers=NO_STORE)
 
 
 @router.patch(
@@ -323,7 +325,7 @@ async def rotate_secret(
     secret = await rotate_signing_secret(session, resources, client.id, subscription_id)
     if secret is None:
         raise no_such_subscription(subscription_id)
-    return json_response({"secret": secret})
+    return json_response({"secret": secret}, headers=NO_STORE)
 
 
 @router.post(

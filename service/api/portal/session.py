@@ -25,6 +25,7 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.auth import AuthenticatedClient, client_of_key_digest
 from service.api.resources import ApiResources, resources_of
@@ -226,8 +227,8 @@ RefusalPage = Callable[[Request, int, str], Response]
 
 
 class PortalRoute(APIRoute):
-    """A portal route: a missing session redirects to sign-in, a refusal renders as a page, and
-    every answer carries the security headers."""
+    """A portal route: a missing session redirects to sign-in, and a refusal renders as a page
+    (the security headers are PortalSecurityHeaders', for every answer under the portal)."""
 
     refusal_page: RefusalPage | None = None
 
@@ -251,7 +252,33 @@ class PortalRoute(APIRoute):
                     for e in error.errors()
                 )
                 response = refusal_page(request, 422, detail or "invalid input")
-            response.headers.update(SECURITY_HEADERS)
             return response
 
         return portal_handler
+
+
+class PortalSecurityHeaders:
+    """Every answer under PORTAL_PATH carries SECURITY_HEADERS: the pages, and also what no portal
+    route answers (an unknown page's 404, a wrong method's 405)."""
+
+    _HEADERS = [(name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not (
+            path == PORTAL_PATH or path.startswith(f"{PORTAL_PATH}/")
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in self._HEADERS}
+                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
+                message = {**message, "headers": [*kept, *self._HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -187,3 +187,11 @@ def test_a_client_that_hangs_up_mid_body_is_one_info_line_without_a_traceback(
     ], lines
     assert not any(entry.get("level") == "error" for entry in entries), lines
     assert not any("Traceback" in line for line in lines), lines
+
+
+def test_head_works_where_get_does_on_the_real_server(api_url: str) -> None:
+    get = httpx.get(f"{api_url}/healthz", timeout=5)
+    head = httpx.head(f"{api_url}/healthz", timeout=5)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from service.api.portal.session import SIGN_IN_COOKIE
+from service.api.portal.session import CONTENT_SECURITY_POLICY, SIGN_IN_COOKIE
 from tests.support.api import bearer
 from tests.support.factories import new_key
 from tests.support.portal import csrf_of, page_csrf, portal_browser, sign_in
@@ -195,3 +195,22 @@ async def test_one_sessions_csrf_token_does_not_work_in_another(
         )
         assert response.status_code == 403
         assert csrf_of((await mine.get("/portal")).text) != theirs
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/portal/no-such-page", 404),
+        ("DELETE", "/portal", 405),
+        ("PUT", "/portal/sign-in", 405),
+    ],
+)
+async def test_what_no_portal_route_answers_carries_the_portal_headers_too(
+    portal_app: FastAPI, method: str, path: str, status: int
+) -> None:
+    async with portal_browser(portal_app) as client:
+        response = await client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"

@@ -61,6 +61,20 @@ async def test_get_and_list_never_show_the_secret_but_the_secret_route_does(
     assert secret.json() == {"secret": created["secret"]}
 
 
+async def test_every_answer_that_carries_a_secret_is_no_store(
+    api: httpx.AsyncClient, alice: ApiClient
+) -> None:
+    created = await api.post(
+        "/v1/subscriptions", json={"url": "http://127.0.0.1:9/hook"}, headers=alice.headers
+    )
+    sub = created.json()["id"]
+    shown = await api.get(f"/v1/subscriptions/{sub}/secret", headers=alice.headers)
+    rotated = await api.post(f"/v1/subscriptions/{sub}/rotate-secret", headers=alice.headers)
+    for answer in (created, shown, rotated):
+        assert "whsec_" in answer.text
+        assert answer.headers["cache-control"] == "no-store"
+
+
 async def test_the_database_holds_secrets_only_encrypted(
     api: httpx.AsyncClient, alice: ApiClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
