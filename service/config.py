@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     scheduler_metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     metrics_refresh_s: float = Field(default=15.0, gt=0)
+    # Invalid API keys one address may present in a minute (API and portal alike) before it is
+    # refused until the minute ends (service/api/signins.py); 0: no limit.
+    sign_in_failures_per_minute: int = Field(default=20, ge=0)
     # How long the API waits for a request's headers, and for the next piece of its body
     # (service/api/protocol.py), before it closes the connection.
     http_header_timeout_s: float = Field(default=10.0, gt=0)

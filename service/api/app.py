@@ -29,7 +29,7 @@ from service.api import (
 from service.api.auth import SECURITY_SCHEME, SECURITY_SCHEME_NAME
 from service.api.clientlimits import RateLimitHeaders
 from service.api.docs import install_docs
-from service.api.errors import Problem, install_error_handlers
+from service.api.errors import Problem, install_error_handlers, problem_responses
 from service.api.limits import BodySizeLimit
 from service.api.methods import HeadAndOptions
 from service.api.portal.pages import router as portal_router
@@ -115,9 +115,14 @@ def _openapi_schema(app: FastAPI) -> dict[str, Any]:
         for name, definition in definitions.get("$defs", {}).items():
             schemas.setdefault(name, definition)
         components.setdefault("securitySchemes", {})[SECURITY_SCHEME_NAME] = SECURITY_SCHEME
+        # Every /v1 call is authenticated, so any may answer 401, and 429 once its address has
+        # presented too many invalid keys (service/api/signins.py).
+        authenticated = problem_responses(401, 429)
         for path, operations in schema.get("paths", {}).items():
             if path.startswith("/v1/"):
                 for operation in operations.values():
                     operation["security"] = [{SECURITY_SCHEME_NAME: []}]
+                    for status, response in authenticated.items():
+                        operation["responses"].setdefault(str(status), response)
         app.openapi_schema = schema
     return app.openapi_schema

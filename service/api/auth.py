@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 
 from fastapi import Request
 
@@ -49,23 +50,72 @@ def unauthorized(detail: str, *, invalid_token: bool) -> ApiProblem:
     return ApiProblem(401, detail, kind="unauthenticated", headers={"WWW-Authenticate": challenge})
 
 
-async def authenticate(resources: ApiResources, authorization: str | None) -> AuthenticatedClient:
+class SignInRefusal(StrEnum):
+    NOT_A_KEY = "not-a-key"
+    UNKNOWN_KEY = "unknown-key"
+    THROTTLED = "throttled"
+
+
+class SignInRefused(Exception):
+    def __init__(self, reason: SignInRefusal, retry_after_s: int | None = None) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+async def sign_in(resources: ApiResources, key: str, source: str) -> AuthenticatedClient:
+    """The client of a presented API key: the one rule of the API's bearer check and the portal's
+    sign-in. A key that is not a valid one counts as a failed sign-in of `source` (the
+    connection's address); past the limit (signins.py) the address is refused before its key is
+    looked at. A key confirmed in the last few seconds (the key cache) skips that check, so valid
+    traffic costs no Redis round trip, and a guesser cannot learn anything from it."""
+    digest = api_key_digest(key) if looks_like_api_key(key) else None
+    if digest is None or resources.keys.find(digest) is None:
+        retry_after = await resources.sign_ins.retry_after(source)
+        if retry_after is not None:
+            raise SignInRefused(SignInRefusal.THROTTLED, retry_after)
+    client = None if digest is None else await client_of_key_digest(resources, digest)
+    if client is None:
+        await resources.sign_ins.count_failure(source)
+        raise SignInRefused(
+            SignInRefusal.NOT_A_KEY if digest is None else SignInRefusal.UNKNOWN_KEY
+        )
+    return client
+
+
+async def authenticate(
+    resources: ApiResources, authorization: str | None, source: str
+) -> AuthenticatedClient:
     if authorization is None:
         raise unauthorized(
             "this call needs an `Authorization: Bearer <api key>` header", invalid_token=False
         )
     scheme, _, key = authorization.strip().partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not looks_like_api_key(key):
+    try:
+        return await sign_in(resources, key.strip() if scheme.lower() == "bearer" else "", source)
+    except SignInRefused as refused:
+        if refused.reason is SignInRefusal.THROTTLED:
+            raise ApiProblem(
+                429,
+                "too many invalid API keys from this address; retry after "
+                f"{refused.retry_after_s} s",
+                kind="too-many-failed-sign-ins",
+                headers={"Retry-After": str(refused.retry_after_s)},
+            ) from None
+        if refused.reason is SignInRefusal.NOT_A_KEY:
+            raise unauthorized(
+                "the Authorization header must be `Bearer <api key>` with a key from "
+                "`phonebridge api-key create`",
+                invalid_token=True,
+            ) from None
         raise unauthorized(
-            "the Authorization header must be `Bearer <api key>` with a key from "
-            "`phonebridge api-key create`",
-            invalid_token=True,
-        )
-    client = await client_of_key_digest(resources, api_key_digest(key))
-    if client is None:
-        raise unauthorized("the API key is not valid (unknown or revoked)", invalid_token=True)
-    return client
+            "the API key is not valid (unknown or revoked)", invalid_token=True
+        ) from None
+
+
+def source_of(request: Request) -> str:
+    """The address a request came from: the connection's peer (no forwarded header counts)."""
+    return request.client.host if request.client else "unknown"
 
 
 async def client_of_key_digest(
@@ -184,6 +234,6 @@ async def count_pending(resources: ApiResources, client_id: int) -> int:
 
 async def authenticated_client(request: Request) -> AuthenticatedClient:
     resources = resources_of(request)
-    client = await authenticate(resources, request.headers.get("authorization"))
+    client = await authenticate(resources, request.headers.get("authorization"), source_of(request))
     await admit(resources, request, client)
     return client

@@ -26,6 +26,7 @@ from service.api.clientlimits import ClientLimiter
 from service.api.keycache import KeyCache
 from service.api.keyusage import KeyUsage
 from service.api.portal.keys import portal_session_key
+from service.api.signins import SignInThrottle
 from service.checks.hints import CallbackUrls, HintService
 from service.checks.submit import SubmitService
 from service.clock import Clock, utc_now
@@ -80,6 +81,7 @@ class ApiResources:
     # When keys were last used (written at most once a minute each) and the per-client limits.
     key_usage: KeyUsage
     limits: ClientLimiter
+    sign_ins: SignInThrottle
     # Vets the hosts of webhook URLs: the system's DNS, or what create_app was given (tests).
     resolver: HostResolver
     clock: Clock = utc_now
@@ -201,6 +203,7 @@ async def api_lifespan(app: FastAPI, resolver: HostResolver | None = None) -> As
         keys=KeyCache(),
         key_usage=KeyUsage(),
         limits=ClientLimiter(redis),
+        sign_ins=SignInThrottle(redis, settings.sign_in_failures_per_minute),
         resolver=resolver if resolver is not None else SystemResolver(),
     )
     settle_garbage_collector()

@@ -90,6 +90,22 @@ def csrf_token(key: bytes, session_id: str) -> str:
     return _b64(hmac.new(key, _CSRF_LABEL + session_id.encode(), hashlib.sha256).digest())
 
 
+def sign_in_nonce(issued_at: float, random_hex: str) -> str:
+    """A sign-in form's nonce: when it was issued (whole seconds), then random. It is bound into
+    the form's CSRF token, so its time cannot be changed without the token failing."""
+    return f"{int(issued_at)}.{random_hex}"
+
+
+def sign_in_nonce_is_fresh(nonce: str, now: float, lifetime_s: float) -> bool:
+    """Whether a sign-in nonce was issued within `lifetime_s` before `now` (its time is in whole
+    seconds, so it may be up to a second older than it says; and not in the future, allowing a
+    second of clock difference between API processes)."""
+    issued, dot, rest = nonce.partition(".")
+    if not (dot and rest and issued.isascii() and issued.isdigit()):
+        return False
+    return now - lifetime_s <= int(issued) + 1 and int(issued) <= now + 1
+
+
 def csrf_matches(key: bytes, session_id: str, presented: str | None) -> bool:
     """Whether a form's token is this session's, compared in constant time."""
     if not presented:

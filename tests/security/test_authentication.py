@@ -181,16 +181,17 @@ def _calls_in(function: object) -> set[str]:
 
 
 def test_keys_are_looked_up_by_digest_and_compared_in_constant_time() -> None:
-    # authenticate digests the key; client_of_key_digest (shared with the portal's sessions)
-    # looks the digest up and compares.
-    assert "api_key_digest" in _calls_in(auth.authenticate)
-    assert "client_of_key_digest" in _calls_in(auth.authenticate)
+    # authenticate hands the key to sign_in (shared with the portal's sign-in), which digests it;
+    # client_of_key_digest (shared with the portal's sessions) looks the digest up and compares.
+    assert "sign_in" in _calls_in(auth.authenticate)
+    assert "api_key_digest" in _calls_in(auth.sign_in)
+    assert "client_of_key_digest" in _calls_in(auth.sign_in)
     calls = _calls_in(auth.client_of_key_digest)
     assert "find_active_key" in calls
     assert "hmac.compare_digest" in calls
     # Only compare_digest compares key material: no ==/!= touches the key, its digest or the
     # stored hash (an early-exit comparison would tell how much of a guess was right).
-    for function in (auth.authenticate, auth.client_of_key_digest):
+    for function in (auth.authenticate, auth.sign_in, auth.client_of_key_digest):
         tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
         compared = [
             ast.unparse(node)

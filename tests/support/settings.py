@@ -18,6 +18,8 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "upstream_api_id": API_ID,
         "upstream_api_secret": API_SECRET,
         "secret_key": "test-secret-key-for-webhook-secrets-at-rest",
+        # Every in-process test client comes from one address; the throttle's own tests set it.
+        "sign_in_failures_per_minute": 0,
     }
     values.update(overrides)
     return build_settings(**values)

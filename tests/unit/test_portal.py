@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,6 +15,8 @@ from service.domain.portal import (
     csrf_token,
     open_session,
     seal_session,
+    sign_in_nonce,
+    sign_in_nonce_is_fresh,
     stacked_bars,
 )
 
@@ -83,3 +86,23 @@ def test_stacked_bars_fit_the_chart_and_the_tallest_fills_it(counts):
 
 def test_no_counts_draw_no_bars():
     assert stacked_bars([("00", {}), ("01", {"a": 0})], ["a"], width=10, height=10) == ([], 0)
+
+
+@pytest.mark.parametrize(
+    ("nonce", "fresh"),
+    [
+        (sign_in_nonce(1_000_000, "ab12"), True),
+        (sign_in_nonce(1_000_000 - 600, "ab12"), True),
+        (sign_in_nonce(1_000_000 - 601, "ab12"), False),
+        (sign_in_nonce(1_000_001, "ab12"), True),  # a second of clock difference
+        (sign_in_nonce(1_000_002, "ab12"), False),
+        ("1000000", False),
+        ("1000000.", False),
+        (".ab12", False),
+        ("-5.ab12", False),
+        ("\uff11\uff10.ab12", False),  # fullwidth digits: digits, but not ASCII ones
+        ("", False),
+    ],
+)
+def test_a_sign_in_nonce_is_fresh_only_within_its_lifetime(nonce: str, fresh: bool) -> None:
+    assert sign_in_nonce_is_fresh(nonce, 1_000_000.5, 600) is fresh

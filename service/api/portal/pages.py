@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from starlette.responses import FileResponse, Response
 from starlette.templating import Jinja2Templates
 
-from service.accounts import api_key_digest, looks_like_api_key
-from service.api.auth import client_of_key_digest
+from service.accounts import api_key_digest
+from service.api.auth import SignInRefusal, SignInRefused, source_of
+from service.api.auth import sign_in as sign_in_with_key
 from service.api.checks import submit_for_client
 from service.api.deps import SessionDep
 from service.api.errors import ApiProblem
@@ -37,6 +38,7 @@ from service.api.portal.session import (
     end_session,
     form_fields,
     new_session,
+    new_sign_in_nonce,
     read_form,
     see_other,
     set_cookie,
@@ -134,7 +136,7 @@ async def stylesheet() -> Response:
 
 def _sign_in_page(request: Request, error: str | None = None, status_code: int = 200) -> Response:
     resources = resources_of(request)
-    nonce = secrets.token_hex(16)
+    nonce = new_sign_in_nonce(resources)
     response = render(
         request,
         "sign_in.html",
@@ -158,13 +160,22 @@ async def sign_in(request: Request) -> Response:
     if not sign_in_csrf_matches(resources, nonce, fields.get("csrf")):
         raise PortalRefusal(403, "the sign-in form has expired or was not ours; load it again")
     key = fields.get("api_key", "").strip()
-    if not looks_like_api_key(key):
-        return _sign_in_page(request, "That is not an API key (they start with pbk_).", 401)
-    digest = api_key_digest(key)
-    client = await client_of_key_digest(resources, digest)
-    if client is None:
+    try:
+        client = await sign_in_with_key(resources, key, source_of(request))
+    except SignInRefused as refused:
+        if refused.reason is SignInRefusal.THROTTLED:
+            page = _sign_in_page(
+                request,
+                "Too many invalid API keys from this address; try again in "
+                f"{refused.retry_after_s} s.",
+                429,
+            )
+            page.headers["Retry-After"] = str(refused.retry_after_s)
+            return page
+        if refused.reason is SignInRefusal.NOT_A_KEY:
+            return _sign_in_page(request, "That is not an API key (they start with pbk_).", 401)
         return _sign_in_page(request, "That API key is not valid (unknown or revoked).", 401)
-    cookie, lifetime = new_session(resources, client.id, digest)
+    cookie, lifetime = new_session(resources, client.id, api_key_digest(key))
     response = see_other(PORTAL_PATH)
     set_cookie(request, response, SESSION_COOKIE, cookie, lifetime)
     clear_cookie(request, response, SIGN_IN_COOKIE)

@@ -37,6 +37,8 @@ from service.domain.portal import (
     csrf_token,
     open_session,
     seal_session,
+    sign_in_nonce,
+    sign_in_nonce_is_fresh,
 )
 
 PORTAL_PATH = "/portal"
@@ -159,8 +161,16 @@ def sign_in_csrf(resources: ApiResources, nonce: str) -> str:
     return csrf_token(portal_key(resources), f"sign-in:{nonce}")
 
 
+def new_sign_in_nonce(resources: ApiResources) -> str:
+    return sign_in_nonce(resources.clock().timestamp(), secrets.token_hex(16))
+
+
 def sign_in_csrf_matches(resources: ApiResources, nonce: str, presented: str | None) -> bool:
-    return bool(nonce) and csrf_matches(portal_key(resources), f"sign-in:{nonce}", presented)
+    """Whether a sign-in form's token is its nonce's, and the nonce was issued within
+    SIGN_IN_NONCE_S: the pair expires on the server too, not only its cookie."""
+    return sign_in_nonce_is_fresh(
+        nonce, resources.clock().timestamp(), SIGN_IN_NONCE_S
+    ) and csrf_matches(portal_key(resources), f"sign-in:{nonce}", presented)
 
 
 def cookie_is_secure(request: Request) -> bool:

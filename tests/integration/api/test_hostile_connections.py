@@ -14,7 +14,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 
+from service.api.signins import KEY_PREFIX as SIGN_IN_FAILURES_PREFIX
 from tests.support.commands import clean_environment
 from tests.support.server import running_api
 
@@ -195,3 +197,31 @@ def test_head_works_where_get_does_on_the_real_server(api_url: str) -> None:
     assert head.status_code == get.status_code == 200
     assert head.content == b""
     assert head.headers["content-length"] == get.headers["content-length"]
+
+
+@pytest.fixture
+def forget_failed_sign_ins(redis_url: str) -> Iterator[None]:
+    """Every real server of this run shares the run's Redis and comes from 127.0.0.1: once this
+    test has throttled the address, later tests would be refused for the rest of the minute."""
+    yield
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{SIGN_IN_FAILURES_PREFIX}*"):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+@pytest.mark.usefixtures("forget_failed_sign_ins")
+def test_invalid_keys_past_the_default_limit_are_answered_429_by_the_real_server(
+    api_url: str,
+) -> None:
+    # The probe sent 300 wrong keys at 36/s and was never slowed; the default allows 20 a minute.
+    wrong = {"authorization": "Bearer pbk_" + "B" * 43}
+    with httpx.Client(base_url=api_url, headers=wrong, timeout=5) as client:
+        answers = [client.get("/v1/tasks").status_code for _ in range(25)]
+        refused = client.get("/v1/tasks")
+    assert 401 in answers
+    assert answers[-1] == 429
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
