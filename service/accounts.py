@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -153,6 +153,21 @@ async def set_limits(settings: Settings, client: str, limits: ClientLimits) -> C
             return await client_store.set_client_limits(conn, found.id, limits.changes())
     finally:
         await engine.dispose()
+
+
+async def rotate_callback(settings: Settings, client: str) -> tuple[ClientRow, datetime]:
+    """Give a client (named or numbered `client`) a new callback URL; the old one keeps working
+    for PHONEBRIDGE_TASK_TTL_S, so checks already submitted with it still call back. Returns the
+    client and when the old URL stops working."""
+    grace_until = utc_now() + timedelta(seconds=settings.task_ttl_s)
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            found = await _one_client(conn, client)
+            await client_store.rotate_callback(conn, found.id, grace_until)
+    finally:
+        await engine.dispose()
+    return found, grace_until
 
 
 def format_key_line(row: KeyRow) -> str:

@@ -117,6 +117,17 @@ def _api_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _api_key_rotate_callback(args: argparse.Namespace, settings: Settings) -> int:
+    from service.accounts import rotate_callback
+
+    client, old_until = asyncio.run(rotate_callback(settings, args.client))
+    print(
+        f"client {client.id} {client.name!r}: new callback URL (GET /v1/callback-url shows it "
+        f"within 30 s); the old one keeps working until {old_until.isoformat()}"
+    )
+    return 0
+
+
 def _api_key_limits(args: argparse.Namespace, settings: Settings) -> int:
     from service.accounts import ClientLimits, set_limits
 
@@ -238,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pending", type=_limit_value, default=argparse.SUPPRESS, metavar="TASKS"
     )
     limits.set_defaults(handler=_api_key_limits)
+    rotate = key_commands.add_parser(
+        "rotate-callback",
+        help="give a client a new upstream callback URL (the old one works for the task TTL)",
+    )
+    rotate.add_argument("--client", required=True, metavar="NAME_OR_ID")
+    rotate.set_defaults(handler=_api_key_rotate_callback)
 
     from service.sim.command import configure as configure_sim
 

@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     # follow the completion estimate); a hint makes it due at once.
     hinted_poll_initial_s: float = Field(default=30.0, gt=0)
     hint_min_interval_s: float = Field(default=2.0, gt=0)
+    # Early hints (callbacks for task_ids a client has not registered yet) kept per client; past
+    # it the oldest are dropped.
+    early_hints_max: int = Field(default=10_000, ge=1)
     # A client's callbacks stop being trusted when more than this share of the recent ones went
     # missing (service/domain/callbacks.py): its checks are then polled as registered tasks.
     callback_loss_tolerance: float = Field(default=DEFAULT_LOSS_TOLERANCE, ge=0, le=1)

@@ -88,7 +88,7 @@ class ApiResources:
 
     @cached_property
     def callbacks(self) -> CallbackUrls:
-        return CallbackUrls(self.settings, lambda: hot_connection(self))
+        return CallbackUrls(self.settings, lambda: hot_connection(self), clock=self.clock)
 
     @cached_property
     def checks(self) -> SubmitService:

@@ -68,6 +68,11 @@ HINTS = Counter(
     "Upstream callbacks received, by what they did (matched, early, throttled, late, unknown).",
     ["outcome"],
 )
+EARLY_HINTS_DROPPED = Counter(
+    "phonebridge_early_hints_dropped",
+    "Early hints (callbacks for task_ids not known yet) dropped, oldest first, to keep a client "
+    "within PHONEBRIDGE_EARLY_HINTS_MAX.",
+)
 SUBMITS = Counter(
     "phonebridge_submits",
     "POST /v1/checks, by outcome (pending, finished, rejected, account_problem, rate_limited, "
@@ -94,6 +99,10 @@ DETECTION_LAG = Histogram(
 
 def record_hint(outcome: str) -> None:
     HINTS.labels(outcome=outcome).inc()
+
+
+def record_early_hints_dropped(count: int) -> None:
+    EARLY_HINTS_DROPPED.inc(count)
 
 
 def record_callback_trust(trusted: bool) -> None:

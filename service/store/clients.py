@@ -162,6 +162,26 @@ async def set_client_limits(
     return _client_row(row)
 
 
+async def rotate_callback(conn: AsyncConnection, client_id: int, grace_until: datetime) -> int:
+    """Move the client to its next callback generation: its current token's digest stays
+    accepted until `grace_until`, the new token's is kept at its first use
+    (service/checks/hints.py). Returns the new generation."""
+    generation: int = (
+        await conn.execute(
+            update(Client)
+            .where(Client.id == client_id)
+            .values(
+                callback_generation=Client.callback_generation + 1,
+                previous_callback_token_hash=Client.callback_token_hash,
+                previous_callback_valid_until=grace_until,
+                callback_token_hash=None,
+            )
+            .returning(Client.callback_generation)
+        )
+    ).scalar_one()
+    return generation
+
+
 _FIND_ACTIVE_KEY = """
     SELECT k.id, k.client_id, k.key_hash, c.max_rps, c.max_pending
     FROM api_keys k JOIN clients c ON c.id = k.client_id

@@ -14,6 +14,7 @@ upstream expects a quick answer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from psycopg import AsyncConnection
@@ -21,13 +22,25 @@ from psycopg.rows import DictRow
 
 from service.domain.states import HintOutcome, TaskState
 
+
 # A hint within the interval of the last one is not dropped but deferred to the interval's end
 # (once: `last_hint_at` then lies in the future and later hints are throttled), so a forged hint
 # just before the real one delays the real one by at most the interval, and hint-triggered polls
 # stay at most one per interval.
+@dataclass(frozen=True)
+class HintResult:
+    outcome: HintOutcome
+    # The client's oldest early hints dropped to keep it within its cap.
+    early_dropped: int = 0
+
+
 _APPLY_HINT = f"""
     WITH client AS (
-        SELECT id FROM clients WHERE callback_token_hash = %(token_hash)s
+        (SELECT id FROM clients WHERE callback_token_hash = %(token_hash)s)
+        UNION ALL
+        (SELECT id FROM clients WHERE previous_callback_token_hash = %(token_hash)s
+           AND previous_callback_valid_until > %(now)s)
+        LIMIT 1
     ),
     hinted AS (
         UPDATE tasks SET
@@ -61,20 +74,40 @@ _APPLY_HINT = f"""
         SELECT id, %(task_id)s, %(now)s, %(early_until)s FROM client
         WHERE NOT EXISTS (SELECT 1 FROM known)
         ON CONFLICT (client_id, task_id) DO NOTHING
+        RETURNING client_id
+    ),
+    -- The statement sees the rows as they were before it: keeping the newest max - 1 of them
+    -- leaves max with the one just written.
+    dropped AS (
+        DELETE FROM early_hints
+        WHERE client_id = (SELECT client_id FROM early)
+          AND task_id IN (
+              SELECT task_id FROM early_hints
+              WHERE client_id = (SELECT client_id FROM early)
+              ORDER BY received_at DESC, task_id DESC
+              OFFSET %(early_max)s - 1)
         RETURNING 1
     )
     SELECT EXISTS (SELECT 1 FROM client) AS client_known,
            EXISTS (SELECT 1 FROM late) AS late,
            (SELECT deferred FROM hinted) AS deferred,
-           (SELECT state FROM known) AS state
+           (SELECT state FROM known) AS state,
+           (SELECT count(*) FROM dropped) AS early_dropped
 """  # noqa: S608 - only constants are interpolated
 
-_ASSIGN_CALLBACK = """
-    UPDATE clients
-    SET callback_token = COALESCE(callback_token, %(token)s),
-        callback_token_hash = COALESCE(callback_token_hash, %(token_hash)s)
-    WHERE id = %(client_id)s
-    RETURNING callback_token
+_CALLBACK_GENERATION = "SELECT callback_generation, callback_token_hash FROM clients WHERE id = %s"
+
+# The digest of this generation's token, where it is not the one kept: on first use (none yet),
+# or when the deployment's secret key changed (another digest). A digest being replaced stays
+# accepted until grace_until, as after a rotation. Nothing happens if a rotation came first.
+_KEEP_CALLBACK_DIGEST = """
+    UPDATE clients SET
+        previous_callback_token_hash = COALESCE(callback_token_hash, previous_callback_token_hash),
+        previous_callback_valid_until = CASE WHEN callback_token_hash IS NULL
+            THEN previous_callback_valid_until ELSE %(grace_until)s END,
+        callback_token_hash = %(token_hash)s
+    WHERE id = %(client_id)s AND callback_generation = %(generation)s
+      AND callback_token_hash IS DISTINCT FROM %(token_hash)s
 """
 
 
@@ -87,11 +120,14 @@ async def apply_hint(
     interval: timedelta,
     early_until: datetime,
     late_since: datetime,
-) -> HintOutcome:
+    early_max: int,
+) -> HintResult:
     """Make the client's pending task due now, or at the end of `interval` after the last hint
-    (THROTTLED); remember the hint until `early_until` when the client has no such task; when a
-    poll completed the task since `late_since` before its callback came (LATE), count that
-    callback as heard, not missed. One statement."""
+    (THROTTLED); remember the hint until `early_until` when the client has no such task, keeping
+    at most `early_max` of its early hints (the oldest are dropped); when a poll completed the
+    task since `late_since` before its callback came (LATE), count that callback as heard, not
+    missed. The token is the client's current one or, until its grace ends, the previous one.
+    One statement."""
     cursor = await conn.execute(
         _APPLY_HINT,
         {
@@ -101,10 +137,15 @@ async def apply_hint(
             "interval": interval,
             "early_until": early_until,
             "late_since": late_since,
+            "early_max": early_max,
         },
     )
     row = await cursor.fetchone()
     assert row is not None
+    return HintResult(_outcome(row), int(row["early_dropped"]))
+
+
+def _outcome(row: DictRow) -> HintOutcome:
     if not row["client_known"]:
         return HintOutcome.UNKNOWN
     if row["late"]:
@@ -118,14 +159,32 @@ async def apply_hint(
     return HintOutcome.UNKNOWN
 
 
-async def callback_token(
-    conn: AsyncConnection[DictRow], client_id: int, *, new_token: str, new_token_hash: bytes
-) -> str:
-    """The client's callback token, set to `new_token` the first time (concurrent first calls
-    agree on one)."""
-    cursor = await conn.execute(
-        _ASSIGN_CALLBACK, {"client_id": client_id, "token": new_token, "token_hash": new_token_hash}
-    )
+async def callback_generation(
+    conn: AsyncConnection[DictRow], client_id: int
+) -> tuple[int, bytes | None]:
+    """The client's callback generation and the digest kept for it (None before first use)."""
+    cursor = await conn.execute(_CALLBACK_GENERATION, (client_id,))
     row = await cursor.fetchone()
-    assert row is not None
-    return str(row["callback_token"])
+    assert row is not None, f"no client {client_id}"
+    stored = row["callback_token_hash"]
+    return int(row["callback_generation"]), None if stored is None else bytes(stored)
+
+
+async def keep_callback_digest(
+    conn: AsyncConnection[DictRow],
+    client_id: int,
+    *,
+    generation: int,
+    token_hash: bytes,
+    grace_until: datetime,
+) -> None:
+    """Keep `token_hash` as the digest of the client's callback token of `generation`."""
+    await conn.execute(
+        _KEEP_CALLBACK_DIGEST,
+        {
+            "client_id": client_id,
+            "generation": generation,
+            "token_hash": token_hash,
+            "grace_until": grace_until,
+        },
+    )

@@ -86,11 +86,15 @@ class Client(Base):
     # PHONEBRIDGE_CLIENT_MAX_PENDING, 0 means no limit.
     max_rps: Mapped[int | None] = mapped_column(Integer)
     max_pending: Mapped[int | None] = mapped_column(Integer)
-    # The secret of the client's upstream callback URL (/hooks/accuauth/<token>), made on first
-    # use. Hints look the client up by the token's SHA-256, so the lookup's timing says nothing
-    # about the token itself.
-    callback_token: Mapped[str | None] = mapped_column(String(64))
+    # The client's upstream callback URL (/hooks/accuauth/<token>): the token is derived from the
+    # deployment's secret key, the client id and the generation (service/checks/hints.py), and
+    # only its SHA-256 is kept, set on first use. Hints look the client up by that digest, so the
+    # lookup's timing says nothing about the token. After a rotation the previous digest is
+    # still accepted until previous_callback_valid_until.
+    callback_generation: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     callback_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    previous_callback_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
+    previous_callback_valid_until: Mapped[datetime | None]
 
 
 class ApiKey(Base):
@@ -258,7 +262,11 @@ class EarlyHint(Base):
     after registration comes at once. Kept for the task's validity."""
 
     __tablename__ = "early_hints"
-    __table_args__ = (Index("ix_early_hints_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_early_hints_expires_at", "expires_at"),
+        # The per-client cap drops a client's oldest first (service/store/hints.py).
+        Index("ix_early_hints_client_id_received_at", "client_id", "received_at"),
+    )
 
     client_id: Mapped[int] = mapped_column(
         ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True

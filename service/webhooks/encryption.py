@@ -35,9 +35,10 @@ class SecretDecryptionError(Exception):
     """A stored secret does not decrypt: the key changed or the row was tampered with."""
 
 
-def derive_key(material: bytes) -> bytes:
-    """A 256-bit AES key from configured key material of any length."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(material)
+def derive_key(material: bytes, label: bytes = _HKDF_INFO, length: int = 32) -> bytes:
+    """A key for one purpose (`label`; by default the webhook secrets' 256-bit AES key) from
+    configured key material of any length."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=label).derive(material)
 
 
 class SecretCipher:
@@ -91,11 +92,21 @@ def load_or_create_key_file(data_dir: Path) -> bytes:
     return material
 
 
-def cipher_for(settings: Settings) -> SecretCipher:
-    """The cipher of this deployment: PHONEBRIDGE_SECRET_KEY, or the key file under data_dir."""
+def key_material(settings: Settings) -> bytes:
+    """The deployment's secret: PHONEBRIDGE_SECRET_KEY, or the key file under data_dir. Each use
+    derives a key of its own from it (HKDF with its own label), so that every process of a
+    deployment agrees and no key serves two purposes."""
     if settings.secret_key is not None:
         # Its length is checked with the other settings, when every process starts.
-        material = settings.secret_key.get_secret_value().encode("utf-8")
-    else:
-        material = load_or_create_key_file(settings.data_dir)
-    return SecretCipher(derive_key(material))
+        return settings.secret_key.get_secret_value().encode("utf-8")
+    return load_or_create_key_file(settings.data_dir)
+
+
+def deployment_key(settings: Settings, label: bytes, length: int = 32) -> bytes:
+    """A key for one purpose (`label`), derived from the deployment's secret."""
+    return derive_key(key_material(settings), label, length)
+
+
+def cipher_for(settings: Settings) -> SecretCipher:
+    """The cipher of this deployment's webhook secrets."""
+    return SecretCipher(deployment_key(settings, _HKDF_INFO))
