@@ -118,11 +118,14 @@ def _openapi_schema(app: FastAPI) -> dict[str, Any]:
         # Every /v1 call is authenticated, so any may answer 401, and 429 once its address has
         # presented too many invalid keys (service/api/signins.py).
         authenticated = problem_responses(401, 429)
+        not_json = problem_responses(415)
         for path, operations in schema.get("paths", {}).items():
             if path.startswith("/v1/"):
                 for operation in operations.values():
                     operation["security"] = [{SECURITY_SCHEME_NAME: []}]
                     for status, response in authenticated.items():
                         operation["responses"].setdefault(str(status), response)
+                    if "requestBody" in operation:  # a body that is not JSON (bodies.py)
+                        operation["responses"].setdefault("415", not_json[415])
         app.openapi_schema = schema
     return app.openapi_schema

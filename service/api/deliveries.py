@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from starlette.responses import Response
 
+from service.api.bodies import JsonBodyRoute
 from service.api.deps import ClientDep, ResourcesDep, SessionDep
 from service.api.errors import ApiProblem, not_found, problem_responses
 from service.api.paths import EventIdPath, no_such_event
@@ -19,7 +20,10 @@ from service.store import deliveries as delivery_store
 from service.store.deliveries import DeliveryView
 
 router = APIRouter(
-    prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 429, 503)
+    prefix="/v1/events",
+    tags=["events"],
+    responses=problem_responses(401, 422, 429, 503),
+    route_class=JsonBodyRoute,
 )
 
 
@@ -52,7 +56,7 @@ class DeliveryList(BaseModel):
 class RedeliverRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    subscription_id: str | None = Field(
+    subscription_id: StrictStr | None = Field(
         default=None,
         max_length=PUBLIC_ID_MAX_LENGTH,
         description="Only the delivery to this subscription.",

@@ -160,6 +160,10 @@ async def _on_request_validation(request: Request, error: RequestValidationError
 
 
 async def _on_http_exception(request: Request, error: HTTPException) -> Response:
+    if isinstance(error.__cause__, ApiProblem):
+        # Our own reading of a route's JSON body (bodies.JsonBodyRequest) refused it; FastAPI
+        # wraps whatever its body reading raises in a 400.
+        return await _on_api_problem(request, error.__cause__)
     if error.status_code == 400 and error.__cause__ is not None:
         # FastAPI's own reading of a route's JSON body (the one 400 in this app) failed: the same
         # 422 as every other invalid body, with a reason instead of "error parsing the body".

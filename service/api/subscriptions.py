@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    field_validator,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+from service.api.bodies import JsonBodyRoute
 from service.api.deps import ClientDep, ResourcesDep, SessionDep
 from service.api.errors import ApiProblem, FieldProblem, invalid_input, problem_responses
 from service.api.pagination import (
@@ -34,9 +44,20 @@ router = APIRouter(
     prefix="/v1/subscriptions",
     tags=["subscriptions"],
     responses=problem_responses(401, 422, 429, 503),
+    route_class=JsonBodyRoute,
 )
 
 MAX_DESCRIPTION = 1000
+
+
+def _a_string(value: object) -> object:
+    """A timestamp comes as RFC 3339 text: a number (seconds since 1970?) is refused, not read."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string, e.g. 2026-01-31T09:30:00Z")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_a_string)]
 
 
 def _no_nul(value: str | None) -> str | None:
@@ -53,7 +74,7 @@ def _distinct(values: list[EventType] | None) -> list[EventType] | None:
 class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(
+    url: StrictStr = Field(
         max_length=2048,
         description="An http(s) URL. Unless private addresses are allowed by the operator, its "
         "host must resolve only to public addresses.",
@@ -62,7 +83,7 @@ class SubscriptionCreate(BaseModel):
     event_types: list[EventType] | None = Field(
         default=None, min_length=1, description="Defaults to every event type."
     )
-    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    description: StrictStr = Field(default="", max_length=MAX_DESCRIPTION)
 
     _checks = field_validator("url", "description")(_no_nul)
     _types = field_validator("event_types")(_distinct)
@@ -71,10 +92,11 @@ class SubscriptionCreate(BaseModel):
 class SubscriptionChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(default=None, max_length=2048)
+    url: StrictStr | None = Field(default=None, max_length=2048)
     event_types: list[EventType] | None = Field(default=None, min_length=1)
-    enabled: bool | None = None
-    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+    # Strict: "yes" or 1 is not a boolean.
+    enabled: StrictBool | None = None
+    description: StrictStr | None = Field(default=None, max_length=MAX_DESCRIPTION)
 
     _checks = field_validator("url", "description")(_no_nul)
     _types = field_validator("event_types")(_distinct)
@@ -83,8 +105,8 @@ class SubscriptionChange(BaseModel):
 class RecoverRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: AwareDatetime = Field(description="RFC 3339 with a timezone.")
-    until: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    since: Rfc3339 = Field(description="RFC 3339 with a timezone.")
+    until: Rfc3339 | None = Field(default=None, description="Defaults to now.")
 
 
 class SubscriptionOut(BaseModel):

@@ -55,3 +55,35 @@ def parse_json(text: str | bytes) -> Any:
         return json.loads(text)
     except RecursionError:  # nested deeper than the interpreter allows, but within orjson's
         return value
+
+
+class RepeatedKey(ValueError):
+    """An object of a request body names the same key twice (JSON parsers disagree on which one
+    wins, so phonebridge takes neither)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def parse_request_json(text: bytes) -> Any:
+    """A request body's JSON value, as strictly as phonebridge takes input: orjson's rules
+    (orjson.JSONDecodeError), integers of any size kept whole, and no object naming a key twice
+    (RepeatedKey). orjson keeps the last of repeated keys without a word, so the standard
+    library reads the text again, with a check on each object (about 1 us per object)."""
+    value = orjson.loads(text)
+    try:
+        return json.loads(text, object_pairs_hook=_distinct_keys)
+    except RecursionError:  # nested deeper than the interpreter allows, but within orjson's
+        return value
+
+
+def _distinct_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RepeatedKey(key)
+            seen.add(key)
+    return value

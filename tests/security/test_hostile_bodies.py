@@ -125,3 +125,74 @@ async def test_a_body_that_is_not_utf8_answers_4xx_on_every_route(
             op.method, op.url(**own_ids(mallory)), content=body, headers={**JSON, **mallory.headers}
         )
         assert_refused(response, None, op)
+
+
+# --- strict input (issue 29, item 9) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "text/json"]
+)
+async def test_a_json_body_sent_as_anything_but_json_answers_415_on_every_route(
+    api: httpx.AsyncClient, security_app_running: FastAPI, mallory: Tenant, content_type: str | None
+) -> None:
+    headers = dict(mallory.headers) | ({"content-type": content_type} if content_type else {})
+    for op in body_operations(security_app_running):
+        response = await api.request(
+            op.method, op.url(**own_ids(mallory)), content=b'{"task_id": "T-415"}', headers=headers
+        )
+        if content_type is None:
+            response.request.headers.pop("content-type", None)
+        assert_refused(response, 415, op)
+        assert "application/json" in response.json()["detail"]
+
+
+REPEATED_KEYS = {
+    "POST /v1/tasks": b'{"task_id": "T-dup-1", "task_id": "T-dup-2"}',
+    "POST /v1/tasks/batch": b'{"tasks": [{"task_id": "T-dup-3", "metadata": {"a": 1, "a": 2}}]}',
+    "POST /v1/checks": b'{"phone_number": "+525512345678", "phone_number": "+525512340000"}',
+    "POST /v1/subscriptions": b'{"url": "https://a.example/h", "url": "https://b.example/h"}',
+}
+
+
+@pytest.mark.parametrize(("operation", "body"), REPEATED_KEYS.items(), ids=REPEATED_KEYS)
+async def test_a_key_named_twice_in_one_object_answers_422(
+    api: httpx.AsyncClient, mallory: Tenant, operation: str, body: bytes
+) -> None:
+    method, path = operation.split(" ")
+    response = await api.request(method, path, content=body, headers={**JSON, **mallory.headers})
+    assert_refused(response, 422, operation)
+    assert "twice in one object" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("enabled", ["yes", "true", 1, 0, None])
+async def test_enabled_must_be_a_json_boolean(
+    api: httpx.AsyncClient, alice: Tenant, enabled: object
+) -> None:
+    subscription = alice.subscription_ids[0]
+    response = await api.patch(
+        f"/v1/subscriptions/{subscription}", json={"enabled": enabled}, headers=alice.headers
+    )
+    assert_refused(response, 422, enabled)
+    assert (
+        await api.patch(
+            f"/v1/subscriptions/{subscription}", json={"enabled": False}, headers=alice.headers
+        )
+    ).json()["enabled"] is False
+
+
+@pytest.mark.parametrize("since", [0, 1764547200, 1.5, True])
+async def test_a_timestamp_must_be_rfc_3339_text_not_a_number(
+    api: httpx.AsyncClient, alice: Tenant, since: object
+) -> None:
+    subscription = alice.subscription_ids[0]
+    response = await api.post(
+        f"/v1/subscriptions/{subscription}/recover", json={"since": since}, headers=alice.headers
+    )
+    assert_refused(response, 422, since)
+    accepted = await api.post(
+        f"/v1/subscriptions/{subscription}/recover",
+        json={"since": "2026-12-01T00:00:00Z"},
+        headers=alice.headers,
+    )
+    assert accepted.status_code == 202, accepted.text

@@ -24,6 +24,12 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def json_bearer(key: str) -> dict[str, str]:
+    """The headers of a /v1 call with a JSON body sent as raw bytes (httpx's `json=` sets the
+    content type itself)."""
+    return {**bearer(key), "content-type": "application/json"}
+
+
 @asynccontextmanager
 async def asgi_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client calling `app` in-process (its lifespan is the caller's to run)."""

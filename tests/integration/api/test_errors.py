@@ -16,7 +16,7 @@ from starlette.types import Message
 
 from service.api.limits import MAX_BODY_BYTES
 from service.engine.pause import close_pause, open_pause
-from tests.support.api import api_client, bearer
+from tests.support.api import api_client, bearer, json_bearer
 from tests.support.settings import make_settings
 
 PROBLEM = "application/problem+json"
@@ -119,7 +119,7 @@ async def test_chunked_body_over_1_mib_answers_413_and_is_not_read_to_the_end(
             pulled += 1
             yield chunk
 
-    response = await api.post("/v1/tasks", content=body(), headers=bearer(key))
+    response = await api.post("/v1/tasks", content=body(), headers=json_bearer(key))
     problem = assert_problem(response, 413)
     assert str(MAX_BODY_BYTES) in problem["detail"]
     assert pulled <= MAX_BODY_BYTES // len(chunk) + 2
@@ -128,7 +128,7 @@ async def test_chunked_body_over_1_mib_answers_413_and_is_not_read_to_the_end(
 async def test_body_of_exactly_1_mib_is_read(api: httpx.AsyncClient, key: str) -> None:
     document = b'{"task_id": "EXACT-1"}'
     padded = document + b" " * (MAX_BODY_BYTES - len(document))
-    response = await api.post("/v1/tasks", content=padded, headers=bearer(key))
+    response = await api.post("/v1/tasks", content=padded, headers=json_bearer(key))
     assert response.status_code == 201
 
 

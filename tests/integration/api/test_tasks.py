@@ -23,7 +23,7 @@ from service.domain.intake import Registration, validate_registration
 from service.domain.schemas import TaskOut
 from service.store import tasks as task_store
 from service.store.clients import find_active_key
-from tests.support.api import bearer
+from tests.support.api import bearer, json_bearer
 
 PROBLEM = "application/problem+json"
 
@@ -165,7 +165,7 @@ async def test_a_large_integer_in_metadata_is_stored_and_echoed(
         "/v1/tasks",
         content=b'{"task_id": "%s", "metadata": {"big": 18446744073709551615, "neg": -0.0}}'
         % unique().encode(),
-        headers=bearer(key),
+        headers=json_bearer(key),
     )
     assert response.status_code == 201
     assert response.json()["metadata"]["big"] == 18446744073709551615
@@ -402,7 +402,7 @@ async def test_overlapping_batches_at_once_create_each_task_exactly_once(
 async def test_batch_body_that_is_not_tasks_list_answers_422(
     api: httpx.AsyncClient, key: str, body: bytes
 ) -> None:
-    response = await api.post("/v1/tasks/batch", content=body, headers=bearer(key))
+    response = await api.post("/v1/tasks/batch", content=body, headers=json_bearer(key))
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["detail"]
