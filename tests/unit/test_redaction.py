@@ -47,7 +47,7 @@ def test_a_url_inside_a_json_log_line_is_redacted_and_the_line_stays_json() -> N
     st.sampled_from(["http", "https"]),
     st.from_regex(r"[a-z0-9.-]{1,20}(:[0-9]{1,5})?", fullmatch=True),
     # Punctuation at its very end would count as the sentence's; a secret ends otherwise.
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1).filter(
+    st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1).filter(
         lambda secret: (
             not any(c.isspace() or c in "'\"<>\\" for c in secret) and secret[-1].isalnum()
         )
