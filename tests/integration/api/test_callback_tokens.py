@@ -7,7 +7,6 @@ what the hook route and GET /v1/callback-url call)."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,9 +26,8 @@ from service.checks.hints import CallbackUrls, ConnectionSource, HintService
 from service.clock import Clock
 from service.config import Settings
 from service.domain.states import HintOutcome
-from service.sim.server import phonebridge_executable
 from service.store.db import transaction
-from tests.support.commands import clean_environment
+from tests.support.commands import clean_environment, create_api_key, run_command
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.settings import make_settings
 
@@ -176,37 +174,13 @@ def test_the_cli_rotates_a_clients_callback_url_in_one_line(
     database_url: str, tmp_path: Path
 ) -> None:
     env = clean_environment(PHONEBRIDGE_DATABASE_URL=database_url)
-    created = subprocess.run(
-        [phonebridge_executable(), "api-key", "create", "--name", "rotating-client"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert created.stdout.strip().startswith("pbk_")
-    rotated = subprocess.run(
-        [phonebridge_executable(), "api-key", "rotate-callback", "--client", "rotating-client"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    assert create_api_key(env, tmp_path, "rotating-client").startswith("pbk_")
+    rotate = ("api-key", "rotate-callback", "--client")
+    rotated = run_command(env, tmp_path, *rotate, "rotating-client")
     assert rotated.returncode == 0, rotated.stderr
     assert "'rotating-client': new callback URL" in rotated.stdout
     assert "keeps working until" in rotated.stdout
-    unknown = subprocess.run(
-        [phonebridge_executable(), "api-key", "rotate-callback", "--client", "nobody-at-all"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    unknown = run_command(env, tmp_path, *rotate, "nobody-at-all")
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == [
         "phonebridge: no client named or numbered 'nobody-at-all'"
