@@ -119,11 +119,12 @@ def _api_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 def _api_key_rotate_callback(args: argparse.Namespace, settings: Settings) -> int:
     from service.accounts import rotate_callback
+    from service.checks.hints import TOKEN_TTL_S
 
     client, old_until = asyncio.run(rotate_callback(settings, args.client))
     print(
         f"client {client.id} {client.name!r}: new callback URL (GET /v1/callback-url shows it "
-        f"within 30 s); the old one keeps working until {old_until.isoformat()}"
+        f"within {TOKEN_TTL_S:g} s); the old one keeps working until {old_until.isoformat()}"
     )
     return 0
 

@@ -161,7 +161,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             b"".join(
                 [
                     f"HTTP/1.1 {status} {reason}\r\n".encode(),
-                    *(name + b": " + value + b"\r\n" for name, value in self._default_headers()),
+                    *(
+                        name + b": " + value + b"\r\n"
+                        for name, value in self.server_state.default_headers
+                    ),
                     b"content-type: text/plain; charset=utf-8\r\n",
                     b"content-length: " + str(len(body)).encode() + b"\r\n",
                     b"connection: close\r\n\r\n",
@@ -170,9 +173,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
         )
         self.transport.close()
-
-    def _default_headers(self) -> list[tuple[bytes, bytes]]:
-        return list(self.server_state.default_headers)
 
 
 def _address(client: tuple[str, int] | None) -> str:

