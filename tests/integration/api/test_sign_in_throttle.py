@@ -17,7 +17,7 @@ from service.api.resources import ApiResources
 from service.domain.portal import sign_in_nonce
 from tests.support.api import bearer
 from tests.support.factories import new_key
-from tests.support.portal import csrf_of
+from tests.support.portal import sign_in
 from tests.support.settings import webhook_settings
 
 LIMIT = 3
@@ -41,11 +41,6 @@ def client_from(app: FastAPI, address: str) -> httpx.AsyncClient:
 def address() -> str:
     """An address no other test of this run used (a documentation range, IPv6)."""
     return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
-
-
-async def portal_sign_in(client: httpx.AsyncClient, key: str) -> httpx.Response:
-    form = await client.get("/portal/sign-in")
-    return await client.post("/portal/sign-in", data={"api_key": key, "csrf": csrf_of(form.text)})
 
 
 async def test_past_the_limit_an_address_gets_429_with_retry_after_even_for_a_valid_key(
@@ -93,8 +88,8 @@ async def test_the_portal_and_the_api_share_one_count(throttled_app: FastAPI, ad
     async with client_from(throttled_app, address) as client:
         for _ in range(LIMIT - 1):
             assert (await client.get("/v1/tasks", headers=bearer(WRONG_KEY))).status_code == 401
-        assert (await portal_sign_in(client, WRONG_KEY)).status_code == 401
-        refused = await portal_sign_in(client, WRONG_KEY)
+        assert (await sign_in(client, WRONG_KEY)).status_code == 401
+        refused = await sign_in(client, WRONG_KEY)
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert "Too many invalid API keys" in refused.text
