@@ -282,6 +282,9 @@ def _run(
 
     tag = secrets.token_hex(3)
     api_key = create_api_key(supervisor, env, f"demo-{tag}", log_dir)
+    # Said as soon as they exist: the sample tasks take up to a minute, and a newcomer should not
+    # have to wait for them to find the key (the copy-and-paste guide follows them).
+    supervisor.say(f"API key: {api_key}   portal: {stack.api_url}/portal (sign in with the key)")
     client = DemoClient(stack.api_url, api_key)
     try:
         _, secret = client.subscribe(f"{receiver.base_url}/webhooks")

@@ -31,12 +31,17 @@ def test_demo_brings_every_sample_task_to_its_final_state_with_verified_webhooks
     )
     demo = CliProcess(["demo", "--port", "0", "--task-ttl", str(DEMO_TASK_TTL_S)], env, tmp_path)
     try:
+        # The key and the portal are said as soon as they exist, before any sample task is final.
+        early = demo.wait_for(r"phonebridge demo: API key: (pbk_\S+) +portal: (http://\S+/portal)")
         verdict = demo.wait_for(f"{DONE_MESSAGE}|{NOT_DONE_MESSAGE}", timeout_s=90).group(0)
         assert verdict == DONE_MESSAGE, demo.output
         api_key = demo.wait_for(r"^API key: (pbk_\S+)$").group(1)
         api_url = demo.wait_for(r"^API: +(http://\S+)").group(1)
+        assert early.groups() == (api_key, f"{api_url}/portal")
         demo.wait_for("Ctrl-C stops everything")
         lines = demo.output.splitlines()
+        said_at = next(n for n, line in enumerate(lines) if early.group(0) in line)
+        assert not any("-> completed" in line for line in lines[:said_at]), demo.output
 
         for status, _ in SAMPLE_STATUSES:
             assert any(f"-> completed ({status})" in line for line in lines), status
