@@ -23,8 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,15 +33,13 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from support import scratch_database  # noqa: E402
+
 from service.config import build_settings  # noqa: E402
 from service.domain.signing import new_secret  # noqa: E402
-from service.store.migrate import upgrade_to_head  # noqa: E402
 from service.webhooks.encryption import cipher_for  # noqa: E402
 
 PHONEBRIDGE = str(REPO / ".venv" / "bin" / "phonebridge")
-ADMIN_URL = os.environ.get(
-    "PHONEBRIDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("PHONEBRIDGE_BENCH_DELIVER_REDIS_URL", "redis://127.0.0.1:6379/14")
 SECRET_KEY = "bench-secret-key-for-webhook-secrets"
 
@@ -99,20 +95,6 @@ def serve_receivers() -> None:
 
 
 # --- setup -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    name = f"phonebridge_bench_deliver_{secrets.token_hex(3)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        upgrade_to_head(url.replace("postgresql://", "postgresql+psycopg://", 1))
-        yield url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def insert_workload(db_url: str, urls: list[str], events: int) -> tuple[int, list[int]]:
@@ -240,10 +222,10 @@ def main() -> None:
         return
 
     redis.Redis.from_url(REDIS_URL).flushdb()
-    with scratch_database() as db_url:
+    with scratch_database("phonebridge_bench_deliver", migrated=True) as database:
         env = {
             **os.environ,
-            "PHONEBRIDGE_DATABASE_URL": db_url,
+            "PHONEBRIDGE_DATABASE_URL": database.url,
             "PHONEBRIDGE_REDIS_URL": REDIS_URL,
             "PHONEBRIDGE_SECRET_KEY": SECRET_KEY,
             "PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE": "true",
@@ -272,10 +254,14 @@ def main() -> None:
                 )
             # Warm up: the worker's first task starts its engine loop and connections.
             worker_pid = processes[1].pid
-            measure(db_url, ports, 50, with_dead=False, worker_pid=worker_pid)
-            alone = measure(db_url, ports, args.events, with_dead=False, worker_pid=worker_pid)
+            measure(database.url, ports, 50, with_dead=False, worker_pid=worker_pid)
+            alone = measure(
+                database.url, ports, args.events, with_dead=False, worker_pid=worker_pid
+            )
             print(f"healthy receiver alone:            {alone:8.0f} deliveries/s")
-            beside_dead = measure(db_url, ports, args.events, with_dead=True, worker_pid=worker_pid)
+            beside_dead = measure(
+                database.url, ports, args.events, with_dead=True, worker_pid=worker_pid
+            )
             print(
                 f"beside a receiver that times out:  {beside_dead:8.0f} deliveries/s "
                 f"({beside_dead / alone:.0%} of the rate alone; timeout {args.timeout:g} s)"

@@ -26,8 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +39,11 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from support import scratch_database  # noqa: E402
+
 from service.sim.server import SimProcess  # noqa: E402
 
 PHONEBRIDGE = str(REPO / ".venv" / "bin" / "phonebridge")
-ADMIN_URL = os.environ.get(
-    "PHONEBRIDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("PHONEBRIDGE_BENCH_E2E_REDIS_URL", "redis://127.0.0.1:6379/13")
 API_ID, API_SECRET = "bench-id", "bench-secret"
 SECRET_KEY = "bench-secret-key-for-webhook-secrets"
@@ -270,18 +267,6 @@ def report(workers: int, rounds: list[Round], writes: dict[str, int]) -> None:
 # --- the stack -------------------------------------------------------------------------------
 
 
-@contextmanager
-def scratch_database() -> Iterator[tuple[str, str]]:
-    name = f"phonebridge_bench_e2e_{secrets.token_hex(3)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", name
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def log_file(command: str) -> Any:
     """Where a process's log goes: PHONEBRIDGE_BENCH_LOG_DIR/<command>.log, or nowhere."""
     log_dir = os.environ.get("PHONEBRIDGE_BENCH_LOG_DIR")
@@ -391,7 +376,8 @@ def main() -> None:
 
     print(f"load average before: {load_average()}", flush=True)
     redis.Redis.from_url(REDIS_URL).flushdb()
-    with scratch_database() as (db_url, database):
+    with scratch_database("phonebridge_bench_e2e") as scratch:
+        db_url = scratch.url
         env = {
             **os.environ,
             "PHONEBRIDGE_DATABASE_URL": db_url,
@@ -439,7 +425,7 @@ def main() -> None:
                     "simulator": sim.process,
                     "receiver": receiver,
                 }
-                stack = Stack(db_url, database, api_url, key, receiver_port, processes)
+                stack = Stack(db_url, scratch.name, api_url, key, receiver_port, processes)
                 one_round(stack, args, min(500, args.tasks))  # warm-up
                 profilers = profile(args.profile, processes, count)
                 writes_before = table_writes(db_url)

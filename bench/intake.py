@@ -48,12 +48,10 @@ from typing import Any
 import aiohttp
 import psutil
 import psycopg
+from support import scratch_database
 
 REPO = Path(__file__).resolve().parent.parent
 PHONEBRIDGE = str(REPO / ".venv" / "bin" / "phonebridge")
-ADMIN_URL = os.environ.get(
-    "PHONEBRIDGE_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("PHONEBRIDGE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -434,66 +432,61 @@ def free_port() -> int:
 
 @contextmanager
 def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[str, str, str, int, str]]:
-    name = f"phonebridge_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    env = {
-        **os.environ,
-        "PHONEBRIDGE_DATABASE_URL": f"{base}/{name}",
-        "PHONEBRIDGE_REDIS_URL": REDIS_URL,
-        "PHONEBRIDGE_LOG_LEVEL": "WARNING",
-    }
-    server = None
-    try:
-        subprocess.run([PHONEBRIDGE, "migrate"], env=env, check=True, capture_output=True)
-        created = subprocess.run(
-            [PHONEBRIDGE, "api-key", "create", "--name", "bench"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        key = created.stdout.strip().splitlines()[-1]
-        noisy = (
-            subprocess.run(
-                [PHONEBRIDGE, "api-key", "create", "--name", "bench-noisy"],
+    with scratch_database("phonebridge_bench") as database:
+        env = {
+            **os.environ,
+            "PHONEBRIDGE_DATABASE_URL": database.sqlalchemy_url,
+            "PHONEBRIDGE_REDIS_URL": REDIS_URL,
+            "PHONEBRIDGE_LOG_LEVEL": "WARNING",
+        }
+        server = None
+        try:
+            subprocess.run([PHONEBRIDGE, "migrate"], env=env, check=True, capture_output=True)
+            created = subprocess.run(
+                [PHONEBRIDGE, "api-key", "create", "--name", "bench"],
                 env=env,
                 check=True,
                 capture_output=True,
                 text=True,
             )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        subprocess.run(
-            [
-                PHONEBRIDGE,
-                "api-key",
-                "limits",
-                "--client",
-                "bench-noisy",
-                "--max-rps",
-                str(noisy_rps),
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        port = free_port()
-        workers_option = ["--workers", str(workers)] if workers != 1 else []
-        server = subprocess.Popen(
-            [PHONEBRIDGE, "api", "--port", str(port), *workers_option], env=env
-        )
-        url = f"http://127.0.0.1:{port}"
-        wait_until_up(url)
-        yield url, key, noisy, server.pid, ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=20)
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            key = created.stdout.strip().splitlines()[-1]
+            noisy = (
+                subprocess.run(
+                    [PHONEBRIDGE, "api-key", "create", "--name", "bench-noisy"],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+            subprocess.run(
+                [
+                    PHONEBRIDGE,
+                    "api-key",
+                    "limits",
+                    "--client",
+                    "bench-noisy",
+                    "--max-rps",
+                    str(noisy_rps),
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            port = free_port()
+            workers_option = ["--workers", str(workers)] if workers != 1 else []
+            server = subprocess.Popen(
+                [PHONEBRIDGE, "api", "--port", str(port), *workers_option], env=env
+            )
+            url = f"http://127.0.0.1:{port}"
+            wait_until_up(url)
+            yield url, key, noisy, server.pid, database.url
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=20)
 
 
 def wait_until_up(url: str) -> None:

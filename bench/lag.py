@@ -25,7 +25,6 @@ import argparse
 import math
 import os
 import random
-import secrets
 import signal
 import subprocess
 import sys
@@ -39,13 +38,10 @@ import httpx
 import orjson
 import psycopg
 import redis
+from support import scratch_database
 
 from service.sim.server import SimProcess, phonebridge_executable
-from service.store.migrate import upgrade_to_head
 
-ADMIN_URL = os.environ.get(
-    "PHONEBRIDGE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("PHONEBRIDGE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 API_ID, API_SECRET = "bench-id", "bench-secret"
 # Spread the checks' start over this long, as real traffic would arrive.
@@ -97,14 +93,10 @@ def free_port() -> int:
 
 
 class Stack:
-    """Simulator, database, API, worker and scheduler, with one client subscribed."""
+    """Simulator, API, worker and scheduler on a migrated database, with one client subscribed."""
 
-    def __init__(self, args: argparse.Namespace, receiver: Receiver) -> None:
-        self.db_name = f"phonebridge_bench_{secrets.token_hex(3)}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.db_name}"')
-        self.db_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{self.db_name}"
-        upgrade_to_head(self.db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    def __init__(self, args: argparse.Namespace, receiver: Receiver, db_url: str) -> None:
+        self.db_url = db_url
         redis.Redis.from_url(REDIS_URL).flushdb()
         self.sim = SimProcess(["--api-id", API_ID, "--api-secret", API_SECRET])
         self.sim.start()
@@ -169,8 +161,6 @@ class Stack:
         for process in self.processes:
             process.wait(timeout=30)
         self.sim.stop()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
 
 def lognormal_delays(n: int, median_s: float, sigma: float, seed: int) -> list[float]:
@@ -256,33 +246,9 @@ def figures(lags: list[float]) -> str:
     return f"{percentile(lags, 0.5):8.2f} {percentile(lags, 0.95):8.2f} {max(lags):8.2f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checks", type=int, default=300)
-    parser.add_argument("--variants", default="abc")
-    parser.add_argument("--median-s", type=float, default=15.0)
-    parser.add_argument("--sigma", type=float, default=0.7)
-    parser.add_argument("--seed", type=int, default=12)
-    parser.add_argument(
-        "--schedule",
-        choices=["backoff", "adaptive"],
-        default="backoff",
-        help="PHONEBRIDGE_POLL_SCHEDULE of the stack (backoff: the contract's 2 s doubling)",
-    )
-    args = parser.parse_args()
-    print(f"load average before: {os.getloadavg()}", flush=True)
-    print(
-        f"{args.checks} checks per variant, ready after lognormal(median {args.median_s} s, "
-        f"sigma {args.sigma}); lags in seconds",
-        flush=True,
-    )
-    print(
-        f"{'variant':40s} {'n':>5s} {'missing':>7s} {'p50':>8s} {'p95':>8s} {'max':>8s} "
-        f"{'calls/chk':>10s}",
-        flush=True,
-    )
+def run_variants(args: argparse.Namespace, db_url: str) -> None:
     receiver = Receiver()
-    stack = Stack(args, receiver)
+    stack = Stack(args, receiver, db_url)
     polled_only: list[float] | None = None
     try:
         delays = lognormal_delays(args.checks, args.median_s, args.sigma, args.seed)
@@ -312,6 +278,35 @@ def main() -> None:
     finally:
         stack.stop()
         receiver.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checks", type=int, default=300)
+    parser.add_argument("--variants", default="abc")
+    parser.add_argument("--median-s", type=float, default=15.0)
+    parser.add_argument("--sigma", type=float, default=0.7)
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--schedule",
+        choices=["backoff", "adaptive"],
+        default="backoff",
+        help="PHONEBRIDGE_POLL_SCHEDULE of the stack (backoff: the contract's 2 s doubling)",
+    )
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    print(
+        f"{args.checks} checks per variant, ready after lognormal(median {args.median_s} s, "
+        f"sigma {args.sigma}); lags in seconds",
+        flush=True,
+    )
+    print(
+        f"{'variant':40s} {'n':>5s} {'missing':>7s} {'p50':>8s} {'p95':>8s} {'max':>8s} "
+        f"{'calls/chk':>10s}",
+        flush=True,
+    )
+    with scratch_database("phonebridge_bench", migrated=True) as database:
+        run_variants(args, database.url)
     print(f"load average after: {os.getloadavg()}", flush=True)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import signal
 import statistics
 import subprocess
@@ -26,31 +25,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import redis
+from support import scratch_database
 
 from service.config import build_settings
 from service.sim.server import SimProcess, phonebridge_executable
-from service.store.migrate import upgrade_to_head
 from service.upstream.client import UpstreamClient
 
-ADMIN_URL = os.environ.get(
-    "PHONEBRIDGE_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("PHONEBRIDGE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 API_ID, API_SECRET = "bench-id", "bench-secret"
-
-
-def create_database() -> tuple[str, str]:
-    name = f"phonebridge_bench_{secrets.token_hex(3)}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade_to_head(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    return name, url
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def cpu_seconds(pid: int) -> float:
@@ -67,79 +49,81 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_engine(args: argparse.Namespace) -> None:
-    name, url = create_database()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    sim = SimProcess(["--api-id", API_ID, "--api-secret", API_SECRET])
-    sim.start()
-    env = {
-        **os.environ,
-        "PHONEBRIDGE_DATABASE_URL": url,
-        "PHONEBRIDGE_REDIS_URL": REDIS_URL,
-        "PHONEBRIDGE_UPSTREAM_BASE_URL": sim.base_url,
-        "PHONEBRIDGE_UPSTREAM_API_ID": API_ID,
-        "PHONEBRIDGE_UPSTREAM_API_SECRET": API_SECRET,
-        "PHONEBRIDGE_UPSTREAM_MAX_RPS": "100000",
-        "PHONEBRIDGE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-    }
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        exe = phonebridge_executable()
-        processes.append(
-            subprocess.Popen([exe, "worker", "--concurrency", str(args.concurrency)], env=env)
-        )
-        processes.append(subprocess.Popen([exe, "scheduler"], env=env))
-        time.sleep(args.warmup_s)  # both processes up before the first task comes due
-        cpu_before = [cpu_seconds(process.pid) for process in processes]
-
-        start = datetime.now(UTC) + timedelta(seconds=0.5)
-        spacing = 1.0 / args.arrival_rate
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("INSERT INTO clients (name) VALUES ('bench')")
-            conn.execute(
-                """
-                INSERT INTO tasks (client_id, task_id, state, submitted_at, registered_at,
-                                   expires_at, next_poll_at, poll_count, updated_at)
-                SELECT 1, 'sim-ring-0-b' || g, 'pending', %(start)s, %(start)s,
-                       %(start)s + interval '1 hour',
-                       %(start)s + (g * %(spacing)s) * interval '1 second', 0, %(start)s
-                FROM generate_series(0, %(n)s - 1) AS g
-                """,
-                {"start": start, "spacing": spacing, "n": args.tasks},
+    with scratch_database("phonebridge_bench", migrated=True) as database:
+        url = database.url
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        sim = SimProcess(["--api-id", API_ID, "--api-secret", API_SECRET])
+        sim.start()
+        env = {
+            **os.environ,
+            "PHONEBRIDGE_DATABASE_URL": url,
+            "PHONEBRIDGE_REDIS_URL": REDIS_URL,
+            "PHONEBRIDGE_UPSTREAM_BASE_URL": sim.base_url,
+            "PHONEBRIDGE_UPSTREAM_API_ID": API_ID,
+            "PHONEBRIDGE_UPSTREAM_API_SECRET": API_SECRET,
+            "PHONEBRIDGE_UPSTREAM_MAX_RPS": "100000",
+            "PHONEBRIDGE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        }
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            exe = phonebridge_executable()
+            processes.append(
+                subprocess.Popen([exe, "worker", "--concurrency", str(args.concurrency)], env=env)
             )
-            while True:
-                done = conn.execute(
-                    "SELECT count(*) FROM tasks WHERE state = 'completed'"
-                ).fetchone()
-                if done and done[0] >= args.tasks:
-                    break
-                time.sleep(0.2)
-        cpu_used = [
-            cpu_seconds(process.pid) - before
-            for process, before in zip(processes, cpu_before, strict=True)
-        ]
-        planned = {f"sim-ring-0-b{g}": start.timestamp() + g * spacing for g in range(args.tasks)}
-        calls = sim.control.calls(endpoint="task_result")
-        first_call: dict[str, float] = {}
-        for call in calls:
-            first_call.setdefault(call["task_id"], call["at"])
-        lags = [first_call[t] - planned[t] for t in planned]
-        span = max(c["at"] for c in calls) - min(c["at"] for c in calls)
-        print(f"tasks                     {args.tasks}")
-        print(f"arrival rate (due/s)      {args.arrival_rate:.0f}")
-        print(f"completed tasks/s         {args.tasks / span:.0f}   (first to last call)")
-        print(f"upstream calls per task   {len(calls) / args.tasks:.3f}")
-        print(f"poll lag p50              {percentile(lags, 0.50) * 1000:.0f} ms")
-        print(f"poll lag p99              {percentile(lags, 0.99) * 1000:.0f} ms")
-        print(f"poll lag max              {max(lags) * 1000:.0f} ms")
-        print(f"worker CPU per task       {cpu_used[0] / args.tasks * 1e6:.0f} us")
-        print(f"scheduler CPU per task    {cpu_used[1] / args.tasks * 1e6:.0f} us")
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=20)
-        sim.stop()
-        drop_database(name)
+            processes.append(subprocess.Popen([exe, "scheduler"], env=env))
+            time.sleep(args.warmup_s)  # both processes up before the first task comes due
+            cpu_before = [cpu_seconds(process.pid) for process in processes]
+
+            start = datetime.now(UTC) + timedelta(seconds=0.5)
+            spacing = 1.0 / args.arrival_rate
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("INSERT INTO clients (name) VALUES ('bench')")
+                conn.execute(
+                    """
+                    INSERT INTO tasks (client_id, task_id, state, submitted_at, registered_at,
+                                       expires_at, next_poll_at, poll_count, updated_at)
+                    SELECT 1, 'sim-ring-0-b' || g, 'pending', %(start)s, %(start)s,
+                           %(start)s + interval '1 hour',
+                           %(start)s + (g * %(spacing)s) * interval '1 second', 0, %(start)s
+                    FROM generate_series(0, %(n)s - 1) AS g
+                    """,
+                    {"start": start, "spacing": spacing, "n": args.tasks},
+                )
+                while True:
+                    done = conn.execute(
+                        "SELECT count(*) FROM tasks WHERE state = 'completed'"
+                    ).fetchone()
+                    if done and done[0] >= args.tasks:
+                        break
+                    time.sleep(0.2)
+            cpu_used = [
+                cpu_seconds(process.pid) - before
+                for process, before in zip(processes, cpu_before, strict=True)
+            ]
+            planned = {
+                f"sim-ring-0-b{g}": start.timestamp() + g * spacing for g in range(args.tasks)
+            }
+            calls = sim.control.calls(endpoint="task_result")
+            first_call: dict[str, float] = {}
+            for call in calls:
+                first_call.setdefault(call["task_id"], call["at"])
+            lags = [first_call[t] - planned[t] for t in planned]
+            span = max(c["at"] for c in calls) - min(c["at"] for c in calls)
+            print(f"tasks                     {args.tasks}")
+            print(f"arrival rate (due/s)      {args.arrival_rate:.0f}")
+            print(f"completed tasks/s         {args.tasks / span:.0f}   (first to last call)")
+            print(f"upstream calls per task   {len(calls) / args.tasks:.3f}")
+            print(f"poll lag p50              {percentile(lags, 0.50) * 1000:.0f} ms")
+            print(f"poll lag p99              {percentile(lags, 0.99) * 1000:.0f} ms")
+            print(f"poll lag max              {max(lags) * 1000:.0f} ms")
+            print(f"worker CPU per task       {cpu_used[0] / args.tasks * 1e6:.0f} us")
+            print(f"scheduler CPU per task    {cpu_used[1] / args.tasks * 1e6:.0f} us")
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                process.wait(timeout=20)
+            sim.stop()
 
 
 async def client_rate(base_url: str, transport: str, requests: int, parallel: int) -> float:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import psycopg
 import redis
-from poll import API_ID, API_SECRET, REDIS_URL, create_database, drop_database
+from poll import API_ID, API_SECRET, REDIS_URL
+from support import scratch_database
 
 from service.config import build_settings
 from service.sim.server import SimProcess, phonebridge_executable
@@ -88,48 +89,48 @@ def rss_mib(pid: int) -> float:
 
 
 def measure(count: int, run_s: float) -> dict[str, float]:
-    name, url = create_database()
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        insert_pending(url, count)
-        claim_s, sweep_s = asyncio.run(time_rounds(url))
-        with SimProcess(["--api-id", API_ID, "--api-secret", API_SECRET]) as sim:
-            env = {
-                **os.environ,
-                "PHONEBRIDGE_DATABASE_URL": url,
-                "PHONEBRIDGE_REDIS_URL": REDIS_URL,
-                "PHONEBRIDGE_UPSTREAM_BASE_URL": sim.base_url,
-                "PHONEBRIDGE_UPSTREAM_API_ID": API_ID,
-                "PHONEBRIDGE_UPSTREAM_API_SECRET": API_SECRET,
-                "PHONEBRIDGE_UPSTREAM_MAX_RPS": "500",
-                "PHONEBRIDGE_LOG_LEVEL": "WARNING",
-            }
-            exe = phonebridge_executable()
-            worker = subprocess.Popen([exe, "worker"], env=env, stderr=subprocess.DEVNULL)
-            scheduler = subprocess.Popen([exe, "scheduler"], env=env, stderr=subprocess.DEVNULL)
-            processes += [worker, scheduler]
-            time.sleep(run_s)
-            figures = {
-                "claim round (ms)": claim_s * 1000,
-                "deadline sweep (ms)": sweep_s * 1000,
-                "redis used memory (MiB)": int(client.info("memory")["used_memory"]) / 2**20,
-                "worker RSS (MiB)": rss_mib(worker.pid),
-                "scheduler RSS (MiB)": rss_mib(scheduler.pid),
-                "polls during the run": float(sim.control.stats()["calls"]),
-            }
-            for process in processes:
-                process.send_signal(signal.SIGTERM)
-            for process in processes:
-                process.wait(timeout=20)
-        return figures
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
+    with scratch_database("phonebridge_bench", migrated=True) as database:
+        url = database.url
+        client = redis.Redis.from_url(REDIS_URL)
         client.flushdb()
-        drop_database(name)
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            insert_pending(url, count)
+            claim_s, sweep_s = asyncio.run(time_rounds(url))
+            with SimProcess(["--api-id", API_ID, "--api-secret", API_SECRET]) as sim:
+                env = {
+                    **os.environ,
+                    "PHONEBRIDGE_DATABASE_URL": url,
+                    "PHONEBRIDGE_REDIS_URL": REDIS_URL,
+                    "PHONEBRIDGE_UPSTREAM_BASE_URL": sim.base_url,
+                    "PHONEBRIDGE_UPSTREAM_API_ID": API_ID,
+                    "PHONEBRIDGE_UPSTREAM_API_SECRET": API_SECRET,
+                    "PHONEBRIDGE_UPSTREAM_MAX_RPS": "500",
+                    "PHONEBRIDGE_LOG_LEVEL": "WARNING",
+                }
+                exe = phonebridge_executable()
+                worker = subprocess.Popen([exe, "worker"], env=env, stderr=subprocess.DEVNULL)
+                scheduler = subprocess.Popen([exe, "scheduler"], env=env, stderr=subprocess.DEVNULL)
+                processes += [worker, scheduler]
+                time.sleep(run_s)
+                figures = {
+                    "claim round (ms)": claim_s * 1000,
+                    "deadline sweep (ms)": sweep_s * 1000,
+                    "redis used memory (MiB)": int(client.info("memory")["used_memory"]) / 2**20,
+                    "worker RSS (MiB)": rss_mib(worker.pid),
+                    "scheduler RSS (MiB)": rss_mib(scheduler.pid),
+                    "polls during the run": float(sim.control.stats()["calls"]),
+                }
+                for process in processes:
+                    process.send_signal(signal.SIGTERM)
+                for process in processes:
+                    process.wait(timeout=20)
+            return figures
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+            client.flushdb()
 
 
 def main() -> None:

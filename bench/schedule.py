@@ -32,9 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from poll import create_database, drop_database, percentile
+from poll import percentile
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import scratch_database
 
 from service.config import build_settings
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
@@ -298,9 +299,9 @@ def main() -> None:
     parser.add_argument("--ceiling", type=float, default=20.0, help="calls/s in the saturation run")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}")
-    name, url = create_database()
     started = time.perf_counter()
-    try:
+    with scratch_database("phonebridge_bench", migrated=True) as database:
+        url = database.url
         target_p = build_settings().schedule_policy.target_p
         print(f"\n{'mix':40}{'schedule':>10}{'lag p50 s':>11}{'lag p95 s':>11}{'calls/task':>12}")
         for mix, draw in MIXES.items():
@@ -319,8 +320,6 @@ def main() -> None:
                 f"{label:24}{percentile(lags, 0.5):>12.1f}{percentile(lags, 0.95):>12.1f}"
                 f"{big_done:>26.1f}"
             )
-    finally:
-        drop_database(name)
     print(
         f"\nwall time {time.perf_counter() - started:.0f} s; load average at end: {os.getloadavg()}"
     )
