@@ -208,7 +208,7 @@ def measure(
         f"worker CPU {worker_cpu / events * 1e6:.0f} us per healthy delivery",
         flush=True,
     )
-    return events / (done["last"] - due_at)
+    return events / float(done["last"] - due_at)
 
 
 def main() -> None:
@@ -238,7 +238,7 @@ def main() -> None:
         receivers = subprocess.Popen(
             [sys.executable, __file__, "--serve-receivers"], stdout=subprocess.PIPE, text=True
         )
-        processes = [receivers]
+        processes: list[subprocess.Popen[Any]] = [receivers]
         try:
             assert receivers.stdout is not None
             ports = json.loads(receivers.stdout.readline())
