@@ -1,6 +1,7 @@
 """The lock (requirements/dev.txt, made by scripts/lock) against pyproject.toml: scripts/install
-installs the lock and then the project with --no-deps, so a dependency that pyproject names and
-the lock lacks would simply be missing."""
+installs the lock with --require-hashes and then the project with --no-deps, so a dependency that
+pyproject names and the lock lacks would simply be missing, and a pin without hashes would stop the
+install."""
 
 from __future__ import annotations
 
@@ -18,15 +19,19 @@ LOCK = ROOT / "requirements" / "dev.txt"
 PROJECT = canonicalize_name("phonebridge")
 # name==version: no range, no URL, no file:// path of one machine's checkout.
 EXACT_PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[0-9][A-Za-z0-9.+!_-]*")
+HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
 
 
-def lock_lines() -> list[str]:
-    lines = (line.split("#", 1)[0].strip() for line in LOCK.read_text().splitlines())
-    return [line for line in lines if line]
+def lock_entries() -> list[tuple[str, list[str]]]:
+    """Each requirement of the lock with its options: pip-compile writes `name==version \\` and
+    under it one `--hash=sha256:...` line per file of that version."""
+    joined = LOCK.read_text().replace("\\\n", " ")
+    lines = (line.split("#", 1)[0].strip() for line in joined.splitlines())
+    return [(line.split()[0], line.split()[1:]) for line in lines if line]
 
 
 def locked_versions() -> dict[NormalizedName, Version]:
-    pins = (line.split("==", 1) for line in lock_lines())
+    pins = (requirement.split("==", 1) for requirement, _ in lock_entries())
     return {canonicalize_name(name): Version(version) for name, version in pins}
 
 
@@ -62,8 +67,12 @@ def extra_requirements(requirement: Requirement) -> list[Requirement]:
 
 
 def test_the_lock_pins_an_exact_version_of_each_package_and_nothing_else() -> None:
-    for line in lock_lines():
-        assert EXACT_PIN.fullmatch(line), line
+    for requirement, options in lock_entries():
+        assert EXACT_PIN.fullmatch(requirement), requirement
+        # and the files of that version, by hash: scripts/install runs with --require-hashes
+        assert options, f"{requirement} has no hashes: run scripts/lock"
+        for option in options:
+            assert HASH.fullmatch(option), f"{requirement} {option}"
     assert PROJECT not in locked_versions()
 
 
