@@ -75,7 +75,9 @@ def test_every_variable_a_service_sets_is_a_setting(name: str) -> None:
 def test_the_image_is_python_3_11_slim_with_the_package_installed() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in dockerfile
-    assert "pip install ." in dockerfile
+    # the lock's versions, hash-checked, not a fresh resolve; then the package alone
+    assert "pip install --require-hashes -r requirements/runtime.txt" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
     assert 'ENTRYPOINT ["phonebridge"]' in dockerfile
     for service in OURS.values():
         assert service["build"] == "."
