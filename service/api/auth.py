@@ -22,6 +22,7 @@ from service.accounts import api_key_digest, looks_like_api_key
 from service.api.clientlimits import PENDING_RECOUNT_S
 from service.api.errors import ApiProblem
 from service.api.resources import ApiResources, hot_connection, resources_of
+from service.domain import problems
 from service.domain.limits import ClientLimits, effective_limit, pending_headers
 from service.store.clients import count_pending_tasks, find_active_key, stamp_keys_used
 
@@ -47,7 +48,9 @@ def unauthorized(detail: str, *, invalid_token: bool) -> ApiProblem:
     challenge = 'Bearer realm="phonebridge"'
     if invalid_token:
         challenge += ', error="invalid_token"'
-    return ApiProblem(401, detail, kind="unauthenticated", headers={"WWW-Authenticate": challenge})
+    return ApiProblem(
+        401, detail, kind=problems.UNAUTHENTICATED, headers={"WWW-Authenticate": challenge}
+    )
 
 
 class SignInRefusal(StrEnum):
@@ -99,7 +102,7 @@ async def authenticate(
                 429,
                 "too many invalid API keys from this address; retry after "
                 f"{refused.retry_after_s} s",
-                kind="too-many-failed-sign-ins",
+                kind=problems.TOO_MANY_FAILED_SIGN_INS,
                 headers={"Retry-After": str(refused.retry_after_s)},
             ) from None
         if refused.reason is SignInRefusal.NOT_A_KEY:
@@ -160,7 +163,7 @@ async def admit(resources: ApiResources, request: Request, client: Authenticated
                 429,
                 f"this client may make {limits.max_rps} calls a second; "
                 f"retry after {verdict.reset_s} s",
-                kind="rate-limited",
+                kind=problems.RATE_LIMITED,
                 headers=headers,
             )
         return
@@ -213,7 +216,7 @@ async def _reserve_pending_room(
             429,
             f"this client may have {limit} pending tasks; {room} more fit now and this call "
             f"registers {wanted}; retry once some have finished",
-            kind="too-many-pending",
+            kind=problems.TOO_MANY_PENDING,
             headers={"Retry-After": str(PENDING_RECOUNT_S)},
         )
     return wanted

@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from service.api.errors import ApiProblem, invalid_input
+from service.domain import problems
 from service.domain.jsontext import RepeatedKey, parse_request_json
 
 
@@ -56,7 +57,7 @@ def require_json_content_type(request: Request) -> None:
     raise ApiProblem(
         415,
         "the request body must be JSON, sent with `Content-Type: application/json`",
-        kind="unsupported-media-type",
+        kind=problems.UNSUPPORTED_MEDIA_TYPE,
     )
 
 

@@ -25,7 +25,8 @@ from service.api.errors import (
 )
 from service.api.resources import ApiResources
 from service.api.responses import json_response
-from service.checks.submit import DifferentBody, SubmitAnswer
+from service.checks.answers import DifferentBody, SubmitAnswer
+from service.domain import problems
 from service.domain.checks import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     PHONE_RULE,
@@ -160,6 +161,6 @@ async def callback_url(client: ClientDep, resources: ResourcesDep) -> Response:
             409,
             "this phonebridge has no public URL (PHONEBRIDGE_PUBLIC_URL), so upstream cannot "
             "reach a callback; ask its operator to set it",
-            kind="no-public-url",
+            kind=problems.NO_PUBLIC_URL,
         )
     return json_response({"url": url})

@@ -14,6 +14,7 @@ from service.api.deps import ClientDep, ResourcesDep, SessionDep
 from service.api.errors import ApiProblem, not_found, problem_responses
 from service.api.paths import EventIdPath, no_such_event
 from service.api.responses import json_response
+from service.domain import problems
 from service.domain.ids import PUBLIC_ID_MAX_LENGTH, is_public_id_shaped
 from service.domain.states import DeliveryState
 from service.store import deliveries as delivery_store
@@ -130,5 +131,5 @@ def _why_not_put_back(
     return ApiProblem(
         409,
         f"subscription {subscription_id!r} is disabled or deleted; enable it to redeliver",
-        kind="subscription-disabled",
+        kind=problems.SUBSCRIPTION_DISABLED,
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -26,12 +25,13 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from service.api.methods import allowed_methods
+from service.domain import problems
+from service.domain.problems import ProblemKind, kind_of_status, problem_document, status_title
 
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
-PROBLEM_TYPE_PREFIX = "urn:phonebridge:problem:"
 DATABASE_RETRY_AFTER_S = 5
 
 
@@ -52,6 +52,11 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str = Field(description="What went wrong, in words a person can act on.")
+    code: str = Field(
+        description="A stable machine-readable code for this kind of problem, e.g. "
+        "`VALIDATION_FAILED`, `NOT_FOUND`; the README lists them all.",
+        examples=["VALIDATION_FAILED"],
+    )
     errors: list[FieldProblem] | None = Field(
         default=None, description="For invalid input: each broken rule."
     )
@@ -65,14 +70,14 @@ class ApiProblem(Exception):
         status: int,
         detail: str,
         *,
-        kind: str | None = None,
+        kind: ProblemKind | None = None,
         errors: Sequence[FieldProblem] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
-        self.kind = kind
+        self.kind = kind if kind is not None else kind_of_status(status)
         self.errors = list(errors) if errors is not None else None
         self.headers = dict(headers) if headers else None
 
@@ -82,25 +87,23 @@ def not_found(detail: str) -> ApiProblem:
 
 
 def invalid_input(detail: str, errors: Sequence[FieldProblem] | None = None) -> ApiProblem:
-    return ApiProblem(422, detail, kind="invalid-input", errors=errors)
+    return ApiProblem(422, detail, kind=problems.VALIDATION_FAILED, errors=errors)
 
 
 def problem_response(
     status: int,
     detail: str,
     *,
-    kind: str | None = None,
+    kind: ProblemKind | None = None,
     errors: Sequence[FieldProblem] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_PREFIX + kind if kind else "about:blank",
-        "title": _title(status),
-        "status": status,
-        "detail": detail,
-    }
-    if errors is not None:
-        body["errors"] = [error.model_dump() for error in errors]
+    body = problem_document(
+        status,
+        detail,
+        kind if kind is not None else kind_of_status(status),
+        errors=None if errors is None else [error.model_dump() for error in errors],
+    )
     return Response(
         content=orjson.dumps(body),
         status_code=status,
@@ -113,7 +116,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of a route whose failures are these problem statuses."""
     return {
         status: {
-            "description": _title(status),
+            "description": status_title(status),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
         }
         for status in statuses
@@ -148,15 +151,17 @@ async def _on_api_problem(request: Request, problem: ApiProblem) -> Response:
 
 
 async def _on_request_validation(request: Request, error: RequestValidationError) -> Response:
-    problems = [
+    found = [
         FieldProblem(field=_location(item.get("loc", ())), message=str(item.get("msg", "invalid")))
         for item in error.errors()
     ]
     detail = "; ".join(
         f"{problem.field}: {problem.message}" if problem.field else problem.message
-        for problem in problems
+        for problem in found
     )
-    return problem_response(422, detail or "invalid request", kind="invalid-input", errors=problems)
+    return problem_response(
+        422, detail or "invalid request", kind=problems.VALIDATION_FAILED, errors=found
+    )
 
 
 async def _on_http_exception(request: Request, error: HTTPException) -> Response:
@@ -170,9 +175,9 @@ async def _on_http_exception(request: Request, error: HTTPException) -> Response
         return problem_response(
             422,
             f"the request body is not valid JSON: {_unreadable_body_reason(error.__cause__)}",
-            kind="invalid-input",
+            kind=problems.VALIDATION_FAILED,
         )
-    detail = error.detail if isinstance(error.detail, str) else _title(error.status_code)
+    detail = error.detail if isinstance(error.detail, str) else status_title(error.status_code)
     if error.status_code == 404 and error.detail == "Not Found":
         detail = f"no route {request.url.path!r}"
     elif error.status_code == 405:
@@ -202,7 +207,7 @@ async def _on_database_unavailable(request: Request, error: Exception) -> Respon
     return problem_response(
         503,
         "the database is unavailable; retry shortly",
-        kind="database-unavailable",
+        kind=problems.DATABASE_UNAVAILABLE,
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
     )
 
@@ -225,13 +230,6 @@ async def _on_unexpected(request: Request, error: Exception) -> Response:
         exc_info=error,
     )
     return problem_response(500, "an unexpected error occurred; it has been logged")
-
-
-def _title(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 def _location(loc: Sequence[Any]) -> str | None:

@@ -33,6 +33,7 @@ from service.api.pagination import (
 from service.api.paths import SubscriptionIdPath, no_such_subscription
 from service.api.resources import ApiResources
 from service.api.responses import NO_STORE, json_response
+from service.domain import problems
 from service.domain.ids import SUBSCRIPTION_PREFIX, new_public_id
 from service.domain.signing import SECRET_BYTES, new_secret
 from service.domain.states import EventType
@@ -374,7 +375,7 @@ async def recover_subscription(
         raise ApiProblem(
             409,
             f"subscription {subscription_id!r} is disabled; enable it before recovering",
-            kind="subscription-disabled",
+            kind=problems.SUBSCRIPTION_DISABLED,
         )
     recovered = await delivery_store.recover_failed(
         session, existing.pk, body.since, body.until, resources.clock()

@@ -23,6 +23,7 @@ from service.api.pagination import (
 from service.api.paths import TaskIdPath, no_such_task
 from service.api.resources import hot_connection
 from service.api.responses import json_response
+from service.domain import problems
 from service.domain.intake import (
     BATCH_MAX_TASKS,
     CLOCK_SKEW,
@@ -250,7 +251,7 @@ async def cancel_task(task_id: TaskIdPath, client: ClientDep, resources: Resourc
         raise ApiProblem(
             409,
             f"task {task_id!r} is already {row.state}; only a pending task can be cancelled",
-            kind="task-already-final",
+            kind=problems.TASK_ALREADY_FINAL,
         )
     return json_response(task_body(row))
 

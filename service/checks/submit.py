@@ -25,14 +25,18 @@ import random
 import signal
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.checks.answers import (
+    DifferentBody,
+    SubmitAnswer,
+    unavailable_answer,
+    unknown_outcome_answer,
+)
 from service.checks.hints import CallbackUrls
 from service.clock import Clock, utc_now
 from service.config import Settings
@@ -54,7 +58,6 @@ from service.upstream.client import UpstreamClient
 
 log = logging.getLogger(__name__)
 
-PROBLEM_TYPE_PREFIX = "urn:phonebridge:problem:"
 # A submit waits at most this long for its slot of the rate ceiling before answering 503.
 MAX_SLOT_WAIT_S = 5.0
 # A duplicate request re-reads the first one's row this often while it is in flight.
@@ -63,67 +66,6 @@ REPLAY_POLL_S = 0.05
 INSTANT_TASK_PREFIX = "instant-"
 # Set only by the tests that kill a real API between upstream's answer and the commit.
 CRASH_AFTER_SUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_SUBMIT"
-
-
-@dataclass(frozen=True)
-class SubmitAnswer:
-    """What the client is answered: the task (201) or a problem document, as the JSON text that
-    is sent and kept for replays (numbers in metadata can exceed 64 bits: the text, not a
-    re-encoding, is what goes out)."""
-
-    status: int
-    body_json: str
-    headers: dict[str, str] = field(default_factory=dict)
-    replayed: bool = False
-    # This request made a new pending task (it takes room under the client's pending limit).
-    created_pending: bool = False
-
-    @classmethod
-    def problem(
-        cls, status: int, title: str, detail: str, code: str, headers: dict[str, str] | None = None
-    ) -> SubmitAnswer:
-        return cls(
-            status, orjson.dumps(problem(status, title, detail, code)).decode(), headers or {}
-        )
-
-    @property
-    def is_problem(self) -> bool:
-        return self.status >= 400
-
-    @property
-    def code(self) -> str | None:
-        """The problem's code, for logs and metrics (None for a task)."""
-        if not self.is_problem:
-            return None
-        value = orjson.loads(self.body_json).get("code")
-        return value if isinstance(value, str) else None
-
-
-class DifferentBody(Exception):
-    """The Idempotency-Key was used before with another body."""
-
-
-def problem(status: int, title: str, detail: str, code: str) -> dict[str, Any]:
-    """A problem document naming a machine-readable `code` (RFC 9457 extension member)."""
-    kind = code.lower().replace("_", "-")
-    return {
-        "type": PROBLEM_TYPE_PREFIX + kind,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
-
-
-def unknown_outcome_answer() -> SubmitAnswer:
-    return SubmitAnswer.problem(
-        502,
-        "Bad Gateway",
-        "the request may have reached upstream but its answer was not recorded: the check "
-        "may or may not exist upstream; phonebridge will not submit it again with this "
-        "Idempotency-Key",
-        SUBMIT_OUTCOME_UNKNOWN,
-    )
 
 
 class SubmitService:
@@ -201,7 +143,6 @@ class SubmitService:
         if refusal is None and upstream is None:
             refusal = SubmitAnswer.problem(
                 503,
-                "Service Unavailable",
                 "this phonebridge has no upstream credentials "
                 "(PHONEBRIDGE_UPSTREAM_API_ID and PHONEBRIDGE_UPSTREAM_API_SECRET), so it "
                 "cannot submit checks",
@@ -254,7 +195,6 @@ class SubmitService:
             if pause is not None:
                 return SubmitAnswer.problem(
                     503,
-                    "Service Unavailable",
                     f"upstream refuses this account ({pause.reason}); calls are paused "
                     "until a probe succeeds; nothing was submitted",
                     pause.reason,
@@ -263,11 +203,10 @@ class SubmitService:
             reservation = await self._limiter.reserve_calls(1)
         except Exception as error:
             log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
-            return _unavailable("the shared rate ceiling (Redis) does not answer")
+            return unavailable_answer("the shared rate ceiling (Redis) does not answer")
         if reservation.first_in_s > MAX_SLOT_WAIT_S:
             return SubmitAnswer.problem(
                 503,
-                "Service Unavailable",
                 "the upstream call rate is at its ceiling; nothing was submitted, try again",
                 "RATE_CEILING",
                 {"Retry-After": str(max(1, round(reservation.first_in_s)))},
@@ -338,14 +277,13 @@ class SubmitService:
         if outcome.kind is SubmitKind.REJECTED:
             return SubmitAnswer.problem(
                 422,
-                "Unprocessable Content",
                 f"upstream refused the check: {outcome.message}",
                 outcome.code,
+                title="Unprocessable Content",
             )
         if outcome.kind is SubmitKind.ACCOUNT_PROBLEM:
             return SubmitAnswer.problem(
                 503,
-                "Service Unavailable",
                 f"upstream refuses this account ({outcome.code}: {outcome.message}); "
                 "calls are paused until a probe succeeds; nothing was submitted",
                 outcome.code,
@@ -355,16 +293,14 @@ class SubmitService:
             retry_after = max(1, round(outcome.retry_after_s or 1))
             return SubmitAnswer.problem(
                 503,
-                "Service Unavailable",
                 "upstream refused the call (RATE_LIMIT_EXCEEDED); nothing was submitted",
                 outcome.code,
                 {"Retry-After": str(retry_after)},
             )
         if outcome.kind is SubmitKind.UNAVAILABLE:
-            return _unavailable(f"{outcome.message}; nothing was submitted")
+            return unavailable_answer(f"{outcome.message}; nothing was submitted")
         return SubmitAnswer.problem(
             502,
-            "Bad Gateway",
             f"{outcome.message}; phonebridge will not submit it again with this Idempotency-Key",
             SUBMIT_OUTCOME_UNKNOWN,
         )
@@ -405,12 +341,8 @@ class SubmitService:
             if current is None:
                 # The first request released the key (nothing reached upstream): its answer is
                 # not kept; this request may be retried as a new one.
-                return _unavailable("a request with this Idempotency-Key just failed; retry")
+                return unavailable_answer("a request with this Idempotency-Key just failed; retry")
             submission = current
-
-
-def _unavailable(detail: str) -> SubmitAnswer:
-    return SubmitAnswer.problem(502, "Bad Gateway", detail, "UPSTREAM_UNAVAILABLE")
 
 
 def _crash_point_for_tests() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,8 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert problem["title"]
     assert problem["type"]
     assert problem["detail"]
+    # Every problem carries a stable code a program can switch on (contract: REST API).
+    assert re.fullmatch(r"[A-Z][A-Z0-9_]*", problem["code"]), problem
     return problem
 
 
