@@ -75,7 +75,7 @@ def _scheduler(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _api_key_create(args: argparse.Namespace, settings: Settings) -> int:
-    from service.accounts import create_client_and_key
+    from service.features.keys import create_client_and_key
 
     key = asyncio.run(create_client_and_key(settings, args.name))
     # The key alone on stdout, so `KEY=$(phonebridge api-key create ...)` holds just the key.
@@ -85,7 +85,7 @@ def _api_key_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _api_key_add(args: argparse.Namespace, settings: Settings) -> int:
-    from service.accounts import add_key
+    from service.features.keys import add_key
 
     key_id, key = asyncio.run(add_key(settings, args.client))
     print(
@@ -97,7 +97,7 @@ def _api_key_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _api_key_list(args: argparse.Namespace, settings: Settings) -> int:
-    from service.accounts import KEY_LIST_HEADER, format_key_line, list_keys
+    from service.features.keys import KEY_LIST_HEADER, format_key_line, list_keys
 
     rows = asyncio.run(list_keys(settings, args.client))
     print(KEY_LIST_HEADER)
@@ -107,7 +107,7 @@ def _api_key_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _api_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from service.accounts import revoke_key
+    from service.features.keys import revoke_key
 
     revoked_at = asyncio.run(revoke_key(settings, args.key_id))
     print(
@@ -118,8 +118,8 @@ def _api_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _api_key_rotate_callback(args: argparse.Namespace, settings: Settings) -> int:
-    from service.accounts import rotate_callback
     from service.checks.hints import TOKEN_TTL_S
+    from service.features.keys import rotate_callback
 
     client, old_until = asyncio.run(rotate_callback(settings, args.client))
     print(
@@ -130,7 +130,7 @@ def _api_key_rotate_callback(args: argparse.Namespace, settings: Settings) -> in
 
 
 def _api_key_limits(args: argparse.Namespace, settings: Settings) -> int:
-    from service.accounts import ClientLimits, set_limits
+    from service.features.keys import ClientLimits, set_limits
 
     changes = ClientLimits(
         **{name: getattr(args, name) for name in ("max_rps", "max_pending") if name in args}

@@ -18,13 +18,18 @@ from enum import StrEnum
 
 from fastapi import Request
 
-from service.accounts import api_key_digest, looks_like_api_key
 from service.api.clientlimits import PENDING_RECOUNT_S
 from service.api.errors import ApiProblem
 from service.api.resources import ApiResources, hot_connection, resources_of
 from service.domain import problems
 from service.domain.limits import ClientLimits, effective_limit, pending_headers
-from service.store.clients import count_pending_tasks, find_active_key, stamp_keys_used
+from service.features.keys import (
+    api_key_digest,
+    count_pending_tasks,
+    find_active_key,
+    looks_like_api_key,
+    stamp_keys_used,
+)
 
 # The scheme as the OpenAPI schema declares it for every /v1 operation (see app.py): the
 # "Authorize" button of /docs. It is declared there rather than through FastAPI's HTTPBearer

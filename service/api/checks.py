@@ -2,8 +2,8 @@
 (the per-client URL a client that submits at AccuAuth itself passes as `callback`).
 
 Thin: the body and the Idempotency-Key are checked here, the submission is
-service.checks.submit.SubmitService's. `submit_for_client` (the pending-limit reservation around
-that service) is what the portal's check form calls too, so both paths count and submit alike."""
+service.checks.submit.SubmitService's, called through service/api/submitting.py, as the portal's
+check form does too, so both paths count and submit alike."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from service.api.auth import AuthenticatedClient, pending_room
 from service.api.bodies import read_json_body
 from service.api.deps import ClientDep, ResourcesDep, resources_and_client
 from service.api.errors import (
@@ -23,14 +22,12 @@ from service.api.errors import (
     invalid_input,
     problem_responses,
 )
-from service.api.resources import ApiResources
 from service.api.responses import json_response
-from service.checks.answers import DifferentBody, SubmitAnswer
+from service.api.submitting import submit_for_client
 from service.domain import problems
 from service.domain.checks import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     PHONE_RULE,
-    CheckRequest,
     valid_idempotency_key,
     validate_check,
 )
@@ -122,30 +119,6 @@ async def submit_check(request: Request) -> Response:
         headers=answer.headers or None,
         media_type=PROBLEM_MEDIA_TYPE if answer.is_problem else "application/json",
     )
-
-
-async def submit_for_client(
-    resources: ApiResources,
-    request: Request,
-    client: AuthenticatedClient,
-    check: CheckRequest,
-    idempotency_key: str | None,
-) -> SubmitAnswer:
-    """Submit a validated check for `client`: what `POST /v1/checks` and the portal's form both
-    call. Raises ApiProblem 429 when the client's pending limit has no room, 422 when the
-    Idempotency-Key was used with another body."""
-    # A check that stays pending upstream is a pending task like a registered one: it counts
-    # against the client's pending limit, and the room is taken before upstream is called.
-    async with pending_room(resources, request, client, 1) as room:
-        try:
-            answer = await resources.checks.submit(client.id, check, idempotency_key)
-        except DifferentBody:
-            raise invalid_input(
-                "this Idempotency-Key was used with a different request body; use a new key for "
-                "a new check"
-            ) from None
-        room.created = int(answer.created_pending)
-    return answer
 
 
 @router.get(

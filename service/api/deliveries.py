@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from fastapi import APIRouter
@@ -11,14 +10,12 @@ from starlette.responses import Response
 
 from service.api.bodies import JsonBodyRoute
 from service.api.deps import ClientDep, ResourcesDep, SessionDep
-from service.api.errors import ApiProblem, not_found, problem_responses
-from service.api.paths import EventIdPath, no_such_event
+from service.api.errors import problem_responses
+from service.api.paths import EventIdPath
 from service.api.responses import json_response
-from service.domain import problems
 from service.domain.ids import PUBLIC_ID_MAX_LENGTH, is_public_id_shaped
 from service.domain.states import DeliveryState
-from service.store import deliveries as delivery_store
-from service.store.deliveries import DeliveryView
+from service.features import deliveries as delivery_feature
 
 router = APIRouter(
     prefix="/v1/events",
@@ -71,13 +68,6 @@ class RedeliverRequest(BaseModel):
         return value
 
 
-async def _event_pk(session: SessionDep, client: ClientDep, event_id: str) -> int:
-    pk = await delivery_store.find_event_pk(session, client.id, event_id)
-    if pk is None:
-        raise no_such_event(event_id)
-    return pk
-
-
 @router.get(
     "/{event_id}/deliveries",
     response_model=DeliveryList,
@@ -87,8 +77,8 @@ async def _event_pk(session: SessionDep, client: ClientDep, event_id: str) -> in
 async def list_deliveries(
     event_id: EventIdPath, client: ClientDep, session: SessionDep
 ) -> Response:
-    event_pk = await _event_pk(session, client, event_id)
-    return json_response({"data": await delivery_store.list_event_deliveries(session, event_pk)})
+    deliveries = await delivery_feature.list_event_deliveries(session, client.id, event_id)
+    return json_response({"data": deliveries})
 
 
 @router.post(
@@ -105,31 +95,8 @@ async def redeliver(
     resources: ResourcesDep,
     body: RedeliverRequest | None = None,
 ) -> Response:
-    event_pk = await _event_pk(session, client, event_id)
     subscription_id = body.subscription_id if body is not None else None
-    # Put back first, then read the deliveries once: the answer shows them as they are now, and
-    # when the named subscription's delivery was not put back, the same read tells why (the
-    # problem rolls the unit of work back).
-    put_back = set(
-        await delivery_store.redeliver_event(session, event_pk, subscription_id, resources.clock())
+    put_back = await delivery_feature.redeliver(
+        session, client.id, event_id, subscription_id, resources.clock()
     )
-    listed = await delivery_store.list_event_deliveries(session, event_pk)
-    if subscription_id is not None and not put_back:
-        raise _why_not_put_back(listed, event_id, subscription_id)
-    return json_response(
-        {"data": [delivery for delivery in listed if delivery.id in put_back]},
-        status_code=202,
-    )
-
-
-def _why_not_put_back(
-    listed: Sequence[DeliveryView], event_id: str, subscription_id: str
-) -> ApiProblem:
-    if not any(d.subscription_id == subscription_id for d in listed):
-        return not_found(f"event {event_id!r} has no delivery to subscription {subscription_id!r}")
-    # Only a disabled or deleted subscription's delivery is left alone by redeliver_event.
-    return ApiProblem(
-        409,
-        f"subscription {subscription_id!r} is disabled or deleted; enable it to redeliver",
-        kind=problems.SUBSCRIPTION_DISABLED,
-    )
+    return json_response({"data": put_back}, status_code=202)

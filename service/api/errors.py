@@ -27,6 +27,7 @@ from starlette.responses import Response
 from service.api.methods import allowed_methods
 from service.domain import problems
 from service.domain.problems import ProblemKind, kind_of_status, problem_document, status_title
+from service.features.errors import FeatureError
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiProblem, _on_api_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(FeatureError, _on_feature_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_request_validation)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_exception)  # type: ignore[arg-type]
     for outage in (
@@ -148,6 +150,21 @@ async def _on_api_problem(request: Request, problem: ApiProblem) -> Response:
         errors=problem.errors,
         headers=problem.headers,
     )
+
+
+def problem_of(error: FeatureError) -> ApiProblem:
+    """A feature's refusal as the API answers it."""
+    return ApiProblem(
+        error.status,
+        error.detail,
+        kind=error.kind,
+        errors=[FieldProblem(field=rule.field, message=rule.message) for rule in error.broken]
+        or None,
+    )
+
+
+async def _on_feature_error(request: Request, error: FeatureError) -> Response:
+    return await _on_api_problem(request, problem_of(error))
 
 
 async def _on_request_validation(request: Request, error: RequestValidationError) -> Response:

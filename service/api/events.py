@@ -9,13 +9,14 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from service.api.deps import AutocommitDep, ClientDep
-from service.api.errors import FieldProblem, invalid_input, problem_responses
+from service.api.errors import problem_responses
 from service.api.pagination import LimitQuery, Page
-from service.api.paths import EventIdPath, no_such_event
+from service.api.paths import EventIdPath
 from service.api.responses import json_response
-from service.domain.ids import is_public_id_shaped
 from service.domain.schemas import EventOut
-from service.store import events as event_store
+from service.features import events as event_feature
+from service.features.events import EventRow
+from service.features.paging import PAGE_SIZE_DEFAULT
 
 router = APIRouter(
     prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 429, 503)
@@ -33,24 +34,14 @@ AfterQuery = Annotated[
 
 @router.get("", response_model=Page[EventOut], summary="This client's events, oldest first")
 async def list_events(
-    client: ClientDep, conn: AutocommitDep, after: AfterQuery = None, limit: LimitQuery = 50
+    client: ClientDep,
+    conn: AutocommitDep,
+    after: AfterQuery = None,
+    limit: LimitQuery = PAGE_SIZE_DEFAULT,
 ) -> Response:
-    position = None
-    if after is not None:
-        if is_public_id_shaped(after):
-            position = await event_store.find_feed_position(conn, client.id, after)
-        if position is None:
-            raise invalid_input(
-                "after must be the id of one of this client's events",
-                [FieldProblem(field="query.after", message="unknown event id")],
-            )
-    rows = await event_store.list_settled_events(conn, client.id, after=position, limit=limit)
+    feed = await event_feature.read_feed(conn, client.id, after=after, size=limit)
     return json_response(
-        {
-            "data": [_event_body(row) for row in rows],
-            # A full page may have a successor; a short one is the end of the feed for now.
-            "next_cursor": rows[-1].public_id if len(rows) == limit else None,
-        }
+        {"data": [_event_body(row) for row in feed.events], "next_cursor": feed.next_after}
     )
 
 
@@ -61,12 +52,9 @@ async def list_events(
     responses=problem_responses(404),
 )
 async def get_event(event_id: EventIdPath, client: ClientDep, conn: AutocommitDep) -> Response:
-    row = await event_store.find_event(conn, client.id, event_id)
-    if row is None:
-        raise no_such_event(event_id)
-    return json_response(_event_body(row))
+    return json_response(_event_body(await event_feature.find_event(conn, client.id, event_id)))
 
 
-def _event_body(row: event_store.EventRow) -> dict[str, Any]:
+def _event_body(row: EventRow) -> dict[str, Any]:
     # `data` is the task as it was when the event was written, already in its JSON form.
     return {"id": row.public_id, "type": row.type, "created_at": row.created_at, "data": row.data}

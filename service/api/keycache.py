@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from service.store.clients import StoredKey
+from service.features.keys import StoredKey
 
 DEFAULT_TTL_S = 5.0
 DEFAULT_MAX_ENTRIES = 10_000

@@ -1,5 +1,6 @@
-"""List answers: `{"data": [...], "next_cursor": ...}`, a `limit` of 1-500 (default 50) refused
-when out of range, and opaque cursors refused (422) when malformed."""
+"""List answers: `{"data": [...], "next_cursor": ...}`, a `limit` of 1-500 (default 50, both in
+service/features/paging.py) refused when out of range, and opaque cursors refused (422) when
+malformed."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from fastapi import Query
 from pydantic import BaseModel, Field
 
 from service.api.errors import FieldProblem, invalid_input
+from service.features.paging import PAGE_SIZE_MAX
 
-LIMIT_DEFAULT = 50
-LIMIT_MAX = 500
 MAX_ROW_ID = 2**63 - 1
 
 LimitQuery = Annotated[
     int,
-    Query(ge=1, le=LIMIT_MAX, description=f"Page size, 1-{LIMIT_MAX}; out of range answers 422."),
+    Query(
+        ge=1,
+        le=PAGE_SIZE_MAX,
+        description=f"Page size, 1-{PAGE_SIZE_MAX}; out of range answers 422.",
+    ),
 ]
 CursorQuery = Annotated[
     str | None,

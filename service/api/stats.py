@@ -18,7 +18,7 @@ from service.api.errors import problem_responses
 from service.api.responses import json_response
 from service.clock import utc_now
 from service.domain.schedule import PollSchedule
-from service.store.estimates import client_estimate
+from service.features.stats import completion_times
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"], responses=problem_responses(401, 422, 503))
 
@@ -55,7 +55,7 @@ async def get_completion_times(
     client: ClientDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
     half_life_s = settings.poll_estimate_half_life_s
-    estimate, updated_at = await client_estimate(session, client.id, utc_now(), half_life_s)
+    estimate, updated_at = await completion_times(session, client.id, utc_now(), half_life_s)
     known = estimate.total > 0
     body = CompletionTimes(
         schedule=settings.poll_schedule,

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from service.api.auth import pending_room
 from service.api.bodies import read_json_body
 from service.api.deps import ClientDep, ResourcesDep, resources_and_client
-from service.api.errors import ApiProblem, FieldProblem, invalid_input, problem_responses
+from service.api.errors import FieldProblem, invalid_input, problem_responses
 from service.api.pagination import (
     CursorQuery,
     LimitQuery,
@@ -20,10 +20,9 @@ from service.api.pagination import (
     decode_row_cursor,
     encode_row_cursor,
 )
-from service.api.paths import TaskIdPath, no_such_task
+from service.api.paths import TaskIdPath
 from service.api.resources import hot_connection
 from service.api.responses import json_response
-from service.domain import problems
 from service.domain.intake import (
     BATCH_MAX_TASKS,
     CLOCK_SKEW,
@@ -31,13 +30,14 @@ from service.domain.intake import (
     METADATA_MAX_DEPTH,
     TASK_ID_MAX_LENGTH,
     TASK_ID_PATTERN,
-    Registration,
     Rejection,
     validate_registration,
 )
 from service.domain.schemas import TaskError, TaskOut, TaskResult
 from service.domain.states import TaskState
-from service.store import tasks as task_store
+from service.features import tasks as task_feature
+from service.features.paging import PAGE_SIZE_DEFAULT
+from service.features.tasks import TaskRow
 
 router = APIRouter(
     prefix="/v1/tasks",
@@ -138,7 +138,7 @@ async def register_task(request: Request) -> Response:
         )
     async with pending_room(resources, request, client, 1) as room:
         async with hot_connection(resources) as conn:
-            row, created = await task_store.register_task(conn, client.id, checked, now)
+            row, created = await task_feature.register_task(conn, client.id, checked, now)
         room.created = int(created)
     return json_response(task_body(row), status_code=201 if created else 200)
 
@@ -164,34 +164,14 @@ async def register_batch(request: Request) -> Response:
             [FieldProblem(field="tasks", message=f"more than {BATCH_MAX_TASKS} entries")],
         )
     now = resources.clock()
-    ttl = timedelta(seconds=resources.settings.task_ttl_s)
-    checked = [validate_registration(entry, now=now, ttl=ttl) for entry in entries]
-    distinct: dict[str, Registration] = {}
-    for outcome in checked:
-        if isinstance(outcome, Registration):
-            distinct.setdefault(outcome.task_id, outcome)
-
+    batch = task_feature.check_batch(entries, now, timedelta(seconds=resources.settings.task_ttl_s))
     created: set[str] = set()
-    if distinct:
-        async with pending_room(resources, request, client, len(distinct)) as room:
+    if batch.distinct:
+        async with pending_room(resources, request, client, len(batch.distinct)) as room:
             async with hot_connection(resources) as conn:
-                created = await task_store.register_tasks(
-                    conn, client.id, list(distinct.values()), now
-                )
+                created = await task_feature.register_batch(conn, client.id, batch, now)
             room.created = len(created)
-
-    results: list[dict[str, Any]] = []
-    for outcome in checked:
-        if isinstance(outcome, Rejection):
-            results.append(
-                {"task_id": outcome.task_id, "outcome": "rejected", "detail": outcome.detail}
-            )
-        elif outcome.task_id in created:
-            # Only the first occurrence in the batch counts as created; a repeat is existing.
-            created.discard(outcome.task_id)
-            results.append({"task_id": outcome.task_id, "outcome": "created"})
-        else:
-            results.append({"task_id": outcome.task_id, "outcome": "existing"})
+    results = [outcome.as_json() for outcome in task_feature.batch_outcomes(batch, created)]
     return json_response({"results": results})
 
 
@@ -204,20 +184,18 @@ async def list_tasks(
     client: ClientDep,
     resources: ResourcesDep,
     state: Annotated[TaskState | None, Query(description="Only tasks in this state.")] = None,
-    limit: LimitQuery = 50,
+    limit: LimitQuery = PAGE_SIZE_DEFAULT,
     cursor: CursorQuery = None,
 ) -> Response:
     before_id = decode_row_cursor(cursor) if cursor is not None else None
-    # One row more than asked tells whether another page exists.
     async with hot_connection(resources) as conn:
-        rows = await task_store.list_tasks(
-            conn, client.id, state=state, before_id=before_id, limit=limit + 1
+        page = await task_feature.list_tasks(
+            conn, client.id, state=state, before_id=before_id, size=limit
         )
-    page, more = rows[:limit], len(rows) > limit
     return json_response(
         {
-            "data": [task_body(row) for row in page],
-            "next_cursor": encode_row_cursor(page[-1].id) if more else None,
+            "data": [task_body(row) for row in page.items],
+            "next_cursor": None if page.last is None else encode_row_cursor(page.last.id),
         }
     )
 
@@ -230,9 +208,7 @@ async def list_tasks(
 )
 async def get_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesDep) -> Response:
     async with hot_connection(resources) as conn:
-        row = await task_store.find_task(conn, client.id, task_id)
-    if row is None:
-        raise no_such_task(task_id)
+        row = await task_feature.find_task(conn, client.id, task_id)
     return json_response(task_body(row))
 
 
@@ -244,19 +220,11 @@ async def get_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesD
 )
 async def cancel_task(task_id: TaskIdPath, client: ClientDep, resources: ResourcesDep) -> Response:
     async with hot_connection(resources) as conn:
-        outcome, row = await task_store.cancel_task(conn, client.id, task_id, resources.clock())
-    if outcome == "not_found" or row is None:
-        raise no_such_task(task_id)
-    if outcome == "already_final":
-        raise ApiProblem(
-            409,
-            f"task {task_id!r} is already {row.state}; only a pending task can be cancelled",
-            kind=problems.TASK_ALREADY_FINAL,
-        )
+        row = await task_feature.cancel_task(conn, client.id, task_id, resources.clock())
     return json_response(task_body(row))
 
 
-def task_body(row: task_store.TaskRow) -> dict[str, Any]:
+def task_body(row: TaskRow) -> dict[str, Any]:
     """The task as TaskOut shows it. Built by hand because it is on every intake response: the
     TaskOut round trip cost about 40 us per task. The JsonResponse renders the datetimes exactly
     as TaskOut does (RFC 3339, `Z`); a test holds the two equal."""

@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.accounts import API_KEY_PREFIX, api_key_digest, generate_api_key
 from service.api import auth
+from service.features.keys import API_KEY_PREFIX, api_key_digest, generate_api_key
 from service.store import clients
 from tests.support.api import bearer
 from tests.support.routes import served_operations, v1_operations

@@ -74,6 +74,28 @@ def test_the_tree_keeps_every_layer_contract() -> None:
             "service.api and workers are the top: only the phonebridge command imports them",
         ),
         (
+            "service/api/portal/leak.py",
+            "from service.store import tasks",
+            "service.api (the portal included) reaches the database only through service.features",
+        ),
+        (
+            "service/api/leak.py",
+            "from service.store.subscriptions import SubscriptionRow",
+            "service.api (the portal included) reaches the database only through service.features",
+        ),
+        (
+            "service/features/leak.py",
+            "from fastapi import HTTPException",
+            "service.features, the operations every surface calls, imports no surface nor web "
+            "framework",
+        ),
+        (
+            "service/features/leak.py",
+            "from service.api import errors",
+            "service.features, the operations every surface calls, imports no surface nor web "
+            "framework",
+        ),
+        (
             "service/webhooks/leak.py",
             "from service.sim import defaults",
             "service.sim, the upstream simulator, runs only in upstream-sim and demo",

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from service.domain.portal import Bar, stacked_bars
 from service.domain.states import DeliveryState, TaskState
-from service.store.portal import DeliveryHour, FinishedHour
+from service.features.overview import DeliveryHour, FinishedHour
 
 CHART_HOURS = 24
 WIDTH = 720.0

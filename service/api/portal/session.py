@@ -40,6 +40,7 @@ from service.domain.portal import (
     sign_in_nonce,
     sign_in_nonce_is_fresh,
 )
+from service.features.errors import FeatureError
 
 PORTAL_PATH = "/portal"
 SESSION_COOKIE = "pb_portal"
@@ -234,6 +235,7 @@ def see_other(location: str) -> RedirectResponse:
 
 
 RefusalPage = Callable[[Request, int, str], Response]
+FeatureRefusalPage = Callable[[Request, FeatureError], Response]
 
 
 class PortalRoute(APIRoute):
@@ -241,10 +243,12 @@ class PortalRoute(APIRoute):
     (the security headers are PortalSecurityHeaders', for every answer under the portal)."""
 
     refusal_page: RefusalPage | None = None
+    feature_refusal_page: FeatureRefusalPage | None = None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
         refusal_page = type(self).refusal_page
+        feature_refusal_page = type(self).feature_refusal_page
 
         async def portal_handler(request: Request) -> Response:
             try:
@@ -255,6 +259,9 @@ class PortalRoute(APIRoute):
             except PortalRefusal as refusal:
                 assert refusal_page is not None
                 response = refusal_page(request, refusal.status, refusal.detail)
+            except FeatureError as error:
+                assert feature_refusal_page is not None
+                response = feature_refusal_page(request, error)
             except RequestValidationError as error:
                 assert refusal_page is not None
                 detail = "; ".join(

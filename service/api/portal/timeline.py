@@ -8,10 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from service.domain.states import TaskSource
-from service.store.deliveries import DeliveryView
-from service.store.polling import POLL_HISTORY_LIMIT
-from service.store.portal import TaskStory
-from service.store.tasks import TaskRow
+from service.features.tasks import POLL_HISTORY_LIMIT, DeliveryView, TaskRow, TaskStory
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.accounts import API_KEY_PREFIX, generate_api_key
 from service.api.keycache import KeyCache
+from service.features.keys import API_KEY_PREFIX, generate_api_key
 from service.store.clients import StoredKey
 from tests.support.api import bearer
 from tests.support.factories import insert_event

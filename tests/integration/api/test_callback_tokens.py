@@ -20,12 +20,12 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.accounts import rotate_callback
 from service.api.resources import libpq_url
 from service.checks.hints import CallbackUrls, ConnectionSource, HintService
 from service.clock import Clock
 from service.config import Settings
 from service.domain.states import HintOutcome
+from service.features.keys import rotate_callback
 from service.store.db import transaction
 from tests.support.commands import clean_environment, create_api_key, run_command
 from tests.support.factories import insert_client, insert_tasks

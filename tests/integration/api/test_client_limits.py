@@ -15,10 +15,10 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from service.accounts import add_key, list_keys
 from service.api.app import create_app
 from service.api.clientlimits import KEY_PREFIX
 from service.config import Settings
+from service.features.keys import add_key, list_keys
 from service.run.processes import free_port
 from tests.support.api import asgi_client, bearer
 from tests.support.factories import limited_key, new_key

@@ -1,4 +1,6 @@
-"""Clients and API keys: minting a key, and recognising one.
+"""Clients, API keys and per-client limits: minting a key, listing, revoking, limits and the
+callback token (the `phonebridge api-key` commands), and recognising a presented key (the REST
+API's bearer check and the portal's sign-in, through `service.api.auth`).
 
 A key is `pbk_` followed by 32 random bytes in URL-safe base64. Only its SHA-256 digest is stored;
 a presented key is looked up by that digest (a unique index) and confirmed with a constant-time
@@ -15,13 +17,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from psycopg import AsyncConnection as PsycopgConnection
+from psycopg.rows import DictRow
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.clock import utc_now
 from service.config import ConfigError, Settings
 from service.store import clients as client_store
-from service.store.clients import ClientRow, KeyRow, insert_client_with_key
+from service.store.clients import (
+    ClientRow,
+    KeyRow,
+    StoredKey,
+    insert_client_with_key,
+)
 from service.store.db import create_engine_for
+
+__all__ = ["ClientRow", "KeyRow", "StoredKey"]
+
+# A connection of the API's hot pool, where a presented key is looked up.
+KeyConnection = PsycopgConnection[DictRow]
 
 API_KEY_PREFIX = "pbk_"
 API_KEY_RANDOM_BYTES = 32
@@ -189,3 +203,24 @@ def format_key_line(row: KeyRow) -> str:
 
 
 KEY_LIST_HEADER = "\t".join(["key_id", "client", "prefix", "created", "last_used", "revoked"])
+
+
+# --- recognising a presented key (the hot path: a psycopg connection of the API's pool) ---------
+
+
+async def find_active_key(conn: KeyConnection, digest: bytes) -> StoredKey | None:
+    """The active key with this SHA-256 digest, with its client's limits; None when unknown or
+    revoked. The caller confirms the digest in constant time."""
+    return await client_store.find_active_key(conn, digest)
+
+
+async def stamp_keys_used(
+    conn: KeyConnection, key_ids: list[int], now: datetime, unless_since: datetime
+) -> None:
+    """Record that these keys were used now, unless already recorded after `unless_since`."""
+    await client_store.stamp_keys_used(conn, key_ids, now, unless_since)
+
+
+async def count_pending_tasks(conn: KeyConnection, client_id: int) -> int:
+    """The client's pending tasks, as its pending limit counts them."""
+    return await client_store.count_pending_tasks(conn, client_id)
