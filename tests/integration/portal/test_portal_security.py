@@ -154,6 +154,25 @@ async def test_another_clients_task_answers_404(
     assert "OTHERS-1" not in (await person.get("/portal/tasks")).text
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/portal/subscriptions/sub_%00/reveal",
+        "/portal/subscriptions/" + "s" * 300 + "/rotate",
+        "/portal/events/evt_%00/redeliver",
+        "/portal/subscriptions/not%20an%20id/recover",
+    ],
+)
+async def test_an_id_that_cannot_exist_answers_the_404_page_of_the_rest_apis_rule(
+    person: httpx.AsyncClient, path: str
+) -> None:
+    # The same rule as the REST path parameters (service/features/ids.py): no query, no 5xx.
+    form = {"csrf": await page_csrf(person), "since": "2026-12-01T09:30"}
+    response = await person.post(path, data=form)
+    assert response.status_code == 404
+    assert "for this client" in response.text
+
+
 async def test_script_in_metadata_renders_as_text(
     person: httpx.AsyncClient, api: httpx.AsyncClient, key: str
 ) -> None:
