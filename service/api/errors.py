@@ -1,8 +1,10 @@
 """Errors as `application/problem+json` (RFC 9457), for every route and every way a request fails.
 
-Routes raise `ApiProblem` (or use the helpers below); `install_error_handlers` turns it, FastAPI's
-request validation errors, Starlette's 404/405 and database outages into problem documents. No
-handler echoes request headers or bodies, so an API key never reaches an error text.
+Routes raise `ApiProblem` (or use the helpers below), and the features they call raise
+`FeatureError`s; `install_error_handlers` turns both, FastAPI's request validation errors,
+Starlette's 404/405 and database outages into problem documents, each built by
+service.domain.problems with its `code`. No handler echoes request headers or bodies, so an API
+key never reaches an error text.
 
 `problem_responses(...)` declares the problem answers of a route in the OpenAPI schema.
 """
@@ -81,10 +83,6 @@ class ApiProblem(Exception):
         self.kind = kind if kind is not None else kind_of_status(status)
         self.errors = list(errors) if errors is not None else None
         self.headers = dict(headers) if headers else None
-
-
-def not_found(detail: str) -> ApiProblem:
-    return ApiProblem(404, detail)
 
 
 def invalid_input(detail: str, errors: Sequence[FieldProblem] | None = None) -> ApiProblem:
