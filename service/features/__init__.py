@@ -18,4 +18,8 @@ a `Page`) or the `FeatureError` raised (errors.py) to JSON, HTML or an exit stat
 Rules: SQL stays in `service.store`, decisions in `service.domain`; functions take the session or
 connection they work in and never commit (the caller's request or task boundary does); they import
 nothing of `service.api` nor a web framework (import-linter checks both).
+
+How to extend: a new operation is one function in its feature's module (its queries in
+`service.store`, a refusal a `FeatureError` subclass); the REST route, the portal page and the
+job each call it, and its tests go in `tests/integration/features/`.
 """
