@@ -36,8 +36,8 @@ from schemathesis.openapi.checks import AllowHeaderMismatch, RejectedPositiveDat
 from schemathesis.python.asgi import shutdown_lifespans
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.accounts import create_client_and_key
 from service.config import Settings
+from service.features.keys import create_client_and_key
 from service.sim.server import SimServer
 from tests.support.resolvers import HOOK_URL, security_app
 from tests.support.settings import make_settings
