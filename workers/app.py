@@ -3,8 +3,8 @@
 Celery only carries messages. Durability comes from Postgres leases, so messages are acked on
 receipt (a killed worker's batch comes due again when its leases end) and nothing waits in the
 broker (no ETA/countdown). A task only starts its batch on the process's one engine loop
-(service/engine/runtime.py) and returns, so every batch a worker receives is in flight at once and
-its leases renewed from the start (service/engine/heartbeat.py); none waits in the broker behind a
+(service/runtime.py) and returns, so every batch a worker receives is in flight at once and
+its leases renewed from the start (service/heartbeat.py); none waits in the broker behind a
 slow one while its lease runs out.
 """
 
@@ -18,9 +18,9 @@ from celery import Celery
 from celery.signals import worker_process_shutdown, worker_shutdown
 
 from service.config import Settings
-from service.engine.runtime import EngineRuntime
 from service.engine.scheduler import PollPublisher
 from service.observability.exporter import start_metrics_exporter
+from service.runtime import WorkerRuntime
 from service.webhooks.dispatch import DeliveryPublisher
 from workers.tasks import DELIVER_BATCH_TASK, POLL_BATCH_TASK, register_tasks
 
@@ -46,14 +46,14 @@ def create_celery_app(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> Cele
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
     )
-    runtime = EngineRuntime(settings)
+    runtime = WorkerRuntime(settings)
     register_tasks(app, runtime)
     app.conf.phonebridge_runtime = runtime
     return app
 
 
-def runtime_of(app: Celery) -> EngineRuntime:
-    runtime: EngineRuntime = app.conf.phonebridge_runtime
+def runtime_of(app: Celery) -> WorkerRuntime:
+    runtime: WorkerRuntime = app.conf.phonebridge_runtime
     return runtime
 
 

@@ -1,7 +1,8 @@
 """`phonebridge scheduler`: the engine's scheduler loop, sending its batches as Celery messages.
 
-The loop itself (service/engine/scheduler.py) knows only the publisher protocols; this process
-entry point is where they become Celery's, so the engine never imports the broker's app.
+The loop itself (service/engine/scheduler.py, its steps put together in service/runtime.py) knows
+only the publisher protocols; this process entry point is where they become Celery's, so the
+engine never imports the broker's app.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import asyncio
 import signal
 
 from service.config import Settings
-from service.engine.scheduler import run_scheduler_until
 from service.observability.exporter import start_metrics_exporter
+from service.runtime import run_scheduler_until
 from workers.app import celery_delivery_publisher, celery_poll_publisher, create_celery_app
 
 

@@ -7,13 +7,13 @@ import uuid
 
 from celery import Celery
 
-from service.engine.runtime import EngineRuntime
+from service.runtime import WorkerRuntime
 
 POLL_BATCH_TASK = "phonebridge.poll_batch"
 DELIVER_BATCH_TASK = "phonebridge.deliver_batch"
 
 
-def register_tasks(app: Celery, runtime: EngineRuntime) -> None:
+def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
     # shared=False: a shared task would be registered on every app built later in the process,
     # and one app's messages could run against another app's runtime (and settings).
     @app.task(name=POLL_BATCH_TASK, ignore_result=True, shared=False)

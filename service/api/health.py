@@ -13,7 +13,7 @@ from starlette.responses import Response
 from service.api.deps import ResourcesDep
 from service.api.resources import ApiResources
 from service.api.responses import json_response
-from service.engine.pause import read_pause
+from service.upstream.pause import read_pause
 
 router = APIRouter(tags=["operations"])
 

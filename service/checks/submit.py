@@ -49,12 +49,12 @@ from service.domain.checks import (
     classify_submit,
 )
 from service.domain.states import SubmissionState, TaskState
-from service.engine.pause import pause_for_account_problem, read_pause
-from service.engine.ratelimit import UpstreamRateLimiter
 from service.observability.metrics import record_submit
 from service.store import checks as check_store
 from service.store.db import transaction
 from service.upstream.client import UpstreamClient
+from service.upstream.pause import pause_for_account_problem, read_pause
+from service.upstream.ratelimit import UpstreamRateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,10 +40,7 @@ from service.domain.polling import (
 )
 from service.domain.refusals import RefusalWindow
 from service.domain.states import TaskSource, TaskState
-from service.engine.gate import UpstreamGate
-from service.engine.heartbeat import HeldLease, LeaseKeeper
-from service.engine.pause import close_pause, pause_for_account_problem
-from service.engine.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
+from service.heartbeat import HeldLease, LeaseKeeper
 from service.observability.metrics import record_callback_trust, record_poll
 from service.store.callbacks import CallbackCount, TrustChange, count_callbacks, stop_waiting
 from service.store.db import transaction
@@ -59,7 +56,9 @@ from service.store.polling import (
     release_leases,
 )
 from service.upstream.client import UpstreamClient
-from service.webhooks.dispatch import delivery_lease_s
+from service.upstream.gate import UpstreamGate
+from service.upstream.pause import close_pause, pause_for_account_problem
+from service.upstream.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +79,14 @@ class NotPolled:
     not_before: datetime | None = None
 
 
-# Sends deliveries leased to the caller under a token (DeliveryService.start_batch).
-DeliverNow = Callable[[list[int], uuid.UUID], Awaitable[int]]
+class DeliveriesToSend(Protocol):
+    """Sends at once the deliveries a write-back leased to this process (the worker's webhook
+    deliveries, service/webhooks/service.py), so they need not wait for the scheduler's claim."""
+
+    @property
+    def lease_s(self) -> float: ...
+
+    async def start_batch(self, ids: Sequence[int], lease_token: uuid.UUID) -> int: ...
 
 
 @dataclass
@@ -106,12 +111,12 @@ class PollService:
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
         leases: LeaseKeeper | None = None,
-        deliver_now: DeliverNow | None = None,
+        deliveries: DeliveriesToSend | None = None,
     ) -> None:
         self._settings = settings
         # With it, the deliveries a write-back creates are leased to this process in the same
         # statement and sent at once; without it (tests), the scheduler claims them.
-        self._deliver_now = deliver_now
+        self._deliveries = deliveries
         # Without a keeper of the worker's (tests), leases are held but nobody renews them.
         self._leases = leases or LeaseKeeper(sessions, settings.lease_s, clock=clock)
         self._batches: set[asyncio.Task[BatchReport]] = set()
@@ -395,9 +400,9 @@ class PollService:
         for item in not_polled:
             by_not_before[item.not_before].append(item.id)
         deliveries_leased_until = None
-        if self._deliver_now is not None:
+        if self._deliveries is not None:
             # As long as a claimed delivery's lease.
-            deliveries_leased_until = now + timedelta(seconds=delivery_lease_s(self._settings))
+            deliveries_leased_until = now + timedelta(seconds=self._deliveries.lease_s)
         async with transaction(self._sessions) as session:
             written, delivery_ids = await record_poll_results_leasing_deliveries(
                 session, lease_token, writes, now, deliveries_leased_until
@@ -420,9 +425,9 @@ class PollService:
                 report.released += await release_leases(
                     session, task_ids, lease_token, now, not_before=not_before
                 )
-        if delivery_ids and self._deliver_now is not None:
+        if delivery_ids and self._deliveries is not None:
             # Committed: they are ours under the batch's token until the lease ends.
-            await self._deliver_now(delivery_ids, lease_token)
+            await self._deliveries.start_batch(delivery_ids, lease_token)
         for change in trust_changes:
             await self._trust_changed(change, now)
         report.written = len(written)

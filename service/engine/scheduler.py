@@ -24,18 +24,17 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.clock import Clock, utc_now
+from service.clock import Clock
 from service.config import Settings
-from service.engine.pause import read_pause
-from service.engine.probe import give_back_probe_turn, take_probe_turn
-from service.engine.ratelimit import UpstreamRateLimiter
 from service.engine.retention import RetentionPurge
 from service.observability.metrics import POLL_CLAIMS, SCHEDULER_STEP_FAILURES
 from service.observability.snapshot import StoreSnapshotRefresh
-from service.store.db import create_engine_for, session_factory, transaction
+from service.store.db import transaction
 from service.store.leases import MAX_BATCHES_PER_TICK
 from service.store.polling import claim_due_tasks, expire_overdue_tasks
-from service.webhooks.dispatch import DeliveryDispatch, DeliveryPublisher
+from service.upstream.pause import read_pause
+from service.upstream.probe import give_back_probe_turn, take_probe_turn
+from service.upstream.ratelimit import UpstreamRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,6 @@ class SchedulerContext:
     redis: Redis[Any]
     limiter: UpstreamRateLimiter
     publish_poll: PollPublisher
-    publish_delivery: DeliveryPublisher | None = None
 
 
 class PollDispatch:
@@ -136,6 +134,8 @@ class DeadlineSweep:
 
 
 def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
+    """The engine's steps: polls, deadlines, retention and the store snapshot (the scheduler's
+    process adds the webhook deliveries' step, service/runtime.py)."""
     settings = context.settings
     steps: list[PeriodicStep] = [
         PollDispatch(context),
@@ -148,8 +148,6 @@ def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
             half_life_s=settings.poll_estimate_half_life_s,
         ),
     ]
-    if context.publish_delivery is not None:
-        steps.append(DeliveryDispatch(settings, context.sessions, context.publish_delivery))
     return steps
 
 
@@ -190,32 +188,3 @@ class Scheduler:
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-
-
-async def run_scheduler_until(
-    stop: asyncio.Event,
-    settings: Settings,
-    *,
-    publish_poll: PollPublisher,
-    publish_delivery: DeliveryPublisher,
-) -> None:
-    """The scheduler's loop with its own database engine and Redis client, until `stop` is set.
-    The process entry point (workers/scheduler.py) decides how batches reach the workers."""
-    engine = create_engine_for(settings.sqlalchemy_url, pool_size=2)
-    redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
-    context = SchedulerContext(
-        settings=settings,
-        sessions=session_factory(engine),
-        redis=redis,
-        limiter=UpstreamRateLimiter(redis, settings.upstream_max_rps),
-        publish_poll=publish_poll,
-        publish_delivery=publish_delivery,
-    )
-    scheduler = Scheduler(default_steps(context), tick_s=settings.scheduler_tick_s, clock=utc_now)
-    log.info("scheduler.started", extra={"tick_s": settings.scheduler_tick_s})
-    try:
-        await scheduler.run_until(stop)
-    finally:
-        await redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
-        await engine.dispose()
-    log.info("scheduler.stopped")

@@ -18,10 +18,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
-from service.engine.pause import PauseState, read_pause
-from service.engine.ratelimit import SAFETY_FACTOR, LimiterStatus, UpstreamRateLimiter
 from service.observability.snapshot import read_snapshot
 from service.store.stats import StoreStats
+from service.upstream.pause import PauseState, read_pause
+from service.upstream.ratelimit import SAFETY_FACTOR, LimiterStatus, UpstreamRateLimiter
 
 REDIS_READ_TIMEOUT_S = 1.0
 

@@ -1,7 +1,7 @@
 """The lease pattern shared by polls and webhook deliveries: one statement claims due rows under a
 fresh token (`FOR UPDATE SKIP LOCKED`, so concurrent claimers never take the same row), and every
 later write is guarded by that token. A worker renews the leases it holds while it works on them
-(`renew_leases`, driven by service/engine/heartbeat.py), so a lease can be short: a crashed
+(`renew_leases`, driven by service/heartbeat.py), so a lease can be short: a crashed
 worker's rows come due again within one lease."""
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class DeliveryPublisher(Protocol):
 
 def delivery_lease_s(settings: Settings) -> float:
     """A claimed delivery's lease: the worker sending it renews it for as long as it works on it
-    (service/engine/heartbeat.py), so it need not cover a whole attempt's timeout."""
+    (service/heartbeat.py), so it need not cover a whole attempt's timeout."""
     return settings.lease_s
 
 

@@ -30,7 +30,7 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.signing import webhook_body, webhook_headers
 from service.domain.states import DeliveryState
-from service.engine.heartbeat import LeaseKeeper
+from service.heartbeat import LeaseKeeper
 from service.store.db import transaction
 from service.store.deliveries import (
     LeasedDelivery,
@@ -41,6 +41,7 @@ from service.store.deliveries import (
 )
 from service.store.leases import LeasedTable
 from service.webhooks.admission import SubscriptionAdmission
+from service.webhooks.dispatch import delivery_lease_s
 from service.webhooks.encryption import SecretCipher, SecretDecryptionError, cipher_for
 from service.webhooks.guard import HostResolver
 from service.webhooks.sender import AttemptResult, WebhookSender
@@ -97,6 +98,7 @@ class DeliveryService:
         leases: LeaseKeeper | None = None,
     ) -> None:
         self._sessions = sessions
+        self._lease_s = delivery_lease_s(settings)
         # Without a keeper of the worker's (tests), leases are held but nobody renews them.
         self._leases = leases or LeaseKeeper(sessions, settings.lease_s, clock=clock)
         self._sender = sender
@@ -124,6 +126,11 @@ class DeliveryService:
             settings.webhook_timeout_s, settings.webhook_allow_private, resolver=resolver
         )
         return cls(settings, sessions, sender, cipher_for(settings), leases=leases)
+
+    @property
+    def lease_s(self) -> float:
+        """How long a delivery leased to this process stays leased without a renewal."""
+        return self._lease_s
 
     async def close(self) -> None:
         """Stop: batches still sending are abandoned; their leases bring them back."""

@@ -18,13 +18,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
-from service.engine.pause import close_pause, open_pause
-from service.engine.ratelimit import SAFETY_FACTOR, UpstreamRateLimiter
 from service.features.keys import create_client_and_key
 from service.observability.snapshot import REFRESH_LOCK_KEY, SNAPSHOT_KEY, StoreSnapshotRefresh
 from service.run.processes import free_port
 from service.sim.server import SimServer
 from service.store.db import transaction
+from service.upstream.pause import close_pause, open_pause
+from service.upstream.ratelimit import SAFETY_FACTOR, UpstreamRateLimiter
 from tests.support.api import api_client, bearer
 from tests.support.commands import clean_environment
 from tests.support.engine import Processes

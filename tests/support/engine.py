@@ -21,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
 from service.config import Settings
-from service.engine.ratelimit import UpstreamRateLimiter
-from service.engine.scheduler import Scheduler, SchedulerContext, default_steps
+from service.engine.scheduler import Scheduler, SchedulerContext
+from service.runtime import scheduler_steps
 from service.sim.server import phonebridge_executable
 from service.store.db import create_engine_for, session_factory
+from service.upstream.ratelimit import UpstreamRateLimiter
 from workers.app import (
     celery_delivery_publisher,
     celery_poll_publisher,
@@ -58,9 +59,9 @@ async def running_engine(
         redis=redis_client,
         limiter=limiter,
         publish_poll=celery_poll_publisher(app),
-        publish_delivery=celery_delivery_publisher(app) if deliver else None,
     )
-    scheduler = Scheduler(default_steps(context), tick_s=settings.scheduler_tick_s, clock=utc_now)
+    steps = scheduler_steps(context, celery_delivery_publisher(app) if deliver else None)
+    scheduler = Scheduler(steps, tick_s=settings.scheduler_tick_s, clock=utc_now)
     stop = asyncio.Event()
     # Every log call really formats its record: a bad `extra` must fail the test, not production.
     service_logger = logging.getLogger("service")

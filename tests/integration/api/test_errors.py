@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from starlette.types import Message
 
 from service.api.limits import MAX_BODY_BYTES
-from service.engine.pause import close_pause, open_pause
+from service.upstream.pause import close_pause, open_pause
 from tests.support.api import api_client, bearer, json_bearer
 from tests.support.settings import make_settings
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import utc_now
 from service.config import Settings
 from service.domain.completion import BIN_COUNT, CompletionEstimate
-from service.engine.runtime import EngineResources, close_resources, open_resources
+from service.runtime import WorkerResources, close_resources, open_resources
 from service.sim.server import SimServer
 from service.store.db import transaction
 from service.store.estimates import ACCOUNT_WIDE, add_to_estimates
@@ -52,7 +52,7 @@ def schedule_settings(database_url: str, redis_url: str, sim: SimServer, **extra
 
 
 @asynccontextmanager
-async def worker(settings: Settings) -> AsyncIterator[EngineResources]:
+async def worker(settings: Settings) -> AsyncIterator[WorkerResources]:
     """A worker's poll service, as `phonebridge worker` builds it; leaving it is a restart."""
     resources = await open_resources(settings, db_pool_size=2)
     try:
@@ -61,7 +61,7 @@ async def worker(settings: Settings) -> AsyncIterator[EngineResources]:
         await close_resources(resources)
 
 
-async def poll_due(resources: EngineResources, ids: list[int], at: datetime | None = None) -> None:
+async def poll_due(resources: WorkerResources, ids: list[int], at: datetime | None = None) -> None:
     """Claim `ids` (due at `at`, default now) and poll them as one batch."""
     async with transaction(resources.sessions) as session:
         token, claimed = await claim_due_tasks(session, at or utc_now(), 30, limit=1000)

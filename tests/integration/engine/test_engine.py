@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.engine.pause import open_pause, read_pause
-from service.engine.probe import arm_probe_timer
 from service.sim.server import SimServer
+from service.upstream.pause import open_pause, read_pause
+from service.upstream.probe import arm_probe_timer
 from tests.support.engine import running_engine
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.rows import events_of, tasks_of

@@ -9,9 +9,9 @@ import pytest
 from redis.asyncio import Redis
 
 from service.clock import utc_now
-from service.engine.gate import UpstreamGate
-from service.engine.pause import open_pause
-from service.engine.ratelimit import UpstreamRateLimiter
+from service.upstream.gate import UpstreamGate
+from service.upstream.pause import open_pause
+from service.upstream.ratelimit import UpstreamRateLimiter
 
 pytestmark = pytest.mark.usefixtures("flush_redis")
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
-from service.engine.heartbeat import LeaseKeeper
+from service.heartbeat import LeaseKeeper
 from service.store.db import transaction
 from service.store.leases import LeasedTable
 from service.store.polling import claim_due_tasks, release_leases

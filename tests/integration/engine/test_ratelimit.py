@@ -8,7 +8,7 @@ import itertools
 import pytest
 from redis.asyncio import Redis
 
-from service.engine.ratelimit import (
+from service.upstream.ratelimit import (
     CLAIM_TOLERANCE_S,
     FACTOR_FLOOR,
     SAFETY_FACTOR,

@@ -14,13 +14,13 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
-from service.engine.gate import UpstreamGate
 from service.engine.poller import PollService
-from service.engine.ratelimit import SAFETY_FACTOR, SlotReservation, UpstreamRateLimiter
 from service.sim.server import SimServer
 from service.store.db import transaction
 from service.store.polling import claim_due_tasks
 from service.upstream.client import UpstreamClient
+from service.upstream.gate import UpstreamGate
+from service.upstream.ratelimit import SAFETY_FACTOR, SlotReservation, UpstreamRateLimiter
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.settings import engine_settings
 

@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
 from service.config import Settings
-from service.engine.ratelimit import UpstreamRateLimiter
-from service.engine.scheduler import Scheduler, SchedulerContext, default_steps
+from service.engine.scheduler import Scheduler, SchedulerContext
+from service.runtime import scheduler_steps
 from service.sim.server import SimServer
 from service.store.db import create_engine_for, session_factory
+from service.upstream.ratelimit import UpstreamRateLimiter
 from tests.support.api import api_client
 from tests.support.factories import new_client
 from tests.support.receivers import Receiver
@@ -49,10 +50,12 @@ async def running_service(settings: Settings, *, delivery_step: bool = True) -> 
         redis=redis,
         limiter=UpstreamRateLimiter(redis, settings.upstream_max_rps),
         publish_poll=celery_poll_publisher(app),
-        publish_delivery=celery_delivery_publisher(app) if delivery_step else None,
     )
+    publish_delivery = celery_delivery_publisher(app) if delivery_step else None
     scheduler = Scheduler(
-        default_steps(context), tick_s=settings.scheduler_tick_s, clock=lambda: datetime.now(UTC)
+        scheduler_steps(context, publish_delivery),
+        tick_s=settings.scheduler_tick_s,
+        clock=lambda: datetime.now(UTC),
     )
     stop = asyncio.Event()
     with start_worker(

@@ -12,8 +12,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from service.engine.pause import read_pause
-from service.engine.ratelimit import UpstreamRateLimiter
+from service.upstream.pause import read_pause
+from service.upstream.ratelimit import UpstreamRateLimiter
 
 DEFAULT_REFRESH_S = 0.1
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from service.engine.probe import arm_probe_timer
+from service.upstream.probe import arm_probe_timer
 
 log = logging.getLogger(__name__)
 

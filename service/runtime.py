@@ -1,4 +1,8 @@
-"""One long-lived asyncio loop per worker process, in a background thread.
+"""The composition root of the worker and scheduler processes: the one place where polling
+(service/engine) and webhook delivery (service/webhooks) are put together, so neither package
+imports the other.
+
+The worker: one long-lived asyncio loop per process, in a background thread.
 
 Celery tasks are synchronous; the engine is async (psycopg async, redis.asyncio, httpx). Starting a
 loop per task would rebuild the DB pool, the Redis client and the HTTP connections every time, so
@@ -20,13 +24,22 @@ from typing import Any, TypeVar
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from service.clock import utc_now
 from service.config import Settings
-from service.engine.gate import UpstreamGate
-from service.engine.heartbeat import LeaseKeeper
 from service.engine.poller import PollService
-from service.engine.ratelimit import UpstreamRateLimiter
+from service.engine.scheduler import (
+    PeriodicStep,
+    PollPublisher,
+    Scheduler,
+    SchedulerContext,
+    default_steps,
+)
+from service.heartbeat import LeaseKeeper
 from service.store.db import create_engine_for, session_factory
 from service.upstream.client import UpstreamClient
+from service.upstream.gate import UpstreamGate
+from service.upstream.ratelimit import UpstreamRateLimiter
+from service.webhooks.dispatch import DeliveryDispatch, DeliveryPublisher
 from service.webhooks.service import DeliveryService
 
 log = logging.getLogger(__name__)
@@ -37,8 +50,8 @@ REDIS_MAX_CONNECTIONS = 32
 
 
 @dataclass(frozen=True)
-class EngineResources:
-    """Everything bound to the runtime's loop; services that run in a worker take what they need
+class WorkerResources:
+    """Everything bound to the worker's loop; services that run in a worker take what they need
     from here."""
 
     settings: Settings
@@ -54,7 +67,7 @@ class EngineResources:
     stop_heartbeat: asyncio.Event
 
 
-async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> EngineResources:
+async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> WorkerResources:
     """Build the worker's resources on the running loop."""
     engine = create_engine_for(settings.sqlalchemy_url, pool_size=db_pool_size)
     # Callers wait for a free connection rather than fail when many batches talk to Redis at once.
@@ -77,11 +90,11 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Engin
         limiter,
         gate,
         leases=leases,
-        deliver_now=deliveries.start_batch,
+        deliveries=deliveries,
     )
     stop_heartbeat = asyncio.Event()
     heartbeat = asyncio.create_task(leases.run_until(stop_heartbeat))
-    return EngineResources(
+    return WorkerResources(
         settings,
         engine,
         sessions,
@@ -96,7 +109,7 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Engin
     )
 
 
-async def close_resources(resources: EngineResources) -> None:
+async def close_resources(resources: WorkerResources) -> None:
     resources.stop_heartbeat.set()
     await resources.heartbeat
     await resources.poller.close()
@@ -106,7 +119,7 @@ async def close_resources(resources: EngineResources) -> None:
     await resources.engine.dispose()
 
 
-class EngineRuntime:
+class WorkerRuntime:
     """The worker process's loop thread; started on first use, stopped at process shutdown."""
 
     def __init__(self, settings: Settings) -> None:
@@ -114,9 +127,9 @@ class EngineRuntime:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._resources: EngineResources | None = None
+        self._resources: WorkerResources | None = None
 
-    def call(self, work: Callable[[EngineResources], Awaitable[T]]) -> T:
+    def call(self, work: Callable[[WorkerResources], Awaitable[T]]) -> T:
         """Run `work(resources)` on the engine loop and wait for its result (from any thread)."""
         loop, resources = self._ensure_started()
         future: Future[T] = asyncio.run_coroutine_threadsafe(_await(work(resources)), loop)
@@ -139,7 +152,7 @@ class EngineRuntime:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
 
-    def _ensure_started(self) -> tuple[asyncio.AbstractEventLoop, EngineResources]:
+    def _ensure_started(self) -> tuple[asyncio.AbstractEventLoop, WorkerResources]:
         with self._lock:
             if self._loop is None or self._resources is None:
                 loop = _new_event_loop()
@@ -164,3 +177,43 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+def scheduler_steps(
+    context: SchedulerContext, publish_delivery: DeliveryPublisher | None
+) -> list[PeriodicStep]:
+    """The engine's steps and, given a way to send them, the webhook deliveries' claims."""
+    steps = default_steps(context)
+    if publish_delivery is not None:
+        steps.append(DeliveryDispatch(context.settings, context.sessions, publish_delivery))
+    return steps
+
+
+async def run_scheduler_until(
+    stop: asyncio.Event,
+    settings: Settings,
+    *,
+    publish_poll: PollPublisher,
+    publish_delivery: DeliveryPublisher,
+) -> None:
+    """The scheduler's loop with its own database engine and Redis client, until `stop` is set.
+    The process entry point (workers/scheduler.py) decides how batches reach the workers."""
+    engine = create_engine_for(settings.sqlalchemy_url, pool_size=2)
+    redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
+    context = SchedulerContext(
+        settings=settings,
+        sessions=session_factory(engine),
+        redis=redis,
+        limiter=UpstreamRateLimiter(redis, settings.upstream_max_rps),
+        publish_poll=publish_poll,
+    )
+    scheduler = Scheduler(
+        scheduler_steps(context, publish_delivery), tick_s=settings.scheduler_tick_s, clock=utc_now
+    )
+    log.info("scheduler.started", extra={"tick_s": settings.scheduler_tick_s})
+    try:
+        await scheduler.run_until(stop)
+    finally:
+        await redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
+        await engine.dispose()
+    log.info("scheduler.stopped")
