@@ -37,8 +37,8 @@ from service.engine.scheduler import (
 from service.heartbeat import LeaseKeeper
 from service.store.db import create_engine_for, session_factory
 from service.upstream.client import UpstreamClient
-from service.upstream.gate import UpstreamGate
 from service.upstream.ratelimit import UpstreamRateLimiter
+from service.upstream.reaction import UpstreamReaction
 from service.webhooks.dispatch import DeliveryDispatch, DeliveryPublisher
 from service.webhooks.service import DeliveryService
 
@@ -77,18 +77,15 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Worke
         )
     )
     upstream = UpstreamClient(settings)
-    limiter = UpstreamRateLimiter(redis, settings.upstream_max_rps)
-    gate = UpstreamGate(redis, limiter)
+    reaction = UpstreamReaction.from_settings(redis, settings)
     sessions = session_factory(engine)
     leases = LeaseKeeper(sessions, settings.lease_s)
     deliveries = DeliveryService.from_settings(settings, sessions, leases=leases)
     poller = PollService(
         settings,
         sessions,
-        redis,
         upstream,
-        limiter,
-        gate,
+        reaction,
         leases=leases,
         deliveries=deliveries,
     )
@@ -100,7 +97,7 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Worke
         sessions,
         redis,
         upstream,
-        limiter,
+        reaction.limiter,
         poller,
         deliveries,
         leases,

@@ -34,6 +34,7 @@ from service.config import Settings
 from service.domain.jsontext import parse_json
 from service.logs import OncePerInterval
 from service.store.db import create_engine_for, session_factory
+from service.upstream.reaction import UpstreamReaction
 from service.webhooks.encryption import SecretCipher, cipher_for
 from service.webhooks.guard import HostResolver, SystemResolver
 
@@ -93,8 +94,9 @@ class ApiResources:
     @cached_property
     def checks(self) -> SubmitService:
         """Submits checks upstream; its upstream client is made on the first submit."""
+        reaction = UpstreamReaction.from_settings(self.redis, self.settings)
         return SubmitService(
-            self.settings, self.sessions, self.redis, self.callbacks, clock=self.clock
+            self.settings, self.sessions, self.redis, self.callbacks, reaction, clock=self.clock
         )
 
     @cached_property

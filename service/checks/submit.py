@@ -40,6 +40,7 @@ from service.checks.answers import (
 from service.checks.hints import CallbackUrls
 from service.clock import Clock, utc_now
 from service.config import Settings
+from service.domain.answers import classify_answer
 from service.domain.backoff import next_poll_delay
 from service.domain.checks import (
     SUBMIT_OUTCOME_UNKNOWN,
@@ -53,8 +54,8 @@ from service.observability.metrics import record_submit
 from service.store import checks as check_store
 from service.store.db import transaction
 from service.upstream.client import UpstreamClient
-from service.upstream.pause import pause_for_account_problem, read_pause
-from service.upstream.ratelimit import UpstreamRateLimiter
+from service.upstream.pause import read_pause
+from service.upstream.reaction import UpstreamReaction
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class SubmitService:
         sessions: async_sessionmaker[AsyncSession],
         redis: Redis[Any],
         callbacks: CallbackUrls,
+        reaction: UpstreamReaction,
         *,
         clock: Clock = utc_now,
         upstream_factory: Callable[[Settings], UpstreamClient] = UpstreamClient,
@@ -87,7 +89,9 @@ class SubmitService:
         self._redis = redis
         self._callbacks = callbacks
         self._clock = clock
-        self._limiter = UpstreamRateLimiter(redis, settings.upstream_max_rps)
+        # The same reaction to refusals as polls: pause, gate, Retry-After and refusal window.
+        self._reaction = reaction
+        self._limiter = reaction.limiter
         self._upstream_factory = upstream_factory
         self._upstream: UpstreamClient | None = None
         # The owner of an intent row answers within this; after it, the outcome is unknown.
@@ -159,7 +163,7 @@ class SubmitService:
         _crash_point_for_tests()
         answered_at = self._clock()
         outcome = classify_submit(call.answer, answered_at, surely_not_sent=call.surely_not_sent)
-        await self._react_globally(outcome)
+        await self._reaction.react(classify_answer(call.answer, answered_at), self._clock())
         record_submit(outcome.kind.value)
         log.info(
             "check.submitted",
@@ -214,17 +218,6 @@ class SubmitService:
         if reservation.first_in_s > 0:
             await asyncio.sleep(reservation.first_in_s)
         return None
-
-    async def _react_globally(self, outcome: SubmitOutcome) -> None:
-        now = self._clock()
-        if outcome.kind is SubmitKind.ACCOUNT_PROBLEM:
-            await pause_for_account_problem(
-                self._redis, outcome.code, outcome.request_id, now, self._settings.pause_probe_s
-            )
-        elif outcome.kind is SubmitKind.RATE_LIMITED:
-            if outcome.retry_after_s:
-                await self._limiter.block_for(outcome.retry_after_s)
-            await self._limiter.slow_down()
 
     async def _record_task(
         self,

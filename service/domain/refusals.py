@@ -1,4 +1,8 @@
-"""How much to lower the shared upstream rate when upstream answers RATE_LIMIT_EXCEEDED: in
+"""What an upstream answer means for every call of every process, polls and submits alike
+(`reaction_to`): an account problem opens the global pause, an answer while paused (or to the
+probe) closes it, RATE_LIMIT_EXCEEDED stops calls for its Retry-After and lowers the shared rate.
+
+How much to lower the shared upstream rate when upstream answers RATE_LIMIT_EXCEEDED: in
 proportion to the share of calls it refused lately, not by half at every refusal.
 
 Halving at each refusal (at most once a second) pinned the rate near its floor when upstream
@@ -14,9 +18,39 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from service.domain.answers import Outcome, OutcomeKind
+
 WINDOW_S = 10.0
 # The strongest single decrease, as before: half.
 MIN_MULTIPLIER = 0.5
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """What one answer changes for everyone; the default changes nothing."""
+
+    # Open the pause with this reason (an account problem: UNAUTHORIZED, OUT_OF_QUOTA, ...).
+    pause_reason: str | None = None
+    # Close the pause: upstream answered the probe, or a call this process believed paused.
+    resume: bool = False
+    # Stop every call for this long (a RATE_LIMIT_EXCEEDED with Retry-After).
+    block_for_s: float | None = None
+    # Lower the shared rate by the refusal window's multiplier.
+    slow_down: bool = False
+
+
+def reaction_to(outcome: Outcome, *, probe: bool, believed_paused: bool) -> Reaction:
+    """The reaction to one classified answer, a poll's or a submit's. `probe` marks the call the
+    scheduler sends while paused; `believed_paused` is whether the calling process thought the
+    pause open. A transport failure (no answer) neither pauses nor resumes."""
+    if outcome.kind is OutcomeKind.ACCOUNT_PROBLEM:
+        return Reaction(pause_reason=outcome.code)
+    rate_limited = outcome.kind is OutcomeKind.RATE_LIMITED
+    return Reaction(
+        resume=outcome.answered and (probe or believed_paused),
+        block_for_s=(outcome.retry_after_s or None) if rate_limited else None,
+        slow_down=rate_limited,
+    )
 
 
 def decrease_multiplier(refused: int, calls: int) -> float:

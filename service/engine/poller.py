@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import Clock, utc_now
@@ -38,7 +37,6 @@ from service.domain.polling import (
     decide_after_poll,
     expire_decision,
 )
-from service.domain.refusals import RefusalWindow
 from service.domain.states import TaskSource, TaskState
 from service.heartbeat import HeldLease, LeaseKeeper
 from service.observability.metrics import record_callback_trust, record_poll
@@ -56,9 +54,8 @@ from service.store.polling import (
     release_leases,
 )
 from service.upstream.client import UpstreamClient
-from service.upstream.gate import UpstreamGate
-from service.upstream.pause import close_pause, pause_for_account_problem
-from service.upstream.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
+from service.upstream.ratelimit import MAX_LATENESS_S
+from service.upstream.reaction import UpstreamReaction
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +100,8 @@ class PollService:
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        redis: Redis[Any],
         upstream: UpstreamClient,
-        limiter: UpstreamRateLimiter,
-        gate: UpstreamGate,
+        reaction: UpstreamReaction,
         *,
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
@@ -120,12 +115,11 @@ class PollService:
         # Without a keeper of the worker's (tests), leases are held but nobody renews them.
         self._leases = leases or LeaseKeeper(sessions, settings.lease_s, clock=clock)
         self._batches: set[asyncio.Task[BatchReport]] = set()
-        self._refusals = RefusalWindow()
         self._sessions = sessions
-        self._redis = redis
         self._upstream = upstream
-        self._limiter = limiter
-        self._gate = gate
+        self._reaction = reaction
+        self._limiter = reaction.limiter
+        self._gate = reaction.gate
         self._clock = clock
         self._rand = rand
         self._policy = PollPolicy(
@@ -315,10 +309,9 @@ class PollService:
         latency_s = time.perf_counter() - started
         answered_at = self._clock()
         outcome = classify_answer(raw, answered_at)
-        self._refusals.record(time.monotonic(), refused=outcome.kind is OutcomeKind.RATE_LIMITED)
         late_s = None if task.next_poll_at is None else (now - task.next_poll_at).total_seconds()
         record_poll(outcome.kind.value, latency_s, late_s)
-        await self._react_globally(outcome, answered_at, probe=probe)
+        await self._reaction.react(outcome, answered_at, probe=probe)
         decision = decide_after_poll(
             TaskSnapshot(
                 task.poll_count,
@@ -339,33 +332,6 @@ class PollService:
             answered_at, outcome.code, raw.status_code, outcome.request_id, round(latency_s * 1000)
         )
         return PollWrite(task.id, decision, polled)
-
-    async def _react_globally(self, outcome: Outcome, now: datetime, *, probe: bool) -> None:
-        """What one answer means for every task: pause, resume, slow down, stop for a while."""
-        if outcome.kind is OutcomeKind.ACCOUNT_PROBLEM:
-            self._gate.learn_paused(True)
-            await pause_for_account_problem(
-                self._redis, outcome.code, outcome.request_id, now, self._settings.pause_probe_s
-            )
-            return
-        if outcome.answered and (probe or self._gate.believes_paused()):
-            self._gate.learn_paused(False)
-            if await close_pause(self._redis):
-                log.warning("upstream.resumed", extra={"request_id": outcome.request_id})
-        if outcome.kind is OutcomeKind.RATE_LIMITED:
-            if outcome.retry_after_s:
-                # This process stops at once; the others as soon as Redis tells them.
-                self._gate.learn_blocked(outcome.retry_after_s)
-                await self._limiter.block_for(outcome.retry_after_s)
-            factor = await self._limiter.slow_down(self._refusals.multiplier(time.monotonic()))
-            log.warning(
-                "upstream.rate_limited",
-                extra={
-                    "rate_factor": factor,
-                    "retry_after_s": outcome.retry_after_s,
-                    "request_id": outcome.request_id,
-                },
-            )
 
     async def _trust_changed(self, change: TrustChange, now: datetime) -> None:
         """Log and count a client's callbacks becoming trusted or not; when not, its checks still

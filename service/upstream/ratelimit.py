@@ -235,8 +235,8 @@ class UpstreamRateLimiter:
 
     async def slow_down(self, multiplier: float = DECREASE_MULTIPLIER) -> float:
         """Upstream said RATE_LIMIT_EXCEEDED: multiply the shared rate by `multiplier` (at most
-        once per DECREASE_COOLDOWN_S, across every process); returns the new factor. The poller
-        passes the share of calls refused lately (service/domain/refusals.py)."""
+        once per DECREASE_COOLDOWN_S, across every process); returns the new factor. Polls and
+        submits pass the share of calls refused lately (service/upstream/reaction.py)."""
         factor = await self._slow_down(
             keys=[FACTOR_KEY],
             args=[

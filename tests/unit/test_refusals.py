@@ -1,12 +1,57 @@
-"""The decrease of the shared rate after RATE_LIMIT_EXCEEDED: proportional to the share of
-calls refused over the recent window, never more than half at once."""
+"""What an upstream answer means for every call (the pause, the Retry-After block, the rate), and
+the decrease of the shared rate after RATE_LIMIT_EXCEEDED: proportional to the share of calls
+refused over the recent window, never more than half at once."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.domain.refusals import MIN_MULTIPLIER, WINDOW_S, RefusalWindow, decrease_multiplier
+from service.domain.answers import Outcome, OutcomeKind
+from service.domain.refusals import (
+    MIN_MULTIPLIER,
+    WINDOW_S,
+    Reaction,
+    RefusalWindow,
+    decrease_multiplier,
+    reaction_to,
+)
+
+
+def outcome(
+    kind: OutcomeKind, code: str, *, retry_after_s: float | None = None, answered: bool = True
+) -> Outcome:
+    return Outcome(kind, code, "message", retry_after_s=retry_after_s, answered=answered)
+
+
+def test_an_account_problem_opens_the_pause_with_its_code() -> None:
+    reaction = reaction_to(
+        outcome(OutcomeKind.ACCOUNT_PROBLEM, "KEY_EXPIRED"), probe=True, believed_paused=True
+    )
+    assert reaction == Reaction(pause_reason="KEY_EXPIRED")
+
+
+def test_an_answer_to_the_probe_or_while_believed_paused_closes_the_pause() -> None:
+    pending = outcome(OutcomeKind.PENDING, "PENDING")
+    assert reaction_to(pending, probe=True, believed_paused=False) == Reaction(resume=True)
+    assert reaction_to(pending, probe=False, believed_paused=True) == Reaction(resume=True)
+    assert reaction_to(pending, probe=False, believed_paused=False) == Reaction()
+
+
+def test_a_call_that_got_no_answer_does_not_close_the_pause() -> None:
+    timeout = outcome(OutcomeKind.TRANSIENT, "TIMEOUT", answered=False)
+    assert reaction_to(timeout, probe=True, believed_paused=True) == Reaction()
+
+
+def test_rate_limit_exceeded_slows_down_and_blocks_for_its_retry_after() -> None:
+    refused = outcome(OutcomeKind.RATE_LIMITED, "RATE_LIMIT_EXCEEDED", retry_after_s=3.0)
+    assert reaction_to(refused, probe=False, believed_paused=False) == Reaction(
+        block_for_s=3.0, slow_down=True
+    )
+    without_retry_after = outcome(OutcomeKind.RATE_LIMITED, "RATE_LIMIT_EXCEEDED")
+    assert reaction_to(without_retry_after, probe=False, believed_paused=False) == Reaction(
+        slow_down=True
+    )
 
 
 def test_a_few_random_refusals_lower_the_rate_a_little() -> None:

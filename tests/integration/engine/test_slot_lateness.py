@@ -21,6 +21,7 @@ from service.store.polling import claim_due_tasks
 from service.upstream.client import UpstreamClient
 from service.upstream.gate import UpstreamGate
 from service.upstream.ratelimit import SAFETY_FACTOR, SlotReservation, UpstreamRateLimiter
+from service.upstream.reaction import UpstreamReaction
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.settings import engine_settings
 
@@ -57,7 +58,10 @@ async def test_a_starved_worker_takes_fresh_slots_instead_of_bunching_with_anoth
     redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
     limiter = StarvedAfterFirstReply(redis, RATE)
     upstream = UpstreamClient(settings)
-    poller = PollService(settings, sessions, redis, upstream, limiter, UpstreamGate(redis, limiter))
+    reaction = UpstreamReaction(
+        redis, limiter, UpstreamGate(redis, limiter), pause_probe_s=settings.pause_probe_s
+    )
+    poller = PollService(settings, sessions, upstream, reaction)
     other_upstream = UpstreamClient(settings)
 
     async def another_worker() -> None:
