@@ -43,7 +43,7 @@ from service.domain.backoff import BackoffPolicy
 from service.domain.completion import CompletionEstimate
 from service.domain.polling import DecisionKind, PollPolicy, TaskSnapshot, decide_after_poll
 from service.domain.schedule import PollSchedule, adaptive_next_age
-from service.engine.poller import completion_increments
+from service.engine.account_estimate import completion_increments
 from service.store.db import create_engine_for, session_factory, transaction
 from service.store.estimates import add_to_estimates, load_estimate
 from service.store.leases import claim_due

@@ -7,7 +7,7 @@ between workers, so calls are spaced at least one interval apart. Two margins ma
 than the ceiling in any sliding second" hold in practice: the timeline runs slightly below the
 ceiling (SAFETY_FACTOR), and a call that starts later than MAX_LATENESS_S after the earliest its
 slot can be (a slot is known only to within the reservation's round trip) does not use it (it
-takes a fresh one, service/engine/poller.py), so a busy event loop cannot bunch late calls
+takes a fresh one, service/engine/slots.py), so a busy event loop cannot bunch late calls
 together.
 
 Claims: the scheduler takes claim budget from a second GCRA timeline at the same rate, with a short

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
 from service.engine.poller import PollService
+from service.heartbeat import LeaseKeeper
 from service.sim.server import SimServer
 from service.store.db import transaction
 from service.store.polling import claim_due_tasks
@@ -22,6 +23,7 @@ from service.upstream.client import UpstreamClient
 from service.upstream.gate import UpstreamGate
 from service.upstream.ratelimit import SAFETY_FACTOR, SlotReservation, UpstreamRateLimiter
 from service.upstream.reaction import UpstreamReaction
+from service.webhooks.service import DeliveryService
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.settings import engine_settings
 
@@ -61,7 +63,9 @@ async def test_a_starved_worker_takes_fresh_slots_instead_of_bunching_with_anoth
     reaction = UpstreamReaction(
         redis, limiter, UpstreamGate(redis, limiter), pause_probe_s=settings.pause_probe_s
     )
-    poller = PollService(settings, sessions, upstream, reaction)
+    leases = LeaseKeeper(sessions, settings.lease_s)
+    deliveries = DeliveryService.from_settings(settings, sessions, leases=leases)
+    poller = PollService(settings, sessions, upstream, reaction, leases, deliveries)
     other_upstream = UpstreamClient(settings)
 
     async def another_worker() -> None:
@@ -79,6 +83,7 @@ async def test_a_starved_worker_takes_fresh_slots_instead_of_bunching_with_anoth
         report = await poller.poll_batch(claimed, token)
         await other
     finally:
+        await deliveries.close()
         await upstream.aclose()
         await other_upstream.aclose()
         await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose

@@ -30,6 +30,7 @@ from service.upstream.client import UpstreamClient
 from service.upstream.pause import read_pause
 from service.upstream.probe import PROBE_KEY
 from service.upstream.reaction import UpstreamReaction
+from service.webhooks.service import DeliveryService
 from tests.support.checks import PHONE
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.rows import cancel_pending_tasks
@@ -63,16 +64,13 @@ async def poll_one_task(
     async with transaction(sessions) as session:
         token, ids = await claim_due_tasks(session, utc_now(), settings.lease_s, limit=1)
     upstream = UpstreamClient(settings)
-    poller = PollService(
-        settings,
-        sessions,
-        upstream,
-        reaction,
-        leases=LeaseKeeper(sessions, settings.lease_s),
-    )
+    leases = LeaseKeeper(sessions, settings.lease_s)
+    deliveries = DeliveryService.from_settings(settings, sessions, leases=leases)
+    poller = PollService(settings, sessions, upstream, reaction, leases, deliveries)
     try:
         report = await poller.poll_batch(ids, token)
     finally:
+        await deliveries.close()
         await upstream.aclose()
     assert report.calls == 1
 

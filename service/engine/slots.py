@@ -1,0 +1,75 @@
+"""Starting a batch's calls at their slots of the shared rate ceiling.
+
+One loop walks the batch's slots in order. A slot's time is only known to within the
+reservation's round trip (Redis counted from when it ran the script): a call waits for the latest
+the slot can be, so it is never early, and is late when it starts more than MAX_LATENESS_S after
+the earliest. A late call could land beside the next slot's on-time call, so the rest of the batch
+takes fresh slots instead (one Redis call); so does the first slot of a reservation whose round
+trip alone was too slow (a starved event loop). After MAX_FRUITLESS_RESERVATIONS in a row that
+start nothing, the next call goes at its slot however late, so a starved loop still polls. (A poll
+is not handed back when the loop runs it late after this check: that costs a claim cycle of
+latency under load, which the hinted polls cannot afford.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from service.upstream.gate import UpstreamGate
+from service.upstream.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
+
+log = logging.getLogger(__name__)
+
+# Reservations in a row whose every slot came too late before a batch calls anyway: each costs
+# unused slots, and a starved loop must still poll.
+MAX_FRUITLESS_RESERVATIONS = 3
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+async def start_in_slots(
+    limiter: UpstreamRateLimiter,
+    gate: UpstreamGate,
+    items: list[Item],
+    call: Callable[[Item], Coroutine[Any, Any, Result]],
+) -> tuple[list[asyncio.Task[Result]], list[Item]]:
+    """Start `call(item)` for each item at its slot. Returns the started calls (in the order of
+    `items`) and the items never started (no slot could be had: they go back to the schedule)."""
+    loop = asyncio.get_running_loop()
+    started: list[asyncio.Task[Result]] = []
+    index = 0
+    fruitless = 0
+    while index < len(items):
+        # A loop that stays starved still polls: after a few fruitless reservations the next
+        # call goes at its slot however late (as it must, or nothing would be polled).
+        strict = fruitless < MAX_FRUITLESS_RESERVATIONS
+        if not strict:
+            log.warning("poll.slots_late", extra={"tasks": len(items) - index})
+        sent_at = loop.time()
+        try:
+            reservation = await limiter.reserve_calls(len(items) - index)
+        except Exception as error:
+            # Without a slot there is no call; the rest goes back to the schedule.
+            log.error("poll.no_rate_slot", extra={"error_type": type(error).__name__})
+            return started, items[index:]
+        earliest = sent_at + reservation.first_in_s
+        latest = loop.time() + reservation.first_in_s
+        fruitless += 1
+        for slot in range(reservation.count):
+            offset = slot * reservation.interval_s
+            # Refresh the pause and block from Redis (when stale) before waiting for the slot,
+            # not between the slot and the call.
+            await gate.state()
+            delay = latest + offset - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if strict and loop.time() > earliest + offset + MAX_LATENESS_S:
+                break
+            started.append(asyncio.create_task(call(items[index])))
+            index += 1
+            fruitless = 0
+    return started, []
