@@ -14,8 +14,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.sim import answers
 from service.sim.answers import Answer
 from service.sim.callbacks import CallbackSender
+from service.sim.calls import Endpoint
 from service.sim.control import create_control_app
-from service.sim.state import Endpoint, SimState
+from service.sim.state import SimState
 
 UPSTREAM_PATHS = {
     "/check/phone_number/o1": Endpoint.SUBMIT,

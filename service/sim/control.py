@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.sim.callbacks import CallbackSettings
+from service.sim.calls import Endpoint
 from service.sim.faults import FaultMode, FaultSettings, ForcedFault, check_probabilities
 from service.sim.scripts import (
     RANDOM_SCRIPT,
@@ -40,7 +41,7 @@ from service.sim.scripts import (
     parse_script,
     script_for_task_id,
 )
-from service.sim.state import Endpoint, SimState, SimTask
+from service.sim.state import SimState, SimTask
 
 
 class ForceIn(BaseModel):

@@ -1,4 +1,5 @@
-"""The simulator's memory and decisions: registered tasks, the call log, and what each call gets.
+"""The simulator's memory and decisions: registered tasks, the call log (`calls.py`), and what each
+call gets.
 
 Everything here runs on the server's event loop thread and does no I/O; the HTTP layer
 (`service.sim.app`) only parses headers and sends the `Answer` it is given.
@@ -10,12 +11,9 @@ import hmac
 import random
 import re
 import time
-from array import array
-from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -28,6 +26,7 @@ from service.sim.callbacks import (
     PlannedCallback,
     plan_callbacks,
 )
+from service.sim.calls import CallLog, Endpoint, busiest_window
 from service.sim.defaults import DEFAULT_API_ID, DEFAULT_API_SECRET, DEFAULT_TASK_TTL_S
 from service.sim.faults import (
     FaultMode,
@@ -50,11 +49,6 @@ _MAX_TASK_ID_LENGTH = 256
 # No country has it (E.164): the simulator refuses such numbers, as upstream would, so tests and
 # demos can meet INVALID_ARGUMENT on submit.
 UNASSIGNED_COUNTRY_CODE = "999"
-
-
-class Endpoint(StrEnum):
-    SUBMIT = "submit"  # POST /check/phone_number/o1
-    TASK_RESULT = "task_result"  # POST /check/phone_number/task_result/o1
 
 
 @dataclass(slots=True)
@@ -107,52 +101,6 @@ class SimTask:
             "calls_after_final": self.calls_after_final,
             "calls_after_expiry": self.calls_after_expiry,
         }
-
-
-class CallLog:
-    """Every call to an upstream endpoint, in arrival order, kept compact for millions of calls."""
-
-    def __init__(self) -> None:
-        self.at: array[float] = array("d")
-        self.endpoints: list[Endpoint] = []
-        self.task_ids: list[str | None] = []
-        self.labels: list[str] = []
-
-    def record(self, at: float, endpoint: Endpoint, task_id: str | None, label: str) -> None:
-        self.at.append(at)
-        self.endpoints.append(endpoint)
-        self.task_ids.append(task_id)
-        self.labels.append(label)
-
-    def select(
-        self,
-        since: float | None = None,
-        until: float | None = None,
-        endpoint: Endpoint | None = None,
-        task_id: str | None = None,
-    ) -> list[int]:
-        """Indexes of the calls that match every given filter."""
-        # Arrival times only ever grow within a run, so the time range is a bisect.
-        start = 0 if since is None else bisect_left(self.at, since)
-        stop = len(self.at) if until is None else bisect_left(self.at, until)
-        return [
-            i
-            for i in range(start, stop)
-            if (endpoint is None or self.endpoints[i] is endpoint)
-            and (task_id is None or self.task_ids[i] == task_id)
-        ]
-
-
-def busiest_window(times: Sequence[float], window_s: float) -> tuple[int, float | None]:
-    """The most calls that fall in any half-open window [t, t + window_s), and its start."""
-    ordered = sorted(times)
-    best, best_start, first = 0, None, 0
-    for last, at in enumerate(ordered):
-        while ordered[first] + window_s <= at:
-            first += 1
-        if last - first + 1 > best:
-            best, best_start = last - first + 1, ordered[first]
-    return best, best_start
 
 
 class SimState:

@@ -8,9 +8,10 @@ import time
 import httpx
 import pytest
 
+from service.sim.calls import Endpoint
 from service.sim.faults import FaultMode
 from service.sim.server import SimServer
-from service.sim.state import Endpoint, SimOptions, SimState
+from service.sim.state import SimOptions, SimState
 from tests.support.upstream import API_ID, API_SECRET, TASK_RESULT, poll
 
 

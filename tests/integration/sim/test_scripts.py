@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.sim.calls import busiest_window
 from service.sim.faults import (
     FaultMode,
     FaultSettings,
@@ -28,7 +29,6 @@ from service.sim.scripts import (
     random_script,
     script_for_task_id,
 )
-from service.sim.state import busiest_window
 
 RING = Fate(FateKind.STATUS, phone_status="ring")
 
