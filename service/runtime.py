@@ -80,7 +80,7 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Worke
     reaction = UpstreamReaction.from_settings(redis, settings)
     sessions = session_factory(engine)
     leases = LeaseKeeper(sessions, settings.lease_s)
-    deliveries = DeliveryService.from_settings(settings, sessions, leases=leases)
+    deliveries = DeliveryService.from_settings(settings, sessions, leases)
     poller = PollService(settings, sessions, upstream, reaction, leases, deliveries)
     stop_heartbeat = asyncio.Event()
     heartbeat = asyncio.create_task(leases.run_until(stop_heartbeat))

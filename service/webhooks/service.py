@@ -43,7 +43,6 @@ from service.store.leases import LeasedTable
 from service.webhooks.admission import SubscriptionAdmission
 from service.webhooks.dispatch import delivery_lease_s
 from service.webhooks.encryption import SecretCipher, SecretDecryptionError, cipher_for
-from service.webhooks.guard import HostResolver
 from service.webhooks.sender import AttemptResult, WebhookSender
 from service.webhooks.write_back import AttemptWriteBack
 
@@ -91,25 +90,23 @@ class DeliveryService:
         sessions: async_sessionmaker[AsyncSession],
         sender: WebhookSender,
         cipher: SecretCipher,
+        leases: LeaseKeeper,
         *,
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
-        max_in_flight: int = MAX_IN_FLIGHT,
-        leases: LeaseKeeper | None = None,
     ) -> None:
         self._sessions = sessions
         self._lease_s = delivery_lease_s(settings)
-        # Without a keeper of the worker's (tests), leases are held but nobody renews them.
-        self._leases = leases or LeaseKeeper(sessions, settings.lease_s, clock=clock)
+        self._leases = leases
         self._sender = sender
         self._cipher = cipher
         self._clock = clock
-        self._max_in_flight = max_in_flight
+        self._max_in_flight = MAX_IN_FLIGHT
         self._in_flight = 0
         self._room = asyncio.Event()
         self._batches: set[asyncio.Task[DeliveryReport]] = set()
         self._db_slots = asyncio.Semaphore(DATABASE_SLOTS)
-        self._admission = SubscriptionAdmission.for_sender(settings, sender, clock, max_in_flight)
+        self._admission = SubscriptionAdmission.for_sender(settings, sender, clock, MAX_IN_FLIGHT)
         self._write_back = AttemptWriteBack(
             settings.webhook_retry_schedule, sessions, self._db_slots, clock=clock, rand=rand
         )
@@ -119,13 +116,10 @@ class DeliveryService:
         cls,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        resolver: HostResolver | None = None,
-        leases: LeaseKeeper | None = None,
+        leases: LeaseKeeper,
     ) -> DeliveryService:
-        sender = WebhookSender(
-            settings.webhook_timeout_s, settings.webhook_allow_private, resolver=resolver
-        )
-        return cls(settings, sessions, sender, cipher_for(settings), leases=leases)
+        sender = WebhookSender(settings.webhook_timeout_s, settings.webhook_allow_private)
+        return cls(settings, sessions, sender, cipher_for(settings), leases)
 
     @property
     def lease_s(self) -> float:

@@ -64,7 +64,7 @@ async def test_a_starved_worker_takes_fresh_slots_instead_of_bunching_with_anoth
         redis, limiter, UpstreamGate(redis, limiter), pause_probe_s=settings.pause_probe_s
     )
     leases = LeaseKeeper(sessions, settings.lease_s)
-    deliveries = DeliveryService.from_settings(settings, sessions, leases=leases)
+    deliveries = DeliveryService.from_settings(settings, sessions, leases)
     poller = PollService(settings, sessions, upstream, reaction, leases, deliveries)
     other_upstream = UpstreamClient(settings)
 

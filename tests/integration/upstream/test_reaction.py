@@ -65,7 +65,7 @@ async def poll_one_task(
         token, ids = await claim_due_tasks(session, utc_now(), settings.lease_s, limit=1)
     upstream = UpstreamClient(settings)
     leases = LeaseKeeper(sessions, settings.lease_s)
-    deliveries = DeliveryService.from_settings(settings, sessions, leases=leases)
+    deliveries = DeliveryService.from_settings(settings, sessions, leases)
     poller = PollService(settings, sessions, upstream, reaction, leases, deliveries)
     try:
         report = await poller.poll_batch(ids, token)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from service.heartbeat import LeaseKeeper
 from service.webhooks.encryption import cipher_for
 from service.webhooks.sender import WebhookSender
 from service.webhooks.service import DeliveryService
@@ -44,8 +45,9 @@ async def pump(
 ) -> AsyncIterator[Pump]:
     clock = FakeClock()
     sender = WebhookSender(hook_settings.webhook_timeout_s, allow_private=True)
+    leases = LeaseKeeper(sessions, hook_settings.lease_s, clock=clock)
     service = DeliveryService(
-        hook_settings, sessions, sender, cipher_for(hook_settings), clock=clock
+        hook_settings, sessions, sender, cipher_for(hook_settings), leases, clock=clock
     )
     yield Pump(service, sessions, clock, hook_settings)
     await service.close()

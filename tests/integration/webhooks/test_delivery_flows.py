@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.api.app import create_app
 from service.config import Settings
+from service.heartbeat import LeaseKeeper
 from service.store.db import transaction
 from service.webhooks.encryption import cipher_for
 from service.webhooks.sender import WebhookSender
@@ -467,7 +468,8 @@ async def test_a_subscription_that_stops_answering_has_its_overflow_held_back_lo
     sender = WebhookSender(
         settings.webhook_timeout_s, allow_private=True, max_concurrent_per_endpoint=1
     )
-    service = DeliveryService(settings, sessions, sender, cipher_for(settings), clock=clock)
+    leases = LeaseKeeper(sessions, settings.lease_s, clock=clock)
+    service = DeliveryService(settings, sessions, sender, cipher_for(settings), leases, clock=clock)
     pump = Pump(service, sessions, clock, settings)
     dead = _path()
     receiver.script(dead, default=Reply(hang=True))
