@@ -163,6 +163,7 @@ class SubmitService:
         _crash_point_for_tests()
         answered_at = self._clock()
         outcome = classify_submit(call.answer, answered_at, surely_not_sent=call.surely_not_sent)
+        # Upstream's answer as a poll's would be read: what it means for every call is the same.
         await self._reaction.react(classify_answer(call.answer, answered_at), self._clock())
         record_submit(outcome.kind.value)
         log.info(
