@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.callbacks import CallbackRecord
 from service.domain.states import TaskState
-from service.engine.pause import PauseState, read_pause
 from service.store import portal as portal_store
 from service.store.callbacks import callback_record
 from service.store.portal import CHART_ROW_CAP, COUNT_CAP, DeliveryHour, FinishedHour
+from service.upstream.pause import PauseState, read_pause
 
 __all__ = ["CHART_ROW_CAP", "COUNT_CAP", "DeliveryHour", "FinishedHour"]
 
