@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -84,6 +85,9 @@ def create_app(
         # phonebridge reports through its JSON logs and /metrics, not OpenTelemetry; with this
         # off, FastAPI skips its per-request check of the OpenTelemetry providers.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # Operation ids are the route functions' names (`register_task`, `get_task`): what a
+        # generated client calls its methods, so short, and stable as long as the names are.
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings if settings is not None else get_settings()
     install_error_handlers(app)
@@ -96,6 +100,10 @@ def create_app(
         app.include_router(router)
     app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    return route.name
 
 
 def _openapi_schema(app: FastAPI) -> dict[str, Any]:
@@ -116,16 +124,18 @@ def _openapi_schema(app: FastAPI) -> dict[str, Any]:
             schemas.setdefault(name, definition)
         components.setdefault("securitySchemes", {})[SECURITY_SCHEME_NAME] = SECURITY_SCHEME
         # Every /v1 call is authenticated, so any may answer 401, and 429 once its address has
-        # presented too many invalid keys (service/api/signins.py).
+        # presented too many invalid keys (service/api/signins.py); any body may be too large
+        # (413, BodySizeLimit) or not JSON (415, bodies.py).
         authenticated = problem_responses(401, 429)
-        not_json = problem_responses(415)
+        with_body = problem_responses(413, 415)
         for path, operations in schema.get("paths", {}).items():
             if path.startswith("/v1/"):
                 for operation in operations.values():
                     operation["security"] = [{SECURITY_SCHEME_NAME: []}]
                     for status, response in authenticated.items():
                         operation["responses"].setdefault(str(status), response)
-                    if "requestBody" in operation:  # a body that is not JSON (bodies.py)
-                        operation["responses"].setdefault("415", not_json[415])
+                    if "requestBody" in operation:
+                        for status, response in with_body.items():
+                            operation["responses"].setdefault(str(status), response)
         app.openapi_schema = schema
     return app.openapi_schema

@@ -36,7 +36,11 @@ class Readiness(BaseModel):
     upstream: UpstreamState
 
 
-@router.get("/healthz", summary="Liveness: 200 while the process runs")
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+@router.get("/healthz", response_model=Liveness, summary="Liveness: 200 while the process runs")
 async def healthz() -> Response:
     return json_response({"status": "ok"})
 

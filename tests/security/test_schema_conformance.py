@@ -193,8 +193,7 @@ def with_subscription_links(spec: dict[str, Any]) -> dict[str, Any]:
     spec = copy.deepcopy(spec)
     by_id = {"subscription_id": "$response.body#/id"}
     links = {
-        # get_subscription, rotate_secret, ... (FastAPI's operationIds add the path).
-        spec["paths"][path][method]["operationId"].partition("_v1_")[0]: {
+        spec["paths"][path][method]["operationId"]: {
             "operationId": spec["paths"][path][method]["operationId"],
             "parameters": {f"path.{name}": value for name, value in by_id.items()},
         }

@@ -7,6 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
+
+from service.api.app import ROUTERS
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -96,3 +99,82 @@ def _refs(node: Any) -> set[str]:
     if isinstance(node, list):
         return set().union(*(_refs(item) for item in node)) if node else set()
     return set()
+
+
+# What a generated client calls its methods: short, unique, and changed only on purpose.
+OPERATION_IDS = {
+    ("get", "/healthz"): "healthz",
+    ("get", "/readyz"): "readyz",
+    ("post", "/v1/tasks"): "register_task",
+    ("get", "/v1/tasks"): "list_tasks",
+    ("post", "/v1/tasks/batch"): "register_batch",
+    ("get", "/v1/tasks/{task_id}"): "get_task",
+    ("delete", "/v1/tasks/{task_id}"): "cancel_task",
+    ("get", "/v1/events"): "list_events",
+    ("get", "/v1/events/{event_id}"): "get_event",
+    ("get", "/v1/events/{event_id}/deliveries"): "list_deliveries",
+    ("post", "/v1/events/{event_id}/redeliver"): "redeliver",
+    ("post", "/v1/subscriptions"): "create_subscription",
+    ("get", "/v1/subscriptions"): "list_subscriptions",
+    ("get", "/v1/subscriptions/{subscription_id}"): "get_subscription",
+    ("patch", "/v1/subscriptions/{subscription_id}"): "change_subscription",
+    ("delete", "/v1/subscriptions/{subscription_id}"): "delete_subscription",
+    ("get", "/v1/subscriptions/{subscription_id}/secret"): "get_secret",
+    ("post", "/v1/subscriptions/{subscription_id}/rotate-secret"): "rotate_secret",
+    ("post", "/v1/subscriptions/{subscription_id}/recover"): "recover_subscription",
+    ("get", "/v1/stats/completion-times"): "get_completion_times",
+    ("post", "/v1/checks"): "submit_check",
+    ("get", "/v1/callback-url"): "callback_url",
+    ("get", "/hooks/accuauth/{token}"): "accuauth_callback",
+}
+
+
+async def test_operation_ids_are_the_short_stable_names(api: httpx.AsyncClient) -> None:
+    document = await schema(api)
+    published = {
+        (method, path): operation["operationId"]
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    assert published == OPERATION_IDS
+    assert len(set(published.values())) == len(published)
+
+
+def answers_a_route_can_give(route: APIRoute) -> set[str]:
+    """The statuses phonebridge's machinery can answer on this route whatever its handler does:
+    authentication and its throttle, client limits, an unavailable database, a body too large
+    or not JSON, input that fails validation, an id that names nothing."""
+    statuses: set[str] = set()
+    dependant = route.dependant
+    if route.path.startswith("/v1/"):
+        statuses |= {"401", "429", "503"}
+        if dependant.path_params:
+            statuses.add("404")
+    if route.body_field is not None:
+        statuses |= {"413", "415", "422"}
+    if dependant.path_params or dependant.query_params or dependant.header_params:
+        statuses.add("422")
+    return statuses
+
+
+async def test_every_status_a_route_can_answer_is_declared(api: httpx.AsyncClient) -> None:
+    document = await schema(api)
+    routes = [
+        route
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.include_in_schema
+    ]
+    assert len(routes) == len(OPERATION_IDS)
+    for route in routes:
+        for method in route.methods:
+            declared = set(document["paths"][route.path][method.lower()]["responses"])
+            missing = answers_a_route_can_give(route) - declared
+            assert not missing, (method, route.path, missing)
+
+
+async def test_health_answers_have_real_schemas(api: httpx.AsyncClient) -> None:
+    document = await schema(api)
+    for path in ("/healthz", "/readyz"):
+        content = document["paths"][path]["get"]["responses"]["200"]["content"]
+        assert content["application/json"]["schema"].get("$ref"), path
