@@ -37,6 +37,7 @@ from service.domain.schemas import TaskOut
 router = APIRouter(tags=["checks"], responses=problem_responses(401, 422, 503))
 
 IDEMPOTENCY_HEADER = "idempotency-key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 class CheckSubmission(BaseModel):
@@ -76,8 +77,9 @@ class CallbackUrl(BaseModel):
                 "in": "header",
                 "required": False,
                 "description": f"1-{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters. "
-                "The same key with the same body within 24 h answers the first answer again "
-                "and never submits twice; with another body, 422.",
+                "The same key with the same body within 24 h answers the first answer again, "
+                "byte for byte and with `Idempotent-Replayed: true`, and never submits twice; "
+                "with another body, 422.",
                 "schema": {
                     "type": "string",
                     "minLength": 1,
@@ -113,10 +115,14 @@ async def submit_check(request: Request) -> Response:
             [FieldProblem(field=e.field, message=e.message) for e in checked.errors],
         )
     answer = await submit_for_client(resources, request, client, checked, key)
+    headers = dict(answer.headers)
+    if answer.replayed:
+        # As Stripe says it: the bytes are the first answer's, and nothing was submitted now.
+        headers[REPLAYED_HEADER] = "true"
     return Response(
         answer.body_json,
         status_code=answer.status,
-        headers=answer.headers or None,
+        headers=headers or None,
         media_type=PROBLEM_MEDIA_TYPE if answer.is_problem else "application/json",
     )
 

@@ -43,7 +43,7 @@ class Submission:
 
 _SUBMISSION_COLUMNS = (
     "id, client_id, idempotency_key, fingerprint, state, lease_until, response_status, "
-    "response_body::text AS response_body"
+    "response_body"
 )
 
 _BEGIN = text(
@@ -69,7 +69,7 @@ _FINISH = text(
     f"""
     UPDATE check_submissions
     SET state = :state, answered_at = :now, response_status = :status,
-        response_body = CAST(:body AS jsonb), task_pk = :task_pk
+        response_body = :body, task_pk = :task_pk
     WHERE id = :id AND state <> '{SubmissionState.ANSWERED}'
     RETURNING id
     """  # noqa: S608 - only constants are interpolated
@@ -80,7 +80,7 @@ _MARK_UNKNOWN = text(
     f"""
     UPDATE check_submissions
     SET state = '{SubmissionState.UNKNOWN}', answered_at = :now, response_status = :status,
-        response_body = CAST(:body AS jsonb)
+        response_body = :body
     WHERE id = :id AND state = '{SubmissionState.SUBMITTING}' AND lease_until <= :now
     RETURNING {_SUBMISSION_COLUMNS}
     """  # noqa: S608 - only constants are interpolated

@@ -253,7 +253,9 @@ class CheckSubmission(Base):
     lease_until: Mapped[datetime]
     answered_at: Mapped[datetime | None]
     response_status: Mapped[int | None] = mapped_column(SmallInteger)
-    response_body: Mapped[dict[str, Any] | None]
+    # The answer's JSON as sent (not JSONB, which re-orders and re-spaces it): a replay of the
+    # same Idempotency-Key answers the same bytes.
+    response_body: Mapped[str | None] = mapped_column(Text)
     task_pk: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
 
 

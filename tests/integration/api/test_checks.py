@@ -246,8 +246,23 @@ async def test_the_same_key_and_body_answer_the_first_answer_and_submit_once(
     second = await submit(api, key, idempotency_key="order-17")
 
     assert first.status_code == second.status_code == 201
-    assert second.json() == first.json()
+    # The same bytes, not just the same JSON, and said to be a replay; the first is not.
+    assert second.content == first.content
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
     assert submit_calls(fresh_sim) == 1
+
+
+async def test_a_replayed_problem_is_the_same_bytes_too(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.force("internal_error", calls=1)
+    first = await submit(api, key, idempotency_key="order-18")
+    second = await submit(api, key, idempotency_key="order-18")
+
+    assert first.status_code == second.status_code == 502, first.text
+    assert second.content == first.content
+    assert second.headers["Idempotent-Replayed"] == "true"
 
 
 async def test_concurrent_duplicates_submit_once_and_all_get_the_same_answer(
@@ -407,12 +422,12 @@ async def test_metadata_numbers_beyond_64_bits_are_answered_and_replayed_as_sent
     api: httpx.AsyncClient, key: str, fresh_sim: SimServer
 ) -> None:
     fresh_sim.control.configure(submit_script="ring-0-60s")
-    # 1e20 is stored as JSONB's 100000000000000000000, read back as an integer beyond 64 bits.
+    # 1e20 comes back as 100000000000000000000, an integer beyond 64 bits, in both answers.
     body = b'{"phone_number": "5215512341234", "metadata": {"n": 1e20}}'
     headers = bearer(key) | {"Idempotency-Key": "big", "content-type": "application/json"}
     first = await api.post("/v1/checks", content=body, headers=headers)
     again = await api.post("/v1/checks", content=body, headers=headers)
 
     assert first.status_code == again.status_code == 201, first.text
-    assert first.json() == again.json()
+    assert again.content == first.content
     assert first.json()["metadata"]["n"] == 10**20
