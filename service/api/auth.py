@@ -219,8 +219,9 @@ async def _reserve_pending_room(
     if wanted > room:
         raise ApiProblem(
             429,
-            f"this client may have {limit} pending tasks; {room} more fit now and this call "
-            f"registers {wanted}; retry once some have finished",
+            f"this client may have {limit} pending {'task' if limit == 1 else 'tasks'}; "
+            f"{room} more fit now and this call registers {wanted}; retry once some have "
+            "finished",
             kind=problems.TOO_MANY_PENDING,
             headers={"Retry-After": str(PENDING_RECOUNT_S)},
         )

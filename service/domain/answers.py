@@ -43,6 +43,11 @@ RESULT_FIELD_MAX_CHARS = 64
 RETRY_AFTER_MAX_S = 3600.0
 
 
+# Upstream's "not ready yet", which it answers with HTTP 400: the status, and the code of the
+# outcome (and of a poll in a task's story).
+PENDING_CODE = "PENDING"
+
+
 class OutcomeKind(StrEnum):
     COMPLETED = "completed"
     PENDING = "pending"
@@ -136,8 +141,8 @@ def classify_answer(raw: RawAnswer, now: datetime) -> Outcome:
 
     if not isinstance(status, str) or not status:
         return outcome(OutcomeKind.TRANSIENT, "UNKNOWN_STATUS", f"HTTP {http}: no status field")
-    if status == "PENDING":
-        return outcome(OutcomeKind.PENDING, "PENDING", reason or "check in progress")
+    if status == PENDING_CODE:
+        return outcome(OutcomeKind.PENDING, PENDING_CODE, reason or "check in progress")
     if status == "OK":
         return _classify_ok(body, http, request_id)
     if status == "INVALID_ARGUMENT":

@@ -38,6 +38,10 @@ def hours_ending(now: datetime) -> list[datetime]:
     return [current - timedelta(hours=back) for back in range(CHART_HOURS - 1, -1, -1)]
 
 
+def axis_label(hour: datetime) -> str:
+    return hour.strftime("%b %d %H:00 UTC").replace(" 0", " ", 1)
+
+
 def _chart(
     title: str,
     hours: Sequence[datetime],
@@ -53,8 +57,9 @@ def _chart(
         top,
         unit,
         list(series),
-        buckets[0][0],
-        buckets[-1][0],
+        # The ends of the axis say the day too: 24 hours back crosses midnight.
+        axis_label(hours[0]),
+        axis_label(hours[-1]),
         empty=not bars,
     )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from service.domain.answers import PENDING_CODE
 from service.domain.states import TaskSource
 from service.features.tasks import POLL_HISTORY_LIMIT, DeliveryView, TaskRow, TaskStory
 
@@ -72,7 +73,11 @@ def _submitted_by(task: TaskRow) -> str:
 def _poll(entry: dict[str, Any]) -> Moment:
     at = datetime.fromisoformat(str(entry["at"]))
     status = entry.get("status")
-    detail = f"HTTP {status}" if status is not None else "no HTTP answer"
+    if entry.get("code") == PENDING_CODE:
+        # Upstream says "not ready yet" with an HTTP 400: the normal answer, not a failure.
+        detail = "not ready yet"
+    else:
+        detail = f"HTTP {status}" if status is not None else "no HTTP answer"
     if entry.get("latency_ms") is not None:
         detail += f", {entry['latency_ms']} ms"
     return Moment(at, "poll", f"poll: {entry.get('code', '?')}", detail, entry.get("request_id"))

@@ -228,7 +228,7 @@ async def test_a_portal_check_counts_against_the_pending_limit(
 
     assert first.status_code == 303
     assert second.status_code == 429
-    assert "this client may have 1 pending tasks" in second.text
+    assert "this client may have 1 pending task;" in second.text
     assert submit_calls(fresh_sim) == 1
 
 

@@ -1,0 +1,80 @@
+"""What a person reads on the portal's pages, beyond what each page does: the icon every page
+names, the overview's time axis with its day, a PENDING poll read as "not ready yet", and the
+recover form asking for its window before its buttons."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from service.store.db import create_engine_for, session_factory, transaction
+from tests.support.factories import register_task
+
+
+async def test_every_page_names_an_icon_the_api_serves(person: httpx.AsyncClient) -> None:
+    page = await person.get("/portal")
+    assert page.status_code == 200
+    icon = re.search(r'<link rel="icon" type="image/png" href="([^"]+)">', page.text)
+    assert icon is not None, page.text
+    served = await person.get(icon.group(1))
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/png"
+
+
+async def test_the_overview_axis_says_the_day_of_its_ends(person: httpx.AsyncClient) -> None:
+    page = (await person.get("/portal")).text
+    today = datetime.now(UTC)
+    ends = re.findall(r'class="tick(?: end)?">([^<]+)</text>', page)
+    assert ends, page
+    for label in ends:
+        assert re.fullmatch(r"[A-Z][a-z]{2} \d{1,2} \d\d:00 UTC", label), label
+    assert f"{today:%b} {today.day} {today:%H}:00 UTC" in ends
+
+
+async def test_a_pending_poll_reads_not_ready_yet_not_as_an_http_error(
+    person: httpx.AsyncClient, api: httpx.AsyncClient, key: str, portal_app: FastAPI
+) -> None:
+    await register_task(api, key, "T-pending-story")
+    poll = {
+        "at": datetime.now(UTC).isoformat(),
+        "code": "PENDING",
+        "status": 400,
+        "request_id": "req-1",
+        "latency_ms": 12,
+    }
+    engine = create_engine_for(portal_app.state.settings.sqlalchemy_url, pool_size=1)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            await session.execute(
+                text(
+                    "UPDATE tasks SET poll_history = CAST(:history AS jsonb), poll_count = 1 "
+                    "WHERE task_id = 'T-pending-story'"
+                ),
+                {"history": json.dumps([poll])},
+            )
+    finally:
+        await engine.dispose()
+
+    story = (await person.get("/portal/tasks/T-pending-story")).text
+    assert "poll: PENDING" in story
+    assert "not ready yet, 12 ms" in story
+    assert "HTTP 400" not in story
+
+
+async def test_the_recover_form_asks_for_its_window_before_its_buttons(
+    person: httpx.AsyncClient, api: httpx.AsyncClient, key: str
+) -> None:
+    created = await api.post(
+        "/v1/subscriptions",
+        json={"url": "http://127.0.0.1:9/hook"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert created.status_code == 201, created.text
+    page = (await person.get("/portal/deliveries")).text
+    assert page.index('name="since"') < page.index("Recover this one"), page
+    assert page.index('name="until"') < page.index("Recover this one"), page
