@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from service.domain import problems
+from service.domain.checks import SUBMIT_OUTCOME_UNKNOWN
 from service.domain.problems import kind_of_status, problem_document, upstream_kind
 
 
@@ -45,3 +48,12 @@ def test_a_submit_code_is_kept_and_its_type_is_its_kebab_case() -> None:
     assert document["code"] == "SUBMIT_OUTCOME_UNKNOWN"
     assert document["type"] == "urn:phonebridge:problem:submit-outcome-unknown"
     assert document["title"] == "Bad Gateway"
+
+
+def test_the_readme_lists_every_code_a_problem_can_carry() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    kinds = [value for value in vars(problems).values() if isinstance(value, problems.ProblemKind)]
+    submit_codes = [SUBMIT_OUTCOME_UNKNOWN, "UPSTREAM_UNAVAILABLE", "RATE_CEILING"]
+    assert len(kinds) > 10
+    for code in [kind.code for kind in kinds] + submit_codes:
+        assert f"| `{code}` |" in readme, code
