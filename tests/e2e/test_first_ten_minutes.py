@@ -41,6 +41,52 @@ def readme_command(containing: str) -> str:
     raise AssertionError(f"the README shows no command containing {containing!r}")
 
 
+def readme_block(heading: str) -> str:
+    """The first indented code block after the README's `heading` line, as written."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index(heading)
+    block: list[str] = []
+    for line in lines[start + 1 :]:
+        if line.startswith("    "):
+            block.append(line.removeprefix("    "))
+        elif block and line.strip():
+            break
+        elif block:
+            block.append("")
+    assert block, f"no code block after {heading!r}"
+    return "\n".join(block).strip() + "\n"
+
+
+# Each curl of the README's API block also writes its status and URL to stderr, so the test
+# sees every answer; the block itself runs as written, under `set -e`.
+CURL_WITH_STATUS = (
+    "curl() { command curl --write-out '%{stderr}ANSWER %{http_code} %{url_effective}\\n' "
+    '"$@"; }\n'
+)
+
+
+def assert_the_readme_api_block_works(clone: Path, env: Mapping[str, str], api_url: str) -> None:
+    """The README's API block, pasted in order: every command succeeds, the key it makes works
+    on every call, no answer is a 5xx, and the only refusals are the ones the block says it
+    makes (an id written `..._...` for the reader to fill in, the subscription to a host that
+    does not resolve offline, which the block says answers 422, and the batch's invalid entry)."""
+    block = readme_block("## API")
+    assert "KEY=$(.venv/bin/phonebridge api-key create" in block
+    ran = run_step(
+        "set -e\n" + CURL_WITH_STATUS + block, clone, {**env, "PB": api_url}, CHECK_TIMEOUT_S
+    )
+    answers = re.findall(r"^ANSWER (\d{3}) (\S+)$", ran.stderr, re.MULTILINE)
+    curls = sum(1 for line in block.splitlines() if line.lstrip().startswith("curl "))
+    assert len(answers) == curls, ran.stderr
+    for status, url in answers:
+        if status.startswith("2"):
+            continue
+        said = (status == "404" and "..." in url) or (
+            status == "422" and url.endswith("/v1/subscriptions")
+        )
+        assert said, (status, url, ran.stdout)
+
+
 def run_step(
     command: str, clone: Path, env: Mapping[str, str], timeout_s: float
 ) -> subprocess.CompletedProcess[str]:
@@ -171,7 +217,10 @@ def test_a_newcomer_follows_the_readme_and_every_step_works(
         )
         assert listed.status_code == 200
 
-        # 5. /docs, with every script and style it loads served by the API itself.
+        # 5. The README's API block, pasted in order against that API.
+        assert_the_readme_api_block_works(clone, env, api_url)
+
+        # 6. /docs, with every script and style it loads served by the API itself.
         assert_docs_work_offline(api_url)
         assert up.interrupt() == 0, up.stderr_tail()
     finally:
