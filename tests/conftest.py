@@ -5,7 +5,6 @@ that point them elsewhere)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -17,7 +16,7 @@ from service.sim.server import SimServer
 from service.sim.state import SimOptions
 from service.store.db import create_engine_for, session_factory
 from service.store.migrate import upgrade_to_head
-from tests.support.databases import REDIS_SERVER, scratch_database
+from tests.support.databases import claimed_redis_database, scratch_database
 from tests.support.receivers import Receiver, running_receiver
 from tests.support.settings import make_settings
 from tests.support.upstream import API_ID, API_SECRET
@@ -40,19 +39,10 @@ def empty_database() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A Redis database number of its own for this run (for each of its pytest-xdist workers:
-    numbered from the run's controller process), emptied before and after."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is None:
-        number = 1 + os.getpid() % 15
-    else:
-        number = 1 + (os.getppid() + int(worker.removeprefix("gw"))) % 15
-    url = f"{REDIS_SERVER}/{number}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    """A Redis database number of this process's own (each pytest-xdist worker claims one; so
+    does any other test run on the machine), emptied before and after."""
+    with claimed_redis_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,11 @@ check from the form and photographs each page into docs/."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from pathlib import Path
 
 import httpx
 import orjson
-import redis
 
 from service.sim.server import SimServer
 from service.sim.state import SimOptions
@@ -20,7 +18,7 @@ from service.store.migrate import upgrade_to_head
 from tests.support.api import bearer
 from tests.support.browser import chromium, served_api
 from tests.support.checks import PHONE
-from tests.support.databases import REDIS_SERVER, scratch_database
+from tests.support.databases import claimed_redis_database, scratch_database
 from tests.support.engine import running_engine
 from tests.support.factories import new_key
 from tests.support.receivers import Reply, running_receiver
@@ -39,9 +37,8 @@ CHECK_SETTLE_S = 4.0
 
 
 async def photograph() -> None:
-    redis_url = f"{REDIS_SERVER}/{1 + (os.getpid() % 15)}"
-    redis.Redis.from_url(redis_url).flushdb()
     with (
+        claimed_redis_database() as redis_url,
         scratch_database("portal_screens") as database_url,
         SimServer(SimOptions(api_id=API_ID, api_secret=API_SECRET)) as sim,
         running_receiver() as receiver,
