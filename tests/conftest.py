@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import hypothesis
 import pytest
 import redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from xdist.scheduler import LoadScopeScheduling
 
 from service.config import Settings
 from service.sim.server import SimServer
@@ -20,6 +22,57 @@ from tests.support.databases import claimed_redis_database, scratch_database
 from tests.support.receivers import Receiver, running_receiver
 from tests.support.settings import make_settings
 from tests.support.upstream import API_ID, API_SECRET
+
+# Hypothesis's time limits measure the machine, not the property: on two pytest-xdist workers
+# beside real processes an example can take a second. Speed is bench/'s business.
+hypothesis.settings.register_profile(
+    "phonebridge",
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.load_profile("phonebridge")
+
+# The chaos suite shares one stack (tests/chaos/conftest.py), so pytest-xdist gives all of it to
+# one worker instead of starting a stack on each.
+CHAOS = "tests/chaos/"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadScopeScheduling | None:
+    if config.getoption("dist") != "loadfile":
+        return None  # pytest-xdist's own scheduler for the mode asked for
+    return LongestFilesFirst(config, log)
+
+
+class LongestFilesFirst(LoadScopeScheduling):
+    """`--dist loadfile` with two changes: the chaos folder is one unit, and units go out in the
+    order the workers collected them (longest first, see pytest_collection_modifyitems) rather
+    than by their number of tests, which sent the newcomer test (one test, a minute or more)
+    out last and left the other worker idle for that minute."""
+
+    def __init__(self, config: pytest.Config, log: object = None) -> None:
+        super().__init__(config, log)
+        config.option.loadscopereorder = False
+
+    def _split_scope(self, nodeid: str) -> str:
+        if nodeid.startswith(CHAOS):
+            return CHAOS
+        return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files whose tests may run longest first, the rest in their usual order: a test's timeout
+    marker is its statement of how long it may take (the newcomer test 900 s, a chaos scenario
+    300 s), and `slow` marks the ones that start real processes. Tests of one file stay
+    together, so no module fixture is set up twice."""
+    rank: dict[str, tuple[int, float]] = {}
+    for item in items:
+        timeout = item.get_closest_marker("timeout")
+        limit = float(timeout.args[0]) if timeout is not None and timeout.args else 0.0
+        cost = (1 if item.get_closest_marker("slow") else 0, limit)
+        path = str(item.path)
+        rank[path] = max(rank.get(path, cost), cost)
+    items.sort(key=lambda item: tuple(-part for part in rank[str(item.path)]))
 
 
 @pytest.fixture(scope="session")

@@ -51,7 +51,9 @@ def chaos_report() -> Iterator[dict[str, Any]]:
         REPORT_PATH.write_text(json.dumps(report, indent=2) + "\n")
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack stops after the last chaos test instead of polling, idle, beside the
+# rest of the suite until the session ends.
+@pytest.fixture(scope="package")
 def stack() -> Iterator[Stack]:
     with running_stack() as running:
         yield running
