@@ -95,7 +95,11 @@ async def test_new_task_is_polled_within_about_a_second(
             )
         )
     first_call = fresh_sim.control.task(task_id)["call_times"][0]
-    assert first_call - registered < 1.0
+    # Claimed on one of the next 0.25 s ticks: under a second on a quiet machine. The bound
+    # (12 ticks) leaves room for a CPU shared with another test worker and still fails a
+    # scheduler that waits a lease or a round between claims; the figure on a quiet machine is
+    # bench/'s business.
+    assert first_call - registered < 3.0
 
 
 async def test_pending_task_backs_off_and_shows_its_progress(

@@ -79,11 +79,19 @@ async def test_rate_limit_answer_halves_the_rate_once_per_cooldown(redis_client:
 
 async def test_slowed_rate_recovers_gradually(redis_client: Redis) -> None:  # type: ignore[type-arg]
     limiter = UpstreamRateLimiter(redis_client, max_rps=100, recovery_per_s=1.0)
+    clock = asyncio.get_running_loop().time
+    before = clock()
     await limiter.slow_down()
+    slowed = clock()
     await asyncio.sleep(0.2)
+    asked = clock()
     factor = (await limiter.status()).factor
-    assert 0.6 <= factor <= 0.85
-    await asyncio.sleep(0.4)
+    answered = clock()
+    # From the 0.5 the slow-down left, 1.0 a second: by at least the time between the two answers,
+    # at most the time between the two calls (bounds measured, since a busy machine stretches
+    # the 0.2 s sleep).
+    assert 0.5 + (asked - slowed) - 0.02 <= factor <= min(1.0, 0.5 + (answered - before) + 0.02)
+    await asyncio.sleep(max(0.0, 0.6 - (clock() - slowed)))
     assert (await limiter.status()).factor == 1.0
 
 
