@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from service.run.processes import free_port
 from tests.support.commands import CliProcess, clean_environment
 from tests.support.waiting import wait_until
 
 
+@pytest.mark.slow  # a real `phonebridge api` process, watched for 3 s
 def test_api_without_its_database_says_once_that_it_answers_503_until_it_does(
     tmp_path: Path, own_redis_url: str
 ) -> None:

@@ -157,6 +157,7 @@ def test_up_with_nothing_set_says_in_one_line_which_variable_is_missing_and_star
         up.kill_everything()
 
 
+@pytest.mark.slow  # `phonebridge up` with its API, worker and scheduler processes
 def test_up_stops_in_order_when_the_reader_of_its_output_goes_away(
     tmp_path: Path,
     empty_database: str,

@@ -217,6 +217,7 @@ async def eventually(port: int, condition: Any, timeout_s: float = 30.0) -> Samp
     return samples
 
 
+@pytest.mark.slow  # real `phonebridge worker` and `scheduler` processes
 async def test_worker_and_scheduler_export_polls_latency_claims_and_webhook_attempts(
     database_url: str,
     redis_url: str,
