@@ -26,6 +26,9 @@ pytestmark = [
 ]
 
 TASKS = 300
+# The tasks' lifetime is not what these tests are about: long enough that a machine busy with
+# another test worker still finishes them (about 10 s when quiet) instead of expiring them.
+TTL_S = 120.0
 
 
 async def all_final(sessions: async_sessionmaker[AsyncSession], client: int) -> bool:
@@ -52,7 +55,7 @@ async def test_killed_worker_loses_nothing_and_duplicates_no_event(
 ) -> None:
     client = await insert_client(sessions)
     task_ids = [f"sim-ring-0-kill-{i}-{os.getpid()}" for i in range(TASKS)]
-    await insert_tasks(sessions, client, task_ids)
+    await insert_tasks(sessions, client, task_ids, ttl_s=TTL_S)
     processes.start("scheduler")
     worker = processes.start("worker", "--concurrency", "2")
 
@@ -66,7 +69,7 @@ async def test_killed_worker_loses_nothing_and_duplicates_no_event(
     assert any(row["state"] == "pending" for row in rows.values()), "killed mid-run"
     # Calls already made whose batch was never written back are redone once the leases end.
     processes.start("worker", "--concurrency", "2")
-    await wait_until_async(lambda: all_final(sessions, client), timeout_s=40)
+    await wait_until_async(lambda: all_final(sessions, client), timeout_s=90)
 
     assert_each_task_completed_once(
         await tasks_of(sessions, client), await events_of(sessions, client)
@@ -82,7 +85,7 @@ async def test_flushed_redis_loses_nothing_and_duplicates_no_event(
 ) -> None:
     client = await insert_client(sessions)
     task_ids = [f"sim-ring-1-flush-{i}-{os.getpid()}" for i in range(TASKS)]
-    await insert_tasks(sessions, client, task_ids)
+    await insert_tasks(sessions, client, task_ids, ttl_s=TTL_S)
     processes.start("scheduler")
     processes.start("worker", "--concurrency", "2")
     await wait_until_async(
@@ -91,7 +94,7 @@ async def test_flushed_redis_loses_nothing_and_duplicates_no_event(
     # This test run's own Redis database: FLUSHALL would also wipe other runs sharing the server.
     flusher = redis.Redis.from_url(redis_url)
     flusher.flushdb()
-    await wait_until_async(lambda: all_final(sessions, client), timeout_s=40)
+    await wait_until_async(lambda: all_final(sessions, client), timeout_s=90)
     flusher.flushdb()
     flusher.close()
 
