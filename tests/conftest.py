@@ -37,6 +37,7 @@ hypothesis.settings.load_profile("phonebridge")
 CHAOS = "tests/chaos/"
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadScopeScheduling | None:
     if config.getoption("dist") != "loadfile":
         return None  # pytest-xdist's own scheduler for the mode asked for
