@@ -19,7 +19,7 @@ import pytest
 from service.checks.submit import CRASH_AFTER_SUBMIT_VARIABLE
 from service.run.processes import free_port
 from service.sim.server import SimProcess, phonebridge_executable
-from tests.support.commands import CliProcess, clean_environment, create_api_key
+from tests.support.commands import CliProcess, create_api_key, upstream_environment
 from tests.support.waiting import wait_until
 
 # Real api, worker, scheduler and simulator processes: about 40 s.
@@ -38,10 +38,10 @@ def sim(tmp_path: Path) -> Iterator[SimProcess]:
 
 
 def stack_env(database_url: str, redis_url: str, sim: SimProcess, **extra: str) -> dict[str, str]:
-    return clean_environment(
-        PHONEBRIDGE_DATABASE_URL=database_url,
-        PHONEBRIDGE_REDIS_URL=redis_url,
-        PHONEBRIDGE_UPSTREAM_BASE_URL=sim.base_url,
+    return upstream_environment(
+        database_url,
+        redis_url,
+        sim.base_url,
         PHONEBRIDGE_UPSTREAM_API_ID=API_ID,
         PHONEBRIDGE_UPSTREAM_API_SECRET=API_SECRET,
         PHONEBRIDGE_UPSTREAM_TIMEOUT_S="1",

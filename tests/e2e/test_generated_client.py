@@ -18,10 +18,9 @@ import httpx
 import pytest
 
 from service.sim.server import SimServer
-from tests.support.commands import clean_environment, create_api_key, run_command
+from tests.support.commands import create_api_key, run_command, upstream_environment
 from tests.support.receivers import Receiver
 from tests.support.server import running_api
-from tests.support.upstream import API_ID, API_SECRET
 
 # A real `phonebridge api` process and a code generator: a few seconds.
 pytestmark = pytest.mark.slow
@@ -32,12 +31,10 @@ PACKAGE = "phonebridge_generated_client"
 
 @pytest.fixture(scope="module")
 def api_environment(database_url: str, redis_url: str, sim: SimServer) -> dict[str, str]:
-    return clean_environment(
-        PHONEBRIDGE_DATABASE_URL=database_url,
-        PHONEBRIDGE_REDIS_URL=redis_url,
-        PHONEBRIDGE_UPSTREAM_BASE_URL=sim.base_url,
-        PHONEBRIDGE_UPSTREAM_API_ID=API_ID,
-        PHONEBRIDGE_UPSTREAM_API_SECRET=API_SECRET,
+    return upstream_environment(
+        database_url,
+        redis_url,
+        sim.base_url,
         # The test's receiver listens on 127.0.0.1.
         PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE="true",
     )

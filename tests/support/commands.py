@@ -22,6 +22,7 @@ import psutil
 
 from service.sim.server import phonebridge_executable
 from tests.support.api import bearer
+from tests.support.upstream import API_ID, API_SECRET
 from tests.support.waiting import wait_until
 
 START_TIMEOUT_S = 90.0
@@ -33,6 +34,24 @@ def clean_environment(**variables: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PHONEBRIDGE_")}
     env.update(variables)
     return env
+
+
+def upstream_environment(
+    database_url: str, redis_url: str, upstream_url: str, **variables: str
+) -> dict[str, str]:
+    """`clean_environment` of a phonebridge that talks to the upstream simulator at
+    `upstream_url` with the test credentials (unless `variables` name others), plus
+    `variables`."""
+    credentials = {
+        "PHONEBRIDGE_UPSTREAM_API_ID": API_ID,
+        "PHONEBRIDGE_UPSTREAM_API_SECRET": API_SECRET,
+    }
+    return clean_environment(
+        PHONEBRIDGE_DATABASE_URL=database_url,
+        PHONEBRIDGE_REDIS_URL=redis_url,
+        PHONEBRIDGE_UPSTREAM_BASE_URL=upstream_url,
+        **{**credentials, **variables},
+    )
 
 
 def create_api_key(env: Mapping[str, str], cwd: Path, name: str) -> str:
