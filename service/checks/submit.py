@@ -79,7 +79,6 @@ class SubmitService:
         reaction: UpstreamReaction,
         *,
         clock: Clock = utc_now,
-        upstream_factory: Callable[[Settings], UpstreamClient] = UpstreamClient,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._settings = settings
@@ -92,7 +91,6 @@ class SubmitService:
         # The same reaction to refusals as polls: pause, gate, Retry-After and refusal window.
         self._reaction = reaction
         self._limiter = reaction.limiter
-        self._upstream_factory = upstream_factory
         self._upstream: UpstreamClient | None = None
         # The owner of an intent row answers within this; after it, the outcome is unknown.
         self._lease = timedelta(seconds=settings.upstream_timeout_s + MAX_SLOT_WAIT_S + 2.0)
@@ -106,7 +104,7 @@ class SubmitService:
         if settings.upstream_api_id is None or settings.upstream_api_secret is None:
             return None
         if self._upstream is None:
-            self._upstream = self._upstream_factory(settings)
+            self._upstream = UpstreamClient(settings)
         return self._upstream
 
     async def submit(
