@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     REAL,
@@ -32,7 +32,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from service.domain.checks import IDEMPOTENCY_KEY_MAX_LENGTH
 from service.domain.ids import PUBLIC_ID_MAX_LENGTH
@@ -44,6 +46,8 @@ from service.domain.states import (
     TaskSource,
     TaskState,
 )
+
+E = TypeVar("E", bound=StrEnum)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -62,6 +66,25 @@ def _in(column: str, values: type[StrEnum]) -> str:
 _PENDING_TASK = f"state = '{TaskState.PENDING}'"
 _FINISHED_TASK = f"state <> '{TaskState.PENDING}'"
 _PENDING_DELIVERY = f"state = '{DeliveryState.PENDING}'"
+
+
+class StateText(TypeDecorator[E]):
+    """A state column: the enum's value as plain text in the database (the DDL stays a VARCHAR
+    with its CHECK constraint), the `StrEnum` member in Python. An unknown value fails on the way
+    in as on the way out."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, states: type[E], length: int) -> None:
+        super().__init__(length)
+        self.states = states
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.states(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.states(value)
 
 
 class Base(DeclarativeBase):
@@ -162,7 +185,9 @@ class Task(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     task_id: Mapped[str] = mapped_column(String(TASK_ID_MAX_LENGTH))
-    state: Mapped[str] = mapped_column(String(16), server_default=TaskState.PENDING.value)
+    state: Mapped[TaskState] = mapped_column(
+        StateText(TaskState, 16), server_default=TaskState.PENDING.value
+    )
     result: Mapped[dict[str, Any] | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", server_default=text("'{}'::jsonb")
@@ -188,7 +213,9 @@ class Task(Base):
     # The estimated chance that the answer is there at next_poll_at: the order in which the
     # claim serves one client's due tasks (service/domain/schedule.py).
     finish_p: Mapped[float | None] = mapped_column(REAL)
-    source: Mapped[str] = mapped_column(String(16), server_default=TaskSource.REGISTERED.value)
+    source: Mapped[TaskSource] = mapped_column(
+        StateText(TaskSource, 16), server_default=TaskSource.REGISTERED.value
+    )
     # A submitted check's number as the contract shows it (country code and last four digits).
     phone_number_masked: Mapped[str | None] = mapped_column(String(24))
     # The last upstream callback that made this task due: hints move a task at most once per
@@ -246,7 +273,7 @@ class CheckSubmission(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_MAX_LENGTH))
     # SHA-256 of the request (number and metadata): a different body under the same key is 422.
     fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32))
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[SubmissionState] = mapped_column(StateText(SubmissionState, 16))
     phone_number_masked: Mapped[str] = mapped_column(String(24))
     created_at: Mapped[datetime]
     # Until then the request that wrote the row may still be waiting for upstream.
@@ -297,7 +324,7 @@ class Event(Base):
     public_id: Mapped[str] = mapped_column(String(PUBLIC_ID_MAX_LENGTH), unique=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     task_pk: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
-    type: Mapped[str] = mapped_column(String(32))
+    type: Mapped[EventType] = mapped_column(StateText(EventType, 32))
     data: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     tx_id: Mapped[int] = mapped_column(
@@ -358,7 +385,9 @@ class Delivery(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
-    state: Mapped[str] = mapped_column(String(16), server_default=DeliveryState.PENDING.value)
+    state: Mapped[DeliveryState] = mapped_column(
+        StateText(DeliveryState, 16), server_default=DeliveryState.PENDING.value
+    )
     attempt_count: Mapped[int] = mapped_column(Integer, server_default="0")
     # Attempts made since the schedule last restarted (a redeliver starts a fresh schedule).
     schedule_attempt: Mapped[int] = mapped_column(SmallInteger, server_default="0")
