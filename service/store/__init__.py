@@ -14,10 +14,13 @@ Which of the three ways to write a query:
   less frequent routes (subscriptions, the event feed, creating clients), where building a query
   from optional conditions reads better than string assembly and speed is not the constraint.
 
-Whichever way, every row that leaves the package is a frozen dataclass (a misspelt column fails
-`mypy --strict`), time is a parameter rather than `now()` in SQL, and no query function commits:
-the request or task boundary does (with db.transaction). States and event types come from
-service.domain.states: a condition that must match a partial index's predicate
-(`state = 'pending'`) spells the enum's value into the SQL text: a generic plan cannot assume
-a bound parameter's value, so it would not use the index.
+Whichever way, every row that leaves the package is a frozen dataclass built with its fields'
+names, so a misspelt field fails `mypy --strict`; a Core query names its columns through the
+ORM classes of tables.py and unpacks its typed row, so a misspelt column fails it too (the SQL
+text of the other two ways is checked by the tests that run it), and a state column reads as its
+StrEnum (tests/unit/test_typed_rows.py). Time is a parameter rather than `now()` in SQL, and
+no query function commits: the request or task boundary does (with db.transaction). States and
+event types come from service.domain.states: a condition that must match a partial index's
+predicate (`state = 'pending'`) spells the enum's value into the SQL text: a generic plan cannot
+assume a bound parameter's value, so it would not use the index.
 """

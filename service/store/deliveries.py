@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.states import DeliveryState, EventType
 from service.store.leases import claim_due
-from service.store.rows import row_as
 
 # Spelt into the SQL below (the partial index ix_deliveries_due wants the literal).
 _PENDING = DeliveryState.PENDING
@@ -281,7 +280,24 @@ async def load_leased_deliveries(
 ) -> list[LeasedDelivery]:
     """The deliveries of `ids` still leased to `token`, with their event and subscription."""
     result = await session.execute(_LOAD_LEASED, {"ids": list(ids), "token": token, "now": now})
-    return [row_as(LeasedDelivery, row, event_type=EventType(row.event_type)) for row in result]
+    return [
+        LeasedDelivery(
+            id=row.id,
+            schedule_attempt=row.schedule_attempt,
+            event_id=row.event_id,
+            event_type=EventType(row.event_type),
+            event_created_at=row.event_created_at,
+            event_data_json=row.event_data_json,
+            subscription_pk=row.subscription_pk,
+            subscription_id=row.subscription_id,
+            url=row.url,
+            subscription_active=row.subscription_active,
+            secret_encrypted=row.secret_encrypted,
+            previous_secret_encrypted=row.previous_secret_encrypted,
+            answer_known_at=row.answer_known_at,
+        )
+        for row in result
+    ]
 
 
 async def record_attempts(
@@ -364,9 +380,27 @@ async def list_event_deliveries(session: AsyncSession, event_pk: int) -> list[De
         return []
     attempts: dict[int, list[AttemptView]] = {row.pk: [] for row in rows}
     for attempt in await session.execute(_ATTEMPTS_OF, {"ids": list(attempts)}):
-        attempts[attempt.delivery_id].append(row_as(AttemptView, attempt))
+        attempts[attempt.delivery_id].append(
+            AttemptView(
+                at=attempt.at,
+                response_status=attempt.response_status,
+                latency_ms=attempt.latency_ms,
+                error=attempt.error,
+                response_excerpt=attempt.response_excerpt,
+            )
+        )
     return [
-        row_as(DeliveryView, row, state=DeliveryState(row.state), attempts=attempts[row.pk])
+        DeliveryView(
+            id=row.id,
+            subscription_id=row.subscription_id,
+            state=DeliveryState(row.state),
+            attempt_count=row.attempt_count,
+            last_attempt_at=row.last_attempt_at,
+            next_attempt_at=row.next_attempt_at,
+            last_response_status=row.last_response_status,
+            last_error=row.last_error,
+            attempts=attempts[row.pk],
+        )
         for row in rows
     ]
 

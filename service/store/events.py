@@ -17,17 +17,12 @@ from sqlalchemy import BigInteger, ColumnClause, Row, Table, literal_column, sel
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.states import EventType
-from service.store.rows import row_as
 from service.store.tables import Event
 
 events = cast(Table, Event.__table__)
 
-EVENT_COLUMNS = (
-    events.c.public_id,
-    events.c.type,
-    events.c.created_at,
-    events.c.data,
-)
+# Named through the ORM class, so a misspelt column fails mypy, and the rows are typed tuples.
+EVENT_COLUMNS = (Event.public_id, Event.type, Event.created_at, Event.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +35,9 @@ class EventRow:
     data: dict[str, Any]
 
 
-def _event(row: Row[*tuple[Any, ...]]) -> EventRow:
-    return row_as(EventRow, row, type=EventType(row.type))
+def _event(row: Row[str, EventType, datetime, dict[str, Any]]) -> EventRow:
+    public_id, type_, created_at, data = row
+    return EventRow(public_id=public_id, type=type_, created_at=created_at, data=data)
 
 
 # Every transaction with a smaller id has ended (committed or rolled back).

@@ -18,7 +18,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.states import DeliveryState, EventType, TaskState
-from service.store.rows import row_as
 
 # A count above this shows as "10,000+": counting a big client's million tasks on every page
 # view would read a million index entries; this reads at most 10,001 per state.
@@ -161,8 +160,14 @@ async def find_task_story(session: AsyncSession, client_id: int, task_id: str) -
     ).one_or_none()
     if row is None:
         return None
-    event_type = None if row.event_type is None else EventType(row.event_type)
-    return row_as(TaskStory, row, event_type=event_type)
+    return TaskStory(
+        task_pk=row.task_pk,
+        poll_history=row.poll_history,
+        event_pk=row.event_pk,
+        event_id=row.event_id,
+        event_type=None if row.event_type is None else EventType(row.event_type),
+        event_created_at=row.event_created_at,
+    )
 
 
 async def list_failed_deliveries(
@@ -172,7 +177,23 @@ async def list_failed_deliveries(
     result = await session.execute(
         _FAILED_DELIVERIES, {"client_id": client_id, "before": before, "limit": limit}
     )
-    return [row_as(FailedDelivery, row, event_type=EventType(row.event_type)) for row in result]
+    return [
+        FailedDelivery(
+            pk=row.pk,
+            id=row.id,
+            event_id=row.event_id,
+            event_type=EventType(row.event_type),
+            task_id=row.task_id,
+            subscription_id=row.subscription_id,
+            subscription_url=row.subscription_url,
+            subscription_active=row.subscription_active,
+            attempt_count=row.attempt_count,
+            last_response_status=row.last_response_status,
+            last_error=row.last_error,
+            finished_at=row.finished_at,
+        )
+        for row in result
+    ]
 
 
 async def finished_tasks_by_hour(
@@ -181,7 +202,16 @@ async def finished_tasks_by_hour(
     """Tasks that reached a final state since `since`, per hour and state, with the detection
     lag percentiles of the completed ones."""
     result = await session.execute(_FINISHED_BY_HOUR, {"client_id": client_id, "since": since})
-    return [row_as(FinishedHour, row, state=TaskState(row.state)) for row in result]
+    return [
+        FinishedHour(
+            hour=row.hour,
+            state=TaskState(row.state),
+            n=row.n,
+            lag_p50_s=row.lag_p50_s,
+            lag_p95_s=row.lag_p95_s,
+        )
+        for row in result
+    ]
 
 
 async def delivery_outcomes_by_hour(
@@ -189,4 +219,4 @@ async def delivery_outcomes_by_hour(
 ) -> list[DeliveryHour]:
     """Deliveries that ended (succeeded or failed) since `since`, per hour and outcome."""
     result = await session.execute(_DELIVERIES_BY_HOUR, {"client_id": client_id, "since": since})
-    return [row_as(DeliveryHour, row, state=DeliveryState(row.state)) for row in result]
+    return [DeliveryHour(hour=row.hour, state=DeliveryState(row.state), n=row.n) for row in result]

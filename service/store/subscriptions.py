@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.domain.delivery import is_success
 from service.domain.states import EventType
 from service.store.deliveries import stop_subscription_deliveries
-from service.store.rows import row_as
 from service.store.tables import Subscription
 
 subscriptions = cast(Table, Subscription.__table__)
@@ -39,15 +38,16 @@ class SubscriptionRow:
     created_at: datetime
 
 
-SUBSCRIPTION_COLUMNS: tuple[Any, ...] = (
-    subscriptions.c.id.label("pk"),
-    subscriptions.c.public_id.label("id"),
-    subscriptions.c.url,
-    subscriptions.c.event_types,
-    subscriptions.c.description,
-    subscriptions.c.enabled,
-    subscriptions.c.disabled_reason,
-    subscriptions.c.created_at,
+# Named through the ORM class, so a misspelt column fails mypy, and the rows are typed tuples.
+SUBSCRIPTION_COLUMNS = (
+    Subscription.id,
+    Subscription.public_id,
+    Subscription.url,
+    Subscription.event_types,
+    Subscription.description,
+    Subscription.enabled,
+    Subscription.disabled_reason,
+    Subscription.created_at,
 )
 
 
@@ -67,13 +67,13 @@ class SentTestEvent:
         return is_success(self.status)
 
 
-TEST_ATTEMPT_COLUMNS: tuple[Any, ...] = (
-    subscriptions.c.public_id.label("subscription_id"),
-    subscriptions.c.last_test_at.label("at"),
-    subscriptions.c.last_test_webhook_id.label("webhook_id"),
-    subscriptions.c.last_test_status.label("status"),
-    subscriptions.c.last_test_latency_ms.label("latency_ms"),
-    subscriptions.c.last_test_error.label("error"),
+TEST_ATTEMPT_COLUMNS = (
+    Subscription.public_id,
+    Subscription.last_test_at,
+    Subscription.last_test_webhook_id,
+    Subscription.last_test_status,
+    Subscription.last_test_latency_ms,
+    Subscription.last_test_error,
 )
 
 # How long a rotated-out secret keeps signing beside the new one.
@@ -82,9 +82,37 @@ ROTATION_OVERLAP = timedelta(hours=24)
 _live = subscriptions.c.deleted_at.is_(None)
 
 
-def _subscription(row: Row[Any]) -> SubscriptionRow:
-    event_types = [EventType(event_type) for event_type in row.event_types]
-    return row_as(SubscriptionRow, row, event_types=event_types)
+def _subscription(
+    row: Row[int, str, str, list[str], str, bool, str | None, datetime],
+) -> SubscriptionRow:
+    pk, public_id, url, event_types, description, enabled, disabled_reason, created_at = row
+    return SubscriptionRow(
+        pk=pk,
+        id=public_id,
+        url=url,
+        event_types=[EventType(event_type) for event_type in event_types],
+        description=description,
+        enabled=enabled,
+        disabled_reason=disabled_reason,
+        created_at=created_at,
+    )
+
+
+def _sent_test_event(
+    row: Row[str, datetime | None, str | None, int | None, int | None, str | None],
+) -> SentTestEvent | None:
+    subscription_id, at, webhook_id, status, latency_ms, error = row
+    # A test writes these together: all are set once a subscription was tested at all.
+    if at is None or webhook_id is None or latency_ms is None:
+        return None
+    return SentTestEvent(
+        subscription_id=subscription_id,
+        at=at,
+        webhook_id=webhook_id,
+        status=status,
+        latency_ms=latency_ms,
+        error=error,
+    )
 
 
 def _of_client(client_id: int, public_id: str) -> Any:
@@ -170,9 +198,10 @@ async def update_subscription(
     row = (await session.execute(statement)).one_or_none()
     if row is None:
         return None
+    subscription = _subscription(row)
     if values.get("enabled") is False:
-        await stop_subscription_deliveries(session, row.pk, "subscription disabled", now)
-    return _subscription(row)
+        await stop_subscription_deliveries(session, subscription.pk, "subscription disabled", now)
+    return subscription
 
 
 async def delete_subscription(
@@ -246,5 +275,5 @@ async def last_test_attempts(
         subscriptions.c.id.in_(list(subscription_pks)),
         subscriptions.c.last_test_at.is_not(None),
     )
-    rows = [row_as(SentTestEvent, row) for row in await session.execute(statement)]
-    return {row.subscription_id: row for row in rows}
+    sent = [_sent_test_event(row) for row in await session.execute(statement)]
+    return {event.subscription_id: event for event in sent if event is not None}
