@@ -67,8 +67,8 @@ class DeliveryReport:
     postponed: int = 0
     written: int = 0
 
-    def count_attempts(self, states: Sequence[str]) -> None:
-        """Add the attempts whose deliveries now have these states ('lost' when not written)."""
+    def count_attempts(self, states: Sequence[DeliveryState | None]) -> None:
+        """Add the attempts whose deliveries now have these states (None when not written)."""
         for state in states:
             self.attempted += 1
             if state == DeliveryState.SUCCEEDED:
@@ -232,8 +232,9 @@ class DeliveryService:
         lease_token: uuid.UUID,
         secrets_by_subscription: dict[int, list[str] | str],
         settle: Callable[[int], None],
-    ) -> str:
-        """Send one delivery and wait for its attempt to be written; returns its new state."""
+    ) -> DeliveryState | None:
+        """Send one delivery and wait for its attempt to be written; returns its new state (None
+        when the write changed nothing)."""
         try:
             result = await self._attempt(row, secrets_by_subscription)
             self._admission.learn_latency(row.subscription_pk, result)

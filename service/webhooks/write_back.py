@@ -3,7 +3,7 @@
 Each result is written as soon as it arrives, not when its batch is done, so a slow delivery
 never holds back the record of a fast one; whatever finishes within a short window shares one
 transaction. The write is guarded by the lease token: an attempt whose lease has passed to
-someone else is reported 'lost' and changes nothing.
+someone else is reported as not written (None) and changes nothing.
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ MAX_WRITE_CHUNK = 1000
 
 @dataclass(frozen=True)
 class _FinishedAttempt:
-    """An attempt waiting for the write-back; `written` gets the delivery's new state, or
-    'lost' when its lease had passed to someone else."""
+    """An attempt waiting for the write-back; `written` gets the delivery's new state, or None
+    when its lease had passed to someone else."""
 
     row: LeasedDelivery
     result: AttemptResult
     lease_token: uuid.UUID
-    written: asyncio.Future[str]
+    written: asyncio.Future[DeliveryState | None]
 
 
 class AttemptWriteBack:
@@ -82,10 +82,10 @@ class AttemptWriteBack:
 
     async def record(
         self, row: LeasedDelivery, result: AttemptResult, lease_token: uuid.UUID
-    ) -> str:
-        """Write one attempt with the next window; returns the delivery's new state, or 'lost'
+    ) -> DeliveryState | None:
+        """Write one attempt with the next window; returns the delivery's new state, or None
         when its lease had passed to someone else or the write failed."""
-        written: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        written: asyncio.Future[DeliveryState | None] = asyncio.get_running_loop().create_future()
         self._queue_write(_FinishedAttempt(row, result, lease_token, written))
         return await written
 
@@ -118,7 +118,7 @@ class AttemptWriteBack:
                     log.exception("webhook.write_back_failed", extra={"attempts": len(chunk)})
                     for item in chunk:
                         if not item.written.done():
-                            item.written.set_result("lost")
+                            item.written.set_result(None)
 
     async def _write_back(self, finished: Sequence[_FinishedAttempt]) -> None:
         now = self._clock()
@@ -146,7 +146,7 @@ class AttemptWriteBack:
                 await disable_subscription(session, subscription_pk, reason, now)
         for item, write in zip(finished, writes, strict=True):
             if not item.written.done():
-                item.written.set_result(write.state if write.delivery_id in written else "lost")
+                item.written.set_result(write.state if write.delivery_id in written else None)
         for subscription_id, reason in gone.values():
             log.warning(
                 "webhook.subscription_disabled",
