@@ -19,18 +19,22 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, TypeGuard
 
-KNOWN_PHONE_STATUSES = frozenset(
-    {
-        "ring",
-        "connected",
-        "empty",
-        "busy",
-        "turned_off",
-        "outside_service_area",
-        "line_abnormal",
-        "temp_unavailable",
-    }
-)
+
+class PhoneStatus(StrEnum):
+    """The eight `phone_status` values upstream documents for a finished check. Another value is
+    passed on as it comes (upstream may add one), so `PhoneResult.phone_status` stays a `str`."""
+
+    RING = "ring"
+    CONNECTED = "connected"
+    EMPTY = "empty"
+    BUSY = "busy"
+    TURNED_OFF = "turned_off"
+    OUTSIDE_SERVICE_AREA = "outside_service_area"
+    LINE_ABNORMAL = "line_abnormal"
+    TEMP_UNAVAILABLE = "temp_unavailable"
+
+
+KNOWN_PHONE_STATUSES = frozenset(status.value for status in PhoneStatus)
 ACCOUNT_PROBLEM_CODES = frozenset(
     {"UNAUTHORIZED", "KEY_EXPIRED", "NO_PERMISSION", "OUT_OF_QUOTA", "NOT_FOUND"}
 )

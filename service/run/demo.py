@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 
 from service.config import ENV_PREFIX, Settings
+from service.domain.answers import PhoneStatus
+from service.domain.states import TaskState
 from service.logs import JsonFormatter
 from service.run import receiver as receiver_module
 from service.run.datadir import data_dir_lock
@@ -44,15 +46,15 @@ from service.sim.server import SimControl
 DONE_MESSAGE = "all sample tasks final and webhooks verified"
 NOT_DONE_MESSAGE = "not everything finished as expected"
 # (phone_status, seconds until upstream has the answer): every status, at different speeds.
-SAMPLE_STATUSES: tuple[tuple[str, float], ...] = (
-    ("ring", 0.0),
-    ("connected", 1.0),
-    ("empty", 2.0),
-    ("busy", 1.5),
-    ("turned_off", 3.0),
-    ("outside_service_area", 4.0),
-    ("line_abnormal", 2.5),
-    ("temp_unavailable", 3.5),
+SAMPLE_STATUSES: tuple[tuple[PhoneStatus, float], ...] = (
+    (PhoneStatus.RING, 0.0),
+    (PhoneStatus.CONNECTED, 1.0),
+    (PhoneStatus.EMPTY, 2.0),
+    (PhoneStatus.BUSY, 1.5),
+    (PhoneStatus.TURNED_OFF, 3.0),
+    (PhoneStatus.OUTSIDE_SERVICE_AREA, 4.0),
+    (PhoneStatus.LINE_ABNORMAL, 2.5),
+    (PhoneStatus.TEMP_UNAVAILABLE, 3.5),
 )
 # Made-up Mexican numbers (52 + a Mexico City mobile prefix); the simulator never calls anyone.
 SAMPLE_NUMBER_PREFIX = "5215500000"
@@ -70,8 +72,8 @@ def sample_tasks(tag: str) -> list[SampleTask]:
     # The 0 PENDING answers are spelled out: a tag of digits alone (token_hex gives one about 6%
     # of the time) would otherwise be read as the count, and sim-invalid would answer PENDING.
     return [
-        SampleTask(f"sim-never-0-{tag}", "expired"),
-        SampleTask(f"sim-invalid-0-{tag}", "failed"),
+        SampleTask(f"sim-never-0-{tag}", TaskState.EXPIRED),
+        SampleTask(f"sim-invalid-0-{tag}", TaskState.FAILED),
     ]
 
 
@@ -322,7 +324,7 @@ def _submit_sample_checks(client: DemoClient, sim: SimControl, tag: str) -> list
         for index, (status, ready_after_s) in enumerate(SAMPLE_STATUSES):
             sim.configure(submit_script=sample_check_script(status, ready_after_s))
             task_id = client.submit(f"{SAMPLE_NUMBER_PREFIX}{index:03d}", f"demo-{tag}-{index}")
-            samples.append(SampleTask(task_id, "completed", status))
+            samples.append(SampleTask(task_id, TaskState.COMPLETED, status))
         sim.configure(submit_script="random")
     finally:
         sim.close()

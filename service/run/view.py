@@ -8,15 +8,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
+from service.domain.states import TaskState
 from service.run.receiver import ReceivedWebhook
 
-FINAL_STATES = frozenset({"completed", "expired", "failed", "cancelled"})
+FINAL_STATES = frozenset(TaskState) - {TaskState.PENDING}
 
 
 @dataclass(frozen=True)
 class SampleTask:
     task_id: str
-    expected_state: str
+    expected_state: TaskState
     expected_phone_status: str | None = None
 
     @property
@@ -28,7 +29,7 @@ class SampleTask:
 
 @dataclass(frozen=True)
 class TaskView:
-    state: str
+    state: TaskState
     phone_status: str | None
     poll_count: int
     error_code: str | None
@@ -38,7 +39,7 @@ class TaskView:
         result = task.get("result") or {}
         error = task.get("last_error") or {}
         return cls(
-            state=str(task.get("state")),
+            state=TaskState(task["state"]),
             phone_status=result.get("phone_status"),
             poll_count=int(task.get("poll_count") or 0),
             error_code=error.get("code"),
@@ -134,7 +135,7 @@ class PlainView:
             if before == task.state:
                 continue
             self._states[sample.task_id] = task.state
-            if before is None and task.state != "pending":
+            if before is None and task.state is not TaskState.PENDING:
                 # A check upstream finished at once is final the first time it is seen.
                 self._say(
                     f"task {sample.task_id}: -> {task.outcome} at once "
@@ -177,7 +178,12 @@ class RichView:
     def _render(self, snapshot: Snapshot) -> Any:
         from rich.table import Table
 
-        styles = {"completed": "green", "expired": "yellow", "failed": "red", "pending": "cyan"}
+        styles = {
+            TaskState.COMPLETED: "green",
+            TaskState.EXPIRED: "yellow",
+            TaskState.FAILED: "red",
+            TaskState.PENDING: "cyan",
+        }
         table = Table(
             title=f"phonebridge demo: {snapshot.final_count}/{len(snapshot.samples)} final, "
             f"{sum(1 for w in snapshot.webhooks if w.verified)} verified webhook(s), "

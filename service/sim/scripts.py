@@ -26,21 +26,14 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from service.domain.answers import PhoneStatus
 from service.sim.faults import FaultMode
 
 TASK_ID_PREFIX = "sim-"
 RANDOM_SCRIPT = "random"  # the submit script that draws a plausible script per check
 
-PHONE_STATUSES: tuple[str, ...] = (
-    "ring",
-    "connected",
-    "empty",
-    "busy",
-    "turned_off",
-    "outside_service_area",
-    "line_abnormal",
-    "temp_unavailable",
-)
+# The domain's list, in its order (the weights below follow it).
+PHONE_STATUSES: tuple[str, ...] = tuple(status.value for status in PhoneStatus)
 
 # How often each phone_status comes up for checks submitted with the "random" script; roughly
 # what a mixed list of numbers looks like, so demos show every status.
