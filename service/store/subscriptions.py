@@ -83,14 +83,14 @@ _live = subscriptions.c.deleted_at.is_(None)
 
 
 def _subscription(
-    row: Row[int, str, str, list[str], str, bool, str | None, datetime],
+    row: Row[int, str, str, list[EventType], str, bool, str | None, datetime],
 ) -> SubscriptionRow:
     pk, public_id, url, event_types, description, enabled, disabled_reason, created_at = row
     return SubscriptionRow(
         pk=pk,
         id=public_id,
         url=url,
-        event_types=[EventType(event_type) for event_type in event_types],
+        event_types=event_types,
         description=description,
         enabled=enabled,
         disabled_reason=disabled_reason,
@@ -127,7 +127,7 @@ async def insert_subscription(
     client_id: int,
     public_id: str,
     url: str,
-    event_types: Sequence[str],
+    event_types: Sequence[EventType],
     description: str,
     secret_encrypted: bytes,
     now: datetime,

@@ -343,7 +343,7 @@ class Subscription(Base):
     public_id: Mapped[str] = mapped_column(String(PUBLIC_ID_MAX_LENGTH), unique=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     url: Mapped[str] = mapped_column(Text)
-    event_types: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    event_types: Mapped[list[EventType]] = mapped_column(ARRAY(StateText(EventType, 32)))
     description: Mapped[str] = mapped_column(Text, server_default="")
     enabled: Mapped[bool] = mapped_column(server_default=text("true"))
     disabled_reason: Mapped[str | None] = mapped_column(Text)
