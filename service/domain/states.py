@@ -19,6 +19,11 @@ class TaskState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    @property
+    def is_final(self) -> bool:
+        """Whether the task is done being polled: every state but `pending`."""
+        return self is not TaskState.PENDING
+
 
 class EventType(StrEnum):
     """What a client is told about, once per task: how its task ended."""

@@ -11,7 +11,7 @@ from typing import Any, Protocol, TextIO
 from service.domain.states import TaskState
 from service.run.receiver import ReceivedWebhook
 
-FINAL_STATES = frozenset(TaskState) - {TaskState.PENDING}
+FINAL_STATES = frozenset(state for state in TaskState if state.is_final)
 
 
 @dataclass(frozen=True)

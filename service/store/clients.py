@@ -12,8 +12,8 @@ from datetime import datetime
 
 from psycopg import AsyncConnection as PsycopgConnection
 from psycopg.rows import DictRow
+from sqlalchemy import Row, cast, func, insert, or_, select, update
 from sqlalchemy import String as SqlString
-from sqlalchemy import cast, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.states import TaskState
@@ -78,13 +78,9 @@ async def insert_key(
     return key_id
 
 
-def _client_row(row: object) -> ClientRow:
-    return ClientRow(
-        id=row.id,  # type: ignore[attr-defined]
-        name=row.name,  # type: ignore[attr-defined]
-        max_rps=row.max_rps,  # type: ignore[attr-defined]
-        max_pending=row.max_pending,  # type: ignore[attr-defined]
-    )
+def _client_row(row: Row[int, str, int | None, int | None]) -> ClientRow:
+    id_, name, max_rps, max_pending = row
+    return ClientRow(id=id_, name=name, max_rps=max_rps, max_pending=max_pending)
 
 
 async def find_clients(conn: AsyncConnection, name_or_id: str) -> list[ClientRow]:
@@ -115,18 +111,22 @@ async def list_keys(conn: AsyncConnection, client_id: int | None = None) -> list
     )
     if client_id is not None:
         query = query.where(ApiKey.client_id == client_id)
-    return [
-        KeyRow(
-            id=row.id,
-            client_id=row.client_id,
-            client_name=row.client_name,
-            prefix=row.prefix,
-            created_at=row.created_at,
-            last_used_at=row.last_used_at,
-            revoked_at=row.revoked_at,
-        )
-        for row in await conn.execute(query)
-    ]
+    return [_key_row(row) for row in await conn.execute(query)]
+
+
+def _key_row(
+    row: Row[int, int, str, str, datetime, datetime | None, datetime | None],
+) -> KeyRow:
+    id_, client_id, client_name, prefix, created_at, last_used_at, revoked_at = row
+    return KeyRow(
+        id=id_,
+        client_id=client_id,
+        client_name=client_name,
+        prefix=prefix,
+        created_at=created_at,
+        last_used_at=last_used_at,
+        revoked_at=revoked_at,
+    )
 
 
 async def revoke_key(conn: AsyncConnection, key_id: int, now: datetime) -> datetime | None:
