@@ -60,12 +60,15 @@ async def find_feed_position(
     """The feed position of one of this client's events, or None when it has no such event."""
     row = (
         await conn.execute(
-            select(events.c.tx_id, events.c.id).where(
-                events.c.client_id == client_id, events.c.public_id == public_id
+            select(Event.tx_id, Event.id).where(
+                Event.client_id == client_id, Event.public_id == public_id
             )
         )
     ).one_or_none()
-    return None if row is None else FeedPosition(tx_id=row.tx_id, id=row.id)
+    if row is None:
+        return None
+    tx_id, id_ = row
+    return FeedPosition(tx_id=tx_id, id=id_)
 
 
 async def list_settled_events(
