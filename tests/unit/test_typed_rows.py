@@ -10,6 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Dialect
+
+from service.domain.states import TaskState
+from service.store.tables import StateText
 
 ROOT = Path(__file__).resolve().parents[2]
 MYPY = str(Path(sys.executable).with_name("mypy"))
@@ -79,3 +84,24 @@ def test_a_misspelt_column_field_or_state_fails_mypy(
     result = mypy_on(BUILD_A_SUBSCRIPTION.format(**(RIGHT | mistake)), tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert error in result.stdout
+
+
+@pytest.fixture
+def dialect() -> Dialect:
+    # An engine that never connects: only its dialect is used.
+    return create_engine("postgresql+psycopg://").dialect
+
+
+def test_a_state_column_reads_its_text_as_the_enum_and_writes_the_plain_value(
+    dialect: Dialect,
+) -> None:
+    column = StateText(TaskState, 16)
+    assert column.process_result_value("completed", dialect) is TaskState.COMPLETED
+    assert column.process_bind_param(TaskState.FAILED, dialect) == "failed"
+    assert type(column.process_bind_param("failed", dialect)) is str
+    assert column.process_result_value(None, dialect) is None
+
+
+def test_a_state_column_refuses_a_value_its_enum_does_not_have(dialect: Dialect) -> None:
+    with pytest.raises(ValueError, match="'complete' is not a valid TaskState"):
+        StateText(TaskState, 16).process_bind_param("complete", dialect)
