@@ -8,7 +8,7 @@ doubling to 300 s):
 - (b) checks submitted through `POST /v1/checks`, the simulator calling each one's callback;
 - (c) as (b), with 20% of the callbacks lost: twice, the first checks after the losses begin
   (phonebridge still trusts the client's callbacks) and as many again once it has learnt that
-  they get lost (service/domain/callbacks.py).
+  they get lost (service/domain/callback_trust.py).
 
 Per variant it prints the detection lag (webhook received - the moment the simulator's answer
 became ready) p50/p95/max and upstream calls per check (the submit included). Everything runs as
@@ -146,7 +146,7 @@ class Stack:
         created.raise_for_status()
 
     def callbacks_trusted(self) -> str:
-        """The client's callback record (service/domain/callbacks.py), as stored."""
+        """The client's callback record (service/domain/callback_trust.py), as stored."""
         with psycopg.connect(self.db_url) as conn:
             row = conn.execute("SELECT heard, missed, trusted FROM callback_records").fetchone()
         if row is None:

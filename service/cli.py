@@ -118,7 +118,7 @@ def _api_key_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _api_key_rotate_callback(args: argparse.Namespace, settings: Settings) -> int:
-    from service.checks.hints import TOKEN_TTL_S
+    from service.checks.callback_hints import TOKEN_TTL_S
     from service.features.keys import rotate_callback
 
     client, old_until = asyncio.run(rotate_callback(settings, args.client))

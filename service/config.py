@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.domain.backoff import BackoffPolicy
-from service.domain.callbacks import DEFAULT_LOSS_TOLERANCE
+from service.domain.callback_trust import DEFAULT_LOSS_TOLERANCE
 from service.domain.schedule import (
     DEFAULT_CALLS_PER_TASK,
     DEFAULT_HALF_LIFE_S,
@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     # it the oldest are dropped.
     early_hints_max: int = Field(default=10_000, ge=1)
     # A client's callbacks stop being trusted when more than this share of the recent ones went
-    # missing (service/domain/callbacks.py): its checks are then polled as registered tasks.
+    # missing (service/domain/callback_trust.py): its checks are then polled as registered tasks.
     callback_loss_tolerance: float = Field(default=DEFAULT_LOSS_TOLERANCE, ge=0, le=1)
 
     @field_validator("webhook_retry_schedule", mode="before")

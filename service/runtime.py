@@ -39,8 +39,8 @@ from service.store.db import create_engine_for, session_factory
 from service.upstream.client import UpstreamClient
 from service.upstream.ratelimit import UpstreamRateLimiter
 from service.upstream.reaction import UpstreamReaction
+from service.webhooks.batch_delivery import DeliveryService
 from service.webhooks.dispatch import DeliveryDispatch, DeliveryPublisher
-from service.webhooks.service import DeliveryService
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 `tasks.expects_callback` marks checks submitted through phonebridge with a callback; their
 completions are counted, per client, in `callback_records` (heard: a callback came; missed: none
 did), which decides whether the client's checks are polled on the sparse safety net or on the
-normal schedule (service/domain/callbacks.py). Existing tasks expect nothing: the counting starts
-with the next submitted check.
+normal schedule (service/domain/callback_trust.py). Existing tasks expect nothing: the counting
+starts with the next submitted check.
 
 Revision ID: callback_records_0001
 Revises: portal_test_attempts_0001

@@ -1,7 +1,8 @@
 """Callback tokens kept only as digests, rotatable with a grace period, and early hints capped.
 
 A client's callback token is no longer stored: it is derived from the deployment's secret key,
-the client id and `callback_generation` (service/checks/hints.py), and only its SHA-256 is kept.
+the client id and `callback_generation` (service/checks/callback_hints.py), and only its SHA-256
+is kept.
 Rotating (`phonebridge api-key rotate-callback`) moves the current digest to
 `previous_callback_token_hash`, still accepted until `previous_callback_valid_until`.
 

@@ -17,21 +17,21 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from service.api import (
+    callbacks,
     checks,
     deliveries,
     events,
     health,
-    hooks,
     metrics,
     stats,
     subscriptions,
     tasks,
 )
 from service.api.auth import SECURITY_SCHEME, SECURITY_SCHEME_NAME
-from service.api.clientlimits import RateLimitHeaders
+from service.api.body_limit import BodySizeLimit
+from service.api.client_limits import RateLimitHeaders
 from service.api.docs import install_docs
 from service.api.errors import Problem, install_error_handlers, problem_responses
-from service.api.limits import BodySizeLimit
 from service.api.methods import HeadAndOptions
 from service.api.portal.pages import router as portal_router
 from service.api.portal.session import PortalSecurityHeaders
@@ -50,7 +50,7 @@ ROUTERS = (
     portal_router,
     stats.router,
     checks.router,
-    hooks.router,
+    callbacks.router,
 )
 
 # Models that routes reference by name in the OpenAPI schema without FastAPI seeing them as a

@@ -3,7 +3,7 @@
 The key is checked for shape first (no database work for junk), then found by its SHA-256 digest
 and confirmed with a constant-time comparison. Recently confirmed digests are remembered for a
 few seconds (see keycache.py); when the key was last used is recorded at most once a minute
-(keyusage.py). Then the call is counted against the client's limits (clientlimits.py). No message
+(keyusage.py). Then the call is counted against the client's limits (client_limits.py). No message
 here ever contains the presented key.
 """
 
@@ -18,11 +18,11 @@ from enum import StrEnum
 
 from fastapi import Request
 
-from service.api.clientlimits import PENDING_RECOUNT_S
+from service.api.client_limits import PENDING_RECOUNT_S
 from service.api.errors import ApiProblem
 from service.api.resources import ApiResources, hot_connection, resources_of
 from service.domain import problems
-from service.domain.limits import ClientLimits, effective_limit, pending_headers
+from service.domain.client_limits import ClientLimits, effective_limit, pending_headers
 from service.features.keys import (
     api_key_digest,
     count_pending_tasks,

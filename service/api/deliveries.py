@@ -13,7 +13,7 @@ from service.api.deps import ClientDep, ResourcesDep, SessionDep
 from service.api.errors import problem_responses
 from service.api.paths import EventIdPath
 from service.api.responses import json_response
-from service.domain.ids import PUBLIC_ID_MAX_LENGTH, is_public_id_shaped
+from service.domain.public_ids import PUBLIC_ID_MAX_LENGTH, is_public_id_shaped
 from service.domain.states import DeliveryState
 from service.features import deliveries as delivery_feature
 

@@ -22,12 +22,12 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from service.api.clientlimits import ClientLimiter
+from service.api.client_limits import ClientLimiter
 from service.api.keycache import KeyCache
 from service.api.keyusage import KeyUsage
-from service.api.portal.keys import portal_session_key
+from service.api.portal.session_key import portal_session_key
 from service.api.signins import SignInThrottle
-from service.checks.hints import CallbackUrls, HintService
+from service.checks.callback_hints import CallbackUrls, HintService
 from service.checks.submit import SubmitService
 from service.clock import Clock, utc_now
 from service.config import Settings
@@ -111,8 +111,8 @@ class ApiResources:
 
     @cached_property
     def portal_key(self) -> bytes:
-        """The key that seals portal sessions (service/api/portal/keys.py), built on first use
-        for the same reason as the cipher."""
+        """The key that seals portal sessions (service/api/portal/session_key.py), built on first
+        use for the same reason as the cipher."""
         return portal_session_key(self.settings)
 
 

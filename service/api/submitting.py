@@ -9,7 +9,7 @@ from fastapi import Request
 from service.api.auth import AuthenticatedClient, pending_room
 from service.api.errors import invalid_input
 from service.api.resources import ApiResources
-from service.checks.answers import DifferentBody, SubmitAnswer
+from service.checks.submit_answers import DifferentBody, SubmitAnswer
 from service.domain.checks import CheckRequest
 
 

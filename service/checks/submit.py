@@ -31,13 +31,13 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.checks.answers import (
+from service.checks.callback_hints import CallbackUrls
+from service.checks.submit_answers import (
     DifferentBody,
     SubmitAnswer,
     unavailable_answer,
     unknown_outcome_answer,
 )
-from service.checks.hints import CallbackUrls
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.answers import classify_answer

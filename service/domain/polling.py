@@ -67,7 +67,7 @@ class TaskSnapshot:
     # Upstream calls made for the task before its polls: 1 for a check submitted through
     # phonebridge (the submit answered PENDING), so its polls keep a registered task's steps.
     calls_before: int = 0
-    # Its check carried a callback that can be trusted (service/domain/callbacks.py): polled
+    # Its check carried a callback that can be trusted (service/domain/callback_trust.py): polled
     # on the sparse safety net, a hint makes it due at once.
     safety_net: bool = False
 

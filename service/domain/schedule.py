@@ -42,7 +42,7 @@ DEFAULT_HALF_LIFE_S = 3600.0
 # its future: the age doubles instead (see above).
 TAIL_MIN_COMPLETIONS = 1.0
 DITHER = 0.1
-# The safety net of a check whose callback is trusted (service/domain/callbacks.py) polls where
+# The safety net of a check whose callback is trusted (service/domain/callback_trust.py) polls where
 # an answer still missing at the last poll has arrived with this probability: had the callback
 # been lost, the answer is almost surely there; had it not, the poll is rarely wasted.
 SAFETY_NET_CONFIDENCE = 0.95

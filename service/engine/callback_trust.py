@@ -13,10 +13,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.domain.callbacks import HALF_LIFE_S
+from service.domain.callback_trust import HALF_LIFE_S
 from service.domain.states import TaskState
 from service.observability.metrics import record_callback_trust
-from service.store.callbacks import CallbackCount, TrustChange, count_callbacks, stop_waiting
+from service.store.callback_trust import CallbackCount, TrustChange, count_callbacks, stop_waiting
 from service.store.db import transaction
 from service.store.polling import WrittenTask
 

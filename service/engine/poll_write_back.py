@@ -50,7 +50,8 @@ class BatchReport:
 
 class DeliveriesToSend(Protocol):
     """Sends at once the deliveries a write-back leased to this process (the worker's webhook
-    deliveries, service/webhooks/service.py), so they need not wait for the scheduler's claim."""
+    deliveries, service/webhooks/batch_delivery.py), so they need not wait for the scheduler's
+    claim."""
 
     @property
     def lease_s(self) -> float: ...

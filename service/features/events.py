@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.domain.ids import is_public_id_shaped
+from service.domain.public_ids import is_public_id_shaped
 from service.features.errors import BrokenRule, InvalidInput
 from service.features.ids import no_such_event, require_event_id
 from service.store import events as event_store

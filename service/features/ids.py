@@ -4,8 +4,8 @@ Postgres refuses, NUL, away from it). The 404 words are written once here."""
 
 from __future__ import annotations
 
-from service.domain.ids import PUBLIC_ID_MAX_LENGTH, PUBLIC_ID_SHAPE
 from service.domain.intake import TASK_ID_MAX_LENGTH, TASK_ID_PATTERN
+from service.domain.public_ids import PUBLIC_ID_MAX_LENGTH, PUBLIC_ID_SHAPE
 from service.features.errors import NotFound
 
 

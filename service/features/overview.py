@@ -10,10 +10,10 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain.callbacks import CallbackRecord
+from service.domain.callback_trust import CallbackRecord
 from service.domain.states import TaskState
 from service.store import portal as portal_store
-from service.store.callbacks import callback_record
+from service.store.callback_trust import callback_record
 from service.store.portal import CHART_ROW_CAP, COUNT_CAP, DeliveryHour, FinishedHour
 from service.upstream.pause import PauseState, read_pause
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain.ids import SUBSCRIPTION_PREFIX, new_public_id
+from service.domain.public_ids import SUBSCRIPTION_PREFIX, new_public_id
 from service.domain.signing import SECRET_BYTES, new_secret
 from service.domain.states import EventType
 from service.features.errors import BrokenRule, InvalidInput

@@ -248,7 +248,7 @@ async def record_submitted_task(
 ) -> SubmittedTask:
     """Insert the task of a submitted check: pending and due at `first_poll_at`, or, when its
     check carried a callback (`safety_net_poll_at` given) that the client's record trusts
-    (service/domain/callbacks.py), at `safety_net_poll_at`; at once after an early hint. Or
+    (service/domain/callback_trust.py), at `safety_net_poll_at`; at once after an early hint. Or
     completed with `result` and its event (same transaction: the outbox)."""
     completed = result is not None
     row = (

@@ -165,7 +165,7 @@ async def set_client_limits(
 async def rotate_callback(conn: AsyncConnection, client_id: int, grace_until: datetime) -> int:
     """Move the client to its next callback generation: its current token's digest stays
     accepted until `grace_until`, the new token's is kept at its first use
-    (service/checks/hints.py). Returns the new generation."""
+    (service/checks/callback_hints.py). Returns the new generation."""
     generation: int = (
         await conn.execute(
             update(Client)

@@ -28,8 +28,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain.ids import DELIVERY_PREFIX, EVENT_PREFIX, new_public_id, public_id_sql
 from service.domain.jsontext import compact_json
+from service.domain.public_ids import DELIVERY_PREFIX, EVENT_PREFIX, new_public_id, public_id_sql
 from service.domain.schemas import TaskError, TaskOut, TaskResult
 from service.domain.states import EVENT_TYPE_OF_STATE, DeliveryState, TaskSource, TaskState
 from service.store.tables import Task

@@ -37,8 +37,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from service.domain.checks import IDEMPOTENCY_KEY_MAX_LENGTH
-from service.domain.ids import PUBLIC_ID_MAX_LENGTH
 from service.domain.intake import TASK_ID_MAX_LENGTH
+from service.domain.public_ids import PUBLIC_ID_MAX_LENGTH
 from service.domain.states import (
     DeliveryState,
     EventType,
@@ -110,7 +110,7 @@ class Client(Base):
     max_rps: Mapped[int | None] = mapped_column(Integer)
     max_pending: Mapped[int | None] = mapped_column(Integer)
     # The client's upstream callback URL (/hooks/accuauth/<token>): the token is derived from the
-    # deployment's secret key, the client id and the generation (service/checks/hints.py), and
+    # deployment's secret key, the client id and the generation (checks/callback_hints.py), and
     # only its SHA-256 is kept, set on first use. Hints look the client up by that digest, so the
     # lookup's timing says nothing about the token. After a rotation the previous digest is
     # still accepted until previous_callback_valid_until.
@@ -227,7 +227,7 @@ class Task(Base):
 
 
 class CallbackRecordRow(Base):
-    """Whether a client's upstream callbacks arrive (service/domain/callbacks.py): the decayed
+    """Whether a client's upstream callbacks arrive (service/domain/callback_trust.py): the decayed
     counts of callback-carrying checks completed with and without their callback, as of
     `updated_at`, and whether they are trusted. No row: trusted, nothing seen yet."""
 
@@ -293,7 +293,7 @@ class EarlyHint(Base):
     __tablename__ = "early_hints"
     __table_args__ = (
         Index("ix_early_hints_expires_at", "expires_at"),
-        # The per-client cap drops a client's oldest first (service/store/hints.py).
+        # The per-client cap drops a client's oldest first (service/store/callback_hints.py).
         Index("ix_early_hints_client_id_received_at", "client_id", "received_at"),
     )
 

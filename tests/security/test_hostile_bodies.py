@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from service.api.limits import MAX_BODY_BYTES
+from service.api.body_limit import MAX_BODY_BYTES
 from tests.support.routes import Operation, v1_operations
 from tests.support.tenants import Tenant, own_ids
 

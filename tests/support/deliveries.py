@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.config import Settings
 from service.store.db import transaction
 from service.store.deliveries import claim_due_deliveries
+from service.webhooks.batch_delivery import DeliveryReport, DeliveryService
 from service.webhooks.dispatch import delivery_lease_s
-from service.webhooks.service import DeliveryReport, DeliveryService
 
 
 class FakeClock:

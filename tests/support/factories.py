@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
 from service.config import Settings
-from service.domain.ids import EVENT_PREFIX, new_public_id
+from service.domain.public_ids import EVENT_PREFIX, new_public_id
 from service.features.keys import ClientLimits, create_client_and_key, list_keys, set_limits
 from service.store.db import transaction
 from service.store.outbox import FinishedTask, record_events

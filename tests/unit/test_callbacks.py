@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from service.domain.answers import Outcome, OutcomeKind
 from service.domain.backoff import BackoffPolicy
-from service.domain.callbacks import MIN_MISSED_TO_DISTRUST, CallbackRecord, still_trusted
+from service.domain.callback_trust import MIN_MISSED_TO_DISTRUST, CallbackRecord, still_trusted
 from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
 from service.domain.schedule import (
     SAFETY_NET_CONFIDENCE,

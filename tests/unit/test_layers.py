@@ -103,7 +103,7 @@ def test_the_tree_keeps_every_layer_contract() -> None:
         ),
         (
             "service/engine/leak.py",
-            "from service.webhooks import service",
+            "from service.webhooks import batch_delivery",
             "polling and webhook delivery meet only in service.runtime",
         ),
         (

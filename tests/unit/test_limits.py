@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.domain.limits import (
+from service.domain.client_limits import (
     OFF,
     ClientLimits,
     effective_limit,

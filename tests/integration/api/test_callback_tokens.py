@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.api.resources import libpq_url
-from service.checks.hints import CallbackUrls, ConnectionSource, HintService
+from service.checks.callback_hints import CallbackUrls, ConnectionSource, HintService
 from service.clock import Clock
 from service.config import Settings
 from service.domain.states import HintOutcome

@@ -385,7 +385,7 @@ async def test_without_a_public_url_there_is_no_callback_url_and_checks_carry_no
 async def test_an_untrusted_callback_is_not_waited_for(
     api: httpx.AsyncClient, key: str, checks_settings: Settings, fresh_sim: SimServer
 ) -> None:
-    """Once too many of a client's callbacks went missing (service/domain/callbacks.py), its
+    """Once too many of a client's callbacks went missing (service/domain/callback_trust.py), its
     checks still carry a callback but are polled as registered tasks, not on the safety net."""
     fresh_sim.control.configure(submit_script="ring-0-60s")
     fresh_sim.control.set_callbacks(lose=1.0)  # keep the simulator from calling a fake host

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from service.api.app import create_app
-from service.api.clientlimits import KEY_PREFIX
+from service.api.client_limits import KEY_PREFIX
 from service.config import Settings
 from service.features.keys import add_key, list_keys
 from service.run.processes import free_port

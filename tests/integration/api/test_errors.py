@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
-from service.api.limits import MAX_BODY_BYTES
+from service.api.body_limit import MAX_BODY_BYTES
 from service.upstream.pause import close_pause, open_pause
 from tests.support.api import api_client, bearer, json_bearer
 from tests.support.settings import make_settings

@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from service.api.limits import MAX_BODY_BYTES
+from service.api.body_limit import MAX_BODY_BYTES
 from tests.support.commands import clean_environment
 from tests.support.server import PHONEBRIDGE, running_api
 

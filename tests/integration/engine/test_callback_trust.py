@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.domain.callbacks import CallbackRecord
+from service.domain.callback_trust import CallbackRecord
 from service.domain.states import TaskState
 from service.sim.server import SimServer
-from service.store.callbacks import (
+from service.store.callback_trust import (
     CallbackCount,
     callback_record,
     count_callbacks,

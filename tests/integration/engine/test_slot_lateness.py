@@ -23,7 +23,7 @@ from service.upstream.client import UpstreamClient
 from service.upstream.gate import UpstreamGate
 from service.upstream.ratelimit import SAFETY_FACTOR, SlotReservation, UpstreamRateLimiter
 from service.upstream.reaction import UpstreamReaction
-from service.webhooks.service import DeliveryService
+from service.webhooks.batch_delivery import DeliveryService
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.settings import engine_settings
 

@@ -15,7 +15,7 @@ from psycopg.rows import DictRow
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.checks.hints import CallbackUrls
+from service.checks.callback_hints import CallbackUrls
 from service.checks.submit import SubmitService
 from service.clock import utc_now
 from service.config import Settings
@@ -30,7 +30,7 @@ from service.upstream.client import UpstreamClient
 from service.upstream.pause import read_pause
 from service.upstream.probe import PROBE_KEY
 from service.upstream.reaction import UpstreamReaction
-from service.webhooks.service import DeliveryService
+from service.webhooks.batch_delivery import DeliveryService
 from tests.support.checks import PHONE
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.rows import cancel_pending_tasks

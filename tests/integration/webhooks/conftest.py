@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.heartbeat import LeaseKeeper
+from service.webhooks.batch_delivery import DeliveryService
 from service.webhooks.encryption import cipher_for
 from service.webhooks.sender import WebhookSender
-from service.webhooks.service import DeliveryService
 from tests.support.api import api_client
 from tests.support.deliveries import FakeClock, Pump
 from tests.support.receivers import Receiver, running_receiver

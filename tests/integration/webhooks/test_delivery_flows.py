@@ -21,9 +21,9 @@ from service.api.app import create_app
 from service.config import Settings
 from service.heartbeat import LeaseKeeper
 from service.store.db import transaction
+from service.webhooks.batch_delivery import DeliveryService
 from service.webhooks.encryption import cipher_for
 from service.webhooks.sender import WebhookSender
-from service.webhooks.service import DeliveryService
 from tests.support.api import asgi_client
 from tests.support.deliveries import FakeClock, Pump
 from tests.support.factories import ApiClient, emit_event, new_client

@@ -1,4 +1,4 @@
-"""What each client's upstream callbacks did (service/domain/callbacks.py), in PostgreSQL.
+"""What each client's upstream callbacks did (service/domain/callback_trust.py), in PostgreSQL.
 
 A poll write-back that completes callback-carrying checks counts them here, in its own
 transaction: the rows are created when missing, locked in client order (two batches cannot
@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain.callbacks import CallbackRecord
+from service.domain.callback_trust import CallbackRecord
 from service.domain.states import TaskState
 
 _CREATE_MISSING = text(

@@ -13,7 +13,7 @@ now; the normal claim path then polls it (rate ceiling, leases and pause all app
 decides. A callback for a task not (yet) known is kept as an early hint, at most
 PHONEBRIDGE_EARLY_HINTS_MAX per client (the oldest dropped, counted in
 phonebridge_early_hints_dropped): the holder of a token cannot fill the database. See
-service/store/hints.py for the one statement.
+service/store/callback_hints.py for the one statement.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from psycopg.rows import DictRow
 
 from service.clock import Clock, utc_now
 from service.config import Settings
-from service.domain.callbacks import LATE_CALLBACK_GRACE_S
+from service.domain.callback_trust import LATE_CALLBACK_GRACE_S
 from service.domain.intake import TASK_ID_PATTERN
 from service.domain.states import HintOutcome
 from service.observability.metrics import record_early_hints_dropped, record_hint
-from service.store import hints as hint_store
+from service.store import callback_hints as hint_store
 from service.webhooks.encryption import deployment_key
 
 HOOK_PATH = "/hooks/accuauth/"

@@ -2,7 +2,7 @@
 in-process fallback so that intake never waits on, or fails for, a Redis that is down.
 
 - Calls: one counter per client and one-second window (created with a 2 s expiry, then INCR),
-  judged by service.domain.limits. Every /v1 call counts.
+  judged by service.domain.client_limits. Every /v1 call counts.
 - Pending tasks: a counter per client, recounted from PostgreSQL when it is missing and kept for
   PENDING_RECOUNT_S; registrations reserve room in it atomically (a Lua script) before inserting
   and hand back what they did not create. Tasks that finish are seen at the next recount, so the
@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.domain.limits import RateVerdict, judge_rate, pending_room, window_of
+from service.domain.client_limits import RateVerdict, judge_rate, pending_room, window_of
 
 log = logging.getLogger(__name__)
 

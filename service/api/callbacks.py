@@ -2,7 +2,7 @@
 
 No Authorization (upstream sends none): the token is the secret. The answer is always 200
 {"status": "OK"}, whatever the callback carries, so a caller learns nothing from it; a callback
-is only ever a hint (service/checks/hints.py), never a result.
+is only ever a hint (service/checks/callback_hints.py), never a result.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from service.api.resources import resources_of
-from service.checks.hints import HOOK_PATH
+from service.checks.callback_hints import HOOK_PATH
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A hint never carries a result; all it may do is make one pending task due now, a
 minimum interval (`tasks.last_hint_at`, checked in the same UPDATE), or, when the client has no
 such task yet, be remembered in `early_hints` so the task's first poll comes at once. A callback
 that comes just after a poll found its answer is counted as heard rather than missed in the
-client's callback record (service/domain/callbacks.py), once per task. The client
+client's callback record (service/domain/callback_trust.py), once per task. The client
 is found by the SHA-256 of the token (unique index), so the lookup's timing says nothing about
 the token; the task by its (client_id, task_id) unique index.
 
