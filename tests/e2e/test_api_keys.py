@@ -31,7 +31,7 @@ def env(empty_database: str, flushed_redis_url: str, tmp_path: Path) -> dict[str
         PHONEBRIDGE_DATABASE_URL=empty_database,
         PHONEBRIDGE_REDIS_URL=flushed_redis_url,
         # A revoked key is presented hundreds of times here from one address: the sign-in
-        # throttle would answer 429 (tests/integration/api/test_sign_in_throttle.py), not 401.
+        # throttle would answer 429 (tests/integration/api/test_signins_throttle.py), not 401.
         PHONEBRIDGE_SIGN_IN_FAILURES_PER_MINUTE="0",
     )
     assert run_command(env, tmp_path, "migrate").returncode == 0

@@ -1,5 +1,6 @@
-"""Fixtures shared by the integration directories: the run's Redis database as a client (the
-simulator and the flushed Redis are tests/conftest.py's, shared with tests/security)."""
+"""Fixtures shared by the integration directories: the run's Redis database as a client, and the
+settings of an API whose webhooks may go to the local receiver (the simulator and the flushed
+Redis are tests/conftest.py's, shared with tests/security)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from service.config import Settings
+from tests.support.settings import webhook_settings
+
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[Redis[Any]]:
     client: Redis[Any] = Redis.from_url(redis_url)
     yield client
     await client.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
+
+
+@pytest.fixture(scope="session")
+def hook_settings(database_url: str, redis_url: str) -> Settings:
+    """Webhooks to the local receiver (a private address), short timeouts and retries."""
+    return webhook_settings(database_url, redis_url)

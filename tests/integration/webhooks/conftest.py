@@ -17,7 +17,6 @@ from service.webhooks.sender import WebhookSender
 from tests.support.api import api_client
 from tests.support.deliveries import FakeClock, Pump
 from tests.support.receivers import Receiver, running_receiver
-from tests.support.settings import webhook_settings
 
 
 @pytest.fixture(scope="session")
@@ -26,11 +25,6 @@ def receiver() -> Iterator[Receiver]:
     requests apart by paths of their own."""
     with running_receiver() as server:
         yield server
-
-
-@pytest.fixture(scope="session")
-def hook_settings(database_url: str, redis_url: str) -> Settings:
-    return webhook_settings(database_url, redis_url)
 
 
 @pytest.fixture(scope="session")

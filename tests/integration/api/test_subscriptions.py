@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,6 +18,13 @@ from tests.support.resolvers import TableResolver
 from tests.support.settings import webhook_settings
 
 ALL_TYPES = ["task.completed", "task.expired", "task.failed"]
+
+
+@pytest.fixture(scope="module")
+async def api(hook_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API of the webhook tests: subscriptions here point at a local (private) address."""
+    async with api_client(hook_settings) as http:
+        yield http
 
 
 @pytest.fixture
