@@ -1,5 +1,6 @@
 """Fixtures shared by the integration directories: the run's Redis database as a client, and the
-settings of an API whose webhooks may go to the local receiver (the simulator and the flushed
+settings of an API whose webhooks may go to the local receiver, and no learnt completion times
+(the simulator and the flushed
 Redis are tests/conftest.py's, shared with tests/security)."""
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from tests.support.estimates import clear_estimates
 from tests.support.settings import webhook_settings
 
 
@@ -25,3 +28,11 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis[Any]]:
 def hook_settings(database_url: str, redis_url: str) -> Settings:
     """Webhooks to the local receiver (a private address), short timeouts and retries."""
     return webhook_settings(database_url, redis_url)
+
+
+@pytest.fixture
+async def no_estimates(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
+    """No learnt completion times before the test, nor after it for the next one."""
+    await clear_estimates(sessions)
+    yield
+    await clear_estimates(sessions)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.api import auth
 from service.features.keys import API_KEY_PREFIX, api_key_digest, generate_api_key
 from service.store import clients
-from tests.support.api import bearer
+from tests.support.api import BAD_AUTHORIZATIONS, bearer
 from tests.support.routes import served_operations, v1_operations
 from tests.support.tenants import Tenant
 
@@ -61,23 +61,6 @@ CONTRACT_OPERATIONS = {
     ("POST", "/v1/subscriptions/{subscription_id}/recover"),
     ("POST", "/v1/checks"),
     ("GET", "/v1/callback-url"),
-}
-
-BAD_AUTHORIZATIONS = {
-    "missing": None,
-    "empty": "",
-    "basic scheme": "Basic dXNlcjpwYXNz",
-    "bearer alone": "Bearer",
-    "bearer and blanks": "Bearer    ",
-    "not a key": "Bearer not-a-key",
-    "sql in the key": "Bearer pbk_' OR '1'='1",
-    "truncated key": f"Bearer {generate_api_key()[:-1]}",
-    "key with a bad character": "Bearer " + generate_api_key()[:-1] + "!",
-    "key without its prefix": "Bearer " + generate_api_key()[len(API_KEY_PREFIX) :],
-    "two keys": f"Bearer {generate_api_key()} {generate_api_key()}",
-    "wrong key": f"Bearer {generate_api_key()}",
-    "token scheme": f"Token {generate_api_key()}",
-    "key without a scheme": generate_api_key(),
 }
 
 

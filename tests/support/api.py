@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from service.api.app import create_app
 from service.config import Settings
+from service.features.keys import API_KEY_PREFIX, generate_api_key
 from service.webhooks.guard import HostResolver
 from tests.support.waiting import wait_until_async
 
@@ -69,3 +70,23 @@ async def feed_until(
         page_with_enough, timeout_s=FEED_SETTLE_S, what=f"{count} events in the feed"
     )
     return page
+
+
+# Authorization headers that must each answer 401 on every /v1 route (None: no header at all).
+BAD_AUTHORIZATIONS: dict[str, str | None] = {
+    "missing": None,
+    "empty": "",
+    "basic scheme": "Basic dXNlcjpwYXNz",
+    "bearer alone": "Bearer",
+    "bearer and blanks": "Bearer    ",
+    "not a key": "Bearer not-a-key",
+    "sql in the key": "Bearer pbk_' OR '1'='1",
+    "short key": f"Bearer {API_KEY_PREFIX}abc",
+    "truncated key": f"Bearer {generate_api_key()[:-1]}",
+    "key with a bad character": "Bearer " + generate_api_key()[:-1] + "!",
+    "key without its prefix": "Bearer " + generate_api_key()[len(API_KEY_PREFIX) :],
+    "two keys": f"Bearer {generate_api_key()} {generate_api_key()}",
+    "unknown key": f"Bearer {generate_api_key()}",
+    "token scheme": f"Token {generate_api_key()}",
+    "key without a scheme": generate_api_key(),
+}

@@ -9,13 +9,29 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.config import Settings
 from service.sim.server import SimServer
 from service.store.checks import SubmittedTask, record_submitted_task
 from service.store.db import transaction
 from tests.support.api import bearer
+from tests.support.settings import make_settings
 
 PHONE = "5215512341234"
 PHONE_MASKED = "52*******1234"
+# The base URL at which upstream would reach this API: checks then carry a callback URL.
+PUBLIC_URL = "http://phonebridge.test"
+
+
+def checks_settings(database_url: str, redis_url: str, base_url: str, **overrides: Any) -> Settings:
+    """Checks submitted to the simulator at `base_url`: a short upstream timeout and pause probe;
+    no callback unless `public_url` is among the overrides."""
+    values: dict[str, Any] = {
+        "upstream_base_url": base_url,
+        "upstream_timeout_s": 1.0,
+        "pause_probe_s": 1.0,
+    }
+    values.update(overrides)
+    return make_settings(database_url, redis_url, **values)
 
 
 async def submit(

@@ -17,16 +17,6 @@ PHONEBRIDGE = str(Path(sys.executable).with_name("phonebridge"))
 SECRET = "s3cr3t-Value-that-must-not-leak"
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No PHONEBRIDGE_* variable and no .env file: only what a test sets."""
-    for name in list(os.environ):
-        if name.startswith("PHONEBRIDGE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("PHONEBRIDGE_")}
     return subprocess.run(

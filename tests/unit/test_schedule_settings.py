@@ -3,21 +3,12 @@ one-line refusal of values that cannot work."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from service.config import ConfigError, build_settings
 from service.domain.schedule import PollSchedule
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("PHONEBRIDGE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_the_adaptive_schedule_is_the_default_with_two_and_a_half_calls_per_task() -> None:

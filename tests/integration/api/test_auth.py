@@ -13,9 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.api.keycache import KeyCache
-from service.features.keys import API_KEY_PREFIX, generate_api_key
+from service.features.keys import API_KEY_PREFIX
 from service.store.clients import StoredKey
-from tests.support.api import bearer
+from tests.support.api import BAD_AUTHORIZATIONS, bearer
 from tests.support.factories import insert_event
 
 # Every /v1 route of this area, with a body that would be valid.
@@ -28,20 +28,6 @@ V1_CALLS: list[tuple[str, str, dict[str, object] | None]] = [
     ("GET", "/v1/events", None),
     ("GET", "/v1/events/evt_0123456789abcdef0123456789abcdef", None),
 ]
-
-BAD_AUTHORIZATIONS = {
-    "missing": None,
-    "empty": "",
-    "basic scheme": "Basic dXNlcjpwYXNz",
-    "bearer without key": "Bearer",
-    "bearer with blank key": "Bearer    ",
-    "not a key": "Bearer not-a-key",
-    "short key": f"Bearer {API_KEY_PREFIX}abc",
-    "key with a bad character": "Bearer " + generate_api_key()[:-1] + "!",
-    "key without its prefix": "Bearer " + generate_api_key()[len(API_KEY_PREFIX) :],
-    "unknown key": f"Bearer {generate_api_key()}",
-    "two keys": f"Bearer {generate_api_key()} {generate_api_key()}",
-}
 
 
 async def test_every_v1_route_of_the_app_needs_a_key(

@@ -22,6 +22,7 @@ from service.sim.server import SimServer
 from service.store.db import create_engine_for, session_factory, transaction
 from tests.support.api import api_client, bearer
 from tests.support.checks import (
+    PUBLIC_URL,
     callback_token,
     hint,
     insert_submitted_task,
@@ -34,7 +35,6 @@ from tests.support.receivers import Receiver
 from tests.support.settings import engine_settings, make_settings
 from tests.support.waiting import wait_until_async
 
-PUBLIC_URL = "http://phonebridge.test"
 OK = {"status": "OK"}
 
 

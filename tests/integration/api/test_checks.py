@@ -17,37 +17,37 @@ from service.config import Settings
 from service.sim.server import SimServer
 from service.store.db import create_engine_for, session_factory, transaction
 from tests.support.api import api_client, bearer, feed_until
-from tests.support.checks import PHONE, PHONE_MASKED, submit, submit_calls
+from tests.support.checks import (
+    PHONE,
+    PHONE_MASKED,
+    PUBLIC_URL,
+    checks_settings,
+    submit,
+    submit_calls,
+)
 from tests.support.factories import limited_key, new_key
 from tests.support.settings import make_settings
 
-PUBLIC_URL = "http://phonebridge.test"
-
 
 @pytest.fixture
-def checks_settings(database_url: str, redis_url: str, sim: SimServer) -> Settings:
-    return make_settings(
-        database_url,
-        redis_url,
-        upstream_base_url=sim.base_url,
-        upstream_timeout_s=1.0,
-        public_url=PUBLIC_URL,
-        hinted_poll_initial_s=30.0,
-        pause_probe_s=1.0,
+def callback_settings(database_url: str, redis_url: str, sim: SimServer) -> Settings:
+    """Checks that carry a callback URL, with their safety-net poll 30 s after submission."""
+    return checks_settings(
+        database_url, redis_url, sim.base_url, public_url=PUBLIC_URL, hinted_poll_initial_s=30.0
     )
 
 
 @pytest.fixture
 async def api(
-    checks_settings: Settings, fresh_sim: SimServer, flush_redis: None
+    callback_settings: Settings, fresh_sim: SimServer, flush_redis: None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(checks_settings) as client:
+    async with api_client(callback_settings) as client:
         yield client
 
 
 @pytest.fixture
-async def key(checks_settings: Settings) -> str:
-    return await new_key(checks_settings)
+async def key(callback_settings: Settings) -> str:
+    return await new_key(callback_settings)
 
 
 async def test_a_pending_check_becomes_a_submitted_task_with_the_masked_number(
@@ -72,9 +72,9 @@ async def test_a_pending_check_becomes_a_submitted_task_with_the_masked_number(
 
 
 async def test_a_pending_check_counts_against_the_pending_limit_before_upstream_is_called(
-    api: httpx.AsyncClient, checks_settings: Settings, fresh_sim: SimServer
+    api: httpx.AsyncClient, callback_settings: Settings, fresh_sim: SimServer
 ) -> None:
-    key, _ = await limited_key(checks_settings, max_pending=1)
+    key, _ = await limited_key(callback_settings, max_pending=1)
     fresh_sim.control.configure(submit_script="ring-0-60s")
     first = await submit(api, key)
     assert first.status_code == 201, first.text
@@ -104,11 +104,11 @@ async def test_a_check_carries_the_clients_callback_url_upstream(
 
 
 async def test_the_full_number_is_stored_nowhere(
-    api: httpx.AsyncClient, key: str, fresh_sim: SimServer, checks_settings: Settings
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer, callback_settings: Settings
 ) -> None:
     fresh_sim.control.configure(submit_script="busy-0")
     assert (await submit(api, key, idempotency_key="stored-nowhere")).status_code == 201
-    engine = create_engine_for(checks_settings.sqlalchemy_url, pool_size=1)
+    engine = create_engine_for(callback_settings.sqlalchemy_url, pool_size=1)
     try:
         async with transaction(session_factory(engine)) as session:
             dump = (
@@ -291,10 +291,10 @@ async def test_the_same_key_with_another_body_is_422(
 
 
 async def test_keys_belong_to_one_client(
-    api: httpx.AsyncClient, key: str, checks_settings: Settings, fresh_sim: SimServer
+    api: httpx.AsyncClient, key: str, callback_settings: Settings, fresh_sim: SimServer
 ) -> None:
     fresh_sim.control.configure(submit_script="ring-0-60s")
-    other_key = await new_key(checks_settings)
+    other_key = await new_key(callback_settings)
     mine = await submit(api, key, idempotency_key="shared-name")
     theirs = await submit(api, other_key, idempotency_key="shared-name")
 
@@ -351,9 +351,9 @@ async def test_an_invalid_idempotency_key_is_422_before_any_upstream_call(
 
 
 async def test_each_client_has_one_stable_callback_url(
-    api: httpx.AsyncClient, key: str, checks_settings: Settings
+    api: httpx.AsyncClient, key: str, callback_settings: Settings
 ) -> None:
-    other_key = await new_key(checks_settings)
+    other_key = await new_key(callback_settings)
     first = (await api.get("/v1/callback-url", headers=bearer(key))).json()["url"]
     again = (await api.get("/v1/callback-url", headers=bearer(key))).json()["url"]
     theirs = (await api.get("/v1/callback-url", headers=bearer(other_key))).json()["url"]
@@ -383,14 +383,14 @@ async def test_without_a_public_url_there_is_no_callback_url_and_checks_carry_no
 
 
 async def test_an_untrusted_callback_is_not_waited_for(
-    api: httpx.AsyncClient, key: str, checks_settings: Settings, fresh_sim: SimServer
+    api: httpx.AsyncClient, key: str, callback_settings: Settings, fresh_sim: SimServer
 ) -> None:
     """Once too many of a client's callbacks went missing (service/domain/callback_trust.py), its
     checks still carry a callback but are polled as registered tasks, not on the safety net."""
     fresh_sim.control.configure(submit_script="ring-0-60s")
     fresh_sim.control.set_callbacks(lose=1.0)  # keep the simulator from calling a fake host
     trusted = (await submit(api, key)).json()
-    engine = create_engine_for(checks_settings.sqlalchemy_url, pool_size=1)
+    engine = create_engine_for(callback_settings.sqlalchemy_url, pool_size=1)
     try:
         async with transaction(session_factory(engine)) as session:
             await session.execute(
@@ -409,7 +409,7 @@ async def test_an_untrusted_callback_is_not_waited_for(
         trusted["task_id"],
         untrusted["task_id"],
     ]
-    assert_first_poll_near(untrusted, before, checks_settings.poll_initial_s)
+    assert_first_poll_near(untrusted, before, callback_settings.poll_initial_s)
 
 
 def assert_first_poll_near(task: dict[str, Any], before: datetime, initial_s: float) -> None:

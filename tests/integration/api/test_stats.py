@@ -19,18 +19,11 @@ from service.observability.snapshot import REFRESH_LOCK_KEY, StoreSnapshotRefres
 from service.store.db import transaction
 from service.store.estimates import ACCOUNT_WIDE, add_to_estimates
 from tests.support.api import bearer
-from tests.support.estimates import clear_estimates, uniform_estimate
+from tests.support.estimates import uniform_estimate
 from tests.support.factories import client_and_key
 
 pytestmark = pytest.mark.usefixtures("no_estimates")
 ROUTE = "/v1/stats/completion-times"
-
-
-@pytest.fixture
-async def no_estimates(sessions: async_sessionmaker[AsyncSession]) -> Any:
-    await clear_estimates(sessions)
-    yield
-    await clear_estimates(sessions)
 
 
 async def learn(

@@ -23,7 +23,7 @@ from service.sim.server import SimServer
 from service.store.db import transaction
 from service.store.estimates import ACCOUNT_WIDE, add_to_estimates
 from service.store.polling import claim_due_tasks
-from tests.support.estimates import clear_estimates, estimate_of, uniform_estimate
+from tests.support.estimates import estimate_of, uniform_estimate
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.rows import tasks_of
 from tests.support.settings import engine_settings
@@ -31,13 +31,6 @@ from tests.support.settings import engine_settings
 pytestmark = pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks", "no_estimates")
 
 HALF_LIFE_S = 3600.0
-
-
-@pytest.fixture
-async def no_estimates(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
-    await clear_estimates(sessions)
-    yield
-    await clear_estimates(sessions)
 
 
 def schedule_settings(database_url: str, redis_url: str, sim: SimServer, **extra: Any) -> Settings:

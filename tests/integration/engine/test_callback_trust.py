@@ -21,13 +21,12 @@ from service.store.callback_trust import (
 )
 from service.store.db import transaction
 from tests.support.api import api_client, bearer
-from tests.support.checks import callback_token, hint, insert_submitted_task, submit
+from tests.support.checks import PUBLIC_URL, callback_token, hint, insert_submitted_task, submit
 from tests.support.engine import running_engine
 from tests.support.factories import insert_client, new_key
 from tests.support.settings import engine_settings
 from tests.support.waiting import wait_until_async
 
-PUBLIC_URL = "http://phonebridge.test"
 HALF_LIFE_S = 3600.0
 
 

@@ -5,7 +5,6 @@ showing why not."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -17,23 +16,11 @@ from service.config import Settings
 from service.sim.server import SimServer
 from service.store.db import create_engine_for, session_factory, transaction
 from tests.support.api import asgi_client, bearer
-from tests.support.checks import PHONE, PHONE_MASKED, submit_calls
+from tests.support.checks import PHONE, PHONE_MASKED, checks_settings, submit_calls
 from tests.support.factories import new_key
 from tests.support.portal import csrf_of, page_csrf, portal_browser, sign_in
-from tests.support.settings import make_settings
 
 FORM = "/portal/checks/new"
-
-
-def checks_settings(database_url: str, redis_url: str, base_url: str, **overrides: Any) -> Settings:
-    return make_settings(
-        database_url,
-        redis_url,
-        upstream_base_url=base_url,
-        upstream_timeout_s=1.0,
-        pause_probe_s=1.0,
-        **overrides,
-    )
 
 
 @pytest.fixture
