@@ -1,0 +1,93 @@
+"""SubmitService (service/checks/submit.py) on its own, against the simulator: one upstream submit
+per Idempotency-Key, the first answer replayed, another body refused, and a refusal before any
+call that records nothing and frees the key."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.api.app import create_app
+from service.api.resources import ApiResources
+from service.checks.submit import SubmitService
+from service.checks.submit_answers import DifferentBody
+from service.config import Settings
+from service.domain.checks import CheckRequest, validate_check
+from service.sim.server import SimServer
+from tests.support.checks import PHONE, PHONE_MASKED, checks_settings, submit_calls
+from tests.support.factories import insert_client
+
+pytestmark = pytest.mark.usefixtures("flush_redis")
+
+
+@asynccontextmanager
+async def submit_service(settings: Settings) -> AsyncIterator[SubmitService]:
+    """The API process's submit service, with the pools and Redis its lifespan opens."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        resources: ApiResources = app.state.resources
+        yield resources.checks
+
+
+def check(phone_number: str = PHONE) -> CheckRequest:
+    request = validate_check({"phone_number": phone_number})
+    assert isinstance(request, CheckRequest)
+    return request
+
+
+def body_of(json_text: str) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(json_text)
+    return body
+
+
+async def test_one_key_submits_once_and_replays_the_first_answer(
+    database_url: str,
+    redis_url: str,
+    fresh_sim: SimServer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    client_id = await insert_client(sessions)
+    async with submit_service(checks_settings(database_url, redis_url, fresh_sim.base_url)) as svc:
+        first = await svc.submit(client_id, check(), "order-17")
+        again = await svc.submit(client_id, check(), "order-17")
+        with pytest.raises(DifferentBody):
+            await svc.submit(client_id, check("5215512349876"), "order-17")
+
+    task = body_of(first.body_json)
+    assert first.status == 201
+    assert (task["state"], task["source"], task["phone_number_masked"]) == (
+        "pending",
+        "submitted",
+        PHONE_MASKED,
+    )
+    assert again.replayed
+    assert (again.status, body_of(again.body_json)) == (201, task)
+    assert submit_calls(fresh_sim) == 1
+
+
+async def test_a_refusal_before_any_call_records_nothing_and_frees_the_key(
+    database_url: str,
+    redis_url: str,
+    fresh_sim: SimServer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client_id = await insert_client(sessions)
+    settings = checks_settings(
+        database_url, redis_url, fresh_sim.base_url, upstream_api_id=None, upstream_api_secret=None
+    )
+    async with submit_service(settings) as svc:
+        refused = await svc.submit(client_id, check(), "order-18")
+        again = await svc.submit(client_id, check(), "order-18")
+
+    assert refused.status == 503
+    assert body_of(refused.body_json)["code"] == "NO_UPSTREAM_CREDENTIALS"
+    # Freed: the second request is submitted again (and refused again), not replayed.
+    assert not again.replayed
+    assert again.status == 503
+    assert submit_calls(fresh_sim) == 0
