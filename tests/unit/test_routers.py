@@ -87,7 +87,7 @@ def routes_of(routes: list[object]) -> set[Route]:
         (method, route.path)
         for route in routes
         if isinstance(route, APIRoute)
-        for method in route.methods
+        for method in route.methods or ()
     }
 
 

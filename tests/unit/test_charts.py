@@ -1,0 +1,44 @@
+"""The portal overview's charts (service/api/portal/charts.py): the last 24 hours, oldest first,
+laid out from the hourly rows the store reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from service.api.portal.charts import CHART_HOURS, finished_chart, hours_ending
+from service.domain.states import TaskState
+from service.store.portal import FinishedHour
+
+NOW = datetime(2026, 12, 7, 14, 37, 12, tzinfo=UTC)
+
+
+def test_the_hours_end_with_the_current_one_oldest_first() -> None:
+    hours = hours_ending(NOW)
+
+    assert len(hours) == CHART_HOURS
+    assert hours[-1] == datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
+    assert hours[0] == hours[-1] - timedelta(hours=CHART_HOURS - 1)
+    assert hours == sorted(hours)
+
+
+def test_finished_tasks_are_drawn_under_their_hours() -> None:
+    hours = hours_ending(NOW)
+    rows = [
+        FinishedHour(hours[-1], TaskState.COMPLETED, 30, 4.0, 9.0),
+        FinishedHour(hours[-1], TaskState.FAILED, 10, None, None),
+        FinishedHour(hours[-3], TaskState.EXPIRED, 5, None, None),
+    ]
+
+    chart = finished_chart(hours, rows)
+
+    assert not chart.empty
+    assert chart.top >= 40
+    assert (chart.first_label, chart.last_label) == ("15:00", "14:00")
+    assert len(chart.bars) == 3
+
+
+def test_no_rows_make_an_empty_chart() -> None:
+    chart = finished_chart(hours_ending(NOW), [])
+
+    assert chart.empty
+    assert chart.bars == []
