@@ -1,0 +1,46 @@
+"""What a poll write-back counts for callback trust (service/engine/callback_trust.py): per
+client, its callback-carrying checks that completed with their callback (heard) or without it
+(missed); nothing else counts."""
+
+from __future__ import annotations
+
+from service.domain.states import TaskState
+from service.engine.callback_trust import callback_counts
+from service.store.callback_trust import CallbackCount
+from service.store.polling import WrittenTask
+
+
+def written(client_id: int, state: TaskState, *, expects: bool, hinted: bool) -> WrittenTask:
+    return WrittenTask(
+        id=client_id * 100,
+        task_id=f"T-{client_id}",
+        state=state,
+        client_id=client_id,
+        expects_callback=expects,
+        hinted=hinted,
+    )
+
+
+def test_completed_checks_count_as_heard_or_missed_per_client() -> None:
+    counts = callback_counts(
+        [
+            written(1, TaskState.COMPLETED, expects=True, hinted=True),
+            written(1, TaskState.COMPLETED, expects=True, hinted=False),
+            written(1, TaskState.COMPLETED, expects=True, hinted=True),
+            written(2, TaskState.COMPLETED, expects=True, hinted=False),
+        ]
+    )
+
+    assert counts == {1: CallbackCount(heard=2, missed=1), 2: CallbackCount(heard=0, missed=1)}
+
+
+def test_checks_without_a_callback_and_unfinished_ones_count_for_nothing() -> None:
+    counts = callback_counts(
+        [
+            written(1, TaskState.COMPLETED, expects=False, hinted=False),
+            written(1, TaskState.PENDING, expects=True, hinted=False),
+            written(1, TaskState.FAILED, expects=True, hinted=False),
+        ]
+    )
+
+    assert counts == {}

@@ -1,0 +1,59 @@
+"""The metrics' recorders (service/observability/metrics.py): each counts under the label the
+README's metrics table names."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import REGISTRY
+
+from service.domain.delivery import Delivered, EndpointGone, GiveUp, RetryAt
+from service.observability.metrics import (
+    record_callback_trust,
+    record_hint,
+    record_submit,
+    record_webhook_attempt,
+    status_class,
+    webhook_outcome,
+)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_hint_counts_under_its_outcome() -> None:
+    before = sample("phonebridge_hints_total", outcome="early")
+    record_hint("early")
+    assert sample("phonebridge_hints_total", outcome="early") == before + 1
+
+
+def test_a_submit_and_a_trust_change_count_under_their_labels() -> None:
+    submits = sample("phonebridge_submits_total", outcome="replayed")
+    untrusted = sample("phonebridge_callback_trust_changes_total", to="untrusted")
+    record_submit("replayed")
+    record_callback_trust(trusted=False)
+    assert sample("phonebridge_submits_total", outcome="replayed") == submits + 1
+    assert sample("phonebridge_callback_trust_changes_total", to="untrusted") == untrusted + 1
+
+
+@pytest.mark.parametrize(
+    ("status", "label"), [(200, "2xx"), (302, "3xx"), (410, "4xx"), (503, "5xx"), (None, "none")]
+)
+def test_an_attempt_counts_under_its_status_class(status: int | None, label: str) -> None:
+    before = sample("phonebridge_webhook_attempts_total", outcome="retrying", status_class=label)
+    record_webhook_attempt("retrying", status, latency_ms=40)
+    assert status_class(status) == label
+    assert (
+        sample("phonebridge_webhook_attempts_total", outcome="retrying", status_class=label)
+        == before + 1
+    )
+
+
+def test_an_attempt_outcome_is_named_for_the_decision_after_it() -> None:
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    assert webhook_outcome(Delivered()) == "delivered"
+    assert webhook_outcome(RetryAt(at, 5.0, "HTTP 500")) == "retrying"
+    assert webhook_outcome(EndpointGone("HTTP 410")) == "endpoint_gone"
+    assert webhook_outcome(GiveUp("HTTP 500")) == "failed"
