@@ -1,0 +1,87 @@
+"""Subscriptions in PostgreSQL (service/store/subscriptions.py): written, found and listed for
+their client only, disabled and enabled with the reason kept right, soft-deleted out of sight."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.clock import utc_now
+from service.store.db import transaction
+from service.store.subscriptions import (
+    SubscriptionRow,
+    delete_subscription,
+    find_subscription,
+    insert_subscription,
+    list_subscriptions,
+    update_subscription,
+)
+from tests.support.factories import insert_client
+
+
+async def subscribe(session: AsyncSession, client_id: int) -> SubscriptionRow:
+    return await insert_subscription(
+        session,
+        client_id=client_id,
+        public_id=f"sub_{secrets.token_hex(16)}",
+        url="https://example.com/hook",
+        event_types=["task.completed"],
+        description="",
+        secret_encrypted=b"\x00",
+        now=utc_now(),
+    )
+
+
+async def test_a_clients_subscriptions_are_its_own_newest_first(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client_id = await insert_client(sessions)
+    other_id = await insert_client(sessions)
+    async with transaction(sessions) as session:
+        first = await subscribe(session, client_id)
+        second = await subscribe(session, client_id)
+        listed = await list_subscriptions(session, client_id, before_pk=None, limit=10)
+        after_second = await list_subscriptions(session, client_id, before_pk=second.pk, limit=10)
+        found = await find_subscription(session, client_id, first.id)
+        foreign = await find_subscription(session, other_id, first.id)
+
+    assert [row.id for row in listed] == [second.id, first.id]
+    assert [row.id for row in after_second] == [first.id]
+    assert found == first
+    assert foreign is None
+
+
+async def test_disabling_keeps_a_reason_and_enabling_clears_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client_id = await insert_client(sessions)
+    async with transaction(sessions) as session:
+        row = await subscribe(session, client_id)
+        disabled = await update_subscription(
+            session, client_id, row.id, {"enabled": False}, utc_now()
+        )
+        enabled = await update_subscription(
+            session, client_id, row.id, {"enabled": True}, utc_now()
+        )
+
+    assert disabled is not None
+    assert (disabled.enabled, disabled.disabled_reason) == (False, "disabled by the client")
+    assert enabled is not None
+    assert (enabled.enabled, enabled.disabled_reason) == (True, None)
+
+
+async def test_a_deleted_subscription_is_out_of_sight_and_deleted_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client_id = await insert_client(sessions)
+    async with transaction(sessions) as session:
+        row = await subscribe(session, client_id)
+        deleted = await delete_subscription(session, client_id, row.id, utc_now())
+        again = await delete_subscription(session, client_id, row.id, utc_now())
+        found = await find_subscription(session, client_id, row.id)
+        listed = await list_subscriptions(session, client_id, before_pk=None, limit=10)
+
+    assert (deleted, again) == (True, False)
+    assert found is None
+    assert listed == []
