@@ -1,17 +1,20 @@
-"""Fixtures shared by the integration directories: the run's Redis database as a client, and the
-settings of an API whose webhooks may go to the local receiver, and no learnt completion times
-(the simulator and the flushed
-Redis are tests/conftest.py's, shared with tests/security)."""
+"""Fixtures shared by the integration directories: the run's Redis database as a client, an
+autocommit psycopg connection as the API's hot pool lends one, the settings of an API whose
+webhooks may go to the local receiver, and no learnt completion times (the simulator and the
+flushed Redis are tests/conftest.py's, shared with tests/security)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg.rows import DictRow, dict_row
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.api.resources import libpq_url
 from service.config import Settings
 from tests.support.estimates import clear_estimates
 from tests.support.settings import webhook_settings
@@ -36,3 +39,13 @@ async def no_estimates(sessions: async_sessionmaker[AsyncSession]) -> AsyncItera
     await clear_estimates(sessions)
     yield
     await clear_estimates(sessions)
+
+
+@pytest.fixture
+async def conn(settings: Settings) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+    """An autocommit psycopg connection, as the API's hot pool lends one."""
+    connection = await psycopg.AsyncConnection.connect(
+        libpq_url(settings.sqlalchemy_url), autocommit=True, row_factory=dict_row
+    )
+    async with connection:
+        yield connection

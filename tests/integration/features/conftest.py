@@ -6,12 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import psycopg
 import pytest
-from psycopg.rows import DictRow, dict_row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.api.resources import libpq_url
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.webhooks.encryption import SecretCipher, cipher_for
@@ -34,15 +31,6 @@ class Resources:
 @pytest.fixture
 def resources(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Resources:
     return Resources(settings, sessions, cipher_for(settings))
-
-
-@pytest.fixture
-async def conn(settings: Settings) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
-    connection = await psycopg.AsyncConnection.connect(
-        libpq_url(settings.sqlalchemy_url), autocommit=True, row_factory=dict_row
-    )
-    async with connection:
-        yield connection
 
 
 @pytest.fixture
