@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import io
 
+from service.domain.states import TaskState
 from service.run.receiver import ReceivedWebhook
 from service.run.view import PlainView, SampleTask, Snapshot, TaskView
 
-RING = SampleTask("T-ring", "completed", "ring")
-GONE = SampleTask("T-gone", "failed")
+RING = SampleTask("T-ring", TaskState.COMPLETED, "ring")
+GONE = SampleTask("T-gone", TaskState.FAILED)
 
 
-def task(state: str, phone_status: str | None = None, polls: int = 1) -> TaskView:
+def task(state: TaskState, phone_status: str | None = None, polls: int = 1) -> TaskView:
     return TaskView(state=state, phone_status=phone_status, poll_count=polls, error_code=None)
 
 
@@ -35,7 +36,7 @@ def snapshot(tasks: dict[str, TaskView], webhooks: list[ReceivedWebhook]) -> Sna
 
 
 def test_the_demo_is_done_when_every_sample_ended_as_expected_with_a_verified_webhook() -> None:
-    finished = {"T-ring": task("completed", "ring"), "T-gone": task("failed")}
+    finished = {"T-ring": task(TaskState.COMPLETED, "ring"), "T-gone": task(TaskState.FAILED)}
 
     assert snapshot(finished, [webhook("T-ring"), webhook("T-gone")]).all_done
     assert not snapshot(finished, [webhook("T-ring"), webhook("T-gone", verified=False)]).all_done
@@ -43,7 +44,9 @@ def test_the_demo_is_done_when_every_sample_ended_as_expected_with_a_verified_we
 
 
 def test_a_sample_that_ended_otherwise_is_named() -> None:
-    ended = snapshot({"T-ring": task("completed", "busy"), "T-gone": task("pending")}, [])
+    ended = snapshot(
+        {"T-ring": task(TaskState.COMPLETED, "busy"), "T-gone": task(TaskState.PENDING)}, []
+    )
 
     assert ended.unexpected() == ["T-ring ended completed (busy), expected completed (ring)"]
     assert ended.final_count == 1
@@ -54,9 +57,9 @@ def test_the_plain_view_says_each_change_once() -> None:
     out = io.StringIO()
     view = PlainView(out)
 
-    view.show(snapshot({"T-ring": task("pending")}, []))
-    view.show(snapshot({"T-ring": task("pending")}, []))
-    view.show(snapshot({"T-ring": task("completed", "ring", polls=3)}, [webhook("T-ring")]))
+    view.show(snapshot({"T-ring": task(TaskState.PENDING)}, []))
+    view.show(snapshot({"T-ring": task(TaskState.PENDING)}, []))
+    view.show(snapshot({"T-ring": task(TaskState.COMPLETED, "ring", polls=3)}, [webhook("T-ring")]))
 
     assert out.getvalue().splitlines() == [
         "task T-ring: pending (expect completed (ring))",

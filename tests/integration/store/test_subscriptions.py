@@ -8,6 +8,7 @@ import secrets
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
+from service.domain.states import EventType
 from service.store.db import transaction
 from service.store.subscriptions import (
     SubscriptionRow,
@@ -26,7 +27,7 @@ async def subscribe(session: AsyncSession, client_id: int) -> SubscriptionRow:
         client_id=client_id,
         public_id=f"sub_{secrets.token_hex(16)}",
         url="https://example.com/hook",
-        event_types=["task.completed"],
+        event_types=[EventType.TASK_COMPLETED],
         description="",
         secret_encrypted=b"\x00",
         now=utc_now(),

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import utc_now
 from service.config import Settings
 from service.domain.signing import new_secret, verify_signature
+from service.domain.states import EventType
 from service.store.db import transaction
 from service.store.subscriptions import (
     find_subscription,
@@ -38,7 +39,7 @@ async def test_a_test_event_is_one_signed_request_kept_as_the_last_test(
             client_id=client_id,
             public_id=f"sub_{secrets.token_hex(16)}",
             url=receiver.url(path),
-            event_types=["task.completed"],
+            event_types=[EventType.TASK_COMPLETED],
             description="",
             secret_encrypted=b"\x00",
             now=utc_now(),
