@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from service.api.portal.charts import CHART_HOURS, finished_chart, hours_ending
+from service.api.portal.charts import CHART_HOURS, axis_label, finished_chart, hours_ending
 from service.domain.states import TaskState
 from service.store.portal import FinishedHour
 
@@ -33,7 +33,7 @@ def test_finished_tasks_are_drawn_under_their_hours() -> None:
 
     assert not chart.empty
     assert chart.top >= 40
-    assert (chart.first_label, chart.last_label) == ("15:00", "14:00")
+    assert (chart.first_label, chart.last_label) == ("Dec 6 15:00 UTC", "Dec 7 14:00 UTC")
     assert len(chart.bars) == 3
 
 
@@ -42,3 +42,8 @@ def test_no_rows_make_an_empty_chart() -> None:
 
     assert chart.empty
     assert chart.bars == []
+
+
+def test_an_axis_label_says_the_day_and_the_hour() -> None:
+    assert axis_label(datetime(2026, 12, 10, 5, tzinfo=UTC)) == "Dec 10 05:00 UTC"
+    assert axis_label(datetime(2027, 1, 1, 0, tzinfo=UTC)) == "Jan 1 00:00 UTC"

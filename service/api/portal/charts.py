@@ -39,7 +39,7 @@ def hours_ending(now: datetime) -> list[datetime]:
 
 
 def axis_label(hour: datetime) -> str:
-    return hour.strftime("%b %d %H:00 UTC").replace(" 0", " ", 1)
+    return f"{hour:%b} {hour.day} {hour:%H}:00 UTC"
 
 
 def _chart(
