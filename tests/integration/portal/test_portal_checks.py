@@ -10,11 +10,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.api.app import create_app
-from service.config import Settings
 from service.sim.server import SimServer
-from service.store.db import create_engine_for, session_factory, transaction
+from service.store.db import transaction
 from tests.support.api import asgi_client, bearer
 from tests.support.checks import PHONE, PHONE_MASKED, checks_settings, submit_calls
 from tests.support.factories import new_key
@@ -228,7 +228,7 @@ async def test_the_check_form_sets_the_portals_security_headers(person: httpx.As
 
 
 async def test_the_overview_says_whether_upstreams_callbacks_arrive(
-    person: httpx.AsyncClient, app: FastAPI, key: str, fresh_sim: SimServer
+    person: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """Nothing counted yet: no line. Callbacks going missing: a banner that says what it means
     and where to look; arriving again: a quiet line."""
@@ -236,32 +236,33 @@ async def test_the_overview_says_whether_upstreams_callbacks_arrive(
     location = (await post_check(person)).headers["location"]
     task = location.removeprefix("/portal/tasks/").split("?")[0]
 
-    await set_callback_record(app.state.settings, task, heard=8, missed=2, trusted=False)
+    await set_callback_record(sessions, task, heard=8, missed=2, trusted=False)
     lossy = (await person.get("/portal")).text
     assert "Upstream's callbacks <strong>go missing</strong>: 20% of the recent ones" in lossy
     assert "/hooks/accuauth/" in lossy
 
-    await set_callback_record(app.state.settings, task, heard=99, missed=1, trusted=True)
+    await set_callback_record(sessions, task, heard=99, missed=1, trusted=True)
     healthy = (await person.get("/portal")).text
     assert "Upstream's callbacks arrive (1% of the recent ones went missing)" in healthy
     assert "go missing" not in healthy
 
 
 async def set_callback_record(
-    settings: Settings, task_id: str, *, heard: float, missed: float, trusted: bool
+    sessions: async_sessionmaker[AsyncSession],
+    task_id: str,
+    *,
+    heard: float,
+    missed: float,
+    trusted: bool,
 ) -> None:
-    engine = create_engine_for(settings.sqlalchemy_url, pool_size=1)
-    try:
-        async with transaction(session_factory(engine)) as session:
-            await session.execute(
-                text(
-                    "INSERT INTO callback_records (client_id, heard, missed, trusted, updated_at) "
-                    "SELECT client_id, :heard, :missed, :trusted, now() FROM tasks "
-                    "WHERE task_id = :task_id "
-                    "ON CONFLICT (client_id) DO UPDATE SET heard = EXCLUDED.heard, "
-                    "missed = EXCLUDED.missed, trusted = EXCLUDED.trusted"
-                ),
-                {"task_id": task_id, "heard": heard, "missed": missed, "trusted": trusted},
-            )
-    finally:
-        await engine.dispose()
+    async with transaction(sessions) as session:
+        await session.execute(
+            text(
+                "INSERT INTO callback_records (client_id, heard, missed, trusted, updated_at) "
+                "SELECT client_id, :heard, :missed, :trusted, now() FROM tasks "
+                "WHERE task_id = :task_id "
+                "ON CONFLICT (client_id) DO UPDATE SET heard = EXCLUDED.heard, "
+                "missed = EXCLUDED.missed, trusted = EXCLUDED.trusted"
+            ),
+            {"task_id": task_id, "heard": heard, "missed": missed, "trusted": trusted},
+        )

@@ -9,10 +9,10 @@ import re
 from datetime import UTC, datetime
 
 import httpx
-from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.store.db import create_engine_for, session_factory, transaction
+from service.store.db import transaction
 from tests.support.factories import register_task
 
 
@@ -37,7 +37,10 @@ async def test_the_overview_axis_says_the_day_of_its_ends(person: httpx.AsyncCli
 
 
 async def test_a_pending_poll_reads_not_ready_yet_not_as_an_http_error(
-    person: httpx.AsyncClient, api: httpx.AsyncClient, key: str, portal_app: FastAPI
+    person: httpx.AsyncClient,
+    api: httpx.AsyncClient,
+    key: str,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     await register_task(api, key, "T-pending-story")
     poll = {
@@ -47,18 +50,14 @@ async def test_a_pending_poll_reads_not_ready_yet_not_as_an_http_error(
         "request_id": "req-1",
         "latency_ms": 12,
     }
-    engine = create_engine_for(portal_app.state.settings.sqlalchemy_url, pool_size=1)
-    try:
-        async with transaction(session_factory(engine)) as session:
-            await session.execute(
-                text(
-                    "UPDATE tasks SET poll_history = CAST(:history AS jsonb), poll_count = 1 "
-                    "WHERE task_id = 'T-pending-story'"
-                ),
-                {"history": json.dumps([poll])},
-            )
-    finally:
-        await engine.dispose()
+    async with transaction(sessions) as session:
+        await session.execute(
+            text(
+                "UPDATE tasks SET poll_history = CAST(:history AS jsonb), poll_count = 1 "
+                "WHERE task_id = 'T-pending-story'"
+            ),
+            {"history": json.dumps([poll])},
+        )
 
     story = (await person.get("/portal/tasks/T-pending-story")).text
     assert "poll: PENDING" in story
