@@ -68,7 +68,7 @@ class CallbackUrl(BaseModel):
     summary="Submit a phone check upstream",
     responses={
         201: {"description": "Submitted: the task, pending or already completed"},
-        **problem_responses(413, 502),
+        **problem_responses(502),
     },
     openapi_extra={
         "parameters": [

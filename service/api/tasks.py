@@ -117,7 +117,6 @@ def _request_body(schema_name: str, example: Any) -> dict[str, Any]:
     responses={
         200: {"model": TaskOut, "description": "This client had already registered that task_id"},
         201: {"description": "Registered"},
-        **problem_responses(413),
     },
     openapi_extra=_request_body(
         "TaskRegistration", {"task_id": "T-123", "metadata": {"order": "A-17"}}
@@ -147,7 +146,6 @@ async def register_task(request: Request) -> Response:
     "/batch",
     response_model=BatchResults,
     summary=f"Register up to {BATCH_MAX_TASKS} tasks",
-    responses=problem_responses(413),
     openapi_extra=_request_body(
         "TaskBatch", {"tasks": [{"task_id": "T-123"}, {"task_id": "T-124", "metadata": {}}]}
     ),
