@@ -34,7 +34,7 @@ from service.domain.checks import (
 from service.domain.intake import METADATA_MAX_BYTES, Rejection
 from service.domain.schemas import TaskOut
 
-router = APIRouter(tags=["checks"], responses=problem_responses(401, 422, 503))
+router = APIRouter(tags=["checks"], responses=problem_responses(422, 503))
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -20,7 +20,7 @@ from service.features import deliveries as delivery_feature
 router = APIRouter(
     prefix="/v1/events",
     tags=["events"],
-    responses=problem_responses(401, 422, 429, 503),
+    responses=problem_responses(422, 503),
     route_class=JsonBodyRoute,
 )
 

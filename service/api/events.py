@@ -18,9 +18,7 @@ from service.features import events as event_feature
 from service.features.events import EventRow
 from service.features.paging import PAGE_SIZE_DEFAULT
 
-router = APIRouter(
-    prefix="/v1/events", tags=["events"], responses=problem_responses(401, 422, 429, 503)
-)
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=problem_responses(422, 503))
 
 AfterQuery = Annotated[
     str | None,

@@ -20,7 +20,7 @@ from service.clock import utc_now
 from service.domain.schedule import PollSchedule
 from service.features.stats import completion_times
 
-router = APIRouter(prefix="/v1/stats", tags=["stats"], responses=problem_responses(401, 422, 503))
+router = APIRouter(prefix="/v1/stats", tags=["stats"], responses=problem_responses(422, 503))
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 

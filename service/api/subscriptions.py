@@ -40,7 +40,7 @@ from service.features.subscriptions import (
 router = APIRouter(
     prefix="/v1/subscriptions",
     tags=["subscriptions"],
-    responses=problem_responses(401, 422, 429, 503),
+    responses=problem_responses(422, 503),
     route_class=JsonBodyRoute,
 )
 

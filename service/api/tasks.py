@@ -42,7 +42,7 @@ from service.features.tasks import TaskRow
 router = APIRouter(
     prefix="/v1/tasks",
     tags=["tasks"],
-    responses=problem_responses(401, 422, 429, 503),
+    responses=problem_responses(422, 503),
 )
 
 
