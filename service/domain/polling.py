@@ -28,6 +28,17 @@ from service.domain.states import TaskState
 # limiter, not the task's backoff, is what slows the fleet down.
 DEFAULT_RATE_LIMITED_DELAY_S = 1.0
 
+# No call starts later than this before a task's deadline: a call is only as punctual as the
+# event loops, the connection pool and the network between the decision and upstream (a loaded
+# machine has shown 0.16 s), and the contract promises that no poll reaches upstream after
+# `expires_at`. A task due within the margin waits for its deadline and expires there.
+DEADLINE_MARGIN = timedelta(seconds=1)
+
+
+def last_call_start(expires_at: datetime) -> datetime:
+    """The latest moment a poll of a task with this deadline may start."""
+    return expires_at - DEADLINE_MARGIN
+
 
 class DecisionKind(StrEnum):
     COMPLETE = "complete"
@@ -117,8 +128,9 @@ def decide_after_poll(
       pause) and shows the code in `last_error`.
     - Any non-final answer at or after the deadline expires the task.
 
-    A retry is never scheduled past `expires_at`: when the next poll would land at or after it,
-    `next_poll_at` is the deadline itself and the deadline sweep expires the task.
+    A retry is never scheduled where it could reach upstream after `expires_at`: when the next
+    poll would start later than `last_call_start`, `next_poll_at` is the deadline itself and the
+    deadline sweep expires the task.
     """
     poll_count = task.poll_count + 1
     request_id = outcome.request_id
@@ -155,7 +167,9 @@ def decide_after_poll(
     else:
         delay = _pending_delay(task, now, policy, rand, estimate)
         kind = DecisionKind.RETRY
-    next_poll_at = min(now + timedelta(seconds=delay), task.expires_at)
+    next_poll_at = now + timedelta(seconds=delay)
+    if next_poll_at > last_call_start(task.expires_at):
+        next_poll_at = task.expires_at
     pending_at = now if outcome.kind is OutcomeKind.PENDING else None
     return PollDecision(
         kind,

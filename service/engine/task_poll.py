@@ -20,6 +20,7 @@ from service.domain.polling import (
     TaskSnapshot,
     decide_after_poll,
     expire_decision,
+    last_call_start,
 )
 from service.domain.states import TaskSource
 from service.engine.account_estimate import AccountEstimate
@@ -63,6 +64,10 @@ class TaskPoll:
         now = self._clock()
         if now >= task.expires_at:
             return PollWrite(task.id, expire_decision(task.poll_count, now))
+        if now > last_call_start(task.expires_at):
+            # Its slot came too late for the call to be sure of reaching upstream before the
+            # deadline: no call, and the deadline expires it.
+            return NotPolled(task.id, not_before=task.expires_at)
         if now >= held.valid_until - self._lease_margin:
             return NotPolled(task.id)
         gate = self._reaction.gate.last_state()

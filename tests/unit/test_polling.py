@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy
 from service.domain.polling import (
+    DEADLINE_MARGIN,
     DecisionKind,
     PollPolicy,
     TaskSnapshot,
     decide_after_poll,
     expire_decision,
+    last_call_start,
 )
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -125,6 +127,17 @@ def test_retry_that_would_pass_the_deadline_lands_on_it() -> None:
     assert decision.next_poll_at == deadline
 
 
+def test_retry_that_would_start_within_the_margin_before_the_deadline_lands_on_it() -> None:
+    # The rate-limited delay is 1 s; a deadline 1.5 s away leaves it 0.5 s before the deadline,
+    # too close for the call to be sure of reaching upstream in time.
+    deadline = NOW + DEADLINE_MARGIN + timedelta(seconds=0.5)
+    decision = decide_after_poll(TaskSnapshot(5, deadline), RATE_LIMITED, NOW, POLICY, 0.5)
+    assert decision.next_poll_at == deadline
+    roomy = NOW + DEADLINE_MARGIN + timedelta(seconds=1)
+    decision = decide_after_poll(TaskSnapshot(5, roomy), RATE_LIMITED, NOW, POLICY, 0.5)
+    assert decision.next_poll_at == NOW + timedelta(seconds=1) == last_call_start(roomy)
+
+
 @pytest.mark.parametrize("answer", [PENDING, TRANSIENT, TIMEOUT, RATE_LIMITED, ACCOUNT])
 @pytest.mark.parametrize("late_by", [timedelta(0), timedelta(seconds=1)])
 def test_non_final_answer_at_or_after_deadline_expires(answer: Outcome, late_by: timedelta) -> None:
@@ -192,7 +205,13 @@ def test_next_poll_is_never_past_the_deadline_nor_in_the_past(
     else:
         assert decision.next_poll_at is not None
         assert NOW < decision.next_poll_at <= deadline
+        # Either a call that starts in time, or the deadline itself (no call: it expires).
+        assert decision.next_poll_at == deadline or (
+            decision.next_poll_at <= last_call_start(deadline)
+        )
         if answer.kind in (OutcomeKind.PENDING, OutcomeKind.TRANSIENT):
             delay = (decision.next_poll_at - NOW).total_seconds()
-            assert delay <= policy.backoff.max_s + 1e-6
+            # Moved to the deadline out of the margin, a wait may exceed the schedule's by it.
+            slack = DEADLINE_MARGIN.total_seconds() if decision.next_poll_at == deadline else 0
+            assert delay <= policy.backoff.max_s + slack + 1e-6
             assert delay >= min(policy.backoff.initial_s, seconds_left) - 1e-6

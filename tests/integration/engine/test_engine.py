@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.domain.polling import DEADLINE_MARGIN
 from service.sim.server import SimServer
 from service.upstream.pause import open_pause, read_pause
 from service.upstream.probe import arm_probe_timer
@@ -177,9 +178,15 @@ async def test_deadline_expires_task_and_no_call_is_made_after_it(
     task_id = unique("sim-never")
     [pk] = await insert_tasks(sessions, client, [task_id], ttl_s=2.0)
     deadline = datetime.now(UTC) + timedelta(seconds=2)
+    # Due now, but within DEADLINE_MARGIN of its deadline: a call might reach upstream too late.
+    too_close = unique("sim-never")
+    await insert_tasks(sessions, client, [too_close], ttl_s=DEADLINE_MARGIN.total_seconds() / 2)
     async with running_engine(settings):
-        rows = await wait_until_async(lambda: final_states(sessions, client, 1), timeout_s=10)
+        rows = await wait_until_async(lambda: final_states(sessions, client, 2), timeout_s=10)
         expired_seen = datetime.now(UTC)
+    assert rows[too_close]["state"] == "expired"
+    assert rows[too_close]["poll_count"] == 0
+    assert too_close not in fresh_sim.state.tasks, "never called"
     row = rows[task_id]
     assert row["state"] == "expired"
     assert row["next_poll_at"] is None
@@ -187,9 +194,9 @@ async def test_deadline_expires_task_and_no_call_is_made_after_it(
     sim_task = fresh_sim.control.task(task_id)
     assert sim_task["calls"] == row["poll_count"] >= 2
     assert all(at < deadline.timestamp() for at in sim_task["call_times"])
-    [event] = await events_of(sessions, client)
-    assert event["type"] == "task.expired"
-    assert event["task_pk"] == pk
+    events = {event["task_pk"]: event for event in await events_of(sessions, client)}
+    assert len(events) == 2
+    assert events[pk]["type"] == "task.expired"
 
 
 async def test_deadline_sweep_expires_tasks_even_when_nothing_is_polled(

@@ -37,7 +37,8 @@ EXPIRES_AFTER_S = 10.0
 ATTEMPT_LOG_EVENTS = frozenset(
     {"webhook.delivered", "webhook.attempt_failed", "webhook.delivery_failed"}
 )
-# A call sent just before a deadline arrives at the simulator this much later, at most.
+# Slack for the clocks of two processes: calls start at least DEADLINE_MARGIN (1 s) before a
+# deadline, so even a starved event loop's call reaches the simulator before it.
 CALL_TRANSIT_S = 0.1
 
 
