@@ -1,7 +1,8 @@
 """The public JSON shapes of the contract, shared by the REST API and the webhook payloads.
 
-A task looks the same in `GET /v1/tasks/{id}`, in `GET /v1/events` and in a webhook body, so there
-is exactly one definition of it here.
+A task looks the same in `GET /v1/tasks/{id}`, in `GET /v1/events` and in a webhook body, and a
+subscription the same in `GET /v1/subscriptions/{id}` and in its `subscription.disabled` event,
+so there is exactly one definition of each here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.domain.states import EventType, TaskSource, TaskState
+from service.domain.states import DisabledReason, EventType, TaskSource, TaskState
 
 
 class TaskResult(BaseModel):
@@ -60,8 +61,33 @@ class TaskOut(BaseModel):
     )
 
 
+class SubscriptionOut(BaseModel):
+    """A webhook subscription, never with its secret."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    url: str
+    event_types: list[EventType]
+    description: str
+    enabled: bool
+    created_at: datetime
+    max_rps: int | None = Field(
+        description="At most this many requests in any sliding second, across every worker; "
+        "null: no limit."
+    )
+    disabled_reason: DisabledReason | None = Field(
+        description="Why it is disabled: `client` (its client disabled it), `gone` (the "
+        "endpoint answered 410) or `failing` (every attempt failed for "
+        "PHONEBRIDGE_WEBHOOK_DISABLE_AFTER_S); null while enabled."
+    )
+
+
 class EventOut(BaseModel):
     id: str
     type: EventType
     created_at: datetime
-    data: TaskOut
+    data: TaskOut | SubscriptionOut = Field(
+        description="The task as it was when the event was created (`task.*`), or the "
+        "subscription that phonebridge disabled (`subscription.disabled`)."
+    )

@@ -1,4 +1,5 @@
-"""The states a task and a webhook delivery can be in, and the events a task's end produces.
+"""The states a task and a webhook delivery can be in, the events a task's end (or a subscription
+that phonebridge disables) produces, and why a subscription is disabled.
 
 Each is defined once here and used everywhere: the tables' CHECK constraints, the API's schemas
 (where they show as enums), the store's SQL and the webhook sender. A `StrEnum` member is its
@@ -26,11 +27,31 @@ class TaskState(StrEnum):
 
 
 class EventType(StrEnum):
-    """What a client is told about, once per task: how its task ended."""
+    """What a client is told about: how its task ended (once per task), and that phonebridge
+    disabled one of its subscriptions (once per disable)."""
 
     TASK_COMPLETED = "task.completed"
     TASK_EXPIRED = "task.expired"
     TASK_FAILED = "task.failed"
+    SUBSCRIPTION_DISABLED = "subscription.disabled"
+
+
+# What a subscription takes when it names no event types: every task event. Operational events
+# (`subscription.disabled`) go only to subscriptions that name them.
+TASK_EVENT_TYPES: tuple[EventType, ...] = (
+    EventType.TASK_COMPLETED,
+    EventType.TASK_EXPIRED,
+    EventType.TASK_FAILED,
+)
+
+
+class DisabledReason(StrEnum):
+    """Why a subscription is disabled: its client disabled it, its endpoint answered 410, or
+    every attempt failed for PHONEBRIDGE_WEBHOOK_DISABLE_AFTER_S."""
+
+    CLIENT = "client"
+    GONE = "gone"
+    FAILING = "failing"
 
 
 class DeliveryState(StrEnum):
