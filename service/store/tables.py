@@ -38,9 +38,11 @@ from sqlalchemy.types import TypeDecorator
 
 from service.domain.checks import IDEMPOTENCY_KEY_MAX_LENGTH
 from service.domain.intake import TASK_ID_MAX_LENGTH
+from service.domain.pacing import MAX_RPS_MAX, MAX_RPS_MIN
 from service.domain.public_ids import PUBLIC_ID_MAX_LENGTH
 from service.domain.states import (
     DeliveryState,
+    DisabledReason,
     EventType,
     SubmissionState,
     TaskSource,
@@ -306,7 +308,9 @@ class EarlyHint(Base):
 
 
 class Event(Base):
-    """A task's final state, written in the same transaction as the state (the outbox).
+    """A task's final state, written in the same transaction as the state (the outbox), or a
+    subscription that phonebridge disabled, written with the disable: each event is about exactly
+    one of the two (`task_pk` or `subscription_pk`).
 
     `tx_id` is the writing transaction's id: the event feed only shows rows whose transaction is
     older than every transaction still running, so a page never skips an event that commits late.
@@ -317,13 +321,25 @@ class Event(Base):
         # One event per final state of a task: a database fact, not a hope.
         UniqueConstraint("task_pk", "type"),
         CheckConstraint(_in("type", EventType), name="type"),
+        CheckConstraint("(task_pk IS NULL) <> (subscription_pk IS NULL)", name="subject"),
         Index("ix_events_client_id_tx_id_id", "client_id", "tx_id", "id"),
+        # `recover` finds the events of a window that a subscription was never sent.
+        Index("ix_events_client_id_created_at", "client_id", "created_at"),
+        # Retention finds the old events about subscriptions (tasks' events go with their task).
+        Index(
+            "ix_events_subscription_created_at",
+            "created_at",
+            postgresql_where=text("subscription_pk IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     public_id: Mapped[str] = mapped_column(String(PUBLIC_ID_MAX_LENGTH), unique=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
-    task_pk: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    task_pk: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    subscription_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE")
+    )
     type: Mapped[EventType] = mapped_column(StateText(EventType, 32))
     data: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -334,10 +350,15 @@ class Event(Base):
 
 class Subscription(Base):
     """A client's webhook endpoint. Secrets are stored encrypted; a rotated-out secret keeps
-    signing until `previous_secret_expires_at`."""
+    signing until `previous_secret_expires_at`. Its run of failures (service/domain/
+    endpoint_health.py) is kept here, moved on by every write-back of its attempts."""
 
     __tablename__ = "subscriptions"
-    __table_args__ = (Index("ix_subscriptions_client_id_id", "client_id", "id"),)
+    __table_args__ = (
+        Index("ix_subscriptions_client_id_id", "client_id", "id"),
+        CheckConstraint(f"max_rps BETWEEN {MAX_RPS_MIN} AND {MAX_RPS_MAX}", name="max_rps"),
+        CheckConstraint(_in("disabled_reason", DisabledReason), name="disabled_reason"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     public_id: Mapped[str] = mapped_column(String(PUBLIC_ID_MAX_LENGTH), unique=True)
@@ -346,7 +367,16 @@ class Subscription(Base):
     event_types: Mapped[list[EventType]] = mapped_column(ARRAY(StateText(EventType, 32)))
     description: Mapped[str] = mapped_column(Text, server_default="")
     enabled: Mapped[bool] = mapped_column(server_default=text("true"))
-    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_reason: Mapped[DisabledReason | None] = mapped_column(StateText(DisabledReason, 16))
+    disabled_at: Mapped[datetime | None]
+    # Requests per sliding second (service/domain/pacing.py); NULL: no limit. Each change of it
+    # moves `pace_epoch` on, which names a fresh timeline of turns (service/webhooks/pacing.py).
+    max_rps: Mapped[int | None] = mapped_column(Integer)
+    pace_epoch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_success_at: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None]
+    failures_in_row: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    schedule_exhausted: Mapped[bool] = mapped_column(server_default=text("false"))
     secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     previous_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     previous_secret_expires_at: Mapped[datetime | None]
@@ -397,18 +427,28 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     lease_token: Mapped[uuid.UUID | None]
     lease_until: Mapped[datetime | None]
+    # The turn it holds on its subscription's pace (service/domain/pacing.py), while it waits in
+    # its row for a turn further off than a worker holds a delivery; due a little before it.
+    turn_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     finished_at: Mapped[datetime | None]
 
 
 class DeliveryAttempt(Base):
-    """The log of every webhook attempt, with a capped excerpt of the receiver's answer."""
+    """The log of every webhook attempt, with a capped excerpt of the receiver's answer. Each
+    names its subscription too, so a subscription's last hour of attempts (its health) is one
+    range of an index."""
 
     __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_delivery_attempts_subscription_id_at", "subscription_id", "at"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     delivery_id: Mapped[int] = mapped_column(
         ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    # NULL for attempts made before the column was added (2026-12-08).
+    subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE")
     )
     at: Mapped[datetime]
     response_status: Mapped[int | None] = mapped_column(SmallInteger)
