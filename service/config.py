@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         36000.0,
     )
     webhook_allow_private: bool = False
+    # A subscription whose attempts have all failed this long (and a delivery its whole retry
+    # schedule) is disabled (service/domain/endpoint_health.py).
+    webhook_disable_after_s: float = Field(default=432000.0, gt=0)
     retention_days: float = Field(default=30.0, gt=0)
 
     # --- operational knobs beyond the contract (documented in the README) ----------------------

@@ -13,7 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.observability.metrics import RETENTION_PURGED
 from service.store.checks import purge_check_records
 from service.store.db import transaction
-from service.store.retention import purge_finished_tasks, take_retention_turn
+from service.store.retention import (
+    purge_finished_tasks,
+    purge_subscription_events,
+    take_retention_turn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,8 @@ class RetentionPurge:
         self._max_batches = max_batches
 
     async def run(self, now: datetime) -> None:
-        """Purge tasks finished before `now - retention`, then submissions past the
+        """Purge tasks finished before `now - retention` and events about subscriptions older
+        than that, then submissions past the
         Idempotency-Key's 24 hours and early hints past their validity; returns when done or
         out of turns."""
         cutoff = now - self._retention
@@ -55,6 +60,10 @@ class RetentionPurge:
 
         if purged := await self._in_batches(finished_tasks):
             log.info("retention.purged", extra={"tasks": purged, "cutoff": cutoff.isoformat()})
+        if purged := await self._in_batches(
+            lambda session: purge_subscription_events(session, cutoff, self._batch)
+        ):
+            log.info("retention.purged_subscription_events", extra={"events": purged})
         if purged := await self._in_batches(
             lambda session: purge_check_records(session, now, self._batch)
         ):

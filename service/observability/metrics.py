@@ -52,6 +52,12 @@ WEBHOOK_LATENCY = Histogram(
     "Time from sending a webhook to its answer (or the failure).",
     buckets=WEBHOOK_BUCKETS,
 )
+WEBHOOK_TURNS = Counter(
+    "phonebridge_webhook_turns",
+    "Turns of paced subscriptions (max_rps), by where the delivery waited for its turn: in the "
+    "worker (near), in its row (further off), or missed (too late: it takes another).",
+    ["wait"],
+)
 SCHEDULER_STEP_FAILURES = Counter(
     "phonebridge_scheduler_step_failures",
     "Scheduler steps that raised (each is retried at its next interval).",
@@ -135,6 +141,12 @@ def record_poll(outcome: str, latency_s: float, schedule_delay_s: float | None) 
 def record_webhook_attempt(outcome: str, status: int | None, latency_ms: int) -> None:
     WEBHOOK_ATTEMPTS.labels(outcome=outcome, status_class=status_class(status)).inc()
     WEBHOOK_LATENCY.observe(latency_ms / 1000)
+
+
+def record_webhook_turns(*, in_worker: int = 0, in_row: int = 0, missed: int = 0) -> None:
+    for wait, count in (("worker", in_worker), ("row", in_row), ("missed", missed)):
+        if count:
+            WEBHOOK_TURNS.labels(wait=wait).inc(count)
 
 
 def webhook_outcome(decision: DeliveryDecision) -> str:

@@ -1,5 +1,6 @@
 """Every query of webhook delivery: claim due deliveries, read a leased batch, write attempts
-back, stop, redeliver, recover, and the read side for GET /v1/events/{id}/deliveries.
+back, wait for a turn of the subscription's pace, stop, redeliver, recover (and send the events a
+subscription missed), and the read side for GET /v1/events/{id}/deliveries.
 
 Claiming follows the polling engine's pattern: one statement sets a lease on due rows (FOR UPDATE
 SKIP LOCKED), and every later write is guarded by `lease_token = :token AND state = 'pending'`, so
@@ -17,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.public_ids import DELIVERY_PREFIX, public_id_sql
 from service.domain.states import DeliveryState, EventType
 from service.store.leases import claim_due
 
@@ -41,7 +43,8 @@ _CLAIM_DUE = text(
 
 _LEASED_SUBSCRIPTIONS = text(
     f"""
-    SELECT d.id, d.subscription_id AS subscription_pk FROM deliveries d
+    SELECT d.id, d.subscription_id AS subscription_pk, d.turn_at, s.max_rps, s.pace_epoch
+    FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
     WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.lease_token = :token AND d.state = '{_PENDING}'
       AND d.lease_until > :now
     ORDER BY d.id
@@ -94,6 +97,7 @@ _RECORD_ATTEMPTS = text(
             attempt_count = d.attempt_count + 1,
             schedule_attempt = d.schedule_attempt + 1,
             next_attempt_at = i.next_attempt_at,
+            turn_at = NULL,
             last_attempt_at = i.at,
             last_response_status = i.status,
             last_error = i.error,
@@ -102,11 +106,11 @@ _RECORD_ATTEMPTS = text(
             lease_until = NULL
         FROM input i
         WHERE d.id = i.id AND d.lease_token = i.token AND d.state = '{_PENDING}'
-        RETURNING d.id
+        RETURNING d.id, d.subscription_id
     )
-    INSERT INTO delivery_attempts (delivery_id, at, response_status, latency_ms, error,
-                                   response_excerpt)
-    SELECT i.id, i.at, i.status, i.latency_ms, i.error, i.excerpt
+    INSERT INTO delivery_attempts (delivery_id, subscription_id, at, response_status, latency_ms,
+                                   error, response_excerpt)
+    SELECT i.id, u.subscription_id, i.at, i.status, i.latency_ms, i.error, i.excerpt
     FROM input i JOIN updated u ON u.id = i.id
     ORDER BY i.id
     RETURNING delivery_id
@@ -121,10 +125,34 @@ _STOP_LEASED = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
+# Handed back unattempted; a turn it held is given up (it takes a new one when it comes back).
 _POSTPONE_LEASED = text(
     f"""
-    UPDATE deliveries SET next_attempt_at = :at, lease_token = NULL, lease_until = NULL
+    UPDATE deliveries SET next_attempt_at = :at, turn_at = NULL, lease_token = NULL,
+        lease_until = NULL
     WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = :token AND state = '{_PENDING}'
+    """  # noqa: S608 - only enum values are interpolated
+)
+
+# Handed back unattempted to wait in its row for a turn of its subscription's pace.
+_WAIT_IN_ROWS = text(
+    f"""
+    UPDATE deliveries AS d SET turn_at = i.turn_at, next_attempt_at = i.due_at,
+        lease_token = NULL, lease_until = NULL
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:turn_ats AS timestamptz[]),
+                CAST(:due_ats AS timestamptz[])) AS i(id, turn_at, due_at)
+    WHERE d.id = i.id AND d.lease_token = :token AND d.state = '{_PENDING}'
+    """  # noqa: S608 - only enum values are interpolated
+)
+
+# A subscription's pace changed: the deliveries waiting in their rows for a turn of the old
+# timeline are due now, to take turns of the new one. (Those a worker holds keep theirs: at most
+# HOLD_S more of the old pace.) Pending deliveries have no finished_at, hence the index.
+_CLEAR_WAITING_TURNS = text(
+    f"""
+    UPDATE deliveries SET turn_at = NULL, next_attempt_at = :now
+    WHERE subscription_id = :subscription_pk AND finished_at IS NULL AND state = '{_PENDING}'
+      AND turn_at IS NOT NULL AND (lease_until IS NULL OR lease_until < :now)
     """  # noqa: S608 - only enum values are interpolated
 )
 
@@ -134,13 +162,6 @@ _STOP_SUBSCRIPTION_DELIVERIES = text(
         last_error = :reason, lease_token = NULL, lease_until = NULL
     WHERE subscription_id = :subscription_pk AND state = '{_PENDING}'
     """  # noqa: S608 - only enum values are interpolated
-)
-
-_DISABLE_SUBSCRIPTION = text(
-    """
-    UPDATE subscriptions SET enabled = false, disabled_reason = :reason, updated_at = :now
-    WHERE id = :subscription_pk AND enabled
-    """
 )
 
 _EVENT_OF_CLIENT = text(
@@ -171,7 +192,7 @@ _ATTEMPTS_OF = text(
 _REDELIVER = text(
     f"""
     UPDATE deliveries AS d SET state = '{_PENDING}', next_attempt_at = :now, schedule_attempt = 0,
-        finished_at = NULL, lease_token = NULL, lease_until = NULL
+        turn_at = NULL, finished_at = NULL, lease_token = NULL, lease_until = NULL
     FROM subscriptions s
     WHERE d.event_id = :event_pk AND s.id = d.subscription_id
       AND s.enabled AND s.deleted_at IS NULL
@@ -183,12 +204,48 @@ _REDELIVER = text(
 _RECOVER = text(
     f"""
     UPDATE deliveries SET state = '{_PENDING}', next_attempt_at = :now, schedule_attempt = 0,
-        finished_at = NULL, lease_token = NULL, lease_until = NULL
+        turn_at = NULL, finished_at = NULL, lease_token = NULL, lease_until = NULL
     WHERE subscription_id = :subscription_pk AND state = '{_FAILED}'
       AND finished_at >= :since AND (CAST(:until AS timestamptz) IS NULL OR finished_at < :until)
     RETURNING id
     """  # noqa: S608 - only enum values are interpolated
 )
+
+# The events of the window that the subscription takes but was never sent (it was disabled
+# then), one new delivery each, due now; events from before it existed were never its, and its
+# own `subscription.disabled` event is about it, not for it. An event it already has a delivery
+# of (sent, pending or failed) gets none: nothing is sent twice this way.
+_SEND_MISSED = text(
+    f"""
+    INSERT INTO deliveries (public_id, event_id, subscription_id, client_id, state,
+                            next_attempt_at, created_at)
+    SELECT {public_id_sql(DELIVERY_PREFIX)}, e.id, s.id, e.client_id, '{_PENDING}', :now, :now
+    FROM subscriptions s
+    JOIN events e ON e.client_id = s.client_id
+    WHERE s.id = :subscription_pk AND s.enabled AND s.deleted_at IS NULL
+      AND e.created_at >= GREATEST(CAST(:since AS timestamptz), s.created_at)
+      AND (CAST(:until AS timestamptz) IS NULL OR e.created_at < :until)
+      AND e.type = ANY(s.event_types)
+      AND e.subscription_pk IS DISTINCT FROM s.id
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.subscription_id = s.id
+      )
+    ORDER BY e.id
+    ON CONFLICT (event_id, subscription_id) DO NOTHING
+    RETURNING id
+    """  # noqa: S608 - only constants are interpolated
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedPace:
+    """A leased delivery's subscription and what pacing it needs: the subscription's max_rps
+    (None: no pace) and the epoch of its timeline, and the turn the delivery holds, if any."""
+
+    subscription_pk: int
+    max_rps: int | None = None
+    pace_epoch: int = 0
+    turn_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,12 +324,21 @@ async def claim_due_deliveries(
 
 async def leased_subscriptions(
     session: AsyncSession, ids: Sequence[int], token: uuid.UUID, now: datetime
-) -> dict[int, int]:
-    """The deliveries of `ids` still leased to `token`, each with its subscription's row id."""
+) -> dict[int, LeasedPace]:
+    """The deliveries of `ids` still leased to `token`, each with its subscription's row id and
+    pace."""
     result = await session.execute(
         _LEASED_SUBSCRIPTIONS, {"ids": list(ids), "token": token, "now": now}
     )
-    return {int(row.id): int(row.subscription_pk) for row in result}
+    return {
+        int(row.id): LeasedPace(
+            subscription_pk=int(row.subscription_pk),
+            max_rps=row.max_rps,
+            pace_epoch=row.pace_epoch,
+            turn_at=row.turn_at,
+        )
+        for row in result
+    }
 
 
 async def load_leased_deliveries(
@@ -344,6 +410,30 @@ async def postpone_leased(
         await session.execute(_POSTPONE_LEASED, {"ids": list(ids), "token": token, "at": at})
 
 
+async def wait_in_rows(
+    session: AsyncSession, turns: Sequence[tuple[int, datetime, datetime]], token: uuid.UUID
+) -> None:
+    """Give leased deliveries back unattempted, each (id, turn_at, due_at) holding its turn of
+    its subscription's pace and due again at `due_at`."""
+    if not turns:
+        return
+    await session.execute(
+        _WAIT_IN_ROWS,
+        {
+            "ids": [row_id for row_id, _, _ in turns],
+            "turn_ats": [turn_at for _, turn_at, _ in turns],
+            "due_ats": [due_at for _, _, due_at in turns],
+            "token": token,
+        },
+    )
+
+
+async def clear_waiting_turns(session: AsyncSession, subscription_pk: int, now: datetime) -> None:
+    """The subscription's pace changed: its deliveries waiting in their rows for a turn are due
+    now, to take a turn of the new pace."""
+    await session.execute(_CLEAR_WAITING_TURNS, {"subscription_pk": subscription_pk, "now": now})
+
+
 async def stop_subscription_deliveries(
     session: AsyncSession, subscription_pk: int, reason: str, now: datetime
 ) -> None:
@@ -351,18 +441,6 @@ async def stop_subscription_deliveries(
     await session.execute(
         _STOP_SUBSCRIPTION_DELIVERIES,
         {"subscription_pk": subscription_pk, "reason": reason, "now": now},
-    )
-
-
-async def disable_subscription(
-    session: AsyncSession, subscription_pk: int, reason: str, now: datetime
-) -> None:
-    """Disable a subscription whose endpoint is gone, and stop its pending deliveries."""
-    await session.execute(
-        _DISABLE_SUBSCRIPTION, {"subscription_pk": subscription_pk, "reason": reason, "now": now}
-    )
-    await stop_subscription_deliveries(
-        session, subscription_pk, f"subscription disabled: {reason}", now
     )
 
 
@@ -427,6 +505,22 @@ async def recover_failed(
     pending, due now, with a fresh schedule; returns how many."""
     result = await session.execute(
         _RECOVER,
+        {"subscription_pk": subscription_pk, "since": since, "until": until, "now": now},
+    )
+    return len(result.all())
+
+
+async def send_missed_events(
+    session: AsyncSession,
+    subscription_pk: int,
+    since: datetime,
+    until: datetime | None,
+    now: datetime,
+) -> int:
+    """A delivery, due now, of every event created in [since, until) that the (enabled)
+    subscription takes and has none of; returns how many."""
+    result = await session.execute(
+        _SEND_MISSED,
         {"subscription_pk": subscription_pk, "since": since, "until": until, "now": now},
     )
     return len(result.all())

@@ -31,7 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.domain.jsontext import compact_json
 from service.domain.public_ids import DELIVERY_PREFIX, EVENT_PREFIX, new_public_id, public_id_sql
 from service.domain.schemas import TaskError, TaskOut, TaskResult
-from service.domain.states import EVENT_TYPE_OF_STATE, DeliveryState, TaskSource, TaskState
+from service.domain.states import (
+    EVENT_TYPE_OF_STATE,
+    DeliveryState,
+    EventType,
+    TaskSource,
+    TaskState,
+)
 from service.store.tables import Task
 
 # One statement: the events (skipping any that exist), then the deliveries of the new ones only.
@@ -67,6 +73,37 @@ _RECORD_EVENTS = text(
     SELECT id, TRUE AS is_event FROM new_events
     UNION ALL SELECT id, FALSE FROM new_deliveries
     ORDER BY is_event DESC, id
+    """  # noqa: S608 - only constants are interpolated
+)
+
+
+# A subscription that phonebridge disabled: its event, and a delivery to each of the client's
+# other live subscriptions that name the type (due at once; the scheduler claims them).
+_RECORD_SUBSCRIPTION_DISABLED = text(
+    f"""
+    WITH new_event AS (
+        INSERT INTO events (public_id, client_id, subscription_pk, type, data, created_at)
+        SELECT :public_id, client_id, id, '{EventType.SUBSCRIPTION_DISABLED}',
+               CAST(:data AS jsonb), :now
+        FROM subscriptions WHERE id = :subscription_pk
+        RETURNING id, client_id
+    ),
+    new_deliveries AS (
+        INSERT INTO deliveries
+            (public_id, event_id, subscription_id, client_id, state, next_attempt_at, created_at)
+        SELECT {public_id_sql(DELIVERY_PREFIX)}, e.id, s.id, e.client_id,
+               '{DeliveryState.PENDING}', :now, :now
+        FROM new_event e
+        JOIN subscriptions s
+          ON s.client_id = e.client_id
+         AND s.id <> :subscription_pk
+         AND s.enabled
+         AND s.deleted_at IS NULL
+         AND '{EventType.SUBSCRIPTION_DISABLED}' = ANY(s.event_types)
+        ORDER BY s.id
+        RETURNING id
+    )
+    SELECT (SELECT id FROM new_event) AS event_pk, (SELECT count(*) FROM new_deliveries) AS sent
     """  # noqa: S608 - only constants are interpolated
 )
 
@@ -176,3 +213,31 @@ async def record_events_and_deliveries(
     for row in result:
         (recorded.event_ids if row.is_event else recorded.delivery_ids).append(int(row.id))
     return recorded
+
+
+@dataclass(frozen=True)
+class SubscriptionDisabledEvent:
+    event_id: str
+    deliveries: int
+
+
+async def record_subscription_disabled(
+    session: AsyncSession, subscription_pk: int, data: str, now: datetime
+) -> SubscriptionDisabledEvent:
+    """The `subscription.disabled` event of a subscription phonebridge just disabled (its
+    `data`: the subscription's contract JSON), with its deliveries to the client's other
+    subscriptions that take it. Written in the disable's own transaction: one disable, one
+    event."""
+    public_id = new_public_id(EVENT_PREFIX)
+    row = (
+        await session.execute(
+            _RECORD_SUBSCRIPTION_DISABLED,
+            {
+                "public_id": public_id,
+                "subscription_pk": subscription_pk,
+                "data": data,
+                "now": now,
+            },
+        )
+    ).one()
+    return SubscriptionDisabledEvent(public_id, int(row.sent))

@@ -54,7 +54,7 @@ _FAILED_DELIVERIES = text(
            d.attempt_count, d.last_response_status, d.last_error, d.finished_at
     FROM deliveries d
     JOIN events e ON e.id = d.event_id
-    JOIN tasks t ON t.id = e.task_pk
+    LEFT JOIN tasks t ON t.id = e.task_pk
     JOIN subscriptions s ON s.id = d.subscription_id
     WHERE d.client_id = :client_id AND d.state = '{DeliveryState.FAILED}'
       AND (CAST(:before AS timestamptz) IS NULL OR d.finished_at < :before)
@@ -122,7 +122,8 @@ class FailedDelivery:
     id: str
     event_id: str
     event_type: EventType
-    task_id: str
+    # None for an event about a subscription (`subscription.disabled`).
+    task_id: str | None
     subscription_id: str
     subscription_url: str
     subscription_active: bool

@@ -1,5 +1,6 @@
 """Retention: finished tasks older than PHONEBRIDGE_RETENTION_DAYS go, with their events,
-deliveries and attempts (the foreign keys cascade from tasks down to delivery_attempts).
+deliveries and attempts (the foreign keys cascade from tasks down to delivery_attempts); so do
+the events about subscriptions (`subscription.disabled`) older than that, with their deliveries.
 
 "Older than" is `completed_at < cutoff`; pending tasks are never purged, and neither is a
 finished task whose webhook is still being delivered (a redelivered old event, say): it goes
@@ -40,6 +41,24 @@ _PURGE_FINISHED = text(
 )
 
 
+# The candidates come from the partial index ix_events_subscription_created_at (few rows).
+_PURGE_SUBSCRIPTION_EVENTS = text(
+    f"""
+    DELETE FROM events WHERE id IN (
+        SELECT e.id FROM events e
+        WHERE e.subscription_pk IS NOT NULL AND e.created_at < :cutoff
+          AND NOT EXISTS (
+              SELECT 1 FROM deliveries d
+              WHERE d.event_id = e.id AND d.state = '{DeliveryState.PENDING}'
+          )
+        ORDER BY e.created_at
+        LIMIT :limit
+        FOR UPDATE OF e SKIP LOCKED
+    )
+    """  # noqa: S608 - only enum values are interpolated
+)
+
+
 async def take_retention_turn(session: AsyncSession) -> bool:
     """True when this transaction is the only purger; the turn ends with the transaction."""
     result = await session.execute(_TRY_LOCK, {"lock_id": RETENTION_LOCK_ID})
@@ -50,4 +69,11 @@ async def purge_finished_tasks(session: AsyncSession, cutoff: datetime, limit: i
     """Delete up to `limit` tasks that finished before `cutoff`, with everything hanging off
     them; returns how many tasks went."""
     result = await session.execute(_PURGE_FINISHED, {"cutoff": cutoff, "limit": limit})
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def purge_subscription_events(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Delete up to `limit` events about subscriptions created before `cutoff` (none with a
+    delivery still pending), with their deliveries; returns how many events went."""
+    result = await session.execute(_PURGE_SUBSCRIPTION_EVENTS, {"cutoff": cutoff, "limit": limit})
     return int(result.rowcount)  # type: ignore[attr-defined]

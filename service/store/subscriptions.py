@@ -1,8 +1,10 @@
-"""Webhook subscriptions: create, read, list, change, soft-delete, rotate the secret.
+"""Webhook subscriptions: create, read, list, change, soft-delete, rotate the secret; their run of
+failures (locked, read and written by the attempts' write-back), their disable, and their health.
 
-Every statement is scoped by `client_id` and skips deleted rows, so one client never reaches
-another's subscription and a deleted one behaves as if it never existed. Secrets arrive and leave
-encrypted (service/webhooks/encryption.py): this module never sees one in clear.
+Every statement a client's request runs is scoped by `client_id` and skips deleted rows, so one
+client never reaches another's subscription and a deleted one behaves as if it never existed.
+Secrets arrive and leave encrypted (service/webhooks/encryption.py): this module never sees one in
+clear.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy import Row, Table, case, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.delivery import is_success
-from service.domain.states import EventType
-from service.store.deliveries import stop_subscription_deliveries
+from service.domain.endpoint_health import FailureRun
+from service.domain.schemas import SubscriptionOut
+from service.domain.states import DisabledReason, EventType
+from service.store.deliveries import clear_waiting_turns, stop_subscription_deliveries
 from service.store.tables import Subscription
 
 subscriptions = cast(Table, Subscription.__table__)
@@ -34,8 +38,17 @@ class SubscriptionRow:
     event_types: list[EventType]
     description: str
     enabled: bool
-    disabled_reason: str | None
+    disabled_reason: DisabledReason | None
     created_at: datetime
+    max_rps: int | None = None
+    # When it was disabled (None while enabled).
+    disabled_at: datetime | None = None
+    # Its run of failures: the first failed attempt after its last success.
+    failing_since: datetime | None = None
+
+    def public(self) -> SubscriptionOut:
+        """The subscription as the contract shows it."""
+        return SubscriptionOut.model_validate(self)
 
 
 # Named through the ORM class, so a misspelt column fails mypy, and the rows are typed tuples.
@@ -48,6 +61,9 @@ SUBSCRIPTION_COLUMNS = (
     Subscription.enabled,
     Subscription.disabled_reason,
     Subscription.created_at,
+    Subscription.max_rps,
+    Subscription.disabled_at,
+    Subscription.failing_since,
 )
 
 
@@ -83,9 +99,33 @@ _live = subscriptions.c.deleted_at.is_(None)
 
 
 def _subscription(
-    row: Row[int, str, str, list[EventType], str, bool, str | None, datetime],
+    row: Row[
+        int,
+        str,
+        str,
+        list[EventType],
+        str,
+        bool,
+        DisabledReason | None,
+        datetime,
+        int | None,
+        datetime | None,
+        datetime | None,
+    ],
 ) -> SubscriptionRow:
-    pk, public_id, url, event_types, description, enabled, disabled_reason, created_at = row
+    (
+        pk,
+        public_id,
+        url,
+        event_types,
+        description,
+        enabled,
+        disabled_reason,
+        created_at,
+        max_rps,
+        disabled_at,
+        failing_since,
+    ) = row
     return SubscriptionRow(
         pk=pk,
         id=public_id,
@@ -95,6 +135,9 @@ def _subscription(
         enabled=enabled,
         disabled_reason=disabled_reason,
         created_at=created_at,
+        max_rps=max_rps,
+        disabled_at=disabled_at,
+        failing_since=failing_since,
     )
 
 
@@ -131,6 +174,7 @@ async def insert_subscription(
     description: str,
     secret_encrypted: bytes,
     now: datetime,
+    max_rps: int | None = None,
 ) -> SubscriptionRow:
     statement = (
         insert(subscriptions)
@@ -140,6 +184,7 @@ async def insert_subscription(
             url=url,
             event_types=list(event_types),
             description=description,
+            max_rps=max_rps,
             enabled=True,
             secret_encrypted=secret_encrypted,
             created_at=now,
@@ -182,13 +227,30 @@ async def update_subscription(
     changes: Mapping[str, Any],
     now: datetime,
 ) -> SubscriptionRow | None:
-    """Apply `changes` (any of url, event_types, enabled, description). Enabling clears the
-    reason it was disabled; disabling stops its pending deliveries."""
+    """Apply `changes` (any of url, event_types, enabled, description, max_rps). Enabling clears
+    the reason it was disabled and its run of failures (it starts afresh); the client's disable
+    stops its pending deliveries; a new max_rps starts a new timeline of turns, and the
+    deliveries waiting in their rows for a turn of the old one take one of the new."""
     values = dict(changes)
     if values.get("enabled") is True:
-        values["disabled_reason"] = None
+        was_enabled = subscriptions.c.enabled
+        # Enabled again after a disable, its run of failures starts afresh (else the next failed
+        # attempt would disable it at once); an enabled one keeps its run.
+        values.update(
+            disabled_reason=None,
+            disabled_at=None,
+            failing_since=case((was_enabled, subscriptions.c.failing_since), else_=None),
+            failures_in_row=case((was_enabled, subscriptions.c.failures_in_row), else_=0),
+            schedule_exhausted=case((was_enabled, subscriptions.c.schedule_exhausted), else_=False),
+        )
     elif values.get("enabled") is False:
-        values["disabled_reason"] = "disabled by the client"
+        values.update(
+            disabled_reason=DisabledReason.CLIENT,
+            # Disabled already (by phonebridge, say): it keeps the time it went.
+            disabled_at=func.coalesce(subscriptions.c.disabled_at, now),
+        )
+    if "max_rps" in values:
+        values["pace_epoch"] = subscriptions.c.pace_epoch + 1
     statement = (
         update(subscriptions)
         .where(_of_client(client_id, public_id))
@@ -201,6 +263,8 @@ async def update_subscription(
     subscription = _subscription(row)
     if values.get("enabled") is False:
         await stop_subscription_deliveries(session, subscription.pk, "subscription disabled", now)
+    if "max_rps" in values:
+        await clear_waiting_turns(session, subscription.pk, now)
     return subscription
 
 
@@ -277,3 +341,153 @@ async def last_test_attempts(
     )
     sent = [_sent_test_event(row) for row in await session.execute(statement)]
     return {event.subscription_id: event for event in sent if event is not None}
+
+
+# --- the run of failures, the disable, the health --------------------------------------------
+
+_LOCK_RUNS = text(
+    """
+    SELECT id, last_success_at, failing_since, failures_in_row, schedule_exhausted
+    FROM subscriptions WHERE id = ANY(CAST(:pks AS bigint[]))
+    ORDER BY id
+    FOR NO KEY UPDATE
+    """
+)
+
+_SAVE_RUNS = text(
+    """
+    UPDATE subscriptions AS s SET
+        last_success_at = i.last_success_at, failing_since = i.failing_since,
+        failures_in_row = i.failures_in_row, schedule_exhausted = i.schedule_exhausted
+    FROM unnest(CAST(:pks AS bigint[]), CAST(:last_success_ats AS timestamptz[]),
+                CAST(:failing_sinces AS timestamptz[]), CAST(:failures AS integer[]),
+                CAST(:exhausted AS boolean[]))
+        AS i(id, last_success_at, failing_since, failures_in_row, schedule_exhausted)
+    WHERE s.id = i.id
+    """
+)
+
+
+async def lock_failure_runs(
+    session: AsyncSession, subscription_pks: Sequence[int]
+) -> dict[int, FailureRun]:
+    """The runs of failures of these subscriptions, their rows locked until the transaction
+    ends (in id order, as every writer of several subscriptions locks them, so two never wait
+    for each other). The attempts' write-back takes them first, before it writes deliveries,
+    as the client's disable does (subscription, then its deliveries)."""
+    if not subscription_pks:
+        return {}
+    result = await session.execute(_LOCK_RUNS, {"pks": sorted(set(subscription_pks))})
+    return {
+        int(row.id): FailureRun(
+            last_success_at=row.last_success_at,
+            failing_since=row.failing_since,
+            failures_in_row=row.failures_in_row,
+            schedule_exhausted=row.schedule_exhausted,
+        )
+        for row in result
+    }
+
+
+async def save_failure_runs(session: AsyncSession, runs: Mapping[int, FailureRun]) -> None:
+    """Write these subscriptions' runs of failures (their rows locked by `lock_failure_runs`)."""
+    if not runs:
+        return
+    pks = sorted(runs)
+    await session.execute(
+        _SAVE_RUNS,
+        {
+            "pks": pks,
+            "last_success_ats": [runs[pk].last_success_at for pk in pks],
+            "failing_sinces": [runs[pk].failing_since for pk in pks],
+            "failures": [runs[pk].failures_in_row for pk in pks],
+            "exhausted": [runs[pk].schedule_exhausted for pk in pks],
+        },
+    )
+
+
+async def disable_subscription(
+    session: AsyncSession, subscription_pk: int, reason: DisabledReason, now: datetime
+) -> SubscriptionRow | None:
+    """phonebridge disables a subscription (its endpoint is gone, or failing) and stops its
+    pending deliveries; the subscription as it is now, or None when it was not enabled (so of
+    two workers deciding the same disable, one does it)."""
+    statement = (
+        update(subscriptions)
+        .where(subscriptions.c.id == subscription_pk, subscriptions.c.enabled, _live)
+        .values(enabled=False, disabled_reason=reason, disabled_at=now, updated_at=now)
+        .returning(*SUBSCRIPTION_COLUMNS)
+    )
+    row = (await session.execute(statement)).one_or_none()
+    if row is None:
+        return None
+    await stop_subscription_deliveries(
+        session, subscription_pk, f"subscription disabled ({reason})", now
+    )
+    return _subscription(row)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionHealth:
+    """How a subscription's endpoint is doing: its run of failures, and its attempts of the last
+    hour (at most HEALTH_ROW_CAP of the newest)."""
+
+    subscription_id: str
+    last_success_at: datetime | None
+    failing_since: datetime | None
+    failures_in_row: int
+    attempts: int
+    succeeded: int
+    p95_latency_ms: float | None
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if self.attempts == 0 else self.succeeded / self.attempts
+
+
+# A health reads at most this many of the newest attempts of its window (as the portal's charts
+# do): one index range, a bounded sort, whatever the endpoint's volume.
+HEALTH_ROW_CAP = 50_000
+
+_HEALTH = text(
+    f"""
+    SELECT s.public_id, s.last_success_at, s.failing_since, s.failures_in_row,
+           h.attempts, h.succeeded, h.p95_latency_ms
+    FROM subscriptions s
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS attempts,
+               count(*) FILTER (WHERE response_status BETWEEN 200 AND 299) AS succeeded,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms
+        FROM (
+            SELECT response_status, latency_ms FROM delivery_attempts
+            WHERE subscription_id = s.id AND at >= :since
+            ORDER BY at DESC
+            LIMIT {HEALTH_ROW_CAP}
+        ) AS recent
+    ) AS h
+    WHERE s.client_id = :client_id AND s.id = ANY(CAST(:pks AS bigint[]))
+    """  # noqa: S608 - only a constant is interpolated
+)
+
+
+async def subscription_health(
+    session: AsyncSession, client_id: int, subscription_pks: Sequence[int], since: datetime
+) -> dict[str, SubscriptionHealth]:
+    """The health of each of these subscriptions of the client, by id; attempts from `since`."""
+    if not subscription_pks:
+        return {}
+    result = await session.execute(
+        _HEALTH, {"client_id": client_id, "pks": list(subscription_pks), "since": since}
+    )
+    return {
+        row.public_id: SubscriptionHealth(
+            subscription_id=row.public_id,
+            last_success_at=row.last_success_at,
+            failing_since=row.failing_since,
+            failures_in_row=row.failures_in_row,
+            attempts=row.attempts,
+            succeeded=row.succeeded,
+            p95_latency_ms=row.p95_latency_ms,
+        )
+        for row in result
+    }

@@ -10,7 +10,10 @@ delivery of a batch:
   process is capped (back-pressure on the broker), and so is each subscription's share of it
   (`admission`), beyond which its deliveries are handed back to be claimed a moment later;
 - the sender gives each endpoint a bounded number of concurrent requests, so a dead endpoint
-  holds a few sockets, not the pool.
+  holds a few sockets, not the pool;
+- a subscription with a `max_rps` is paced across every worker (service/webhooks/pacing.py): its
+  deliveries wait for their turns, a near one in the process (sleeping, not in a task slot), a
+  far one in their rows, neither using up an attempt.
 Leases make this safe: a process that dies mid-batch loses nothing, its deliveries come due again.
 """
 
@@ -22,15 +25,20 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import Clock, utc_now
 from service.config import Settings
+from service.domain.delivery import POSTPONE_S
 from service.domain.signing import webhook_body, webhook_headers
 from service.domain.states import DeliveryState
 from service.heartbeat import LeaseKeeper
+from service.observability.metrics import record_webhook_turns
 from service.store.db import transaction
 from service.store.deliveries import (
     LeasedDelivery,
@@ -38,11 +46,13 @@ from service.store.deliveries import (
     load_leased_deliveries,
     postpone_leased,
     stop_leased,
+    wait_in_rows,
 )
 from service.store.leases import LeasedTable
 from service.webhooks.admission import SubscriptionAdmission
 from service.webhooks.dispatch import delivery_lease_s
 from service.webhooks.encryption import SecretCipher, SecretDecryptionError, cipher_for
+from service.webhooks.pacing import SubscriptionPace, place_turns
 from service.webhooks.sender import AttemptResult, WebhookSender
 from service.webhooks.write_back import AttemptWriteBack
 
@@ -65,6 +75,10 @@ class DeliveryReport:
     failed: int = 0
     stopped: int = 0
     postponed: int = 0
+    # Deliveries of paced subscriptions handed back to wait in their rows for a turn, and those
+    # that missed their turn in this process (they take another).
+    waiting_for_turn: int = 0
+    missed_turn: int = 0
     written: int = 0
 
     def count_attempts(self, states: Sequence[DeliveryState | None]) -> None:
@@ -82,7 +96,8 @@ class DeliveryReport:
 
 class DeliveryService:
     """A process's webhook deliveries: the batches it sends, each subscription's share of them
-    (`SubscriptionAdmission`), and the write-back of their attempts (`AttemptWriteBack`)."""
+    (`SubscriptionAdmission`), the turns of paced subscriptions (`SubscriptionPace`), and the
+    write-back of their attempts (`AttemptWriteBack`)."""
 
     def __init__(
         self,
@@ -92,9 +107,15 @@ class DeliveryService:
         cipher: SecretCipher,
         leases: LeaseKeeper,
         *,
+        redis: Redis[Any] | None = None,
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
     ) -> None:
+        """`redis`: the process's client, shared; without one the service opens its own on
+        PHONEBRIDGE_REDIS_URL (and closes it)."""
+        self._own_redis = redis is None
+        self._redis: Redis[Any] = redis or Redis.from_url(settings.require_redis_url())
+        self._pace = SubscriptionPace(self._redis)
         self._sessions = sessions
         self._lease_s = delivery_lease_s(settings)
         self._leases = leases
@@ -108,7 +129,12 @@ class DeliveryService:
         self._db_slots = asyncio.Semaphore(DATABASE_SLOTS)
         self._admission = SubscriptionAdmission.for_sender(settings, sender, clock, MAX_IN_FLIGHT)
         self._write_back = AttemptWriteBack(
-            settings.webhook_retry_schedule, sessions, self._db_slots, clock=clock, rand=rand
+            settings.webhook_retry_schedule,
+            sessions,
+            self._db_slots,
+            disable_after_s=settings.webhook_disable_after_s,
+            clock=clock,
+            rand=rand,
         )
 
     @classmethod
@@ -117,9 +143,10 @@ class DeliveryService:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         leases: LeaseKeeper,
+        redis: Redis[Any] | None = None,
     ) -> DeliveryService:
         sender = WebhookSender(settings.webhook_timeout_s, settings.webhook_allow_private)
-        return cls(settings, sessions, sender, cipher_for(settings), leases)
+        return cls(settings, sessions, sender, cipher_for(settings), leases, redis=redis)
 
     @property
     def lease_s(self) -> float:
@@ -133,6 +160,8 @@ class DeliveryService:
         await asyncio.gather(*self._batches, return_exceptions=True)
         await self._write_back.close()
         await self._sender.close()
+        if self._own_redis:
+            await self._redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
 
     # --- the worker's entry point ----------------------------------------------------------
     async def start_batch(self, ids: Sequence[int], lease_token: uuid.UUID) -> int:
@@ -185,7 +214,7 @@ class DeliveryService:
         """Deliver the deliveries of `ids` still leased to `lease_token` and record every
         attempt; returns when the last one is written. `settle(n)` is told each time n of the
         batch's deliveries are done with (written, handed back, or not ours any more)."""
-        admitted, report = await self._take_on(ids, lease_token)
+        admitted, turns, report = await self._take_on(ids, lease_token)
         settle(len(ids) - len(admitted))
         if not admitted:
             return report
@@ -197,34 +226,55 @@ class DeliveryService:
         with self._leases.hold(LeasedTable.DELIVERIES, lease_token, held_ids, valid_until):
             states = await asyncio.gather(
                 *(
-                    self._deliver_one(row, lease_token, secrets_by_subscription, settle)
+                    self._deliver_one(
+                        row, lease_token, secrets_by_subscription, settle, turns.get(row.id)
+                    )
                     for row in admitted
                 )
             )
-        report.count_attempts(states)
+        report.missed_turn = sum(isinstance(state, _MissedTurn) for state in states)
+        report.count_attempts([s for s in states if not isinstance(s, _MissedTurn)])
         return report
 
     async def _take_on(
         self, ids: Sequence[int], lease_token: uuid.UUID
-    ) -> tuple[list[LeasedDelivery], DeliveryReport]:
-        """The deliveries of `ids` this process sends now; the rest, still ours, are handed
-        back (their subscription has no room) or stopped (their subscription is disabled)."""
+    ) -> tuple[list[LeasedDelivery], dict[int, datetime], DeliveryReport]:
+        """The deliveries of `ids` this process sends now, with the turn each of a paced
+        subscription waits for; the rest, still ours, are handed back (their subscription has no
+        room, or their turn is far off) or stopped (their subscription is disabled)."""
         now = self._clock()
         async with self._db_slots, transaction(self._sessions) as session:
             # Decide what this process takes on before loading any event data: what a busy
             # subscription cannot take now is handed back cheaply.
             leased = await leased_subscriptions(session, ids, lease_token, now)
-            taken, postponed = self._admission.admit(leased, now)
-            comes_due = self._admission.postponements(postponed, leased, now)
+            subscription_of = {row_id: paced.subscription_pk for row_id, paced in leased.items()}
+            taken, postponed = self._admission.admit(subscription_of, now)
+            comes_due = self._admission.postponements(postponed, subscription_of, now)
             for due_at, postponed_ids in comes_due.items():
                 await postpone_leased(session, postponed_ids, lease_token, due_at)
-            rows = await load_leased_deliveries(session, taken, lease_token, now)
+            turns = await place_turns(self._pace, leased, taken, self._clock)
+            await wait_in_rows(session, turns.in_rows, lease_token)
+            retry_at = self._clock() + timedelta(seconds=POSTPONE_S)
+            await postpone_leased(session, turns.unplaced, lease_token, retry_at)
+            leaving = set(turns.leaving)
+            rows = await load_leased_deliveries(
+                session, [row_id for row_id in taken if row_id not in leaving], lease_token, now
+            )
             inactive = [row.id for row in rows if not row.subscription_active]
             await stop_leased(session, inactive, lease_token, "subscription disabled", now)
         admitted = [row for row in rows if row.subscription_active]
         for row_id in set(taken) - {row.id for row in admitted}:
-            self._admission.leave(leased[row_id])
-        return admitted, DeliveryReport(stopped=len(inactive), postponed=len(postponed))
+            self._admission.leave(subscription_of[row_id])
+        record_webhook_turns(
+            in_worker=sum(row.id in turns.send_at for row in admitted),
+            in_row=len(turns.in_rows),
+        )
+        report = DeliveryReport(
+            stopped=len(inactive),
+            postponed=len(postponed) + len(turns.unplaced),
+            waiting_for_turn=len(turns.in_rows),
+        )
+        return admitted, turns.send_at, report
 
     async def _deliver_one(
         self,
@@ -232,16 +282,34 @@ class DeliveryService:
         lease_token: uuid.UUID,
         secrets_by_subscription: dict[int, list[str] | str],
         settle: Callable[[int], None],
-    ) -> DeliveryState | None:
-        """Send one delivery and wait for its attempt to be written; returns its new state (None
-        when the write changed nothing)."""
+        turn_at: datetime | None,
+    ) -> DeliveryState | _MissedTurn | None:
+        """Send one delivery (at its turn, for a paced subscription) and wait for its attempt
+        to be written; returns its new state (None when the write changed nothing), or
+        _MISSED_TURN when it was handed back unsent, too late for its turn."""
         try:
-            result = await self._attempt(row, secrets_by_subscription)
+            turn_s = None
+            if turn_at is not None:
+                loop = asyncio.get_running_loop()
+                turn_s = loop.time() + (turn_at - self._clock()).total_seconds()
+                await asyncio.sleep(max(0.0, turn_s - loop.time()))
+            result = await self._attempt(row, secrets_by_subscription, turn_s)
+            if result is None:
+                await self._hand_back_missed(row, lease_token)
+                return _MISSED_TURN
             self._admission.learn_latency(row.subscription_pk, result)
             return await self._write_back.record(row, result, lease_token)
         finally:
             self._admission.leave(row.subscription_pk)
             settle(1)
+
+    async def _hand_back_missed(self, row: LeasedDelivery, lease_token: uuid.UUID) -> None:
+        """A delivery too late for its turn goes back to its row, due now: it takes the next free
+        turn when it comes back (the lease would bring it back too, only later)."""
+        record_webhook_turns(missed=1)
+        log.info("webhook.missed_turn", extra={"delivery_pk": row.id})
+        async with self._db_slots, transaction(self._sessions) as session:
+            await postpone_leased(session, [row.id], lease_token, self._clock())
 
     def _secrets(self, row: LeasedDelivery, cache: dict[int, list[str] | str]) -> list[str] | str:
         """The secrets that sign for this row's subscription, or why there are none."""
@@ -262,8 +330,9 @@ class DeliveryService:
         return found
 
     async def _attempt(
-        self, row: LeasedDelivery, cache: dict[int, list[str] | str]
-    ) -> AttemptResult:
+        self, row: LeasedDelivery, cache: dict[int, list[str] | str], turn_s: float | None
+    ) -> AttemptResult | None:
+        """One signed attempt (None: too late for its turn, nothing sent)."""
         secrets = self._secrets(row, cache)
         if isinstance(secrets, str):
             return AttemptResult(self._clock(), None, 0, secrets, None, None)
@@ -271,4 +340,11 @@ class DeliveryService:
         body = webhook_body(row.event_type, row.event_created_at, data)
         timestamp = int(self._clock().timestamp())
         headers = webhook_headers(secrets, row.event_id, timestamp, body)
-        return await self._sender.send(row.url, headers, body)
+        return await self._sender.send_in_turn(row.url, headers, body, turn_s)
+
+
+class _MissedTurn:
+    """A delivery handed back unsent: too late for its turn."""
+
+
+_MISSED_TURN = _MissedTurn()

@@ -23,6 +23,7 @@ import aiohttp
 
 from service.domain.addresses import Refusal, WebhookTarget, parse_webhook_url
 from service.domain.delivery import AttemptOutcome
+from service.domain.pacing import missed_turn
 from service.domain.redaction import redact_urls
 from service.webhooks.guard import AddressNotAllowed, HostResolver, SystemResolver, VettingResolver
 
@@ -157,11 +158,23 @@ class WebhookSender:
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> AttemptResult:
         """POST `body` to `url` once. Every failure is a result, never an exception."""
+        result = await self.send_in_turn(url, headers, body, None)
+        assert result is not None  # without a turn nothing is too late
+        return result
+
+    async def send_in_turn(
+        self, url: str, headers: Mapping[str, str], body: bytes, turn_s: float | None
+    ) -> AttemptResult | None:
+        """`send`, for a request that must start within its turn of its subscription's pace at
+        `turn_s` (the loop's clock): None, and nothing sent, when the endpoint's concurrency
+        kept it waiting past it (service/domain/pacing.py)."""
         target = self._target_of(url)
         if isinstance(target, Refusal):
             refused = f"address not allowed: {target.reason}"
             return AttemptResult(datetime.now(UTC), None, 0, refused, None, None)
         async with self._turn(target):
+            if turn_s is not None and missed_turn(turn_s, asyncio.get_running_loop().time()):
+                return None
             at = datetime.now(UTC)
             started = time.perf_counter()
             try:

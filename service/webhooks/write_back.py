@@ -4,6 +4,12 @@ Each result is written as soon as it arrives, not when its batch is done, so a s
 never holds back the record of a fast one; whatever finishes within a short window shares one
 transaction. The write is guarded by the lease token: an attempt whose lease has passed to
 someone else is reported as not written (None) and changes nothing.
+
+The same transaction moves each subscription's run of failures on by the attempts written
+(service/domain/endpoint_health.py) and disables a subscription whose endpoint answered 410
+(`gone`) or whose attempts have all failed for PHONEBRIDGE_WEBHOOK_DISABLE_AFTER_S (`failing`),
+with its one `subscription.disabled` event: the subscriptions' rows are locked first, as every
+writer of a subscription and its deliveries locks them, so two never wait for each other.
 """
 
 from __future__ import annotations
@@ -25,18 +31,20 @@ from service.domain.delivery import (
     RetryAt,
     decide_after_attempt,
 )
-from service.domain.states import DeliveryState, EventType
+from service.domain.endpoint_health import AttemptFact, after_attempts, should_disable
+from service.domain.states import DeliveryState, DisabledReason, EventType
 from service.observability.metrics import (
     record_detection_lag,
     record_webhook_attempt,
     webhook_outcome,
 )
 from service.store.db import transaction
-from service.store.deliveries import (
-    AttemptWrite,
-    LeasedDelivery,
+from service.store.deliveries import AttemptWrite, LeasedDelivery, record_attempts
+from service.store.outbox import record_subscription_disabled
+from service.store.subscriptions import (
     disable_subscription,
-    record_attempts,
+    lock_failure_runs,
+    save_failure_runs,
 )
 from service.webhooks.sender import AttemptResult
 
@@ -68,10 +76,12 @@ class AttemptWriteBack:
         sessions: async_sessionmaker[AsyncSession],
         db_slots: asyncio.Semaphore,
         *,
+        disable_after_s: float,
         clock: Clock,
         rand: Callable[[], float],
     ) -> None:
         self._schedule = schedule
+        self._disable_after_s = disable_after_s
         self._sessions = sessions
         self._db_slots = db_slots
         self._clock = clock
@@ -123,15 +133,17 @@ class AttemptWriteBack:
     async def _write_back(self, finished: Sequence[_FinishedAttempt]) -> None:
         now = self._clock()
         writes: list[AttemptWrite] = []
-        gone: dict[int, tuple[str, str]] = {}
+        decisions: list[DeliveryDecision] = []
+        gone: set[int] = set()
         for item in finished:
             row, result = item.row, item.result
             decision = decide_after_attempt(
                 result.outcome, row.schedule_attempt + 1, self._schedule, now, self._rand()
             )
             writes.append(_attempt_write(row.id, item.lease_token, result, decision))
+            decisions.append(decision)
             if isinstance(decision, EndpointGone):
-                gone[row.subscription_pk] = (row.subscription_id, decision.error)
+                gone.add(row.subscription_pk)
             _log_attempt(row, result, decision)
             record_webhook_attempt(webhook_outcome(decision), result.status, result.latency_ms)
             if (
@@ -141,16 +153,48 @@ class AttemptWriteBack:
             ):
                 record_detection_lag((result.at - row.answer_known_at).total_seconds())
         async with self._db_slots, transaction(self._sessions) as session:
+            runs = await lock_failure_runs(session, [item.row.subscription_pk for item in finished])
             written = await record_attempts(session, writes, now)
-            for subscription_pk, (_, reason) in sorted(gone.items()):
-                await disable_subscription(session, subscription_pk, reason, now)
+            facts: dict[int, list[AttemptFact]] = {}
+            for item, decision in zip(finished, decisions, strict=True):
+                if item.row.id in written:
+                    facts.setdefault(item.row.subscription_pk, []).append(
+                        AttemptFact(
+                            at=item.result.at,
+                            succeeded=isinstance(decision, Delivered),
+                            exhausted_schedule=isinstance(decision, GiveUp),
+                        )
+                    )
+            moved = {pk: after_attempts(runs[pk], facts[pk]) for pk in facts if pk in runs}
+            await save_failure_runs(session, moved)
+            to_disable = dict.fromkeys(gone, DisabledReason.GONE) | {
+                pk: DisabledReason.FAILING
+                for pk, run in moved.items()
+                if pk not in gone and should_disable(run, now, self._disable_after_s)
+            }
+            disabled = []
+            for subscription_pk, reason in sorted(to_disable.items()):
+                subscription = await disable_subscription(session, subscription_pk, reason, now)
+                if subscription is not None:
+                    event = await record_subscription_disabled(
+                        session, subscription_pk, subscription.public().model_dump_json(), now
+                    )
+                    disabled.append((subscription.id, reason, moved.get(subscription_pk), event))
         for item, write in zip(finished, writes, strict=True):
             if not item.written.done():
                 item.written.set_result(write.state if write.delivery_id in written else None)
-        for subscription_id, reason in gone.values():
+        for subscription_id, reason, run, event in disabled:
             log.warning(
                 "webhook.subscription_disabled",
-                extra={"subscription_id": subscription_id, "reason": reason},
+                extra={
+                    "subscription_id": subscription_id,
+                    "reason": reason,
+                    "failing_since": None
+                    if run is None or run.failing_since is None
+                    else run.failing_since.isoformat(),
+                    "event_id": event.event_id,
+                    "notified_subscriptions": event.deliveries,
+                },
             )
 
 

@@ -8,7 +8,7 @@ import secrets
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
-from service.domain.states import EventType
+from service.domain.states import DisabledReason, EventType
 from service.store.db import transaction
 from service.store.subscriptions import (
     SubscriptionRow,
@@ -67,7 +67,7 @@ async def test_disabling_keeps_a_reason_and_enabling_clears_it(
         )
 
     assert disabled is not None
-    assert (disabled.enabled, disabled.disabled_reason) == (False, "disabled by the client")
+    assert (disabled.enabled, disabled.disabled_reason) == (False, DisabledReason.CLIENT)
     assert enabled is not None
     assert (enabled.enabled, enabled.disabled_reason) == (True, None)
 

@@ -167,7 +167,7 @@ async def test_410_disables_the_subscription_and_stops_its_pending_deliveries(
     await pump.once()  # 410 on the second event
     shown = (await api.get(f"/v1/subscriptions/{sub['id']}", headers=client.headers)).json()
     assert shown["enabled"] is False
-    assert "410" in shown["disabled_reason"]
+    assert shown["disabled_reason"] == "gone"
     [gone] = await _deliveries(api, client, second)
     assert (gone["state"], gone["last_response_status"]) == ("failed", 410)
     [stopped] = await _deliveries(api, client, first)
