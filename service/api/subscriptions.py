@@ -1,4 +1,5 @@
-"""The /v1/subscriptions routes: webhook endpoints, their secrets, and recovering failed sends."""
+"""The /v1/subscriptions routes: webhook endpoints, their secrets, their health, and recovering
+what they did not get."""
 
 from __future__ import annotations
 
@@ -27,13 +28,14 @@ from service.api.pagination import (
 )
 from service.api.paths import SubscriptionIdPath
 from service.api.responses import NO_STORE, json_response
-from service.domain.states import EventType
+from service.domain.schemas import SubscriptionOut
 from service.features import deliveries as delivery_feature
 from service.features import subscriptions as subscription_feature
 from service.features.paging import PAGE_SIZE_DEFAULT
 from service.features.subscriptions import (
     SubscriptionChange,
     SubscriptionCreate,
+    SubscriptionHealth,
     SubscriptionRow,
 )
 
@@ -62,18 +64,6 @@ class RecoverRequest(BaseModel):
     until: Rfc3339 | None = Field(default=None, description="Defaults to now.")
 
 
-class SubscriptionOut(BaseModel):
-    id: str
-    url: str
-    event_types: list[EventType]
-    description: str
-    enabled: bool
-    disabled_reason: str | None = Field(
-        description="Why it was disabled, e.g. the endpoint answered 410."
-    )
-    created_at: datetime
-
-
 class SubscriptionWithSecret(SubscriptionOut):
     secret: str = Field(description="`whsec_...`: verifies the signatures of its webhooks.")
 
@@ -84,7 +74,33 @@ class SecretOut(BaseModel):
 
 class RecoverAccepted(BaseModel):
     status: Literal["accepted"]
-    recovered: int = Field(description="How many failed deliveries go out again.")
+    deliveries: int = Field(description="How many deliveries will be sent: `recovered` + `missed`.")
+    recovered: int = Field(description="Deliveries that ended failed in the window, sent again.")
+    missed: int = Field(
+        description="Events of the window it takes but was never sent (it was disabled then), "
+        "sent now."
+    )
+
+
+class LastHourOut(BaseModel):
+    attempts: int = Field(description="Attempts made in the last hour (at most the newest 50,000).")
+    succeeded: int
+    success_rate: float | None = Field(description="succeeded / attempts; null without attempts.")
+    p95_latency_ms: float | None = Field(
+        description="95% of those attempts had their answer (or gave up) within this; null "
+        "without attempts."
+    )
+
+
+class SubscriptionHealthOut(BaseModel):
+    last_success_at: datetime | None = Field(description="Its latest successful attempt.")
+    failing_since: datetime | None = Field(
+        description="Its first failed attempt after its last success; null while the latest "
+        "attempt succeeded. Every attempt failing for PHONEBRIDGE_WEBHOOK_DISABLE_AFTER_S "
+        "from then disables it (`failing`)."
+    )
+    failures_in_row: int = Field(description="Failed attempts since its last success.")
+    last_hour: LastHourOut
 
 
 def _subscription_body(row: SubscriptionRow) -> dict[str, Any]:
@@ -94,8 +110,23 @@ def _subscription_body(row: SubscriptionRow) -> dict[str, Any]:
         "event_types": row.event_types,
         "description": row.description,
         "enabled": row.enabled,
-        "disabled_reason": row.disabled_reason,
         "created_at": row.created_at,
+        "max_rps": row.max_rps,
+        "disabled_reason": row.disabled_reason,
+    }
+
+
+def _health_body(health: SubscriptionHealth) -> dict[str, Any]:
+    return {
+        "last_success_at": health.last_success_at,
+        "failing_since": health.failing_since,
+        "failures_in_row": health.failures_in_row,
+        "last_hour": {
+            "attempts": health.attempts,
+            "succeeded": health.succeeded,
+            "success_rate": health.success_rate,
+            "p95_latency_ms": health.p95_latency_ms,
+        },
     }
 
 
@@ -152,6 +183,24 @@ async def get_subscription(
 ) -> Response:
     row = await subscription_feature.find_subscription(session, client.id, subscription_id)
     return json_response(_subscription_body(row))
+
+
+@router.get(
+    "/{subscription_id}/health",
+    response_model=SubscriptionHealthOut,
+    summary="How a subscription's endpoint is doing",
+    responses=problem_responses(404),
+)
+async def get_subscription_health(
+    subscription_id: SubscriptionIdPath,
+    client: ClientDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+) -> Response:
+    health = await subscription_feature.find_health(
+        session, client.id, subscription_id, resources.clock()
+    )
+    return json_response(_health_body(health))
 
 
 @router.get(
@@ -231,7 +280,7 @@ async def rotate_secret(
     "/{subscription_id}/recover",
     status_code=202,
     response_model=RecoverAccepted,
-    summary="Send again every delivery that ended failed between since and until",
+    summary="Send again what failed between since and until, and what it missed while disabled",
     responses=problem_responses(404, 409),
 )
 async def recover_subscription(
@@ -241,7 +290,15 @@ async def recover_subscription(
     session: SessionDep,
     resources: ResourcesDep,
 ) -> Response:
-    recovered = await delivery_feature.recover_failed(
+    recovery = await delivery_feature.recover_failed(
         session, client.id, subscription_id, body.since, body.until, resources.clock()
     )
-    return json_response({"status": "accepted", "recovered": recovered}, status_code=202)
+    return json_response(
+        {
+            "status": "accepted",
+            "deliveries": recovery.deliveries,
+            "recovered": recovery.recovered,
+            "missed": recovery.missed,
+        },
+        status_code=202,
+    )

@@ -1,9 +1,11 @@
 """Webhook deliveries as a client sees and fixes them: an event's deliveries with their attempts,
-redeliver an event, the deliveries that ended failed, and recover a subscription's failures of a
-time window."""
+redeliver an event, the deliveries that ended failed, recover a subscription's time window (its
+failures sent again, the events it missed sent now), and re-enable a disabled subscription and
+catch it up."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +18,12 @@ from service.features.errors import (
 )
 from service.features.ids import no_such_event, require_event_id
 from service.features.paging import Page, fetch_page
-from service.features.subscriptions import find_subscription
+from service.features.resources import FeatureResources
+from service.features.subscriptions import (
+    SubscriptionChange,
+    change_subscription,
+    find_subscription,
+)
 from service.store import deliveries as delivery_store
 from service.store import portal as portal_store
 from service.store.deliveries import AttemptView, DeliveryView
@@ -82,6 +89,21 @@ async def list_failed_deliveries(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What a recover sends: failed deliveries again, and deliveries of events never sent."""
+
+    recovered: int
+    missed: int
+
+    @property
+    def deliveries(self) -> int:
+        return self.recovered + self.missed
+
+
+NOTHING_RECOVERED = Recovery(0, 0)
+
+
 async def recover_failed(
     session: AsyncSession,
     client_id: int,
@@ -89,10 +111,12 @@ async def recover_failed(
     since: datetime,
     until: datetime | None,
     now: datetime,
-) -> int:
+) -> Recovery:
     """Send again every delivery of the subscription that ended failed in [since, until) (until
-    defaults to now); how many. InvalidInput for an empty window, SubscriptionDisabled when the
-    subscription is disabled."""
+    defaults to now), and send every event of the window it takes but was never sent (it was
+    disabled then). Deliveries that succeeded or are pending are left alone, so nothing is sent
+    twice. InvalidInput for an empty window, SubscriptionDisabled when the subscription is
+    disabled."""
     if until is not None and until <= since:
         raise InvalidInput(
             "until must be later than since", [BrokenRule("until", "not after since")]
@@ -102,4 +126,30 @@ async def recover_failed(
         raise SubscriptionDisabled(
             f"subscription {subscription_id!r} is disabled; enable it before recovering"
         )
-    return await delivery_store.recover_failed(session, subscription.pk, since, until, now)
+    recovered = await delivery_store.recover_failed(session, subscription.pk, since, until, now)
+    missed = await delivery_store.send_missed_events(session, subscription.pk, since, until, now)
+    return Recovery(recovered, missed)
+
+
+async def enable_and_catch_up(
+    session: AsyncSession, resources: FeatureResources, client_id: int, subscription_id: str
+) -> Recovery:
+    """Enable a disabled subscription and recover it since its trouble began: the start of its
+    run of failures, or its disable, whichever came first (what failed then goes again, what it
+    missed while disabled goes now). An enabled subscription has nothing to catch up."""
+    subscription = await find_subscription(session, client_id, subscription_id)
+    if subscription.enabled:
+        return NOTHING_RECOVERED
+    began = [
+        moment
+        for moment in (subscription.failing_since, subscription.disabled_at)
+        if moment is not None
+    ]
+    await change_subscription(
+        session, resources, client_id, subscription_id, SubscriptionChange(enabled=True)
+    )
+    if not began:
+        return NOTHING_RECOVERED
+    return await recover_failed(
+        session, client_id, subscription_id, min(began), None, resources.clock()
+    )

@@ -1,36 +1,52 @@
 """Webhook subscriptions: create (its URL vetted, its secret made), read, list, change, delete,
-rotate and reveal the signing secret, and send a test event. `SubscriptionCreate` and
-`SubscriptionChange` are the rules of their fields, for the REST bodies and the portal's forms
-alike."""
+rotate and reveal the signing secret, send a test event, and how its endpoint is doing (its
+health). `SubscriptionCreate` and `SubscriptionChange` are the rules of their fields, for the REST
+bodies and the portal's forms alike."""
 
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.pacing import MAX_RPS_MAX, MAX_RPS_MIN
 from service.domain.public_ids import SUBSCRIPTION_PREFIX, new_public_id
 from service.domain.signing import SECRET_BYTES, new_secret
-from service.domain.states import EventType
+from service.domain.states import TASK_EVENT_TYPES, EventType
 from service.features.errors import BrokenRule, InvalidInput
 from service.features.ids import no_such_subscription, require_subscription_id
 from service.features.paging import Page, fetch_page
 from service.features.resources import FeatureResources
 from service.store import subscriptions as subscription_store
-from service.store.subscriptions import SentTestEvent, SubscriptionRow
+from service.store.subscriptions import SentTestEvent, SubscriptionHealth, SubscriptionRow
 from service.webhooks.guard import check_webhook_url
 from service.webhooks.ping import send_test_event
 from service.webhooks.sender import WebhookSender
 
-__all__ = ["SentTestEvent", "SubscriptionRow"]
+__all__ = ["SentTestEvent", "SubscriptionHealth", "SubscriptionRow"]
 
 MAX_DESCRIPTION = 1000
 URL_MAX_LENGTH = 2048
 # The portal lists at most this many subscriptions on one page.
 SUBSCRIPTIONS_SHOWN = 100
+# A subscription's health counts its attempts of this last stretch of time.
+HEALTH_WINDOW = timedelta(hours=1)
+
+MAX_RPS_DESCRIPTION = (
+    f"At most this many requests in any sliding second ({MAX_RPS_MIN}-{MAX_RPS_MAX}), across "
+    "every worker: a burst waits for its turns without using up its retries. null: no limit."
+)
 
 
 def _no_nul(value: str | None) -> str | None:
@@ -54,9 +70,15 @@ class SubscriptionCreate(BaseModel):
         examples=["https://hooks.example.com/phonebridge"],
     )
     event_types: list[EventType] | None = Field(
-        default=None, min_length=1, description="Defaults to every event type."
+        default=None,
+        min_length=1,
+        description="Defaults to the task events (task.completed, task.expired, task.failed); "
+        "subscription.disabled only when named.",
     )
     description: StrictStr = Field(default="", max_length=MAX_DESCRIPTION)
+    max_rps: StrictInt | None = Field(
+        default=None, ge=MAX_RPS_MIN, le=MAX_RPS_MAX, description=MAX_RPS_DESCRIPTION
+    )
 
     _checks = field_validator("url", "description")(_no_nul)
     _types = field_validator("event_types")(_distinct)
@@ -68,11 +90,20 @@ class SubscriptionChange(BaseModel):
     url: StrictStr | None = Field(default=None, max_length=URL_MAX_LENGTH)
     event_types: list[EventType] | None = Field(default=None, min_length=1)
     # Strict: "yes" or 1 is not a boolean.
-    enabled: StrictBool | None = None
+    enabled: StrictBool | None = Field(
+        default=None, description="true also clears `disabled_reason`."
+    )
     description: StrictStr | None = Field(default=None, max_length=MAX_DESCRIPTION)
+    max_rps: StrictInt | None = Field(
+        default=None, ge=MAX_RPS_MIN, le=MAX_RPS_MAX, description=MAX_RPS_DESCRIPTION
+    )
 
     _checks = field_validator("url", "description")(_no_nul)
     _types = field_validator("event_types")(_distinct)
+
+
+# The fields of a change that null sets rather than refuses.
+NULLABLE_CHANGES = frozenset({"max_rps"})
 
 
 async def _refuse_unsafe_url(resources: FeatureResources, url: str) -> None:
@@ -98,10 +129,11 @@ async def create_subscription(
         client_id=client_id,
         public_id=public_id,
         url=new.url,
-        event_types=new.event_types or list(EventType),
+        event_types=new.event_types or list(TASK_EVENT_TYPES),
         description=new.description,
         secret_encrypted=resources.cipher.encrypt(secret, public_id),
         now=resources.clock(),
+        max_rps=new.max_rps,
     )
     return row, secret
 
@@ -137,10 +169,10 @@ async def change_subscription(
     change: SubscriptionChange,
 ) -> SubscriptionRow:
     """Apply the fields the change sets (a new URL vetted first); InvalidInput for a field set
-    to null."""
+    to null, but max_rps (null: no limit)."""
     changes: dict[str, Any] = change.model_dump(exclude_unset=True)
     for field, value in changes.items():
-        if value is None:
+        if value is None and field not in NULLABLE_CHANGES:
             raise InvalidInput(
                 f"{field} cannot be null; leave it out to keep it",
                 [BrokenRule(field, "must not be null")],
@@ -148,6 +180,9 @@ async def change_subscription(
     existing = await find_subscription(session, client_id, subscription_id)
     if "url" in changes:
         await _refuse_unsafe_url(resources, changes["url"])
+    if changes.get("max_rps", existing.max_rps) == existing.max_rps:
+        # The same pace: its timeline of turns goes on.
+        changes.pop("max_rps", None)
     if not changes:
         return existing
     row = await subscription_store.update_subscription(
@@ -194,6 +229,24 @@ async def reveal_secret(
     if stored is None:
         raise no_such_subscription(subscription_id)
     return resources.cipher.decrypt(stored, subscription_id)
+
+
+async def health_of(
+    session: AsyncSession, client_id: int, subscriptions: list[SubscriptionRow], now: datetime
+) -> dict[str, SubscriptionHealth]:
+    """How each of these subscriptions' endpoints is doing, by id: its last success, its failures
+    in a row, and its attempts of the last hour (success rate, p95 latency)."""
+    return await subscription_store.subscription_health(
+        session, client_id, [row.pk for row in subscriptions], now - HEALTH_WINDOW
+    )
+
+
+async def find_health(
+    session: AsyncSession, client_id: int, subscription_id: str, now: datetime
+) -> SubscriptionHealth:
+    """How one subscription's endpoint is doing (see `health_of`)."""
+    row = await find_subscription(session, client_id, subscription_id)
+    return (await health_of(session, client_id, [row], now))[row.id]
 
 
 async def last_test_attempts(

@@ -42,6 +42,7 @@ ROUTES_BY_MODULE: dict[ModuleType, set[Route]] = {
         ("GET", "/v1/subscriptions/{subscription_id}"),
         ("PATCH", "/v1/subscriptions/{subscription_id}"),
         ("DELETE", "/v1/subscriptions/{subscription_id}"),
+        ("GET", "/v1/subscriptions/{subscription_id}/health"),
         ("GET", "/v1/subscriptions/{subscription_id}/secret"),
         ("POST", "/v1/subscriptions/{subscription_id}/rotate-secret"),
         ("POST", "/v1/subscriptions/{subscription_id}/recover"),

@@ -24,9 +24,11 @@ NOTICES = {
     "signed-out": "Signed out.",
     "redelivered": "The delivery goes out again now; its new attempt appears below once made.",
     "not-redelivered": "Nothing was sent again: the subscription is disabled or deleted.",
-    "recovered": "The failed deliveries of that window go out again now.",
+    "recovered": "What failed in that window goes out again now, and so does every event of it "
+    "that the subscription missed while it was disabled.",
     "enabled": "Subscription enabled.",
     "disabled": "Subscription disabled; its pending deliveries stopped.",
+    "paced": "Pace set: the subscription's deliveries take their turns at the new rate.",
     "tested": "Test event sent; its attempt is shown in the subscription's row.",
     "submitted": "Check submitted upstream; its answer appears below once a poll finds it.",
 }

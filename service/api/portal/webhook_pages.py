@@ -1,6 +1,7 @@
 """The portal's webhook pages: failed deliveries (redeliver one, recover a time window) and
-subscriptions (create, enable or disable, rotate and reveal the secret, send a test event). Each
-reads and writes through service.features, as the REST API does."""
+subscriptions (create, enable or disable, set the pace, rotate and reveal the secret, send a test
+event, see each endpoint's health, and re-enable a disabled one and catch it up). Each reads and
+writes through service.features, as the REST API does."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ from service.api.portal.session import (
 )
 from service.api.resources import resources_of
 from service.domain.intake import TASK_ID_PATTERN
+from service.domain.pacing import MAX_RPS_MAX, MAX_RPS_MIN
 from service.domain.states import EventType
 from service.features import deliveries as delivery_feature
 from service.features import subscriptions as subscription_feature
+from service.features.deliveries import Recovery
 from service.features.errors import InvalidInput, NoDeliveryTo, SubscriptionDisabled
 from service.features.paging import PAGE_SIZE_DEFAULT
 from service.features.subscriptions import (
@@ -35,6 +38,8 @@ from service.features.subscriptions import (
     SubscriptionChange,
     SubscriptionCreate,
 )
+
+MAX_RPS_HINT = f"max rps must be a whole number from {MAX_RPS_MIN} to {MAX_RPS_MAX}, or empty"
 
 router = APIRouter(route_class=PortalRoute)
 
@@ -125,27 +130,44 @@ async def _subscriptions_page(
     db: SessionDep,
     *,
     shown_secret: tuple[str, str, str] | None = None,
+    caught_up: tuple[str, Recovery] | None = None,
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
     page = await subscription_feature.list_subscriptions(
         db, session.client.id, before_pk=None, size=SUBSCRIPTIONS_SHOWN
     )
+    now = resources_of(request).clock()
     return render(
         request,
         "subscriptions.html",
         {
             "subscriptions": page.items,
+            "disabled": [row for row in page.items if not row.enabled],
             "event_types": list(EventType),
             "shown_secret": shown_secret,
+            "caught_up": caught_up,
             "last_tests": await subscription_feature.last_test_attempts(
                 db, session.client.id, page.items
             ),
+            "health": await subscription_feature.health_of(db, session.client.id, page.items, now),
+            "max_rps_bounds": (MAX_RPS_MIN, MAX_RPS_MAX),
             "error": error,
         },
         session=session,
         status_code=status_code,
     )
+
+
+def _max_rps(value: str) -> int | None:
+    """The form's max rps: empty is no limit; anything but a whole number is refused here (the
+    bounds are the feature's rule, SubscriptionCreate / SubscriptionChange)."""
+    text = value.strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(MAX_RPS_HINT)
+    return int(text)
 
 
 @router.get("/subscriptions")
@@ -165,18 +187,22 @@ async def create_subscription(
     except ValueError:
         raise PortalRefusal(422, "unknown event type") from None
     try:
+        max_rps = _max_rps(fields.get("max_rps", ""))
         # The REST route's own rules (lengths, NUL, repeated event types), not a second copy.
         checked = SubscriptionCreate(
-            url=url, event_types=event_types, description=fields.get("description", "")
+            url=url,
+            event_types=event_types,
+            description=fields.get("description", ""),
+            max_rps=max_rps,
         )
-    except ValidationError:
+    except (ValueError, ValidationError):
         checked = None
     if not url or checked is None:
         return await _subscriptions_page(
             request,
             session,
             db,
-            error="Give an http(s) URL (and a short description).",
+            error=f"Give an http(s) URL (and a short description); {MAX_RPS_HINT}.",
             status_code=422,
         )
     try:
@@ -207,6 +233,34 @@ async def set_enabled(
     )
     notice = "enabled" if enabled else "disabled"
     return see_other(f"{PORTAL_PATH}/subscriptions?notice={notice}")
+
+
+@router.post("/subscriptions/{subscription_id}/pace")
+async def set_pace(
+    request: Request, subscription_id: str, session: PortalSessionDep, db: SessionDep
+) -> Response:
+    fields = await read_form(request, session)
+    try:
+        change = SubscriptionChange(max_rps=_max_rps(fields.get("max_rps", "")))
+    except (ValueError, ValidationError):
+        return await _subscriptions_page(
+            request, session, db, error=f"{MAX_RPS_HINT}.", status_code=422
+        )
+    await subscription_feature.change_subscription(
+        db, resources_of(request), session.client.id, subscription_id, change
+    )
+    return see_other(f"{PORTAL_PATH}/subscriptions?notice=paced#{subscription_id}")
+
+
+@router.post("/subscriptions/{subscription_id}/catch-up")
+async def enable_and_catch_up(
+    request: Request, subscription_id: str, session: PortalSessionDep, db: SessionDep
+) -> Response:
+    await read_form(request, session)
+    recovery = await delivery_feature.enable_and_catch_up(
+        db, resources_of(request), session.client.id, subscription_id
+    )
+    return await _subscriptions_page(request, session, db, caught_up=(subscription_id, recovery))
 
 
 @router.post("/subscriptions/{subscription_id}/rotate")

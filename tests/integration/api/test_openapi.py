@@ -119,6 +119,7 @@ OPERATION_IDS = {
     ("get", "/v1/subscriptions/{subscription_id}"): "get_subscription",
     ("patch", "/v1/subscriptions/{subscription_id}"): "change_subscription",
     ("delete", "/v1/subscriptions/{subscription_id}"): "delete_subscription",
+    ("get", "/v1/subscriptions/{subscription_id}/health"): "get_subscription_health",
     ("get", "/v1/subscriptions/{subscription_id}/secret"): "get_secret",
     ("post", "/v1/subscriptions/{subscription_id}/rotate-secret"): "rotate_secret",
     ("post", "/v1/subscriptions/{subscription_id}/recover"): "recover_subscription",

@@ -264,7 +264,7 @@ async def test_recover_validates_its_window(api: httpx.AsyncClient, alice: ApiCl
         assert (await api.post(path, json=bad, headers=alice.headers)).status_code == 422, bad
     ok = await api.post(path, json={"since": "2026-01-01T00:00:00Z"}, headers=alice.headers)
     assert ok.status_code == 202
-    assert ok.json() == {"status": "accepted", "recovered": 0}
+    assert ok.json() == {"status": "accepted", "deliveries": 0, "recovered": 0, "missed": 0}
 
 
 async def test_another_clients_subscription_answers_404_everywhere(

@@ -79,7 +79,8 @@ async def test_recover_refuses_a_disabled_subscription_and_counts_an_enabled_one
     with pytest.raises(SubscriptionDisabled, match="enable it before recovering"):
         await deliveries.recover_failed(session, client_id, disabled, now, None, now)
     since = now - timedelta(days=1)
-    assert await deliveries.recover_failed(session, client_id, enabled, since, None, now) == 0
+    recovery = await deliveries.recover_failed(session, client_id, enabled, since, None, now)
+    assert recovery.deliveries == 0
 
 
 async def test_failed_deliveries_are_an_empty_last_page_for_a_new_client(

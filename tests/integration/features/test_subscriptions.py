@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.clock import utc_now
-from service.domain.states import EventType
+from service.domain.states import TASK_EVENT_TYPES, EventType
 from service.features import subscriptions
 from service.features.errors import InvalidInput, NotFound
 from service.features.subscriptions import SubscriptionChange, SubscriptionCreate
@@ -16,14 +16,15 @@ from tests.support.resolvers import PUBLIC_HOOK_HOST
 HOOK_URL = f"https://{PUBLIC_HOOK_HOST}/hook"
 
 
-async def test_a_created_subscription_listens_to_every_event_type_and_its_secret_is_revealed(
+async def test_a_created_subscription_listens_to_every_task_event_and_its_secret_is_revealed(
     session: AsyncSession, resources: Resources, client_id: int
 ) -> None:
     row, secret = await subscriptions.create_subscription(
         session, resources, client_id, SubscriptionCreate(url=HOOK_URL)
     )
 
-    assert row.event_types == list(EventType)
+    assert row.event_types == list(TASK_EVENT_TYPES)
+    assert EventType.SUBSCRIPTION_DISABLED not in row.event_types
     assert secret.startswith("whsec_")
     assert await subscriptions.reveal_secret(session, resources, client_id, row.id) == secret
 
