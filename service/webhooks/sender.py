@@ -7,6 +7,11 @@ Host header and TLS SNI keep the name). There is no DNS cache, so a rebinding an
 like any other. IP literals never reach a resolver; their address is checked before the request.
 Proxies from the environment are ignored (trust_env=False): a proxy would connect on our behalf
 to an address we never saw.
+
+A request of a paced subscription must start within its turn (service/domain/pacing.py). That
+is checked when the request has its connection in hand (a kept-alive one, or just before a new
+one is made), the last moment before its bytes go out: a busy event loop that lets several
+requests wait between their turn and the wire would send them together, in one burst.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 
@@ -89,6 +96,25 @@ def _transport_error_text(error: BaseException, timeout_s: float) -> str:
     return type(error).__name__
 
 
+@dataclass(frozen=True)
+class _Turn:
+    """A paced request's turn, handed to the connection hooks (`trace_request_ctx`)."""
+
+    turn_s: float
+
+
+class _TurnMissed(Exception):
+    """Raised by a connection hook: the request is too late for its turn and is not sent."""
+
+
+async def _refuse_a_missed_turn(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
+) -> None:
+    turn = context.trace_request_ctx
+    if isinstance(turn, _Turn) and missed_turn(turn.turn_s, asyncio.get_running_loop().time()):
+        raise _TurnMissed
+
+
 class WebhookSender:
     """Sends webhook requests from one event loop over a shared connection pool.
 
@@ -128,11 +154,15 @@ class WebhookSender:
                 limit_per_host=0,
                 keepalive_timeout=30,
             )
+            turns = aiohttp.TraceConfig()
+            turns.on_connection_reuseconn.append(_refuse_a_missed_turn)
+            turns.on_connection_create_start.append(_refuse_a_missed_turn)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 trust_env=False,
                 auto_decompress=False,
                 headers={"user-agent": USER_AGENT},
+                trace_configs=[turns],
             )
         return self._session
 
@@ -166,25 +196,29 @@ class WebhookSender:
         self, url: str, headers: Mapping[str, str], body: bytes, turn_s: float | None
     ) -> AttemptResult | None:
         """`send`, for a request that must start within its turn of its subscription's pace at
-        `turn_s` (the loop's clock): None, and nothing sent, when the endpoint's concurrency
-        kept it waiting past it (service/domain/pacing.py)."""
+        `turn_s` (the loop's clock): None, and nothing sent, when it could not start in time (the
+        endpoint's concurrency or a busy loop kept it waiting; service/domain/pacing.py)."""
         target = self._target_of(url)
         if isinstance(target, Refusal):
             refused = f"address not allowed: {target.reason}"
             return AttemptResult(datetime.now(UTC), None, 0, refused, None, None)
         async with self._turn(target):
-            if turn_s is not None and missed_turn(turn_s, asyncio.get_running_loop().time()):
-                return None
             at = datetime.now(UTC)
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self.timeout_s):
                     async with self._client().post(
-                        url, data=body, headers=dict(headers), allow_redirects=False
+                        url,
+                        data=body,
+                        headers=dict(headers),
+                        allow_redirects=False,
+                        trace_request_ctx=None if turn_s is None else _Turn(turn_s),
                     ) as response:
                         raw = await response.content.read(EXCERPT_BYTES)
                         status = response.status
                         retry_after = response.headers.get("retry-after")
+            except _TurnMissed:
+                return None
             except Exception as error:  # anything the network does becomes a recorded failure
                 latency = round((time.perf_counter() - started) * 1000)
                 error_text = describe_transport_error(error, self.timeout_s)

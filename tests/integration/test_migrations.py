@@ -7,12 +7,13 @@ import os
 import subprocess
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from service.sim.server import phonebridge_executable
-from service.store.migrate import downgrade_to_base, upgrade_to_head
+from service.store.migrate import alembic_config, downgrade_to_base, upgrade_to_head
 from service.store.tables import Base
 
 PHONEBRIDGE = phonebridge_executable()
@@ -74,3 +75,47 @@ def test_cli_migrate_is_safe_to_run_twice(empty_database: str, tmp_path: Path) -
     finally:
         engine.dispose()
     assert schema_differences(empty_database) == []
+
+
+def test_endpoint_health_turns_the_old_disabled_reasons_into_the_contracts_words(
+    empty_database: str,
+) -> None:
+    config = alembic_config(empty_database)
+    command.upgrade(config, "replay_bytes_0001")
+    engine = create_engine(empty_database)
+    try:
+        with engine.begin() as conn:
+            client = conn.execute(text("INSERT INTO clients (name) VALUES ('c') RETURNING id"))
+            client_id = client.scalar_one()
+            for public_id, enabled, reason in (
+                ("sub_client", False, "disabled by the client"),
+                (
+                    "sub_gone",
+                    False,
+                    "HTTP 410: the endpoint is gone; the subscription was disabled",
+                ),
+                ("sub_fine", True, None),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO subscriptions (public_id, client_id, url, event_types,"
+                        " enabled, disabled_reason, secret_encrypted)"
+                        " VALUES (:p, :c, 'https://x.example/', '{task.completed}', :e, :r, '')"
+                    ),
+                    {"p": public_id, "c": client_id, "e": enabled, "r": reason},
+                )
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT public_id, disabled_reason, disabled_at IS NOT NULL FROM subscriptions"
+                    " ORDER BY public_id"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in rows] == [
+        ("sub_client", "client", True),
+        ("sub_fine", None, False),
+        ("sub_gone", "gone", True),
+    ]

@@ -1,0 +1,177 @@
+"""An endpoint dead for a (shortened) disable window is disabled as `failing`, with exactly one
+`subscription.disabled` event in the feed, sent to the client's other subscriptions that name the
+type; re-enabled and recovered, it gets every event it missed exactly once per webhook-id. The
+scheduler's claim and the worker's batch are run by hand (`pump`) on a clock the test moves."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from standardwebhooks.webhooks import Webhook
+
+from service.config import Settings
+from service.heartbeat import LeaseKeeper
+from service.webhooks.batch_delivery import DeliveryService
+from service.webhooks.encryption import cipher_for
+from service.webhooks.sender import WebhookSender
+from tests.support.deliveries import FakeClock, Pump
+from tests.support.factories import ApiClient, emit_event, new_client
+from tests.support.receivers import Receiver, Reply
+from tests.support.settings import webhook_settings
+
+Sessions = async_sessionmaker[AsyncSession]
+
+# Shortened: every attempt failing for 2 s (and one whole schedule of two attempts) disables.
+DISABLE_AFTER_S = 2.0
+RETRY_S = 0.5
+
+
+@pytest.fixture
+def short_settings(database_url: str, redis_url: str) -> Settings:
+    return webhook_settings(
+        database_url,
+        redis_url,
+        webhook_disable_after_s=DISABLE_AFTER_S,
+        webhook_retry_schedule=(RETRY_S,),
+    )
+
+
+@pytest.fixture
+async def short_pump(short_settings: Settings, sessions: Sessions) -> AsyncIterator[Pump]:
+    settings = short_settings
+    clock = FakeClock()
+    sender = WebhookSender(settings.webhook_timeout_s, allow_private=True)
+    leases = LeaseKeeper(sessions, settings.lease_s, clock=clock)
+    service = DeliveryService(settings, sessions, sender, cipher_for(settings), leases, clock=clock)
+    yield Pump(service, sessions, clock, settings)
+    await service.close()
+
+
+@pytest.fixture
+async def client(hook_settings: Settings, sessions: Sessions) -> ApiClient:
+    return await new_client(hook_settings, sessions)
+
+
+async def subscribe(
+    api: httpx.AsyncClient, who: ApiClient, url: str, **body: Any
+) -> dict[str, Any]:
+    response = await api.post("/v1/subscriptions", json={"url": url, **body}, headers=who.headers)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def shown(api: httpx.AsyncClient, who: ApiClient, subscription_id: str) -> dict[str, Any]:
+    response = await api.get(f"/v1/subscriptions/{subscription_id}", headers=who.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_dead_endpoint_is_disabled_once_told_to_the_others_and_caught_up_exactly_once(
+    api: httpx.AsyncClient,
+    client: ApiClient,
+    receiver: Receiver,
+    short_pump: Pump,
+    sessions: Sessions,
+) -> None:
+    pump = short_pump
+    dead, ops, plain = (f"/{name}-{secrets.token_hex(4)}" for name in ("dead", "ops", "plain"))
+    receiver.script(dead, default=Reply(status=500))
+    failing = await subscribe(api, client, receiver.url(dead))
+    operations = await subscribe(
+        api, client, receiver.url(ops), event_types=["subscription.disabled", "task.completed"]
+    )
+    await subscribe(api, client, receiver.url(plain))
+
+    # The first event's delivery fails its whole schedule (two attempts) within the window.
+    first = await emit_event(sessions, client.id)
+    await pump.once()
+    pump.clock.advance(RETRY_S * 1.3)
+    await pump.once()
+    assert (await shown(api, client, failing["id"]))["enabled"] is True
+
+    # Past the window, the next failed attempt disables it.
+    pump.clock.advance(DISABLE_AFTER_S)
+    second = await emit_event(sessions, client.id, "expired")
+    await pump.once()
+    disabled = await shown(api, client, failing["id"])
+    assert (disabled["enabled"], disabled["disabled_reason"]) == (False, "failing")
+    health = (
+        await api.get(f"/v1/subscriptions/{failing['id']}/health", headers=client.headers)
+    ).json()
+    assert health["failures_in_row"] == 3
+    assert health["failing_since"] is not None
+    assert health["last_hour"]["attempts"] == 3
+    assert health["last_hour"]["success_rate"] == 0.0
+
+    # One subscription.disabled event, in the feed, whose data is the subscription as shown.
+    feed = (await api.get("/v1/events?limit=500", headers=client.headers)).json()["data"]
+    [notice] = [e for e in feed if e["type"] == "subscription.disabled"]
+    assert notice["data"] == disabled
+    # Sent to the subscription that names the type, once; not to the one that does not.
+    await pump.once()
+    await pump.once()
+    told = [r for r in receiver.received(ops) if r.headers["webhook-id"] == notice["id"]]
+    [request] = told
+    payload = Webhook(operations["secret"]).verify(request.body, request.headers)
+    assert payload == {
+        "type": "subscription.disabled",
+        "timestamp": notice["created_at"],
+        "data": disabled,
+    }
+    assert all(r.headers["webhook-id"] != notice["id"] for r in receiver.received(plain))
+
+    # More failures of the same endpoint (none are attempted now) make no second event.
+    pump.clock.advance(DISABLE_AFTER_S)
+    await pump.once()
+    feed = (await api.get("/v1/events?limit=500", headers=client.headers)).json()["data"]
+    assert [e["type"] for e in feed].count("subscription.disabled") == 1
+
+    # While it is disabled its events are kept but not sent to it.
+    missed = [await emit_event(sessions, client.id) for _ in range(2)]
+    before_catch_up = len(receiver.received(dead))
+    await pump.once()
+    assert len(receiver.received(dead)) == before_catch_up
+
+    # Fixed, re-enabled and recovered since its trouble began: what failed goes again, what it
+    # missed goes now, each counted in the answer.
+    receiver.script(dead, default=Reply(status=200))
+    enabled = await api.patch(
+        f"/v1/subscriptions/{failing['id']}", json={"enabled": True}, headers=client.headers
+    )
+    assert (enabled.json()["enabled"], enabled.json()["disabled_reason"]) == (True, None)
+    since = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    recovered = await api.post(
+        f"/v1/subscriptions/{failing['id']}/recover",
+        json={"since": since.isoformat()},
+        headers=client.headers,
+    )
+    assert recovered.status_code == 202
+    assert recovered.json() == {"status": "accepted", "deliveries": 4, "recovered": 2, "missed": 2}
+    await pump.once()
+    sent = Counter(r.headers["webhook-id"] for r in receiver.received(dead)[before_catch_up:])
+    assert sent == Counter({first: 1, second: 1, missed[0]: 1, missed[1]: 1})
+
+    # Recovering the same window again sends nothing twice.
+    again = await api.post(
+        f"/v1/subscriptions/{failing['id']}/recover",
+        json={"since": since.isoformat()},
+        headers=client.headers,
+    )
+    assert again.json()["deliveries"] == 0
+    await pump.once()
+    assert len(receiver.received(dead)) == before_catch_up + 4
+    health = (
+        await api.get(f"/v1/subscriptions/{failing['id']}/health", headers=client.headers)
+    ).json()
+    assert health["failures_in_row"] == 0
+    assert health["failing_since"] is None
+    assert health["last_success_at"] is not None
