@@ -3,13 +3,19 @@ scheduler`): deliveries/s to a receiver that answers 200 at once, then the same 
 subscription's receiver never answers (every attempt to it times out). The healthy receiver should
 keep at least 80% of its rate.
 
-    .venv/bin/python bench/deliver.py [--events 5000] [--timeout 5]
+Then the burst (issue 24): --burst-events (10,000) events, each to an endpoint paced at
+--burst-max-rps (50) and to one without a cap. It prints the capped endpoint's most requests in
+any sliding second (at most max_rps), the uncapped one's throughput beside it (next to its rate
+alone: the capped one's queue must not slow it), and the time each took to drain. `--burst-only`
+skips the first two measurements.
+
+    .venv/bin/python bench/deliver.py [--events 5000] [--timeout 5] [--burst-only]
 
 It creates a scratch database on PHONEBRIDGE_TEST_ADMIN_URL (default the local postgres),
 migrates it, inserts the events and their deliveries directly (not yet due), starts the worker and
 the scheduler as real processes, makes the deliveries due at once and times how long the receiver
-takes to get them all. The receivers run in a process of their own. The database is dropped at the
-end.
+takes to get them all. The receivers run in a process of their own. The load average is printed
+before and after. The database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from support import scratch_database  # noqa: E402
 
 from service.config import build_settings  # noqa: E402
+from service.domain.pacing import most_in_any_window  # noqa: E402
 from service.domain.signing import new_secret  # noqa: E402
 from service.webhooks.encryption import cipher_for  # noqa: E402
 
@@ -62,7 +69,13 @@ def serve_receivers() -> None:
     async def stats(request: web.Request) -> web.Response:
         path = request.query["path"]
         times = arrivals.get(path, [])
-        body = {"count": len(times), "first": min(times, default=0), "last": max(times, default=0)}
+        body: dict[str, Any] = {
+            "count": len(times),
+            "first": min(times, default=0),
+            "last": max(times, default=0),
+        }
+        if "times" in request.query:
+            body["times"] = times
         return web.json_response(body)
 
     held: list[asyncio.StreamWriter] = []
@@ -97,10 +110,14 @@ def serve_receivers() -> None:
 # --- setup -----------------------------------------------------------------------------------
 
 
-def insert_workload(db_url: str, urls: list[str], events: int) -> tuple[int, list[int]]:
-    """A client with one subscription per URL and `events` completed tasks with their events and
-    deliveries, none due yet. Returns the client id and the subscription ids."""
+def insert_workload(
+    db_url: str, urls: list[str], events: int, max_rps: dict[str, int] | None = None
+) -> tuple[int, list[int]]:
+    """A client with one subscription per URL (paced at `max_rps[url]` when given) and `events`
+    completed tasks with their events and deliveries, none due yet. Returns the client id and
+    the subscription ids."""
     cipher = cipher_for(build_settings(secret_key=SECRET_KEY))
+    paced = max_rps or {}
     now = datetime.now(UTC)
     later = now + timedelta(days=1)
     with psycopg.connect(db_url) as conn:
@@ -114,8 +131,8 @@ def insert_workload(db_url: str, urls: list[str], events: int) -> tuple[int, lis
             subscription_ids.append(
                 conn.execute(
                     "INSERT INTO subscriptions (public_id, client_id, url, event_types,"
-                    " secret_encrypted) VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                    (public_id, client_id, url, ["task.completed"], secret),
+                    " secret_encrypted, max_rps) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                    (public_id, client_id, url, ["task.completed"], secret, paced.get(url)),
                 ).fetchone()[0]  # type: ignore[index]
             )
         conn.execute(
@@ -164,10 +181,11 @@ def make_due(db_url: str, client_id: int) -> float:
     return time.time()
 
 
-def stats(port: int, path: str) -> dict[str, Any]:
+def stats(port: int, path: str, times: bool = False) -> dict[str, Any]:
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats?path={path}") as answer:
+    query = f"path={path}" + ("&times=1" if times else "")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats?{query}") as answer:
         result: dict[str, Any] = json.loads(answer.read())
         return result
 
@@ -180,6 +198,10 @@ def wait_for(port: int, path: str, count: int, deadline_s: float) -> dict[str, A
             return current
         time.sleep(0.05)
     raise SystemExit(f"only {stats(port, path)['count']} of {count} deliveries arrived in time")
+
+
+def load_average() -> str:
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -211,10 +233,45 @@ def measure(
     return events / float(done["last"] - due_at)
 
 
+def measure_burst(
+    db_url: str, ports: dict[str, int], events: int, max_rps: int, alone: float | None
+) -> None:
+    """`events` events to a paced endpoint and an uncapped one at once: the paced one's most in
+    any sliding second, the uncapped one's rate, each one's time to drain."""
+    tag = secrets.token_hex(4)
+    capped = f"/capped-{tag}"
+    uncapped = f"/uncapped-{tag}"
+    capped_url = f"http://127.0.0.1:{ports['healthy']}{capped}"
+    urls = [capped_url, f"http://127.0.0.1:{ports['healthy']}{uncapped}"]
+    client_id, _ = insert_workload(db_url, urls, events, {capped_url: max_rps})
+    due_at = make_due(db_url, client_id)
+    free = wait_for(ports["healthy"], uncapped, events, deadline_s=600)
+    free_rate = events / float(free["last"] - due_at)
+    beside = "" if alone is None else f" ({free_rate / alone:.0%} of its rate alone)"
+    print(
+        f"  uncapped endpoint beside it: {free_rate:8.0f} deliveries/s{beside}, drained in "
+        f"{free['last'] - due_at:.1f} s",
+        flush=True,
+    )
+    # The paced one takes events / (max_rps / 1.1) seconds: give it twice that.
+    wait_for(ports["healthy"], capped, events, deadline_s=2.2 * events / max_rps + 120)
+    paced = stats(ports["healthy"], capped, times=True)
+    times: list[float] = paced["times"]
+    steady = events / float(paced["last"] - paced["first"])
+    print(
+        f"  capped endpoint (max_rps {max_rps}): at most {most_in_any_window(times)} requests in "
+        f"any sliding second, {steady:.1f}/s on average, drained in {paced['last'] - due_at:.1f} s",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--timeout", type=float, default=5.0, help="webhook timeout, seconds")
+    parser.add_argument("--burst-events", type=int, default=10_000)
+    parser.add_argument("--burst-max-rps", type=int, default=50)
+    parser.add_argument("--burst-only", action="store_true", help="measure the burst alone")
     parser.add_argument("--serve-receivers", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_receivers:
@@ -252,20 +309,29 @@ def main() -> None:
                         cwd=REPO,
                     )
                 )
+            print(f"load average before: {load_average()}", flush=True)
             # Warm up: the worker's first task starts its engine loop and connections.
             worker_pid = processes[1].pid
             measure(database.url, ports, 50, with_dead=False, worker_pid=worker_pid)
-            alone = measure(
-                database.url, ports, args.events, with_dead=False, worker_pid=worker_pid
-            )
-            print(f"healthy receiver alone:            {alone:8.0f} deliveries/s")
-            beside_dead = measure(
-                database.url, ports, args.events, with_dead=True, worker_pid=worker_pid
-            )
+            alone = None
+            if not args.burst_only:
+                alone = measure(
+                    database.url, ports, args.events, with_dead=False, worker_pid=worker_pid
+                )
+                print(f"healthy receiver alone:            {alone:8.0f} deliveries/s")
+                beside_dead = measure(
+                    database.url, ports, args.events, with_dead=True, worker_pid=worker_pid
+                )
+                print(
+                    f"beside a receiver that times out:  {beside_dead:8.0f} deliveries/s "
+                    f"({beside_dead / alone:.0%} of the rate alone; timeout {args.timeout:g} s)"
+                )
             print(
-                f"beside a receiver that times out:  {beside_dead:8.0f} deliveries/s "
-                f"({beside_dead / alone:.0%} of the rate alone; timeout {args.timeout:g} s)"
+                f"burst: {args.burst_events} events to a paced and an uncapped endpoint at once",
+                flush=True,
             )
+            measure_burst(database.url, ports, args.burst_events, args.burst_max_rps, alone)
+            print(f"load average after: {load_average()}")
         finally:
             for process in reversed(processes):
                 process.send_signal(signal.SIGTERM)
