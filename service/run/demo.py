@@ -124,7 +124,7 @@ class DemoClient:
         return response.json()
 
     def subscribe(self, url: str) -> tuple[str, str]:
-        """A subscription to every event type; its id and signing secret."""
+        """A subscription to every task event; its id and signing secret."""
         body = {"url": url, "description": "phonebridge demo receiver"}
         created = self._call("POST", "/v1/subscriptions", json=body)
         return str(created["id"]), str(created["secret"])
