@@ -19,7 +19,6 @@ turn if it missed its own.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +31,10 @@ MAX_LATENESS_S = 0.04
 # A delivery whose turn is at most this far off waits for it in the worker; a later turn is
 # written to the delivery's row, which comes due this long before it.
 HOLD_S = 2.0
+# A new turn is at least this far ahead: the worker writes back the rest of its batch, loads the
+# delivery and signs it meanwhile (on a loaded machine those round trips took longer than the
+# lateness allowed, and the first turns of a batch were missed).
+TURN_LEAD_S = 0.2
 # The contract's bounds of a subscription's max_rps.
 MAX_RPS_MIN = 1
 MAX_RPS_MAX = 1000
@@ -89,8 +92,10 @@ def most_in_any_window(moments: Iterable[float], window_s: float = 1.0) -> int:
     "never more than max_rps in any sliding second" bounds, as a receiver counts arrivals."""
     ordered = sorted(moments)
     most = 0
+    start = 0
     for end, moment in enumerate(ordered):
-        # The moments in (moment - window_s, moment]: those of the window that ends just after.
-        start = bisect_right(ordered, moment - window_s, 0, end + 1)
+        # The window that starts at ordered[start] and holds `moment`: within window_s of it.
+        while moment - ordered[start] >= window_s:
+            start += 1
         most = max(most, end - start + 1)
     return most

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from service.clock import Clock
 from service.domain.pacing import (
+    TURN_LEAD_S,
     SendAtTurn,
     TakeTurn,
     TurnPlace,
@@ -45,13 +46,13 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX: Final = "phonebridge:webhook_pace:"
 
-# KEYS: the timeline. ARGV: microseconds between turns, n.
-# Returns the microseconds from now to the first of the n turns taken.
+# KEYS: the timeline. ARGV: microseconds between turns, n, microseconds of lead.
+# Returns the microseconds from now to the first of the n turns taken (at least the lead).
 _RESERVE_TURNS_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[3]))
 local tat = start + tonumber(ARGV[2]) * interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat),
            'PX', math.ceil((tat - now) / 1000) + 1000)
@@ -71,13 +72,19 @@ class SubscriptionPace:
         self._reserve = redis.register_script(_RESERVE_TURNS_LUA)
 
     async def reserve_turns(
-        self, subscription_pk: int, pace_epoch: int, interval_s: float, count: int
+        self,
+        subscription_pk: int,
+        pace_epoch: int,
+        interval_s: float,
+        count: int,
+        lead_s: float = TURN_LEAD_S,
     ) -> float:
-        """Take the next `count` turns of the subscription's timeline, `interval_s` apart;
-        returns how far from now (seconds, by Redis's clock) the first one is."""
+        """Take the next `count` turns of the subscription's timeline, `interval_s` apart and the
+        first at least `lead_s` from now; returns how far from now (seconds, by Redis's clock)
+        the first one is."""
         first_us = await self._reserve(
             keys=[timeline_key(subscription_pk, pace_epoch)],
-            args=[repr(interval_s * 1e6), count],
+            args=[repr(interval_s * 1e6), count, repr(lead_s * 1e6)],
         )
         return float(first_us) / 1e6
 

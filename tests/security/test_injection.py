@@ -57,11 +57,11 @@ BODY_FIELDS: dict[tuple[str, str], tuple[dict[str, Any], list[list[Any]]]] = {
     ),
     ("POST", "/v1/subscriptions"): (
         {"url": "https://hooks.phonebridge-security.test/inj"},
-        [["url"], ["description"], ["event_types", 0]],
+        [["url"], ["description"], ["event_types", 0], ["max_rps"]],
     ),
     ("PATCH", "/v1/subscriptions/{subscription_id}"): (
         {},
-        [["url"], ["description"], ["event_types", 0]],
+        [["url"], ["description"], ["event_types", 0], ["max_rps"]],
     ),
     ("POST", "/v1/subscriptions/{subscription_id}/recover"): (
         RECOVER,

@@ -31,7 +31,7 @@ NOW = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
 
 def brute_force_most(moments: list[float], window_s: float) -> int:
     return max(
-        (sum(start <= other < start + window_s for other in moments) for start in moments),
+        (sum(0 <= other - start < window_s for other in moments) for start in moments),
         default=0,
     )
 

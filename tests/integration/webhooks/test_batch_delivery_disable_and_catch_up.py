@@ -9,6 +9,7 @@ import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -21,10 +22,12 @@ from service.heartbeat import LeaseKeeper
 from service.webhooks.batch_delivery import DeliveryService
 from service.webhooks.encryption import cipher_for
 from service.webhooks.sender import WebhookSender
+from tests.support.api import FEED_SETTLE_S
 from tests.support.deliveries import FakeClock, Pump
 from tests.support.factories import ApiClient, emit_event, new_client
 from tests.support.receivers import Receiver, Reply
 from tests.support.settings import webhook_settings
+from tests.support.waiting import wait_until_async
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -66,6 +69,32 @@ async def subscribe(
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
+
+
+async def feed_events(api: httpx.AsyncClient, who: ApiClient) -> list[dict[str, Any]]:
+    page = await api.get("/v1/events?limit=500", headers=who.headers)
+    events: list[dict[str, Any]] = page.json()["data"]
+    return events
+
+
+async def in_feed(api: httpx.AsyncClient, who: ApiClient, event_id: str) -> bool:
+    return any(event["id"] == event_id for event in await feed_events(api, who))
+
+
+async def disable_events(
+    api: httpx.AsyncClient, who: ApiClient, at_least: int
+) -> list[dict[str, Any]]:
+    """The client's subscription.disabled events, once the feed shows at least `at_least` (it
+    shows an event once every transaction older than it has ended)."""
+
+    async def enough() -> list[dict[str, Any]] | None:
+        found = [e for e in await feed_events(api, who) if e["type"] == "subscription.disabled"]
+        return found if len(found) >= at_least else None
+
+    found: list[dict[str, Any]] = await wait_until_async(
+        enough, timeout_s=FEED_SETTLE_S, what=f"{at_least} subscription.disabled events"
+    )
+    return found
 
 
 async def shown(api: httpx.AsyncClient, who: ApiClient, subscription_id: str) -> dict[str, Any]:
@@ -113,8 +142,7 @@ async def test_a_dead_endpoint_is_disabled_once_told_to_the_others_and_caught_up
     assert health["last_hour"]["success_rate"] == 0.0
 
     # One subscription.disabled event, in the feed, whose data is the subscription as shown.
-    feed = (await api.get("/v1/events?limit=500", headers=client.headers)).json()["data"]
-    [notice] = [e for e in feed if e["type"] == "subscription.disabled"]
+    [notice] = await disable_events(api, client, at_least=1)
     assert notice["data"] == disabled
     # Sent to the subscription that names the type, once; not to the one that does not.
     await pump.once()
@@ -132,11 +160,14 @@ async def test_a_dead_endpoint_is_disabled_once_told_to_the_others_and_caught_up
     # More failures of the same endpoint (none are attempted now) make no second event.
     pump.clock.advance(DISABLE_AFTER_S)
     await pump.once()
-    feed = (await api.get("/v1/events?limit=500", headers=client.headers)).json()["data"]
-    assert [e["type"] for e in feed].count("subscription.disabled") == 1
+    later = await emit_event(sessions, client.id)
+    await wait_until_async(
+        partial(in_feed, api, client, later), timeout_s=FEED_SETTLE_S, what="a later event"
+    )
+    assert len(await disable_events(api, client, at_least=0)) == 1
 
     # While it is disabled its events are kept but not sent to it.
-    missed = [await emit_event(sessions, client.id) for _ in range(2)]
+    missed = [later, await emit_event(sessions, client.id)]
     before_catch_up = len(receiver.received(dead))
     await pump.once()
     assert len(receiver.received(dead)) == before_catch_up

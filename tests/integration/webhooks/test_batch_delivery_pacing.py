@@ -71,23 +71,28 @@ async def test_a_burst_goes_out_at_its_turns_and_the_rest_waits_in_rows_without_
 
     report = await pump.once()
 
-    # Two a second (with the margin, 0.55 s apart): the turns within HOLD_S went out at them.
+    # Two a second (with the margin, 0.55 s apart): the turns within HOLD_S went out at them,
+    # but for any the loop made too late for its turn (a loaded machine): those went back to
+    # their rows, due now, to take another. The others wait in their rows for their turns.
     arrivals = [request.arrived for request in receiver.received(path)]
-    assert len(arrivals) == 4
+    assert len(arrivals) + report.missed_turn == 4
+    assert len(arrivals) >= 1
     assert report.waiting_for_turn == 2
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    assert min(gaps) > turn_interval_s(2) - 0.05
+    assert all(gap > turn_interval_s(2) - 0.05 for gap in gaps)
     assert most_in_any_window(arrivals) <= 2
     rows = await deliveries_to(sessions, sub["id"])
-    sent = [row for row in rows if row["state"] == "succeeded"]
-    waiting = [row for row in rows if row["state"] == "pending"]
-    assert len(sent) == 4
-    assert all(row["attempt_count"] == 1 and row["turn_at"] is None for row in sent)
+    sent = [row for row in rows if row["attempt_count"] == 1]
+    assert len(sent) == len(arrivals)
+    assert all(row["state"] == "succeeded" and row["turn_at"] is None for row in sent)
+    waiting = [row for row in rows if row["turn_at"] is not None]
     assert len(waiting) == 2
     for row in waiting:
-        assert row["attempt_count"] == 0
-        assert row["lease_token"] is None
+        assert (row["state"], row["attempt_count"], row["lease_token"]) == ("pending", 0, None)
         assert row["next_attempt_at"] == row["turn_at"] - timedelta(seconds=HOLD_S)
+    missed = [row for row in rows if row["attempt_count"] == 0 and row["turn_at"] is None]
+    assert len(missed) == report.missed_turn
+    assert all(row["state"] == "pending" and row["lease_token"] is None for row in missed)
     assert {row["event_public_id"] for row in rows} == set(events)
     # The rows still waiting would be the next test's to send: they stop with the subscription.
     await api.delete(f"/v1/subscriptions/{sub['id']}", headers=client.headers)

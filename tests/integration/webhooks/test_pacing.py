@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from service.domain.pacing import HOLD_S, turn_interval_s
+from service.domain.pacing import HOLD_S, TURN_LEAD_S, turn_interval_s
 from service.run.processes import free_port
 from service.store.deliveries import LeasedPace
 from service.webhooks.pacing import SubscriptionPace, place_turns
@@ -61,7 +61,13 @@ async def test_a_new_pace_starts_a_fresh_timeline(redis_client: Redis[Any]) -> N
     subscription = a_subscription()
     await pace.reserve_turns(subscription, 0, 1.0, 100)  # the old pace: a hundred seconds queued
     assert await pace.reserve_turns(subscription, 0, 1.0, 1) > 99
-    assert await pace.reserve_turns(subscription, 1, 0.1, 1) == pytest.approx(0.0, abs=0.01)
+    assert await pace.reserve_turns(subscription, 1, 0.1, 1, lead_s=0) == pytest.approx(0, abs=0.01)
+
+
+async def test_a_new_turn_is_at_least_the_lead_ahead(redis_client: Redis[Any]) -> None:
+    pace = SubscriptionPace(redis_client)
+    first = await pace.reserve_turns(a_subscription(), 0, 0.1, 1)
+    assert first == pytest.approx(TURN_LEAD_S, abs=0.01)
 
 
 async def test_a_batch_is_placed_near_turns_in_the_worker_far_ones_in_their_rows(
@@ -84,7 +90,7 @@ async def test_a_batch_is_placed_near_turns_in_the_worker_far_ones_in_their_rows
     interval = timedelta(seconds=turn_interval_s(2))
     assert 1 not in placement.send_at
     assert placement.send_at[12] == held_turn
-    # Two a second with the margin: turns 0, 0.55, 1.1, 1.65 s are near; the rest wait in rows.
+    # Two a second with the margin: turns 0.2, 0.75, 1.3, 1.85 s are near; the rest wait in rows.
     near = sorted(i for i in placement.send_at if i != 12)
     assert near == [2, 3, 4, 5]
     waiting = {row_id: (turn, due) for row_id, turn, due in placement.in_rows}
