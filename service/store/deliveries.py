@@ -43,7 +43,9 @@ _CLAIM_DUE = text(
 
 _LEASED_SUBSCRIPTIONS = text(
     f"""
-    SELECT d.id, d.subscription_id AS subscription_pk, d.turn_at, s.max_rps, s.pace_epoch
+    SELECT d.id, d.subscription_id AS subscription_pk, d.turn_at, s.pace_epoch,
+           -- A disabled or deleted subscription's delivery is stopped, not paced.
+           CASE WHEN s.enabled AND s.deleted_at IS NULL THEN s.max_rps END AS max_rps
     FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
     WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.lease_token = :token AND d.state = '{_PENDING}'
       AND d.lease_until > :now

@@ -232,7 +232,10 @@ class DeliveryService:
                     for row in admitted
                 )
             )
-        report.missed_turn = sum(isinstance(state, _MissedTurn) for state in states)
+        missed = [row.id for row, state in zip(admitted, states, strict=True) if state is _MISSED]
+        if missed:
+            await self._hand_back_missed(missed, lease_token)
+        report.missed_turn = len(missed)
         report.count_attempts([s for s in states if not isinstance(s, _MissedTurn)])
         return report
 
@@ -285,8 +288,8 @@ class DeliveryService:
         turn_at: datetime | None,
     ) -> DeliveryState | _MissedTurn | None:
         """Send one delivery (at its turn, for a paced subscription) and wait for its attempt
-        to be written; returns its new state (None when the write changed nothing), or
-        _MISSED_TURN when it was handed back unsent, too late for its turn."""
+        to be written; returns its new state (None when the write changed nothing), or _MISSED
+        when it could not start within its turn (nothing sent; its batch hands it back)."""
         try:
             turn_s = None
             if turn_at is not None:
@@ -295,21 +298,20 @@ class DeliveryService:
                 await asyncio.sleep(max(0.0, turn_s - loop.time()))
             result = await self._attempt(row, secrets_by_subscription, turn_s)
             if result is None:
-                await self._hand_back_missed(row, lease_token)
-                return _MISSED_TURN
+                return _MISSED
             self._admission.learn_latency(row.subscription_pk, result)
             return await self._write_back.record(row, result, lease_token)
         finally:
             self._admission.leave(row.subscription_pk)
             settle(1)
 
-    async def _hand_back_missed(self, row: LeasedDelivery, lease_token: uuid.UUID) -> None:
-        """A delivery too late for its turn goes back to its row, due now: it takes the next free
-        turn when it comes back (the lease would bring it back too, only later)."""
-        record_webhook_turns(missed=1)
-        log.info("webhook.missed_turn", extra={"delivery_pk": row.id})
+    async def _hand_back_missed(self, ids: list[int], lease_token: uuid.UUID) -> None:
+        """Deliveries too late for their turns go back to their rows, due now: each takes the
+        next free turn when it comes back (the lease would bring them back too, only later)."""
+        record_webhook_turns(missed=len(ids))
+        log.info("webhook.missed_turns", extra={"deliveries": len(ids)})
         async with self._db_slots, transaction(self._sessions) as session:
-            await postpone_leased(session, [row.id], lease_token, self._clock())
+            await postpone_leased(session, ids, lease_token, self._clock())
 
     def _secrets(self, row: LeasedDelivery, cache: dict[int, list[str] | str]) -> list[str] | str:
         """The secrets that sign for this row's subscription, or why there are none."""
@@ -344,7 +346,7 @@ class DeliveryService:
 
 
 class _MissedTurn:
-    """A delivery handed back unsent: too late for its turn."""
+    """A delivery that could not start within its turn: not sent."""
 
 
-_MISSED_TURN = _MissedTurn()
+_MISSED = _MissedTurn()

@@ -3,9 +3,11 @@
 The model is the upstream call ceiling (service/upstream/ratelimit.py): GCRA with no burst. A
 reservation atomically takes the next `n` turns of the subscription's timeline, spaced
 `turn_interval_s(max_rps)` apart (service/domain/pacing.py), with Redis TIME as the clock and a
-Lua script as the lock, so turns of two workers never overlap. The answer is relative ("the
-first turn is this far from now"): each worker places the turns on its own clock, whatever the
-skew between machines.
+Lua script as the lock, so turns of two workers never overlap. The answer is the first turn on
+Redis's clock, which each worker maps to its own (`RedisClock`: the offset measured over the
+quickest of a few round trips, every half minute), whatever the skew between machines. Unlike an
+answer relative to "now", that does not make every turn of a reservation late by its round trip:
+on a loaded machine a slow answer had one worker's turns land on the next worker's.
 
 The key names the subscription and its `pace_epoch`, which moves on with each change of its
 max_rps: a new pace starts a fresh timeline instead of queueing behind the old one's turns. Keys
@@ -22,6 +24,7 @@ unpaced).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,7 +50,7 @@ log = logging.getLogger(__name__)
 KEY_PREFIX: Final = "phonebridge:webhook_pace:"
 
 # KEYS: the timeline. ARGV: microseconds between turns, n, microseconds of lead.
-# Returns the microseconds from now to the first of the n turns taken (at least the lead).
+# Returns the first of the n turns taken (at least the lead from now), in microseconds of TIME.
 _RESERVE_TURNS_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -56,8 +59,41 @@ local start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumb
 local tat = start + tonumber(ARGV[2]) * interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat),
            'PX', math.ceil((tat - now) / 1000) + 1000)
-return string.format('%.0f', start - now)
+return string.format('%.0f', start)
 """
+
+# Round trips whose quickest gives Redis's clock, and how long that measure is kept.
+CLOCK_SAMPLES: Final = 5
+CLOCK_REFRESH_S: Final = 30.0
+
+
+class RedisClock:
+    """Redis's clock (TIME) as this process sees it: its offset from `time.time()`, measured
+    over the quickest of a few round trips (off by at most half of it)."""
+
+    def __init__(self, redis: Redis[Any]) -> None:
+        self._redis = redis
+        self._offset_s: float | None = None
+        self._measured_at = 0.0
+
+    async def seconds_until(self, redis_us: int) -> float:
+        """How far from now (this process's clock) a moment of Redis's clock is."""
+        if self._offset_s is None or time.monotonic() - self._measured_at > CLOCK_REFRESH_S:
+            self._offset_s = await self._measure()
+            self._measured_at = time.monotonic()
+        return redis_us / 1e6 - (time.time() + self._offset_s)
+
+    async def _measure(self) -> float:
+        quickest: tuple[float, float] | None = None
+        for _ in range(CLOCK_SAMPLES):
+            sent = time.time()
+            seconds, micros = await self._redis.time()
+            received = time.time()
+            sample = (received - sent, seconds + micros / 1e6 - (sent + received) / 2)
+            if quickest is None or sample[0] < quickest[0]:
+                quickest = sample
+        assert quickest is not None
+        return quickest[1]
 
 
 def timeline_key(subscription_pk: int, pace_epoch: int) -> str:
@@ -68,8 +104,8 @@ class SubscriptionPace:
     """The turns of paced subscriptions, on the Redis every worker shares."""
 
     def __init__(self, redis: Redis[Any]) -> None:
-        self._redis = redis
         self._reserve = redis.register_script(_RESERVE_TURNS_LUA)
+        self._clock = RedisClock(redis)
 
     async def reserve_turns(
         self,
@@ -80,13 +116,12 @@ class SubscriptionPace:
         lead_s: float = TURN_LEAD_S,
     ) -> float:
         """Take the next `count` turns of the subscription's timeline, `interval_s` apart and the
-        first at least `lead_s` from now; returns how far from now (seconds, by Redis's clock)
-        the first one is."""
+        first at least `lead_s` from now; returns how far from now the first one is."""
         first_us = await self._reserve(
             keys=[timeline_key(subscription_pk, pace_epoch)],
             args=[repr(interval_s * 1e6), count, repr(lead_s * 1e6)],
         )
-        return float(first_us) / 1e6
+        return await self._clock.seconds_until(int(first_us))
 
 
 @dataclass
@@ -136,14 +171,11 @@ async def place_turns(
             )
             placement.unplaced.extend(ids)
             continue
-        # Placed from when the answer came: a turn is never early, late by at most the round trip.
-        answered = clock()
+        now = clock()
         for delivery_id, turn_at in zip(
-            ids,
-            turns_from(answered + timedelta(seconds=first_in_s), interval_s, len(ids)),
-            strict=True,
+            ids, turns_from(now + timedelta(seconds=first_in_s), interval_s, len(ids)), strict=True
         ):
-            _place(placement, delivery_id, place_turn(turn_at, answered))
+            _place(placement, delivery_id, place_turn(turn_at, now))
     return placement
 
 

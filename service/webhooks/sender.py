@@ -9,9 +9,10 @@ Proxies from the environment are ignored (trust_env=False): a proxy would connec
 to an address we never saw.
 
 A request of a paced subscription must start within its turn (service/domain/pacing.py). That
-is checked when the request has its connection in hand (a kept-alive one, or just before a new
-one is made), the last moment before its bytes go out: a busy event loop that lets several
-requests wait between their turn and the wire would send them together, in one burst.
+is checked when the request has its connection in hand (kept alive or just made), the last moment
+before its bytes go out (aiohttp writes them without yielding to the loop after that): a busy
+event loop that let several requests wait between their turn and the wire would otherwise send
+them together, in one burst.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import functools
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -96,23 +97,31 @@ def _transport_error_text(error: BaseException, timeout_s: float) -> str:
     return type(error).__name__
 
 
-@dataclass(frozen=True)
-class _Turn:
-    """A paced request's turn, handed to the connection hooks (`trace_request_ctx`)."""
-
-    turn_s: float
+# The turn (the loop's clock) of the paced request this task is sending, if any.
+_TURN: ContextVar[float | None] = ContextVar("webhook_turn", default=None)
 
 
 class _TurnMissed(Exception):
-    """Raised by a connection hook: the request is too late for its turn and is not sent."""
+    """The request is too late for its turn: it is not sent."""
 
 
-async def _refuse_a_missed_turn(
-    session: aiohttp.ClientSession, context: SimpleNamespace, params: Any
-) -> None:
-    turn = context.trace_request_ctx
-    if isinstance(turn, _Turn) and missed_turn(turn.turn_s, asyncio.get_running_loop().time()):
-        raise _TurnMissed
+class _TurnKeepingConnector(aiohttp.TCPConnector):
+    """Hands a paced request its connection only within its turn; past it, the connection goes
+    back to the pool unused and the request is not sent."""
+
+    # aiohttp's own signature (its `timeout` is the connect timeout it applies).
+    async def connect(
+        self,
+        req: Any,
+        traces: Any,
+        timeout: Any,  # noqa: ASYNC109
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        turn_s = _TURN.get()
+        if turn_s is not None and missed_turn(turn_s, asyncio.get_running_loop().time()):
+            connection.release()
+            raise _TurnMissed
+        return connection
 
 
 class WebhookSender:
@@ -145,7 +154,7 @@ class WebhookSender:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(
+            connector = _TurnKeepingConnector(
                 resolver=self._resolver,
                 use_dns_cache=False,
                 # The per-endpoint limit is ours (see send); a global pool limit would make
@@ -154,15 +163,11 @@ class WebhookSender:
                 limit_per_host=0,
                 keepalive_timeout=30,
             )
-            turns = aiohttp.TraceConfig()
-            turns.on_connection_reuseconn.append(_refuse_a_missed_turn)
-            turns.on_connection_create_start.append(_refuse_a_missed_turn)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 trust_env=False,
                 auto_decompress=False,
                 headers={"user-agent": USER_AGENT},
-                trace_configs=[turns],
             )
         return self._session
 
@@ -205,14 +210,11 @@ class WebhookSender:
         async with self._turn(target):
             at = datetime.now(UTC)
             started = time.perf_counter()
+            _TURN.set(turn_s)  # this task's own context: no other request sees it
             try:
                 async with asyncio.timeout(self.timeout_s):
                     async with self._client().post(
-                        url,
-                        data=body,
-                        headers=dict(headers),
-                        allow_redirects=False,
-                        trace_request_ctx=None if turn_s is None else _Turn(turn_s),
+                        url, data=body, headers=dict(headers), allow_redirects=False
                     ) as response:
                         raw = await response.content.read(EXCERPT_BYTES)
                         status = response.status
