@@ -337,7 +337,7 @@ class DeliveryService:
         """One signed attempt (None: too late for its turn, nothing sent)."""
         secrets = self._secrets(row, cache)
         if isinstance(secrets, str):
-            return AttemptResult(self._clock(), None, 0, secrets, None, None)
+            return AttemptResult(self._clock(), None, 0, secrets, None, None, signed=False)
         data = orjson.Fragment(row.event_data_json)
         body = webhook_body(row.event_type, row.event_created_at, data)
         timestamp = int(self._clock().timestamp())

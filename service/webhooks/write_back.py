@@ -157,7 +157,9 @@ class AttemptWriteBack:
             written = await record_attempts(session, writes, now)
             facts: dict[int, list[AttemptFact]] = {}
             for item, decision in zip(finished, decisions, strict=True):
-                if item.row.id in written:
+                # An attempt phonebridge could not sign never reached the endpoint: it says
+                # nothing of the endpoint's health.
+                if item.row.id in written and item.result.signed:
                     facts.setdefault(item.row.subscription_pk, []).append(
                         AttemptFact(
                             at=item.result.at,

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
@@ -24,7 +25,13 @@ from service.webhooks.encryption import cipher_for
 from service.webhooks.sender import WebhookSender
 from tests.support.api import FEED_SETTLE_S
 from tests.support.deliveries import FakeClock, Pump
-from tests.support.factories import ApiClient, emit_event, new_client
+from tests.support.factories import (
+    ApiClient,
+    emit_event,
+    insert_client,
+    insert_subscription,
+    new_client,
+)
 from tests.support.receivers import Receiver, Reply
 from tests.support.settings import webhook_settings
 from tests.support.waiting import wait_until_async
@@ -206,3 +213,37 @@ async def test_a_dead_endpoint_is_disabled_once_told_to_the_others_and_caught_up
     assert health["failures_in_row"] == 0
     assert health["failing_since"] is None
     assert health["last_success_at"] is not None
+
+
+async def test_attempts_phonebridge_could_not_sign_never_disable_the_endpoint(
+    short_pump: Pump, sessions: Sessions
+) -> None:
+    # A secret that does not open with the key (as after a change of PHONEBRIDGE_SECRET_KEY).
+    client_id = await insert_client(sessions)
+    subscription = await insert_subscription(sessions, client_id, ["task.completed"])
+    await emit_event(sessions, client_id)
+    await short_pump.once()
+    short_pump.clock.advance(RETRY_S * 1.3)
+    await short_pump.once()
+    short_pump.clock.advance(DISABLE_AFTER_S)
+    await emit_event(sessions, client_id)
+    await short_pump.once()
+
+    async with sessions() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT enabled, failing_since, failures_in_row FROM subscriptions"
+                    " WHERE id = :s"
+                ),
+                {"s": subscription},
+            )
+        ).one()
+        errors = (
+            await session.execute(
+                text("SELECT last_error FROM deliveries WHERE subscription_id = :s"),
+                {"s": subscription},
+            )
+        ).scalars()
+        assert all(error.startswith("cannot sign") for error in errors)
+    assert (row.enabled, row.failing_since, row.failures_in_row) == (True, None, 0)
