@@ -7,7 +7,7 @@ Then the burst (issue 24): --burst-events (10,000) events, each to an endpoint p
 --burst-max-rps (50) and to one without a cap. It prints the capped endpoint's most requests in
 any sliding second (at most max_rps), the uncapped one's throughput beside it (next to its rate
 alone: the capped one's queue must not slow it), and the time each took to drain. `--burst-only`
-skips the first two measurements.
+skips the first two measurements, `--burst-events 0` the burst.
 
     .venv/bin/python bench/deliver.py [--events 5000] [--timeout 5] [--burst-only]
 
@@ -330,11 +330,13 @@ def main() -> None:
                     f"beside a receiver that times out:  {beside_dead:8.0f} deliveries/s "
                     f"({beside_dead / alone:.0%} of the rate alone; timeout {args.timeout:g} s)"
                 )
-            print(
-                f"burst: {args.burst_events} events to a paced and an uncapped endpoint at once",
-                flush=True,
-            )
-            measure_burst(database.url, ports, args.burst_events, args.burst_max_rps, alone)
+            if args.burst_events > 0:
+                print(
+                    f"burst: {args.burst_events} events to a paced and an uncapped endpoint "
+                    "at once",
+                    flush=True,
+                )
+                measure_burst(database.url, ports, args.burst_events, args.burst_max_rps, alone)
             print(f"load average after: {load_average()}")
         finally:
             for process in reversed(processes):
