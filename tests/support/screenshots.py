@@ -53,6 +53,8 @@ async def photograph() -> None:
             webhook_retry_schedule=(0.3,),
             poll_initial_s=0.5,
             poll_max_s=1.5,
+            # The endpoint that answers 503 is disabled as failing by the time of the photos.
+            webhook_disable_after_s=2.0,
         )
         receiver.script("/down", default=Reply(status=503))
         sim.control.configure(submit_script="ring-2")
@@ -64,12 +66,13 @@ async def photograph() -> None:
         async with running_engine(settings, deliver=True):
             with served_api(settings) as base:
                 async with httpx.AsyncClient(base_url=base, headers=bearer(key)) as api:
-                    for url, description in [
-                        (receiver.url("/hooks"), "orders service"),
-                        (receiver.url("/down"), "legacy endpoint (answers 503)"),
+                    for url, description, max_rps in [
+                        (receiver.url("/hooks"), "orders service", 20),
+                        (receiver.url("/down"), "legacy endpoint (answers 503)", None),
                     ]:
                         await api.post(
-                            "/v1/subscriptions", json={"url": url, "description": description}
+                            "/v1/subscriptions",
+                            json={"url": url, "description": description, "max_rps": max_rps},
                         )
                     for task_id in tasks:
                         await api.post(
