@@ -1,8 +1,8 @@
 """A burst to a paced subscription across two worker processes: 2,000 events due at once to an
 endpoint with max_rps 20, sent by two `phonebridge worker` processes and a scheduler. The
 receiver (on loopback, in this otherwise idle process) sees at most 20 requests in any sliding
-second and well over half the pace even on a loaded machine; no delivery uses up an attempt while it waits, the rest wait in
-their rows holding their turns, and both workers send."""
+second and well over half the pace even on a loaded machine; no delivery uses up an attempt
+while it waits, the rest wait in their rows holding their turns, and both workers send."""
 
 from __future__ import annotations
 
