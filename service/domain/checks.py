@@ -25,8 +25,9 @@ from service.domain.answers import (
     classify_answer,
 )
 from service.domain.intake import TASK_ID_PATTERN, FieldError, Rejection, check_metadata
+from service.domain.rechecks import AFTER_S_MIN, RecheckPolicy, check_recheck
 
-CHECK_FIELDS = ("phone_number", "metadata")
+CHECK_FIELDS = ("phone_number", "metadata", "recheck")
 PHONE_DIGITS_MIN = 8
 PHONE_DIGITS_MAX = 15
 PHONE_RULE = (
@@ -58,6 +59,8 @@ class CheckRequest:
 
     phone_number: str
     metadata_json: str
+    # The client's `recheck` (service/domain/rechecks.py); None: no re-checks.
+    recheck: RecheckPolicy | None = None
 
     @property
     def masked(self) -> str:
@@ -67,15 +70,22 @@ class CheckRequest:
     def fingerprint(self) -> bytes:
         """What tells two bodies apart for an Idempotency-Key: a digest, so the number itself is
         not kept. Salted with the metadata, and only ever compared for one client and key."""
-        return hashlib.sha256(f"{self.phone_number}\n{self.metadata_json}".encode()).digest()
+        text = f"{self.phone_number}\n{self.metadata_json}"
+        if self.recheck is not None:
+            # Only when given, so the digests of checks without it stay what they were.
+            text += "\n" + json.dumps(self.recheck.as_json(), sort_keys=True)
+        return hashlib.sha256(text.encode()).digest()
 
 
-def validate_check(body: object) -> CheckRequest | Rejection:
-    """Check a `POST /v1/checks` body; every broken rule is reported."""
+def validate_check(
+    body: object, *, recheck_min_after_s: int = AFTER_S_MIN
+) -> CheckRequest | Rejection:
+    """Check a `POST /v1/checks` body; every broken rule is reported. `recheck_min_after_s`: the
+    deployment's lower bound of `recheck.after_s` (PHONEBRIDGE_RECHECK_MIN_AFTER_S)."""
     if not isinstance(body, dict):
         return Rejection(None, (FieldError(None, "the request body must be a JSON object"),))
     errors = [
-        FieldError(str(name)[:64], "unknown field (allowed: phone_number, metadata)")
+        FieldError(str(name)[:64], f"unknown field (allowed: {', '.join(CHECK_FIELDS)})")
         for name in body
         if name not in CHECK_FIELDS
     ]
@@ -88,9 +98,10 @@ def validate_check(body: object) -> CheckRequest | Rejection:
     else:
         digits = match.group(1)
     metadata_json = check_metadata(body.get("metadata"), errors)
+    recheck = check_recheck(body.get("recheck"), errors, min_after_s=recheck_min_after_s)
     if errors or digits is None or metadata_json is None:
         return Rejection(None, tuple(errors))
-    return CheckRequest(phone_number=digits, metadata_json=metadata_json)
+    return CheckRequest(phone_number=digits, metadata_json=metadata_json, recheck=recheck)
 
 
 def valid_idempotency_key(value: str) -> bool:

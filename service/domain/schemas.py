@@ -32,6 +32,14 @@ class TaskError(BaseModel):
     at: datetime
 
 
+class RecheckAnswer(BaseModel):
+    """The answer of an earlier upstream check of a task with re-checks."""
+
+    task_id: str = Field(description="The upstream task that gave this answer.")
+    phone_status: str
+    at: datetime = Field(description="When the answer came.")
+
+
 class TaskOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -57,6 +65,12 @@ class TaskOut(BaseModel):
         description="phonebridge's mask of a submitted check's number: country code and last "
         "four digits only (e.g. `52*******1234`); null for registered tasks. Upstream's own "
         "mask of the number is `result.phone_number`.",
+    )
+    rechecks: list[RecheckAnswer] = Field(
+        default_factory=list,
+        description="A check submitted with `recheck`: the answers of its earlier upstream checks, "
+        "oldest first (`result` is the answer of the latest, null until it answers). Empty "
+        "otherwise.",
     )
 
 

@@ -74,3 +74,23 @@ class HintOutcome(StrEnum):
     # A poll found that task's answer before its callback came: the callback was late, not lost.
     LATE = "late"
     UNKNOWN = "unknown"  # no such token, a finished task, or an unusable task_id
+
+
+class ScheduledSubmitState(StrEnum):
+    """Where a scheduled submit (a re-check's, service/store/scheduled_submits.py) stands. The
+    sealed number is kept exactly while a submit can still be made: `standby` (the check's answer
+    is not in yet), `waiting` (due at `due_at`) and `submitting` (written and committed before
+    the call: a row still `submitting` after its lease is an outcome nobody knows, never
+    submitted again)."""
+
+    STANDBY = "standby"
+    WAITING = "waiting"
+    SUBMITTING = "submitting"
+    DONE = "done"  # no submit is left to make
+    UNKNOWN = "unknown"  # its last submit's outcome is unknown
+
+
+class ScheduledSubmitPurpose(StrEnum):
+    """Why a number is to be submitted (check jobs will add their items')."""
+
+    RECHECK = "recheck"
