@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.domain.backoff import BackoffPolicy
 from service.domain.callback_trust import DEFAULT_LOSS_TOLERANCE
+from service.domain.rechecks import AFTER_S_MAX as RECHECK_MAX_AFTER_S
+from service.domain.rechecks import AFTER_S_MIN as RECHECK_MIN_AFTER_S
 from service.domain.schedule import (
     DEFAULT_CALLS_PER_TASK,
     DEFAULT_HALF_LIFE_S,
@@ -144,6 +146,9 @@ class Settings(BaseSettings):
     # A client's callbacks stop being trusted when more than this share of the recent ones went
     # missing (service/domain/callback_trust.py): its checks are then polled as registered tasks.
     callback_loss_tolerance: float = Field(default=DEFAULT_LOSS_TOLERANCE, ge=0, le=1)
+    # The smallest `recheck.after_s` a check may ask for (service/domain/rechecks.py); lower it
+    # only for tests and demos, which cannot wait a minute.
+    recheck_min_after_s: int = Field(default=RECHECK_MIN_AFTER_S, ge=1, le=RECHECK_MAX_AFTER_S)
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
