@@ -32,12 +32,46 @@ from service.domain.checks import (
     validate_check,
 )
 from service.domain.intake import METADATA_MAX_BYTES, Rejection
+from service.domain.rechecks import (
+    AFTER_S_MAX,
+    AFTER_S_MIN,
+    DEFAULT_AFTER_S,
+    DEFAULT_MAX,
+    MAX_MAX,
+    MAX_MIN,
+)
 from service.domain.schemas import TaskOut
+from service.domain.verdicts import Verdict
 
 router = APIRouter(tags=["checks"], responses=problem_responses(422, 503))
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+class RecheckIn(BaseModel):
+    """Submit the number again some time after an answer that means "try again later"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdicts: list[Verdict] = Field(
+        default=[Verdict.RETRY],
+        min_length=1,
+        description="An answer with one of these verdicts is checked again.",
+    )
+    after_s: int = Field(
+        default=DEFAULT_AFTER_S,
+        ge=AFTER_S_MIN,
+        le=AFTER_S_MAX,
+        description="Seconds after that answer. The lower bound is the deployment's "
+        "PHONEBRIDGE_RECHECK_MIN_AFTER_S (60 by default).",
+    )
+    max: int = Field(
+        default=DEFAULT_MAX,
+        ge=MAX_MIN,
+        le=MAX_MAX,
+        description="At most this many re-checks; each is one more upstream submit.",
+    )
 
 
 class CheckSubmission(BaseModel):
@@ -54,6 +88,11 @@ class CheckSubmission(BaseModel):
         default=None,
         description=f"Any JSON object of at most {METADATA_MAX_BYTES} bytes as compact JSON; "
         "echoed back and in webhooks.",
+    )
+    recheck: RecheckIn | None = Field(
+        default=None,
+        description="Re-checks: the task stays pending until its last answer; `rechecks` lists "
+        "the earlier answers and its one event comes after the last.",
     )
 
 
@@ -93,7 +132,11 @@ class CallbackUrl(BaseModel):
             "content": {
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/CheckSubmission"},
-                    "example": {"phone_number": "5215512345678", "metadata": {"order": 42}},
+                    "example": {
+                        "phone_number": "5215512345678",
+                        "metadata": {"order": 42},
+                        "recheck": {"verdicts": ["retry"], "after_s": 600, "max": 1},
+                    },
                 }
             },
         },
@@ -108,7 +151,10 @@ async def submit_check(request: Request) -> Response:
             "characters",
             [FieldProblem(field="header.Idempotency-Key", message="not 1-255 printable ASCII")],
         )
-    checked = validate_check(await read_json_body(request))
+    checked = validate_check(
+        await read_json_body(request),
+        recheck_min_after_s=resources.settings.recheck_min_after_s,
+    )
     if isinstance(checked, Rejection):
         raise invalid_input(
             checked.detail,

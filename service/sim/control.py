@@ -15,6 +15,9 @@
     PUT   /_sim/callbacks                    replace them (missing fields: 0)
     GET   /_sim/callbacks/log                every callback planned: task_id, kind (callback,
                                              duplicate, forged, lost), at, sent_at, status
+    PUT   /_sim/numbers/{phone_number}       {"scripts": ["temp_unavailable-0", "ring-2"]}: that
+                                             number's successive submits take these scripts in
+                                             turn (the last repeats), whatever submit_script says
     POST  /_sim/reset                        forget tasks and calls, restore the start settings
 
 Times are wall-clock seconds since the epoch (floats), as `time.time()` gives them.
@@ -89,6 +92,12 @@ class ConfigIn(BaseModel):
 
     submit_script: str | None = None  # "random", or the task_id grammar without "sim-"
     task_ttl_s: float | None = Field(default=None, gt=0)  # for tasks registered from now on
+
+
+class NumberScriptsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scripts: list[str] = Field(min_length=1, max_length=100)
 
 
 class ControlError(Exception):
@@ -255,6 +264,18 @@ def create_control_app(state: SimState) -> Starlette:
     async def get_callback_log(request: Request) -> Response:
         return JSONResponse({"callbacks": [c.view() for c in state.callback_log.planned]})
 
+    async def put_number(request: Request) -> Response:
+        change = NumberScriptsIn.model_validate(await _json_body(request))
+        scripts = []
+        for text in change.scripts:
+            script = parse_script(text)
+            if script is None:
+                raise ControlError(f"unknown script {text!r}")
+            scripts.append(script)
+        number = request.path_params["phone_number"].removeprefix("+")
+        state.script_number(number, scripts)
+        return JSONResponse({"phone_number": number, "scripts": [s.text for s in scripts]})
+
     async def reset(request: Request) -> Response:
         state.reset()
         return JSONResponse({"status": "ok"})
@@ -273,6 +294,7 @@ def create_control_app(state: SimState) -> Starlette:
             Route("/_sim/callbacks", get_callbacks, methods=["GET"]),
             Route("/_sim/callbacks", put_callbacks, methods=["PUT"]),
             Route("/_sim/callbacks/log", get_callback_log, methods=["GET"]),
+            Route("/_sim/numbers/{phone_number}", put_number, methods=["PUT"]),
             Route("/_sim/reset", reset, methods=["POST"]),
         ],
         exception_handlers={

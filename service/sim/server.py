@@ -279,6 +279,13 @@ class SimControl:
         result: dict[str, Any] = self._call("PATCH", "config", json=changes)
         return result
 
+    def script_number(self, phone_number: str, scripts: Sequence[str]) -> dict[str, Any]:
+        """Successive submits of `phone_number` take these scripts (e.g. "temp_unavailable-0",
+        "ring-1") in turn, the last one repeating."""
+        body = {"scripts": list(scripts)}
+        result: dict[str, Any] = self._call("PUT", f"numbers/{phone_number}", json=body)
+        return result
+
     def set_callbacks(
         self,
         *,

@@ -103,6 +103,19 @@ class SimTask:
         }
 
 
+@dataclass(slots=True)
+class NumberScripts:
+    """The scripts one number answers by, one per submit, the last one repeating."""
+
+    scripts: tuple[TaskScript, ...]
+    submits: int = 0
+
+    def next_script(self) -> TaskScript:
+        script = self.scripts[min(self.submits, len(self.scripts) - 1)]
+        self.submits += 1
+        return script
+
+
 class SimState:
     """Tasks, faults and the call log of one simulator; every method runs on its event loop."""
 
@@ -126,6 +139,8 @@ class SimState:
         self.callback_log = CallbackLog()
         # Callbacks planned by submits and not yet handed to the sender (service.sim.app).
         self._planned: list[PlannedCallback] = []
+        # Numbers that answer by a script of their own on each submit (re-checks' tests).
+        self.number_scripts: dict[str, NumberScripts] = {}
 
     # --- control ---------------------------------------------------------------------------
     def set_faults(self, faults: FaultSettings) -> None:
@@ -148,6 +163,13 @@ class SimState:
         self.callback_settings = CallbackSettings()
         self.callback_log = CallbackLog()
         self._planned = []
+        self.number_scripts = {}
+
+    def script_number(self, phone_number: str, scripts: list[TaskScript]) -> None:
+        """Successive submits of `phone_number` (digits, no `+`) take these scripts in turn, the
+        last one for every submit after it: a number that first answers `temp_unavailable`
+        and then `ring`, say."""
+        self.number_scripts[phone_number] = NumberScripts(tuple(scripts))
 
     def take_planned_callbacks(self) -> list[PlannedCallback]:
         """The callbacks planned since the last call, for the sender to schedule."""
@@ -275,7 +297,12 @@ class SimState:
         phone_number = phone_number.removeprefix("+")
         if phone_number.startswith(UNASSIGNED_COUNTRY_CODE):
             return answers.invalid_argument("argument 'phone_number': unknown country code")
-        script = self.submit_script or random_script(self.rng)
+        numbered = self.number_scripts.get(phone_number)
+        script = (
+            numbered.next_script()
+            if numbered is not None
+            else self.submit_script or random_script(self.rng)
+        )
         fate = script.fate
         if fate.kind is FateKind.STATUS and not script.pending_calls and not script.pending_s:
             assert fate.phone_status is not None

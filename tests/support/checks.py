@@ -41,6 +41,7 @@ async def submit(
     *,
     idempotency_key: str | None = None,
     metadata: dict[str, Any] | None = None,
+    recheck: dict[str, Any] | None = None,
 ) -> httpx.Response:
     headers = bearer(key)
     if idempotency_key is not None:
@@ -48,7 +49,26 @@ async def submit(
     body: dict[str, Any] = {"phone_number": phone_number}
     if metadata is not None:
         body["metadata"] = metadata
+    if recheck is not None:
+        body["recheck"] = recheck
     return await api.post("/v1/checks", json=body, headers=headers)
+
+
+async def scheduled_submit_of(
+    sessions: async_sessionmaker[AsyncSession], task_id: str
+) -> dict[str, Any] | None:
+    """The scheduled submit (re-checks) of a task, straight from the store."""
+    async with transaction(sessions) as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT s.* FROM scheduled_submits s JOIN tasks t ON t.id = s.task_pk"
+                    " WHERE t.task_id = :t"
+                ),
+                {"t": task_id},
+            )
+        ).one_or_none()
+    return None if row is None else dict(row._mapping)
 
 
 def submit_calls(sim: SimServer) -> int:
