@@ -6,7 +6,9 @@ For each submit still leased to us (service/store/scheduled_submits.py), in this
 1. nothing is sent while upstream is paused or blocked (Retry-After): the submit waits again;
 2. the submit is marked `submitting` (its task leased with it) and committed: from here on, a
    death of this process makes its outcome unknown, and it is never sent again;
-3. its slot of the rate ceiling is waited for (too far off: handed back, nothing sent);
+3. its slot of the rate ceiling is waited for, the batch's slots walked as a poll batch's are
+   (service/engine/slots.py: a call never starts late beside the next one); a submit without a
+   slot, or with too little lease left for its call, goes back to wait, unsent;
 4. upstream is called with the number, opened from its seal only now, and no callback (a
    re-check's upstream task_id is not the task's, so a callback could not be matched; polls find
    its answer);
@@ -42,6 +44,7 @@ from service.domain.resubmits import (
     decide_after_resubmit,
 )
 from service.domain.verdicts import verdict_of
+from service.engine.slots import start_in_slots
 from service.observability.metrics import record_recheck
 from service.sealed_numbers import NumberSeal, SealedNumberError, number_seal_for, recheck_binding
 from service.store.db import transaction
@@ -61,10 +64,16 @@ from service.upstream.reaction import UpstreamReaction
 
 log = logging.getLogger(__name__)
 
-# A submit waits at most this long for its slot of the rate ceiling, then goes back to wait.
+# A submit marked `submitting` waits about this long at most for its slot of the rate ceiling
+# (a batch is about a second of calls: the scheduler claims no faster than the ceiling); one whose
+# lease has too little left for its call goes back to wait, unsent.
 MAX_SLOT_WAIT_S = 5.0
 # The task_id of a re-check that upstream answered at once (upstream gives none then).
 INSTANT_TASK_PREFIX = "instant-"
+# What happened to a submit that was not sent: handed back to wait again, or no longer ours.
+HANDED_BACK = "handed_back"
+SKIPPED = "skipped"
+FAILED = "failed"  # a bug, not an answer: its lease decides
 # Set only by the tests that kill a real worker between upstream's answer and the commit.
 CRASH_AFTER_RESUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_RESUBMIT"
 
@@ -144,46 +153,72 @@ class ScheduledSubmitService:
         async with transaction(self._sessions) as session:
             claimed = await load_claimed_submits(session, ids, lease_token, now)
         report.skipped = len(ids) - len(claimed)
-        results = await asyncio.gather(
-            *(self._submit_one(submit, lease_token) for submit in claimed)
-        )
-        for outcome in results:
-            if outcome == "handed_back":
+        outcomes = await self._submit_claimed(claimed, lease_token, now)
+        for outcome in outcomes:
+            if outcome == HANDED_BACK:
                 report.handed_back += 1
-            elif outcome == "skipped":
+            elif outcome == SKIPPED:
                 report.skipped += 1
             else:
                 report.sent += 1
             report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
         return report
 
-    async def _submit_one(self, submit: ClaimedSubmit, token: uuid.UUID) -> str:
-        """One re-check, from the checks before its call to its answer written; says what
-        happened (a ResubmitKind, `handed_back` or `skipped`)."""
-        now = self._clock()
-        if now > last_call_start(submit.expires_at):
-            # Too late to be sure of reaching upstream before the task's deadline: the deadline
-            # sweep ends the task with the answer it has.
-            return await self._hand_back(submit, token, submit.expires_at)
+    async def _submit_claimed(
+        self, claimed: list[ClaimedSubmit], token: uuid.UUID, now: datetime
+    ) -> list[str]:
+        """Steps 1-5 of the module's docstring for a batch; what happened to each submit (a
+        ResubmitKind, HANDED_BACK or SKIPPED)."""
+        outcomes: list[str] = []
+        to_send: list[ClaimedSubmit] = []
+        for submit in claimed:
+            if now > last_call_start(submit.expires_at):
+                # Too late to be sure of reaching upstream before the task's deadline: the
+                # deadline sweep ends the task with the answer it has.
+                outcomes.append(await self._hand_back(submit, token, submit.expires_at))
+            else:
+                to_send.append(submit)
         gate = await self._reaction.gate.state()
-        if gate.paused or gate.blocked_for_s > 0:
-            wait_s = max(gate.blocked_for_s, self._retry_s)
-            return await self._hand_back(submit, token, now + timedelta(seconds=wait_s))
+        if to_send and (gate.paused or gate.blocked_for_s > 0):
+            later = now + timedelta(seconds=max(gate.blocked_for_s, self._retry_s))
+            return outcomes + [await self._hand_back(s, token, later) for s in to_send]
         lease_until = now + self._lease
+        began: list[ClaimedSubmit] = []
         async with transaction(self._sessions) as session:
-            began = await begin_submit(session, submit, token, now, lease_until)
-        if not began:
-            return "skipped"
-        try:
-            reservation = await self._reaction.limiter.reserve_calls(1)
-        except Exception as error:
-            log.error("recheck.no_rate_slot", extra={"error_type": type(error).__name__})
-            return await self._hand_back(submit, token, now + timedelta(seconds=self._retry_s))
-        if reservation.first_in_s > MAX_SLOT_WAIT_S:
-            later = now + timedelta(seconds=reservation.first_in_s)
-            return await self._hand_back(submit, token, later)
-        if reservation.first_in_s > 0:
-            await asyncio.sleep(reservation.first_in_s)
+            for submit in to_send:
+                if await begin_submit(session, submit, token, now, lease_until):
+                    began.append(submit)
+        outcomes += [SKIPPED] * (len(to_send) - len(began))
+
+        async def send(submit: ClaimedSubmit) -> str:
+            return await self._send(submit, token, lease_until)
+
+        # Committed `submitting`: each is sent at its slot, or handed back without a call.
+        started, unstarted = await start_in_slots(
+            self._reaction.limiter, self._reaction.gate, began, send
+        )
+        outcomes += [await self._hand_back(s, token, self._clock()) for s in unstarted]
+        for submit, result in zip(
+            began, await asyncio.gather(*started, return_exceptions=True), strict=False
+        ):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                # A bug, not an answer: the submit stays `submitting` and its lease decides
+                # (unknown: the call may have been made).
+                log.error(
+                    "recheck.error",
+                    extra={"task_pk": submit.task_pk, "error_type": type(result).__name__},
+                    exc_info=result,
+                )
+                outcomes.append(FAILED)
+            else:
+                outcomes.append(result)
+        return outcomes
+
+    async def _send(self, submit: ClaimedSubmit, token: uuid.UUID, lease_until: datetime) -> str:
+        """At the submit's slot: the call (unless too little lease is left for its answer, or
+        upstream was paused meanwhile) and its answer written."""
         if (
             self._clock() >= lease_until - self._call_margin
             or self._reaction.gate.last_state().paused
@@ -292,7 +327,7 @@ class ScheduledSubmitService:
     async def _hand_back(self, submit: ClaimedSubmit, token: uuid.UUID, due_at: datetime) -> str:
         async with transaction(self._sessions) as session:
             await hand_back_submit(session, submit, token, self._clock(), due_at)
-        return "handed_back"
+        return HANDED_BACK
 
     async def _give_up_unsent(self, submit: ClaimedSubmit, token: uuid.UUID, why: str) -> str:
         """The number cannot be opened: nothing is sent, the task ends with its answer."""

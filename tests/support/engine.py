@@ -98,10 +98,13 @@ class Processes:
         self.log_dir = log_dir
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *command: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, *command: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{command[0]}-{len(self.started)}.log").open("wb")
+        env = {**self.env, **(extra_env or {})}
         process = subprocess.Popen(
-            [phonebridge_executable(), *command], env=self.env, stdout=log, stderr=log
+            [phonebridge_executable(), *command], env=env, stdout=log, stderr=log
         )
         self.started.append(process)
         return process
