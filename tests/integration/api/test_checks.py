@@ -290,6 +290,64 @@ async def test_the_same_key_with_another_body_is_422(
     assert submit_calls(fresh_sim) == 1
 
 
+async def test_the_same_key_with_another_recheck_is_422(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    first = await submit(api, key, idempotency_key="k-2", recheck={"after_s": 600})
+    same = await submit(api, key, idempotency_key="k-2", recheck={"after_s": 600})
+    other = await submit(api, key, idempotency_key="k-2", recheck={"after_s": 900})
+    without = await submit(api, key, idempotency_key="k-2")
+
+    assert first.status_code == same.status_code == 201
+    assert same.headers.get("idempotent-replayed") == "true"
+    assert other.status_code == without.status_code == 422
+    assert submit_calls(fresh_sim) == 1
+
+
+async def test_a_recheck_the_rules_refuse_names_the_broken_rule(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    response = await submit(api, key, recheck={"verdicts": [], "after_s": 30, "max": 0})
+
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["code"] == "VALIDATION_FAILED"
+    for rule in ("recheck.verdicts", "recheck.after_s: must be a whole number from 60 to 86400"):
+        assert rule in problem["detail"]
+    assert "recheck.max" in problem["detail"]
+    assert submit_calls(fresh_sim) == 0
+
+
+async def test_a_number_kept_for_its_recheck_is_stored_only_sealed(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer, callback_settings: Settings
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    response = await submit(api, key, recheck={"after_s": 600})
+    assert response.status_code == 201, response.text
+    assert response.json()["rechecks"] == []
+    engine = create_engine_for(callback_settings.sqlalchemy_url, pool_size=1)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            kept = (
+                await session.execute(
+                    text(
+                        "SELECT s.state, s.phone_number_sealed, row_to_json(s)::text AS row"
+                        " FROM scheduled_submits s JOIN tasks t ON t.id = s.task_pk"
+                        " WHERE t.task_id = :t"
+                    ),
+                    {"t": response.json()["task_id"]},
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    # On standby until the check's answer is in; sealed, so nothing of the number shows.
+    assert kept.state == "standby"
+    assert PHONE.encode() not in bytes(kept.phone_number_sealed)
+    assert PHONE not in kept.row
+    assert PHONE[-8:] not in kept.row
+
+
 async def test_keys_belong_to_one_client(
     api: httpx.AsyncClient, key: str, callback_settings: Settings, fresh_sim: SimServer
 ) -> None:
@@ -318,6 +376,10 @@ async def test_keys_belong_to_one_client(
         {},
         {"phone_number": PHONE, "callback": "http://x"},
         {"phone_number": PHONE, "metadata": [1]},
+        {"phone_number": PHONE, "recheck": "retry"},
+        {"phone_number": PHONE, "recheck": {"verdicts": ["maybe"]}},
+        {"phone_number": PHONE, "recheck": {"after_s": 59}},
+        {"phone_number": PHONE, "recheck": {"max": 6}},
         [PHONE],
     ],
 )

@@ -109,9 +109,10 @@ async def test_new_task_is_pending_due_now_and_valid_for_the_ttl(
     assert set(task) == {
         "task_id", "state", "result", "submitted_at", "registered_at", "expires_at",
         "completed_at", "next_poll_at", "poll_count", "last_error", "upstream_request_id",
-        "metadata", "source", "phone_number_masked",
+        "metadata", "source", "phone_number_masked", "rechecks",
     }  # fmt: skip
     assert task["task_id"] == "T-123"
+    assert task["rechecks"] == []
     assert task["state"] == "pending"
     assert task["result"] is None
     assert task["completed_at"] is None

@@ -220,3 +220,40 @@ def test_submit_with_bad_arguments_answers_invalid_argument(
     assert response.status_code == 400
     assert response.json()["status"] == "INVALID_ARGUMENT"
     assert response.json()["reason"] == f"argument '{argument}': invalid"
+
+
+def test_a_scripted_number_answers_each_submit_by_its_next_script(
+    sim: SimServer, upstream: httpx.Client
+) -> None:
+    sim.control.configure(submit_script="ring-0")
+    sim.control.script_number("+525512340003", ["temp_unavailable-0", "line_abnormal-1", "busy-0"])
+
+    def submitted(number: str) -> dict[str, object]:
+        body: dict[str, object] = upstream.post(SUBMIT, json={"phone_number": number}).json()
+        return body
+
+    first = submitted("525512340003")
+    second = submitted("+525512340003")
+    third, fourth = submitted("525512340003"), submitted("525512340003")
+    other = submitted("525512340004")
+
+    assert first["result"] == {"phone_number": "5255********", "phone_status": "temp_unavailable"}
+    task_id = str(second["task_id"])
+    assert task_id.startswith("sim-line_abnormal-1-")
+    assert [poll(upstream, task_id).json()["status"] for _ in range(2)] == ["PENDING", "OK"]
+    # The last script repeats; other numbers follow submit_script.
+    assert (
+        third["result"]
+        == fourth["result"]
+        == {
+            "phone_number": "5255********",
+            "phone_status": "busy",
+        }
+    )
+    assert other["result"] == {"phone_number": "5255********", "phone_status": "ring"}
+
+
+def test_an_unknown_number_script_answers_422(sim: SimServer) -> None:
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        sim.control.script_number("525512340005", ["sometimes"])
+    assert refused.value.response.status_code == 422
