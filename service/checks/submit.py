@@ -44,6 +44,7 @@ from service.config import Settings
 from service.domain.answers import classify_answer
 from service.domain.backoff import next_poll_delay
 from service.domain.checks import (
+    INSTANT_TASK_PREFIX,
     SUBMIT_OUTCOME_UNKNOWN,
     CheckRequest,
     SubmitKind,
@@ -68,8 +69,6 @@ log = logging.getLogger(__name__)
 MAX_SLOT_WAIT_S = 5.0
 # A duplicate request re-reads the first one's row this often while it is in flight.
 REPLAY_POLL_S = 0.05
-# The task_id of a check that upstream finished at once (upstream gives none then).
-INSTANT_TASK_PREFIX = "instant-"
 # Set only by the tests that kill a real API between upstream's answer and the commit.
 CRASH_AFTER_SUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_SUBMIT"
 

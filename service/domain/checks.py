@@ -137,6 +137,9 @@ class SubmitKind(StrEnum):
 
 # The problem codes the client sees in a 502.
 SUBMIT_OUTCOME_UNKNOWN = "SUBMIT_OUTCOME_UNKNOWN"
+# The task_id phonebridge makes for a check upstream finished at once (upstream gives none then):
+# this prefix and 32 hex digits.
+INSTANT_TASK_PREFIX = "instant-"
 UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
 
 

@@ -34,7 +34,7 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.answers import classify_answer
 from service.domain.backoff import next_poll_delay
-from service.domain.checks import classify_submit
+from service.domain.checks import INSTANT_TASK_PREFIX, classify_submit
 from service.domain.polling import last_call_start
 from service.domain.rechecks import RECHECK_NOT_SUBMITTED
 from service.domain.resubmits import (
@@ -68,8 +68,6 @@ log = logging.getLogger(__name__)
 # (a batch is about a second of calls: the scheduler claims no faster than the ceiling); one whose
 # lease has too little left for its call goes back to wait, unsent.
 MAX_SLOT_WAIT_S = 5.0
-# The task_id of a re-check that upstream answered at once (upstream gives none then).
-INSTANT_TASK_PREFIX = "instant-"
 # What happened to a submit that was not sent: handed back to wait again, or no longer ours.
 HANDED_BACK = "handed_back"
 SKIPPED = "skipped"
@@ -140,11 +138,6 @@ class ScheduledSubmitService:
         for batch in list(self._batches):
             batch.cancel()
         await asyncio.gather(*self._batches, return_exceptions=True)
-
-    async def drain(self) -> None:
-        """Wait for every started batch to finish (tests, orderly shutdown)."""
-        while self._batches:
-            await asyncio.gather(*list(self._batches), return_exceptions=True)
 
     async def submit_batch(self, ids: Sequence[int], lease_token: uuid.UUID) -> SubmitBatchReport:
         """Submit the scheduled submits of one message that are still ours."""
