@@ -70,7 +70,12 @@ BODY_FIELDS: dict[tuple[str, str], tuple[dict[str, Any], list[list[Any]]]] = {
     ("POST", "/v1/events/{event_id}/redeliver"): ({}, [["subscription_id"]]),
     ("POST", "/v1/checks"): (
         {"phone_number": "5215512341234"},
-        [["phone_number"], ["metadata", "value"], ["metadata", "*key*"]],
+        [
+            ["phone_number"],
+            ["metadata", "value"],
+            ["metadata", "*key*"],
+            ["recheck", "verdicts", 0],
+        ],
     ),
 }
 
