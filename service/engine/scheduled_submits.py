@@ -49,8 +49,10 @@ from service.observability.metrics import record_recheck
 from service.sealed_numbers import NumberSeal, SealedNumberError, number_seal_for, recheck_binding
 from service.store.db import transaction
 from service.store.rechecks import (
+    InstantAnswer,
     end_with_last_answer,
-    record_recheck_answered,
+    record_recheck_answered_again,
+    record_recheck_last_answer,
     record_recheck_submitted,
 )
 from service.store.scheduled_submits import (
@@ -285,19 +287,26 @@ class ScheduledSubmitService:
                 )
             elif kind is ResubmitKind.ANSWERED:
                 assert decision.result is not None
-                finished = await record_recheck_answered(
-                    session,
-                    submit,
-                    token,
-                    upstream_task_id=f"{INSTANT_TASK_PREFIX}{uuid.uuid4().hex}",
-                    result=decision.result,
-                    request_id=decision.upstream_request_id,
-                    code=decision.code,
-                    recheck_at=decision.recheck_at,
-                    expires_at=decision.expires_at,
-                    now=now,
+                answer = InstantAnswer(
+                    f"{INSTANT_TASK_PREFIX}{uuid.uuid4().hex}",
+                    decision.result,
+                    decision.upstream_request_id,
+                    decision.code,
                 )
-                written = finished is not None or decision.recheck_at is not None
+                if decision.recheck_at is not None:
+                    assert decision.expires_at is not None
+                    written = await record_recheck_answered_again(
+                        session,
+                        submit,
+                        token,
+                        answer,
+                        recheck_at=decision.recheck_at,
+                        expires_at=decision.expires_at,
+                        now=now,
+                    )
+                else:
+                    last = await record_recheck_last_answer(session, submit, token, answer, now=now)
+                    written = last is not None
             else:
                 assert decision.last_error is not None
                 finished = await end_with_last_answer(

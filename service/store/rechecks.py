@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -243,37 +244,66 @@ async def record_recheck_submitted(
     return result.one_or_none() is not None
 
 
-async def record_recheck_answered(
+@dataclass(frozen=True)
+class InstantAnswer:
+    """A re-check upstream answered at once: the task's new answer, under a task_id phonebridge
+    made (`instant-...`)."""
+
+    upstream_task_id: str
+    result: PhoneResult
+    request_id: str | None
+    code: str
+
+
+async def record_recheck_answered_again(
     session: AsyncSession,
     submit: ClaimedSubmit,
     token: uuid.UUID,
+    answer: InstantAnswer,
     *,
-    upstream_task_id: str,
-    result: PhoneResult,
-    request_id: str | None,
-    code: str,
-    recheck_at: datetime | None,
-    expires_at: datetime | None,
+    recheck_at: datetime,
+    expires_at: datetime,
+    now: datetime,
+) -> bool:
+    """Upstream answered the re-check at once, and that answer asks for one more: the task keeps
+    it and waits until `expires_at`, the re-check is due at `recheck_at`, the number kept. False
+    when the submit or its task is no longer this worker's."""
+    params = _answer_params(submit, token, answer, now)
+    result = await session.execute(
+        _ANSWERED_AGAIN, {**params, "recheck_at": recheck_at, "expires_at": expires_at}
+    )
+    return result.one_or_none() is not None
+
+
+async def record_recheck_last_answer(
+    session: AsyncSession,
+    submit: ClaimedSubmit,
+    token: uuid.UUID,
+    answer: InstantAnswer,
+    *,
     now: datetime,
 ) -> FinishedTask | None:
-    """Upstream answered the re-check at once: the new answer is the task's, re-checked again
-    at `recheck_at` (waiting until `expires_at`), or its last: then the task completes, with its
-    event. Returns the finished task (None when it stays pending or was not this worker's)."""
-    params = {
-        **_ids(submit, token, now),
-        "upstream_task_id": upstream_task_id,
-        "result": orjson.dumps(result.as_json()).decode(),
-        "request_id": request_id,
-        "code": code,
-    }
-    if recheck_at is not None:
-        await session.execute(
-            _ANSWERED_AGAIN, {**params, "recheck_at": recheck_at, "expires_at": expires_at}
-        )
-        return None
-    finished = _finished((await session.execute(_ANSWERED_LAST, params)).one_or_none())
+    """Upstream answered the re-check at once, and that is the task's last answer: the task
+    completes with it and its event, the number is erased. None when the submit or its task is
+    no longer this worker's."""
+    row = (
+        await session.execute(_ANSWERED_LAST, _answer_params(submit, token, answer, now))
+    ).one_or_none()
+    finished = _finished(row)
     await _record_event(session, finished, now)
     return finished
+
+
+def _answer_params(
+    submit: ClaimedSubmit, token: uuid.UUID, answer: InstantAnswer, now: datetime
+) -> dict[str, Any]:
+    return {
+        **_ids(submit, token, now),
+        "upstream_task_id": answer.upstream_task_id,
+        "result": orjson.dumps(answer.result.as_json()).decode(),
+        "request_id": answer.request_id,
+        "code": answer.code,
+    }
 
 
 async def end_with_last_answer(

@@ -21,9 +21,10 @@ from service.store.checks import record_submitted_task
 from service.store.db import transaction
 from service.store.history import POLL_HISTORY_LIMIT
 from service.store.rechecks import (
+    InstantAnswer,
     end_lost_rechecks,
     end_with_last_answer,
-    record_recheck_answered,
+    record_recheck_last_answer,
     record_recheck_submitted,
 )
 from service.store.scheduled_submits import (
@@ -265,16 +266,11 @@ async def test_a_last_answer_at_once_ends_the_task_with_one_event_and_erases_the
     assert await began(sessions, submit, token, at)
 
     async with transaction(sessions) as session:
-        finished = await record_recheck_answered(
+        finished = await record_recheck_last_answer(
             session,
             submit,
             token,
-            upstream_task_id="instant-1",
-            result=PhoneResult("5255********", "ring"),
-            request_id="TID3",
-            code="OK",
-            recheck_at=None,
-            expires_at=None,
+            InstantAnswer("instant-1", PhoneResult("5255********", "ring"), "TID3", "OK"),
             now=at,
         )
 
