@@ -558,6 +558,24 @@ def test_a_csv_job_of_the_most_items_is_taken_and_one_more_is_refused() -> None:
     ]
 
 
+@pytest.mark.parametrize("form", ["csv", "json"])
+def test_a_list_past_the_limit_is_refused_before_any_number_is_checked(form: str) -> None:
+    checked: list[str] = []
+
+    def counting_rule(text: str) -> str | FieldError:
+        checked.append(text)
+        return text
+
+    numbers = ["525512345678"] * (JOB_ITEMS_MAX + 1)
+    if form == "csv":
+        body = ("phone_number\n" + "\n".join(numbers)).encode()
+        outcome = job_from_csv(body, [], counting_rule)
+    else:
+        outcome = job_from_json({"items": [{"phone_number": n} for n in numbers]}, counting_rule)
+    assert [error.field for error in refused(outcome)] == ["items"]
+    assert checked == []
+
+
 def test_blank_records_do_not_count_towards_the_most_items() -> None:
     rows = "525512345678\n\n" * JOB_ITEMS_MAX
     assert accepted(from_csv("phone_number\n" + rows)).item_count == JOB_ITEMS_MAX
