@@ -122,7 +122,9 @@ def parse_check_countries(text: str) -> tuple[str, ...]:
 
 def describe_countries(countries: Collection[str]) -> str:
     """`MX (+52), CO (+57)`: the allowed countries with their calling codes, for messages."""
-    return ", ".join(f"{code} (+{phonenumbers.country_code_for_region(code)})" for code in countries)
+    return ", ".join(
+        f"{code} (+{phonenumbers.country_code_for_region(code)})" for code in countries
+    )
 
 
 def phone_number_rule(countries: Collection[str]) -> str:
@@ -196,7 +198,11 @@ def _number_of_allowed_country(
     number: phonenumbers.PhoneNumber, countries: Collection[str]
 ) -> PhoneNumber | NumberRefusal:
     code = number.country_code
-    region = _region_of(number, countries)
+    if code is None:  # parse always sets it; the package's types allow None
+        return _parse_refusal(
+            NumberParseException(NumberParseException.INVALID_COUNTRY_CODE, ""), countries
+        )
+    region = _region_of(number, code, countries)
     if region not in countries:
         where = (
             f"has the country code +{code}, which belongs to no country"
@@ -220,11 +226,11 @@ def _number_of_allowed_country(
     return PhoneNumber(digits=digits, country_code=str(code), region=region)
 
 
-def _region_of(number: phonenumbers.PhoneNumber, countries: Collection[str]) -> str:
+def _region_of(number: phonenumbers.PhoneNumber, code: int, countries: Collection[str]) -> str:
     """The region of a number: the one region of its country code, or, for a code that regions
     share (+1, +44), the one libphonenumber places it in; a number it places in none is taken as
     of an allowed region with that code (possible is enough, as everywhere here)."""
-    regions = phonenumbers.region_codes_for_country_code(number.country_code)
+    regions = phonenumbers.region_codes_for_country_code(code)
     if len(regions) == 1:
         return regions[0]
     placed = phonenumbers.region_code_for_number(number)

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from service.domain.answers import RawAnswer, TransportError
 from service.domain.checks import (
     SUBMIT_OUTCOME_UNKNOWN,
