@@ -17,7 +17,7 @@ from service.domain.states import EventType, TaskSource, TaskState
 class TaskResult(BaseModel):
     phone_number: str = Field(
         description="The number as upstream's answer gives it, masked by upstream (e.g. "
-        "`5215*********`: its first digits). Not phonebridge's mask of a submitted number: "
+        "`5255********`: its first digits). Not phonebridge's mask of a submitted number: "
         "that is the task's `phone_number_masked`."
     )
     phone_status: str = Field(
@@ -55,7 +55,7 @@ class TaskOut(BaseModel):
     phone_number_masked: str | None = Field(
         default=None,
         description="phonebridge's mask of a submitted check's number: country code and last "
-        "four digits only (e.g. `52*******1234`); null for registered tasks. Upstream's own "
+        "four digits only (e.g. `52******1234`); null for registered tasks. Upstream's own "
         "mask of the number is `result.phone_number`.",
     )
 

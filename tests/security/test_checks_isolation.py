@@ -84,6 +84,6 @@ async def test_a_callback_token_moves_only_its_own_clients_tasks(
 
 
 async def test_the_checks_routes_need_a_key(checks_api: httpx.AsyncClient) -> None:
-    submitted = await checks_api.post("/v1/checks", json={"phone_number": "5215512341234"})
+    submitted = await checks_api.post("/v1/checks", json={"phone_number": "525512341234"})
     callback = await checks_api.get("/v1/callback-url")
     assert submitted.status_code == callback.status_code == 401

@@ -139,7 +139,7 @@ def test_a_result_is_a_check_finished_at_once() -> None:
     raw = answer(
         200,
         status="OK",
-        result={"phone_number": "5215****", "phone_status": "busy"},
+        result={"phone_number": "5255****", "phone_status": "busy"},
         request_id="TID2",
     )
     outcome = classify_submit(raw, NOW, surely_not_sent=False)
