@@ -59,7 +59,7 @@ async def test_an_idempotency_key_never_replays_another_clients_answer(
     hers = await submit(checks_api, alice, idempotency_key="order-1")
     # Same key, and a different body: for mallory it is simply a new key, never a 422 that would
     # tell her alice used it.
-    his = await submit(checks_api, mallory, "4915112345678", idempotency_key="order-1")
+    his = await submit(checks_api, mallory, "+57 300 123 4567", idempotency_key="order-1")
 
     assert hers.status_code == his.status_code == 201
     assert his.json()["task_id"] != hers.json()["task_id"]
