@@ -199,9 +199,7 @@ def _number_of_allowed_country(
 ) -> PhoneNumber | NumberRefusal:
     code = number.country_code
     if code is None:  # parse always sets it; the package's types allow None
-        return _parse_refusal(
-            NumberParseException(NumberParseException.INVALID_COUNTRY_CODE, ""), countries
-        )
+        return _no_country_code(countries)
     region = _region_of(number, code, countries)
     if region not in countries:
         where = (
@@ -269,8 +267,12 @@ def _parse_refusal(error: NumberParseException, countries: Collection[str]) -> N
     if error.error_type == NumberParseException.TOO_LONG:
         return NumberRefusal(NumberRule.TOO_LONG, "has more digits than any phone number")
     if error.error_type == NumberParseException.INVALID_COUNTRY_CODE:
-        return NumberRefusal(
-            NumberRule.COUNTRY_CODE,
-            f"does not start with a country code: {phone_number_rule(countries)}",
-        )
+        return _no_country_code(countries)
     return NumberRefusal(NumberRule.TOO_SHORT, "has too few digits to be a phone number")
+
+
+def _no_country_code(countries: Collection[str]) -> NumberRefusal:
+    return NumberRefusal(
+        NumberRule.COUNTRY_CODE,
+        f"does not start with a country code: {phone_number_rule(countries)}",
+    )

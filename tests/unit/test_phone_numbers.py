@@ -197,9 +197,7 @@ def test_the_allowed_countries_decide() -> None:
     assert refusal("+57 300 123 4567", ("MX",)).rule is NumberRule.COUNTRY
 
 
-def test_a_shared_country_code_libphonenumber_places_nowhere_is_taken_as_the_allowed_region() -> (
-    None
-):
+def test_a_number_of_a_shared_code_placed_in_no_region_is_of_the_allowed_one() -> None:
     # 999 is no area code of the North American plan, but the number has a possible length.
     assert parsed("+1 999 555 0123", ("CA",)).region == "CA"
 
