@@ -3,7 +3,7 @@ be checked (rejections, by line), and the job's options; or the whole request re
 
 Pure: `job_from_json` takes the parsed JSON body (read the way every route reads one:
 `service.api.bodies`), `job_from_csv` the raw bytes of a `text/csv` body and its query
-parameters. Both take the phone number rule as a parameter (`NumberRule`): the one rule of
+parameters. Both take the phone number rule as a parameter (`NumberReader`): the one rule of
 `POST /v1/checks`, so that a number is accepted, refused and normalised the same way everywhere.
 Every rule of an item is the rule of the same field elsewhere (`check_metadata` of tasks and
 checks; `max_age_s` and `recheck` of `service.domain.check_options`).
@@ -70,7 +70,7 @@ NAME_MAX_LENGTH = 255
 REJECTIONS_SHOWN = 10
 
 # The normalised digits of a number, or the rule it broke (a FieldError naming `phone_number`).
-NumberRule = Callable[[str], "str | FieldError"]
+NumberReader = Callable[[str], "str | FieldError"]
 
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -135,7 +135,7 @@ class JobRefused:
         return "; ".join(error.describe() for error in self.errors)
 
 
-def job_from_json(body: object, number_rule: NumberRule) -> JobRequest | JobRefused:
+def job_from_json(body: object, number_rule: NumberReader) -> JobRequest | JobRefused:
     """Read a JSON job body (already parsed, within the size limit)."""
     if not isinstance(body, dict):
         return _refused(FieldError(None, f"the request body must be a JSON object {_JSON_SHAPE}"))
@@ -162,7 +162,7 @@ def job_from_json(body: object, number_rule: NumberRule) -> JobRequest | JobRefu
 
 
 def job_from_csv(
-    body: bytes, query: Sequence[tuple[str, str]], number_rule: NumberRule
+    body: bytes, query: Sequence[tuple[str, str]], number_rule: NumberReader
 ) -> JobRequest | JobRefused:
     """Read a `text/csv` job body and its query parameters (every pair, in order, so that a
     parameter given twice is seen)."""
@@ -251,7 +251,7 @@ def _check_items_array(value: object, errors: list[FieldError]) -> list[object] 
     return value
 
 
-def _item_from_json(line: int, entry: object, number_rule: NumberRule) -> JobItem | ItemRejection:
+def _item_from_json(line: int, entry: object, number_rule: NumberReader) -> JobItem | ItemRejection:
     if not isinstance(entry, dict):
         return ItemRejection(line, None, f"each item must be a JSON object {_ITEM_SHAPE}")
     errors = [
@@ -270,7 +270,7 @@ def _item_from_json(line: int, entry: object, number_rule: NumberRule) -> JobIte
 
 
 def _item_from_csv(
-    line: int, phone_cell: str, reference_cell: str, number_rule: NumberRule
+    line: int, phone_cell: str, reference_cell: str, number_rule: NumberReader
 ) -> JobItem | ItemRejection:
     errors: list[FieldError] = []
     phone_number = _check_number(phone_cell.strip() or None, number_rule, errors)
@@ -285,7 +285,7 @@ def _cell(record: list[str], column: int | None) -> str:
     return record[column] if column is not None and column < len(record) else ""
 
 
-def _check_number(value: object, number_rule: NumberRule, errors: list[FieldError]) -> str | None:
+def _check_number(value: object, number_rule: NumberReader, errors: list[FieldError]) -> str | None:
     if value is None:
         errors.append(FieldError("phone_number", "is required"))
         return None
