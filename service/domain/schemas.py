@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from service.domain.states import EventType, TaskSource, TaskState
+from service.domain.verdicts import Verdict, verdict_of
 
 
 class TaskResult(BaseModel):
@@ -24,6 +25,18 @@ class TaskResult(BaseModel):
         description="One of ring, connected, empty, busy, turned_off, outside_service_area, "
         "line_abnormal, temp_unavailable; an unknown value from upstream is kept as given."
     )
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="What the answer means, from `phone_status` (never stored apart from it): "
+        "`live` (ring, connected, busy: in service and reached a phone), `unreachable` "
+        "(turned_off, outside_service_area: exists, but the phone could not be reached now), "
+        "`dead` (empty: no such subscriber), `retry` (line_abnormal, temp_unavailable: upstream "
+        "says try again later). null when `phone_status` is a value upstream does not document: "
+        "its meaning is unknown, so phonebridge does not guess one."
+    )
+    @property
+    def verdict(self) -> Verdict | None:
+        return verdict_of(self.phone_status)
 
 
 class TaskError(BaseModel):
