@@ -140,13 +140,14 @@ async def test_a_check_finished_at_once_is_completed_with_its_event(
     assert response.status_code == 201, response.text
     task = response.json()
     assert task["state"] == "completed"
-    assert task["result"]["phone_status"] == "busy"
+    assert (task["result"]["phone_status"], task["result"]["verdict"]) == ("busy", "live")
     assert task["next_poll_at"] is None
     page = await feed_until(api, key, 1)
     (event,) = page["data"]
     assert event["type"] == "task.completed"
     assert event["data"]["task_id"] == task["task_id"]
     assert event["data"]["source"] == "submitted"
+    assert event["data"]["result"] == task["result"]
 
 
 async def test_invalid_argument_answers_422_with_upstreams_reason_and_keeps_nothing(

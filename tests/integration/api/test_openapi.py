@@ -178,3 +178,20 @@ async def test_health_answers_have_real_schemas(api: httpx.AsyncClient) -> None:
     for path in ("/healthz", "/readyz"):
         content = document["paths"][path]["get"]["responses"]["200"]["content"]
         assert content["application/json"]["schema"].get("$ref"), path
+
+
+async def test_a_result_declares_its_verdict_with_every_value_it_can_take(
+    api: httpx.AsyncClient,
+) -> None:
+    schemas = (await schema(api))["components"]["schemas"]
+    result = schemas["TaskResult"]
+    assert result["required"] == ["phone_number", "phone_status", "verdict"]
+    verdict = result["properties"]["verdict"]
+    assert verdict["anyOf"] == [{"$ref": "#/components/schemas/Verdict"}, {"type": "null"}]
+    assert (
+        "null when `phone_status` is a value upstream does not document" in (verdict["description"])
+    )
+    assert schemas["Verdict"]["enum"] == ["live", "unreachable", "dead", "retry"]
+    assert schemas["TaskOut"]["properties"]["result"]["anyOf"][0] == {
+        "$ref": "#/components/schemas/TaskResult"
+    }
