@@ -22,6 +22,7 @@ from psycopg.rows import DictRow, RowMaker
 
 from service.domain.intake import Registration
 from service.domain.states import TaskSource, TaskState
+from service.domain.verdicts import Verdict, verdict_of
 
 TaskConnection = AsyncConnection[DictRow]
 CancelOutcome = Literal["cancelled", "already_final", "not_found"]
@@ -49,6 +50,12 @@ class TaskRow:
     metadata: dict[str, Any]
     source: TaskSource
     phone_number_masked: str | None
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The result's verdict (None without a result, or for a phone_status of no verdict)."""
+        phone_status = None if self.result is None else self.result.get("phone_status")
+        return verdict_of(phone_status) if isinstance(phone_status, str) else None
 
 
 # Selected in TaskRow's field order, so that a row is built from its values by position.
