@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.domain.intake import FieldError, json_type, shown_field_name
+from service.domain.verdicts import Verdict
 
 # The contract's verdict names (the table under "Phone numbers and what an answer means"), in its
 # order: what `recheck.verdicts` may name and what a job's `counts.by_verdict` counts.
-VERDICTS = ("live", "unreachable", "dead", "retry")
+VERDICTS = tuple(verdict.value for verdict in Verdict)
 
 MAX_AGE_MAX_S = 30 * 24 * 3600
 RECHECK_FIELDS = ("verdicts", "after_s", "max")
