@@ -22,6 +22,8 @@ from service.domain.backoff import BackoffPolicy
 from service.domain.callback_trust import DEFAULT_LOSS_TOLERANCE
 from service.domain.rechecks import AFTER_S_MAX as RECHECK_MAX_AFTER_S
 from service.domain.rechecks import AFTER_S_MIN as RECHECK_MIN_AFTER_S
+
+from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES, parse_check_countries
 from service.domain.schedule import (
     DEFAULT_CALLS_PER_TASK,
     DEFAULT_HALF_LIFE_S,
@@ -95,6 +97,8 @@ class Settings(BaseSettings):
     )
     webhook_allow_private: bool = False
     retention_days: float = Field(default=30.0, gt=0)
+    # ISO regions whose numbers checks accept (service/domain/phone_numbers.py).
+    check_countries: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CHECK_COUNTRIES
 
     # --- operational knobs beyond the contract (documented in the README) ----------------------
     # Key that encrypts webhook secrets at rest; without it a key is derived and kept under
@@ -168,6 +172,15 @@ class Settings(BaseSettings):
     def _schedule_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if any(v < 0 for v in value):
             raise ValueError("delays must not be negative")
+        return value
+
+    @field_validator("check_countries", mode="before")
+    @classmethod
+    def _parse_countries(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_check_countries(value)
+        if isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
+            return parse_check_countries(",".join(value))
         return value
 
     @field_validator("database_url")

@@ -27,11 +27,11 @@ from service.api.submitting import submit_for_client
 from service.domain import problems
 from service.domain.checks import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
-    PHONE_RULE,
     valid_idempotency_key,
     validate_check,
 )
 from service.domain.intake import METADATA_MAX_BYTES, Rejection
+from service.domain.phone_numbers import EXAMPLE, PHONE_NUMBER_MAX_CHARS
 from service.domain.rechecks import (
     AFTER_S_MAX,
     AFTER_S_MIN,
@@ -82,7 +82,16 @@ class CheckSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     phone_number: str = Field(
-        pattern=r"^\+?[1-9][0-9]{7,14}$", description=PHONE_RULE, examples=["5215512345678"]
+        max_length=PHONE_NUMBER_MAX_CHARS,
+        # The form alone; which numbers are possible is libphonenumber's to say (a 422 naming
+        # the rule broken).
+        pattern=r"^\s*\+?[0-9](?:[ .()-]*[0-9])*\s*$",
+        description="A phone number with its country code, of a country this phonebridge checks "
+        "(PHONEBRIDGE_CHECK_COUNTRIES, by default MX and CO): E.164 with or without '+', "
+        "Mexico's old mobile prefix (+52 1 and 10 digits) accepted, spaces, dots, dashes and "
+        "parentheses between digits. It must be a possible number of its country "
+        "(libphonenumber); anything else answers 422 naming the rule broken.",
+        examples=[EXAMPLE],
     )
     metadata: dict[str, Any] | None = Field(
         default=None,
@@ -133,7 +142,7 @@ class CallbackUrl(BaseModel):
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/CheckSubmission"},
                     "example": {
-                        "phone_number": "5215512345678",
+                        "phone_number": EXAMPLE,
                         "metadata": {"order": 42},
                         "recheck": {"verdicts": ["retry"], "after_s": 600, "max": 1},
                     },
@@ -153,6 +162,7 @@ async def submit_check(request: Request) -> Response:
         )
     checked = validate_check(
         await read_json_body(request),
+        resources.settings.check_countries,
         recheck_min_after_s=resources.settings.recheck_min_after_s,
     )
     if isinstance(checked, Rejection):

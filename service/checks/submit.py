@@ -27,6 +27,7 @@ import signal
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from redis.asyncio import Redis
@@ -52,6 +53,8 @@ from service.domain.checks import (
     classify_submit,
 )
 from service.domain.rechecks import recheck_due_at, waiting_deadline
+
+from service.domain.phone_numbers import NUMBER_DIGEST_KEY_LABEL
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
 from service.observability.metrics import record_submit
@@ -62,6 +65,7 @@ from service.store.scheduled_submits import hold_number_for_rechecks
 from service.upstream.client import UpstreamClient
 from service.upstream.pause import read_pause
 from service.upstream.reaction import UpstreamReaction
+from service.secret_key import deployment_key
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,11 @@ class SubmitService:
         # The owner of an intent row answers within this; after it, the outcome is unknown.
         self._lease = timedelta(seconds=settings.upstream_timeout_s + MAX_SLOT_WAIT_S + 2.0)
 
+    @cached_property
+    def _number_key(self) -> bytes:
+        # Built on first use: it may read the key file under data_dir.
+        return deployment_key(self._settings, NUMBER_DIGEST_KEY_LABEL)
+
     async def close(self) -> None:
         if self._upstream is not None:
             await self._upstream.aclose()
@@ -124,18 +133,19 @@ class SubmitService:
         """Submit `check` for the client, or answer what the first request with that key was
         answered. Raises DifferentBody when the key was used with another body."""
         now = self._clock()
+        fingerprint = check.fingerprint(self._number_key)
         async with transaction(self._sessions) as session:
             submission, created = await check_store.begin_submission(
                 session,
                 client_id=client_id,
                 idempotency_key=idempotency_key,
-                fingerprint=check.fingerprint,
+                fingerprint=fingerprint,
                 masked=check.masked,
                 now=now,
                 lease_until=now + self._lease,
             )
         if not created:
-            if submission.fingerprint != check.fingerprint:
+            if submission.fingerprint != fingerprint:
                 raise DifferentBody
             record_submit("replayed")
             return await self._replay(submission)
@@ -168,7 +178,7 @@ class SubmitService:
             return refusal
 
         callback = await self._callbacks.url_for(client_id)
-        call = await upstream.submit_check(check.phone_number, callback)
+        call = await upstream.submit_check(check.number.digits, callback)
         _crash_point_for_tests()
         answered_at = self._clock()
         outcome = classify_submit(call.answer, answered_at, surely_not_sent=call.surely_not_sent)
@@ -277,7 +287,7 @@ class SubmitService:
                     client_id=client_id,
                     task_pk=task.id,
                     sealed=self._number_seal().seal(
-                        check.phone_number, recheck_binding(client_id, task_id)
+                        check.number.digits, recheck_binding(client_id, task_id)
                     ),
                     due_at=recheck_at,
                     now=now,

@@ -1,4 +1,5 @@
-"""The states a task and a webhook delivery can be in, and the events a task's end produces.
+"""The states a task, a webhook delivery and a check job can be in, and the events a task's end
+produces.
 
 Each is defined once here and used everywhere: the tables' CHECK constraints, the API's schemas
 (where they show as enums), the store's SQL and the webhook sender. A `StrEnum` member is its
@@ -94,3 +95,29 @@ class ScheduledSubmitPurpose(StrEnum):
     """Why a number is to be submitted (check jobs will add their items')."""
 
     RECHECK = "recheck"
+
+class JobState(StrEnum):
+    """Where a check job stands (service.domain.job_lifecycle moves it). `queued`: started, none
+    of its items taken for submission yet; `completed` and `cancelled` are final."""
+
+    DRAFT = "draft"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether nothing can move the job any more: `completed` or `cancelled`."""
+        return self in (JobState.COMPLETED, JobState.CANCELLED)
+
+
+class PausedReason(StrEnum):
+    """Why a `paused` job is paused: its client paused it (only its client resumes it), or the
+    system did (the client's daily check budget is spent, or upstream's account pause is open),
+    and the system resumes it."""
+
+    CLIENT = "client"
+    BUDGET = "budget"
+    UPSTREAM = "upstream"

@@ -24,6 +24,8 @@ from service.domain.intake import Registration
 from service.domain.states import TaskSource, TaskState
 from service.store.rechecks import END_SUBMITS_SET, END_SUBMITS_WHERE
 
+from service.domain.verdicts import Verdict, verdict_of
+
 TaskConnection = AsyncConnection[DictRow]
 CancelOutcome = Literal["cancelled", "already_final", "not_found"]
 
@@ -51,6 +53,12 @@ class TaskRow:
     source: TaskSource
     phone_number_masked: str | None
     rechecks: list[dict[str, Any]]
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The result's verdict (None without a result, or for a phone_status of no verdict)."""
+        phone_status = None if self.result is None else self.result.get("phone_status")
+        return verdict_of(phone_status) if isinstance(phone_status, str) else None
 
 
 # Selected in TaskRow's field order, so that a row is built from its values by position.

@@ -10,14 +10,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from service.domain.checks import CheckRequest, validate_check
+from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES
 from service.sim.server import SimServer
 from service.store.checks import SubmittedTask, record_submitted_task
 from service.store.db import transaction
 from tests.support.api import bearer
 from tests.support.settings import make_settings
 
-PHONE = "5215512341234"
-PHONE_MASKED = "52*******1234"
+# A Mexico City number, as upstream is sent it (E.164 digits without '+'), and its mask.
+PHONE = "525512341234"
+PHONE_MASKED = "52******1234"
+# The same number as a CRM may hold it: with '+', spaces and Mexico's old mobile '1'.
+PHONE_AS_WRITTEN = "+52 1 55 1234 1234"
 # The base URL at which upstream would reach this API: checks then carry a callback URL.
 PUBLIC_URL = "http://phonebridge.test"
 
@@ -32,6 +37,16 @@ def checks_settings(database_url: str, redis_url: str, base_url: str, **override
     }
     values.update(overrides)
     return make_settings(database_url, redis_url, **values)
+
+
+def check_request(phone_number: str = PHONE, metadata: object = None) -> CheckRequest:
+    """A `POST /v1/checks` body as the route reads it (the default countries)."""
+    body: dict[str, Any] = {"phone_number": phone_number}
+    if metadata is not None:
+        body["metadata"] = metadata
+    request = validate_check(body, DEFAULT_CHECK_COUNTRIES)
+    assert isinstance(request, CheckRequest), request
+    return request
 
 
 async def submit(

@@ -57,7 +57,8 @@ def task_timeline(task: TaskRow, story: TaskStory, deliveries: list[DeliveryView
     if task.completed_at is not None:
         detail = ""
         if task.result is not None:
-            detail = f"phone_status {task.result.get('phone_status', '?')}"
+            verdict = "no verdict" if task.verdict is None else f"verdict {task.verdict}"
+            detail = f"phone_status {task.result.get('phone_status', '?')}, {verdict}"
         elif task.last_error is not None:
             detail = f"{task.last_error.get('code', '')}: {task.last_error.get('message', '')}"
         moments.append(Moment(task.completed_at, "final", task.state.value, detail))

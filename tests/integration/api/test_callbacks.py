@@ -345,7 +345,7 @@ async def test_a_hint_for_a_task_waiting_for_its_recheck_plans_no_poll(
     fresh_sim: SimServer,
 ) -> None:
     # Answered at once with a verdict its `recheck` names: the task waits, no poll planned.
-    fresh_sim.control.script_number("525512349999", ["temp_unavailable-0"])
+    fresh_sim.control.script_number("525512349999", "temp_unavailable-0")
     response = await submit(api, key, "525512349999", recheck={"after_s": 600})
     assert response.status_code == 201, response.text
     task_id = response.json()["task_id"]

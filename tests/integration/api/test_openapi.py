@@ -199,3 +199,19 @@ async def test_the_check_and_the_task_publish_their_rechecks(api: httpx.AsyncCli
     rechecks = schemas["TaskOut"]["properties"]["rechecks"]
     assert rechecks["items"] == {"$ref": "#/components/schemas/RecheckAnswer"}
     assert set(schemas["RecheckAnswer"]["required"]) == {"task_id", "phone_status", "at"}
+
+async def test_a_result_declares_its_verdict_with_every_value_it_can_take(
+    api: httpx.AsyncClient,
+) -> None:
+    schemas = (await schema(api))["components"]["schemas"]
+    result = schemas["TaskResult"]
+    assert result["required"] == ["phone_number", "phone_status", "verdict"]
+    verdict = result["properties"]["verdict"]
+    assert verdict["anyOf"] == [{"$ref": "#/components/schemas/Verdict"}, {"type": "null"}]
+    assert (
+        "null when `phone_status` is a value upstream does not document" in (verdict["description"])
+    )
+    assert schemas["Verdict"]["enum"] == ["live", "unreachable", "dead", "retry"]
+    assert schemas["TaskOut"]["properties"]["result"]["anyOf"][0] == {
+        "$ref": "#/components/schemas/TaskResult"
+    }

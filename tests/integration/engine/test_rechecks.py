@@ -79,7 +79,7 @@ async def test_a_retry_answer_is_checked_again_and_the_task_ends_once_with_the_l
     fresh_sim: SimServer,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    fresh_sim.control.script_number(NUMBER, RETRY_THEN_RING)
+    fresh_sim.control.script_number(NUMBER, *RETRY_THEN_RING)
     created = await submit(api, key, NUMBER, recheck=SOON)
     assert created.status_code == 201, created.text
     first = created.json()
@@ -118,7 +118,7 @@ async def test_an_answer_at_once_leaves_a_pending_task_with_its_result_until_the
     fresh_sim: SimServer,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    fresh_sim.control.script_number(NUMBER, ["temp_unavailable-0", "ring-0"])
+    fresh_sim.control.script_number(NUMBER, "temp_unavailable-0", "ring-0")
     created = await submit(api, key, NUMBER, recheck=SOON)
     assert created.status_code == 201, created.text
     waiting = created.json()
@@ -152,7 +152,7 @@ async def test_a_retry_that_persists_is_checked_max_times_and_ends_with_it(
     fresh_sim: SimServer,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    fresh_sim.control.script_number(NUMBER, ["line_abnormal-1", "temp_unavailable-0"])
+    fresh_sim.control.script_number(NUMBER, "line_abnormal-1", "temp_unavailable-0")
     recheck = {"verdicts": ["retry"], "after_s": 1, "max": 2}
     created = await submit(api, key, NUMBER, recheck=recheck)
     assert created.status_code == 201, created.text
@@ -183,7 +183,7 @@ async def test_a_cancel_stops_a_recheck_that_waits_and_erases_the_number(
     fresh_sim: SimServer,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    fresh_sim.control.script_number(NUMBER, ["temp_unavailable-0", "ring-0"])
+    fresh_sim.control.script_number(NUMBER, "temp_unavailable-0", "ring-0")
     recheck = {"verdicts": ["retry"], "after_s": 2, "max": 1}
     created = await submit(api, key, NUMBER, recheck=recheck)
     task_id = created.json()["task_id"]
@@ -211,7 +211,7 @@ async def test_a_paused_upstream_holds_a_due_recheck_back_until_it_resumes(
     fresh_sim: SimServer,
     redis_client: Redis[Any],
 ) -> None:
-    fresh_sim.control.script_number(NUMBER, ["temp_unavailable-0", "ring-0"])
+    fresh_sim.control.script_number(NUMBER, "temp_unavailable-0", "ring-0")
     created = await submit(api, key, NUMBER, recheck=SOON)
     task_id = created.json()["task_id"]
     await open_pause(redis_client, "KEY_EXPIRED", datetime.now(UTC))
@@ -239,7 +239,7 @@ async def test_a_recheck_not_submitted_before_the_deadline_ends_the_task_with_it
         database_url, redis_url, fresh_sim.base_url, recheck_min_after_s=1, task_ttl_s=2.0
     )
     key = await new_key(settings)
-    fresh_sim.control.script_number(NUMBER, ["temp_unavailable-0", "ring-0"])
+    fresh_sim.control.script_number(NUMBER, "temp_unavailable-0", "ring-0")
     async with api_client(settings) as api:
         created = await submit(api, key, NUMBER, recheck=SOON)
         waiting = created.json()
@@ -275,7 +275,7 @@ async def test_rechecks_due_together_keep_to_the_rate_ceiling(
     key = await new_key(settings)
     numbers = [f"5255123410{index:02d}" for index in range(12)]
     for number in numbers:
-        fresh_sim.control.script_number(number, ["temp_unavailable-0", "ring-0"])
+        fresh_sim.control.script_number(number, "temp_unavailable-0", "ring-0")
     async with api_client(settings) as api:
         task_ids = []
         for number in numbers:

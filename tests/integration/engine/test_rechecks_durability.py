@@ -50,7 +50,7 @@ async def test_a_worker_killed_after_the_resubmit_leaves_the_last_answer_and_nev
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     client, key = api
-    fresh_sim.control.script_number(NUMBER, ["temp_unavailable-0", "ring-0"])
+    fresh_sim.control.script_number(NUMBER, "temp_unavailable-0", "ring-0")
     recheck = {"verdicts": ["retry"], "after_s": 1, "max": 1}
     created = await submit(client, key, NUMBER, recheck=recheck)
     assert created.status_code == 201, created.text
