@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, db_url: str) -> None:
         plain = numbers_of(args, "5255100")
         rechecked = numbers_of(args, "5255200")
         for number in plain + rechecked:
-            stack.sim.control.script_number(number.phone_number, number.scripts)
+            stack.sim.control.script_number(number.phone_number, *number.scripts)
         recheck = {"verdicts": ["retry"], "after_s": AFTER_S, "max": 1}
         plain_ids: list[str] = []
         rechecked_ids: list[str] = []

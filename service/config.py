@@ -20,10 +20,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.domain.backoff import BackoffPolicy
 from service.domain.callback_trust import DEFAULT_LOSS_TOLERANCE
+from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES, parse_check_countries
 from service.domain.rechecks import AFTER_S_MAX as RECHECK_MAX_AFTER_S
 from service.domain.rechecks import AFTER_S_MIN as RECHECK_MIN_AFTER_S
-
-from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES, parse_check_countries
 from service.domain.schedule import (
     DEFAULT_CALLS_PER_TASK,
     DEFAULT_HALF_LIFE_S,

@@ -52,20 +52,19 @@ from service.domain.checks import (
     SubmitOutcome,
     classify_submit,
 )
-from service.domain.rechecks import recheck_due_at, waiting_deadline
-
 from service.domain.phone_numbers import NUMBER_DIGEST_KEY_LABEL
+from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
 from service.observability.metrics import record_submit
 from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
+from service.secret_key import deployment_key
 from service.store import checks as check_store
 from service.store.db import transaction
 from service.store.scheduled_submits import hold_number_for_rechecks
 from service.upstream.client import UpstreamClient
 from service.upstream.pause import read_pause
 from service.upstream.reaction import UpstreamReaction
-from service.secret_key import deployment_key
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Pure: `job_from_json` takes the parsed JSON body (read the way every route reads
 parameters. Both take the phone number rule as a parameter (`NumberReader`): the one rule of
 `POST /v1/checks`, so that a number is accepted, refused and normalised the same way everywhere.
 Every rule of an item is the rule of the same field elsewhere (`check_metadata` of tasks and
-checks; `max_age_s` and `recheck` of `service.domain.check_options`).
+checks; `max_age_s` and `recheck` of `service.domain.check_options` and `service.domain.rechecks`).
 
 The request as a whole (the contract's order; `JobRefused` with every broken rule):
 - Over `JOB_BODY_MAX_BYTES` (16 MiB): 413. The edge must enforce it while reading the body, so
@@ -49,13 +49,9 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from service.domain.check_options import (
-    Recheck,
-    check_max_age_s,
-    check_max_age_s_text,
-    check_recheck,
-)
+from service.domain.check_options import check_max_age_s, check_max_age_s_text
 from service.domain.intake import FieldError, check_metadata, json_type, shown_field_name
+from service.domain.rechecks import RecheckPolicy, check_recheck
 
 JOB_BODY_MAX_BYTES = 16 * 1024 * 1024
 JOB_ITEMS_MAX = 100_000
@@ -104,7 +100,7 @@ class ItemRejection:
 class JobOptions:
     name: str | None = None
     max_age_s: int = 0
-    recheck: Recheck | None = None
+    recheck: RecheckPolicy | None = None
     # False: a draft, which shows its estimate and waits for `start`.
     start: bool = True
 

@@ -25,12 +25,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.domain.check_options import VERDICTS
 from service.domain.job_input import JobItem, JobRequest
 from service.domain.states import TaskState
+from service.domain.verdicts import Verdict
 
 # The keyed digest of a normalised number.
 NumberDigest = Callable[[str], bytes]
+
+
+# What `counts.by_verdict` counts, in the contract's order.
+VERDICTS = tuple(verdict.value for verdict in Verdict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,7 @@ class ScheduledSubmitPurpose(StrEnum):
 
     RECHECK = "recheck"
 
+
 class JobState(StrEnum):
     """Where a check job stands (service.domain.job_lifecycle moves it). `queued`: started, none
     of its items taken for submission yet; `completed` and `cancelled` are final."""

@@ -22,9 +22,8 @@ from psycopg.rows import DictRow, RowMaker
 
 from service.domain.intake import Registration
 from service.domain.states import TaskSource, TaskState
-from service.store.rechecks import END_SUBMITS_SET, END_SUBMITS_WHERE
-
 from service.domain.verdicts import Verdict, verdict_of
+from service.store.rechecks import END_SUBMITS_SET, END_SUBMITS_WHERE
 
 TaskConnection = AsyncConnection[DictRow]
 CancelOutcome = Literal["cancelled", "already_final", "not_found"]

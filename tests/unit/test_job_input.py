@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.domain.check_options import Recheck
 from service.domain.checks import validate_check
 from service.domain.intake import METADATA_MAX_BYTES, FieldError, Rejection
 from service.domain.job_input import (
@@ -30,6 +29,8 @@ from service.domain.job_input import (
     job_from_json,
 )
 from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES
+from service.domain.rechecks import RecheckPolicy
+from service.domain.verdicts import Verdict
 
 _DIGITS = re.compile(r"\+?([0-9]{8,15})")
 TEST_RULE = "must be 8-15 digits (the tests' rule)"
@@ -107,7 +108,10 @@ def test_a_json_job_keeps_every_option_and_each_items_reference_and_metadata() -
         )
     )
     assert job.options == JobOptions(
-        name="november book", max_age_s=86_400, recheck=Recheck(("retry",), 900, 2), start=False
+        name="november book",
+        max_age_s=86_400,
+        recheck=RecheckPolicy(frozenset({Verdict.RETRY}), 900, 2),
+        start=False,
     )
     assert job.items == (JobItem(1, "525512345678", "loan-17", '{"b":1}'),)
 

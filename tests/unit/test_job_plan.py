@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.domain.check_options import VERDICTS
 from service.domain.job_input import ItemRejection, JobItem, JobOptions, JobRequest
 from service.domain.job_plan import (
+    VERDICTS,
     DedupePlan,
     JobCounts,
     PlannedItem,

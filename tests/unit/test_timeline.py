@@ -72,7 +72,7 @@ def test_a_rechecked_task_shows_every_answer_each_resubmit_and_then_its_end() ->
         ("final", "completed"),
     ]
     assert "T-2" in moments[4].detail
-    assert moments[-1].detail == "phone_status ring"
+    assert moments[-1].detail == "phone_status ring, verdict live"
     # Only polls count as polls: no gap for the re-check's submit.
     assert "gap" not in {moment.kind for moment in moments}
 

@@ -200,6 +200,7 @@ async def test_the_check_and_the_task_publish_their_rechecks(api: httpx.AsyncCli
     assert rechecks["items"] == {"$ref": "#/components/schemas/RecheckAnswer"}
     assert set(schemas["RecheckAnswer"]["required"]) == {"task_id", "phone_status", "at"}
 
+
 async def test_a_result_declares_its_verdict_with_every_value_it_can_take(
     api: httpx.AsyncClient,
 ) -> None:
