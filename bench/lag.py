@@ -196,7 +196,7 @@ def run_submitted(
         stack.sim.control.configure(submit_script=f"ring-0-{delay:.3f}s")
         answer = stack.http.post(
             "/v1/checks",
-            json={"phone_number": f"52155{i:07d}"},
+            json={"phone_number": f"5255{i:08d}"},  # Mexico City numbers
             headers={"idempotency-key": f"bench-{tag}-{i}"},
         )
         answer.raise_for_status()

@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.domain.backoff import BackoffPolicy
 from service.domain.callback_trust import DEFAULT_LOSS_TOLERANCE
+from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES, parse_check_countries
+from service.domain.rechecks import AFTER_S_MAX as RECHECK_MAX_AFTER_S
+from service.domain.rechecks import AFTER_S_MIN as RECHECK_MIN_AFTER_S
 from service.domain.schedule import (
     DEFAULT_CALLS_PER_TASK,
     DEFAULT_HALF_LIFE_S,
@@ -96,6 +99,8 @@ class Settings(BaseSettings):
     # schedule) is disabled (service/domain/endpoint_health.py).
     webhook_disable_after_s: float = Field(default=432000.0, gt=0)
     retention_days: float = Field(default=30.0, gt=0)
+    # ISO regions whose numbers checks accept (service/domain/phone_numbers.py).
+    check_countries: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CHECK_COUNTRIES
 
     # --- operational knobs beyond the contract (documented in the README) ----------------------
     # Key that encrypts webhook secrets at rest; without it a key is derived and kept under
@@ -147,6 +152,9 @@ class Settings(BaseSettings):
     # A client's callbacks stop being trusted when more than this share of the recent ones went
     # missing (service/domain/callback_trust.py): its checks are then polled as registered tasks.
     callback_loss_tolerance: float = Field(default=DEFAULT_LOSS_TOLERANCE, ge=0, le=1)
+    # The smallest `recheck.after_s` a check may ask for (service/domain/rechecks.py); lower it
+    # only for tests and demos, which cannot wait a minute.
+    recheck_min_after_s: int = Field(default=RECHECK_MIN_AFTER_S, ge=1, le=RECHECK_MAX_AFTER_S)
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
@@ -166,6 +174,15 @@ class Settings(BaseSettings):
     def _schedule_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if any(v < 0 for v in value):
             raise ValueError("delays must not be negative")
+        return value
+
+    @field_validator("check_countries", mode="before")
+    @classmethod
+    def _parse_countries(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_check_countries(value)
+        if isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
+            return parse_check_countries(",".join(value))
         return value
 
     @field_validator("database_url")

@@ -27,11 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.clock import utc_now
 from service.config import Settings
 from service.engine.poller import PollService
+from service.engine.scheduled_submits import ScheduledSubmitService
 from service.engine.scheduler import (
     PeriodicStep,
     PollPublisher,
     Scheduler,
     SchedulerContext,
+    SubmitPublisher,
     default_steps,
 )
 from service.heartbeat import LeaseKeeper
@@ -61,6 +63,8 @@ class WorkerResources:
     upstream: UpstreamClient
     limiter: UpstreamRateLimiter
     poller: PollService
+    # Scheduled submits: the re-checks.
+    submits: ScheduledSubmitService
     deliveries: DeliveryService
     leases: LeaseKeeper
     heartbeat: asyncio.Task[None]
@@ -82,6 +86,7 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Worke
     leases = LeaseKeeper(sessions, settings.lease_s)
     deliveries = DeliveryService.from_settings(settings, sessions, leases, redis)
     poller = PollService(settings, sessions, upstream, reaction, leases, deliveries)
+    submits = ScheduledSubmitService(settings, sessions, upstream, reaction)
     stop_heartbeat = asyncio.Event()
     heartbeat = asyncio.create_task(leases.run_until(stop_heartbeat))
     return WorkerResources(
@@ -92,6 +97,7 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Worke
         upstream,
         reaction.limiter,
         poller,
+        submits,
         deliveries,
         leases,
         heartbeat,
@@ -103,6 +109,7 @@ async def close_resources(resources: WorkerResources) -> None:
     resources.stop_heartbeat.set()
     await resources.heartbeat
     await resources.poller.close()
+    await resources.submits.close()
     await resources.deliveries.close()
     await resources.upstream.aclose()
     await resources.redis.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
@@ -185,6 +192,7 @@ async def run_scheduler_until(
     *,
     publish_poll: PollPublisher,
     publish_delivery: DeliveryPublisher,
+    publish_submit: SubmitPublisher,
 ) -> None:
     """The scheduler's loop with its own database engine and Redis client, until `stop` is set.
     The process entry point (workers/scheduler.py) decides how batches reach the workers."""
@@ -196,6 +204,7 @@ async def run_scheduler_until(
         redis=redis,
         limiter=UpstreamRateLimiter(redis, settings.upstream_max_rps),
         publish_poll=publish_poll,
+        publish_submit=publish_submit,
     )
     scheduler = Scheduler(
         scheduler_steps(context, publish_delivery), tick_s=settings.scheduler_tick_s, clock=utc_now

@@ -18,11 +18,11 @@ from celery import Celery
 from celery.signals import worker_process_shutdown, worker_shutdown
 
 from service.config import Settings
-from service.engine.scheduler import PollPublisher
+from service.engine.scheduler import PollPublisher, SubmitPublisher
 from service.observability.exporter import start_metrics_exporter
 from service.runtime import WorkerRuntime
 from service.webhooks.dispatch import DeliveryPublisher
-from workers.tasks import DELIVER_BATCH_TASK, POLL_BATCH_TASK, register_tasks
+from workers.tasks import DELIVER_BATCH_TASK, POLL_BATCH_TASK, SUBMIT_BATCH_TASK, register_tasks
 
 DEFAULT_QUEUE = "phonebridge"
 DEFAULT_CONCURRENCY = 4
@@ -63,6 +63,17 @@ def celery_poll_publisher(app: Celery) -> PollPublisher:
 
     def publish(ids: list[int], lease_token: uuid.UUID, probe: bool) -> None:
         app.send_task(POLL_BATCH_TASK, args=[ids, str(lease_token), probe], queue=queue)
+
+    return publish
+
+
+def celery_submit_publisher(app: Celery) -> SubmitPublisher:
+    """The scheduler's way to send a scheduled submits' message: by task name, to the app's
+    queue."""
+    queue = app.conf.task_default_queue
+
+    def publish(ids: list[int], lease_token: uuid.UUID) -> None:
+        app.send_task(SUBMIT_BATCH_TASK, args=[ids, str(lease_token)], queue=queue)
 
     return publish
 

@@ -13,7 +13,12 @@ import signal
 from service.config import Settings
 from service.observability.exporter import start_metrics_exporter
 from service.runtime import run_scheduler_until
-from workers.app import celery_delivery_publisher, celery_poll_publisher, create_celery_app
+from workers.app import (
+    celery_delivery_publisher,
+    celery_poll_publisher,
+    celery_submit_publisher,
+    create_celery_app,
+)
 
 
 def run_scheduler(settings: Settings) -> int:
@@ -36,5 +41,6 @@ async def _serve(settings: Settings) -> int:
         settings,
         publish_poll=celery_poll_publisher(celery_app),
         publish_delivery=celery_delivery_publisher(celery_app),
+        publish_submit=celery_submit_publisher(celery_app),
     )
     return 0

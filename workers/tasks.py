@@ -11,6 +11,7 @@ from service.runtime import WorkerRuntime
 
 POLL_BATCH_TASK = "phonebridge.poll_batch"
 DELIVER_BATCH_TASK = "phonebridge.deliver_batch"
+SUBMIT_BATCH_TASK = "phonebridge.submit_batch"
 
 
 def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
@@ -30,3 +31,8 @@ def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
         return runtime.call(
             lambda r: r.deliveries.start_batch(delivery_ids, uuid.UUID(lease_token))
         )
+
+    @app.task(name=SUBMIT_BATCH_TASK, ignore_result=True, shared=False)
+    def submit_batch(submit_ids: list[int], lease_token: str) -> int:
+        # Starts the batch on the engine loop and returns: its submits wait for rate slots.
+        return runtime.call(lambda r: r.submits.start_batch(submit_ids, uuid.UUID(lease_token)))

@@ -12,7 +12,7 @@
   events by `created_at` for `recover`, and the events about subscriptions for retention.
 
 Revision ID: endpoint_health_0001
-Revises: replay_bytes_0001
+Revises: rechecks_0001
 Create Date: 2026-12-08 09:00:00
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "endpoint_health_0001"
-down_revision: str | None = "replay_bytes_0001"
+down_revision: str | None = "rechecks_0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -27,17 +27,51 @@ from service.api.submitting import submit_for_client
 from service.domain import problems
 from service.domain.checks import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
-    PHONE_RULE,
     valid_idempotency_key,
     validate_check,
 )
 from service.domain.intake import METADATA_MAX_BYTES, Rejection
+from service.domain.phone_numbers import EXAMPLE, PHONE_NUMBER_MAX_CHARS
+from service.domain.rechecks import (
+    AFTER_S_MAX,
+    AFTER_S_MIN,
+    DEFAULT_AFTER_S,
+    DEFAULT_MAX,
+    MAX_MAX,
+    MAX_MIN,
+)
 from service.domain.schemas import TaskOut
+from service.domain.verdicts import Verdict
 
 router = APIRouter(tags=["checks"], responses=problem_responses(422, 503))
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+class RecheckIn(BaseModel):
+    """Submit the number again some time after an answer that means "try again later"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdicts: list[Verdict] = Field(
+        default=[Verdict.RETRY],
+        min_length=1,
+        description="An answer with one of these verdicts is checked again.",
+    )
+    after_s: int = Field(
+        default=DEFAULT_AFTER_S,
+        ge=AFTER_S_MIN,
+        le=AFTER_S_MAX,
+        description="Seconds after that answer. The lower bound is the deployment's "
+        "PHONEBRIDGE_RECHECK_MIN_AFTER_S (60 by default).",
+    )
+    max: int = Field(
+        default=DEFAULT_MAX,
+        ge=MAX_MIN,
+        le=MAX_MAX,
+        description="At most this many re-checks; each is one more upstream submit.",
+    )
 
 
 class CheckSubmission(BaseModel):
@@ -48,12 +82,26 @@ class CheckSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     phone_number: str = Field(
-        pattern=r"^\+?[1-9][0-9]{7,14}$", description=PHONE_RULE, examples=["5215512345678"]
+        max_length=PHONE_NUMBER_MAX_CHARS,
+        # The form alone; which numbers are possible is libphonenumber's to say (a 422 naming
+        # the rule broken).
+        pattern=r"^\s*\+?[0-9](?:[ .()-]*[0-9])*\s*$",
+        description="A phone number with its country code, of a country this phonebridge checks "
+        "(PHONEBRIDGE_CHECK_COUNTRIES, by default MX and CO): E.164 with or without '+', "
+        "Mexico's old mobile prefix (+52 1 and 10 digits) accepted, spaces, dots, dashes and "
+        "parentheses between digits. It must be a possible number of its country "
+        "(libphonenumber); anything else answers 422 naming the rule broken.",
+        examples=[EXAMPLE],
     )
     metadata: dict[str, Any] | None = Field(
         default=None,
         description=f"Any JSON object of at most {METADATA_MAX_BYTES} bytes as compact JSON; "
         "echoed back and in webhooks.",
+    )
+    recheck: RecheckIn | None = Field(
+        default=None,
+        description="Re-checks: the task stays pending until its last answer; `rechecks` lists "
+        "the earlier answers and its one event comes after the last.",
     )
 
 
@@ -93,7 +141,11 @@ class CallbackUrl(BaseModel):
             "content": {
                 "application/json": {
                     "schema": {"$ref": "#/components/schemas/CheckSubmission"},
-                    "example": {"phone_number": "5215512345678", "metadata": {"order": 42}},
+                    "example": {
+                        "phone_number": EXAMPLE,
+                        "metadata": {"order": 42},
+                        "recheck": {"verdicts": ["retry"], "after_s": 600, "max": 1},
+                    },
                 }
             },
         },
@@ -108,7 +160,11 @@ async def submit_check(request: Request) -> Response:
             "characters",
             [FieldProblem(field="header.Idempotency-Key", message="not 1-255 printable ASCII")],
         )
-    checked = validate_check(await read_json_body(request))
+    checked = validate_check(
+        await read_json_body(request),
+        resources.settings.check_countries,
+        recheck_min_after_s=resources.settings.recheck_min_after_s,
+    )
     if isinstance(checked, Rejection):
         raise invalid_input(
             checked.detail,

@@ -33,7 +33,7 @@ from service.domain.intake import (
     Rejection,
     validate_registration,
 )
-from service.domain.schemas import TaskError, TaskOut, TaskResult
+from service.domain.schemas import RecheckAnswer, TaskError, TaskOut, TaskResult
 from service.domain.states import TaskState
 from service.features import tasks as task_feature
 from service.features.paging import PAGE_SIZE_DEFAULT
@@ -241,6 +241,7 @@ def task_body(row: TaskRow) -> dict[str, Any]:
         "metadata": row.metadata,
         "source": row.source,
         "phone_number_masked": row.phone_number_masked,
+        "rechecks": [RecheckAnswer.model_validate(entry).model_dump() for entry in row.rechecks],
     }
 
 

@@ -36,8 +36,8 @@ from service.domain.callback_trust import LATE_CALLBACK_GRACE_S
 from service.domain.intake import TASK_ID_PATTERN
 from service.domain.states import HintOutcome
 from service.observability.metrics import record_early_hints_dropped, record_hint
+from service.secret_key import deployment_key
 from service.store import callback_hints as hint_store
-from service.webhooks.encryption import deployment_key
 
 HOOK_PATH = "/hooks/accuauth/"
 TOKEN_BYTES = 24  # 192 bits; the contract asks for at least 128

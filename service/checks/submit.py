@@ -7,7 +7,8 @@ submitted twice or lost:
    request with the same key finds it and waits for its answer, never calls upstream itself;
 2. upstream is called under the shared rate ceiling, unless polling is paused;
 3. the task (with its event when upstream finished at once) and the answer are written in one
-   transaction.
+   transaction; with `recheck`, so is the number, sealed, for as long as a re-check may come
+   (service/store/scheduled_submits.py; the engine makes the re-checks).
 
 A process killed between 2 and 3 leaves the row `submitting`; once its lease has passed, the next
 request with that key turns it into SUBMIT_OUTCOME_UNKNOWN (502), the truth: upstream may hold a
@@ -26,6 +27,7 @@ import signal
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from redis.asyncio import Redis
@@ -43,16 +45,23 @@ from service.config import Settings
 from service.domain.answers import classify_answer
 from service.domain.backoff import next_poll_delay
 from service.domain.checks import (
+    INSTANT_TASK_PREFIX,
     SUBMIT_OUTCOME_UNKNOWN,
     CheckRequest,
     SubmitKind,
     SubmitOutcome,
     classify_submit,
 )
+from service.domain.phone_numbers import NUMBER_DIGEST_KEY_LABEL
+from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import SubmissionState, TaskState
+from service.domain.verdicts import verdict_of
 from service.observability.metrics import record_submit
+from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
+from service.secret_key import deployment_key
 from service.store import checks as check_store
 from service.store.db import transaction
+from service.store.scheduled_submits import hold_number_for_rechecks
 from service.upstream.client import UpstreamClient
 from service.upstream.pause import read_pause
 from service.upstream.reaction import UpstreamReaction
@@ -63,8 +72,6 @@ log = logging.getLogger(__name__)
 MAX_SLOT_WAIT_S = 5.0
 # A duplicate request re-reads the first one's row this often while it is in flight.
 REPLAY_POLL_S = 0.05
-# The task_id of a check that upstream finished at once (upstream gives none then).
-INSTANT_TASK_PREFIX = "instant-"
 # Set only by the tests that kill a real API between upstream's answer and the commit.
 CRASH_AFTER_SUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_SUBMIT"
 
@@ -92,12 +99,24 @@ class SubmitService:
         self._reaction = reaction
         self._limiter = reaction.limiter
         self._upstream: UpstreamClient | None = None
+        # Seals the numbers kept for re-checks; made on first use (it may read the key file).
+        self._seal: NumberSeal | None = None
         # The owner of an intent row answers within this; after it, the outcome is unknown.
         self._lease = timedelta(seconds=settings.upstream_timeout_s + MAX_SLOT_WAIT_S + 2.0)
+
+    @cached_property
+    def _number_key(self) -> bytes:
+        # Built on first use: it may read the key file under data_dir.
+        return deployment_key(self._settings, NUMBER_DIGEST_KEY_LABEL)
 
     async def close(self) -> None:
         if self._upstream is not None:
             await self._upstream.aclose()
+
+    def _number_seal(self) -> NumberSeal:
+        if self._seal is None:
+            self._seal = number_seal_for(self._settings)
+        return self._seal
 
     def _client(self) -> UpstreamClient | None:
         settings = self._settings
@@ -113,18 +132,19 @@ class SubmitService:
         """Submit `check` for the client, or answer what the first request with that key was
         answered. Raises DifferentBody when the key was used with another body."""
         now = self._clock()
+        fingerprint = check.fingerprint(self._number_key)
         async with transaction(self._sessions) as session:
             submission, created = await check_store.begin_submission(
                 session,
                 client_id=client_id,
                 idempotency_key=idempotency_key,
-                fingerprint=check.fingerprint,
+                fingerprint=fingerprint,
                 masked=check.masked,
                 now=now,
                 lease_until=now + self._lease,
             )
         if not created:
-            if submission.fingerprint != check.fingerprint:
+            if submission.fingerprint != fingerprint:
                 raise DifferentBody
             record_submit("replayed")
             return await self._replay(submission)
@@ -157,7 +177,7 @@ class SubmitService:
             return refusal
 
         callback = await self._callbacks.url_for(client_id)
-        call = await upstream.submit_check(check.phone_number, callback)
+        call = await upstream.submit_check(check.number.digits, callback)
         _crash_point_for_tests()
         answered_at = self._clock()
         outcome = classify_submit(call.answer, answered_at, surely_not_sent=call.surely_not_sent)
@@ -235,6 +255,14 @@ class SubmitService:
             None if callback is None else now + timedelta(seconds=settings.hinted_poll_initial_s)
         )
         task_id = outcome.task_id or f"{INSTANT_TASK_PREFIX}{uuid.uuid4().hex}"
+        expires_at = now + timedelta(seconds=settings.task_ttl_s)
+        # An answer at once that asks for a re-check: the task keeps it and waits.
+        recheck_at = None
+        if outcome.result is not None:
+            verdict = verdict_of(outcome.result.phone_status)
+            recheck_at = recheck_due_at(check.recheck, verdict, 0, now)
+        if recheck_at is not None:
+            expires_at = waiting_deadline(recheck_at, settings.task_ttl_s)
         async with transaction(self._sessions) as session:
             task = await check_store.record_submitted_task(
                 session,
@@ -243,12 +271,26 @@ class SubmitService:
                 masked=check.masked,
                 metadata_json=check.metadata_json,
                 now=now,
-                expires_at=now + timedelta(seconds=settings.task_ttl_s),
+                expires_at=expires_at,
                 first_poll_at=first_poll_at,
                 safety_net_poll_at=safety_net_poll_at,
                 result=outcome.result,
                 request_id=outcome.request_id,
+                recheck=check.recheck,
+                waits_for_recheck=recheck_at is not None,
             )
+            if task.created and check.recheck is not None and task.state is TaskState.PENDING:
+                # The number is kept, sealed, for as long as a re-check may still come.
+                await hold_number_for_rechecks(
+                    session,
+                    client_id=client_id,
+                    task_pk=task.id,
+                    sealed=self._number_seal().seal(
+                        check.number.digits, recheck_binding(client_id, task_id)
+                    ),
+                    due_at=recheck_at,
+                    now=now,
+                )
             answer = SubmitAnswer(
                 201,
                 task.body_json,

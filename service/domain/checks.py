@@ -1,5 +1,5 @@
-"""Submitting a check: the request's rules, the phone number's mask, and what upstream's answer to
-`POST /check/phone_number/o1` means for the client.
+"""Submitting a check: the request's rules (its number read by `phone_numbers`), and what upstream's
+answer to `POST /check/phone_number/o1` means for the client.
 
 Pure: no I/O. The upstream client turns the call into a `RawAnswer` (plus whether the request
 surely never left this process); `classify_submit` says what phonebridge answers and keeps.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -25,93 +26,72 @@ from service.domain.answers import (
     classify_answer,
 )
 from service.domain.intake import TASK_ID_PATTERN, FieldError, Rejection, check_metadata
-
-CHECK_FIELDS = ("phone_number", "metadata")
-PHONE_DIGITS_MIN = 8
-PHONE_DIGITS_MAX = 15
-PHONE_RULE = (
-    f"must be {PHONE_DIGITS_MIN}-{PHONE_DIGITS_MAX} digits after an optional '+', "
-    "starting with a country code (e.g. 5215512345678)"
+from service.domain.phone_numbers import (
+    NumberRefusal,
+    PhoneNumber,
+    number_digest,
+    parse_phone_number,
 )
-_PHONE = re.compile(rf"\+?([1-9][0-9]{{{PHONE_DIGITS_MIN - 1},{PHONE_DIGITS_MAX - 1}}})")
+from service.domain.rechecks import AFTER_S_MIN, RecheckPolicy, check_recheck
+
+CHECK_FIELDS = ("phone_number", "metadata", "recheck")
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 _IDEMPOTENCY_KEY = re.compile(rf"[\x20-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
-# Kept unmasked at the end of a stored number: enough for a person to tell numbers apart.
-MASK_KEEP_LAST = 4
-
-# ITU-T E.164 country codes of one and two digits; every other code has three.
-_ONE_DIGIT_CODES = frozenset({"1", "7"})
-_TWO_DIGIT_CODES = frozenset(
-    {
-        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45",
-        "46", "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61",
-        "62", "63", "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94",
-        "95", "98",
-    }
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class CheckRequest:
-    """A valid `POST /v1/checks` body. `phone_number` is digits only and must never be stored
-    or logged: only `masked` is."""
+    """A valid `POST /v1/checks` body. Its number is sent upstream and must never be stored or
+    logged: only `masked` is."""
 
-    phone_number: str
+    number: PhoneNumber
     metadata_json: str
+    # The client's `recheck` (service/domain/rechecks.py); None: no re-checks.
+    recheck: RecheckPolicy | None = None
 
     @property
     def masked(self) -> str:
-        return mask_phone_number(self.phone_number)
+        return self.number.masked
 
-    @property
-    def fingerprint(self) -> bytes:
-        """What tells two bodies apart for an Idempotency-Key: a digest, so the number itself is
-        not kept. Salted with the metadata, and only ever compared for one client and key."""
-        return hashlib.sha256(f"{self.phone_number}\n{self.metadata_json}".encode()).digest()
+    def fingerprint(self, number_key: bytes) -> bytes:
+        """What tells two bodies apart for an Idempotency-Key: a digest of the number's keyed
+        digest (`number_digest`), the metadata and the `recheck` when given, so neither the
+        number nor anything a guess could be checked against without the key is kept. Only ever
+        compared for one client and key."""
+        salt = self.metadata_json
+        if self.recheck is not None:
+            # Only when given, so the digests of checks without it stay what they were.
+            salt += "\n" + json.dumps(self.recheck.as_json(), sort_keys=True)
+        digest = number_digest(number_key, self.number)
+        return hashlib.sha256(digest + b"\n" + salt.encode()).digest()
 
 
-def validate_check(body: object) -> CheckRequest | Rejection:
-    """Check a `POST /v1/checks` body; every broken rule is reported."""
+def validate_check(
+    body: object, countries: Collection[str], *, recheck_min_after_s: int = AFTER_S_MIN
+) -> CheckRequest | Rejection:
+    """Check a `POST /v1/checks` body; every broken rule is reported. `countries` are the
+    regions whose numbers are checked (PHONEBRIDGE_CHECK_COUNTRIES); `recheck_min_after_s` the
+    deployment's lower bound of `recheck.after_s` (PHONEBRIDGE_RECHECK_MIN_AFTER_S)."""
     if not isinstance(body, dict):
         return Rejection(None, (FieldError(None, "the request body must be a JSON object"),))
     errors = [
-        FieldError(str(name)[:64], "unknown field (allowed: phone_number, metadata)")
+        FieldError(str(name)[:64], f"unknown field (allowed: {', '.join(CHECK_FIELDS)})")
         for name in body
         if name not in CHECK_FIELDS
     ]
-    phone = body.get("phone_number")
-    digits: str | None = None
-    if not isinstance(phone, str):
-        errors.append(FieldError("phone_number", f"is required and {PHONE_RULE}"))
-    elif (match := _PHONE.fullmatch(phone)) is None:
-        errors.append(FieldError("phone_number", PHONE_RULE))
-    else:
-        digits = match.group(1)
+    number = parse_phone_number(body.get("phone_number"), countries)
+    if isinstance(number, NumberRefusal):
+        errors.append(FieldError("phone_number", number.message))
     metadata_json = check_metadata(body.get("metadata"), errors)
-    if errors or digits is None or metadata_json is None:
+    recheck = check_recheck(body.get("recheck"), errors, min_after_s=recheck_min_after_s)
+    if errors or isinstance(number, NumberRefusal) or metadata_json is None:
         return Rejection(None, tuple(errors))
-    return CheckRequest(phone_number=digits, metadata_json=metadata_json)
+    return CheckRequest(number=number, metadata_json=metadata_json, recheck=recheck)
 
 
 def valid_idempotency_key(value: str) -> bool:
     """1-255 printable ASCII characters (the contract's rule)."""
     return _IDEMPOTENCY_KEY.fullmatch(value) is not None
-
-
-def country_code_of(digits: str) -> str:
-    """The E.164 country code a number starts with."""
-    if digits[:1] in _ONE_DIGIT_CODES:
-        return digits[:1]
-    if digits[:2] in _TWO_DIGIT_CODES:
-        return digits[:2]
-    return digits[:3]
-
-
-def mask_phone_number(digits: str) -> str:
-    """Country code and last four digits, the rest masked: `5215512341234` -> `52*******1234`."""
-    code = country_code_of(digits)
-    hidden = max(len(digits) - len(code) - MASK_KEEP_LAST, 0)
-    return code + "*" * hidden + digits[len(code) + hidden :]
 
 
 class SubmitKind(StrEnum):
@@ -126,6 +106,9 @@ class SubmitKind(StrEnum):
 
 # The problem codes the client sees in a 502.
 SUBMIT_OUTCOME_UNKNOWN = "SUBMIT_OUTCOME_UNKNOWN"
+# The task_id phonebridge makes for a check upstream finished at once (upstream gives none then):
+# this prefix and 32 hex digits.
+INSTANT_TASK_PREFIX = "instant-"
 UPSTREAM_UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
 
 

@@ -92,7 +92,7 @@ def validate_registration(
     echoed_task_id = raw_task_id if isinstance(raw_task_id, str) else None
     errors: list[FieldError] = [
         FieldError(
-            _shown_field_name(name), "unknown field (allowed: task_id, submitted_at, metadata)"
+            shown_field_name(name), "unknown field (allowed: task_id, submitted_at, metadata)"
         )
         for name in entry
         if name not in REGISTRATION_FIELDS
@@ -136,7 +136,7 @@ def _check_task_id(value: object, errors: list[FieldError]) -> str | None:
         errors.append(FieldError("task_id", "is required"))
         return None
     if not isinstance(value, str):
-        errors.append(FieldError("task_id", f"must be a string, not {_json_type(value)}"))
+        errors.append(FieldError("task_id", f"must be a string, not {json_type(value)}"))
         return None
     if TASK_ID_PATTERN.fullmatch(value) is None:
         errors.append(FieldError("task_id", TASK_ID_RULE))
@@ -151,7 +151,7 @@ def _check_submitted_at(
         return now.astimezone(UTC)
     if not isinstance(value, str):
         errors.append(
-            FieldError("submitted_at", f"must be an RFC 3339 string, not {_json_type(value)}")
+            FieldError("submitted_at", f"must be an RFC 3339 string, not {json_type(value)}")
         )
         return None
     submitted_at = parse_rfc3339(value)
@@ -190,7 +190,7 @@ def check_metadata(value: object, errors: list[FieldError]) -> str | None:
     if value is None:
         return "{}"
     if not isinstance(value, dict):
-        errors.append(FieldError("metadata", f"must be a JSON object, not {_json_type(value)}"))
+        errors.append(FieldError("metadata", f"must be a JSON object, not {json_type(value)}"))
         return None
     problem = _metadata_problem(value)
     if problem is not None:
@@ -239,7 +239,8 @@ def _metadata_problem(root: dict[Any, Any]) -> str | None:
     return None
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
+    """How a refusal names the JSON type of a value it did not expect ("a string", "null")."""
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
@@ -253,6 +254,7 @@ def _json_type(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _shown_field_name(name: object) -> str:
+def shown_field_name(name: object) -> str:
+    """A name from the client, cut to 64 characters for a refusal's text."""
     text = str(name)
     return text if len(text) <= _FIELD_NAME_SHOWN else text[:_FIELD_NAME_SHOWN] + "..."

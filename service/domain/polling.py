@@ -16,6 +16,7 @@ from typing import Any
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy
 from service.domain.completion import CompletionEstimate, Observation, completion_interval
+from service.domain.rechecks import RecheckPolicy, recheck_due_at, waiting_deadline
 from service.domain.schedule import (
     SchedulePolicy,
     finish_probability,
@@ -23,6 +24,7 @@ from service.domain.schedule import (
     safety_net_delay,
 )
 from service.domain.states import TaskState
+from service.domain.verdicts import verdict_of
 
 # After RATE_LIMIT_EXCEEDED without a Retry-After, the task waits at least this long; the shared
 # limiter, not the task's backoff, is what slows the fleet down.
@@ -42,6 +44,8 @@ def last_call_start(expires_at: datetime) -> datetime:
 
 class DecisionKind(StrEnum):
     COMPLETE = "complete"
+    # An answer the client's `recheck` asks to check again: pending, no poll, a re-submit due.
+    RECHECK = "recheck"
     FAIL = "fail"
     RETRY = "retry"
     EXPIRE = "expire"
@@ -63,6 +67,8 @@ class PollPolicy:
     # The first safety-net poll's age while nothing is known of completion times
     # (PHONEBRIDGE_HINTED_POLL_INITIAL_S).
     safety_net_first_s: float = 30.0
+    # PHONEBRIDGE_TASK_TTL_S: how long a task waiting for its re-check may wait to be submitted.
+    task_ttl_s: float = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,12 @@ class TaskSnapshot:
     # Its check carried a callback that can be trusted (service/domain/callback_trust.py): polled
     # on the sparse safety net, a hint makes it due at once.
     safety_net: bool = False
+    # The client's `recheck` (service/domain/rechecks.py) and the re-checks made so far; the
+    # polls of the earlier upstream checks (the schedule counts the current check's own, from
+    # its own submission: `submitted_at` is the current check's).
+    recheck: RecheckPolicy | None = None
+    rechecks_done: int = 0
+    earlier_polls: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,10 @@ class PollDecision:
     finish_p: float | None = None
     # What a completion teaches the completion-time estimate.
     observation: Observation | None = None
+    # RECHECK: when the number is submitted again, and the task's deadline until then (None:
+    # leave it as it was).
+    recheck_at: datetime | None = None
+    expires_at: datetime | None = None
 
     @property
     def is_final(self) -> bool:
@@ -119,7 +135,9 @@ def decide_after_poll(
     """Decide what one upstream answer does to a pending task.
 
     - COMPLETED: the task is completed with the result (even if the answer arrives after the
-      deadline: the call was made before it, and a result is never thrown away).
+      deadline: the call was made before it, and a result is never thrown away); unless the
+      client's `recheck` asks for this answer to be checked again (RECHECK): the task then keeps
+      the result, stays pending without polls, and its number is due to be submitted again.
     - REJECTED: the task fails; `last_error` keeps upstream's reason.
     - PENDING, TRANSIENT: retried after the schedule's delay (service/domain/schedule.py: the
       adaptive rule on a warm `estimate`, else backoff); a transient fault is recorded.
@@ -136,6 +154,21 @@ def decide_after_poll(
     request_id = outcome.request_id
 
     if outcome.kind is OutcomeKind.COMPLETED and outcome.result is not None:
+        recheck_at = recheck_due_at(
+            task.recheck, verdict_of(outcome.result.phone_status), task.rechecks_done, now
+        )
+        if recheck_at is not None:
+            return PollDecision(
+                DecisionKind.RECHECK,
+                state=TaskState.PENDING,
+                poll_count=poll_count,
+                next_poll_at=None,
+                result=outcome.result,
+                upstream_request_id=request_id,
+                observation=_observation(task, now),
+                recheck_at=recheck_at,
+                expires_at=waiting_deadline(recheck_at, policy.task_ttl_s),
+            )
         completed = final_decision(
             DecisionKind.COMPLETE,
             poll_count,
@@ -206,7 +239,7 @@ def _pending_delay(
         policy.schedule,
         policy.backoff,
         estimate if age_s is not None else None,
-        polls_made=task.calls_before + task.poll_count + 1,
+        polls_made=task.calls_before + task.poll_count - task.earlier_polls + 1,
         age_s=age_s or 0.0,
         rand=rand,
     )

@@ -10,15 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from service.domain.states import DisabledReason, EventType, TaskSource, TaskState
+from service.domain.verdicts import Verdict, verdict_of
 
 
 class TaskResult(BaseModel):
     phone_number: str = Field(
         description="The number as upstream's answer gives it, masked by upstream (e.g. "
-        "`5215*********`: its first digits). Not phonebridge's mask of a submitted number: "
+        "`5255********`: its first digits). Not phonebridge's mask of a submitted number: "
         "that is the task's `phone_number_masked`."
     )
     phone_status: str = Field(
@@ -26,11 +27,31 @@ class TaskResult(BaseModel):
         "line_abnormal, temp_unavailable; an unknown value from upstream is kept as given."
     )
 
+    @computed_field(  # type: ignore[prop-decorator]
+        description="What the answer means, from `phone_status` (never stored apart from it): "
+        "`live` (ring, connected, busy: in service and reached a phone), `unreachable` "
+        "(turned_off, outside_service_area: exists, but the phone could not be reached now), "
+        "`dead` (empty: no such subscriber), `retry` (line_abnormal, temp_unavailable: upstream "
+        "says try again later). null when `phone_status` is a value upstream does not document: "
+        "its meaning is unknown, so phonebridge does not guess one."
+    )
+    @property
+    def verdict(self) -> Verdict | None:
+        return verdict_of(self.phone_status)
+
 
 class TaskError(BaseModel):
     code: str
     message: str
     at: datetime
+
+
+class RecheckAnswer(BaseModel):
+    """The answer of an earlier upstream check of a task with re-checks."""
+
+    task_id: str = Field(description="The upstream task that gave this answer.")
+    phone_status: str
+    at: datetime = Field(description="When the answer came.")
 
 
 class TaskOut(BaseModel):
@@ -56,8 +77,14 @@ class TaskOut(BaseModel):
     phone_number_masked: str | None = Field(
         default=None,
         description="phonebridge's mask of a submitted check's number: country code and last "
-        "four digits only (e.g. `52*******1234`); null for registered tasks. Upstream's own "
+        "four digits only (e.g. `52******1234`); null for registered tasks. Upstream's own "
         "mask of the number is `result.phone_number`.",
+    )
+    rechecks: list[RecheckAnswer] = Field(
+        default_factory=list,
+        description="A check submitted with `recheck`: the answers of its earlier upstream checks, "
+        "oldest first (`result` is the answer of the latest, null until it answers). Empty "
+        "otherwise.",
     )
 
 

@@ -1,5 +1,5 @@
-"""The states a task and a webhook delivery can be in, the events a task's end (or a subscription
-that phonebridge disables) produces, and why a subscription is disabled.
+"""The states a task, a webhook delivery and a check job can be in, the events a task's end (or a
+subscription that phonebridge disables) produces, and why a subscription is disabled.
 
 Each is defined once here and used everywhere: the tables' CHECK constraints, the API's schemas
 (where they show as enums), the store's SQL and the webhook sender. A `StrEnum` member is its
@@ -95,3 +95,50 @@ class HintOutcome(StrEnum):
     # A poll found that task's answer before its callback came: the callback was late, not lost.
     LATE = "late"
     UNKNOWN = "unknown"  # no such token, a finished task, or an unusable task_id
+
+
+class ScheduledSubmitState(StrEnum):
+    """Where a scheduled submit (a re-check's, service/store/scheduled_submits.py) stands. The
+    sealed number is kept exactly while a submit can still be made: `standby` (the check's answer
+    is not in yet), `waiting` (due at `due_at`) and `submitting` (written and committed before
+    the call: a row still `submitting` after its lease is an outcome nobody knows, never
+    submitted again)."""
+
+    STANDBY = "standby"
+    WAITING = "waiting"
+    SUBMITTING = "submitting"
+    DONE = "done"  # no submit is left to make
+    UNKNOWN = "unknown"  # its last submit's outcome is unknown
+
+
+class ScheduledSubmitPurpose(StrEnum):
+    """Why a number is to be submitted (check jobs will add their items')."""
+
+    RECHECK = "recheck"
+
+
+class JobState(StrEnum):
+    """Where a check job stands (service.domain.job_lifecycle moves it). `queued`: started, none
+    of its items taken for submission yet; `completed` and `cancelled` are final."""
+
+    DRAFT = "draft"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether nothing can move the job any more: `completed` or `cancelled`."""
+        return self in (JobState.COMPLETED, JobState.CANCELLED)
+
+
+class PausedReason(StrEnum):
+    """Why a `paused` job is paused: its client paused it (only its client resumes it), or the
+    system did (the client's daily check budget is spent, or upstream's account pause is open),
+    and the system resumes it."""
+
+    CLIENT = "client"
+    BUDGET = "budget"
+    UPSTREAM = "upstream"

@@ -13,7 +13,6 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.completion import CompletionEstimate, Observation, apportion
-from service.domain.states import TaskState
 from service.store.estimates import ACCOUNT_WIDE, add_to_estimates, load_estimate
 from service.store.polling import PollWrite, WrittenTask
 
@@ -55,7 +54,7 @@ def completion_increments(
     }
     by_client: dict[int, list[Observation]] = defaultdict(list)
     for task in written:
-        if task.state == TaskState.COMPLETED and task.id in observed:
+        if task.answered and task.id in observed:
             by_client[task.client_id].append(observed[task.id])
     if not by_client:
         return {}

@@ -14,7 +14,6 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.domain.callback_trust import HALF_LIFE_S
-from service.domain.states import TaskState
 from service.observability.metrics import record_callback_trust
 from service.store.callback_trust import CallbackCount, TrustChange, count_callbacks, stop_waiting
 from service.store.db import transaction
@@ -68,12 +67,12 @@ class CallbackTrust:
 
 
 def callback_counts(written: Sequence[WrittenTask]) -> dict[int, CallbackCount]:
-    """Per client, the callback-carrying checks a write-back completed: with their callback
-    (heard) or without (missed)."""
+    """Per client, the callback-carrying checks a write-back found answered (completed, or
+    answered and waiting for a re-check): with their callback (heard) or without (missed)."""
     heard: Counter[int] = Counter()
     missed: Counter[int] = Counter()
     for task in written:
-        if task.expects_callback and task.state == TaskState.COMPLETED:
+        if task.expects_callback and task.answered:
             (heard if task.hinted else missed)[task.client_id] += 1
     return {
         client_id: CallbackCount(heard[client_id], missed[client_id])

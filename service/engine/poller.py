@@ -68,6 +68,7 @@ class PollService:
             settings.poll_backoff,
             schedule=settings.schedule_policy,
             safety_net_first_s=settings.hinted_poll_initial_s,
+            task_ttl_s=settings.task_ttl_s,
         )
         self._retry_after_error = _SECOND * policy.backoff.initial_s
         self._estimate = AccountEstimate(

@@ -26,12 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import Clock
 from service.config import Settings
+from service.domain.states import TaskState
 from service.engine.retention import RetentionPurge
 from service.observability.metrics import POLL_CLAIMS, SCHEDULER_STEP_FAILURES
 from service.observability.snapshot import StoreSnapshotRefresh
 from service.store.db import transaction
 from service.store.leases import MAX_BATCHES_PER_TICK
 from service.store.polling import claim_due_tasks, expire_overdue_tasks
+from service.store.rechecks import end_lost_rechecks
+from service.store.scheduled_submits import claim_due_submits
 from service.upstream.pause import read_pause
 from service.upstream.probe import give_back_probe_turn, take_probe_turn
 from service.upstream.ratelimit import UpstreamRateLimiter
@@ -57,6 +60,13 @@ class PollPublisher(Protocol):
     def __call__(self, ids: list[int], lease_token: uuid.UUID, probe: bool) -> None: ...
 
 
+class SubmitPublisher(Protocol):
+    """Sends one message of claimed scheduled submits (ids and their lease token) to the
+    workers."""
+
+    def __call__(self, ids: list[int], lease_token: uuid.UUID) -> None: ...
+
+
 @dataclass(frozen=True)
 class SchedulerContext:
     settings: Settings
@@ -64,6 +74,8 @@ class SchedulerContext:
     redis: Redis[Any]
     limiter: UpstreamRateLimiter
     publish_poll: PollPublisher
+    # Without it, scheduled submits (re-checks) are not sent by this scheduler.
+    publish_submit: SubmitPublisher | None = None
 
 
 class PollDispatch:
@@ -111,9 +123,43 @@ class PollDispatch:
         log.info("upstream.probe_sent", extra={"task_pk": ids[0]})
 
 
+class SubmitDispatch:
+    """Claims due scheduled submits (re-checks) as the shared rate allows and sends them in
+    batches; after the polls of the same tick (a step of `default_steps` after PollDispatch), so
+    a submit later does not delay a due poll. Nothing is claimed while upstream is paused."""
+
+    name = "submit_dispatch"
+
+    def __init__(self, context: SchedulerContext, publish: SubmitPublisher) -> None:
+        self._context = context
+        self._publish = publish
+        settings = context.settings
+        self.interval_s = settings.scheduler_tick_s
+        self._batch_size = settings.poll_batch_size
+        self._max_claims = settings.poll_batch_size * MAX_BATCHES_PER_TICK
+
+    async def run(self, now: datetime) -> None:
+        context = self._context
+        if await read_pause(context.redis) is not None:
+            return
+        granted = await context.limiter.take_claims(self._max_claims)
+        if granted == 0:
+            return
+        async with transaction(context.sessions) as session:
+            token, ids = await claim_due_submits(
+                session, now, context.settings.lease_s, limit=granted
+            )
+        await context.limiter.return_claims(granted - len(ids))
+        for start in range(0, len(ids), self._batch_size):
+            self._publish(ids[start : start + self._batch_size], token)
+        if ids:
+            log.info("recheck.dispatched", extra={"submits": len(ids), "lease_token": str(token)})
+
+
 class DeadlineSweep:
-    """Expires pending tasks whose deadline has passed (and that nobody holds a live lease on),
-    with their events, in small batches."""
+    """Ends pending tasks whose deadline has passed (and that nobody holds a live lease on), with
+    their events, in small batches; and the re-checks whose worker died while submitting (their
+    outcome unknown, never submitted again)."""
 
     name = "deadline_sweep"
 
@@ -126,19 +172,31 @@ class DeadlineSweep:
     async def run(self, now: datetime) -> None:
         for _ in range(DEADLINE_SWEEP_MAX_ROUNDS):
             async with transaction(self._context.sessions) as session:
-                expired = await expire_overdue_tasks(session, now, DEADLINE_SWEEP_BATCH)
-            for task in expired:
-                log.info("task.expired", extra={"task_id": task.task_id, "task_pk": task.id})
-            if len(expired) < DEADLINE_SWEEP_BATCH:
+                lost = await end_lost_rechecks(session, now, DEADLINE_SWEEP_BATCH)
+            for task in lost:
+                log.warning("recheck.outcome_unknown", extra={"task_id": task.task_id})
+            if len(lost) < DEADLINE_SWEEP_BATCH:
+                break
+        for _ in range(DEADLINE_SWEEP_MAX_ROUNDS):
+            async with transaction(self._context.sessions) as session:
+                ended = await expire_overdue_tasks(session, now, DEADLINE_SWEEP_BATCH)
+            for task in ended:
+                # A task waiting for a re-check that could not be sent ends with its answer.
+                event = "task.expired" if task.state is TaskState.EXPIRED else "task.recheck_unsent"
+                log.info(event, extra={"task_id": task.task_id, "task_pk": task.id})
+            if len(ended) < DEADLINE_SWEEP_BATCH:
                 return
 
 
 def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
-    """The engine's steps: polls, deadlines, retention and the store snapshot (the scheduler's
-    process adds the webhook deliveries' step, service/runtime.py)."""
+    """The engine's steps: polls, scheduled submits (given their publisher), deadlines,
+    retention and the store snapshot (the scheduler's process adds the webhook deliveries' step,
+    service/runtime.py)."""
     settings = context.settings
-    steps: list[PeriodicStep] = [
-        PollDispatch(context),
+    steps: list[PeriodicStep] = [PollDispatch(context)]
+    if context.publish_submit is not None:
+        steps.append(SubmitDispatch(context, context.publish_submit))
+    steps += [
         DeadlineSweep(context),
         RetentionPurge(context.sessions, settings.retention_days),
         StoreSnapshotRefresh(

@@ -77,7 +77,7 @@ class TaskPoll:
             return NotPolled(task.id, not_before=now + timedelta(seconds=gate.blocked_for_s))
 
         started = time.perf_counter()
-        raw = await self._upstream.fetch_task_result(task.task_id)
+        raw = await self._upstream.fetch_task_result(task.polled_task_id)
         latency_s = time.perf_counter() - started
         answered_at = self._clock()
         outcome = classify_answer(raw, answered_at)
@@ -92,6 +92,9 @@ class TaskPoll:
                 last_pending_at=task.last_pending_at,
                 calls_before=1 if task.source is TaskSource.SUBMITTED else 0,
                 safety_net=task.expects_callback and task.callbacks_trusted,
+                recheck=task.recheck,
+                rechecks_done=task.rechecks_done,
+                earlier_polls=task.earlier_polls,
             ),
             outcome,
             answered_at,
@@ -123,6 +126,8 @@ def log_poll(task: LeasedTask, outcome: Outcome, decision: PollDecision) -> None
         )
     if decision.kind is DecisionKind.COMPLETE:
         log.info("poll.completed", extra=extra)
+    elif decision.kind is DecisionKind.RECHECK:
+        log.info("poll.recheck_due", extra=extra | {"recheck_at": decision.recheck_at})
     elif decision.kind is DecisionKind.FAIL:
         log.info("poll.failed", extra=extra | {"detail": outcome.message})
     elif decision.kind is DecisionKind.EXPIRE:

@@ -86,6 +86,13 @@ SUBMITS = Counter(
     "sent: the pause, the rate ceiling, no credentials).",
     ["outcome"],
 )
+RECHECKS = Counter(
+    "phonebridge_rechecks",
+    "Re-checks (a check's number submitted again), by what upstream's answer meant: poll (taken, "
+    "its task polled), answered (at once), give_up (refused, or outcome unknown: the task ends "
+    "with the answer it had), later (nothing reached upstream: due again).",
+    ["outcome"],
+)
 CALLBACK_TRUST_CHANGES = Counter(
     "phonebridge_callback_trust_changes",
     "A client's upstream callbacks became trusted again or stopped being trusted (too many went "
@@ -117,6 +124,10 @@ def record_callback_trust(trusted: bool) -> None:
 
 def record_submit(outcome: str) -> None:
     SUBMITS.labels(outcome=outcome).inc()
+
+
+def record_recheck(outcome: str) -> None:
+    RECHECKS.labels(outcome=outcome).inc()
 
 
 def record_detection_lag(lag_s: float) -> None:

@@ -25,6 +25,7 @@ import httpx
 
 from service.config import ENV_PREFIX, Settings
 from service.domain.answers import PhoneStatus
+from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES, PhoneNumber, parse_phone_number
 from service.domain.states import TaskState
 from service.logs import JsonFormatter
 from service.run import receiver as receiver_module
@@ -56,8 +57,18 @@ SAMPLE_STATUSES: tuple[tuple[PhoneStatus, float], ...] = (
     (PhoneStatus.LINE_ABNORMAL, 2.5),
     (PhoneStatus.TEMP_UNAVAILABLE, 3.5),
 )
-# Made-up Mexican numbers (52 + a Mexico City mobile prefix); the simulator never calls anyone.
-SAMPLE_NUMBER_PREFIX = "5215500000"
+# Made-up Mexican and Colombian numbers, one per sample check, written as people and CRMs write
+# them (phonebridge normalises each); the simulator never calls anyone.
+SAMPLE_NUMBERS: tuple[str, ...] = (
+    "+52 1 55 1234 5678",
+    "+57 300 123 4567",
+    "+52 (33) 1234-5678",
+    "+57 601 234 5678",
+    "52 81 1234 5678",
+    "57 310 555 1234",
+    "+52.664.123.4567",
+    "573205551234",
+)
 SIM_START_TIMEOUT_S = 60.0
 KEY_CREATE_TIMEOUT_S = 60.0
 VIEW_INTERVAL_S = 0.5
@@ -78,8 +89,19 @@ def sample_tasks(tag: str) -> list[SampleTask]:
 
 
 def sample_check_script(status: str, ready_after_s: float) -> str:
-    """The simulator's submit script for one sample check (the task_id grammar without sim-)."""
+    """The simulator's script for one sample check's number (the task_id grammar without sim-)."""
     return TaskScript(Fate(FateKind.STATUS, phone_status=status), pending_s=ready_after_s).text
+
+
+def sample_checks() -> list[tuple[str, str, PhoneStatus, float]]:
+    """Each sample check: its number as written, as upstream is sent it (what the simulator's
+    script for it is keyed by), the phone_status it ends with and when that is ready."""
+    checks = []
+    for written, (status, ready_after_s) in zip(SAMPLE_NUMBERS, SAMPLE_STATUSES, strict=True):
+        number = parse_phone_number(written, DEFAULT_CHECK_COUNTRIES)
+        assert isinstance(number, PhoneNumber), written
+        checks.append((written, number.digits, status, ready_after_s))
+    return checks
 
 
 def demo_child_env(upstream_base_url: str, task_ttl_s: float, api_url: str) -> dict[str, str]:
@@ -211,7 +233,7 @@ def usage_text(api_url: str, api_key: str, example_task_id: str, event_id: str |
         f"  curl -s {auth} {api_url}/v1/tasks/sim-busy-2-mine",
         f"  curl -s {auth} {api_url}/v1/tasks/{example_task_id}",
         f"  curl -s {auth} -H 'content-type: application/json' -H 'Idempotency-Key: my-first' "
-        f'-d \'{{"phone_number": "5215512345678"}}\' {api_url}/v1/checks',
+        f'-d \'{{"phone_number": "+52 55 1234 5678"}}\' {api_url}/v1/checks',
         f"  curl -s {auth} {api_url}/v1/events",
     ]
     if event_id is not None:
@@ -321,11 +343,10 @@ def _submit_sample_checks(client: DemoClient, sim: SimControl, tag: str) -> list
     """One check per phone_status, through POST /v1/checks as a client would submit it."""
     samples = []
     try:
-        for index, (status, ready_after_s) in enumerate(SAMPLE_STATUSES):
-            sim.configure(submit_script=sample_check_script(status, ready_after_s))
-            task_id = client.submit(f"{SAMPLE_NUMBER_PREFIX}{index:03d}", f"demo-{tag}-{index}")
+        for index, (written, digits, status, ready_after_s) in enumerate(sample_checks()):
+            sim.script_number(digits, sample_check_script(status, ready_after_s))
+            task_id = client.submit(written, f"demo-{tag}-{index}")
             samples.append(SampleTask(task_id, TaskState.COMPLETED, status))
-        sim.configure(submit_script="random")
     finally:
         sim.close()
     return samples

@@ -17,6 +17,7 @@ from service.sim.defaults import (
     LISTENING_PREFIX,
 )
 from service.sim.faults import FaultMode, FaultSettings, ForcedFault, check_probabilities
+from service.sim.numbers import number_digits, parse_number_scripts
 from service.sim.scripts import RANDOM_SCRIPT, TaskScript, parse_script
 
 if TYPE_CHECKING:
@@ -32,10 +33,17 @@ temp_unavailable), status_<value> (an unknown phone_status), invalid, never, or 
 <calls> PENDING answers and/or <N> seconds after submission come first. e.g. sim-ring-3,
 sim-busy-0, sim-connected-2s-a1, sim-status_weird_value-1, sim-invalid, sim-never.
 
+checks submitted to POST /check/phone_number/o1 take --submit-script, or a number's own scripts:
+--number-script 525512345678=temp_unavailable,ring-2 makes that number's first submit answer
+temp_unavailable and its second (and every later one) a task that rings after 2 PENDING
+answers. A number that libphonenumber does not find valid (e.g. Bogota's old 5712345678) is
+refused with INVALID_ARGUMENT, as upstream judges validity.
+
 fault modes: """
     + ", ".join(mode.value for mode in FaultMode)
     + """.
-The control API under /_sim/ (tasks, calls, stats, faults, reset) changes them at run time.
+The control API under /_sim/ (tasks, calls, stats, faults, numbers, reset) changes them at run
+time.
 """
 )
 
@@ -50,6 +58,17 @@ def _fault_probability(text: str) -> tuple[FaultMode, float]:
         raise argparse.ArgumentTypeError(
             f"expected MODE=PROBABILITY with MODE one of {', '.join(FaultMode)}"
         ) from None
+
+
+def _number_script(text: str) -> tuple[str, tuple[TaskScript, ...]]:
+    number, sep, scripts_text = text.partition("=")
+    digits = number_digits(number.strip())
+    scripts = parse_number_scripts(part.strip() for part in scripts_text.split(","))
+    if not sep or digits is None or scripts is None:
+        raise argparse.ArgumentTypeError(
+            "expected NUMBER=SCRIPT[,SCRIPT...], e.g. 525512345678=temp_unavailable,ring-2"
+        )
+    return digits, scripts
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +112,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SCRIPT",
         help="script of checks submitted to POST /check/phone_number/o1, in the task_id "
         "grammar without 'sim-' (e.g. ring-2); 'random' (default) draws a plausible one each time",
+    )
+    parser.add_argument(
+        "--number-script",
+        type=_number_script,
+        action="append",
+        default=[],
+        metavar="NUMBER=SCRIPT[,SCRIPT...]",
+        help="script the successive submits of one number (repeatable; the last script repeats, "
+        "see below)",
     )
     parser.add_argument(
         "--fault",
@@ -181,6 +209,7 @@ def options_from(args: argparse.Namespace, now: float) -> SimOptions:
         task_ttl_s=args.task_ttl,
         seed=args.seed,
         submit_script=submit_script,
+        number_scripts=dict(args.number_script),
         faults=faults,
     )
 

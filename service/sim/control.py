@@ -11,6 +11,11 @@
     GET   /_sim/config                       submit_script, task_ttl_s, seed
     PATCH /_sim/config                       change submit_script ("random" or e.g. "ring-2")
                                              and task_ttl_s (for tasks registered later)
+    GET   /_sim/numbers                      the scripted numbers, each with its submits
+    PUT   /_sim/numbers/{number}             {"scripts": ["temp_unavailable", "ring-2"]}: the
+                                             number's n-th submit from now takes the n-th
+                                             script, later ones the last ([] unscripts it)
+    GET   /_sim/numbers/{number}             its scripts and how many submits it had
     GET   /_sim/callbacks                    the callback faults: lose, delay_s, duplicate, forge
     PUT   /_sim/callbacks                    replace them (missing fields: 0)
     GET   /_sim/callbacks/log                every callback planned: task_id, kind (callback,
@@ -34,6 +39,7 @@ from starlette.routing import Route
 from service.sim.callbacks import CallbackSettings
 from service.sim.calls import Endpoint
 from service.sim.faults import FaultMode, FaultSettings, ForcedFault, check_probabilities
+from service.sim.numbers import number_digits, parse_number_scripts
 from service.sim.scripts import (
     RANDOM_SCRIPT,
     TaskScript,
@@ -89,6 +95,13 @@ class ConfigIn(BaseModel):
 
     submit_script: str | None = None  # "random", or the task_id grammar without "sim-"
     task_ttl_s: float | None = Field(default=None, gt=0)  # for tasks registered from now on
+
+
+class NumberScriptsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # The task_id grammar without "sim-", one per submit; the last repeats.
+    scripts: list[str] = Field(max_length=100)
 
 
 class ControlError(Exception):
@@ -164,6 +177,23 @@ def apply_config(state: SimState, change: ConfigIn) -> None:
             raise ControlError(f"unknown script {change.submit_script!r}")
     if change.task_ttl_s is not None:
         state.task_ttl_s = change.task_ttl_s
+
+
+def script_number(state: SimState, number: str, change: NumberScriptsIn) -> dict[str, Any]:
+    """Script a number's next submits (PUT /_sim/numbers/{number}); its view after."""
+    digits = _digits_of(number)
+    scripts = parse_number_scripts(change.scripts) if change.scripts else ()
+    if scripts is None:
+        raise ControlError(f"unknown script among {change.scripts!r}")
+    state.numbers.script(digits, scripts)
+    return state.numbers.view(digits)
+
+
+def _digits_of(number: str) -> str:
+    digits = number_digits(number)
+    if digits is None:
+        raise ControlError("a number is 6-20 digits after an optional '+'")
+    return digits
 
 
 def script_of(task: TaskIn) -> TaskScript:
@@ -244,6 +274,16 @@ def create_control_app(state: SimState) -> Starlette:
         apply_config(state, ConfigIn.model_validate(await _json_body(request)))
         return JSONResponse(config_view(state))
 
+    async def get_numbers(request: Request) -> Response:
+        return JSONResponse({"numbers": state.numbers.views()})
+
+    async def get_number(request: Request) -> Response:
+        return JSONResponse(state.numbers.view(_digits_of(request.path_params["number"])))
+
+    async def put_number(request: Request) -> Response:
+        change = NumberScriptsIn.model_validate(await _json_body(request))
+        return JSONResponse(script_number(state, request.path_params["number"], change))
+
     async def get_callbacks(request: Request) -> Response:
         return JSONResponse(state.callback_settings.view())
 
@@ -270,6 +310,9 @@ def create_control_app(state: SimState) -> Starlette:
             Route("/_sim/faults", change_faults, methods=["PUT", "PATCH"]),
             Route("/_sim/config", get_config, methods=["GET"]),
             Route("/_sim/config", change_config, methods=["PATCH"]),
+            Route("/_sim/numbers", get_numbers, methods=["GET"]),
+            Route("/_sim/numbers/{number}", get_number, methods=["GET"]),
+            Route("/_sim/numbers/{number}", put_number, methods=["PUT"]),
             Route("/_sim/callbacks", get_callbacks, methods=["GET"]),
             Route("/_sim/callbacks", put_callbacks, methods=["PUT"]),
             Route("/_sim/callbacks/log", get_callback_log, methods=["GET"]),

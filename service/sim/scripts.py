@@ -20,7 +20,6 @@ Examples: ``sim-busy-0``, ``sim-ring-3``, ``sim-connected-2s``, ``sim-empty-1-50
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import dataclass
@@ -144,9 +143,3 @@ def random_script(rng: random.Random) -> TaskScript:
 def mask_phone_number(phone_number: str) -> str:
     """Keep the first four characters and mask the rest, as upstream does (``0062********``)."""
     return phone_number[:4] + "*" * max(len(phone_number) - 4, 0)
-
-
-def phone_number_for(task_id: str) -> str:
-    """A stable Mexican number for a task that was never submitted with one."""
-    digest = hashlib.blake2b(task_id.encode(), digest_size=8).digest()
-    return "52" + f"{int.from_bytes(digest, 'big') % 10**10:010d}"

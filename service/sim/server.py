@@ -279,6 +279,19 @@ class SimControl:
         result: dict[str, Any] = self._call("PATCH", "config", json=changes)
         return result
 
+    def script_number(self, phone_number: str, *scripts: str) -> dict[str, Any]:
+        """The number's n-th submit from now takes the n-th script (the task_id grammar without
+        "sim-", e.g. "temp_unavailable", "ring-2"), later ones the last; none unscripts it."""
+        result: dict[str, Any] = self._call(
+            "PUT", f"numbers/{phone_number}", json={"scripts": list(scripts)}
+        )
+        return result
+
+    def number(self, phone_number: str) -> dict[str, Any]:
+        """A number's scripts and how many submits the simulator accepted for it."""
+        result: dict[str, Any] = self._call("GET", f"numbers/{phone_number}")
+        return result
+
     def set_callbacks(
         self,
         *,

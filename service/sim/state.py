@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -35,20 +34,22 @@ from service.sim.faults import (
     draw_random_fault,
     take_forced_fault,
 )
+from service.sim.numbers import (
+    INVALID_NUMBER_REASON,
+    NumberScripts,
+    is_valid_number,
+    number_digits,
+    plausible_phone_number,
+)
 from service.sim.scripts import (
     FateKind,
     TaskScript,
     mask_phone_number,
-    phone_number_for,
     random_script,
     script_for_task_id,
 )
 
-_PHONE_NUMBER = re.compile(r"\+?\d{6,20}")
 _MAX_TASK_ID_LENGTH = 256
-# No country has it (E.164): the simulator refuses such numbers, as upstream would, so tests and
-# demos can meet INVALID_ARGUMENT on submit.
-UNASSIGNED_COUNTRY_CODE = "999"
 
 
 @dataclass(slots=True)
@@ -58,6 +59,8 @@ class SimOptions:
     task_ttl_s: float = DEFAULT_TASK_TTL_S
     seed: int | None = None
     submit_script: TaskScript | None = None  # None: a random plausible script per check
+    # Numbers that answer differently on successive submits (service/sim/numbers.py).
+    number_scripts: dict[str, tuple[TaskScript, ...]] = field(default_factory=dict)
     faults: FaultSettings = field(default_factory=FaultSettings)
 
 
@@ -89,7 +92,7 @@ class SimTask:
             "fate": self.script.fate.token,
             "pending_calls": self.script.pending_calls,
             "pending_s": self.script.pending_s,
-            "phone_number": self.phone_number or phone_number_for(self.task_id),
+            "phone_number": self.phone_number or plausible_phone_number(self.task_id),
             "submitted_at": self.submitted_at,
             "registered_at": self.registered_at,
             "expires_at": self.expires_at,
@@ -122,6 +125,7 @@ class SimState:
         # Changeable at run time through the control API; `reset` restores the options' values.
         self.task_ttl_s = options.task_ttl_s
         self.submit_script = options.submit_script
+        self.numbers = NumberScripts.starting_with(options.number_scripts)
         self.callback_settings = CallbackSettings()
         self.callback_log = CallbackLog()
         # Callbacks planned by submits and not yet handed to the sender (service.sim.app).
@@ -145,6 +149,7 @@ class SimState:
         self.set_faults(self.options.faults.copy())
         self.task_ttl_s = self.options.task_ttl_s
         self.submit_script = self.options.submit_script
+        self.numbers = NumberScripts.starting_with(self.options.number_scripts)
         self.callback_settings = CallbackSettings()
         self.callback_log = CallbackLog()
         self._planned = []
@@ -262,20 +267,20 @@ class SimState:
         if fate.kind is FateKind.INVALID:
             return answers.invalid_argument(answers.TASK_NOT_FOUND_REASON)
         assert fate.phone_status is not None
-        phone_number = task.phone_number or phone_number_for(task.task_id)
+        phone_number = task.phone_number or plausible_phone_number(task.task_id)
         return answers.finished(mask_phone_number(phone_number), fate.phone_status)
 
     def _submit(self, request: dict[str, Any], now: float) -> Answer:
-        phone_number = request.get("phone_number")
-        if not isinstance(phone_number, str) or not _PHONE_NUMBER.fullmatch(phone_number):
-            return answers.invalid_argument("argument 'phone_number': invalid")
+        given = request.get("phone_number")
+        phone_number = number_digits(given) if isinstance(given, str) else None
+        if phone_number is None:
+            return answers.invalid_argument(INVALID_NUMBER_REASON)
         callback = request.get("callback")
         if callback is not None and not isinstance(callback, str):
             return answers.invalid_argument("argument 'callback': invalid")
-        phone_number = phone_number.removeprefix("+")
-        if phone_number.startswith(UNASSIGNED_COUNTRY_CODE):
-            return answers.invalid_argument("argument 'phone_number': unknown country code")
-        script = self.submit_script or random_script(self.rng)
+        if not is_valid_number(phone_number):
+            return answers.invalid_argument(INVALID_NUMBER_REASON)
+        script = self.numbers.take(phone_number) or self.submit_script or random_script(self.rng)
         fate = script.fate
         if fate.kind is FateKind.STATUS and not script.pending_calls and not script.pending_s:
             assert fate.phone_status is not None

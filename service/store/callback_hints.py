@@ -1,8 +1,9 @@
 """Upstream's callback as a hint: the client's callback token, and the one statement a hint costs.
 
-A hint never carries a result; all it may do is make one pending task due now, at most once per
-minimum interval (`tasks.last_hint_at`, checked in the same UPDATE), or, when the client has no
-such task yet, be remembered in `early_hints` so the task's first poll comes at once. A callback
+A hint never carries a result; all it may do is make one pending task due now (not one that has
+its answer and waits for a re-check: no poll is planned for it), at most once per minimum
+interval (`tasks.last_hint_at`, checked in the same UPDATE), or, when the client has no such task
+yet, be remembered in `early_hints` so the task's first poll comes at once. A callback
 that comes just after a poll found its answer is counted as heard rather than missed in the
 client's callback record (service/domain/callback_trust.py), once per task. The client
 is found by the SHA-256 of the token (unique index), so the lookup's timing says nothing about
@@ -49,7 +50,7 @@ _APPLY_HINT = f"""
                 GREATEST(%(now)s, last_hint_at + %(interval)s)),
             last_hint_at = GREATEST(%(now)s, last_hint_at + %(interval)s)
         WHERE client_id = (SELECT id FROM client) AND task_id = %(task_id)s
-          AND state = '{TaskState.PENDING}'
+          AND state = '{TaskState.PENDING}' AND next_poll_at IS NOT NULL
           AND (last_hint_at IS NULL OR last_hint_at <= %(now)s)
         RETURNING last_hint_at > %(now)s AS deferred
     ),
@@ -60,8 +61,10 @@ _APPLY_HINT = f"""
     late AS (
         UPDATE tasks SET last_hint_at = %(now)s
         WHERE client_id = (SELECT id FROM client) AND task_id = %(task_id)s
-          AND state = '{TaskState.COMPLETED}' AND expects_callback AND last_hint_at IS NULL
-          AND poll_count > 0 AND completed_at >= %(late_since)s
+          AND expects_callback AND last_hint_at IS NULL AND poll_count > 0
+          AND (state = '{TaskState.COMPLETED}' AND completed_at >= %(late_since)s
+               OR state = '{TaskState.PENDING}' AND next_poll_at IS NULL
+                  AND answered_at >= %(late_since)s)
         RETURNING client_id
     ),
     recounted AS (

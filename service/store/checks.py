@@ -22,6 +22,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.answers import PhoneResult
+from service.domain.rechecks import RecheckPolicy
 from service.domain.states import SubmissionState, TaskSource, TaskState
 from service.store.outbox import FinishedTask, record_events
 
@@ -106,18 +107,20 @@ _INSERT_TASK = text(
         INSERT INTO tasks (client_id, task_id, state, source, phone_number_masked, metadata,
                            result, submitted_at, registered_at, expires_at, completed_at,
                            next_poll_at, poll_count, upstream_request_id, updated_at,
-                           expects_callback)
+                           expects_callback, recheck, answered_at)
         VALUES (:client_id, :task_id, CAST(:state AS text), '{TaskSource.SUBMITTED}',
                 :masked, CAST(:metadata AS jsonb), CAST(:result AS jsonb), :now, :now,
                 :expires_at, :completed_at,
                 CASE WHEN CAST(:state AS text) <> '{TaskState.PENDING}' THEN NULL
+                     WHEN CAST(:result AS jsonb) IS NOT NULL THEN NULL
                      WHEN EXISTS (SELECT 1 FROM hint) THEN CAST(:now AS timestamptz)
                      WHEN CAST(:expects_callback AS boolean) AND COALESCE(
                          (SELECT trusted FROM callback_records WHERE client_id = :client_id),
                          true)
                      THEN :safety_net_poll_at
                      ELSE :next_poll_at END,
-                0, :request_id, :now, :expects_callback)
+                0, :request_id, :now, :expects_callback, CAST(:recheck AS jsonb),
+                CASE WHEN CAST(:result AS jsonb) IS NOT NULL THEN CAST(:now AS timestamptz) END)
         ON CONFLICT (client_id, task_id) DO NOTHING
         RETURNING id, client_id, task_id, state, row_to_json(tasks)::text AS row_json
     )
@@ -245,12 +248,15 @@ async def record_submitted_task(
     result: PhoneResult | None,
     request_id: str | None,
     safety_net_poll_at: datetime | None = None,
+    recheck: RecheckPolicy | None = None,
+    waits_for_recheck: bool = False,
 ) -> SubmittedTask:
     """Insert the task of a submitted check: pending and due at `first_poll_at`, or, when its
     check carried a callback (`safety_net_poll_at` given) that the client's record trusts
     (service/domain/callback_trust.py), at `safety_net_poll_at`; at once after an early hint. Or
-    completed with `result` and its event (same transaction: the outbox)."""
-    completed = result is not None
+    completed with `result` and its event (same transaction: the outbox); or, when that result
+    asks for a re-check (`waits_for_recheck`), pending with it and no poll planned."""
+    completed = result is not None and not waits_for_recheck
     row = (
         await session.execute(
             _INSERT_TASK,
@@ -268,6 +274,7 @@ async def record_submitted_task(
                 "safety_net_poll_at": safety_net_poll_at,
                 "expects_callback": safety_net_poll_at is not None,
                 "request_id": request_id,
+                "recheck": None if recheck is None else orjson.dumps(recheck.as_json()).decode(),
             },
         )
     ).one()

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.public_ids import DELIVERY_PREFIX, public_id_sql
 from service.domain.states import DeliveryState, EventType
+from service.store.events import data_json_with_verdict, lacks_verdict_sql
 from service.store.leases import claim_due
 
 # Spelt into the SQL below (the partial index ix_deliveries_due wants the literal).
@@ -57,12 +58,13 @@ _LEASED_SUBSCRIPTIONS = text(
 # detection lag (a metric) then counts from the hint, else from the answer itself.
 HINT_CAUSE_WINDOW_S = 60
 
-# The event's data comes as JSON text: it goes into the webhook body as it is.
+# The event's data comes as JSON text: it goes into the webhook body as it is (only an event
+# written before results carried a verdict is read and written again, to add it).
 _LOAD_LEASED = text(
     f"""
     SELECT d.id, d.schedule_attempt,
            e.public_id AS event_id, e.type AS event_type, e.created_at AS event_created_at,
-           e.data::text AS event_data_json,
+           e.data::text AS event_data_json, {lacks_verdict_sql("e")} AS event_lacks_verdict,
            s.id AS subscription_pk, s.public_id AS subscription_id, s.url,
            s.enabled AND s.deleted_at IS NULL AS subscription_active,
            s.secret_encrypted,
@@ -355,7 +357,7 @@ async def load_leased_deliveries(
             event_id=row.event_id,
             event_type=EventType(row.event_type),
             event_created_at=row.event_created_at,
-            event_data_json=row.event_data_json,
+            event_data_json=data_json_with_verdict(row.event_data_json, row.event_lacks_verdict),
             subscription_pk=row.subscription_pk,
             subscription_id=row.subscription_id,
             url=row.url,

@@ -16,7 +16,9 @@ from typing import Any, cast
 from sqlalchemy import BigInteger, ColumnClause, Row, Table, literal_column, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.domain.jsontext import compact_json, parse_json
 from service.domain.states import EventType
+from service.domain.verdicts import with_verdict
 from service.store.tables import Event
 
 events = cast(Table, Event.__table__)
@@ -27,7 +29,8 @@ EVENT_COLUMNS = (Event.public_id, Event.type, Event.created_at, Event.data)
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
-    """An event as the feed shows it; `data` is the task as it was when the event was written."""
+    """An event as the feed shows it; `data` is the task as it was when the event was written (its
+    result's verdict derived from its phone_status when it was written without one)."""
 
     public_id: str
     type: EventType
@@ -37,7 +40,25 @@ class EventRow:
 
 def _event(row: Row[str, EventType, datetime, dict[str, Any]]) -> EventRow:
     public_id, type_, created_at, data = row
-    return EventRow(public_id=public_id, type=type_, created_at=created_at, data=data)
+    return EventRow(public_id=public_id, type=type_, created_at=created_at, data=with_verdict(data))
+
+
+# An event written before results carried a verdict has a result without one: true for those
+# (a SQL expression on the events row `alias`, so that only they are read and written again).
+def lacks_verdict_sql(alias: str) -> str:
+    return (
+        f"(jsonb_typeof({alias}.data -> 'result') = 'object'"
+        f" AND {alias}.data -> 'result' -> 'verdict' IS NULL)"
+    )
+
+
+def data_json_with_verdict(data_json: str, lacks_verdict: bool) -> str:
+    """An event's data as JSON text, as it is sent: as stored, or, for an event written before
+    results carried a verdict (`lacks_verdict`, from `lacks_verdict_sql`), with its verdict
+    derived from its phone_status, as the feed shows it too."""
+    if not lacks_verdict:
+        return data_json
+    return compact_json(with_verdict(parse_json(data_json)))
 
 
 # Every transaction with a smaller id has ended (committed or rolled back).

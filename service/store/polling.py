@@ -19,8 +19,11 @@ import orjson
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain.polling import PollDecision
+from service.domain.polling import DecisionKind, PollDecision
+from service.domain.rechecks import RECHECK_NOT_SUBMITTED, RecheckPolicy
 from service.domain.states import TaskSource, TaskState
+from service.store.history import POLL_HISTORY_LIMIT as POLL_HISTORY_LIMIT
+from service.store.history import history_appended
 from service.store.leases import claim_due
 from service.store.outbox import (
     DeliveryLease,
@@ -28,6 +31,7 @@ from service.store.outbox import (
     record_events,
     record_events_and_deliveries,
 )
+from service.store.rechecks import end_scheduled_submits, schedule_rechecks
 
 # `state = 'pending'` is written out, not a parameter, here and in the deadline sweep: only then
 # can the planner use the partial indexes (ix_tasks_client_id_next_poll_at,
@@ -82,11 +86,16 @@ _CLAIM_DUE = text(
     """  # noqa: S608 - only constants and enum values are interpolated
 )
 
+# A task being re-checked polls its current upstream task, whose age counts from its own
+# submission (service/domain/rechecks.py).
 _LOAD_LEASED = text(
     f"""
     SELECT t.id, t.task_id, t.poll_count, t.expires_at, t.lease_until, t.next_poll_at,
-           t.submitted_at, t.last_pending_at, t.source, t.expects_callback,
-           COALESCE(r.trusted, true) AS callbacks_trusted
+           COALESCE(t.upstream_submitted_at, t.submitted_at) AS submitted_at,
+           t.last_pending_at, t.source, t.expects_callback,
+           COALESCE(r.trusted, true) AS callbacks_trusted,
+           t.upstream_task_id, t.recheck, jsonb_array_length(t.rechecks) AS rechecks_done,
+           t.earlier_polls
     FROM tasks t LEFT JOIN callback_records r ON r.client_id = t.client_id
     WHERE t.id = ANY(CAST(:ids AS bigint[])) AND t.lease_token = :token
       AND t.state = '{TaskState.PENDING}' AND t.lease_until > :now
@@ -94,10 +103,7 @@ _LOAD_LEASED = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
-# How many upstream answers each task keeps in `poll_history` (for the portal's timeline): the
-# newest ones, trimmed by the write-back that appends, so a task's row stays under ~2 KiB of
-# history however long it is polled. `poll_count` still counts every call.
-POLL_HISTORY_LIMIT = 20
+# Each task keeps its last POLL_HISTORY_LIMIT upstream calls in `poll_history` (history.py).
 
 # The input is one JSON document (orjson builds it in C) rather than one array per column, which
 # the driver would escape element by element. The rows are locked in id order before any is
@@ -109,7 +115,8 @@ _WRITE_BACK = text(
         SELECT * FROM jsonb_to_recordset(CAST(:writes AS jsonb)) AS v(
             id bigint, state text, poll_count integer, next_poll_at timestamptz,
             completed_at timestamptz, result jsonb, last_error jsonb, request_id text,
-            poll jsonb, last_pending_at timestamptz, finish_p real, called_at timestamptz)
+            poll jsonb, last_pending_at timestamptz, finish_p real, called_at timestamptz,
+            expires_at timestamptz, answered_at timestamptz)
     ),
     locked AS (
         SELECT id FROM tasks
@@ -122,17 +129,20 @@ _WRITE_BACK = text(
         state = v.state,
         poll_count = v.poll_count,
         -- A callback that came while the call was in flight may announce an answer the call
-        -- was too early to see: it keeps the task due (or due when its interval ends).
-        next_poll_at = CASE WHEN v.state = '{TaskState.PENDING}' AND t.last_hint_at > v.called_at
+        -- was too early to see: it keeps the task due (or due when its interval ends). Not a
+        -- task that has its answer and waits for a re-check (no poll planned).
+        next_poll_at = CASE WHEN v.state = '{TaskState.PENDING}' AND v.next_poll_at IS NOT NULL
+                                 AND t.last_hint_at > v.called_at
                             THEN LEAST(v.next_poll_at, GREATEST(t.last_hint_at, :now))
                             ELSE v.next_poll_at END,
+        expires_at = COALESCE(v.expires_at, t.expires_at),
+        answered_at = COALESCE(v.answered_at, t.answered_at),
         completed_at = v.completed_at,
         result = COALESCE(v.result, t.result),
         last_error = COALESCE(v.last_error, t.last_error),
         upstream_request_id = COALESCE(v.request_id, t.upstream_request_id),
-        poll_history = CASE WHEN v.poll IS NULL THEN t.poll_history ELSE jsonb_path_query_array(
-            t.poll_history || jsonb_build_array(v.poll),
-            '$[last - {POLL_HISTORY_LIMIT - 1} to last]') END,
+        poll_history = CASE WHEN v.poll IS NULL THEN t.poll_history
+                            ELSE {history_appended("t.poll_history", "v.poll")} END,
         last_pending_at = COALESCE(v.last_pending_at, t.last_pending_at),
         finish_p = v.finish_p,
         lease_token = NULL,
@@ -142,7 +152,8 @@ _WRITE_BACK = text(
     WHERE t.id = v.id AND t.lease_token = :token AND t.state = '{TaskState.PENDING}'
     RETURNING t.id, t.client_id, t.task_id, t.state,
               CASE WHEN t.state <> '{TaskState.PENDING}' THEN row_to_json(t)::text END AS row_json,
-              t.expects_callback, t.last_hint_at IS NOT NULL AS hinted
+              t.expects_callback, t.last_hint_at IS NOT NULL AS hinted,
+              v.result IS NOT NULL AS answered, t.recheck IS NOT NULL AS has_recheck
     """  # noqa: S608 - only enum values are interpolated
 )
 
@@ -158,10 +169,19 @@ _RELEASE = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
+# A task that has its answer and waits for a re-check that could not be submitted before its
+# deadline (service/domain/rechecks.py) ends with that answer, completed, and says why.
 _EXPIRE_OVERDUE = text(
     f"""
     UPDATE tasks SET
-        state = '{TaskState.EXPIRED}',
+        state = CASE WHEN result IS NULL THEN '{TaskState.EXPIRED}'
+                     ELSE '{TaskState.COMPLETED}' END,
+        last_error = CASE WHEN result IS NULL THEN last_error
+                          ELSE jsonb_build_object(
+                              'code', '{RECHECK_NOT_SUBMITTED}',
+                              'message', 'the re-check could not be submitted before the '
+                                         || 'deadline; the answer before it is the last',
+                              'at', CAST(:now AS timestamptz)) END,
         completed_at = :now,
         next_poll_at = NULL,
         lease_token = NULL,
@@ -175,7 +195,8 @@ _EXPIRE_OVERDUE = text(
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, client_id, task_id, state, row_to_json(tasks)::text AS row_json
+    RETURNING id, client_id, task_id, state, row_to_json(tasks)::text AS row_json,
+              recheck IS NOT NULL AS has_recheck
     """  # noqa: S608 - only enum values are interpolated
 )
 
@@ -198,6 +219,17 @@ class LeasedTask:
     # Its check carried a callback, and whether the client's callbacks are trusted (safety net).
     expects_callback: bool = False
     callbacks_trusted: bool = True
+    # Re-checks (service/domain/rechecks.py): the upstream task polled now (None: task_id), the
+    # client's policy, the re-checks made and the polls of the checks before the current one.
+    upstream_task_id: str | None = None
+    recheck: RecheckPolicy | None = None
+    rechecks_done: int = 0
+    earlier_polls: int = 0
+
+    @property
+    def polled_task_id(self) -> str:
+        """The upstream task a poll asks about: a re-check's, else the task's own."""
+        return self.upstream_task_id or self.task_id
 
 
 @dataclass(frozen=True)
@@ -211,6 +243,9 @@ class WrittenTask:
     # Its check carried a callback; whether one had arrived when the row was written.
     expects_callback: bool = False
     hinted: bool = False
+    # This write brought an answer (final, or one a re-check follows); the task has `recheck`.
+    answered: bool = False
+    has_recheck: bool = False
 
 
 @dataclass(frozen=True)
@@ -281,6 +316,10 @@ async def load_leased_tasks(
             source=TaskSource(row.source),
             expects_callback=bool(row.expects_callback),
             callbacks_trusted=bool(row.callbacks_trusted),
+            upstream_task_id=row.upstream_task_id,
+            recheck=None if row.recheck is None else RecheckPolicy.from_json(row.recheck),
+            rechecks_done=int(row.rechecks_done),
+            earlier_polls=int(row.earlier_polls),
         )
         for row in result
     ]
@@ -320,6 +359,8 @@ async def record_poll_results_leasing_deliveries(
             "last_pending_at": write.decision.last_pending_at,
             "finish_p": write.decision.finish_p,
             "called_at": write.polled.called_at if write.polled is not None else None,
+            "expires_at": write.decision.expires_at,
+            "answered_at": _answered_at(write),
         }
         for write in writes
     ]
@@ -337,15 +378,46 @@ async def record_poll_results_leasing_deliveries(
                 int(row.client_id),
                 expects_callback=bool(row.expects_callback),
                 hinted=bool(row.hinted),
+                answered=bool(row.answered),
+                has_recheck=bool(row.has_recheck),
             )
         )
         if row.row_json is not None:
             finished.append(_finished(row))
+    await _advance_rechecks(session, writes, written, now)
     lease = None
     if deliveries_leased_until is not None:
         lease = DeliveryLease(token, deliveries_leased_until)
     recorded = await record_events_and_deliveries(session, finished, now, lease)
     return written, recorded.delivery_ids
+
+
+def _answered_at(write: PollWrite) -> datetime | None:
+    """When the answer a task keeps while it waits for a re-check came."""
+    if write.decision.kind is not DecisionKind.RECHECK or write.polled is None:
+        return None
+    return write.polled.at
+
+
+async def _advance_rechecks(
+    session: AsyncSession,
+    writes: Sequence[PollWrite],
+    written: Sequence[WrittenTask],
+    now: datetime,
+) -> None:
+    """In the write-back's transaction, after its tasks (locked first): the re-checks their
+    answers ask for become due, and the numbers of the tasks that ended are erased."""
+    concerned = {task.id: task for task in written if task.has_recheck}
+    if not concerned:
+        return
+    due = [
+        (write.id, write.decision.recheck_at)
+        for write in writes
+        if write.id in concerned and write.decision.recheck_at is not None
+    ]
+    await schedule_rechecks(session, due, now)
+    ended = [task.id for task in concerned.values() if task.state.is_final]
+    await end_scheduled_submits(session, ended, now)
 
 
 async def release_leases(
@@ -375,11 +447,13 @@ async def release_leases(
 async def expire_overdue_tasks(
     session: AsyncSession, now: datetime, limit: int
 ) -> list[FinishedTask]:
-    """Expire up to `limit` pending tasks past their deadline that nobody holds a live lease on,
-    and write their events. Returns the expired tasks."""
-    result = await session.execute(_EXPIRE_OVERDUE, {"now": now, "limit": limit})
-    expired = [_finished(row) for row in result]
+    """Expire up to `limit` pending tasks past their deadline that nobody holds a live lease on
+    (one waiting for a re-check completes with its answer instead), write their events and erase
+    their kept numbers. Returns the tasks that ended."""
+    rows = (await session.execute(_EXPIRE_OVERDUE, {"now": now, "limit": limit})).all()
+    expired = [_finished(row) for row in rows]
     await record_events(session, expired, now)
+    await end_scheduled_submits(session, [int(row.id) for row in rows if row.has_recheck], now)
     return expired
 
 

@@ -89,6 +89,21 @@ _FINISHED_BY_HOUR = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
+# Completed tasks per hour and phone_status (the overview counts them by verdict, which the
+# domain derives: service/domain/verdicts.py). The same index and cap as the finished tasks.
+_ANSWERS_BY_HOUR = text(
+    f"""
+    SELECT date_trunc('hour', completed_at) AS hour, phone_status, count(*) AS n FROM (
+        SELECT completed_at, result ->> 'phone_status' AS phone_status FROM tasks
+        WHERE client_id = :client_id AND state = '{TaskState.COMPLETED}'
+          AND completed_at >= :since
+        ORDER BY completed_at DESC
+        LIMIT {CHART_ROW_CAP}
+    ) AS recent
+    GROUP BY 1, 2 ORDER BY 1
+    """  # noqa: S608 - only enum values are interpolated
+)
+
 _DELIVERIES_BY_HOUR = text(
     f"""
     SELECT date_trunc('hour', finished_at) AS hour, state, count(*) AS n FROM (
@@ -140,6 +155,13 @@ class FinishedHour:
     n: int
     lag_p50_s: float | None
     lag_p95_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerHour:
+    hour: datetime
+    phone_status: str
+    n: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +235,14 @@ async def finished_tasks_by_hour(
         )
         for row in result
     ]
+
+
+async def answers_by_hour(
+    session: AsyncSession, client_id: int, since: datetime
+) -> list[AnswerHour]:
+    """Tasks completed since `since`, per hour and the phone_status of their result."""
+    result = await session.execute(_ANSWERS_BY_HOUR, {"client_id": client_id, "since": since})
+    return [AnswerHour(hour=row.hour, phone_status=row.phone_status, n=row.n) for row in result]
 
 
 async def delivery_outcomes_by_hour(

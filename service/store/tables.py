@@ -44,6 +44,8 @@ from service.domain.states import (
     DeliveryState,
     DisabledReason,
     EventType,
+    ScheduledSubmitPurpose,
+    ScheduledSubmitState,
     SubmissionState,
     TaskSource,
     TaskState,
@@ -205,7 +207,7 @@ class Task(Base):
     lease_token: Mapped[uuid.UUID | None]
     lease_until: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    # The last POLL_HISTORY_LIMIT upstream answers (service/store/polling.py), oldest first, for
+    # The last POLL_HISTORY_LIMIT upstream calls (service/store/history.py), oldest first, for
     # the portal's timeline; trimmed by the write-back that appends to it, so it stays bounded.
     poll_history: Mapped[list[dict[str, Any]]] = mapped_column(
         JSONB, server_default=text("'[]'::jsonb")
@@ -226,6 +228,20 @@ class Task(Base):
     # A check submitted through phonebridge with a callback: its completion counts for or
     # against the client's callbacks (CallbackRecordRow), and it may be polled on the safety net.
     expects_callback: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Re-checks (service/domain/rechecks.py): the client's `recheck` (NULL: none) and the answers
+    # of the earlier upstream checks, shown as `rechecks`. While a re-check is being polled,
+    # `upstream_task_id` is its upstream task (NULL: `task_id` itself), `upstream_submitted_at`
+    # when it was submitted (the poll schedule's age counts from it; NULL: `submitted_at`) and
+    # `earlier_polls` the polls of the checks before it. `answered_at`: when `result` came, while
+    # the task waits for its re-check (the time in its `rechecks` entry).
+    recheck: Mapped[dict[str, Any] | None]
+    rechecks: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    upstream_task_id: Mapped[str | None] = mapped_column(String(TASK_ID_MAX_LENGTH))
+    upstream_submitted_at: Mapped[datetime | None]
+    earlier_polls: Mapped[int] = mapped_column(Integer, server_default="0")
+    answered_at: Mapped[datetime | None]
 
 
 class CallbackRecordRow(Base):
@@ -286,6 +302,70 @@ class CheckSubmission(Base):
     # same Idempotency-Key answers the same bytes.
     response_body: Mapped[str | None] = mapped_column(Text)
     task_pk: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
+
+
+# The states in which a scheduled submit can still be made: the only ones that keep the number.
+_SUBMIT_AHEAD = "state IN ({})".format(
+    ", ".join(
+        f"'{state}'"
+        for state in (
+            ScheduledSubmitState.STANDBY,
+            ScheduledSubmitState.WAITING,
+            ScheduledSubmitState.SUBMITTING,
+        )
+    )
+)
+_WAITING_SUBMIT = f"state = '{ScheduledSubmitState.WAITING}'"
+_SUBMITTING = f"state = '{ScheduledSubmitState.SUBMITTING}'"
+
+
+class ScheduledSubmit(Base):
+    """A number to submit upstream later: a durable intent (service/store/scheduled_submits.py).
+
+    The full number is kept sealed (AES-GCM, service/sealed_numbers.py) and only while a submit
+    can still be made: the `numbers_only_while_needed` constraint makes that a database fact, not
+    a hope. A row is marked `submitting` and committed before its call; one still `submitting`
+    once its lease has passed is never submitted again. A re-check's row belongs to its task
+    (one per task, from the check's submission until its last possible re-check); check jobs'
+    items will be rows of another purpose.
+    """
+
+    __tablename__ = "scheduled_submits"
+    __table_args__ = (
+        UniqueConstraint("task_pk"),
+        CheckConstraint(_in("state", ScheduledSubmitState), name="state"),
+        CheckConstraint(_in("purpose", ScheduledSubmitPurpose), name="purpose"),
+        CheckConstraint(
+            f"(phone_number_sealed IS NOT NULL) = ({_SUBMIT_AHEAD})",
+            name="numbers_only_while_needed",
+        ),
+        CheckConstraint(f"NOT ({_WAITING_SUBMIT}) OR due_at IS NOT NULL", name="waiting_is_due"),
+        # The fair claim: each client's waiting submits, soonest due first.
+        Index(
+            "ix_scheduled_submits_client_id_due_at",
+            "client_id",
+            "due_at",
+            postgresql_where=text(_WAITING_SUBMIT),
+        ),
+        # Submits whose worker died: their lease ends and their outcome is unknown.
+        Index(
+            "ix_scheduled_submits_submitting_lease_until",
+            "lease_until",
+            postgresql_where=text(_SUBMITTING),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    task_pk: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    purpose: Mapped[ScheduledSubmitPurpose] = mapped_column(StateText(ScheduledSubmitPurpose, 16))
+    state: Mapped[ScheduledSubmitState] = mapped_column(StateText(ScheduledSubmitState, 16))
+    phone_number_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    due_at: Mapped[datetime | None]
+    lease_token: Mapped[uuid.UUID | None]
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class EarlyHint(Base):

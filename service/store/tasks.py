@@ -22,6 +22,8 @@ from psycopg.rows import DictRow, RowMaker
 
 from service.domain.intake import Registration
 from service.domain.states import TaskSource, TaskState
+from service.domain.verdicts import Verdict, verdict_of
+from service.store.rechecks import END_SUBMITS_SET, END_SUBMITS_WHERE
 
 TaskConnection = AsyncConnection[DictRow]
 CancelOutcome = Literal["cancelled", "already_final", "not_found"]
@@ -49,6 +51,13 @@ class TaskRow:
     metadata: dict[str, Any]
     source: TaskSource
     phone_number_masked: str | None
+    rechecks: list[dict[str, Any]]
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The result's verdict (None without a result, or for a phone_status of no verdict)."""
+        phone_status = None if self.result is None else self.result.get("phone_status")
+        return verdict_of(phone_status) if isinstance(phone_status, str) else None
 
 
 # Selected in TaskRow's field order, so that a row is built from its values by position.
@@ -56,8 +65,8 @@ TASK_COLUMNS = ", ".join(field.name for field in fields(TaskRow))
 
 
 def _task_row(values: Sequence[Any]) -> TaskRow:
-    id_, task_id, state, *rest, source, masked = values
-    return TaskRow(id_, task_id, TaskState(state), *rest, TaskSource(source), masked)  # type: ignore[call-arg]
+    id_, task_id, state, *rest, source, masked, rechecks = values
+    return TaskRow(id_, task_id, TaskState(state), *rest, TaskSource(source), masked, rechecks)  # type: ignore[call-arg]
 
 
 def _task_rows(cursor: AsyncCursor[Any]) -> RowMaker[TaskRow]:
@@ -102,13 +111,22 @@ _FIND = f"""
 
 # Only `pending` rows change, and the engine's write-back also requires `pending`, so a cancel
 # wins over any upstream answer that arrives after it; clearing the lease voids a claim in flight.
+# A re-check still to come is stopped in the same statement, its kept number erased (the task
+# locked first, as everywhere: service/store/rechecks.py).
 _CANCEL = f"""
-    UPDATE tasks
-    SET state = '{TaskState.CANCELLED}', completed_at = %(now)s, next_poll_at = NULL,
-        lease_token = NULL, lease_until = NULL, updated_at = %(now)s
-    WHERE client_id = %(client_id)s AND task_id = %(task_id)s
-      AND state = '{TaskState.PENDING}'
-    RETURNING {TASK_COLUMNS}
+    WITH cancelled AS (
+        UPDATE tasks
+        SET state = '{TaskState.CANCELLED}', completed_at = %(now)s, next_poll_at = NULL,
+            lease_token = NULL, lease_until = NULL, updated_at = %(now)s
+        WHERE client_id = %(client_id)s AND task_id = %(task_id)s
+          AND state = '{TaskState.PENDING}'
+        RETURNING {TASK_COLUMNS}, recheck IS NOT NULL AS has_recheck
+    ),
+    ended AS (
+        UPDATE scheduled_submits SET {END_SUBMITS_SET}, updated_at = %(now)s
+        WHERE task_pk IN (SELECT id FROM cancelled WHERE has_recheck) AND {END_SUBMITS_WHERE}
+    )
+    SELECT {TASK_COLUMNS} FROM cancelled
 """  # noqa: S608 - only constants are interpolated
 
 

@@ -93,7 +93,7 @@ def test_an_api_killed_between_upstreams_answer_and_the_commit_leaves_an_unknown
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "order-42"}
-    body = {"phone_number": "5215512341234"}
+    body = {"phone_number": "525512341234"}
 
     doomed = start_api({**env, CRASH_AFTER_SUBMIT_VARIABLE: "1"}, tmp_path, port)
     try:

@@ -136,12 +136,12 @@ def test_the_main_operations_work_through_a_generated_client(
     fresh_sim.control.configure(submit_script="ring-0-60s")
     submitted = operation(generated, "submit_check").sync_detailed(
         client=client,
-        body=model(generated, "CheckSubmission")(phone_number="5215512345678"),
+        body=model(generated, "CheckSubmission")(phone_number="+52 1 55 1234 5678"),
         idempotency_key="generated-1",
     )
     assert submitted.status_code == 201, submitted.content
     assert isinstance(submitted.parsed, task_out)
-    assert submitted.parsed.phone_number_masked == "52*******5678"
+    assert submitted.parsed.phone_number_masked == "52******5678"
 
     subscription = operation(generated, "create_subscription").sync(
         client=client, body=model(generated, "SubscriptionCreate")(url=receiver.url())

@@ -69,8 +69,13 @@ BODY_FIELDS: dict[tuple[str, str], tuple[dict[str, Any], list[list[Any]]]] = {
     ),
     ("POST", "/v1/events/{event_id}/redeliver"): ({}, [["subscription_id"]]),
     ("POST", "/v1/checks"): (
-        {"phone_number": "5215512341234"},
-        [["phone_number"], ["metadata", "value"], ["metadata", "*key*"]],
+        {"phone_number": "525512341234"},
+        [
+            ["phone_number"],
+            ["metadata", "value"],
+            ["metadata", "*key*"],
+            ["recheck", "verdicts", 0],
+        ],
     ),
 }
 
@@ -253,7 +258,7 @@ async def test_injection_in_the_idempotency_key_answers_4xx_or_a_normal_result(
         for injection in INJECTIONS:
             response = await api.post(
                 "/v1/checks",
-                json={"phone_number": "5215512341234"},
+                json={"phone_number": "525512341234"},
                 headers={
                     b"authorization": mallory.headers["Authorization"].encode(),
                     b"idempotency-key": injection.encode(),

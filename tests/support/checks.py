@@ -10,14 +10,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
+from service.domain.checks import CheckRequest, validate_check
+from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES
 from service.sim.server import SimServer
 from service.store.checks import SubmittedTask, record_submitted_task
 from service.store.db import transaction
 from tests.support.api import bearer
 from tests.support.settings import make_settings
 
-PHONE = "5215512341234"
-PHONE_MASKED = "52*******1234"
+# A Mexico City number, as upstream is sent it (E.164 digits without '+'), and its mask.
+PHONE = "525512341234"
+PHONE_MASKED = "52******1234"
+# The same number as a CRM may hold it: with '+', spaces and Mexico's old mobile '1'.
+PHONE_AS_WRITTEN = "+52 1 55 1234 1234"
 # The base URL at which upstream would reach this API: checks then carry a callback URL.
 PUBLIC_URL = "http://phonebridge.test"
 
@@ -34,6 +39,16 @@ def checks_settings(database_url: str, redis_url: str, base_url: str, **override
     return make_settings(database_url, redis_url, **values)
 
 
+def check_request(phone_number: str = PHONE, metadata: object = None) -> CheckRequest:
+    """A `POST /v1/checks` body as the route reads it (the default countries)."""
+    body: dict[str, Any] = {"phone_number": phone_number}
+    if metadata is not None:
+        body["metadata"] = metadata
+    request = validate_check(body, DEFAULT_CHECK_COUNTRIES)
+    assert isinstance(request, CheckRequest), request
+    return request
+
+
 async def submit(
     api: httpx.AsyncClient,
     key: str,
@@ -41,6 +56,7 @@ async def submit(
     *,
     idempotency_key: str | None = None,
     metadata: dict[str, Any] | None = None,
+    recheck: dict[str, Any] | None = None,
 ) -> httpx.Response:
     headers = bearer(key)
     if idempotency_key is not None:
@@ -48,7 +64,26 @@ async def submit(
     body: dict[str, Any] = {"phone_number": phone_number}
     if metadata is not None:
         body["metadata"] = metadata
+    if recheck is not None:
+        body["recheck"] = recheck
     return await api.post("/v1/checks", json=body, headers=headers)
+
+
+async def scheduled_submit_of(
+    sessions: async_sessionmaker[AsyncSession], task_id: str
+) -> dict[str, Any] | None:
+    """The scheduled submit (re-checks) of a task, straight from the store."""
+    async with transaction(sessions) as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT s.* FROM scheduled_submits s JOIN tasks t ON t.id = s.task_pk"
+                    " WHERE t.task_id = :t"
+                ),
+                {"t": task_id},
+            )
+        ).one_or_none()
+    return None if row is None else dict(row._mapping)
 
 
 def submit_calls(sim: SimServer) -> int:

@@ -29,6 +29,7 @@ from service.upstream.ratelimit import UpstreamRateLimiter
 from workers.app import (
     celery_delivery_publisher,
     celery_poll_publisher,
+    celery_submit_publisher,
     create_celery_app,
     runtime_of,
 )
@@ -59,6 +60,7 @@ async def running_engine(
         redis=redis_client,
         limiter=limiter,
         publish_poll=celery_poll_publisher(app),
+        publish_submit=celery_submit_publisher(app),
     )
     steps = scheduler_steps(context, celery_delivery_publisher(app) if deliver else None)
     scheduler = Scheduler(steps, tick_s=settings.scheduler_tick_s, clock=utc_now)
@@ -96,10 +98,13 @@ class Processes:
         self.log_dir = log_dir
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *command: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, *command: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{command[0]}-{len(self.started)}.log").open("wb")
+        env = {**self.env, **(extra_env or {})}
         process = subprocess.Popen(
-            [phonebridge_executable(), *command], env=self.env, stdout=log, stderr=log
+            [phonebridge_executable(), *command], env=env, stdout=log, stderr=log
         )
         self.started.append(process)
         return process

@@ -49,11 +49,19 @@ async def deliveries_of_event(
 
 
 async def cancel_pending_tasks(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """Cancel every pending task of the run's database (cancelled tasks are never polled)."""
+    """Cancel every pending task of the run's database (cancelled tasks are never polled, and
+    their re-checks never submitted, as a client's cancel does)."""
     async with transaction(sessions) as session:
         await session.execute(
             text(
                 "UPDATE tasks SET state = 'cancelled', completed_at = now(), next_poll_at = NULL,"
                 " lease_token = NULL, lease_until = NULL WHERE state = 'pending'"
+            )
+        )
+        await session.execute(
+            text(
+                "UPDATE scheduled_submits SET state = 'done', phone_number_sealed = NULL,"
+                " lease_token = NULL, lease_until = NULL"
+                " WHERE state IN ('standby', 'waiting', 'submitting')"
             )
         )

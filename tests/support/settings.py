@@ -9,6 +9,10 @@ from typing import Any
 from service.config import Settings, build_settings
 from tests.support.upstream import API_ID, API_SECRET
 
+# The deployment secret of every test's settings and processes alike: what one seals (webhook
+# secrets, the numbers kept for re-checks) another opens.
+TEST_SECRET_KEY = "test-secret-key-for-webhook-secrets-at-rest"
+
 
 def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settings:
     """Settings for tests: the run's own services, fast schedules; overrides win."""
@@ -17,7 +21,7 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "redis_url": redis_url,
         "upstream_api_id": API_ID,
         "upstream_api_secret": API_SECRET,
-        "secret_key": "test-secret-key-for-webhook-secrets-at-rest",
+        "secret_key": TEST_SECRET_KEY,
         # Every in-process test client comes from one address; the throttle's own tests set it.
         "sign_in_failures_per_minute": 0,
     }
@@ -66,6 +70,7 @@ def process_env(
         "PHONEBRIDGE_UPSTREAM_BASE_URL": base_url,
         "PHONEBRIDGE_UPSTREAM_API_ID": API_ID,
         "PHONEBRIDGE_UPSTREAM_API_SECRET": API_SECRET,
+        "PHONEBRIDGE_SECRET_KEY": TEST_SECRET_KEY,
         "PHONEBRIDGE_UPSTREAM_MAX_RPS": "150",
         "PHONEBRIDGE_UPSTREAM_TIMEOUT_S": "1",
         "PHONEBRIDGE_LEASE_S": "4",

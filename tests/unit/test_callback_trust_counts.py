@@ -1,6 +1,6 @@
 """What a poll write-back counts for callback trust (service/engine/callback_trust.py): per
-client, its callback-carrying checks that completed with their callback (heard) or without it
-(missed); nothing else counts."""
+client, its callback-carrying checks that got their answer (completed, or answered and waiting for
+a re-check) with their callback (heard) or without it (missed); nothing else counts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from service.store.callback_trust import CallbackCount
 from service.store.polling import WrittenTask
 
 
-def written(client_id: int, state: TaskState, *, expects: bool, hinted: bool) -> WrittenTask:
+def written(
+    client_id: int,
+    state: TaskState,
+    *,
+    expects: bool,
+    hinted: bool,
+    answered: bool | None = None,
+) -> WrittenTask:
     return WrittenTask(
         id=client_id * 100,
         task_id=f"T-{client_id}",
@@ -18,6 +25,7 @@ def written(client_id: int, state: TaskState, *, expects: bool, hinted: bool) ->
         client_id=client_id,
         expects_callback=expects,
         hinted=hinted,
+        answered=state is TaskState.COMPLETED if answered is None else answered,
     )
 
 
@@ -44,3 +52,11 @@ def test_checks_without_a_callback_and_unfinished_ones_count_for_nothing() -> No
     )
 
     assert counts == {}
+
+
+def test_an_answer_that_waits_for_a_re_check_counts_like_a_completion() -> None:
+    counts = callback_counts(
+        [written(1, TaskState.PENDING, expects=True, hinted=True, answered=True)]
+    )
+
+    assert counts == {1: CallbackCount(heard=1, missed=0)}

@@ -7,137 +7,106 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from service.domain.answers import RawAnswer, TransportError
 from service.domain.checks import (
-    PHONE_RULE,
     SUBMIT_OUTCOME_UNKNOWN,
     UPSTREAM_UNAVAILABLE,
     CheckRequest,
     SubmitKind,
     classify_submit,
-    country_code_of,
-    mask_phone_number,
     valid_idempotency_key,
     validate_check,
 )
 from service.domain.intake import Rejection
+from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+KEY = b"number-digest-key-of-32-bytes..."
 
 
 def answer(http: int, **body: object) -> RawAnswer:
     return RawAnswer(status_code=http, body=json.dumps(body).encode())
 
 
-# --- the body --------------------------------------------------------------------------------
+def checked(body: object) -> CheckRequest:
+    request = validate_check(body, DEFAULT_CHECK_COUNTRIES)
+    assert isinstance(request, CheckRequest), request
+    return request
 
 
-@pytest.mark.parametrize(
-    ("given_number", "digits"),
-    [
-        ("5215512341234", "5215512341234"),
-        ("+5215512341234", "5215512341234"),
-        ("14155550123", "14155550123"),
-        ("12345678", "12345678"),  # 8 digits, the least
-        ("123456789012345", "123456789012345"),  # 15 digits, the most
-    ],
-)
-def test_a_valid_number_is_kept_as_digits(given_number: str, digits: str) -> None:
-    checked = validate_check({"phone_number": given_number})
-    assert isinstance(checked, CheckRequest)
-    assert checked.phone_number == digits
-    assert checked.metadata_json == "{}"
+def rejected(body: object) -> Rejection:
+    rejection = validate_check(body, DEFAULT_CHECK_COUNTRIES)
+    assert isinstance(rejection, Rejection), rejection
+    return rejection
 
 
-@pytest.mark.parametrize(
-    "number",
-    [
-        "1234567",
-        "1234567890123456",
-        "05512345678",
-        "+05512345678",
-        "++5215512341234",
-        "52 155 1234 1234",
-        "52-1551234",
-        "\uff15\uff12\uff11\uff15\uff15\uff11\uff12\uff13\uff14",  # full-width digits
-        "",
-        "+",
-    ],
-)
-def test_an_invalid_number_is_rejected_without_echoing_it(number: str) -> None:
-    checked = validate_check({"phone_number": number})
-    assert isinstance(checked, Rejection)
-    assert checked.errors[0].field == "phone_number"
-    # The rule, never the number: a rejection's text may reach a log.
-    assert checked.errors[0].message == PHONE_RULE
+# --- the body (the number's own rules: tests/unit/test_phone_numbers.py) ----------------------
+
+
+def test_a_valid_body_holds_the_normalised_number_and_compact_metadata() -> None:
+    request = checked({"phone_number": "+52 1 55 1234 5678", "metadata": {"order": 42}})
+    assert request.number.digits == "525512345678"
+    assert request.masked == "52******5678"
+    assert request.metadata_json == '{"order":42}'
+
+
+def test_metadata_defaults_to_an_empty_object() -> None:
+    assert checked({"phone_number": "525512345678"}).metadata_json == "{}"
+
+
+def test_a_refused_number_names_its_rule_and_never_the_number() -> None:
+    rejection = rejected({"phone_number": "+1 415 555 0123"})
+    assert rejection.errors[0].field == "phone_number"
+    assert "US (+1)" in rejection.detail
+    assert "4155550123" not in rejection.detail
+
+
+def test_the_allowed_countries_are_the_callers() -> None:
+    body = {"phone_number": "+57 300 123 4567"}
+    assert isinstance(validate_check(body, ("CO",)), CheckRequest)
+    assert isinstance(validate_check(body, ("MX",)), Rejection)
 
 
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ({}, "phone_number"),
-        ({"phone_number": 5215512341234}, "phone_number"),
-        ({"phone_number": "5215512341234", "callback": "x"}, "callback"),
-        ({"phone_number": "5215512341234", "metadata": []}, "metadata"),
+        ({"phone_number": 525512341234}, "phone_number"),
+        ({"phone_number": "525512341234", "callback": "x"}, "callback"),
+        ({"phone_number": "525512341234", "metadata": []}, "metadata"),
     ],
 )
 def test_every_broken_rule_names_its_field(body: dict[str, object], field: str) -> None:
-    checked = validate_check(body)
-    assert isinstance(checked, Rejection)
-    assert field in {error.field for error in checked.errors}
+    assert field in {error.field for error in rejected(body).errors}
+
+
+def test_a_number_and_metadata_both_broken_are_both_reported() -> None:
+    rejection = rejected({"phone_number": "+52 55", "metadata": [1]})
+    assert {error.field for error in rejection.errors} == {"phone_number", "metadata"}
 
 
 def test_a_body_that_is_not_an_object_is_rejected() -> None:
-    assert isinstance(validate_check(["5215512341234"]), Rejection)
+    rejected(["525512341234"])
 
 
-def test_the_fingerprint_tells_bodies_apart_and_holds_no_number() -> None:
-    one = validate_check({"phone_number": "5215512341234"})
-    same = validate_check({"phone_number": "+5215512341234"})
-    other_number = validate_check({"phone_number": "5215512341235"})
-    other_metadata = validate_check({"phone_number": "5215512341234", "metadata": {"a": 1}})
-    assert isinstance(one, CheckRequest)
-    assert isinstance(same, CheckRequest)
-    assert isinstance(other_number, CheckRequest)
-    assert isinstance(other_metadata, CheckRequest)
-    assert one.fingerprint == same.fingerprint
-    assert len({one.fingerprint, other_number.fingerprint, other_metadata.fingerprint}) == 3
-    assert b"5215512341234" not in one.fingerprint
+def test_the_fingerprint_is_the_normalised_numbers_and_holds_no_number() -> None:
+    one = checked({"phone_number": "525512341234"})
+    same_number = checked({"phone_number": "+52 1 55 1234 1234"})
+    other_number = checked({"phone_number": "525512341235"})
+    other_metadata = checked({"phone_number": "525512341234", "metadata": {"a": 1}})
+    assert one.fingerprint(KEY) == same_number.fingerprint(KEY)
+    assert (
+        len({one.fingerprint(KEY), other_number.fingerprint(KEY), other_metadata.fingerprint(KEY)})
+        == 3
+    )
+    assert b"525512341234" not in one.fingerprint(KEY)
 
 
-# --- the mask --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("digits", "code", "masked"),
-    [
-        ("5215512341234", "52", "52*******1234"),
-        ("14155550123", "1", "1******0123"),
-        ("79161234567", "7", "7******4567"),
-        ("4915112345678", "49", "49*******5678"),
-        ("35312345678", "353", "353****5678"),
-        ("12345678", "1", "1***5678"),
-    ],
-)
-def test_the_mask_keeps_the_country_code_and_the_last_four_digits(
-    digits: str, code: str, masked: str
-) -> None:
-    assert country_code_of(digits) == code
-    assert mask_phone_number(digits) == masked
-
-
-@given(st.from_regex(r"[1-9][0-9]{7,14}", fullmatch=True))
-def test_a_mask_never_shows_more_than_the_code_and_the_last_four(digits: str) -> None:
-    masked = mask_phone_number(digits)
-    code = country_code_of(digits)
-    assert len(masked) == len(digits)
-    assert masked.startswith(code)
-    assert masked.endswith(digits[-4:])
-    shown = sum(1 for ch in masked if ch != "*")
-    assert shown <= len(code) + 4
+def test_the_fingerprint_depends_on_the_deployments_key() -> None:
+    # Without the key, a stored fingerprint cannot be matched against guessed numbers.
+    request = checked({"phone_number": "525512341234"})
+    assert request.fingerprint(KEY) != request.fingerprint(b"another-key-of-thirty-two-bytes.")
 
 
 # --- the Idempotency-Key ---------------------------------------------------------------------
@@ -170,7 +139,7 @@ def test_a_result_is_a_check_finished_at_once() -> None:
     raw = answer(
         200,
         status="OK",
-        result={"phone_number": "5215****", "phone_status": "busy"},
+        result={"phone_number": "5255****", "phone_status": "busy"},
         request_id="TID2",
     )
     outcome = classify_submit(raw, NOW, surely_not_sent=False)

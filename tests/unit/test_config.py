@@ -44,6 +44,7 @@ def test_defaults_follow_the_contract(clean_env: Path) -> None:
     assert settings.webhook_retry_schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
     assert settings.webhook_allow_private is False
     assert settings.retention_days == 30
+    assert settings.check_countries == ("MX", "CO")
     assert settings.data_dir == Path("./.phonebridge")
 
 
@@ -147,6 +148,7 @@ def test_cli_api_without_a_redis_url_exits_with_one_line(tmp_path: Path) -> None
     [
         ("PHONEBRIDGE_POLL_MAX_S", "abc"),
         ("PHONEBRIDGE_TASK_TTL_S", "-5"),
+        ("PHONEBRIDGE_CHECK_COUNTRIES", "MX,ZZ"),
         ("PHONEBRIDGE_WEBHOOK_RETRY_SCHEDULE", "soon"),
         ("PHONEBRIDGE_DATABASE_URL", f"mysql://root:{SECRET}@db/x"),
     ],
@@ -275,6 +277,14 @@ def test_checks_and_hints_settings_have_their_defaults(clean_env: Path) -> None:
     assert settings.hint_min_interval_s == 2
 
 
+def test_check_countries_are_read_as_iso_codes(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHONEBRIDGE_CHECK_COUNTRIES", "co, mx ,US")
+    assert build_settings().check_countries == ("CO", "MX", "US")
+    assert build_settings(check_countries=("mx",)).check_countries == ("MX",)
+
+
 def test_the_public_url_is_kept_without_a_trailing_slash(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -295,6 +305,10 @@ def test_the_public_url_is_kept_without_a_trailing_slash(
         ("CALLBACK_LOSS_TOLERANCE", "1.5"),
         ("CALLBACK_LOSS_TOLERANCE", "-0.1"),
         ("CALLBACK_LOSS_TOLERANCE", "some"),
+        ("CHECK_COUNTRIES", ""),
+        ("CHECK_COUNTRIES", "MX,,CO"),
+        ("CHECK_COUNTRIES", "Mexico"),
+        ("CHECK_COUNTRIES", "MX,XX"),
     ],
 )
 def test_a_bad_checks_or_hints_setting_is_refused_at_start(

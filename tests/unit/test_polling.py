@@ -19,6 +19,8 @@ from service.domain.polling import (
     expire_decision,
     last_call_start,
 )
+from service.domain.rechecks import RecheckPolicy
+from service.domain.verdicts import Verdict
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 POLICY = PollPolicy(BackoffPolicy(initial_s=2.0, max_s=300.0), rate_limited_delay_s=1.0)
@@ -215,3 +217,56 @@ def test_next_poll_is_never_past_the_deadline_nor_in_the_past(
             slack = DEADLINE_MARGIN.total_seconds() if decision.next_poll_at == deadline else 0
             assert delay <= policy.backoff.max_s + slack + 1e-6
             assert delay >= min(policy.backoff.initial_s, seconds_left) - 1e-6
+
+
+# --- re-checks (service/domain/rechecks.py) ----------------------------------------------------
+
+RECHECK_ONCE = RecheckPolicy(frozenset({Verdict.RETRY}), after_s=600, max_rechecks=1)
+TTL_POLICY = PollPolicy(BackoffPolicy(initial_s=2.0, max_s=300.0), task_ttl_s=3600.0)
+
+
+def answered(status: str) -> Outcome:
+    return outcome(OutcomeKind.COMPLETED, "OK", result=PhoneResult("0062****", status))
+
+
+def test_an_answer_the_recheck_names_waits_for_its_recheck_with_its_result() -> None:
+    task = TaskSnapshot(2, FAR, submitted_at=NOW - timedelta(seconds=30), recheck=RECHECK_ONCE)
+    decision = decide_after_poll(task, answered("temp_unavailable"), NOW, TTL_POLICY, rand=0.5)
+    assert decision.kind is DecisionKind.RECHECK
+    assert decision.state == "pending"
+    assert not decision.is_final
+    assert decision.poll_count == 3
+    assert decision.next_poll_at is None
+    assert decision.completed_at is None
+    assert decision.result == PhoneResult("0062****", "temp_unavailable")
+    assert decision.upstream_request_id == RID
+    assert decision.recheck_at == NOW + timedelta(seconds=600)
+    assert decision.expires_at == NOW + timedelta(seconds=600 + 3600)
+    # The answer arrived: the completion estimate learns from it all the same.
+    assert decision.observation is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "done"), [("ring", 0), ("empty", 0), ("temp_unavailable", 1), ("weird", 0)]
+)
+def test_an_answer_with_no_recheck_left_completes_the_task(status: str, done: int) -> None:
+    task = TaskSnapshot(0, FAR, recheck=RECHECK_ONCE, rechecks_done=done)
+    decision = decide_after_poll(task, answered(status), NOW, TTL_POLICY, rand=0.5)
+    assert decision.kind is DecisionKind.COMPLETE
+    assert decision.recheck_at is None
+    assert decision.expires_at is None
+
+
+def test_an_answer_after_the_deadline_is_still_rechecked() -> None:
+    task = TaskSnapshot(0, NOW - timedelta(seconds=1), recheck=RECHECK_ONCE)
+    decision = decide_after_poll(task, answered("line_abnormal"), NOW, TTL_POLICY, rand=0.5)
+    assert decision.kind is DecisionKind.RECHECK
+
+
+def test_a_rechecks_polls_step_as_a_new_checks_do() -> None:
+    fresh = TaskSnapshot(0, FAR, calls_before=1)
+    rechecked = TaskSnapshot(7, FAR, calls_before=1, earlier_polls=7, rechecks_done=1)
+    first = decide_after_poll(fresh, PENDING, NOW, POLICY, rand=0.5)
+    again = decide_after_poll(rechecked, PENDING, NOW, POLICY, rand=0.5)
+    assert again.next_poll_at == first.next_poll_at
+    assert again.poll_count == 8  # poll_count still counts every poll of the task

@@ -8,7 +8,7 @@ from pathlib import Path
 from service.api.portal.session_key import portal_session_key
 from service.config import Settings, build_settings
 from service.domain.portal import SESSION_KEY_BYTES
-from service.webhooks.encryption import deployment_key
+from service.secret_key import deployment_key
 
 
 def settings(secret_key: str, data_dir: Path) -> Settings:

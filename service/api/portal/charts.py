@@ -9,13 +9,17 @@ from datetime import datetime, timedelta
 
 from service.domain.portal import Bar, stacked_bars
 from service.domain.states import DeliveryState, TaskState
-from service.features.overview import DeliveryHour, FinishedHour
+from service.domain.verdicts import Verdict
+from service.features.overview import DeliveryHour, FinishedHour, VerdictHour
 
 CHART_HOURS = 24
 WIDTH = 720.0
 HEIGHT = 160.0
 
 FINISHED_SERIES = [TaskState.COMPLETED, TaskState.EXPIRED, TaskState.FAILED, TaskState.CANCELLED]
+# The answers of a phone_status upstream does not document have no verdict: drawn as their own.
+NO_VERDICT = "no verdict"
+VERDICT_SERIES = [*Verdict, NO_VERDICT]
 DELIVERY_SERIES = [DeliveryState.SUCCEEDED, DeliveryState.FAILED]
 LAG_SERIES = ["p50", "p50 to p95"]
 
@@ -69,6 +73,14 @@ def finished_chart(hours: Sequence[datetime], rows: Sequence[FinishedHour]) -> C
     for row in rows:
         counts.setdefault(row.hour, {})[row.state.value] = row.n
     return _chart("Tasks finished per hour", hours, counts, FINISHED_SERIES, "tasks")
+
+
+def verdict_chart(hours: Sequence[datetime], rows: Sequence[VerdictHour]) -> Chart:
+    counts: dict[datetime, dict[str, int]] = {}
+    for row in rows:
+        series = NO_VERDICT if row.verdict is None else row.verdict.value
+        counts.setdefault(row.hour, {})[series] = row.n
+    return _chart("Completed tasks per hour by verdict", hours, counts, VERDICT_SERIES, "tasks")
 
 
 def delivery_chart(hours: Sequence[datetime], rows: Sequence[DeliveryHour]) -> Chart:

@@ -127,6 +127,7 @@ async def overview(request: Request, session: PortalSessionDep, db: SessionDep) 
             "callbacks": seen.callbacks,
             "charts": [
                 charts.finished_chart(hours, seen.finished),
+                charts.verdict_chart(hours, seen.verdicts),
                 charts.delivery_chart(hours, seen.delivered),
                 charts.lag_chart(hours, seen.finished),
             ],

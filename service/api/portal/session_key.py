@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from service.config import Settings
 from service.domain.portal import SESSION_KEY_BYTES
-from service.webhooks.encryption import deployment_key
+from service.secret_key import deployment_key
 
 _HKDF_INFO = b"phonebridge portal sessions v1"
 

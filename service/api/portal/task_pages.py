@@ -25,9 +25,10 @@ from service.api.portal.session import (
 from service.api.portal.timeline import task_timeline
 from service.api.resources import hot_connection, resources_of
 from service.api.submitting import submit_for_client
-from service.domain.checks import PHONE_RULE, valid_idempotency_key, validate_check
+from service.domain.checks import valid_idempotency_key, validate_check
 from service.domain.intake import TASK_ID_PATTERN, Rejection
 from service.domain.jsontext import json_bytes
+from service.domain.phone_numbers import EXAMPLE, PHONE_NUMBER_MAX_CHARS, phone_number_rule
 from service.domain.states import TaskState
 from service.features import tasks as task_feature
 from service.features.paging import PAGE_SIZE_DEFAULT
@@ -109,7 +110,9 @@ def _check_form(
             "idempotency_key": f"portal-{secrets.token_hex(16)}",
             "error": error,
             "code": code,
-            "phone_rule": PHONE_RULE,
+            "phone_rule": phone_number_rule(resources_of(request).settings.check_countries),
+            "phone_example": EXAMPLE,
+            "phone_max_chars": PHONE_NUMBER_MAX_CHARS,
         },
         session=session,
         status_code=status_code,
@@ -147,10 +150,10 @@ async def submit_check(request: Request, session: PortalSessionDep) -> Response:
     idempotency_key = fields.get("idempotency_key") or None
     if idempotency_key is not None and not valid_idempotency_key(idempotency_key):
         raise PortalRefusal(422, "the form's idempotency key is not 1-255 printable ASCII")
-    checked = validate_check(body)
+    resources = resources_of(request)
+    checked = validate_check(body, resources.settings.check_countries)
     if isinstance(checked, Rejection):
         return again(checked.detail, 422)
-    resources = resources_of(request)
     try:
         answer = await submit_for_client(
             resources, request, session.client, checked, idempotency_key

@@ -336,3 +336,22 @@ async def test_a_hinted_task_is_polled_within_about_a_second_through_the_claim_p
     # claim takes the task: within about a second on a quiet machine, 5 s beside another worker.
     assert took < 5.0
     assert len(fresh_sim.control.calls(task_id=task_id, endpoint="task_result")) == 1
+
+
+async def test_a_hint_for_a_task_waiting_for_its_recheck_plans_no_poll(
+    api: httpx.AsyncClient,
+    key: str,
+    sessions: async_sessionmaker[AsyncSession],
+    fresh_sim: SimServer,
+) -> None:
+    # Answered at once with a verdict its `recheck` names: the task waits, no poll planned.
+    fresh_sim.control.script_number("525512349999", "temp_unavailable-0")
+    response = await submit(api, key, "525512349999", recheck={"after_s": 600})
+    assert response.status_code == 201, response.text
+    task_id = response.json()["task_id"]
+    token = await callback_token(api, key)
+
+    assert (await hint(api, token, task_id)).json() == OK
+
+    next_poll_at, _ = await schedule_of(sessions, task_id)
+    assert next_poll_at is None

@@ -19,6 +19,7 @@ from service.store.db import create_engine_for, session_factory, transaction
 from tests.support.api import api_client, bearer, feed_until
 from tests.support.checks import (
     PHONE,
+    PHONE_AS_WRITTEN,
     PHONE_MASKED,
     PUBLIC_URL,
     checks_settings,
@@ -55,13 +56,15 @@ async def test_a_pending_check_becomes_a_submitted_task_with_the_masked_number(
 ) -> None:
     fresh_sim.control.configure(submit_script="ring-0-60s")
     before = datetime.now(UTC)
-    response = await submit(api, key, "+" + PHONE, metadata={"order": 7})
+    response = await submit(api, key, PHONE_AS_WRITTEN, metadata={"order": 7})
 
     assert response.status_code == 201, response.text
     task = response.json()
     assert task["state"] == "pending"
     assert task["source"] == "submitted"
     assert task["phone_number_masked"] == PHONE_MASKED
+    # Upstream is sent the normalised E.164 digits, without '+'.
+    assert fresh_sim.control.task(task["task_id"])["phone_number"] == PHONE
     assert task["metadata"] == {"order": 7}
     assert task["task_id"].startswith("sim-ring-0-60s-")
     # The check carried a callback, so the safety net starts at PHONEBRIDGE_HINTED_POLL_INITIAL_S.
@@ -137,24 +140,27 @@ async def test_a_check_finished_at_once_is_completed_with_its_event(
     assert response.status_code == 201, response.text
     task = response.json()
     assert task["state"] == "completed"
-    assert task["result"]["phone_status"] == "busy"
+    assert (task["result"]["phone_status"], task["result"]["verdict"]) == ("busy", "live")
     assert task["next_poll_at"] is None
     page = await feed_until(api, key, 1)
     (event,) = page["data"]
     assert event["type"] == "task.completed"
     assert event["data"]["task_id"] == task["task_id"]
     assert event["data"]["source"] == "submitted"
+    assert event["data"]["result"] == task["result"]
 
 
 async def test_invalid_argument_answers_422_with_upstreams_reason_and_keeps_nothing(
     api: httpx.AsyncClient, key: str
 ) -> None:
-    response = await submit(api, key, "99912345678", idempotency_key="refused")
+    # Bogotá's old 8-digit form: possible, so phonebridge submits it; no longer valid, so the
+    # simulator refuses it as upstream would.
+    response = await submit(api, key, "+57 1 234 5678", idempotency_key="refused")
 
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
-    assert "unknown country code" in problem["detail"]
+    assert "argument 'phone_number': invalid" in problem["detail"]
     assert problem["code"] == "INVALID_ARGUMENT"
     listed = await api.get("/v1/tasks", headers=bearer(key))
     assert listed.json()["data"] == []
@@ -282,11 +288,82 @@ async def test_the_same_key_with_another_body_is_422(
 ) -> None:
     fresh_sim.control.configure(submit_script="ring-0-60s")
     assert (await submit(api, key, idempotency_key="k-1")).status_code == 201
-    other_number = await submit(api, key, "5215599990000", idempotency_key="k-1")
+    other_number = await submit(api, key, "525599990000", idempotency_key="k-1")
     other_metadata = await submit(api, key, idempotency_key="k-1", metadata={"x": 1})
 
     assert other_number.status_code == other_metadata.status_code == 422
     assert "different request body" in other_number.json()["detail"]
+    assert submit_calls(fresh_sim) == 1
+
+
+async def test_the_same_key_with_another_recheck_is_422(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    first = await submit(api, key, idempotency_key="k-2", recheck={"after_s": 600})
+    same = await submit(api, key, idempotency_key="k-2", recheck={"after_s": 600})
+    other = await submit(api, key, idempotency_key="k-2", recheck={"after_s": 900})
+    without = await submit(api, key, idempotency_key="k-2")
+
+    assert first.status_code == same.status_code == 201
+    assert same.headers.get("idempotent-replayed") == "true"
+    assert other.status_code == without.status_code == 422
+    assert submit_calls(fresh_sim) == 1
+
+
+async def test_a_recheck_the_rules_refuse_names_the_broken_rule(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    response = await submit(api, key, recheck={"verdicts": [], "after_s": 30, "max": 0})
+
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["code"] == "VALIDATION_FAILED"
+    for rule in ("recheck.verdicts", "recheck.after_s: must be a whole number from 60 to 86400"):
+        assert rule in problem["detail"]
+    assert "recheck.max" in problem["detail"]
+    assert submit_calls(fresh_sim) == 0
+
+
+async def test_a_number_kept_for_its_recheck_is_stored_only_sealed(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer, callback_settings: Settings
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    response = await submit(api, key, recheck={"after_s": 600})
+    assert response.status_code == 201, response.text
+    assert response.json()["rechecks"] == []
+    engine = create_engine_for(callback_settings.sqlalchemy_url, pool_size=1)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            kept = (
+                await session.execute(
+                    text(
+                        "SELECT s.state, s.phone_number_sealed, row_to_json(s)::text AS row"
+                        " FROM scheduled_submits s JOIN tasks t ON t.id = s.task_pk"
+                        " WHERE t.task_id = :t"
+                    ),
+                    {"t": response.json()["task_id"]},
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    # On standby until the check's answer is in; sealed, so nothing of the number shows.
+    assert kept.state == "standby"
+    assert PHONE.encode() not in bytes(kept.phone_number_sealed)
+    assert PHONE not in kept.row
+    assert PHONE[-8:] not in kept.row
+
+
+async def test_the_same_key_with_the_same_number_written_otherwise_replays(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    first = await submit(api, key, PHONE, idempotency_key="k-2")
+    again = await submit(api, key, PHONE_AS_WRITTEN, idempotency_key="k-2")
+
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
     assert submit_calls(fresh_sim) == 1
 
 
@@ -307,29 +384,55 @@ async def test_keys_belong_to_one_client(
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "rule"),
     [
-        {"phone_number": "1234567"},  # 7 digits
-        {"phone_number": "1234567890123456"},  # 16 digits
-        {"phone_number": "05512345678"},  # no country code
-        {"phone_number": "+52 55 1234 5678"},
-        {"phone_number": "52-5512345678"},
-        {"phone_number": 5215512345678},
-        {},
-        {"phone_number": PHONE, "callback": "http://x"},
-        {"phone_number": PHONE, "metadata": [1]},
-        [PHONE],
+        ({"phone_number": "+1 415 555 0123"}, "is a number of US (+1)"),
+        ({"phone_number": "+34 612 345 678"}, "is a number of ES (+34)"),
+        ({"phone_number": "1-800-FLOWERS"}, "letters"),
+        ({"phone_number": "0052 55 1234 5678"}, "starts with 0"),
+        ({"phone_number": "+52 5512 3456"}, "can only be dialled locally"),
+        ({"phone_number": "+52 55 1234 567"}, "too few digits for a number of MX (+52)"),
+        ({"phone_number": "+57 300 123 4567 890"}, "too many digits for a number of CO (+57)"),
+        ({"phone_number": "52/55/1234/5678"}, "may hold only the digits"),
+        ({"phone_number": "+999 1234 5678"}, "does not start with a country code"),
+        ({"phone_number": 525512341234}, "phone_number: is required"),
+        ({}, "phone_number: is required"),
+        ({"phone_number": PHONE, "callback": "http://x"}, "callback: unknown field"),
+        ({"phone_number": PHONE, "metadata": [1]}, "metadata:"),
+        ({"phone_number": PHONE, "recheck": "retry"}, "recheck: must be"),
+        ({"phone_number": PHONE, "recheck": {"verdicts": ["maybe"]}}, "recheck.verdicts"),
+        ({"phone_number": PHONE, "recheck": {"after_s": 59}}, "recheck.after_s"),
+        ({"phone_number": PHONE, "recheck": {"max": 6}}, "recheck.max"),
+        ([PHONE], "JSON object"),
     ],
 )
-async def test_an_invalid_body_is_422_before_any_upstream_call(
-    api: httpx.AsyncClient, key: str, fresh_sim: SimServer, body: object
+async def test_an_invalid_body_is_422_naming_the_rule_before_any_upstream_call(
+    api: httpx.AsyncClient, key: str, fresh_sim: SimServer, body: object, rule: str
 ) -> None:
     response = await api.post("/v1/checks", json=body, headers=bearer(key))
 
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
+    assert rule in response.json()["detail"]
     assert PHONE not in response.text
     assert submit_calls(fresh_sim) == 0
+
+
+async def test_the_allowed_countries_come_from_the_setting(
+    database_url: str, redis_url: str, fresh_sim: SimServer, flush_redis: None
+) -> None:
+    settings = checks_settings(database_url, redis_url, fresh_sim.base_url, check_countries=("CO",))
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    key = await new_key(settings)
+    async with api_client(settings) as api:
+        mexican = await submit(api, key, PHONE)
+        colombian = await submit(api, key, "+57 300 123 4567", idempotency_key="co")
+
+    assert mexican.status_code == 422
+    assert "only numbers of CO (+57) are checked" in mexican.json()["detail"]
+    assert colombian.status_code == 201, colombian.text
+    assert colombian.json()["phone_number_masked"] == "57******4567"
+    assert submit_calls(fresh_sim) == 1
 
 
 @pytest.mark.parametrize("idempotency_key", ["", "x" * 256, "naïve", "tab\there"])
@@ -423,7 +526,7 @@ async def test_metadata_numbers_beyond_64_bits_are_answered_and_replayed_as_sent
 ) -> None:
     fresh_sim.control.configure(submit_script="ring-0-60s")
     # 1e20 comes back as 100000000000000000000, an integer beyond 64 bits, in both answers.
-    body = b'{"phone_number": "5215512341234", "metadata": {"n": 1e20}}'
+    body = b'{"phone_number": "525512341234", "metadata": {"n": 1e20}}'
     headers = bearer(key) | {"Idempotency-Key": "big", "content-type": "application/json"}
     first = await api.post("/v1/checks", content=body, headers=headers)
     again = await api.post("/v1/checks", content=body, headers=headers)

@@ -10,6 +10,8 @@ import pytest
 from fastapi.routing import APIRoute
 
 from service.api.app import ROUTERS
+from service.domain.rechecks import AFTER_S_MAX, AFTER_S_MIN, MAX_MAX, MAX_MIN
+from service.domain.verdicts import Verdict
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -179,3 +181,39 @@ async def test_health_answers_have_real_schemas(api: httpx.AsyncClient) -> None:
     for path in ("/healthz", "/readyz"):
         content = document["paths"][path]["get"]["responses"]["200"]["content"]
         assert content["application/json"]["schema"].get("$ref"), path
+
+
+async def test_the_check_and_the_task_publish_their_rechecks(api: httpx.AsyncClient) -> None:
+    schemas = (await schema(api))["components"]["schemas"]
+    recheck = schemas["RecheckIn"]
+    assert recheck["additionalProperties"] is False
+    assert recheck["properties"]["after_s"]["minimum"] == AFTER_S_MIN
+    assert recheck["properties"]["after_s"]["maximum"] == AFTER_S_MAX
+    assert (recheck["properties"]["max"]["minimum"], recheck["properties"]["max"]["maximum"]) == (
+        MAX_MIN,
+        MAX_MAX,
+    )
+    verdicts = schemas[recheck["properties"]["verdicts"]["items"]["$ref"].rsplit("/", 1)[-1]]
+    assert verdicts["enum"] == [verdict.value for verdict in Verdict]
+    check = schemas["CheckSubmission"]["properties"]["recheck"]
+    assert {"$ref": "#/components/schemas/RecheckIn"} in check["anyOf"]
+    rechecks = schemas["TaskOut"]["properties"]["rechecks"]
+    assert rechecks["items"] == {"$ref": "#/components/schemas/RecheckAnswer"}
+    assert set(schemas["RecheckAnswer"]["required"]) == {"task_id", "phone_status", "at"}
+
+
+async def test_a_result_declares_its_verdict_with_every_value_it_can_take(
+    api: httpx.AsyncClient,
+) -> None:
+    schemas = (await schema(api))["components"]["schemas"]
+    result = schemas["TaskResult"]
+    assert result["required"] == ["phone_number", "phone_status", "verdict"]
+    verdict = result["properties"]["verdict"]
+    assert verdict["anyOf"] == [{"$ref": "#/components/schemas/Verdict"}, {"type": "null"}]
+    assert (
+        "null when `phone_status` is a value upstream does not document" in (verdict["description"])
+    )
+    assert schemas["Verdict"]["enum"] == ["live", "unreachable", "dead", "retry"]
+    assert schemas["TaskOut"]["properties"]["result"]["anyOf"][0] == {
+        "$ref": "#/components/schemas/TaskResult"
+    }

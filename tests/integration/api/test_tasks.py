@@ -109,9 +109,10 @@ async def test_new_task_is_pending_due_now_and_valid_for_the_ttl(
     assert set(task) == {
         "task_id", "state", "result", "submitted_at", "registered_at", "expires_at",
         "completed_at", "next_poll_at", "poll_count", "last_error", "upstream_request_id",
-        "metadata", "source", "phone_number_masked",
+        "metadata", "source", "phone_number_masked", "rechecks",
     }  # fmt: skip
     assert task["task_id"] == "T-123"
+    assert task["rechecks"] == []
     assert task["state"] == "pending"
     assert task["result"] is None
     assert task["completed_at"] is None
@@ -489,6 +490,7 @@ async def test_a_finished_task_reads_exactly_as_the_shared_task_schema_renders_i
     assert row is not None
     assert response.json() == TaskOut.model_validate(row).model_dump(mode="json")
     assert response.json()["last_error"]["at"] == "2026-01-31T09:30:00Z"
+    assert response.json()["result"]["verdict"] == "live"
 
 
 @pytest.mark.parametrize(
@@ -693,7 +695,11 @@ async def test_cancel_of_a_final_task_answers_409(
         assert f"already {state}" in response.json()["detail"]
     finished = (await api.get(f"/v1/tasks/{completed}", headers=bearer(key))).json()
     assert finished["state"] == "completed"
-    assert finished["result"] == {"phone_number": "0062****", "phone_status": "ring"}
+    assert finished["result"] == {
+        "phone_number": "0062****",
+        "phone_status": "ring",
+        "verdict": "live",
+    }
 
 
 @pytest.mark.parametrize("task_id", ["never-registered", "%00", "bad%20id"])

@@ -17,9 +17,14 @@ from service.api.resources import ApiResources
 from service.checks.submit import SubmitService
 from service.checks.submit_answers import DifferentBody
 from service.config import Settings
-from service.domain.checks import CheckRequest, validate_check
 from service.sim.server import SimServer
-from tests.support.checks import PHONE, PHONE_MASKED, checks_settings, submit_calls
+from tests.support.checks import (
+    PHONE_AS_WRITTEN,
+    PHONE_MASKED,
+    check_request,
+    checks_settings,
+    submit_calls,
+)
 from tests.support.factories import insert_client
 
 pytestmark = pytest.mark.usefixtures("flush_redis")
@@ -32,12 +37,6 @@ async def submit_service(settings: Settings) -> AsyncIterator[SubmitService]:
     async with app.router.lifespan_context(app):
         resources: ApiResources = app.state.resources
         yield resources.checks
-
-
-def check(phone_number: str = PHONE) -> CheckRequest:
-    request = validate_check({"phone_number": phone_number})
-    assert isinstance(request, CheckRequest)
-    return request
 
 
 def body_of(json_text: str) -> dict[str, Any]:
@@ -54,10 +53,11 @@ async def test_one_key_submits_once_and_replays_the_first_answer(
     fresh_sim.control.configure(submit_script="ring-0-60s")
     client_id = await insert_client(sessions)
     async with submit_service(checks_settings(database_url, redis_url, fresh_sim.base_url)) as svc:
-        first = await svc.submit(client_id, check(), "order-17")
-        again = await svc.submit(client_id, check(), "order-17")
+        first = await svc.submit(client_id, check_request(), "order-17")
+        # The same number as another form writes it is the same body.
+        again = await svc.submit(client_id, check_request(PHONE_AS_WRITTEN), "order-17")
         with pytest.raises(DifferentBody):
-            await svc.submit(client_id, check("5215512349876"), "order-17")
+            await svc.submit(client_id, check_request("525512349876"), "order-17")
 
     task = body_of(first.body_json)
     assert first.status == 201
@@ -82,8 +82,8 @@ async def test_a_refusal_before_any_call_records_nothing_and_frees_the_key(
         database_url, redis_url, fresh_sim.base_url, upstream_api_id=None, upstream_api_secret=None
     )
     async with submit_service(settings) as svc:
-        refused = await svc.submit(client_id, check(), "order-18")
-        again = await svc.submit(client_id, check(), "order-18")
+        refused = await svc.submit(client_id, check_request(), "order-18")
+        again = await svc.submit(client_id, check_request(), "order-18")
 
     assert refused.status == 503
     assert body_of(refused.body_json)["code"] == "NO_UPSTREAM_CREDENTIALS"

@@ -9,16 +9,19 @@ import secrets
 import httpx
 import pytest
 from playwright.async_api import Page, expect
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
 from service.sim.server import SimServer
+from service.store.db import transaction
 from tests.support.api import bearer
 from tests.support.browser import chromium, served_api
 from tests.support.checks import PHONE, PHONE_MASKED
 from tests.support.engine import running_engine
-from tests.support.factories import new_key
+from tests.support.factories import client_and_key, new_key
 from tests.support.receivers import Receiver, Reply
-from tests.support.settings import engine_settings
+from tests.support.settings import engine_settings, webhook_settings
 
 pytestmark = pytest.mark.slow
 
@@ -140,3 +143,59 @@ async def test_a_person_finds_a_task_redelivers_and_manages_subscriptions(
                 await expect(page.locator(".notice")).to_contain_text("Signed out")
                 await page.goto(f"{base}/portal/tasks/{task_id}")
                 await expect(page).to_have_url(f"{base}/portal/sign-in")
+
+
+async def test_a_person_reads_each_results_verdict_and_the_overview_counts_them(
+    database_url: str, redis_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    settings = webhook_settings(database_url, redis_url)
+    client_id, key = await client_and_key(settings, sessions, f"verdicts-{secrets.token_hex(4)}")
+    statuses = {"T-live-1": "ring", "T-live-2": "busy", "T-dead": "empty", "T-odd": "voicemail"}
+    with served_api(settings) as base:
+        async with httpx.AsyncClient(base_url=base, headers=bearer(key)) as api:
+            for task_id in statuses:
+                registered = await api.post("/v1/tasks", json={"task_id": task_id})
+                assert registered.status_code == 201, registered.text
+        async with transaction(sessions) as session:
+            for task_id, phone_status in statuses.items():
+                await session.execute(
+                    text(
+                        "UPDATE tasks SET state = 'completed', completed_at = now(),"
+                        " next_poll_at = NULL, result = jsonb_build_object("
+                        "'phone_number', '0062****', 'phone_status', CAST(:s AS text))"
+                        " WHERE client_id = :c AND task_id = :t"
+                    ),
+                    {"c": client_id, "t": task_id, "s": phone_status},
+                )
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await sign_in(page, base, key)
+
+            # The overview counts the answers of the last hours by verdict.
+            chart = page.locator("figure.chart", has_text="by verdict")
+            await expect(chart.locator(".legend")).to_have_text(
+                re.compile(r"live\s*unreachable\s*dead\s*retry\s*no verdict")
+            )
+            bars = await chart.locator("rect title").all_text_contents()
+            assert sorted(re.sub(r"^\d\d:00 ", "", bar) for bar in bars) == [
+                "dead: 1 tasks",
+                "live: 2 tasks",
+                "no verdict: 1 tasks",
+            ]
+
+            # The list shows each result's verdict beside its status.
+            await page.click("nav >> text=Tasks")
+            row = page.locator("tr", has_text="T-live-2")
+            await expect(row.locator(".verdict")).to_have_text("live")
+            await expect(row.locator(".phone-status")).to_have_text("busy")
+            row = page.locator("tr", has_text="T-odd")
+            await expect(row.locator(".verdict")).to_have_text("no verdict")
+            await expect(row.locator(".phone-status")).to_have_text("voicemail")
+
+            # So do the task's page and its timeline.
+            await page.click("a:has-text('T-dead')")
+            await expect(page.locator("dd.result .verdict")).to_have_text("dead")
+            await expect(page.locator("dd.result .phone-status")).to_have_text("empty")
+            await expect(page.locator(".kind-final")).to_contain_text(
+                "phone_status empty, verdict dead"
+            )

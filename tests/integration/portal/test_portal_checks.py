@@ -16,7 +16,13 @@ from service.api.app import create_app
 from service.sim.server import SimServer
 from service.store.db import transaction
 from tests.support.api import asgi_client, bearer
-from tests.support.checks import PHONE, PHONE_MASKED, checks_settings, submit_calls
+from tests.support.checks import (
+    PHONE,
+    PHONE_AS_WRITTEN,
+    PHONE_MASKED,
+    checks_settings,
+    submit_calls,
+)
 from tests.support.factories import new_key
 from tests.support.portal import csrf_of, page_csrf, portal_browser, sign_in
 
@@ -61,6 +67,8 @@ async def test_the_navigation_links_to_the_check_form(person: httpx.AsyncClient)
     assert form.status_code == 200
     assert 'name="phone_number"' in form.text
     assert 'name="csrf"' in form.text
+    # The rule it shows names the countries this phonebridge checks.
+    assert "a phone number of MX (+52), CO (+57) with its country code" in form.text
 
 
 async def test_the_form_needs_a_session(app: FastAPI) -> None:
@@ -82,7 +90,7 @@ async def test_a_check_posted_without_the_csrf_token_is_refused_and_submits_noth
 async def test_a_pending_check_lands_on_its_timeline_with_the_masked_number_and_source(
     person: httpx.AsyncClient, app: FastAPI, key: str, fresh_sim: SimServer
 ) -> None:
-    response = await post_check(person, "+" + PHONE, '{"order": 42}')
+    response = await post_check(person, PHONE_AS_WRITTEN, '{"order": 42}')
 
     assert response.status_code == 303, response.text
     location = response.headers["location"]
@@ -104,6 +112,7 @@ async def test_a_pending_check_lands_on_its_timeline_with_the_masked_number_and_
     assert task["state"] == "pending"
     assert task["phone_number_masked"] == PHONE_MASKED
     assert task["metadata"] == {"order": 42}
+    assert fresh_sim.control.task(task_id)["phone_number"] == PHONE
 
 
 async def test_a_registered_task_shows_its_source_and_no_number(
@@ -123,11 +132,13 @@ async def test_a_registered_task_shows_its_source_and_no_number(
 async def test_an_invalid_number_shows_the_form_again_with_the_reason(
     person: httpx.AsyncClient, fresh_sim: SimServer
 ) -> None:
-    response = await post_check(person, "12-34", '{"order": 1}')
+    response = await post_check(person, "+1 415 555 0123", '{"order": 1}')
 
     assert response.status_code == 422
-    assert "phone_number: must be 8-15 digits" in response.text
-    assert 'value="12-34"' in response.text
+    assert "phone_number: is a number of US (+1); only numbers of MX (+52), CO (+57)" in (
+        response.text
+    )
+    assert 'value="+1 415 555 0123"' in response.text
     assert "order" in response.text  # the metadata typed is kept in the form
     assert submit_calls(fresh_sim) == 0
 
@@ -148,10 +159,10 @@ async def test_metadata_that_is_not_a_json_object_shows_the_form_again(
 async def test_upstream_refusing_the_number_shows_its_reason_and_code(
     person: httpx.AsyncClient,
 ) -> None:
-    response = await post_check(person, "99912345678")
+    response = await post_check(person, "+57 1 234 5678")  # possible, and no longer valid
 
     assert response.status_code == 422
-    assert "unknown country code" in response.text
+    assert "argument &#39;phone_number&#39;: invalid" in response.text
     assert '<code class="code">INVALID_ARGUMENT</code>' in response.text
 
 

@@ -77,3 +77,51 @@ async def test_the_recover_form_asks_for_its_window_before_its_buttons(
     page = (await person.get("/portal/deliveries")).text
     assert page.index('name="since"') < page.index("Recover this one"), page
     assert page.index('name="until"') < page.index("Recover this one"), page
+
+
+async def _complete(
+    sessions: async_sessionmaker[AsyncSession], task_id: str, phone_status: str
+) -> None:
+    async with transaction(sessions) as session:
+        await session.execute(
+            text(
+                "UPDATE tasks SET state = 'completed', completed_at = now(), next_poll_at = NULL,"
+                " result = jsonb_build_object("
+                "'phone_number', '0062****', 'phone_status', CAST(:s AS text))"
+                " WHERE task_id = :t"
+            ),
+            {"t": task_id, "s": phone_status},
+        )
+
+
+def _row_of(page: str, task_id: str) -> str:
+    row = re.search(rf">{task_id}</a></td>.*?</tr>", page, re.S)
+    assert row is not None, page
+    return row.group(0)
+
+
+async def test_the_task_pages_show_the_verdict_beside_the_status(
+    person: httpx.AsyncClient,
+    api: httpx.AsyncClient,
+    key: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    for task_id, phone_status in (("T-v-busy", "busy"), ("T-v-odd", "voicemail")):
+        await register_task(api, key, task_id)
+        await _complete(sessions, task_id, phone_status)
+    await register_task(api, key, "T-v-pending")
+
+    listed = (await person.get("/portal/tasks")).text
+    assert 'verdict-live">live</span><span class="phone-status">busy</span>' in _row_of(
+        listed, "T-v-busy"
+    )
+    assert 'verdict-none">no verdict</span><span class="phone-status">voicemail</span>' in (
+        _row_of(listed, "T-v-odd")
+    )
+    assert '<td class="result"></td>' in _row_of(listed, "T-v-pending")
+
+    story = (await person.get("/portal/tasks/T-v-busy")).text
+    assert 'verdict-live">live</span> <span class="phone-status">busy</span>' in story
+    assert "phone_status busy, verdict live" in story
+    odd_story = (await person.get("/portal/tasks/T-v-odd")).text
+    assert "phone_status voicemail, no verdict" in odd_story

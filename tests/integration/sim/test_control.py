@@ -82,7 +82,7 @@ def test_call_log_filters_by_task_endpoint_and_time(sim: SimServer, upstream: ht
     poll(upstream, "sim-ring-0-a")
     middle = time.time()
     poll(upstream, "sim-ring-0-b")
-    upstream.post(SUBMIT, json={"phone_number": "5215512345678"})
+    upstream.post(SUBMIT, json={"phone_number": "525512345678"})
     calls = sim.control.calls()
     assert [c["endpoint"] for c in calls] == ["task_result", "task_result", "submit"]
     assert [c["task_id"] for c in sim.control.calls(task_id="sim-ring-0-b")] == ["sim-ring-0-b"]

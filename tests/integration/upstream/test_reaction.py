@@ -19,7 +19,6 @@ from service.checks.callback_hints import CallbackUrls
 from service.checks.submit import SubmitService
 from service.clock import utc_now
 from service.config import Settings
-from service.domain.checks import CheckRequest
 from service.domain.refusals import MIN_MULTIPLIER
 from service.engine.poller import PollService
 from service.heartbeat import LeaseKeeper
@@ -31,7 +30,7 @@ from service.upstream.pause import read_pause
 from service.upstream.probe import PROBE_KEY
 from service.upstream.reaction import UpstreamReaction
 from service.webhooks.batch_delivery import DeliveryService
-from tests.support.checks import PHONE
+from tests.support.checks import check_request
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.rows import cancel_pending_tasks
 from tests.support.settings import engine_settings
@@ -85,7 +84,7 @@ async def submit_one_check(
     callbacks = CallbackUrls(settings, no_connection)
     service = SubmitService(settings, sessions, redis, callbacks, reaction)
     try:
-        await service.submit(await insert_client(sessions), CheckRequest(PHONE, "{}"), None)
+        await service.submit(await insert_client(sessions), check_request(), None)
     finally:
         await service.close()
 

@@ -77,7 +77,11 @@ async def test_a_delivered_webhook_is_signed_per_standard_webhooks_and_recorded(
         "data": event["data"],
     }
     assert payload["data"]["task_id"] == "T-signed"
-    assert payload["data"]["result"] == {"phone_number": "0062********", "phone_status": "ring"}
+    assert payload["data"]["result"] == {
+        "phone_number": "0062********",
+        "phone_status": "ring",
+        "verdict": "live",
+    }
     assert request.headers["webhook-id"] == event_id
     assert request.headers["content-type"] == "application/json"
     assert abs(int(request.headers["webhook-timestamp"]) - pump.clock().timestamp()) < 5

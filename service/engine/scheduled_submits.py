@@ -1,0 +1,360 @@
+"""Scheduled submits, sent: one message's batch of claimed re-checks, each submitted upstream at its
+slot of the shared rate ceiling.
+
+For each submit still leased to us (service/store/scheduled_submits.py), in this order:
+
+1. nothing is sent while upstream is paused or blocked (Retry-After): the submit waits again;
+2. the submit is marked `submitting` (its task leased with it) and committed: from here on, a
+   death of this process makes its outcome unknown, and it is never sent again;
+3. its slot of the rate ceiling is waited for, the batch's slots walked as a poll batch's are
+   (service/engine/slots.py: a call never starts late beside the next one); a submit without a
+   slot, or with too little lease left for its call, goes back to wait, unsent;
+4. upstream is called with the number, opened from its seal only now, and no callback (a
+   re-check's upstream task_id is not the task's, so a callback could not be matched; polls find
+   its answer);
+5. the answer (service/domain/resubmits.py) and the submit's next state are written in one
+   transaction (service/store/rechecks.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.clock import Clock, utc_now
+from service.config import Settings
+from service.domain.answers import classify_answer
+from service.domain.backoff import next_poll_delay
+from service.domain.checks import INSTANT_TASK_PREFIX, classify_submit
+from service.domain.polling import last_call_start
+from service.domain.rechecks import RECHECK_NOT_SUBMITTED
+from service.domain.resubmits import (
+    ResubmitDecision,
+    ResubmitKind,
+    ResubmitTiming,
+    decide_after_resubmit,
+)
+from service.domain.verdicts import verdict_of
+from service.engine.slots import start_in_slots
+from service.observability.metrics import record_recheck
+from service.sealed_numbers import NumberSeal, SealedNumberError, number_seal_for, recheck_binding
+from service.store.db import transaction
+from service.store.rechecks import (
+    InstantAnswer,
+    end_with_last_answer,
+    record_recheck_answered_again,
+    record_recheck_last_answer,
+    record_recheck_submitted,
+)
+from service.store.scheduled_submits import (
+    ClaimedSubmit,
+    begin_submit,
+    hand_back_submit,
+    load_claimed_submits,
+)
+from service.upstream.client import UpstreamClient
+from service.upstream.reaction import UpstreamReaction
+
+log = logging.getLogger(__name__)
+
+# A submit marked `submitting` waits about this long at most for its slot of the rate ceiling
+# (a batch is about a second of calls: the scheduler claims no faster than the ceiling); one whose
+# lease has too little left for its call goes back to wait, unsent.
+MAX_SLOT_WAIT_S = 5.0
+# What happened to a submit that was not sent: handed back to wait again, or no longer ours.
+HANDED_BACK = "handed_back"
+SKIPPED = "skipped"
+FAILED = "failed"  # a bug, not an answer: its lease decides
+# Set only by the tests that kill a real worker between upstream's answer and the commit.
+CRASH_AFTER_RESUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_RESUBMIT"
+
+
+@dataclass
+class SubmitBatchReport:
+    """What one batch did: submits sent, handed back unsent, or no longer ours."""
+
+    sent: int = 0
+    handed_back: int = 0
+    skipped: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class ScheduledSubmitService:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        upstream: UpstreamClient,
+        reaction: UpstreamReaction,
+        *,
+        clock: Clock = utc_now,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._upstream = upstream
+        self._reaction = reaction
+        self._clock = clock
+        self._rand = rand
+        self._seal: NumberSeal | None = None
+        self._batches: set[asyncio.Task[SubmitBatchReport]] = set()
+        # As a single check's intent row: the slot wait, the call and a margin. Once it has
+        # passed, whoever finds the submit still `submitting` declares its outcome unknown.
+        self._lease = timedelta(seconds=settings.upstream_timeout_s + MAX_SLOT_WAIT_S + 2.0)
+        # A call must not start when its answer could come after the lease.
+        self._call_margin = timedelta(seconds=settings.upstream_timeout_s + 1.0)
+        self._retry_s = settings.poll_backoff.initial_s
+
+    def _number_seal(self) -> NumberSeal:
+        if self._seal is None:
+            self._seal = number_seal_for(self._settings)
+        return self._seal
+
+    async def start_batch(self, ids: Sequence[int], lease_token: uuid.UUID) -> int:
+        """Start submitting a claimed batch in the background and return at once (the worker's
+        entry point: its submits wait for rate slots, as a poll batch does)."""
+        batch = asyncio.create_task(self._logged_batch(list(ids), lease_token))
+        self._batches.add(batch)
+        batch.add_done_callback(self._batches.discard)
+        return len(ids)
+
+    async def _logged_batch(self, ids: list[int], lease_token: uuid.UUID) -> SubmitBatchReport:
+        try:
+            return await self.submit_batch(ids, lease_token)
+        except Exception:
+            # Unsent submits come due again when their lease ends; one marked `submitting` is
+            # declared unknown then, never sent twice.
+            log.exception("recheck.batch_failed", extra={"submits": len(ids)})
+            return SubmitBatchReport()
+
+    async def close(self) -> None:
+        for batch in list(self._batches):
+            batch.cancel()
+        await asyncio.gather(*self._batches, return_exceptions=True)
+
+    async def submit_batch(self, ids: Sequence[int], lease_token: uuid.UUID) -> SubmitBatchReport:
+        """Submit the scheduled submits of one message that are still ours."""
+        report = SubmitBatchReport()
+        now = self._clock()
+        async with transaction(self._sessions) as session:
+            claimed = await load_claimed_submits(session, ids, lease_token, now)
+        report.skipped = len(ids) - len(claimed)
+        outcomes = await self._submit_claimed(claimed, lease_token, now)
+        for outcome in outcomes:
+            if outcome == HANDED_BACK:
+                report.handed_back += 1
+            elif outcome == SKIPPED:
+                report.skipped += 1
+            else:
+                report.sent += 1
+            report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+        return report
+
+    async def _submit_claimed(
+        self, claimed: list[ClaimedSubmit], token: uuid.UUID, now: datetime
+    ) -> list[str]:
+        """Steps 1-5 of the module's docstring for a batch; what happened to each submit (a
+        ResubmitKind, HANDED_BACK or SKIPPED)."""
+        outcomes: list[str] = []
+        to_send: list[ClaimedSubmit] = []
+        for submit in claimed:
+            if now > last_call_start(submit.expires_at):
+                # Too late to be sure of reaching upstream before the task's deadline: the
+                # deadline sweep ends the task with the answer it has.
+                outcomes.append(await self._hand_back(submit, token, submit.expires_at))
+            else:
+                to_send.append(submit)
+        gate = await self._reaction.gate.state()
+        if to_send and (gate.paused or gate.blocked_for_s > 0):
+            later = now + timedelta(seconds=max(gate.blocked_for_s, self._retry_s))
+            return outcomes + [await self._hand_back(s, token, later) for s in to_send]
+        lease_until = now + self._lease
+        began: list[ClaimedSubmit] = []
+        async with transaction(self._sessions) as session:
+            for submit in to_send:
+                if await begin_submit(session, submit, token, now, lease_until):
+                    began.append(submit)
+        outcomes += [SKIPPED] * (len(to_send) - len(began))
+
+        async def send(submit: ClaimedSubmit) -> str:
+            return await self._send(submit, token, lease_until)
+
+        # Committed `submitting`: each is sent at its slot, or handed back without a call.
+        started, unstarted = await start_in_slots(
+            self._reaction.limiter, self._reaction.gate, began, send
+        )
+        outcomes += [await self._hand_back(s, token, self._clock()) for s in unstarted]
+        for submit, result in zip(
+            began, await asyncio.gather(*started, return_exceptions=True), strict=False
+        ):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                # A bug, not an answer: the submit stays `submitting` and its lease decides
+                # (unknown: the call may have been made).
+                log.error(
+                    "recheck.error",
+                    extra={"task_pk": submit.task_pk, "error_type": type(result).__name__},
+                    exc_info=result,
+                )
+                outcomes.append(FAILED)
+            else:
+                outcomes.append(result)
+        return outcomes
+
+    async def _send(self, submit: ClaimedSubmit, token: uuid.UUID, lease_until: datetime) -> str:
+        """At the submit's slot: the call (unless too little lease is left for its answer, or
+        upstream was paused meanwhile) and its answer written."""
+        if (
+            self._clock() >= lease_until - self._call_margin
+            or self._reaction.gate.last_state().paused
+        ):
+            return await self._hand_back(submit, token, self._clock())
+        try:
+            number = self._number_seal().open(
+                submit.phone_number_sealed, recheck_binding(submit.client_id, submit.task_id)
+            )
+        except SealedNumberError as error:
+            return await self._give_up_unsent(submit, token, str(error))
+        decision = await self._call(submit, number)
+        return await self._write(submit, token, decision)
+
+    async def _call(self, submit: ClaimedSubmit, number: str) -> ResubmitDecision:
+        call = await self._upstream.submit_check(number, None)
+        _crash_point_for_tests()
+        answered_at = self._clock()
+        outcome = classify_submit(call.answer, answered_at, surely_not_sent=call.surely_not_sent)
+        # Upstream's answer as a poll's would be read: pause, Retry-After, slow down.
+        await self._reaction.react(classify_answer(call.answer, answered_at), self._clock())
+        verdict = None if outcome.result is None else verdict_of(outcome.result.phone_status)
+        timing = ResubmitTiming(
+            first_poll_s=next_poll_delay(self._settings.poll_backoff, 1, self._rand()),
+            ttl_s=self._settings.task_ttl_s,
+            retry_s=self._retry_s,
+        )
+        decision = decide_after_resubmit(
+            outcome, verdict, submit.recheck, submit.rechecks_done, answered_at, timing
+        )
+        log.info(
+            "recheck.submitted",
+            extra={
+                "task_id": submit.task_id,
+                "task_pk": submit.task_pk,
+                "outcome": outcome.kind.value,
+                "code": outcome.code,
+                "request_id": outcome.request_id,
+                "upstream_task_id": outcome.task_id,
+                "decision": decision.kind.value,
+            },
+        )
+        return decision
+
+    async def _write(
+        self, submit: ClaimedSubmit, token: uuid.UUID, decision: ResubmitDecision
+    ) -> str:
+        now = self._clock()
+        kind = decision.kind
+        if kind is ResubmitKind.LATER:
+            assert decision.retry_at is not None
+            await self._hand_back(submit, token, decision.retry_at)
+            record_recheck(kind.value)
+            return kind.value
+        async with transaction(self._sessions) as session:
+            if kind is ResubmitKind.POLL:
+                assert decision.upstream_task_id is not None
+                assert decision.next_poll_at is not None
+                assert decision.expires_at is not None
+                written = await record_recheck_submitted(
+                    session,
+                    submit,
+                    token,
+                    upstream_task_id=decision.upstream_task_id,
+                    request_id=decision.upstream_request_id,
+                    code=decision.code,
+                    next_poll_at=decision.next_poll_at,
+                    expires_at=decision.expires_at,
+                    keep_number=decision.keep_number,
+                    now=now,
+                )
+            elif kind is ResubmitKind.ANSWERED:
+                assert decision.result is not None
+                answer = InstantAnswer(
+                    f"{INSTANT_TASK_PREFIX}{uuid.uuid4().hex}",
+                    decision.result,
+                    decision.upstream_request_id,
+                    decision.code,
+                )
+                if decision.recheck_at is not None:
+                    assert decision.expires_at is not None
+                    written = await record_recheck_answered_again(
+                        session,
+                        submit,
+                        token,
+                        answer,
+                        recheck_at=decision.recheck_at,
+                        expires_at=decision.expires_at,
+                        now=now,
+                    )
+                else:
+                    last = await record_recheck_last_answer(session, submit, token, answer, now=now)
+                    written = last is not None
+            else:
+                assert decision.last_error is not None
+                finished = await end_with_last_answer(
+                    session,
+                    submit,
+                    token,
+                    last_error=decision.last_error,
+                    request_id=decision.upstream_request_id,
+                    code=decision.code,
+                    outcome_unknown=decision.outcome_unknown,
+                    now=now,
+                )
+                written = finished is not None
+        if not written:
+            # A cancel or the deadline came first: the answer is not the task's any more.
+            log.info("recheck.write_skipped", extra={"task_pk": submit.task_pk})
+        record_recheck(kind.value)
+        return kind.value
+
+    async def _hand_back(self, submit: ClaimedSubmit, token: uuid.UUID, due_at: datetime) -> str:
+        async with transaction(self._sessions) as session:
+            await hand_back_submit(session, submit, token, self._clock(), due_at)
+        return HANDED_BACK
+
+    async def _give_up_unsent(self, submit: ClaimedSubmit, token: uuid.UUID, why: str) -> str:
+        """The number cannot be opened: nothing is sent, the task ends with its answer."""
+        now = self._clock()
+        log.error("recheck.number_unreadable", extra={"task_pk": submit.task_pk})
+        async with transaction(self._sessions) as session:
+            await end_with_last_answer(
+                session,
+                submit,
+                token,
+                last_error={
+                    "code": RECHECK_NOT_SUBMITTED,
+                    "message": f"{why}; the answer before it is the last",
+                    "at": now.isoformat(),
+                },
+                request_id=None,
+                code=None,
+                outcome_unknown=False,
+                now=now,
+            )
+        record_recheck(ResubmitKind.GIVE_UP.value)
+        return ResubmitKind.GIVE_UP.value
+
+
+def _crash_point_for_tests() -> None:
+    """Die here, between upstream's answer and the commit, when a test asks for it."""
+    if os.environ.get(CRASH_AFTER_RESUBMIT_VARIABLE) == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
