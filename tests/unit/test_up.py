@@ -1,8 +1,8 @@
 """What `phonebridge up` decides before it starts anything (service/run/up.py): the configuration
 every child would refuse, refused at once naming its variable (the servers `up` embeds count as
 given); the URL the API is reached at; and an embedded server's port, the last one when it is
-still free. Starting the stack is tests/integration/run/test_up.py's, the command as a user runs
-it tests/e2e/test_up.py's."""
+still free. Starting the stack, through the command as a user runs it, is
+tests/e2e/test_up.py's."""
 
 from __future__ import annotations
 
