@@ -5,7 +5,9 @@ that point them elsewhere)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import hypothesis
 import pytest
@@ -35,6 +37,25 @@ hypothesis.settings.load_profile("phonebridge")
 # The chaos suite shares one stack (tests/chaos/conftest.py), so pytest-xdist gives all of it to
 # one worker instead of starting a stack on each.
 CHAOS = "tests/chaos/"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# A module whose every test is slow says so at its top (`pytestmark = pytest.mark.slow`, or a
+# list that starts with it).
+WHOLLY_SLOW = re.compile(r"^pytestmark = \[?\s*pytest\.mark\.slow\b", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The quick loop (`-m "not slow"`) does not import what it would run nothing of: the chaos
+    folder and the modules marked slow as a whole (schemathesis, the browser, real processes).
+    Importing them cost each pytest-xdist worker about 3 s of CPU before the first test."""
+    if config.getoption("markexpr") != "not slow":
+        return None
+    if collection_path.is_dir():
+        return True if collection_path == ROOT / CHAOS else None
+    if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return True if WHOLLY_SLOW.search(collection_path.read_text()) else None
+    return None
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under -p no:xdist

@@ -28,6 +28,11 @@ from service.api.auth import (
 from service.api.resources import ApiResources, get_resources, resources_of
 from service.config import Settings
 
+if TYPE_CHECKING:
+    RedisClient = Redis[Any]
+else:  # redis.asyncio.Redis is generic only in its type stubs
+    RedisClient = Redis
+
 # Dependencies are async even when they do not await: FastAPI runs a plain `def` dependency in a
 # worker thread, a hop that costs more than the dependency itself.
 
@@ -36,7 +41,9 @@ async def _settings(request: Request) -> Settings:
     return resources_of(request).settings
 
 
-async def _redis(request: Request) -> Redis[Any]:
+# Annotated with RedisClient, not Redis[Any]: FastAPI evaluates a dependency's annotations at run
+# time, where Redis[Any] is a TypeError (a route declaring RedisDep could not be registered).
+async def _redis(request: Request) -> RedisClient:
     return resources_of(request).redis
 
 
@@ -59,11 +66,6 @@ async def resources_and_client(request: Request) -> tuple[ApiResources, Authenti
     await admit(resources, request, client)
     return resources, client
 
-
-if TYPE_CHECKING:
-    RedisClient = Redis[Any]
-else:  # redis.asyncio.Redis is generic only in its type stubs
-    RedisClient = Redis
 
 ResourcesDep = Annotated[ApiResources, Depends(get_resources)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -123,10 +123,24 @@ def fresh_clone() -> Iterator[Path]:
             capture_output=True,
             timeout=120,
         )
+        seed_mypy_cache(clone)
         yield clone
     finally:
         remove_embedded_cluster(clone / ".phonebridge")
         shutil.rmtree(parent, ignore_errors=True)
+
+
+def seed_mypy_cache(clone: Path) -> None:
+    """Give the clone mypy's cache of this tree, when there is one (scripts/test's checks have
+    just brought it up to date): a cold run over the whole tree costs about 22 s of CPU, a warm
+    one about 1 s, for the same answer. mypy trusts a cached module only while its file's hash,
+    mypy's version and options are unchanged, and finds every module again in the clone's own
+    virtualenv, so a file that differs, or a stub package the clone lacks, is checked as in a
+    cold run. What step 2 proves is unchanged: the test command installs the tools the run
+    command did not, runs them, and they pass."""
+    cache = ROOT / ".mypy_cache"
+    if cache.is_dir():
+        shutil.copytree(cache, clone / ".mypy_cache", ignore_dangling_symlinks=True)
 
 
 @pytest.fixture

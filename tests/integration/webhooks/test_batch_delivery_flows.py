@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.api.app import create_app
 from service.config import Settings
+from service.domain.delivery import POSTPONE_S
 from service.heartbeat import LeaseKeeper
 from service.store.db import transaction
 from service.webhooks.batch_delivery import DeliveryService
@@ -467,8 +467,8 @@ async def test_a_subscription_that_stops_answering_has_its_overflow_held_back_lo
     sessions: Sessions,
 ) -> None:
     # One request at a time per endpoint and a lease of 4 timeouts: a share of 4 in flight. The
-    # timeout is long enough that no attempt ends within the test.
-    settings = webhook_settings(database_url, redis_url, webhook_timeout_s=5.0, lease_s=20.0)
+    # timeout is long enough that no attempt ends within the test, however busy the machine.
+    settings = webhook_settings(database_url, redis_url, webhook_timeout_s=30.0, lease_s=120.0)
     clock = FakeClock()
     sender = WebhookSender(
         settings.webhook_timeout_s, allow_private=True, max_concurrent_per_endpoint=1
@@ -491,37 +491,53 @@ async def test_a_subscription_that_stops_answering_has_its_overflow_held_back_lo
             {"c": who.id},
         )
 
-    async def due_in_s() -> list[float]:
-        now = clock()
+    async def handed_back() -> list[datetime]:
         rows = [(await deliveries_of_event(sessions, e))[0] for e in events]
         return sorted(
-            round((row["next_attempt_at"] - now).total_seconds(), 1)
+            row["next_attempt_at"]
             for row in rows
             if row["lease_token"] is None and row["attempt_count"] == 0
         )
 
     async def both_handed_back() -> bool:
-        return len(await due_in_s()) >= 2
+        return len(await handed_back()) >= 2
+
+    def postponed_by(due: datetime, before: datetime, after: datetime) -> tuple[float, float]:
+        """The least and the most a delivery handed back between `before` and `after` (by the
+        fake clock) can have been postponed by, to come due at `due`: however busy the machine,
+        the postponement chosen lies in between."""
+        return (due - after).total_seconds(), (due - before).total_seconds()
 
     try:
         token, ids = await pump.claim()
-        started = time.monotonic()
+        first_before = clock()
         await service.start_batch(ids, token)
         # The batch runs in the background.
         await wait_until_async(both_handed_back, timeout_s=5, interval_s=0.01, what="hand-backs")
-        # No answer yet, so nothing says the endpoint is slow: the short hand-back. (The clock is
-        # real time plus an offset, so a busy machine reads a little less than the 1 s set.)
-        short = await due_in_s()
+        first_after = clock()
+        # No answer yet, so nothing says the endpoint is slow: the short hand-back, POSTPONE_S.
+        short = await handed_back()
         assert len(short) == 2
-        assert all(0.5 <= delay <= 1.0 for delay in short), short
+        for due in short:
+            least, most = postponed_by(due, first_before, first_after)
+            assert least - 0.01 <= POSTPONE_S <= most + 0.01, (least, most)
         clock.advance(1.0)
+        second_before = clock()
         await pump.once()
-        # A second without any answer: its share needs about 4 rounds of at least 1 s to drain
-        # (of more on a busy machine, where more real time has passed without an answer).
-        delays = await due_in_s()
-        unanswered_at_most_s = 1.0 + (time.monotonic() - started)
-        assert len(delays) == 2
-        assert all(3.5 <= delay <= 4 * unanswered_at_most_s + 0.1 for delay in delays), delays
+        second_after = clock()
+        # Its share (4 in flight, one at a time) needs 4 rounds, each as long as the endpoint has
+        # gone without an answer since the batch began: at least the second the clock moved on.
+        unanswered_least = (second_before - first_after).total_seconds()
+        unanswered_most = (second_after - first_before).total_seconds()
+        assert unanswered_least >= 1.0
+        # (Never longer than a lease and a timeout, by which every attempt held has ended.)
+        ceiling = settings.lease_s + settings.webhook_timeout_s
+        longer = await handed_back()
+        assert len(longer) == 2
+        for due in longer:
+            least, most = postponed_by(due, second_before, second_after)
+            assert least - 0.01 <= min(ceiling, 4 * unanswered_most), (least, unanswered_most)
+            assert most + 0.01 >= min(ceiling, 4 * unanswered_least), (most, unanswered_least)
     finally:
         await service.close()
 

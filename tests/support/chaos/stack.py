@@ -9,6 +9,7 @@ seconds) so that what takes hours in production takes seconds here, through the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -23,10 +24,19 @@ import httpx
 import psycopg
 import redis
 
+from service.config import build_settings
+from service.features.keys import create_client_and_key
 from service.run.embedded import EmbeddedPostgres, EmbeddedRedis
-from service.run.processes import Child, ChildSpec, Tier, free_port, phonebridge_command
+from service.run.processes import (
+    Child,
+    ChildSpec,
+    Tier,
+    free_port,
+    phonebridge_command,
+    stop_children,
+)
 from service.sim.server import SimProcess
-from tests.support.commands import START_TIMEOUT_S, clean_environment, create_api_key
+from tests.support.commands import START_TIMEOUT_S, clean_environment
 from tests.support.embedded import remove_embedded_cluster
 from tests.support.waiting import wait_until
 
@@ -192,7 +202,11 @@ class Stack:
         )
 
     def create_api_key(self, name: str) -> str:
-        return create_api_key(self.env, self.root, name)
+        """A client and its key, made by the function `phonebridge api-key create` calls, in this
+        process: the command itself is the e2e tests' business, and starting it cost each chaos
+        test a second or two of setup."""
+        settings = build_settings(database_url=self.postgres.url)
+        return asyncio.run(create_client_and_key(settings, name))
 
     def crashed(self) -> list[str]:
         """Services that exited on their own (a scenario's kills are restarted by it)."""
@@ -272,8 +286,11 @@ def running_stack(
         stack.ensure_running()
         yield stack
     finally:
-        for service in stack.services.values():
-            service.stop()
+        # Together, not one after the other: a worker still holding slow calls may take its
+        # whole grace period, and the others need not wait for it.
+        stop_children(
+            [s.child for s in stack.services.values() if s.child is not None], STOP_GRACE_S
+        )
         sim.stop()
         stack.redis_service.stop()
         stack.postgres_service.stop()
