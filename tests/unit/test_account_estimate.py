@@ -40,7 +40,9 @@ def failed(id_: int) -> PollWrite:
 
 
 def written(id_: int, client: int, state: TaskState = TaskState.COMPLETED) -> WrittenTask:
-    return WrittenTask(id_, f"task-{id_}", state, client)
+    # A write brings an answer when it writes a result: a completion (or one a re-check follows).
+    answered = state is TaskState.COMPLETED
+    return WrittenTask(id_, f"task-{id_}", state, client, answered=answered)
 
 
 def test_each_completion_adds_one_unit_to_its_client_and_to_the_account() -> None:
