@@ -12,6 +12,7 @@ from pathlib import Path
 import hypothesis
 import pytest
 import redis
+from _pytest.nodeid import NodeId
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from xdist.scheduler import LoadScopeScheduling
 
@@ -95,6 +96,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = str(item.path)
         rank[path] = max(rank.get(path, cost), cost)
     items.sort(key=lambda item: tuple(-part for part in rank[str(item.path)]))
+    give_each_item_its_own_id(items)
+
+
+def give_each_item_its_own_id(items: list[pytest.Item]) -> None:
+    """Schemathesis names each operation's test `test_x[GET /path]` but gives every one of them
+    the function's node id, and pytest-xdist tells tests apart by node id: on two workers only
+    the first operation's test ran (1 of 23), the others were dropped without a word. Each
+    item's id ends with its own name (pytest 9 keeps the id structured, in `_id`)."""
+    for item in items:
+        parent_id, _, last = item.nodeid.rpartition("::")
+        if parent_id and last != item.name:
+            item._id = NodeId.parse(f"{parent_id}::{item.name}")
 
 
 @pytest.fixture(scope="session")
