@@ -33,6 +33,7 @@ class EventType(StrEnum):
     TASK_COMPLETED = "task.completed"
     TASK_EXPIRED = "task.expired"
     TASK_FAILED = "task.failed"
+    JOB_COMPLETED = "job.completed"
     SUBSCRIPTION_DISABLED = "subscription.disabled"
 
 
@@ -112,9 +113,10 @@ class ScheduledSubmitState(StrEnum):
 
 
 class ScheduledSubmitPurpose(StrEnum):
-    """Why a number is to be submitted (check jobs will add their items')."""
+    """Why a number is to be submitted: a re-check of a task, or a check job's item."""
 
     RECHECK = "recheck"
+    JOB_ITEM = "job_item"
 
 
 class JobState(StrEnum):
@@ -132,6 +134,19 @@ class JobState(StrEnum):
     def is_final(self) -> bool:
         """Whether nothing can move the job any more: `completed` or `cancelled`."""
         return self in (JobState.COMPLETED, JobState.CANCELLED)
+
+
+class JobItemState(StrEnum):
+    """Where one accepted item of a check job stands. Only a `waiting` item is ever submitted;
+    every other state is final for the item (its task, if it has one, goes on by itself)."""
+
+    WAITING = "waiting"  # to be submitted (its number kept sealed in its scheduled submit)
+    SUBMITTED = "submitted"  # upstream took it: its task is `task_pk`
+    DUPLICATE = "duplicate"  # the same number as the item at `first_line`, which answers it
+    CACHED = "cached"  # answered from this client's recent final answer (`cached_task_pk`)
+    REFUSED = "refused"  # upstream refused the number (INVALID_ARGUMENT): no task, no answer
+    UNKNOWN = "unknown"  # its submit's outcome is unknown (the worker died during the call)
+    NOT_SUBMITTED = "not_submitted"  # its job was cancelled before it was submitted
 
 
 class PausedReason(StrEnum):

@@ -9,7 +9,7 @@ migrations/versions must produce exactly this schema (a test compares them).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from sqlalchemy import (
     REAL,
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     Double,
     ForeignKey,
@@ -44,6 +45,9 @@ from service.domain.states import (
     DeliveryState,
     DisabledReason,
     EventType,
+    JobItemState,
+    JobState,
+    PausedReason,
     ScheduledSubmitPurpose,
     ScheduledSubmitState,
     SubmissionState,
@@ -69,6 +73,7 @@ def _in(column: str, values: type[StrEnum]) -> str:
 # The partial indexes' predicate; the queries that should use those indexes spell it the same.
 _PENDING_TASK = f"state = '{TaskState.PENDING}'"
 _FINISHED_TASK = f"state <> '{TaskState.PENDING}'"
+_COMPLETED_TASK = f"state = '{TaskState.COMPLETED}'"
 _PENDING_DELIVERY = f"state = '{DeliveryState.PENDING}'"
 
 
@@ -104,7 +109,10 @@ class Client(Base):
     """A customer of phonebridge; owns API keys, tasks, subscriptions and events."""
 
     __tablename__ = "clients"
-    __table_args__ = (CheckConstraint("max_rps >= 0 AND max_pending >= 0", name="limits"),)
+    __table_args__ = (
+        CheckConstraint("max_rps >= 0 AND max_pending >= 0", name="limits"),
+        CheckConstraint("max_checks_per_day >= 0", name="max_checks_per_day"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -113,6 +121,9 @@ class Client(Base):
     # PHONEBRIDGE_CLIENT_MAX_PENDING, 0 means no limit.
     max_rps: Mapped[int | None] = mapped_column(Integer)
     max_pending: Mapped[int | None] = mapped_column(Integer)
+    # Upstream checks this client may cause per UTC day: NULL follows
+    # PHONEBRIDGE_CLIENT_MAX_CHECKS_PER_DAY, 0 means no limit (ClientCheckDay counts them).
+    max_checks_per_day: Mapped[int | None] = mapped_column(Integer)
     # The client's upstream callback URL (/hooks/accuauth/<token>): the token is derived from the
     # deployment's secret key, the client id and the generation (checks/callback_hints.py), and
     # only its SHA-256 is kept, set on first use. Hints look the client up by that digest, so the
@@ -184,6 +195,19 @@ class Task(Base):
             "completed_at",
             postgresql_where=text(_FINISHED_TASK),
         ),
+        # A check job's progress: its items' tasks by state.
+        Index(
+            "ix_tasks_job_pk_state", "job_pk", "state", postgresql_where=text("job_pk IS NOT NULL")
+        ),
+        # `max_age_s`: this client's completed checks of a number (by its keyed digest), newest
+        # answer last.
+        Index(
+            "ix_tasks_client_id_number_digest_completed_at",
+            "client_id",
+            "number_digest",
+            "completed_at",
+            postgresql_where=text(f"number_digest IS NOT NULL AND {_COMPLETED_TASK}"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -242,6 +266,11 @@ class Task(Base):
     upstream_submitted_at: Mapped[datetime | None]
     earlier_polls: Mapped[int] = mapped_column(Integer, server_default="0")
     answered_at: Mapped[datetime | None]
+    # A check job's item (service/store/check_jobs.py): the job it belongs to (NULL: none).
+    job_pk: Mapped[int | None] = mapped_column(ForeignKey("check_jobs.id", ondelete="SET NULL"))
+    # A submitted check's number as its keyed digest (service/domain/phone_numbers.py,
+    # `number_digest`), never the number: how `max_age_s` finds this client's earlier answer.
+    number_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class CallbackRecordRow(Base):
@@ -353,6 +382,13 @@ class ScheduledSubmit(Base):
             "lease_until",
             postgresql_where=text(_SUBMITTING),
         ),
+        # A check job's item has one row; start, pause, resume and cancel move a job's rows.
+        UniqueConstraint("job_pk", "job_line"),
+        CheckConstraint(
+            f"(purpose = '{ScheduledSubmitPurpose.JOB_ITEM}') = "
+            "(job_pk IS NOT NULL AND job_line IS NOT NULL)",
+            name="job_item_names_its_item",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -366,6 +402,9 @@ class ScheduledSubmit(Base):
     lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # A check job's item (purpose `job_item`): its job and line (CheckJobItem); NULL otherwise.
+    job_pk: Mapped[int | None] = mapped_column(ForeignKey("check_jobs.id", ondelete="CASCADE"))
+    job_line: Mapped[int | None] = mapped_column(Integer)
 
 
 class EarlyHint(Base):
@@ -401,7 +440,9 @@ class Event(Base):
         # One event per final state of a task: a database fact, not a hope.
         UniqueConstraint("task_pk", "type"),
         CheckConstraint(_in("type", EventType), name="type"),
-        CheckConstraint("(task_pk IS NULL) <> (subscription_pk IS NULL)", name="subject"),
+        # One job.completed per job.
+        UniqueConstraint("job_pk", "type"),
+        CheckConstraint("num_nonnulls(task_pk, subscription_pk, job_pk) = 1", name="subject"),
         Index("ix_events_client_id_tx_id_id", "client_id", "tx_id", "id"),
         # `recover` finds the events of a window that a subscription was never sent.
         Index("ix_events_client_id_created_at", "client_id", "created_at"),
@@ -420,6 +461,7 @@ class Event(Base):
     subscription_pk: Mapped[int | None] = mapped_column(
         ForeignKey("subscriptions.id", ondelete="CASCADE")
     )
+    job_pk: Mapped[int | None] = mapped_column(ForeignKey("check_jobs.id", ondelete="CASCADE"))
     type: Mapped[EventType] = mapped_column(StateText(EventType, 32))
     data: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -453,6 +495,8 @@ class Subscription(Base):
     # moves `pace_epoch` on, which names a fresh timeline of turns (service/webhooks/pacing.py).
     max_rps: Mapped[int | None] = mapped_column(Integer)
     pace_epoch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # false: the task events of check jobs' items are not sent to it (job.completed still is).
+    include_job_items: Mapped[bool] = mapped_column(server_default=text("true"))
     last_success_at: Mapped[datetime | None]
     failing_since: Mapped[datetime | None]
     failures_in_row: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -535,3 +579,106 @@ class DeliveryAttempt(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     response_excerpt: Mapped[str | None] = mapped_column(Text)
+
+
+class CheckJob(Base):
+    """A client's list of numbers to check (service/domain/job_*.py; the contract's "Lists of
+    numbers: check jobs"). The planned counts are fixed at creation; progress is counted from
+    its items' tasks (`tasks.job_pk`)."""
+
+    __tablename__ = "check_jobs"
+    __table_args__ = (
+        UniqueConstraint("client_id", "idempotency_key"),
+        CheckConstraint(_in("state", JobState), name="state"),
+        CheckConstraint(_in("paused_reason", PausedReason), name="paused_reason"),
+        CheckConstraint(
+            f"(state = '{JobState.PAUSED}') = (paused_reason IS NOT NULL)", name="paused_has_reason"
+        ),
+        CheckConstraint(
+            "items >= 0 AND rejected >= 0 AND duplicates >= 0 AND cached >= 0 "
+            "AND items - rejected - duplicates - cached >= 0",
+            name="counts",
+        ),
+        # Listing newest first, optionally by state; keyset pagination on id.
+        Index("ix_check_jobs_client_id_id", "client_id", "id"),
+        Index("ix_check_jobs_client_id_state_id", "client_id", "state", "id"),
+        # The engine's look at the jobs that may move (queued, running, paused).
+        Index(
+            "ix_check_jobs_active_state",
+            "state",
+            postgresql_where=text(
+                f"state IN ('{JobState.QUEUED}', '{JobState.RUNNING}', '{JobState.PAUSED}')"
+            ),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    public_id: Mapped[str] = mapped_column(String(PUBLIC_ID_MAX_LENGTH), unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[JobState] = mapped_column(StateText(JobState, 16))
+    paused_reason: Mapped[PausedReason | None] = mapped_column(StateText(PausedReason, 16))
+    max_age_s: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The items' `recheck` policy (service/domain/rechecks.py); NULL: none.
+    recheck: Mapped[dict[str, Any] | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_MAX_LENGTH))
+    # SHA-256 of the request: the same Idempotency-Key with another body is 422.
+    fingerprint: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    items: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    duplicates: Mapped[int] = mapped_column(Integer)
+    cached: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class CheckJobItem(Base):
+    """One accepted item of a check job, by its line. The number itself is never here: only its
+    mask and keyed digest; until it is submitted, its scheduled submit (purpose `job_item`) keeps
+    it sealed."""
+
+    __tablename__ = "check_job_items"
+    __table_args__ = (CheckConstraint(_in("state", JobItemState), name="state"),)
+
+    job_pk: Mapped[int] = mapped_column(
+        ForeignKey("check_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[JobItemState] = mapped_column(StateText(JobItemState, 16))
+    reference: Mapped[str | None] = mapped_column(String(255))
+    # A JSON item's `metadata`, given to its task (NULL: none).
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata")
+    phone_number_masked: Mapped[str] = mapped_column(String(24))
+    number_digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # A duplicate: the line of the first item with its number, whose answer it shows.
+    first_line: Mapped[int | None] = mapped_column(Integer)
+    # The task that answers it: its own once submitted, or the earlier check it was cached from.
+    task_pk: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
+
+
+class CheckJobRejection(Base):
+    """An item of a check job that cannot be checked, by its line, with the reason."""
+
+    __tablename__ = "check_job_rejections"
+
+    job_pk: Mapped[int] = mapped_column(
+        ForeignKey("check_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class ClientCheckDay(Base):
+    """The upstream checks one client caused on one UTC day (single checks, job items,
+    re-checks), counted when each submit is written, before its call: the budget's ledger."""
+
+    __tablename__ = "client_check_days"
+
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    checks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
