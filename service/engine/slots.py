@@ -6,7 +6,10 @@ the slot can be, so it is never early, and is late when it starts more than MAX_
 the earliest. A late call could land beside the next slot's on-time call, so the rest of the batch
 takes fresh slots instead (one Redis call); so does the first slot of a reservation whose round
 trip alone was too slow (a starved event loop). After MAX_FRUITLESS_RESERVATIONS in a row that
-start nothing, the next call goes at its slot however late, so a starved loop still polls. (A poll
+start nothing, the next call goes at its slot however late, so a starved loop still polls; such a
+call reserves the slot after its own too and leaves it unused, so that being up to an interval late
+cannot put it beside another worker's on-time call (the ceiling holds in every sliding second at
+half the rate, until a call starts on time again). (A poll
 is not handed back when the loop runs it late after this check: that costs a claim cycle of
 latency under load, which the hinted polls cannot afford.)
 """
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 # Reservations in a row whose every slot came too late before a batch calls anyway: each costs
 # unused slots, and a starved loop must still poll.
 MAX_FRUITLESS_RESERVATIONS = 3
+# What a call made late on purpose (a starved loop) reserves: its slot and the next, left unused.
+STARVED_SLOTS_PER_CALL = 2
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -51,7 +56,10 @@ async def start_in_slots(
             log.warning("poll.slots_late", extra={"tasks": len(items) - index})
         sent_at = loop.time()
         try:
-            reservation = await limiter.reserve_calls(len(items) - index)
+            # Starved: one call at a time, each taking two slots and using the first, so that a
+            # call up to an interval late still cannot land beside the next slot's call.
+            wanted = len(items) - index if strict else STARVED_SLOTS_PER_CALL
+            reservation = await limiter.reserve_calls(wanted)
         except Exception as error:
             # Without a slot there is no call; the rest goes back to the schedule.
             log.error("poll.no_rate_slot", extra={"error_type": type(error).__name__})
@@ -72,4 +80,6 @@ async def start_in_slots(
             started.append(asyncio.create_task(call(items[index])))
             index += 1
             fruitless = 0
+            if not strict:
+                break
     return started, []
