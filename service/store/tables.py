@@ -242,6 +242,9 @@ class Task(Base):
     upstream_submitted_at: Mapped[datetime | None]
     earlier_polls: Mapped[int] = mapped_column(Integer, server_default="0")
     answered_at: Mapped[datetime | None]
+    # The W3C traceparent of the request that registered or submitted it, when traces are on
+    # (service/observability/traces.py): its polls are spans of that trace.
+    traceparent: Mapped[str | None] = mapped_column(Text)
 
 
 class CallbackRecordRow(Base):
@@ -426,6 +429,9 @@ class Event(Base):
     tx_id: Mapped[int] = mapped_column(
         BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint")
     )
+    # The traceparent of the poll that brought the final state, when traces are on: its webhook
+    # attempts are spans of the task's trace under that poll.
+    traceparent: Mapped[str | None] = mapped_column(Text)
 
 
 class Subscription(Base):
