@@ -164,7 +164,7 @@ async def _attempts_recorded(
     if not mine:
         return False
     deliveries = (await api.get(f"/v1/events/{mine[0]['id']}/deliveries", headers=headers)).json()
-    return sum(d["attempt_count"] for d in deliveries["data"]) >= count
+    return bool(sum(d["attempt_count"] for d in deliveries["data"]) >= count)
 
 
 def _task_spans(otlp: OtlpReceiver, task_id: str, attempts: int) -> list[ReceivedSpan] | None:
@@ -205,7 +205,8 @@ def _assert_one_task_trace(
     for poll in polls:
         [message] = [celery[link] for link in poll.links if link in celery]
         publish = celery.get(message.parent_id)
-        assert publish is not None and publish.name.startswith("apply_async")
+        assert publish is not None
+        assert publish.name.startswith("apply_async")
 
 
 async def _start_task(
@@ -274,8 +275,8 @@ assert not traces.tracing_on()
 assert traces.current_traceparent() is None
 now = datetime.now(UTC)
 assert traces.record_span("x", parent=None, started_at=now, ended_at=now, attributes={}) is None
-tracing_modules = ("opentelemetry.sdk.trace", "opentelemetry.exporter", "opentelemetry.instrumentation")
-loaded = sorted(m for m in sys.modules if m.startswith(tracing_modules))
+tracing = ("opentelemetry.sdk.trace", "opentelemetry.exporter", "opentelemetry.instrumentation")
+loaded = sorted(m for m in sys.modules if m.startswith(tracing))
 assert not loaded, loaded
 """
     env = {"PATH": "/usr/bin:/bin", "PHONEBRIDGE_LOG_LEVEL": "WARNING"}
