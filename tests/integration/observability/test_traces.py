@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,10 +32,13 @@ from service.observability.traces import flush_traces, start_tracing, stop_traci
 from service.sim.server import SimServer
 from tests.support.api import api_client
 from tests.support.checks import PHONE
-from tests.support.engine import running_engine
+from tests.support.commands import clean_environment
+from tests.support.engine import Processes, running_engine
 from tests.support.factories import new_client
 from tests.support.receivers import Receiver, Reply
-from tests.support.settings import webhook_settings
+from tests.support.rows import cancel_pending_tasks
+from tests.support.settings import TEST_SECRET_KEY, webhook_settings
+from tests.support.upstream import API_ID, API_SECRET
 from tests.support.waiting import wait_until_async
 
 
@@ -253,6 +257,65 @@ async def test_a_tasks_spans_form_one_trace_from_its_request_to_every_webhook_at
     _assert_one_task_trace(trace, otlp.received(), f"POST {route}")
     submits = [s for s in trace if s.name == "upstream.submit"]
     assert len(submits) == (1 if route == "/v1/checks" else 0)
+
+
+@pytest.mark.slow  # real `phonebridge worker` and `scheduler` processes
+async def test_the_api_worker_and_scheduler_processes_each_trace_under_their_own_name(
+    database_url: str,
+    redis_url: str,
+    fresh_sim: SimServer,
+    otlp: OtlpReceiver,
+    receiver: Receiver,
+    sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    await cancel_pending_tasks(sessions)  # earlier tests' work would be claimed here
+    api_settings = webhook_settings(
+        database_url, redis_url, OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint
+    )
+    env = clean_environment(
+        PHONEBRIDGE_DATABASE_URL=database_url,
+        PHONEBRIDGE_REDIS_URL=redis_url,
+        PHONEBRIDGE_UPSTREAM_BASE_URL=fresh_sim.base_url,
+        PHONEBRIDGE_UPSTREAM_API_ID=API_ID,
+        PHONEBRIDGE_UPSTREAM_API_SECRET=API_SECRET,
+        PHONEBRIDGE_SECRET_KEY=TEST_SECRET_KEY,
+        PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE="true",
+        PHONEBRIDGE_WEBHOOK_RETRY_SCHEDULE="0.2,0.2",
+        PHONEBRIDGE_POLL_INITIAL_S="0.2",
+        PHONEBRIDGE_POLL_MAX_S="0.4",
+        PHONEBRIDGE_SCHEDULER_TICK_S="0.05",
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="100",  # milliseconds between exports, not the default 5 s
+    )
+    path = f"/{secrets.token_hex(6)}"
+    receiver.script(path, Reply(status=500), default=Reply(status=200))
+    processes = Processes(env, tmp_path)
+    processes.start("worker")
+    processes.start("scheduler")
+    try:
+        async with api_client(api_settings) as api:
+            client = await new_client(api_settings, sessions)
+            subscribed = await api.post(
+                "/v1/subscriptions", json={"url": receiver.url(path)}, headers=client.headers
+            )
+            assert subscribed.status_code == 201, subscribed.text
+            task_id = await _start_task(api, client.headers, "/v1/tasks", fresh_sim)
+            trace = await wait_until_async(
+                partial(_task_spans, otlp, task_id, 2),
+                what="the task's spans exported by the processes",
+                timeout_s=60,
+            )
+    finally:
+        processes.stop_all()
+        stop_tracing()  # the API's, started by create_app in this process
+    _assert_one_task_trace(trace, otlp.received(), "POST /v1/tasks")
+    services = {s.name: s.service for s in trace}
+    assert services["POST /v1/tasks"] == "phonebridge-api"
+    assert services["task.poll"] == "phonebridge-worker"
+    assert services["webhook.attempt"] == "phonebridge-worker"
+    publishes = {s.service for s in otlp.received() if s.name.startswith("apply_async")}
+    assert publishes == {"phonebridge-scheduler"}
 
 
 def test_with_no_endpoint_no_sdk_is_imported_and_nothing_is_recorded() -> None:
