@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     scheduler_metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    # OpenTelemetry's own variable, without our prefix: the OTLP/HTTP collector that traces go to
+    # (service/observability/traces.py). Unset, traces are off and cost nothing.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
     metrics_refresh_s: float = Field(default=15.0, gt=0)
     # Invalid API keys one address may present in a minute (API and portal alike) before it is
     # refused until the minute ends (service/api/signins.py); 0: no limit.

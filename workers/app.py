@@ -20,6 +20,7 @@ from celery.signals import worker_process_shutdown, worker_shutdown
 from service.config import Settings
 from service.engine.scheduler import PollPublisher, SubmitPublisher
 from service.observability.exporter import start_metrics_exporter
+from service.observability.traces import start_tracing, stop_tracing
 from service.runtime import WorkerRuntime
 from service.webhooks.dispatch import DeliveryPublisher
 from workers.tasks import DELIVER_BATCH_TASK, POLL_BATCH_TASK, SUBMIT_BATCH_TASK, register_tasks
@@ -91,11 +92,14 @@ def celery_delivery_publisher(app: Celery) -> DeliveryPublisher:
 def run_worker(settings: Settings, concurrency: int | None) -> int:
     """`phonebridge worker`: a Celery worker with a threads pool, until SIGTERM/SIGINT."""
     settings.require_database_url()
+    # Before the app, so that Celery's messages are traced from the first (OTEL_* set only).
+    start_tracing(settings, "worker", celery=True)
     app = create_celery_app(settings)
     runtime = runtime_of(app)
 
     def stop_runtime(**_: Any) -> None:
         runtime.stop()
+        stop_tracing()
 
     worker_shutdown.connect(stop_runtime, weak=False)
     worker_process_shutdown.connect(stop_runtime, weak=False)

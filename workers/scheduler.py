@@ -12,6 +12,7 @@ import signal
 
 from service.config import Settings
 from service.observability.exporter import start_metrics_exporter
+from service.observability.traces import start_tracing, stop_tracing
 from service.runtime import run_scheduler_until
 from workers.app import (
     celery_delivery_publisher,
@@ -34,13 +35,18 @@ async def _serve(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
+    # Before the app: its messages carry the trace context of their publishing (OTEL_* set).
+    start_tracing(settings, "scheduler", celery=True)
     celery_app = create_celery_app(settings)
     start_metrics_exporter(settings, settings.scheduler_metrics_port, "scheduler")
-    await run_scheduler_until(
-        stop,
-        settings,
-        publish_poll=celery_poll_publisher(celery_app),
-        publish_delivery=celery_delivery_publisher(celery_app),
-        publish_submit=celery_submit_publisher(celery_app),
-    )
+    try:
+        await run_scheduler_until(
+            stop,
+            settings,
+            publish_poll=celery_poll_publisher(celery_app),
+            publish_delivery=celery_delivery_publisher(celery_app),
+            publish_submit=celery_submit_publisher(celery_app),
+        )
+    finally:
+        stop_tracing()
     return 0

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -38,6 +39,7 @@ from service.api.portal.session import PortalSecurityHeaders
 from service.api.resources import api_lifespan
 from service.api.responses import JsonResponse
 from service.config import Settings, get_settings
+from service.observability.traces import start_tracing
 from service.webhooks.guard import HostResolver
 
 ROUTERS = (
@@ -73,6 +75,7 @@ def create_app(
     settings: Settings | None = None, *, resolver: HostResolver | None = None
 ) -> FastAPI:
     """The app; `resolver` vets webhook hosts instead of the system's DNS (tests)."""
+    settings = settings if settings is not None else get_settings()
     app = FastAPI(
         title="phonebridge",
         version="1",
@@ -82,14 +85,15 @@ def create_app(
         # Served by install_docs from local assets instead of FastAPI's CDN-based pages.
         docs_url=None,
         redoc_url=None,
-        # phonebridge reports through its JSON logs and /metrics, not OpenTelemetry; with this
-        # off, FastAPI skips its per-request check of the OpenTelemetry providers.
-        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # phonebridge reports through its JSON logs and /metrics, and through OpenTelemetry only
+        # the traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set; with them off, FastAPI skips its
+        # per-request check of the OpenTelemetry providers.
+        telemetry=_telemetry(settings),
         # Operation ids are the route functions' names (`register_task`, `get_task`): what a
         # generated client calls its methods, so short, and stable as long as the names are.
         generate_unique_id_function=operation_id,
     )
-    app.state.settings = settings if settings is not None else get_settings()
+    app.state.settings = settings
     install_error_handlers(app)
     install_docs(app)
     app.add_middleware(BodySizeLimit)
@@ -100,6 +104,22 @@ def create_app(
         app.include_router(router)
     app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
     return app
+
+
+def _telemetry(settings: Settings) -> TelemetryConfig:
+    """FastAPI's request spans on phonebridge's tracer provider while traces are on (the root of
+    each task's trace: service/observability/traces.py); no metrics or logs through it."""
+    config: TelemetryConfig = {
+        "tracing": False,
+        "metrics": False,
+        "logs": False,
+        "operation_spans": False,
+    }
+    tracing = start_tracing(settings, "api")
+    if tracing is not None:
+        config["tracing"] = True
+        config["tracer_provider"] = tracing.provider
+    return config
 
 
 def operation_id(route: APIRoute) -> str:

@@ -57,6 +57,12 @@ from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
 from service.observability.metrics import record_submit
+from service.observability.traces import (
+    current_traceparent,
+    record_span,
+    tracing_on,
+    upstream_call_attributes,
+)
 from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
 from service.secret_key import deployment_key
 from service.store import checks as check_store
@@ -177,10 +183,19 @@ class SubmitService:
             return refusal
 
         callback = await self._callbacks.url_for(client_id)
+        called_at = self._clock()
         call = await upstream.submit_check(check.number.digits, callback)
         _crash_point_for_tests()
         answered_at = self._clock()
         outcome = classify_submit(call.answer, answered_at, surely_not_sent=call.surely_not_sent)
+        if tracing_on():
+            record_span(
+                "upstream.submit",
+                parent=current_traceparent(),
+                started_at=called_at,
+                ended_at=answered_at,
+                attributes=upstream_call_attributes(call.answer, outcome.code, outcome.request_id),
+            )
         # Upstream's answer as a poll's would be read: what it means for every call is the same.
         await self._reaction.react(classify_answer(call.answer, answered_at), self._clock())
         record_submit(outcome.kind.value)
@@ -278,6 +293,7 @@ class SubmitService:
                 request_id=outcome.request_id,
                 recheck=check.recheck,
                 waits_for_recheck=recheck_at is not None,
+                traceparent=current_traceparent(),
             )
             if task.created and check.recheck is not None and task.state is TaskState.PENDING:
                 # The number is kept, sealed, for as long as a re-check may still come.

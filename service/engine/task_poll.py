@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from service.clock import Clock
-from service.domain.answers import Outcome, OutcomeKind, classify_answer
+from service.domain.answers import Outcome, OutcomeKind, RawAnswer, classify_answer
 from service.domain.polling import (
     DecisionKind,
     PollDecision,
@@ -27,6 +27,7 @@ from service.engine.account_estimate import AccountEstimate
 from service.engine.poll_write_back import NotPolled
 from service.heartbeat import HeldLease
 from service.observability.metrics import record_poll
+from service.observability.traces import record_span, tracing_on, upstream_call_attributes
 from service.store.polling import LeasedTask, PolledAnswer, PollWrite
 from service.upstream.client import UpstreamClient
 from service.upstream.reaction import UpstreamReaction
@@ -106,7 +107,35 @@ class TaskPoll:
         polled = PolledAnswer(
             answered_at, outcome.code, raw.status_code, outcome.request_id, round(latency_s * 1000)
         )
-        return PollWrite(task.id, decision, polled)
+        traceparent = None
+        if tracing_on():
+            traceparent = trace_poll(task, raw, outcome, decision, answered_at, latency_s)
+        return PollWrite(task.id, decision, polled, traceparent)
+
+
+def trace_poll(
+    task: LeasedTask,
+    raw: RawAnswer,
+    outcome: Outcome,
+    decision: PollDecision,
+    answered_at: datetime,
+    latency_s: float,
+) -> str | None:
+    """The poll's span, under the task's registration (traces on); answers its traceparent."""
+    failed = raw.transport_error is not None or (raw.status_code or 0) >= 500
+    return record_span(
+        "task.poll",
+        parent=task.traceparent,
+        started_at=answered_at - timedelta(seconds=latency_s),
+        ended_at=answered_at,
+        attributes={
+            **upstream_call_attributes(raw, outcome.code, outcome.request_id),
+            "phonebridge.task_id": task.task_id,
+            "phonebridge.poll_count": decision.poll_count,
+            "phonebridge.decision": decision.kind.value,
+        },
+        error=outcome.message if failed else None,
+    )
 
 
 def log_poll(task: LeasedTask, outcome: Outcome, decision: PollDecision) -> None:

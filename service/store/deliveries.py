@@ -72,7 +72,8 @@ _LOAD_LEASED = text(
                AS previous_secret_encrypted,
            CASE WHEN t.last_hint_at <= t.completed_at
                  AND t.last_hint_at > t.completed_at - interval '{HINT_CAUSE_WINDOW_S} seconds'
-                THEN t.last_hint_at ELSE t.completed_at END AS answer_known_at
+                THEN t.last_hint_at ELSE t.completed_at END AS answer_known_at,
+           COALESCE(e.traceparent, t.traceparent) AS traceparent
     FROM deliveries d
     JOIN events e ON e.id = d.event_id
     JOIN subscriptions s ON s.id = d.subscription_id
@@ -273,6 +274,9 @@ class LeasedDelivery:
     # When phonebridge learnt the answer may be ready: the hint that made the task due, else the
     # answer's arrival (None once the task is purged).
     answer_known_at: datetime | None = None
+    # The span its attempts are children of (traces on): the poll that brought its event, else
+    # the task's registration.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +369,7 @@ async def load_leased_deliveries(
             secret_encrypted=row.secret_encrypted,
             previous_secret_encrypted=row.previous_secret_encrypted,
             answer_known_at=row.answer_known_at,
+            traceparent=row.traceparent,
         )
         for row in result
     ]

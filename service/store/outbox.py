@@ -46,11 +46,13 @@ _RECORD_EVENTS = text(
     f"""
     WITH input AS (
         SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb))
-            AS i(public_id text, client_id bigint, task_pk bigint, type text, data jsonb)
+            AS i(public_id text, client_id bigint, task_pk bigint, type text, data jsonb,
+                 traceparent text)
     ),
     new_events AS (
-        INSERT INTO events (public_id, client_id, task_pk, type, data, created_at)
-        SELECT public_id, client_id, task_pk, type, data, :now FROM input ORDER BY task_pk
+        INSERT INTO events (public_id, client_id, task_pk, type, data, created_at, traceparent)
+        SELECT public_id, client_id, task_pk, type, data, :now, traceparent
+        FROM input ORDER BY task_pk
         ON CONFLICT (task_pk, type) DO NOTHING
         RETURNING id, client_id, type
     ),
@@ -138,15 +140,23 @@ class FinishedTask:
     task_id: str
     state: TaskState
     data: str
+    # The span of the poll that ended it (traces on), for its event's webhook attempts.
+    traceparent: str | None = None
 
     @classmethod
     def from_row_json(
-        cls, id: int, client_id: int, task_id: str, state: TaskState, row_json: str
+        cls,
+        id: int,
+        client_id: int,
+        task_id: str,
+        state: TaskState,
+        row_json: str,
+        traceparent: str | None = None,
     ) -> FinishedTask:
         """From the tasks row as JSON (`row_to_json(tasks)`): its column names are TaskOut's
         field names, and the columns TaskOut does not show are ignored."""
         data = TaskOut.model_validate_json(row_json).model_dump_json()
-        return cls(id, client_id, task_id, state, data)
+        return cls(id, client_id, task_id, state, data, traceparent)
 
     @classmethod
     def of(cls, task: Task) -> FinishedTask:
@@ -187,17 +197,7 @@ async def record_events_and_deliveries(
 ) -> RecordedEvents:
     """`record_events`, answering the new deliveries' ids too, leased under `lease` when given
     (due at once either way)."""
-    events = [
-        {
-            "public_id": new_public_id(EVENT_PREFIX),
-            "client_id": task.client_id,
-            "task_pk": task.id,
-            "type": EVENT_TYPE_OF_STATE[task.state],
-            "data": orjson.Fragment(task.data),
-        }
-        for task in finished
-        if task.state in EVENT_TYPE_OF_STATE
-    ]
+    events = [_event_input(task) for task in finished if task.state in EVENT_TYPE_OF_STATE]
     if not events:
         return RecordedEvents([], [])
     result = await session.execute(
@@ -213,6 +213,20 @@ async def record_events_and_deliveries(
     for row in result:
         (recorded.event_ids if row.is_event else recorded.delivery_ids).append(int(row.id))
     return recorded
+
+
+def _event_input(task: FinishedTask) -> dict[str, Any]:
+    event = {
+        "public_id": new_public_id(EVENT_PREFIX),
+        "client_id": task.client_id,
+        "task_pk": task.id,
+        "type": EVENT_TYPE_OF_STATE[task.state],
+        "data": orjson.Fragment(task.data),
+    }
+    # Left out while traces are off: the column is then NULL, and the document no longer.
+    if task.traceparent is not None:
+        event["traceparent"] = task.traceparent
+    return event
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ _LOAD_LEASED = text(
            t.last_pending_at, t.source, t.expects_callback,
            COALESCE(r.trusted, true) AS callbacks_trusted,
            t.upstream_task_id, t.recheck, jsonb_array_length(t.rechecks) AS rechecks_done,
-           t.earlier_polls
+           t.earlier_polls, t.traceparent
     FROM tasks t LEFT JOIN callback_records r ON r.client_id = t.client_id
     WHERE t.id = ANY(CAST(:ids AS bigint[])) AND t.lease_token = :token
       AND t.state = '{TaskState.PENDING}' AND t.lease_until > :now
@@ -225,6 +225,8 @@ class LeasedTask:
     recheck: RecheckPolicy | None = None
     rechecks_done: int = 0
     earlier_polls: int = 0
+    # Its registration's span, parent of its polls' (traces on; service/observability/traces.py).
+    traceparent: str | None = None
 
     @property
     def polled_task_id(self) -> str:
@@ -281,6 +283,8 @@ class PollWrite:
     id: int
     decision: PollDecision
     polled: PolledAnswer | None = None
+    # The poll's span (traces on): the parent of the webhook attempts of the event it brings.
+    traceparent: str | None = None
 
 
 async def claim_due_tasks(
@@ -320,6 +324,7 @@ async def load_leased_tasks(
             recheck=None if row.recheck is None else RecheckPolicy.from_json(row.recheck),
             rechecks_done=int(row.rechecks_done),
             earlier_polls=int(row.earlier_polls),
+            traceparent=row.traceparent,
         )
         for row in result
     ]
@@ -369,6 +374,7 @@ async def record_poll_results_leasing_deliveries(
     )
     written: list[WrittenTask] = []
     finished: list[FinishedTask] = []
+    traceparents = {write.id: write.traceparent for write in writes if write.traceparent}
     for row in result:
         written.append(
             WrittenTask(
@@ -383,7 +389,7 @@ async def record_poll_results_leasing_deliveries(
             )
         )
         if row.row_json is not None:
-            finished.append(_finished(row))
+            finished.append(_finished(row, traceparents.get(int(row.id))))
     await _advance_rechecks(session, writes, written, now)
     lease = None
     if deliveries_leased_until is not None:
@@ -457,7 +463,12 @@ async def expire_overdue_tasks(
     return expired
 
 
-def _finished(row: Row[Any]) -> FinishedTask:
+def _finished(row: Row[Any], traceparent: str | None = None) -> FinishedTask:
     return FinishedTask.from_row_json(
-        int(row.id), int(row.client_id), str(row.task_id), TaskState(row.state), str(row.row_json)
+        int(row.id),
+        int(row.client_id),
+        str(row.task_id),
+        TaskState(row.state),
+        str(row.row_json),
+        traceparent,
     )

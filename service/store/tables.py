@@ -271,6 +271,9 @@ class Task(Base):
     # A submitted check's number as its keyed digest (service/domain/phone_numbers.py,
     # `number_digest`), never the number: how `max_age_s` finds this client's earlier answer.
     number_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # The W3C traceparent of the request that registered or submitted it, when traces are on
+    # (service/observability/traces.py): its polls are spans of that trace.
+    traceparent: Mapped[str | None] = mapped_column(Text)
 
 
 class CallbackRecordRow(Base):
@@ -468,6 +471,9 @@ class Event(Base):
     tx_id: Mapped[int] = mapped_column(
         BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint")
     )
+    # The traceparent of the poll that brought the final state, when traces are on: its webhook
+    # attempts are spans of the task's trace under that poll.
+    traceparent: Mapped[str | None] = mapped_column(Text)
 
 
 class Subscription(Base):

@@ -39,6 +39,7 @@ from service.domain.signing import webhook_body, webhook_headers
 from service.domain.states import DeliveryState
 from service.heartbeat import LeaseKeeper
 from service.observability.metrics import record_webhook_turns
+from service.observability.traces import record_span, tracing_on
 from service.store.db import transaction
 from service.store.deliveries import (
     LeasedDelivery,
@@ -299,6 +300,8 @@ class DeliveryService:
             result = await self._attempt(row, secrets_by_subscription, turn_s)
             if result is None:
                 return _MISSED
+            if tracing_on():
+                trace_attempt(row, result)
             self._admission.learn_latency(row.subscription_pk, result)
             return await self._write_back.record(row, result, lease_token)
         finally:
@@ -343,6 +346,27 @@ class DeliveryService:
         timestamp = int(self._clock().timestamp())
         headers = webhook_headers(secrets, row.event_id, timestamp, body)
         return await self._sender.send_in_turn(row.url, headers, body, turn_s)
+
+
+def trace_attempt(row: LeasedDelivery, result: AttemptResult) -> None:
+    """The attempt's span, under the poll that brought its event (traces on)."""
+    attributes: dict[str, str | int] = {
+        "phonebridge.delivery_pk": row.id,
+        "phonebridge.event_id": row.event_id,
+        "phonebridge.subscription_id": row.subscription_id,
+        "phonebridge.attempt": row.schedule_attempt + 1,
+    }
+    if result.status is not None:
+        attributes["http.response.status_code"] = result.status
+    failed = result.status is None or result.status >= 300
+    record_span(
+        "webhook.attempt",
+        parent=row.traceparent,
+        started_at=result.at,
+        ended_at=result.at + timedelta(milliseconds=result.latency_ms),
+        attributes=attributes,
+        error=(result.error or f"HTTP {result.status}") if failed else None,
+    )
 
 
 class _MissedTurn:
