@@ -26,7 +26,7 @@ from datetime import date, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain.budgets import budget_applies, daily_check_limit, utc_day
+from service.domain.budgets import budget_applies, daily_check_limit, fits, utc_day
 from service.domain.job_lifecycle import JobMove, JobStatus, move_job
 from service.domain.states import (
     JobState,
@@ -134,7 +134,7 @@ async def take_checks(
 ) -> bool:
     """Count `n` checks of the client on `day` if they all fit under `limit` (above 0); False,
     counting none, when they do not."""
-    if n > limit:
+    if not fits(0, n, limit):
         return False
     taken = await session.execute(
         _TAKE, {"client_id": client_id, "day": day, "n": n, "limit": limit}
