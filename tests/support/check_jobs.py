@@ -25,6 +25,8 @@ from service.domain.states import (
 from service.sealed_numbers import NumberSeal
 from service.store.db import transaction
 
+# The name of every job made here, so that a test can remove them (and their submits) after it.
+JOB_NAME = "inserted by tests/support/check_jobs.py"
 # Numbers of the items: Mexico City numbers, one per line.
 FIRST_NUMBER = 525512300000
 # A seal of the tests' own: nothing here ever opens what it sealed.
@@ -60,7 +62,7 @@ async def insert_check_job(
                     INSERT INTO check_jobs (public_id, client_id, name, state, paused_reason,
                                             items, rejected, duplicates, cached, created_at,
                                             updated_at, started_at)
-                    VALUES (:public_id, :client_id, 'budget test', :state, :reason, :items, 0, 0,
+                    VALUES (:public_id, :client_id, :name, :state, :reason, :items, 0, 0,
                             0, :now, :now, :now)
                     RETURNING id
                     """
@@ -68,6 +70,7 @@ async def insert_check_job(
                 {
                     "public_id": public_id,
                     "client_id": client_id,
+                    "name": JOB_NAME,
                     "state": state.value,
                     "reason": None if paused_reason is None else paused_reason.value,
                     "items": items,
@@ -134,3 +137,9 @@ async def job_submits(
             {"id": job_pk},
         )
         return [dict(row._mapping) for row in rows]
+
+
+async def delete_inserted_jobs(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Remove the jobs made here, with their items and submits (no later claim finds them)."""
+    async with transaction(sessions) as session:
+        await session.execute(text("DELETE FROM check_jobs WHERE name = :n"), {"n": JOB_NAME})

@@ -7,6 +7,7 @@ under a raised limit, while the jobs the budget did not pause stay as they are."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -26,11 +27,22 @@ from service.store.budgets import (
 )
 from service.store.db import transaction
 from service.store.scheduled_submits import hold_number_for_rechecks
-from tests.support.check_jobs import insert_check_job, job_row, job_submits
+from tests.support.check_jobs import (
+    delete_inserted_jobs,
+    insert_check_job,
+    job_row,
+    job_submits,
+)
 from tests.support.checks import insert_submitted_task
 from tests.support.factories import insert_client
 
 DAY = date(2026, 12, 7)
+
+
+@pytest.fixture(autouse=True)
+async def no_jobs_left(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
+    yield
+    await delete_inserted_jobs(sessions)
 
 
 async def take(
