@@ -11,6 +11,8 @@ from service.api.errors import invalid_input
 from service.api.resources import ApiResources
 from service.checks.submit_answers import DifferentBody, SubmitAnswer
 from service.domain.checks import CheckRequest
+from service.domain.problems import CHECK_BUDGET_EXHAUSTED
+from service.observability.metrics import record_over_budget
 
 
 async def submit_for_client(
@@ -40,4 +42,6 @@ async def submit_for_client(
                 "a new check"
             ) from None
         room.created = int(answer.created_pending)
+    if answer.status == 429 and answer.code == CHECK_BUDGET_EXHAUSTED.code:
+        record_over_budget(client.id, "check")
     return answer

@@ -65,7 +65,7 @@ from service.domain.problems import CHECK_BUDGET_EXHAUSTED
 from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
-from service.observability.metrics import record_over_budget, record_submit
+from service.observability.metrics import record_submit
 from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
 from service.secret_key import deployment_key
 from service.store import checks as check_store
@@ -173,7 +173,6 @@ class SubmitService:
                 await check_store.release_submission(session, submission.id)
         if over_budget:
             record_submit("over_budget")
-            record_over_budget(client_id, "check")
             return self._over_budget_answer(checks_per_day, now)
         if not created:
             if submission.fingerprint != fingerprint:
