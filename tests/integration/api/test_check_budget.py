@@ -1,15 +1,18 @@
 """POST /v1/checks under the daily check budget, through the real app and the simulator: past it,
 429 problem+json `CHECK_BUDGET_EXHAUSTED` with Retry-After to the next UTC midnight; a client's
 own limit (`phonebridge api-key limits --max-checks-per-day`) over the setting, `off` meaning no
-limit; and checks sent at once never pass the limit."""
+limit; checks sent at once never pass the limit; and what was held back is counted per client."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
 from service.config import Settings
@@ -17,7 +20,7 @@ from service.domain.budgets import seconds_to_next_utc_midnight
 from service.sim.server import SimServer
 from tests.support.api import api_client
 from tests.support.checks import checks_settings, submit, submit_calls
-from tests.support.factories import limited_key, new_key
+from tests.support.factories import client_and_key, limited_key, new_key
 
 pytestmark = pytest.mark.usefixtures("flush_redis")
 
@@ -64,6 +67,19 @@ async def test_past_the_setting_a_check_answers_429_with_its_code_and_retry_afte
     again = await submit(api, key, idempotency_key="over")
     assert again.status_code == 429
     assert "idempotent-replayed" not in again.headers
+
+
+async def test_checks_held_back_are_counted_per_client_in_the_metrics(
+    api: httpx.AsyncClient, budget_settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    client_id, key = await client_and_key(
+        budget_settings, sessions, f"budget-{secrets.token_hex(4)}"
+    )
+    labels = {"client": str(client_id), "kind": "check"}
+    assert REGISTRY.get_sample_value("phonebridge_checks_over_budget_total", labels) is None
+
+    assert await statuses(api, key, SETTING + 2) == [201] * SETTING + [429] * 2
+    assert REGISTRY.get_sample_value("phonebridge_checks_over_budget_total", labels) == 2
 
 
 async def test_a_clients_own_limit_wins_over_the_setting(
