@@ -133,7 +133,11 @@ def _api_key_limits(args: argparse.Namespace, settings: Settings) -> int:
     from service.features.keys import ClientLimits, set_limits
 
     changes = ClientLimits(
-        **{name: getattr(args, name) for name in ("max_rps", "max_pending") if name in args}
+        **{
+            name: getattr(args, name)
+            for name in ("max_rps", "max_pending", "max_checks_per_day")
+            if name in args
+        }
     )
     current = asyncio.run(set_limits(settings, args.client, changes))
 
@@ -145,7 +149,8 @@ def _api_key_limits(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"client {current.id} {current.name!r}: max rps "
         f"{shown(current.max_rps, settings.client_max_rps)}, max pending "
-        f"{shown(current.max_pending, settings.client_max_pending)}"
+        f"{shown(current.max_pending, settings.client_max_pending)}, max checks per day "
+        f"{shown(current.max_checks_per_day, settings.client_max_checks_per_day)}"
     )
     return 0
 
@@ -241,13 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=_api_key_revoke)
     limits = key_commands.add_parser(
         "limits",
-        help="set a client's own intake limits (a number, `off`, or `default` for the setting)",
+        help="set a client's own intake limits and daily check budget (a number, `off`, or "
+        "`default` for the setting)",
     )
     limits.add_argument("--client", required=True, metavar="NAME_OR_ID")
     # Left out, a limit keeps its current value.
     limits.add_argument("--max-rps", type=_limit_value, default=argparse.SUPPRESS, metavar="RPS")
     limits.add_argument(
         "--max-pending", type=_limit_value, default=argparse.SUPPRESS, metavar="TASKS"
+    )
+    limits.add_argument(
+        "--max-checks-per-day", type=_limit_value, default=argparse.SUPPRESS, metavar="CHECKS"
     )
     limits.set_defaults(handler=_api_key_limits)
     rotate = key_commands.add_parser(

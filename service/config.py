@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # take precedence.
     client_max_rps: int = Field(default=0, ge=0)
     client_max_pending: int = Field(default=0, ge=0)
+    # Upstream checks a client may cause per UTC day (0: off; service/domain/budgets.py); a
+    # client's own value (`phonebridge api-key limits --max-checks-per-day`) takes precedence.
+    client_max_checks_per_day: int = Field(default=0, ge=0)
     scheduler_tick_s: float = Field(default=0.25, gt=0)
     poll_batch_size: int = Field(default=200, ge=1, le=5000)
     pause_probe_s: float = Field(default=30.0, gt=0)

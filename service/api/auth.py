@@ -22,6 +22,7 @@ from service.api.client_limits import PENDING_RECOUNT_S
 from service.api.errors import ApiProblem
 from service.api.resources import ApiResources, hot_connection, resources_of
 from service.domain import problems
+from service.domain.budgets import daily_check_limit
 from service.domain.client_limits import ClientLimits, effective_limit, pending_headers
 from service.features.keys import (
     api_key_digest,
@@ -149,6 +150,9 @@ async def client_of_key_digest(
         ClientLimits(
             max_rps=effective_limit(stored.max_rps, settings.client_max_rps),
             max_pending=effective_limit(stored.max_pending, settings.client_max_pending),
+            max_checks_per_day=daily_check_limit(
+                stored.max_checks_per_day, settings.client_max_checks_per_day
+            ),
         ),
     )
 

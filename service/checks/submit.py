@@ -4,7 +4,9 @@ Upstream's submit is not idempotent, so the order of writes is what keeps a chec
 submitted twice or lost:
 
 1. an intent row (`submitting`, with the Idempotency-Key) is committed before any call; a second
-   request with the same key finds it and waits for its answer, never calls upstream itself;
+   request with the same key finds it and waits for its answer, never calls upstream itself. Under
+   a daily check budget (service/domain/budgets.py) the check is counted in the same transaction,
+   or, past the budget, the row is not kept and the answer is 429 CHECK_BUDGET_EXHAUSTED;
 2. upstream is called under the shared rate ceiling, unless polling is paused;
 3. the task (with its event when upstream finished at once) and the answer are written in one
    transaction; with `recheck`, so is the number, sealed, for as long as a re-check may come
@@ -14,7 +16,7 @@ A process killed between 2 and 3 leaves the row `submitting`; once its lease has
 request with that key turns it into SUBMIT_OUTCOME_UNKNOWN (502), the truth: upstream may hold a
 check that phonebridge never saw answered. Answers that surely reached nothing upstream (the
 pause, a refused connection, RATE_LIMIT_EXCEEDED, INVALID_ARGUMENT) release the key, so the client
-may simply retry.
+may simply retry, and give the check back to the budget.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import random
 import signal
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -44,6 +46,12 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.answers import classify_answer
 from service.domain.backoff import next_poll_delay
+from service.domain.budgets import (
+    budget_applies,
+    budget_exhausted_detail,
+    seconds_to_next_utc_midnight,
+    utc_day,
+)
 from service.domain.checks import (
     INSTANT_TASK_PREFIX,
     SUBMIT_OUTCOME_UNKNOWN,
@@ -53,6 +61,7 @@ from service.domain.checks import (
     classify_submit,
 )
 from service.domain.phone_numbers import NUMBER_DIGEST_KEY_LABEL
+from service.domain.problems import CHECK_BUDGET_EXHAUSTED
 from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
@@ -66,6 +75,7 @@ from service.observability.traces import (
 from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
 from service.secret_key import deployment_key
 from service.store import checks as check_store
+from service.store.budgets import give_back_checks, take_checks
 from service.store.db import transaction
 from service.store.scheduled_submits import hold_number_for_rechecks
 from service.upstream.client import UpstreamClient
@@ -133,12 +143,20 @@ class SubmitService:
         return self._upstream
 
     async def submit(
-        self, client_id: int, check: CheckRequest, idempotency_key: str | None
+        self,
+        client_id: int,
+        check: CheckRequest,
+        idempotency_key: str | None,
+        *,
+        checks_per_day: int = 0,
     ) -> SubmitAnswer:
         """Submit `check` for the client, or answer what the first request with that key was
-        answered. Raises DifferentBody when the key was used with another body."""
+        answered. `checks_per_day` is the client's daily check budget (0: none; the caller knows
+        it with the client's other limits). Raises DifferentBody when the key was used with
+        another body."""
         now = self._clock()
         fingerprint = check.fingerprint(self._number_key)
+        budget_day = utc_day(now) if budget_applies(checks_per_day) else None
         async with transaction(self._sessions) as session:
             submission, created = await check_store.begin_submission(
                 session,
@@ -149,13 +167,26 @@ class SubmitService:
                 now=now,
                 lease_until=now + self._lease,
             )
+            over_budget = (
+                created
+                and budget_day is not None
+                and not await take_checks(
+                    session, client_id=client_id, day=budget_day, n=1, limit=checks_per_day
+                )
+            )
+            if over_budget:
+                # Nothing is kept: the same Idempotency-Key is a new request tomorrow.
+                await check_store.release_submission(session, submission.id)
+        if over_budget:
+            record_submit("over_budget")
+            return self._over_budget_answer(checks_per_day, now)
         if not created:
             if submission.fingerprint != fingerprint:
                 raise DifferentBody
             record_submit("replayed")
             return await self._replay(submission)
         try:
-            answer = await self._submit_once(submission.id, client_id, check)
+            answer = await self._submit_once(submission.id, client_id, check, budget_day)
         except BaseException:
             # Whether upstream got the check is not known here: the row stays `submitting` and
             # becomes SUBMIT_OUTCOME_UNKNOWN when its lease passes.
@@ -163,8 +194,17 @@ class SubmitService:
             raise
         return answer
 
+    def _over_budget_answer(self, limit: int, now: datetime) -> SubmitAnswer:
+        retry_after_s = seconds_to_next_utc_midnight(now)
+        return SubmitAnswer.problem(
+            429,
+            budget_exhausted_detail(limit, retry_after_s),
+            CHECK_BUDGET_EXHAUSTED.code,
+            {"Retry-After": str(retry_after_s)},
+        )
+
     async def _submit_once(
-        self, submission_id: int, client_id: int, check: CheckRequest
+        self, submission_id: int, client_id: int, check: CheckRequest, budget_day: date | None
     ) -> SubmitAnswer:
         refusal = await self._refusal_before_call()
         upstream = self._client()
@@ -178,7 +218,7 @@ class SubmitService:
             )
         if refusal is not None or upstream is None:
             assert refusal is not None
-            await self._release(submission_id)
+            await self._release(submission_id, client_id, budget_day)
             record_submit("refused")
             return refusal
 
@@ -223,7 +263,7 @@ class SubmitService:
                     now=answered_at,
                 )
         else:
-            await self._release(submission_id)
+            await self._release(submission_id, client_id, budget_day)
         return answer
 
     async def _refusal_before_call(self) -> SubmitAnswer | None:
@@ -355,9 +395,12 @@ class SubmitService:
             SUBMIT_OUTCOME_UNKNOWN,
         )
 
-    async def _release(self, submission_id: int) -> None:
+    async def _release(self, submission_id: int, client_id: int, budget_day: date | None) -> None:
+        """Nothing reached upstream: the key is free again and the check is not counted."""
         async with transaction(self._sessions) as session:
             await check_store.release_submission(session, submission_id)
+            if budget_day is not None:
+                await give_back_checks(session, client_id=client_id, day=budget_day, n=1)
 
     async def _replay(self, submission: check_store.Submission) -> SubmitAnswer:
         """The first request's answer: waited for while it is in flight, declared unknown once

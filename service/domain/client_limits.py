@@ -26,6 +26,9 @@ class ClientLimits:
 
     max_rps: int = OFF
     max_pending: int = OFF
+    # The daily check budget (service/domain/budgets.py): counted per submit, not per call, so
+    # it adds no RateLimit headers and is not among `any_on`.
+    max_checks_per_day: int = OFF
 
     @property
     def any_on(self) -> bool:

@@ -5,7 +5,11 @@ For each submit still leased to us (service/store/scheduled_submits.py), in this
 
 1. nothing is sent while upstream is paused or blocked (Retry-After): the submit waits again;
 2. the submit is marked `submitting` (its task leased with it) and committed: from here on, a
-   death of this process makes its outcome unknown, and it is never sent again;
+   death of this process makes its outcome unknown, and it is never sent again. Under a daily
+   check budget (service/domain/budgets.py) its check is counted in the same transaction, for
+   every purpose alike; past the budget it is not marked but handed back, due at the next UTC
+   midnight, and its client's check jobs are paused for the budget (the scheduler resumes them,
+   service/engine/budgets.py). A submit handed back unsent after its mark gives its check back;
 3. its slot of the rate ceiling is waited for, the batch's slots walked as a poll batch's are
    (service/engine/slots.py: a call never starts late beside the next one); a submit without a
    slot, or with too little lease left for its call, goes back to wait, unsent;
@@ -26,7 +30,7 @@ import signal
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,6 +38,7 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.answers import classify_answer
 from service.domain.backoff import next_poll_delay
+from service.domain.budgets import next_utc_midnight, utc_day
 from service.domain.checks import INSTANT_TASK_PREFIX, classify_submit
 from service.domain.polling import last_call_start
 from service.domain.rechecks import RECHECK_NOT_SUBMITTED
@@ -45,8 +50,9 @@ from service.domain.resubmits import (
 )
 from service.domain.verdicts import verdict_of
 from service.engine.slots import start_in_slots
-from service.observability.metrics import record_recheck
+from service.observability.metrics import record_over_budget, record_recheck
 from service.sealed_numbers import NumberSeal, SealedNumberError, number_seal_for, recheck_binding
+from service.store.budgets import daily_limits, give_back_checks, pause_jobs_for_budget, take_checks
 from service.store.db import transaction
 from service.store.rechecks import (
     InstantAnswer,
@@ -178,21 +184,20 @@ class ScheduledSubmitService:
             later = now + timedelta(seconds=max(gate.blocked_for_s, self._retry_s))
             return outcomes + [await self._hand_back(s, token, later) for s in to_send]
         lease_until = now + self._lease
-        began: list[ClaimedSubmit] = []
-        async with transaction(self._sessions) as session:
-            for submit in to_send:
-                if await begin_submit(session, submit, token, now, lease_until):
-                    began.append(submit)
-        outcomes += [SKIPPED] * (len(to_send) - len(began))
+        began, over_budget, counted = await self._begin(to_send, token, now, lease_until)
+        outcomes += [SKIPPED] * (len(to_send) - len(began) - len(over_budget))
+        outcomes += await self._wait_for_budget(over_budget, token, now)
 
         async def send(submit: ClaimedSubmit) -> str:
-            return await self._send(submit, token, lease_until)
+            return await self._send(submit, token, lease_until, counted.get(submit.id))
 
         # Committed `submitting`: each is sent at its slot, or handed back without a call.
         started, unstarted = await start_in_slots(
             self._reaction.limiter, self._reaction.gate, began, send
         )
-        outcomes += [await self._hand_back(s, token, self._clock()) for s in unstarted]
+        outcomes += [
+            await self._hand_back(s, token, self._clock(), counted.get(s.id)) for s in unstarted
+        ]
         for submit, result in zip(
             began, await asyncio.gather(*started, return_exceptions=True), strict=False
         ):
@@ -211,14 +216,94 @@ class ScheduledSubmitService:
                 outcomes.append(result)
         return outcomes
 
-    async def _send(self, submit: ClaimedSubmit, token: uuid.UUID, lease_until: datetime) -> str:
+    async def _begin(
+        self,
+        to_send: list[ClaimedSubmit],
+        token: uuid.UUID,
+        now: datetime,
+        lease_until: datetime,
+    ) -> tuple[list[ClaimedSubmit], list[ClaimedSubmit], dict[int, date]]:
+        """Step 2 in one transaction: the submits marked `submitting` (in the batch's order),
+        those past their client's daily budget (not marked), and the day each marked submit's
+        check was counted on, when its client has a budget.
+
+        Checks are counted client by client in id order: two workers' batches lock the ledger's
+        rows in the same order, so neither waits for the other in a cycle."""
+        day = utc_day(now)
+        order = {submit.id: index for index, submit in enumerate(to_send)}
+        began: list[ClaimedSubmit] = []
+        over_budget: list[ClaimedSubmit] = []
+        counted: dict[int, date] = {}
+        async with transaction(self._sessions) as session:
+            limits = await daily_limits(
+                session,
+                {submit.client_id for submit in to_send},
+                self._settings.client_max_checks_per_day,
+            )
+            spent: set[int] = set()
+            for submit in sorted(to_send, key=lambda s: (s.client_id, order[s.id])):
+                limit = limits.get(submit.client_id)
+                if limit is not None and (
+                    submit.client_id in spent
+                    or not await take_checks(
+                        session, client_id=submit.client_id, day=day, n=1, limit=limit
+                    )
+                ):
+                    spent.add(submit.client_id)
+                    over_budget.append(submit)
+                    continue
+                if await begin_submit(session, submit, token, now, lease_until):
+                    began.append(submit)
+                    if limit is not None:
+                        counted[submit.id] = day
+                elif limit is not None:
+                    await give_back_checks(session, client_id=submit.client_id, day=day, n=1)
+        began.sort(key=lambda s: order[s.id])
+        return began, over_budget, counted
+
+    async def _wait_for_budget(
+        self, over_budget: list[ClaimedSubmit], token: uuid.UUID, now: datetime
+    ) -> list[str]:
+        """Submits past their client's daily budget: handed back unsent, due when the next UTC
+        day's budget begins (a re-check whose task's deadline comes first ends with the answer
+        it has, as any re-check that could not be sent), and the client's check jobs paused
+        until the budget allows again."""
+        if not over_budget:
+            return []
+        tomorrow = next_utc_midnight(now)
+        clients = sorted({submit.client_id for submit in over_budget})
+        async with transaction(self._sessions) as session:
+            for submit in over_budget:
+                await hand_back_submit(session, submit, token, now, tomorrow)
+            paused = [job for c in clients for job in await pause_jobs_for_budget(session, c, now)]
+        for client_id in clients:
+            waiting = sum(submit.client_id == client_id for submit in over_budget)
+            record_over_budget(client_id, "scheduled", waiting)
+            log.info(
+                "budget.exhausted",
+                extra={
+                    "client_id": client_id,
+                    "submits": waiting,
+                    "jobs_paused": sum(job.client_id == client_id for job in paused),
+                    "until": tomorrow.isoformat(),
+                },
+            )
+        return [HANDED_BACK] * len(over_budget)
+
+    async def _send(
+        self,
+        submit: ClaimedSubmit,
+        token: uuid.UUID,
+        lease_until: datetime,
+        counted_on: date | None,
+    ) -> str:
         """At the submit's slot: the call (unless too little lease is left for its answer, or
         upstream was paused meanwhile) and its answer written."""
         if (
             self._clock() >= lease_until - self._call_margin
             or self._reaction.gate.last_state().paused
         ):
-            return await self._hand_back(submit, token, self._clock())
+            return await self._hand_back(submit, token, self._clock(), counted_on)
         try:
             number = self._number_seal().open(
                 submit.phone_number_sealed, recheck_binding(submit.client_id, submit.task_id)
@@ -226,7 +311,7 @@ class ScheduledSubmitService:
         except SealedNumberError as error:
             return await self._give_up_unsent(submit, token, str(error))
         decision = await self._call(submit, number)
-        return await self._write(submit, token, decision)
+        return await self._write(submit, token, decision, counted_on)
 
     async def _call(self, submit: ClaimedSubmit, number: str) -> ResubmitDecision:
         call = await self._upstream.submit_check(number, None)
@@ -259,13 +344,18 @@ class ScheduledSubmitService:
         return decision
 
     async def _write(
-        self, submit: ClaimedSubmit, token: uuid.UUID, decision: ResubmitDecision
+        self,
+        submit: ClaimedSubmit,
+        token: uuid.UUID,
+        decision: ResubmitDecision,
+        counted_on: date | None,
     ) -> str:
         now = self._clock()
         kind = decision.kind
         if kind is ResubmitKind.LATER:
+            # Nothing reached upstream: its check is given back.
             assert decision.retry_at is not None
-            await self._hand_back(submit, token, decision.retry_at)
+            await self._hand_back(submit, token, decision.retry_at, counted_on)
             record_recheck(kind.value)
             return kind.value
         async with transaction(self._sessions) as session:
@@ -326,9 +416,18 @@ class ScheduledSubmitService:
         record_recheck(kind.value)
         return kind.value
 
-    async def _hand_back(self, submit: ClaimedSubmit, token: uuid.UUID, due_at: datetime) -> str:
+    async def _hand_back(
+        self,
+        submit: ClaimedSubmit,
+        token: uuid.UUID,
+        due_at: datetime,
+        counted_on: date | None = None,
+    ) -> str:
+        """Hand a submit back unsent; a check counted for it on `counted_on` is given back."""
         async with transaction(self._sessions) as session:
             await hand_back_submit(session, submit, token, self._clock(), due_at)
+            if counted_on is not None:
+                await give_back_checks(session, client_id=submit.client_id, day=counted_on, n=1)
         return HANDED_BACK
 
     async def _give_up_unsent(self, submit: ClaimedSubmit, token: uuid.UUID, why: str) -> str:

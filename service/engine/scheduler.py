@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import Clock
 from service.config import Settings
 from service.domain.states import TaskState
+from service.engine.budgets import BudgetResume
 from service.engine.retention import RetentionPurge
 from service.observability.metrics import POLL_CLAIMS, SCHEDULER_STEP_FAILURES
 from service.observability.snapshot import StoreSnapshotRefresh
@@ -198,6 +199,7 @@ def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
         steps.append(SubmitDispatch(context, context.publish_submit))
     steps += [
         DeadlineSweep(context),
+        BudgetResume(context.sessions, settings),
         RetentionPurge(context.sessions, settings.retention_days),
         StoreSnapshotRefresh(
             context.sessions,

@@ -91,16 +91,22 @@ _KEEP: Final = object()
 
 @dataclass(frozen=True)
 class ClientLimits:
-    """Changes to a client's own intake limits: None follows the setting, 0 means no limit, and
-    a limit left out keeps its value."""
+    """Changes to a client's own limits (intake, and the daily check budget): None follows the
+    setting, 0 means no limit, and a limit left out keeps its value."""
 
     max_rps: int | object | None = _KEEP
     max_pending: int | object | None = _KEEP
+    max_checks_per_day: int | object | None = _KEEP
 
     def changes(self) -> dict[str, int | None]:
+        named = (
+            ("max_rps", self.max_rps),
+            ("max_pending", self.max_pending),
+            ("max_checks_per_day", self.max_checks_per_day),
+        )
         return {
             name: value  # type: ignore[misc]
-            for name, value in (("max_rps", self.max_rps), ("max_pending", self.max_pending))
+            for name, value in named
             if value is not _KEEP
         }
 

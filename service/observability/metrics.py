@@ -83,7 +83,8 @@ SUBMITS = Counter(
     "phonebridge_submits",
     "POST /v1/checks, by outcome (pending, finished, rejected, account_problem, rate_limited, "
     "unknown, unavailable; replayed for a repeated Idempotency-Key; refused when nothing was "
-    "sent: the pause, the rate ceiling, no credentials).",
+    "sent: the pause, the rate ceiling, no credentials; over_budget past the client's daily "
+    "check budget).",
     ["outcome"],
 )
 RECHECKS = Counter(
@@ -92,6 +93,13 @@ RECHECKS = Counter(
     "its task polled), answered (at once), give_up (refused, or outcome unknown: the task ends "
     "with the answer it had), later (nothing reached upstream: due again).",
     ["outcome"],
+)
+CHECKS_OVER_BUDGET = Counter(
+    "phonebridge_checks_over_budget",
+    "Upstream checks not made because the client's daily check budget was spent, by client id "
+    "and kind (check: a POST /v1/checks answered 429; scheduled: a re-check or a job's item "
+    "that waits for the budget).",
+    ["client", "kind"],
 )
 CALLBACK_TRUST_CHANGES = Counter(
     "phonebridge_callback_trust_changes",
@@ -128,6 +136,10 @@ def record_submit(outcome: str) -> None:
 
 def record_recheck(outcome: str) -> None:
     RECHECKS.labels(outcome=outcome).inc()
+
+
+def record_over_budget(client_id: int, kind: str, count: int = 1) -> None:
+    CHECKS_OVER_BUDGET.labels(client=str(client_id), kind=kind).inc(count)
 
 
 def record_detection_lag(lag_s: float) -> None:

@@ -30,6 +30,7 @@ class StoredKey:
     key_hash: bytes
     max_rps: int | None
     max_pending: int | None
+    max_checks_per_day: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class ClientRow:
     name: str
     max_rps: int | None
     max_pending: int | None
+    max_checks_per_day: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +80,31 @@ async def insert_key(
     return key_id
 
 
-def _client_row(row: Row[int, str, int | None, int | None]) -> ClientRow:
-    id_, name, max_rps, max_pending = row
-    return ClientRow(id=id_, name=name, max_rps=max_rps, max_pending=max_pending)
+_CLIENT_COLUMNS = (
+    Client.id,
+    Client.name,
+    Client.max_rps,
+    Client.max_pending,
+    Client.max_checks_per_day,
+)
+
+
+def _client_row(row: Row[int, str, int | None, int | None, int | None]) -> ClientRow:
+    id_, name, max_rps, max_pending, max_checks_per_day = row
+    return ClientRow(
+        id=id_,
+        name=name,
+        max_rps=max_rps,
+        max_pending=max_pending,
+        max_checks_per_day=max_checks_per_day,
+    )
 
 
 async def find_clients(conn: AsyncConnection, name_or_id: str) -> list[ClientRow]:
     """The clients whose id (as text) or name is exactly `name_or_id`, by id: an operator names a
     client either way, and two clients may share a name."""
     query = (
-        select(Client.id, Client.name, Client.max_rps, Client.max_pending)
+        select(*_CLIENT_COLUMNS)
         .where(or_(cast(Client.id, SqlString) == name_or_id, Client.name == name_or_id))
         .order_by(Client.id)
     )
@@ -146,8 +163,8 @@ async def revoke_key(conn: AsyncConnection, key_id: int, now: datetime) -> datet
 async def set_client_limits(
     conn: AsyncConnection, client_id: int, changes: Mapping[str, int | None]
 ) -> ClientRow:
-    """Change one client's limit overrides (`max_rps`, `max_pending`; None: follow the setting,
-    0: no limit); the client as it is afterwards."""
+    """Change one client's limit overrides (`max_rps`, `max_pending`, `max_checks_per_day`;
+    None: follow the setting, 0: no limit); the client as it is afterwards."""
     row = (
         await conn.execute(
             update(Client)
@@ -156,7 +173,7 @@ async def set_client_limits(
                 {getattr(Client, name): value for name, value in changes.items()}
                 or {Client.id: Client.id}
             )
-            .returning(Client.id, Client.name, Client.max_rps, Client.max_pending)
+            .returning(*_CLIENT_COLUMNS)
         )
     ).one()
     return _client_row(row)
@@ -183,7 +200,7 @@ async def rotate_callback(conn: AsyncConnection, client_id: int, grace_until: da
 
 
 _FIND_ACTIVE_KEY = """
-    SELECT k.id, k.client_id, k.key_hash, c.max_rps, c.max_pending
+    SELECT k.id, k.client_id, k.key_hash, c.max_rps, c.max_pending, c.max_checks_per_day
     FROM api_keys k JOIN clients c ON c.id = k.client_id
     WHERE k.key_hash = %(key_hash)s AND k.revoked_at IS NULL
 """
@@ -201,6 +218,7 @@ async def find_active_key(conn: PsycopgConnection[DictRow], key_hash: bytes) -> 
         key_hash=bytes(row["key_hash"]),
         max_rps=row["max_rps"],
         max_pending=row["max_pending"],
+        max_checks_per_day=row["max_checks_per_day"],
     )
 
 

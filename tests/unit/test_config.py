@@ -82,6 +82,8 @@ def test_the_sqlalchemy_url_uses_psycopg(clean_env: Path) -> None:
         ("DATABASE_URL", "mysql://root:" + SECRET + "@db/x"),
         ("REDIS_URL", "http://:" + SECRET + "@redis"),
         ("UPSTREAM_BASE_URL", "ftp://" + SECRET),
+        ("CLIENT_MAX_CHECKS_PER_DAY", "-1"),
+        ("CLIENT_MAX_CHECKS_PER_DAY", "many"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable_without_its_value(
@@ -272,6 +274,8 @@ def test_cli_api_key_create_without_a_database_prints_nothing_on_stdout(tmp_path
 
 def test_checks_and_hints_settings_have_their_defaults(clean_env: Path) -> None:
     settings = Settings()
+    # Daily check budgets are off unless set.
+    assert settings.client_max_checks_per_day == 0
     assert settings.public_url is None
     assert settings.hinted_poll_initial_s == 30
     assert settings.hint_min_interval_s == 2

@@ -1,4 +1,4 @@
-"""Submitting a check from the portal: the same submission and pending-limit path as
+"""Submitting a check from the portal: the same submission, pending-limit and budget path as
 `POST /v1/checks`, behind the session and its CSRF token, landing on the new task's timeline or
 showing why not."""
 
@@ -227,6 +227,26 @@ async def test_a_portal_check_counts_against_the_pending_limit(
     assert first.status_code == 303
     assert second.status_code == 429
     assert "this client may have 1 pending task;" in second.text
+    assert submit_calls(fresh_sim) == 1
+
+
+async def test_a_portal_check_counts_against_the_daily_check_budget(
+    database_url: str, redis_url: str, fresh_sim: SimServer, flush_redis: None
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    settings = checks_settings(
+        database_url, redis_url, fresh_sim.base_url, client_max_checks_per_day=1
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), portal_browser(app) as person:
+        assert (await sign_in(person, await new_key(settings))).status_code == 303
+        first = await post_check(person)
+        second = await post_check(person)
+
+    assert first.status_code == 303
+    assert second.status_code == 429
+    assert '<code class="code">CHECK_BUDGET_EXHAUSTED</code>' in second.text
+    assert "1 upstream check per UTC day" in second.text
     assert submit_calls(fresh_sim) == 1
 
 
