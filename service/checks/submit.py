@@ -52,13 +52,12 @@ from service.domain.checks import (
     SubmitOutcome,
     classify_submit,
 )
-from service.domain.phone_numbers import NUMBER_DIGEST_KEY_LABEL
 from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
+from service.number_digests import number_digest_keys
 from service.observability.metrics import record_submit
 from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
-from service.secret_key import deployment_key
 from service.store import checks as check_store
 from service.store.db import transaction
 from service.store.scheduled_submits import hold_number_for_rechecks
@@ -105,9 +104,9 @@ class SubmitService:
         self._lease = timedelta(seconds=settings.upstream_timeout_s + MAX_SLOT_WAIT_S + 2.0)
 
     @cached_property
-    def _number_key(self) -> bytes:
+    def _number_keys(self) -> tuple[bytes, ...]:
         # Built on first use: it may read the key file under data_dir.
-        return deployment_key(self._settings, NUMBER_DIGEST_KEY_LABEL)
+        return number_digest_keys(self._settings)
 
     async def close(self) -> None:
         if self._upstream is not None:
@@ -132,19 +131,19 @@ class SubmitService:
         """Submit `check` for the client, or answer what the first request with that key was
         answered. Raises DifferentBody when the key was used with another body."""
         now = self._clock()
-        fingerprint = check.fingerprint(self._number_key)
+        fingerprints = check.fingerprints(self._number_keys)
         async with transaction(self._sessions) as session:
             submission, created = await check_store.begin_submission(
                 session,
                 client_id=client_id,
                 idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
+                fingerprint=fingerprints[0],
                 masked=check.masked,
                 now=now,
                 lease_until=now + self._lease,
             )
         if not created:
-            if submission.fingerprint != fingerprint:
+            if submission.fingerprint not in fingerprints:
                 raise DifferentBody
             record_submit("replayed")
             return await self._replay(submission)
