@@ -129,6 +129,25 @@ def _api_key_rotate_callback(args: argparse.Namespace, settings: Settings) -> in
     return 0
 
 
+def _secret_key_reseal(args: argparse.Namespace, settings: Settings) -> int:
+    from service.features.reseal import reseal_webhook_secrets
+
+    report = asyncio.run(reseal_webhook_secrets(settings))
+    print(
+        f"webhook secrets: {report.resealed} subscriptions resealed under PHONEBRIDGE_SECRET_KEY, "
+        f"{report.current} already were, {report.changed} changed meanwhile (run again)"
+    )
+    if report.unreadable:
+        print(
+            f"phonebridge: {len(report.unreadable)} subscriptions' secrets open under no listed "
+            "key (add the key that encrypted them to PHONEBRIDGE_SECRET_KEY_PREVIOUS and run "
+            f"again): {', '.join(report.unreadable)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _api_key_limits(args: argparse.Namespace, settings: Settings) -> int:
     from service.features.keys import ClientLimits, set_limits
 
@@ -256,6 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("--client", required=True, metavar="NAME_OR_ID")
     rotate.set_defaults(handler=_api_key_rotate_callback)
+
+    p = commands.add_parser("secret-key", help="finish a rotation of PHONEBRIDGE_SECRET_KEY")
+    secret_commands = p.add_subparsers(dest="secret_command", required=True, metavar="ACTION")
+    reseal = secret_commands.add_parser(
+        "reseal",
+        help="re-encrypt every stored webhook secret under the current PHONEBRIDGE_SECRET_KEY",
+    )
+    reseal.set_defaults(handler=_secret_key_reseal)
 
     from service.sim.command import configure as configure_sim
 

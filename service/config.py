@@ -59,6 +59,7 @@ COMMAND_NEEDS: Mapping[str, frozenset[Need]] = {
     "worker": frozenset({Need.DATABASE, Need.REDIS, Need.UPSTREAM_CREDENTIALS}),
     "scheduler": frozenset({Need.DATABASE, Need.REDIS}),
     "api-key": frozenset({Need.DATABASE}),
+    "secret-key": frozenset({Need.DATABASE}),
 }
 
 

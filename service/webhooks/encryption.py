@@ -83,8 +83,9 @@ class SecretCipher:
     def is_current(self, stored: bytes, subscription_id: str) -> bool:
         """Whether `stored` decrypts under the current key (nothing to reseal)."""
         try:
-            self._aead.decrypt(stored[1 : 1 + NONCE_BYTES], stored[1 + NONCE_BYTES :],
-                               subscription_id.encode())
+            self._aead.decrypt(
+                stored[1 : 1 + NONCE_BYTES], stored[1 + NONCE_BYTES :], subscription_id.encode()
+            )
         except InvalidTag:
             return False
         return True
