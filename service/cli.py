@@ -130,18 +130,22 @@ def _api_key_rotate_callback(args: argparse.Namespace, settings: Settings) -> in
 
 
 def _secret_key_reseal(args: argparse.Namespace, settings: Settings) -> int:
-    from service.features.reseal import reseal_webhook_secrets
+    from service.features.reseal import reseal_kept_secrets
 
-    report = asyncio.run(reseal_webhook_secrets(settings))
-    print(
-        f"webhook secrets: {report.resealed} subscriptions resealed under PHONEBRIDGE_SECRET_KEY, "
-        f"{report.current} already were, {report.changed} changed meanwhile (run again)"
-    )
+    report = asyncio.run(reseal_kept_secrets(settings))
+    for name, counts in (
+        ("webhook secrets", report.webhook_secrets),
+        ("re-check numbers", report.recheck_numbers),
+    ):
+        print(
+            f"{name}: {counts.resealed} resealed under PHONEBRIDGE_SECRET_KEY, {counts.current} "
+            f"already were, {counts.changed} changed meanwhile (run again to take them)"
+        )
     if report.unreadable:
         print(
-            f"phonebridge: {len(report.unreadable)} subscriptions' secrets open under no listed "
-            "key (add the key that encrypted them to PHONEBRIDGE_SECRET_KEY_PREVIOUS and run "
-            f"again): {', '.join(report.unreadable)}",
+            f"phonebridge: {len(report.unreadable)} open under no listed key (add the key that "
+            "sealed them to PHONEBRIDGE_SECRET_KEY_PREVIOUS and run again): "
+            + "; ".join(report.unreadable),
             file=sys.stderr,
         )
         return 1
@@ -280,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     secret_commands = p.add_subparsers(dest="secret_command", required=True, metavar="ACTION")
     reseal = secret_commands.add_parser(
         "reseal",
-        help="re-encrypt every stored webhook secret under the current PHONEBRIDGE_SECRET_KEY",
+        help="re-encrypt the stored webhook secrets and re-check numbers under the current "
+        "PHONEBRIDGE_SECRET_KEY",
     )
     reseal.set_defaults(handler=_secret_key_reseal)
 

@@ -61,6 +61,15 @@ class NumberSeal:
             "changed without its old value in PHONEBRIDGE_SECRET_KEY_PREVIOUS?)"
         )
 
+    def is_current(self, stored: bytes, belongs_to: str) -> bool:
+        """Whether `stored` opens under the current key (nothing to reseal)."""
+        nonce, sealed = stored[1 : 1 + NONCE_BYTES], stored[1 + NONCE_BYTES :]
+        try:
+            self._aead.decrypt(nonce, sealed, belongs_to.encode())
+        except InvalidTag:
+            return False
+        return True
+
 
 def number_seal_for(settings: Settings) -> NumberSeal:
     """The seal of this deployment's kept phone numbers."""
