@@ -20,7 +20,7 @@ from service.domain.portal import (
     open_session_under_any,
     seal_session,
 )
-from service.number_digests import number_digest_keys
+from service.number_digests import number_digest_keys, number_digests_for
 from service.sealed_numbers import SealedNumberError, number_seal_for, recheck_binding
 from service.secret_key import deployment_key, deployment_keys, key_materials
 from service.webhooks.encryption import SecretDecryptionError, cipher_for
@@ -227,3 +227,15 @@ def test_an_idempotent_retry_across_the_rotation_is_the_same_body(tmp_path: Path
     assert fingerprints[0] != kept  # what is kept from now on is under the new key
     other = CheckRequest(number=number(), metadata_json='{"a":2}')
     assert kept not in other.fingerprints(number_digest_keys(after(tmp_path)))
+
+
+def test_a_deployments_number_digests_keep_the_current_and_match_every_listed_key(
+    tmp_path: Path,
+) -> None:
+    digests = number_digests_for(after(tmp_path))
+    kept_before = number_digests_for(before(tmp_path)).current(number())
+
+    assert digests.every(number())[0] == digests.current(number())
+    assert kept_before in digests.every(number())
+    assert kept_before != digests.current(number())
+    assert "hidden" in repr(digests)
