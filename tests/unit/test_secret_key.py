@@ -11,8 +11,6 @@ import pytest
 
 from service.api.portal.session_key import portal_session_key, portal_session_keys
 from service.config import ConfigError, Settings, build_settings
-from service.domain.checks import CheckRequest
-from service.domain.phone_numbers import PhoneNumber, number_digest, parse_phone_number
 from service.domain.portal import (
     SessionClaims,
     csrf_matches_any,
@@ -20,7 +18,6 @@ from service.domain.portal import (
     open_session_under_any,
     seal_session,
 )
-from service.number_digests import number_digest_keys, number_digests_for
 from service.sealed_numbers import SealedNumberError, number_seal_for, recheck_binding
 from service.secret_key import deployment_key, deployment_keys, key_materials
 from service.webhooks.encryption import SecretDecryptionError, cipher_for
@@ -42,12 +39,6 @@ def before(tmp_path: Path) -> Settings:
 def after(tmp_path: Path) -> Settings:
     """The same deployment once rotated: the new secret, the old one kept for reading."""
     return build_settings(secret_key=NEW, secret_key_previous=f"{OLD},{OLDER}", data_dir=tmp_path)
-
-
-def number() -> PhoneNumber:
-    parsed = parse_phone_number(NUMBER, ("MX",))
-    assert isinstance(parsed, PhoneNumber)
-    return parsed
 
 
 def claims() -> SessionClaims:
@@ -204,38 +195,3 @@ def test_a_form_rendered_before_the_rotation_still_posts(tmp_path: Path) -> None
     assert csrf_matches_any(keys, "s" * 32, token)
     assert not csrf_matches_any(keys, "s" * 32, stranger)
     assert not csrf_matches_any(keys, "t" * 32, token)
-
-
-# --- number digests ------------------------------------------------------------------------------
-
-
-def test_a_numbers_digests_are_one_per_key_the_current_first(tmp_path: Path) -> None:
-    keys = number_digest_keys(after(tmp_path))
-    digests = number_digest_keys(before(tmp_path))
-
-    assert len(keys) == 3
-    assert keys[1] == digests[0]
-    assert number_digest(keys[0], number()) != number_digest(keys[1], number())
-
-
-def test_an_idempotent_retry_across_the_rotation_is_the_same_body(tmp_path: Path) -> None:
-    check = CheckRequest(number=number(), metadata_json='{"a":1}')
-    kept = check.fingerprints(number_digest_keys(before(tmp_path)))[0]
-    fingerprints = check.fingerprints(number_digest_keys(after(tmp_path)))
-
-    assert kept in fingerprints
-    assert fingerprints[0] != kept  # what is kept from now on is under the new key
-    other = CheckRequest(number=number(), metadata_json='{"a":2}')
-    assert kept not in other.fingerprints(number_digest_keys(after(tmp_path)))
-
-
-def test_a_deployments_number_digests_keep_the_current_and_match_every_listed_key(
-    tmp_path: Path,
-) -> None:
-    digests = number_digests_for(after(tmp_path))
-    kept_before = number_digests_for(before(tmp_path)).current(number())
-
-    assert digests.every(number())[0] == digests.current(number())
-    assert kept_before in digests.every(number())
-    assert kept_before != digests.current(number())
-    assert "hidden" in repr(digests)
