@@ -148,10 +148,24 @@ async def test_reseal_moves_every_secret_to_the_current_key_and_names_the_unread
         await engine.dispose()
 
 
-def test_the_reseal_command_says_what_it_did_and_fails_on_the_unreadable(
+async def test_the_reseal_command_says_what_it_did_and_fails_on_the_unreadable(
     empty_database: str, redis_url: str, tmp_path: Path
 ) -> None:
     upgrade_to_head(empty_database)
+    engine = create_engine_for(empty_database, pool_size=1)
+    sessions = session_factory(engine)
+    try:
+        client_id = await insert_client(sessions)
+        old = await insert_subscription(sessions, client_id, ["task.completed"])
+        lost = await insert_subscription(sessions, client_id, ["task.completed"])
+        await store_secrets(
+            sessions, old, make_settings(empty_database, redis_url, secret_key=OLD), "a"
+        )
+        lost_id = await store_secrets(
+            sessions, lost, make_settings(empty_database, redis_url, secret_key=STRANGER), "b"
+        )
+    finally:
+        await engine.dispose()
     env = clean_environment(
         PHONEBRIDGE_DATABASE_URL=empty_database,
         PHONEBRIDGE_SECRET_KEY=NEW,
@@ -160,8 +174,9 @@ def test_the_reseal_command_says_what_it_did_and_fails_on_the_unreadable(
 
     done = run_command(env, tmp_path, "secret-key", "reseal")
 
-    assert done.returncode == 0, done.stderr
-    assert "webhook secrets: 0 resealed" in done.stdout
+    assert done.returncode == 1, done.stderr
+    assert "webhook secrets: 1 resealed" in done.stdout
     assert "re-check numbers: 0 resealed" in done.stdout
-    for key in (OLD, NEW):
+    assert f"subscription {lost_id}" in done.stderr
+    for key in (OLD, NEW, STRANGER):
         assert key not in done.stdout + done.stderr
