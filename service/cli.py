@@ -129,6 +129,29 @@ def _api_key_rotate_callback(args: argparse.Namespace, settings: Settings) -> in
     return 0
 
 
+def _secret_key_reseal(args: argparse.Namespace, settings: Settings) -> int:
+    from service.features.reseal import reseal_kept_secrets
+
+    report = asyncio.run(reseal_kept_secrets(settings))
+    for name, counts in (
+        ("webhook secrets", report.webhook_secrets),
+        ("re-check numbers", report.recheck_numbers),
+    ):
+        print(
+            f"{name}: {counts.resealed} resealed under PHONEBRIDGE_SECRET_KEY, {counts.current} "
+            f"already were, {counts.changed} changed meanwhile (run again to take them)"
+        )
+    if report.unreadable:
+        print(
+            f"phonebridge: {len(report.unreadable)} open under no listed key (add the key that "
+            "sealed them to PHONEBRIDGE_SECRET_KEY_PREVIOUS and run again): "
+            + "; ".join(report.unreadable),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _api_key_limits(args: argparse.Namespace, settings: Settings) -> int:
     from service.features.keys import ClientLimits, set_limits
 
@@ -265,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("--client", required=True, metavar="NAME_OR_ID")
     rotate.set_defaults(handler=_api_key_rotate_callback)
+
+    p = commands.add_parser("secret-key", help="finish a rotation of PHONEBRIDGE_SECRET_KEY")
+    secret_commands = p.add_subparsers(dest="secret_command", required=True, metavar="ACTION")
+    reseal = secret_commands.add_parser(
+        "reseal",
+        help="re-encrypt the stored webhook secrets and re-check numbers under the current "
+        "PHONEBRIDGE_SECRET_KEY",
+    )
+    reseal.set_defaults(handler=_secret_key_reseal)
 
     from service.sim.command import configure as configure_sim
 

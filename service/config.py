@@ -59,6 +59,7 @@ COMMAND_NEEDS: Mapping[str, frozenset[Need]] = {
     "worker": frozenset({Need.DATABASE, Need.REDIS, Need.UPSTREAM_CREDENTIALS}),
     "scheduler": frozenset({Need.DATABASE, Need.REDIS}),
     "api-key": frozenset({Need.DATABASE}),
+    "secret-key": frozenset({Need.DATABASE}),
 }
 
 
@@ -106,6 +107,10 @@ class Settings(BaseSettings):
     # Key that encrypts webhook secrets at rest; without it a key is derived and kept under
     # data_dir (fine for `up`/`demo`, not for a fleet of machines).
     secret_key: SecretStr | None = None
+    # Older secret keys, comma-separated, still read (sealed numbers and webhook secrets open,
+    # portal sessions verify, number digests match) but never written: a rotation's grace
+    # (service/secret_key.py, docs/operations.md).
+    secret_key_previous: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     lease_s: float = Field(default=10.0, gt=0)
     # Per-client intake limits (0: off); a client's own values (`phonebridge api-key limits`)
     # take precedence.
@@ -215,6 +220,29 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("secret_key_previous", mode="before")
+    @classmethod
+    def _parse_previous_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return ()  # set but empty, as docker compose passes an unset ${VAR:-}
+            parts = [part.strip() for part in value.split(",")]
+            if any(not part for part in parts):
+                raise ValueError("expected comma-separated keys, the most recent first")
+            return tuple(dict.fromkeys(parts))
+        return value
+
+    @field_validator("secret_key_previous")
+    @classmethod
+    def _previous_keys_long_enough(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for position, key in enumerate(value, start=1):
+            if len(key.get_secret_value()) < SECRET_KEY_MIN_CHARS:
+                # The key's position, never the key.
+                raise ValueError(
+                    f"key {position} is shorter than {SECRET_KEY_MIN_CHARS} characters"
+                )
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_scheme(cls, value: str | None) -> str | None:
@@ -249,6 +277,15 @@ class Settings(BaseSettings):
     def _backoff_ordered(self) -> Settings:
         if self.poll_max_s < self.poll_initial_s:
             raise ValueError("PHONEBRIDGE_POLL_MAX_S must be at least PHONEBRIDGE_POLL_INITIAL_S")
+        return self
+
+    @model_validator(mode="after")
+    def _previous_keys_need_a_current_one(self) -> Settings:
+        if self.secret_key_previous and self.secret_key is None:
+            raise ValueError(
+                "PHONEBRIDGE_SECRET_KEY_PREVIOUS is set but PHONEBRIDGE_SECRET_KEY is not: "
+                "a rotation needs the new key in PHONEBRIDGE_SECRET_KEY"
+            )
         return self
 
     # --- derived values ---------------------------------------------------------------------

@@ -6,6 +6,9 @@ under a key of its own derived from the deployment's secret (service/secret_key.
 `version || nonce || ciphertext+tag`. Each ciphertext is bound to what it belongs to (associated
 data, e.g. the client and task), so a sealed number copied into another row does not open there.
 A database dump alone reveals no number; neither does a log, since nothing here logs.
+
+A rotated secret (PHONEBRIDGE_SECRET_KEY_PREVIOUS) keeps what it sealed readable: a number is
+sealed under the current key and opened under whichever listed key sealed it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from service.config import Settings
-from service.secret_key import deployment_key
+from service.secret_key import deployment_keys
 
 FORMAT_VERSION = b"\x01"
 NONCE_BYTES = 12
@@ -28,10 +31,12 @@ class SealedNumberError(Exception):
 
 
 class NumberSeal:
-    """Seals and opens phone numbers for the record they belong to."""
+    """Seals phone numbers under `key` and opens them under it or any of `previous` keys, for
+    the record they belong to."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *previous: bytes) -> None:
         self._aead = AESGCM(key)
+        self._readers = (self._aead, *(AESGCM(old) for old in previous))
 
     def __repr__(self) -> str:
         return "NumberSeal(<key hidden>)"
@@ -45,18 +50,30 @@ class NumberSeal:
         if stored[:1] != FORMAT_VERSION or len(stored) <= 1 + NONCE_BYTES:
             raise SealedNumberError("a sealed phone number has an unknown format")
         nonce, sealed = stored[1 : 1 + NONCE_BYTES], stored[1 + NONCE_BYTES :]
+        for aead in self._readers:
+            try:
+                plain = aead.decrypt(nonce, sealed, belongs_to.encode())
+            except InvalidTag:
+                continue
+            return plain.decode("ascii")
+        raise SealedNumberError(
+            "a sealed phone number opens under no key still listed (was PHONEBRIDGE_SECRET_KEY "
+            "changed without its old value in PHONEBRIDGE_SECRET_KEY_PREVIOUS?)"
+        )
+
+    def is_current(self, stored: bytes, belongs_to: str) -> bool:
+        """Whether `stored` opens under the current key (nothing to reseal)."""
+        nonce, sealed = stored[1 : 1 + NONCE_BYTES], stored[1 + NONCE_BYTES :]
         try:
-            plain = self._aead.decrypt(nonce, sealed, belongs_to.encode())
+            self._aead.decrypt(nonce, sealed, belongs_to.encode())
         except InvalidTag:
-            raise SealedNumberError(
-                "a sealed phone number does not open (was PHONEBRIDGE_SECRET_KEY changed?)"
-            ) from None
-        return plain.decode("ascii")
+            return False
+        return True
 
 
 def number_seal_for(settings: Settings) -> NumberSeal:
     """The seal of this deployment's kept phone numbers."""
-    return NumberSeal(deployment_key(settings, _HKDF_INFO))
+    return NumberSeal(*deployment_keys(settings, _HKDF_INFO))
 
 
 def recheck_binding(client_id: int, task_id: str) -> str:

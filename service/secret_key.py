@@ -7,6 +7,11 @@ everywhere. Each use derives a key of its own (HKDF-SHA256 with its own label): 
 secrets at rest (service/webhooks/encryption.py), the callback tokens, the portal's sessions and
 the phone numbers kept for later submits (service/sealed_numbers.py). No key serves two purposes.
 
+Rotation: PHONEBRIDGE_SECRET_KEY_PREVIOUS lists older secrets (comma-separated) that are still
+read, never written. `deployment_keys` answers a purpose's key under every secret, the current one
+first: what is written (a seal, a session, a digest kept for later) uses the first; what is read
+(opening, verifying, matching a digest) tries each. docs/operations.md says how to rotate.
+
 Below every package that needs a key, so the engine and webhook delivery can both use it without
 meeting.
 """
@@ -65,5 +70,19 @@ def key_material(settings: Settings) -> bytes:
 
 
 def deployment_key(settings: Settings, label: bytes, length: int = 32) -> bytes:
-    """A key for one purpose (`label`), derived from the deployment's secret."""
+    """A key for one purpose (`label`), derived from the deployment's current secret: the key
+    that writes."""
     return derive_key(key_material(settings), label, length)
+
+
+def key_materials(settings: Settings) -> tuple[bytes, ...]:
+    """Every secret still read: the current one, then PHONEBRIDGE_SECRET_KEY_PREVIOUS in its
+    order (the settings refuse previous keys without a current PHONEBRIDGE_SECRET_KEY)."""
+    previous = tuple(key.get_secret_value().encode("utf-8") for key in settings.secret_key_previous)
+    return (key_material(settings), *previous)
+
+
+def deployment_keys(settings: Settings, label: bytes, length: int = 32) -> tuple[bytes, ...]:
+    """The key for one purpose (`label`) under every secret still read, the current one first:
+    write with the first, read (open, verify, match) with any."""
+    return tuple(derive_key(material, label, length) for material in key_materials(settings))

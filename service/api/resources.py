@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.api.client_limits import ClientLimiter
 from service.api.keycache import KeyCache
 from service.api.keyusage import KeyUsage
-from service.api.portal.session_key import portal_session_key
+from service.api.portal.session_key import portal_session_key, portal_session_keys
 from service.api.signins import SignInThrottle
 from service.checks.callback_hints import CallbackUrls, HintService
 from service.checks.submit import SubmitService
@@ -114,6 +114,12 @@ class ApiResources:
         """The key that seals portal sessions (service/api/portal/session_key.py), built on first
         use for the same reason as the cipher."""
         return portal_session_key(self.settings)
+
+    @cached_property
+    def portal_keys(self) -> tuple[bytes, ...]:
+        """`portal_key` and the same key under each previous secret of a rotation: sessions and
+        forms made under any of them are still accepted."""
+        return portal_session_keys(self.settings)
 
 
 @asynccontextmanager

@@ -60,11 +60,11 @@ from service.domain.checks import (
     SubmitOutcome,
     classify_submit,
 )
-from service.domain.phone_numbers import NUMBER_DIGEST_KEY_LABEL
 from service.domain.problems import CHECK_BUDGET_EXHAUSTED
 from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
+from service.number_digests import number_digest_keys
 from service.observability.metrics import record_submit
 from service.observability.traces import (
     current_traceparent,
@@ -73,7 +73,6 @@ from service.observability.traces import (
     upstream_call_attributes,
 )
 from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
-from service.secret_key import deployment_key
 from service.store import checks as check_store
 from service.store.budgets import give_back_checks, take_checks
 from service.store.db import transaction
@@ -121,9 +120,9 @@ class SubmitService:
         self._lease = timedelta(seconds=settings.upstream_timeout_s + MAX_SLOT_WAIT_S + 2.0)
 
     @cached_property
-    def _number_key(self) -> bytes:
+    def _number_keys(self) -> tuple[bytes, ...]:
         # Built on first use: it may read the key file under data_dir.
-        return deployment_key(self._settings, NUMBER_DIGEST_KEY_LABEL)
+        return number_digest_keys(self._settings)
 
     async def close(self) -> None:
         if self._upstream is not None:
@@ -155,14 +154,14 @@ class SubmitService:
         it with the client's other limits). Raises DifferentBody when the key was used with
         another body."""
         now = self._clock()
-        fingerprint = check.fingerprint(self._number_key)
+        fingerprints = check.fingerprints(self._number_keys)
         budget_day = utc_day(now) if budget_applies(checks_per_day) else None
         async with transaction(self._sessions) as session:
             submission, created = await check_store.begin_submission(
                 session,
                 client_id=client_id,
                 idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
+                fingerprint=fingerprints[0],
                 masked=check.masked,
                 now=now,
                 lease_until=now + self._lease,
@@ -181,7 +180,7 @@ class SubmitService:
             record_submit("over_budget")
             return self._over_budget_answer(checks_per_day, now)
         if not created:
-            if submission.fingerprint != fingerprint:
+            if submission.fingerprint not in fingerprints:
                 raise DifferentBody
             record_submit("replayed")
             return await self._replay(submission)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -64,6 +64,12 @@ class CheckRequest:
             salt += "\n" + json.dumps(self.recheck.as_json(), sort_keys=True)
         digest = number_digest(number_key, self.number)
         return hashlib.sha256(digest + b"\n" + salt.encode()).digest()
+
+    def fingerprints(self, number_keys: Sequence[bytes]) -> tuple[bytes, ...]:
+        """`fingerprint` under each number key, the current one first: the first is kept, and a
+        kept one matches if it is any of them (a retry that spans a rotation of
+        PHONEBRIDGE_SECRET_KEY is still the same body)."""
+        return tuple(self.fingerprint(key) for key in number_keys)
 
 
 def validate_check(

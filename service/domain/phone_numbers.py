@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -192,6 +192,14 @@ def number_digest(key: bytes, number: PhoneNumber) -> bytes:
     `key`, the deployment's key for NUMBER_DIGEST_KEY_LABEL. Without the key a digest cannot be
     matched against the few billion numbers a country has."""
     return hmac.new(key, number.digits.encode(), hashlib.sha256).digest()
+
+
+def number_digests(keys: Sequence[bytes], number: PhoneNumber) -> tuple[bytes, ...]:
+    """`number_digest` under each of `keys` (the current key first, then a rotation's previous
+    ones: service/number_digests.py). A digest kept for later is written with the first; a
+    lookup of kept digests matches any of them, so a number seen before a rotation is still
+    recognised after it."""
+    return tuple(number_digest(key, number) for key in keys)
 
 
 def _number_of_allowed_country(

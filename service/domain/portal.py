@@ -85,6 +85,15 @@ def open_session(key: bytes, token: str, now: float) -> SessionClaims | None:
     return opened
 
 
+def open_session_under_any(keys: Sequence[bytes], token: str, now: float) -> SessionClaims | None:
+    """`open_session` under each of `keys` in turn (the current key, then the previous ones of a
+    rotation): the claims of the first that opens the cookie, or None."""
+    for key in keys:
+        if (claims := open_session(key, token, now)) is not None:
+            return claims
+    return None
+
+
 def csrf_token(key: bytes, session_id: str) -> str:
     """The CSRF token of the forms of one session (or of one sign-in form's nonce)."""
     return _b64(hmac.new(key, _CSRF_LABEL + session_id.encode(), hashlib.sha256).digest())
@@ -111,6 +120,11 @@ def csrf_matches(key: bytes, session_id: str, presented: str | None) -> bool:
     if not presented:
         return False
     return hmac.compare_digest(csrf_token(key, session_id), presented)
+
+
+def csrf_matches_any(keys: Sequence[bytes], session_id: str, presented: str | None) -> bool:
+    """`csrf_matches` under any of `keys` (a form rendered before a rotation still posts)."""
+    return any(csrf_matches(key, session_id, presented) for key in keys)
 
 
 @dataclass(frozen=True, slots=True)

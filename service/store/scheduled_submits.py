@@ -237,3 +237,60 @@ def _claimed(row: Row[Any]) -> ClaimedSubmit:
         rechecks_done=int(row.rechecks_done),
         expires_at=row.expires_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRecheckNumber:
+    """A re-check's sealed number as stored, with what it is bound to (its client and task's
+    first task_id), for resealing it under a new key."""
+
+    id: int
+    client_id: int
+    task_id: str
+    phone_number_sealed: bytes
+
+
+_SEALED_RECHECK_NUMBERS = text(
+    f"""
+    SELECT s.id, s.client_id, t.task_id, s.phone_number_sealed
+    FROM scheduled_submits s JOIN tasks t ON t.id = s.task_pk
+    WHERE s.purpose = '{ScheduledSubmitPurpose.RECHECK}' AND s.phone_number_sealed IS NOT NULL
+      AND s.id > :after_id
+    ORDER BY s.id
+    LIMIT :limit
+    """  # noqa: S608 - only enum values are interpolated
+)
+
+_REPLACE_SEALED_NUMBER = text(
+    """
+    UPDATE scheduled_submits SET phone_number_sealed = :sealed
+    WHERE id = :id AND phone_number_sealed = :read
+    RETURNING id
+    """
+)
+
+
+async def sealed_recheck_numbers_after(
+    session: AsyncSession, after_id: int, limit: int
+) -> list[SealedRecheckNumber]:
+    """The re-checks' sealed numbers still kept, in id order after `after_id`, at most `limit`."""
+    rows = await session.execute(_SEALED_RECHECK_NUMBERS, {"after_id": after_id, "limit": limit})
+    return [
+        SealedRecheckNumber(
+            id=int(row.id),
+            client_id=int(row.client_id),
+            task_id=str(row.task_id),
+            phone_number_sealed=bytes(row.phone_number_sealed),
+        )
+        for row in rows
+    ]
+
+
+async def replace_sealed_number(
+    session: AsyncSession, read: SealedRecheckNumber, sealed: bytes
+) -> bool:
+    """Write a resealed number, unless the row's number changed (or was erased) since `read`."""
+    result = await session.execute(
+        _REPLACE_SEALED_NUMBER, {"id": read.id, "read": read.phone_number_sealed, "sealed": sealed}
+    )
+    return result.scalar_one_or_none() is not None

@@ -491,3 +491,60 @@ async def subscription_health(
         )
         for row in result
     }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSecrets:
+    """A subscription's secrets as stored (encrypted), for resealing them under a new key."""
+
+    pk: int
+    public_id: str
+    secret_encrypted: bytes
+    previous_secret_encrypted: bytes | None
+
+
+async def stored_secrets_after(
+    session: AsyncSession, after_pk: int, limit: int
+) -> list[StoredSecrets]:
+    """Every subscription's stored secrets (deleted ones too: their rows keep ciphertexts), in
+    `pk` order after `after_pk`, at most `limit`."""
+    statement = (
+        select(
+            subscriptions.c.id,
+            subscriptions.c.public_id,
+            subscriptions.c.secret_encrypted,
+            subscriptions.c.previous_secret_encrypted,
+        )
+        .where(subscriptions.c.id > after_pk)
+        .order_by(subscriptions.c.id)
+        .limit(limit)
+    )
+    return [
+        StoredSecrets(
+            pk=pk,
+            public_id=public_id,
+            secret_encrypted=bytes(secret),
+            previous_secret_encrypted=None if previous is None else bytes(previous),
+        )
+        for pk, public_id, secret, previous in (await session.execute(statement)).all()
+    ]
+
+
+async def replace_stored_secrets(
+    session: AsyncSession, read: StoredSecrets, secret: bytes, previous: bytes | None
+) -> bool:
+    """Write the resealed ciphertexts of `read`'s secrets, unless they changed since they were
+    read (a rotation in between wins; the next reseal takes its new secret)."""
+    statement = (
+        update(subscriptions)
+        .where(
+            subscriptions.c.id == read.pk,
+            subscriptions.c.secret_encrypted == read.secret_encrypted,
+            subscriptions.c.previous_secret_encrypted.is_not_distinct_from(
+                read.previous_secret_encrypted
+            ),
+        )
+        .values(secret_encrypted=secret, previous_secret_encrypted=previous)
+        .returning(subscriptions.c.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None

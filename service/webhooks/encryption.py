@@ -5,7 +5,10 @@ A database dump alone must not reveal subscribers' signing secrets, so the colum
 (PHONEBRIDGE_SECRET_KEY or the key file: service/secret_key.py) with a label of its own.
 
 Each ciphertext is bound to its subscription's public id (associated data), so a row's secret
-copied into another row does not decrypt there.
+copied into another row does not decrypt there. A rotated secret (PHONEBRIDGE_SECRET_KEY_PREVIOUS)
+keeps the secrets it encrypted readable: new ones are encrypted under the current key, stored
+ones decrypt under whichever listed key encrypted them (`phonebridge secret-key reseal` moves
+them all to the current key, after which the old key can go).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from service import secret_key
 from service.config import Settings
-from service.secret_key import KEY_FILE_NAME, deployment_key, load_or_create_key_file
+from service.secret_key import KEY_FILE_NAME, deployment_keys, load_or_create_key_file
 
 # The key file's name and loader are the deployment secret's (service/secret_key.py), named here
 # too for the tests of secrets at rest.
@@ -46,10 +49,12 @@ def derive_key(material: bytes, label: bytes = _HKDF_INFO, length: int = 32) -> 
 
 
 class SecretCipher:
-    """Encrypts and decrypts webhook secrets for the subscription they belong to."""
+    """Encrypts webhook secrets under `key` and decrypts them under it or any of `previous`
+    keys, for the subscription they belong to."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *previous: bytes) -> None:
         self._aead = AESGCM(key)
+        self._readers = (self._aead, *(AESGCM(old) for old in previous))
 
     def __repr__(self) -> str:
         return "SecretCipher(<key hidden>)"
@@ -63,15 +68,29 @@ class SecretCipher:
         if stored[:1] != FORMAT_VERSION or len(stored) <= 1 + NONCE_BYTES:
             raise SecretDecryptionError("stored webhook secret has an unknown format")
         nonce, sealed = stored[1 : 1 + NONCE_BYTES], stored[1 + NONCE_BYTES :]
+        for aead in self._readers:
+            try:
+                plain = aead.decrypt(nonce, sealed, subscription_id.encode())
+            except InvalidTag:
+                continue
+            return plain.decode("utf-8")
+        raise SecretDecryptionError(
+            "stored webhook secret decrypts under no key still listed (was "
+            "PHONEBRIDGE_SECRET_KEY changed without its old value in "
+            "PHONEBRIDGE_SECRET_KEY_PREVIOUS?)"
+        )
+
+    def is_current(self, stored: bytes, subscription_id: str) -> bool:
+        """Whether `stored` decrypts under the current key (nothing to reseal)."""
         try:
-            plain = self._aead.decrypt(nonce, sealed, subscription_id.encode())
+            self._aead.decrypt(
+                stored[1 : 1 + NONCE_BYTES], stored[1 + NONCE_BYTES :], subscription_id.encode()
+            )
         except InvalidTag:
-            raise SecretDecryptionError(
-                "stored webhook secret does not decrypt (was PHONEBRIDGE_SECRET_KEY changed?)"
-            ) from None
-        return plain.decode("utf-8")
+            return False
+        return True
 
 
 def cipher_for(settings: Settings) -> SecretCipher:
     """The cipher of this deployment's webhook secrets."""
-    return SecretCipher(deployment_key(settings, _HKDF_INFO))
+    return SecretCipher(*deployment_keys(settings, _HKDF_INFO))

@@ -33,9 +33,9 @@ from service.domain.portal import (
     NONCE_BYTES,
     SESSION_ID_BYTES,
     SessionClaims,
-    csrf_matches,
+    csrf_matches_any,
     csrf_token,
-    open_session,
+    open_session_under_any,
     seal_session,
     sign_in_nonce,
     sign_in_nonce_is_fresh,
@@ -85,13 +85,20 @@ class PortalSession:
 
 
 def portal_key(resources: ApiResources) -> bytes:
+    """The key that seals new sessions and CSRF tokens (the current secret's)."""
     return resources.portal_key
+
+
+def portal_keys(resources: ApiResources) -> tuple[bytes, ...]:
+    """The keys whose sessions and tokens are accepted: the current one, then a rotation's
+    previous ones."""
+    return resources.portal_keys
 
 
 async def current_session(request: Request) -> PortalSession:
     resources = resources_of(request)
-    claims = open_session(
-        portal_key(resources), request.cookies.get(SESSION_COOKIE, ""), time.time()
+    claims = open_session_under_any(
+        portal_keys(resources), request.cookies.get(SESSION_COOKIE, ""), time.time()
     )
     if claims is None:
         raise SignInRequired
@@ -132,8 +139,8 @@ async def all_values(request: Request, name: str) -> list[str]:
 async def read_form(request: Request, session: PortalSession) -> dict[str, str]:
     """The fields of a form posted within `session`, after its CSRF token is checked."""
     fields = await form_fields(request)
-    key = portal_key(resources_of(request))
-    if not csrf_matches(key, session.claims.session_id, fields.get("csrf")):
+    keys = portal_keys(resources_of(request))
+    if not csrf_matches_any(keys, session.claims.session_id, fields.get("csrf")):
         raise PortalRefusal(
             403, "this form has no valid CSRF token; reload the page and submit it again"
         )
@@ -171,7 +178,7 @@ def sign_in_csrf_matches(resources: ApiResources, nonce: str, presented: str | N
     SIGN_IN_NONCE_S: the pair expires on the server too, not only its cookie."""
     return sign_in_nonce_is_fresh(
         nonce, resources.clock().timestamp(), SIGN_IN_NONCE_S
-    ) and csrf_matches(portal_key(resources), f"sign-in:{nonce}", presented)
+    ) and csrf_matches_any(portal_keys(resources), f"sign-in:{nonce}", presented)
 
 
 def cookie_is_secure(request: Request) -> bool:

@@ -91,3 +91,31 @@ async def test_a_refusal_before_any_call_records_nothing_and_frees_the_key(
     assert not again.replayed
     assert again.status == 503
     assert submit_calls(fresh_sim) == 0
+
+
+async def test_a_retry_across_a_rotation_of_the_secret_key_replays_the_first_answer(
+    database_url: str,
+    redis_url: str,
+    fresh_sim: SimServer,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The kept fingerprint is under the old key; the rotated process matches it through the
+    old key in PHONEBRIDGE_SECRET_KEY_PREVIOUS (docs/operations.md), and still tells another
+    body apart."""
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    client_id = await insert_client(sessions)
+    old, new = "the-old-secret-key-of-this-deployment", "the-new-secret-key-of-this-deployment"
+    before = checks_settings(database_url, redis_url, fresh_sim.base_url, secret_key=old)
+    rotated = checks_settings(
+        database_url, redis_url, fresh_sim.base_url, secret_key=new, secret_key_previous=old
+    )
+    async with submit_service(before) as svc:
+        first = await svc.submit(client_id, check_request(), "order-rotated")
+    async with submit_service(rotated) as svc:
+        again = await svc.submit(client_id, check_request(), "order-rotated")
+        with pytest.raises(DifferentBody):
+            await svc.submit(client_id, check_request("525512349876"), "order-rotated")
+
+    assert again.replayed
+    assert (again.status, again.body_json) == (first.status, first.body_json)
+    assert submit_calls(fresh_sim) == 1

@@ -34,6 +34,8 @@ from service.store.scheduled_submits import (
     hand_back_submit,
     hold_number_for_rechecks,
     load_claimed_submits,
+    replace_sealed_number,
+    sealed_recheck_numbers_after,
 )
 from tests.support.checks import PHONE_MASKED
 from tests.support.factories import insert_client
@@ -318,3 +320,31 @@ async def test_nothing_is_written_for_a_submit_that_is_no_longer_this_workers(
     assert ended is None
     assert (await tasks_of(sessions, client))[submit.task_id]["state"] == "cancelled"
     assert await events_of(sessions, client) == []
+
+
+async def test_a_resealed_number_replaces_only_the_number_that_was_read(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A reseal (service/features/reseal.py) finds each kept re-check number with what it is
+    bound to, and its write loses to an erase made since its read."""
+    client_id = await insert_client(sessions)
+    task_pk = await waiting_recheck(sessions, client_id, utc_now())
+    async with transaction(sessions) as session:
+        task_id = (
+            await session.execute(text("SELECT task_id FROM tasks WHERE id = :pk"), {"pk": task_pk})
+        ).scalar_one()
+        [read] = [
+            kept
+            for kept in await sealed_recheck_numbers_after(session, 0, 10_000)
+            if kept.client_id == client_id
+        ]
+        assert (read.task_id, read.phone_number_sealed) == (task_id, SEALED)
+        assert await replace_sealed_number(session, read, SEALED + b"!")
+        assert not await replace_sealed_number(session, read, SEALED + b"?")
+    await cancel_pending_tasks(sessions)  # erases the number, as a task's end does
+    async with transaction(sessions) as session:
+        assert not [
+            kept
+            for kept in await sealed_recheck_numbers_after(session, 0, 10_000)
+            if kept.client_id == client_id
+        ]

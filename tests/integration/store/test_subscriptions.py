@@ -16,6 +16,9 @@ from service.store.subscriptions import (
     find_subscription,
     insert_subscription,
     list_subscriptions,
+    replace_stored_secrets,
+    rotate_secret,
+    stored_secrets_after,
     update_subscription,
 )
 from tests.support.factories import insert_client
@@ -86,3 +89,25 @@ async def test_a_deleted_subscription_is_out_of_sight_and_deleted_once(
     assert (deleted, again) == (True, False)
     assert found is None
     assert listed == []
+
+
+async def test_resealed_secrets_replace_only_what_was_read(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A reseal's write loses to a rotation made since its read (the next reseal takes it)."""
+    client_id = await insert_client(sessions)
+    async with transaction(sessions) as session:
+        row = await subscribe(session, client_id)
+        [read] = [s for s in await stored_secrets_after(session, row.pk - 1, 10) if s.pk == row.pk]
+        assert (read.public_id, read.secret_encrypted, read.previous_secret_encrypted) == (
+            row.id,
+            b"\x00",
+            None,
+        )
+        assert await replace_stored_secrets(session, read, b"\x01", None)
+        # Now the row holds b"\x01": a write based on the old read changes nothing.
+        assert not await replace_stored_secrets(session, read, b"\x02", None)
+        await rotate_secret(session, client_id, row.id, b"\x03", utc_now())
+        [now_stored] = await stored_secrets_after(session, row.pk - 1, 1)
+
+    assert (now_stored.secret_encrypted, now_stored.previous_secret_encrypted) == (b"\x03", b"\x01")
