@@ -56,7 +56,7 @@ from service.domain.phone_numbers import NUMBER_DIGEST_KEY_LABEL
 from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
-from service.observability.metrics import record_submit
+from service.observability.metrics import record_call_slots, record_submit
 from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
 from service.secret_key import deployment_key
 from service.store import checks as check_store
@@ -224,6 +224,7 @@ class SubmitService:
                     {"Retry-After": str(round(self._settings.pause_probe_s))},
                 )
             reservation = await self._limiter.reserve_calls(1)
+            record_call_slots(reservation.count)
         except Exception as error:
             log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
             return unavailable_answer("the shared rate ceiling (Redis) does not answer")
