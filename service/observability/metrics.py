@@ -64,6 +64,11 @@ SCHEDULER_STEP_FAILURES = Counter(
     "Scheduler steps that raised (each is retried at its next interval).",
     ["step"],
 )
+TASKS_REGISTERED = Counter(
+    "phonebridge_tasks_registered",
+    "Tasks handed in by their task_id (POST /v1/tasks and its batch) that were new: a task_id "
+    "registered again is not counted. Checks phonebridge submits count in phonebridge_submits.",
+)
 TASKS_FINISHED = Counter(
     "phonebridge_tasks_finished",
     "Tasks that reached a final state in a worker's write-back or the scheduler's deadline sweep, "
@@ -154,6 +159,11 @@ def record_submit(outcome: str) -> None:
 
 def record_recheck(outcome: str) -> None:
     RECHECKS.labels(outcome=outcome).inc()
+
+
+def record_tasks_registered(count: int) -> None:
+    if count > 0:
+        TASKS_REGISTERED.inc(count)
 
 
 def record_task_finished(state: TaskState) -> None:

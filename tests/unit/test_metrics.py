@@ -17,6 +17,7 @@ from service.observability.metrics import (
     record_hint,
     record_submit,
     record_task_finished,
+    record_tasks_registered,
     record_webhook_attempt,
     status_class,
     webhook_outcome,
@@ -96,3 +97,10 @@ def test_a_disabled_subscription_counts_under_its_reason() -> None:
     before = sample("phonebridge_subscriptions_disabled_total", reason="gone")
     record_disabled_subscription(DisabledReason.GONE)
     assert sample("phonebridge_subscriptions_disabled_total", reason="gone") == before + 1
+
+
+def test_new_registrations_count_and_none_is_no_count() -> None:
+    before = sample("phonebridge_tasks_registered_total")
+    record_tasks_registered(3)
+    record_tasks_registered(0)
+    assert sample("phonebridge_tasks_registered_total") == before + 3

@@ -133,6 +133,27 @@ async def test_task_gauges_count_the_store_as_of_the_latest_snapshot(
     assert 0 <= age < 60
 
 
+async def test_new_tasks_count_as_registered_and_a_task_id_given_again_does_not(
+    settings: Settings,
+) -> None:
+    key = await create_client_and_key(settings, f"intake-{secrets.token_hex(3)}")
+    new = [f"T-intake-{secrets.token_hex(4)}" for _ in range(3)]
+    async with api_client(settings) as api:
+        before = await scrape(api)
+        single = await api.post("/v1/tasks", json={"task_id": new[0]}, headers=bearer(key))
+        batch = await api.post(
+            "/v1/tasks/batch",
+            json={"tasks": [{"task_id": t} for t in (new[1], new[2], new[0], new[1])]},
+            headers=bearer(key),
+        )
+        after = await scrape(api)
+
+    assert single.status_code == 201, single.text
+    assert batch.status_code == 200, batch.text
+    registered = "phonebridge_tasks_registered_total"
+    assert (value(after, registered) or 0) - (value(before, registered) or 0) == 3
+
+
 async def test_a_snapshot_with_facts_this_process_does_not_know_is_still_read(
     redis_client: Redis[Any],
 ) -> None:
