@@ -11,15 +11,13 @@ installs: these tests fail, never skip, without it."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.support.metrics import exported_series, selectors, unknown_names
+from tests.support.metrics import exported_series, promtool, selectors, unknown_names
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -33,14 +31,6 @@ RULES: list[dict[str, Any]] = [
 RULE_TESTS: list[dict[str, Any]] = yaml.safe_load(RULE_TESTS_FILE.read_text())["tests"]
 RUNBOOK_PARTS = ("**What it means.**", "**What to look at.**", "**What to do.**")
 EXPORTED = exported_series()
-
-
-def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    path = shutil.which("promtool")
-    assert path, "promtool is missing: run scripts/install-promtool (Debian's prometheus package)"
-    return subprocess.run(
-        [path, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def rule_id(rule: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """The metrics phonebridge exports, as a scraper sees them, and the series a PromQL query names:
 what the tests of deploy/ (alert rules, their unit tests, the dashboard) check their queries
-against, so that renaming a metric or a label fails a test instead of silencing an alert.
+against, so that renaming a metric or a label fails a test instead of silencing an alert; and
+promtool, which checks the queries themselves.
 
 What is exported is read from the service itself: the exposition the API's GET /metrics writes
 (service/observability/scrape.py's `render_metrics`) with every part of its state present, which
@@ -11,9 +12,12 @@ ends with the process registry that the worker's and the scheduler's exporter po
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -144,3 +148,13 @@ def unknown_names(query: str, exported: dict[str, frozenset[str]]) -> list[str]:
         problems += [f"label {selector.metric}{{{label}}}" for label in selector.labels - labels]
     problems += [f"grouping label {label}" for label in grouping_labels(query) - carried]
     return problems
+
+
+def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run promtool (Debian's prometheus package, installed by scripts/install-promtool): a test
+    that needs it fails without it, never skips."""
+    path = shutil.which("promtool")
+    assert path, "promtool is missing: run scripts/install-promtool (Debian's prometheus package)"
+    return subprocess.run(
+        [path, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
