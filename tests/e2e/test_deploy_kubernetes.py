@@ -101,11 +101,13 @@ async def test_the_apis_probes_ask_paths_the_real_api_answers_200(settings: Sett
 @pytest.mark.parametrize("process", ["worker", "scheduler"])
 def test_a_worker_or_scheduler_is_probed_on_its_exporter_port(process: str) -> None:
     spec = container("Deployment", f"phonebridge-{process}")
-    get = spec["livenessProbe"]["httpGet"]
-
-    assert get["path"] == "/healthz"
     exporter_port = CONFIG[f"{ENV_PREFIX}{process.upper()}_METRICS_PORT"]
-    assert port_number(spec, get["port"]) == int(exporter_port)
+
+    assert "readinessProbe" not in spec  # it takes no traffic
+    for probe in ("startupProbe", "livenessProbe"):
+        get = spec[probe]["httpGet"]
+        assert get["path"] == "/healthz"
+        assert port_number(spec, get["port"]) == int(exporter_port)
     assert CONFIG[f"{ENV_PREFIX}METRICS_HOST"] == ALL_INTERFACES
 
 
