@@ -15,7 +15,6 @@ from service.domain.states import TaskState
 from service.features.errors import TaskAlreadyFinal
 from service.features.ids import no_such_task, require_task_id
 from service.features.paging import Page, fetch_page
-from service.observability.metrics import record_tasks_registered
 from service.store import deliveries as delivery_store
 from service.store import portal as portal_store
 from service.store import tasks as task_store
@@ -39,9 +38,7 @@ async def register_task(
     conn: TaskConnection, client_id: int, registration: Registration, now: datetime
 ) -> tuple[TaskRow, bool]:
     """Register a checked task; the stored task and whether this call created it."""
-    row, created = await task_store.register_task(conn, client_id, registration, now)
-    record_tasks_registered(int(created))
-    return row, created
+    return await task_store.register_task(conn, client_id, registration, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +79,7 @@ async def register_batch(
     """Register the batch's distinct valid tasks in one statement; the task_ids that were new."""
     if not batch.distinct:
         return set()
-    created = await task_store.register_tasks(conn, client_id, batch.distinct, now)
-    record_tasks_registered(len(created))
-    return created
+    return await task_store.register_tasks(conn, client_id, batch.distinct, now)
 
 
 def batch_outcomes(batch: CheckedBatch, created: set[str]) -> list[BatchOutcome]:

@@ -161,25 +161,6 @@ def record_recheck(outcome: str) -> None:
     RECHECKS.labels(outcome=outcome).inc()
 
 
-def record_tasks_registered(count: int) -> None:
-    if count > 0:
-        TASKS_REGISTERED.inc(count)
-
-
-def record_task_finished(state: TaskState) -> None:
-    if state.is_final:
-        TASKS_FINISHED.labels(state=state).inc()
-
-
-def record_call_slots(count: int) -> None:
-    if count > 0:
-        CALL_SLOTS.inc(count)
-
-
-def record_disabled_subscription(reason: DisabledReason) -> None:
-    SUBSCRIPTIONS_DISABLED.labels(reason=reason).inc()
-
-
 def record_detection_lag(lag_s: float) -> None:
     DETECTION_LAG.observe(max(0.0, lag_s))
 
@@ -219,3 +200,22 @@ def webhook_outcome(decision: DeliveryDecision) -> str:
     if isinstance(decision, EndpointGone):
         return "endpoint_gone"
     return "failed"
+
+
+def record_tasks_registered(count: int) -> None:
+    if count > 0:
+        TASKS_REGISTERED.inc(count)
+
+
+def record_task_finished(state: TaskState) -> None:
+    if state.is_final:
+        TASKS_FINISHED.labels(state=state).inc()
+
+
+def record_call_slots(count: int) -> None:
+    if count > 0:
+        CALL_SLOTS.inc(count)
+
+
+def record_disabled_subscription(reason: DisabledReason) -> None:
+    SUBSCRIPTIONS_DISABLED.labels(reason=reason).inc()
