@@ -38,6 +38,7 @@ from service.domain.states import TaskState
 from service.features import tasks as task_feature
 from service.features.paging import PAGE_SIZE_DEFAULT
 from service.features.tasks import TaskRow
+from service.observability.metrics import record_tasks_registered
 
 router = APIRouter(
     prefix="/v1/tasks",
@@ -139,6 +140,7 @@ async def register_task(request: Request) -> Response:
         async with hot_connection(resources) as conn:
             row, created = await task_feature.register_task(conn, client.id, checked, now)
         room.created = int(created)
+    record_tasks_registered(int(created))
     return json_response(task_body(row), status_code=201 if created else 200)
 
 
@@ -169,6 +171,7 @@ async def register_batch(request: Request) -> Response:
             async with hot_connection(resources) as conn:
                 created = await task_feature.register_batch(conn, client.id, batch, now)
             room.created = len(created)
+        record_tasks_registered(len(created))
     results = [outcome.as_json() for outcome in task_feature.batch_outcomes(batch, created)]
     return json_response({"results": results})
 

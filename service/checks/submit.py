@@ -65,7 +65,7 @@ from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
 from service.number_digests import number_digest_keys
-from service.observability.metrics import record_submit
+from service.observability.metrics import record_call_slots, record_submit
 from service.observability.traces import (
     current_traceparent,
     record_span,
@@ -278,6 +278,7 @@ class SubmitService:
                     {"Retry-After": str(round(self._settings.pause_probe_s))},
                 )
             reservation = await self._limiter.reserve_calls(1)
+            record_call_slots(reservation.count)
         except Exception as error:
             log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
             return unavailable_answer("the shared rate ceiling (Redis) does not answer")

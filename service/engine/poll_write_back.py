@@ -20,6 +20,7 @@ from service.clock import Clock
 from service.domain.states import TaskState
 from service.engine.account_estimate import AccountEstimate
 from service.engine.callback_trust import CallbackTrust
+from service.observability.metrics import record_task_finished
 from service.store.db import transaction
 from service.store.polling import (
     PollWrite,
@@ -113,6 +114,7 @@ def _report_written(
         kind = write.decision.kind.value
         report.decisions[kind] = report.decisions.get(kind, 0) + 1
     for task in written:
+        record_task_finished(task.state)
         if task.state == TaskState.EXPIRED:
             log.info("task.expired", extra={"task_id": task.task_id, "task_pk": task.id})
     if len(written) < len(writes):

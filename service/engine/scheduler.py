@@ -29,7 +29,11 @@ from service.config import Settings
 from service.domain.states import TaskState
 from service.engine.budgets import BudgetResume
 from service.engine.retention import RetentionPurge
-from service.observability.metrics import POLL_CLAIMS, SCHEDULER_STEP_FAILURES
+from service.observability.metrics import (
+    POLL_CLAIMS,
+    SCHEDULER_STEP_FAILURES,
+    record_task_finished,
+)
 from service.observability.snapshot import StoreSnapshotRefresh
 from service.store.db import transaction
 from service.store.leases import MAX_BATCHES_PER_TICK
@@ -182,6 +186,7 @@ class DeadlineSweep:
             async with transaction(self._context.sessions) as session:
                 ended = await expire_overdue_tasks(session, now, DEADLINE_SWEEP_BATCH)
             for task in ended:
+                record_task_finished(task.state)
                 # A task waiting for a re-check that could not be sent ends with its answer.
                 event = "task.expired" if task.state is TaskState.EXPIRED else "task.recheck_unsent"
                 log.info(event, extra={"task_id": task.task_id, "task_pk": task.id})

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from service.observability.metrics import record_call_slots
 from service.upstream.gate import UpstreamGate
 from service.upstream.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
 
@@ -64,6 +65,7 @@ async def start_in_slots(
             # Without a slot there is no call; the rest goes back to the schedule.
             log.error("poll.no_rate_slot", extra={"error_type": type(error).__name__})
             return started, items[index:]
+        record_call_slots(reservation.count)
         earliest = sent_at + reservation.first_in_s
         latest = loop.time() + reservation.first_in_s
         fruitless += 1

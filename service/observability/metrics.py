@@ -13,6 +13,7 @@ from typing import Final
 from prometheus_client import Counter, Histogram
 
 from service.domain.delivery import Delivered, DeliveryDecision, EndpointGone, RetryAt
+from service.domain.states import DisabledReason, TaskState
 
 # Upstream answers in tens of milliseconds when healthy and up to the call timeout (10 s) when not.
 UPSTREAM_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -62,6 +63,29 @@ SCHEDULER_STEP_FAILURES = Counter(
     "phonebridge_scheduler_step_failures",
     "Scheduler steps that raised (each is retried at its next interval).",
     ["step"],
+)
+TASKS_REGISTERED = Counter(
+    "phonebridge_tasks_registered",
+    "Tasks handed in by their task_id (POST /v1/tasks and its batch) that were new: a task_id "
+    "registered again is not counted. Checks phonebridge submits count in phonebridge_submits.",
+)
+TASKS_FINISHED = Counter(
+    "phonebridge_tasks_finished",
+    "Tasks that reached a final state in a worker's write-back or the scheduler's deadline sweep, "
+    "by that state (completed, expired, failed; a client's cancel is not counted).",
+    ["state"],
+)
+CALL_SLOTS = Counter(
+    "phonebridge_upstream_call_slots",
+    "Slots taken on the shared rate ceiling's timeline: one per upstream call (poll or submit), "
+    "and one per slot a call started too late to use. Its rate over "
+    "phonebridge_upstream_effective_rps is how much of the ceiling is in use.",
+)
+SUBSCRIPTIONS_DISABLED = Counter(
+    "phonebridge_subscriptions_disabled",
+    "Subscriptions phonebridge disabled, by reason (failing: every attempt failed for "
+    "PHONEBRIDGE_WEBHOOK_DISABLE_AFTER_S; gone: the endpoint answered 410).",
+    ["reason"],
 )
 RETENTION_PURGED = Counter(
     "phonebridge_retention_purged_tasks",
@@ -116,6 +140,13 @@ DETECTION_LAG = Histogram(
     "may be ready (the hint that made it due, else the answer itself).",
     buckets=DETECTION_LAG_BUCKETS,
 )
+
+# Every label of the counters that alert rules watch exists from the start at 0, so the first
+# event is an increase (a series that appears at 1 shows no increase in PromQL).
+for _state in (TaskState.COMPLETED, TaskState.EXPIRED, TaskState.FAILED):
+    TASKS_FINISHED.labels(state=_state)
+for _reason in (DisabledReason.FAILING, DisabledReason.GONE):
+    SUBSCRIPTIONS_DISABLED.labels(reason=_reason)
 
 
 def record_hint(outcome: str) -> None:
@@ -181,3 +212,22 @@ def webhook_outcome(decision: DeliveryDecision) -> str:
     if isinstance(decision, EndpointGone):
         return "endpoint_gone"
     return "failed"
+
+
+def record_tasks_registered(count: int) -> None:
+    if count > 0:
+        TASKS_REGISTERED.inc(count)
+
+
+def record_task_finished(state: TaskState) -> None:
+    if state.is_final:
+        TASKS_FINISHED.labels(state=state).inc()
+
+
+def record_call_slots(count: int) -> None:
+    if count > 0:
+        CALL_SLOTS.inc(count)
+
+
+def record_disabled_subscription(reason: DisabledReason) -> None:
+    SUBSCRIPTIONS_DISABLED.labels(reason=reason).inc()

@@ -1,7 +1,8 @@
 """What the API's GET /metrics reads at scrape time and how it is written out.
 
 At scrape time: the store snapshot (one Redis GET, see snapshot.py), the shared rate limiter's
-state and the global pause (a few Redis calls). Nothing touches the database. Then the API
+state and the global pause (a few Redis calls). The database is asked nothing but whether it
+answers (the API's SELECT 1, as /readyz asks it): nothing is counted there. Then the API
 process's own registry (process and Python runtime metrics) follows.
 """
 
@@ -35,6 +36,8 @@ class OperationsState:
     pause: PauseState | None = None
     snapshot_at: datetime | None = None
     store: StoreStats | None = None
+    # Whether the API's own SELECT 1 (the one /readyz makes) answered; None: not asked.
+    database_up: bool | None = None
 
 
 async def read_operations_state(
@@ -59,6 +62,12 @@ class _OperationsCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         state = self._state
         yield _gauge("phonebridge_redis_up", "1 when Redis answered this scrape.", state.redis_up)
+        if state.database_up is not None:
+            yield _gauge(
+                "phonebridge_database_up",
+                "1 when PostgreSQL answered this scrape's SELECT 1 (the check /readyz makes).",
+                state.database_up,
+            )
         if state.limiter is not None:
             yield from _limiter_gauges(state.max_rps, state.limiter)
             yield _pause_gauge(state.pause)
@@ -162,6 +171,14 @@ def _store_gauges(store: StoreStats) -> Iterator[GaugeMetricFamily]:
         "phonebridge_completion_estimate_completions",
         "Completions the learnt completion-time estimate rests on (decayed by its half-life).",
         store.completion_estimate_weight,
+    )
+    yield _labelled(
+        "phonebridge_subscription_failing_seconds",
+        "Enabled subscriptions whose every attempt has failed lately: seconds since the run of "
+        "failures began (the longest 50 runs; phonebridge disables one after "
+        "PHONEBRIDGE_WEBHOOK_DISABLE_AFTER_S).",
+        "subscription",
+        store.failing_subscriptions_s,
     )
     yield _labelled(
         "phonebridge_completion_time_seconds",

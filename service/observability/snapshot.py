@@ -11,7 +11,7 @@ state it is rebuildable: after a FLUSHALL the next refresh writes it again.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any, Final
 
@@ -74,7 +74,9 @@ async def read_snapshot(redis: Redis[Any]) -> tuple[datetime, StoreStats] | None
     try:
         document = orjson.loads(raw)
         at = datetime.fromisoformat(document.pop("at"))
-        return at, StoreStats(**document)
+        # A newer scheduler (a rolling upgrade) may write facts this process does not know yet.
+        known = {f.name for f in fields(StoreStats)}
+        return at, StoreStats(**{k: v for k, v in document.items() if k in known})
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         log.warning("metrics.snapshot_unreadable")
         return None

@@ -39,6 +39,19 @@ _DUE_DELIVERIES = text(
 )
 
 
+# Enabled subscriptions in a run of failed attempts, longest first: the alert on one subscription's
+# failures names it. Capped, so a mass outage of receivers cannot flood the scrape with series.
+FAILING_SUBSCRIPTIONS_SHOWN = 50
+
+_FAILING_SUBSCRIPTIONS = text(
+    """
+    SELECT public_id, failing_since FROM subscriptions
+    WHERE enabled AND deleted_at IS NULL AND failing_since IS NOT NULL
+    ORDER BY failing_since, id LIMIT :shown
+    """
+)
+
+
 @dataclass(frozen=True)
 class StoreStats:
     tasks_by_state: dict[str, int]
@@ -52,6 +65,8 @@ class StoreStats:
     # ages by which given shares of answers arrived (keyed by the share, e.g. "0.95").
     completion_estimate_weight: float = 0.0
     completion_time_quantiles_s: dict[str, float] = field(default_factory=dict)
+    # Subscription public id -> seconds since its run of failures began (the longest runs).
+    failing_subscriptions_s: dict[str, float] = field(default_factory=dict)
 
 
 async def read_store_stats(
@@ -70,6 +85,7 @@ async def read_store_stats(
     quantiles = (
         {str(q): estimate.quantile(q) for q in COMPLETION_QUANTILES} if estimate.total > 0 else {}
     )
+    failing = await session.execute(_FAILING_SUBSCRIPTIONS, {"shown": FAILING_SUBSCRIPTIONS_SHOWN})
     return StoreStats(
         tasks_by_state=tasks,
         due_tasks=int(due_tasks),
@@ -79,6 +95,7 @@ async def read_store_stats(
         oldest_due_delivery_age_s=_age(now, oldest_delivery),
         completion_estimate_weight=estimate.total,
         completion_time_quantiles_s=quantiles,
+        failing_subscriptions_s={str(sid): _age(now, since) for sid, since in failing},
     )
 
 

@@ -35,6 +35,7 @@ from service.domain.endpoint_health import AttemptFact, after_attempts, should_d
 from service.domain.states import DeliveryState, DisabledReason, EventType
 from service.observability.metrics import (
     record_detection_lag,
+    record_disabled_subscription,
     record_webhook_attempt,
     webhook_outcome,
 )
@@ -186,6 +187,7 @@ class AttemptWriteBack:
             if not item.written.done():
                 item.written.set_result(write.state if write.delivery_id in written else None)
         for subscription_id, reason, run, event in disabled:
+            record_disabled_subscription(reason)
             log.warning(
                 "webhook.subscription_disabled",
                 extra={

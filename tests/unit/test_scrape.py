@@ -34,6 +34,7 @@ OPERATIONS_GAUGES = {
     "phonebridge_oldest_due_delivery_age_seconds",
     "phonebridge_completion_estimate_completions",
     "phonebridge_completion_time_seconds",
+    "phonebridge_subscription_failing_seconds",
 }
 
 
@@ -153,3 +154,31 @@ def test_the_processs_own_metrics_follow_the_operations_gauges() -> None:
     text = render_metrics(OperationsState(NOW, max_rps=40, redis_up=False)).decode()
 
     assert text.index("phonebridge_redis_up") < text.index("python_info")
+
+
+def test_the_database_gauge_says_whether_postgres_answered_when_it_was_asked() -> None:
+    up = samples(OperationsState(NOW, max_rps=40, redis_up=True, database_up=True))
+    down = samples(OperationsState(NOW, max_rps=40, redis_up=True, database_up=False))
+    unasked = samples(OperationsState(NOW, max_rps=40, redis_up=True))
+
+    assert up[("phonebridge_database_up", frozenset())] == 1
+    assert down[("phonebridge_database_up", frozenset())] == 0
+    assert "phonebridge_database_up" not in names(unasked)
+
+
+def test_each_failing_subscription_shows_how_long_it_has_failed() -> None:
+    failing = {"sub_a": 3600.0, "sub_b": 12.5}
+    state = OperationsState(
+        NOW,
+        max_rps=40,
+        redis_up=True,
+        snapshot_at=NOW,
+        store=store(failing_subscriptions_s=failing),
+    )
+    shown = {
+        dict(labels)["subscription"]: value
+        for (name, labels), value in samples(state).items()
+        if name == "phonebridge_subscription_failing_seconds"
+    }
+
+    assert shown == failing

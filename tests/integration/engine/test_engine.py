@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -209,10 +210,18 @@ async def test_deadline_sweep_expires_tasks_even_when_nothing_is_polled(
     client = await insert_client(sessions)
     task_id = unique("sim-never")
     await insert_tasks(sessions, client, [task_id], ttl_s=1.0, next_poll_in_s=5.0)
+    expired_before = expired_count()
     async with running_engine(settings):
         rows = await wait_until_async(lambda: final_states(sessions, client, 1), timeout_s=6)
     assert rows[task_id]["state"] == "expired"
     assert task_id not in fresh_sim.state.tasks, "never called"
+    # The alert on tasks expiring counts the sweep's expiries too.
+    assert expired_count() >= expired_before + 1
+
+
+def expired_count() -> float:
+    labels = {"state": "expired"}
+    return REGISTRY.get_sample_value("phonebridge_tasks_finished_total", labels) or 0.0
 
 
 async def test_account_problem_pauses_everything_and_probes_until_it_resumes(

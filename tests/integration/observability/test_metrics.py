@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,7 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.features.keys import create_client_and_key
-from service.observability.snapshot import REFRESH_LOCK_KEY, SNAPSHOT_KEY, StoreSnapshotRefresh
+from service.observability.snapshot import (
+    REFRESH_LOCK_KEY,
+    SNAPSHOT_KEY,
+    StoreSnapshotRefresh,
+    read_snapshot,
+)
 from service.run.processes import free_port
 from service.sim.server import SimServer
 from service.store.db import transaction
@@ -127,6 +133,49 @@ async def test_task_gauges_count_the_store_as_of_the_latest_snapshot(
     assert 0 <= age < 60
 
 
+async def test_new_tasks_count_as_registered_and_a_task_id_given_again_does_not(
+    settings: Settings,
+) -> None:
+    key = await create_client_and_key(settings, f"intake-{secrets.token_hex(3)}")
+    new = [f"T-intake-{secrets.token_hex(4)}" for _ in range(3)]
+    async with api_client(settings) as api:
+        before = await scrape(api)
+        single = await api.post("/v1/tasks", json={"task_id": new[0]}, headers=bearer(key))
+        batch = await api.post(
+            "/v1/tasks/batch",
+            json={"tasks": [{"task_id": t} for t in (new[1], new[2], new[0], new[1])]},
+            headers=bearer(key),
+        )
+        after = await scrape(api)
+
+    assert single.status_code == 201, single.text
+    assert batch.status_code == 200, batch.text
+    registered = "phonebridge_tasks_registered_total"
+    assert (value(after, registered) or 0) - (value(before, registered) or 0) == 3
+
+
+async def test_a_snapshot_with_facts_this_process_does_not_know_is_still_read(
+    redis_client: Redis[Any],
+) -> None:
+    # A newer scheduler, mid rolling upgrade, writes a fact an older API does not know yet.
+    document = {
+        "at": "2026-12-07T06:00:00+00:00",
+        "tasks_by_state": {"pending": 1},
+        "due_tasks": 1,
+        "oldest_due_task_age_s": 2.0,
+        "deliveries_by_state": {},
+        "due_deliveries": 0,
+        "oldest_due_delivery_age_s": 0.0,
+        "a_fact_from_a_newer_release": 7,
+    }
+    await redis_client.set(SNAPSHOT_KEY, orjson.dumps(document))
+
+    read = await read_snapshot(redis_client)
+
+    assert read is not None
+    assert read[1].due_tasks == 1
+
+
 async def test_without_a_snapshot_the_scrape_answers_without_store_gauges(
     settings: Settings, redis_client: Redis[Any]
 ) -> None:
@@ -176,7 +225,17 @@ async def test_a_scrape_with_redis_down_still_answers_and_says_so(settings: Sett
     async with api_client(broken) as api:
         samples = await scrape(api)
     assert value(samples, "phonebridge_redis_up") == 0
+    assert value(samples, "phonebridge_database_up") == 1
     assert not any(name == "phonebridge_upstream_paused" for name, _ in samples)
+
+
+async def test_a_scrape_with_postgres_down_still_answers_and_says_so(settings: Settings) -> None:
+    dead_database = f"postgresql+psycopg://phonebridge@127.0.0.1:{free_port()}/phonebridge"
+    broken = make_settings(dead_database, settings.require_redis_url())
+    async with api_client(broken) as api:
+        samples = await scrape(api)
+    assert value(samples, "phonebridge_database_up") == 0
+    assert value(samples, "phonebridge_redis_up") == 1
 
 
 # --- the worker's and the scheduler's exporter ports ---------------------------------------------
@@ -283,6 +342,10 @@ async def test_worker_and_scheduler_export_polls_latency_claims_and_webhook_atte
     ) >= 2
     assert (value(worker, "phonebridge_webhook_attempt_duration_seconds_count") or 0) >= 4
     assert (value(scheduler, "phonebridge_poll_claims_total") or 0) >= 4
+    # Every poll took a slot of the shared ceiling; each task ended once, completed.
+    assert (value(worker, "phonebridge_upstream_call_slots_total") or 0) >= 4
+    assert (value(worker, "phonebridge_tasks_finished_total", state="completed") or 0) >= 2
+    assert value(worker, "phonebridge_tasks_finished_total", state="expired") == 0
     # First attempts go out from the worker that polled the task (leased in its write-back); the
     # two retries after the 500 and the 503 come through the scheduler's delivery claim.
     assert (value(scheduler, "phonebridge_delivery_claims_total") or 0) >= 2

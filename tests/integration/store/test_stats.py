@@ -1,17 +1,19 @@
 """The store's facts behind the operations gauges (service/store/stats.py): tasks and
-deliveries counted by state, and how far behind the due backlog runs."""
+deliveries counted by state, how far behind the due backlog runs, and which subscriptions
+fail."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import timedelta
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
 from service.domain.states import DeliveryState, TaskState
 from service.store.db import transaction
-from service.store.stats import read_store_stats
+from service.store.stats import FAILING_SUBSCRIPTIONS_SHOWN, read_store_stats
 from tests.support.factories import emit_event, insert_client, insert_subscription, insert_tasks
 
 
@@ -43,3 +45,33 @@ async def test_new_tasks_and_deliveries_are_counted_and_the_due_backlog_ages(
     waiting = DeliveryState.PENDING.value
     assert after.deliveries_by_state[waiting] == before.deliveries_by_state[waiting] + 1
     assert set(after.tasks_by_state) == {state.value for state in TaskState}
+
+
+async def test_enabled_subscriptions_in_a_run_of_failures_are_listed_with_its_age(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client_id = await insert_client(sessions)
+    failing = await insert_subscription(sessions, client_id, ["task.completed"])
+    disabled = await insert_subscription(sessions, client_id, ["task.completed"], enabled=False)
+    deleted = await insert_subscription(sessions, client_id, ["task.completed"], deleted=True)
+    healthy = await insert_subscription(sessions, client_id, ["task.completed"])
+    now = utc_now()
+    # Older than any run another test leaves behind, so the cap cannot leave these out.
+    since = now - timedelta(days=3650)
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE subscriptions SET failing_since = :since WHERE id = ANY(:ids)"),
+            {"since": since, "ids": [failing, disabled, deleted]},
+        )
+        rows = await session.execute(
+            text("SELECT id, public_id FROM subscriptions WHERE id = ANY(:ids)"),
+            {"ids": [failing, disabled, deleted, healthy]},
+        )
+        public_ids: dict[int, str] = {row.id: row.public_id for row in rows}
+        stats = await read_store_stats(session, now)
+
+    shown = stats.failing_subscriptions_s
+    assert shown[public_ids[failing]] == (now - since).total_seconds()
+    for quiet in (disabled, deleted, healthy):
+        assert public_ids[quiet] not in shown
+    assert len(shown) <= FAILING_SUBSCRIPTIONS_SHOWN

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
@@ -41,6 +42,11 @@ Sessions = async_sessionmaker[AsyncSession]
 # Shortened: every attempt failing for 2 s (and one whole schedule of two attempts) disables.
 DISABLE_AFTER_S = 2.0
 RETRY_S = 0.5
+
+
+def failing_disable_count() -> float:
+    labels = {"reason": "failing"}
+    return REGISTRY.get_sample_value("phonebridge_subscriptions_disabled_total", labels) or 0.0
 
 
 @pytest.fixture
@@ -134,12 +140,14 @@ async def test_a_dead_endpoint_is_disabled_once_told_to_the_others_and_caught_up
     await pump.once()
     assert (await shown(api, client, failing["id"]))["enabled"] is True
 
-    # Past the window, the next failed attempt disables it.
+    # Past the window, the next failed attempt disables it, and counts for the alert.
+    failing_disables = failing_disable_count()
     pump.clock.advance(DISABLE_AFTER_S)
     second = await emit_event(sessions, client.id, "expired")
     await pump.once()
     disabled = await shown(api, client, failing["id"])
     assert (disabled["enabled"], disabled["disabled_reason"]) == (False, "failing")
+    assert failing_disable_count() >= failing_disables + 1
     health = (
         await api.get(f"/v1/subscriptions/{failing['id']}/health", headers=client.headers)
     ).json()
