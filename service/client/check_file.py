@@ -242,7 +242,8 @@ def run_check_file(
             if job_id is None:
                 job = _create(api, request, sleep, say_error)
                 job_id = str(job["id"])
-                print(f"created job {job_id} from {request.file}", file=out, flush=True)
+                # 201 whether it made the job or found the one this file made before.
+                print(f"{request.file} is job {job_id}", file=out, flush=True)
             else:
                 job = api.job(job_id)
             progress = JobProgress.of(job)

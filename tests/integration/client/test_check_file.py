@@ -171,7 +171,7 @@ def test_a_file_becomes_a_job_whose_results_are_written_once_it_completes(
     assert (csv_file.with_name("results.csv")).read_bytes() == RESULTS_CSV
     assert pauses == [POLL_INTERVAL_S] * api.polls_to_finish
     output = streams.out.getvalue()
-    assert "created job job_1 from" in output
+    assert f"{csv_file} is job job_1" in output
     assert (
         "1 line was rejected (never submitted): "
         f"GET {API_URL}/v1/check-jobs/job_1/rejections lists them"
