@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class CallbackSender:
     A job's stream of submits plans callbacks by the thousand (20,000 at 200 a second in
     bench/jobs.py), so they are not one task each: a heap holds them in time order, one timer
     moves those that are due onto a queue, and `concurrency` senders send them, so at most that
-    many GETs are in flight and the connection pool never makes one wait (where its own timeout
+    many GETs are in flight and the connection pool never makes one wait (where its timeout
     would count against the callback). A receiver slower than the stream makes the queue grow,
     never the number of sockets or tasks; `backlog` says how many are due and not yet sent.
     """
@@ -120,7 +120,7 @@ class CallbackSender:
     ) -> None:
         self._clock = clock
         self._concurrency = concurrency
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._planned: list[tuple[float, int, PlannedCallback]] = []
         self._order = itertools.count()
         self._due: asyncio.Queue[PlannedCallback] | None = None
@@ -148,12 +148,13 @@ class CallbackSender:
             return
         self._due = asyncio.Queue()
         self._changed = asyncio.Event()
-        self._client = httpx.AsyncClient(
-            timeout=CALLBACK_TIMEOUT_S,
+        # aiohttp, as phonebridge's own upstream client and webhook sender use: httpx's async
+        # pool costs several times its CPU per request and degrades under concurrency
+        # (service/upstream/transport.py), and at 200 callbacks a second the simulator is busy.
+        self._client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._concurrency),
+            timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_S),
             trust_env=False,
-            limits=httpx.Limits(
-                max_connections=self._concurrency, max_keepalive_connections=self._concurrency
-            ),
         )
         loop = asyncio.get_running_loop()
         self._workers = [loop.create_task(self._release_due())] + [
@@ -188,9 +189,12 @@ class CallbackSender:
         assert self._client is not None
         callback.sent_at = self._clock()
         try:
-            response = await self._client.get(callback.url, params=callback.params)
-            callback.status = response.status_code
-        except httpx.HTTPError as error:
+            async with self._client.get(
+                callback.url, params=callback.params, allow_redirects=False
+            ) as response:
+                await response.read()
+                callback.status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
             callback.error = type(error).__name__
 
     async def aclose(self) -> None:
@@ -200,4 +204,4 @@ class CallbackSender:
                 await task
         self._workers = []
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
