@@ -121,6 +121,7 @@ def test_a_stream_of_callbacks_is_sent_once_each_with_at_most_so_many_in_flight(
         for i, start in enumerate(arrivals)
     )
     assert busiest <= MAX_CALLBACKS_IN_FLIGHT
+
     # The receiver keeps a request before it answers: the sender logs the answer just after.
     def every_answer_logged() -> list[dict[str, Any]] | None:
         log = fresh_sim.control.callback_log()
