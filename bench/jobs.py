@@ -133,12 +133,23 @@ class Stack:
     takes its single checks' events (not its job items')."""
 
     def __init__(self, db_url: str, ceiling: float, receiver: Receiver) -> None:
+        self._receiver_url = receiver.url
         redis.Redis.from_url(REDIS_URL).flushdb()
         script = f"ring-0-{READY_AFTER_S:g}s"
         self.sim = SimProcess(
             ["--api-id", API_ID, "--api-secret", API_SECRET, "--submit-script", script]
         )
         self.sim.start()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.http: httpx.Client | None = None
+        try:
+            self._start(db_url, ceiling)
+        except BaseException:
+            # Whatever failed, nothing this started may outlive the bench.
+            self.stop()
+            raise
+
+    def _start(self, db_url: str, ceiling: float) -> None:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         env = {
@@ -156,11 +167,13 @@ class Stack:
         }
         exe = phonebridge_executable()
         subprocess.run([exe, "migrate"], env=env, check=True, capture_output=True)
-        self.processes = {
-            "api": subprocess.Popen([exe, "api", "--port", str(port)], env=env),
-            "worker": subprocess.Popen([exe, "worker"], env=env),
-            "scheduler": subprocess.Popen([exe, "scheduler"], env=env),
-        }
+        commands = {"api": ["api", "--port", str(port)], "worker": ["worker"]}
+        for name, args in {**commands, "scheduler": ["scheduler"]}.items():
+            self.processes[name] = subprocess.Popen([exe, *args], env=env)
+        self._connect(exe, env)
+
+    def _connect(self, exe: str, env: dict[str, str]) -> None:
+        """A client and its key, the API ready, the receiver subscribed."""
         key = subprocess.run(
             [exe, "api-key", "create", "--name", "bench-jobs"],
             env=env,
@@ -174,22 +187,23 @@ class Stack:
         deadline = time.time() + 60
         while True:
             try:
-                if self.http.get("/readyz").status_code == 200:
+                if self.api.get("/readyz").status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.time() > deadline:
                 raise SystemExit("the API did not start")
             time.sleep(0.2)
-        subscription = {"url": receiver.url, "include_job_items": False}
-        self.http.post("/v1/subscriptions", json=subscription).raise_for_status()
+        subscription = {"url": self._receiver_url, "include_job_items": False}
+        answer = self.api.post("/v1/subscriptions", json=subscription)
+        if answer.status_code != 201:
+            status = answer.status_code
+            raise SystemExit(f"POST /v1/subscriptions answered {status}: {answer.text}")
 
     def create_job(self, body: bytes) -> tuple[dict[str, Any], float]:
         """A CSV job, started; the job and how long the create took to answer."""
         started = time.perf_counter()
-        answer = self.http.post(
-            "/v1/check-jobs", content=body, headers={"content-type": "text/csv"}
-        )
+        answer = self.api.post("/v1/check-jobs", content=body, headers={"content-type": "text/csv"})
         took = time.perf_counter() - started
         if answer.status_code != 201:
             raise SystemExit(f"POST /v1/check-jobs answered {answer.status_code}: {answer.text}")
@@ -197,7 +211,7 @@ class Stack:
         return job, took
 
     def job(self, job_id: str) -> dict[str, Any]:
-        answer = self.http.get(f"/v1/check-jobs/{job_id}")
+        answer = self.api.get(f"/v1/check-jobs/{job_id}")
         answer.raise_for_status()
         job: dict[str, Any] = answer.json()
         return job
@@ -214,8 +228,14 @@ class Stack:
                 raise SystemExit(f"job {job_id} did not get there in time: {job}")
             time.sleep(POLL_S)
 
+    @property
+    def api(self) -> httpx.Client:
+        assert self.http is not None
+        return self.http
+
     def stop(self) -> None:
-        self.http.close()
+        if self.http is not None:
+            self.http.close()
         for process in self.processes.values():
             process.send_signal(signal.SIGTERM)
         for process in self.processes.values():
@@ -233,7 +253,7 @@ def submit_single_checks(stack: Stack, count: int, spread_s: float) -> tuple[dic
     unavailable = 0
     others: dict[int, int] = {}
     for i in range(count):
-        answer = stack.http.post(
+        answer = stack.api.post(
             "/v1/checks",
             json={"phone_number": f"+{CHECK_PREFIX}{i:08d}"},
             headers={"idempotency-key": f"bench-jobs-{i}"},
@@ -314,7 +334,7 @@ def part_memory(stack: Stack, args: argparse.Namespace) -> None:
     api_peak = peaks.peaks["api"]
     time.sleep(args.watch_s)
     found = peaks.stop()
-    stack.http.post(f"/v1/check-jobs/{job['id']}/cancel").raise_for_status()
+    stack.api.post(f"/v1/check-jobs/{job['id']}/cancel").raise_for_status()
     print(
         f"  body {len(body) / 2**20:.1f} MiB answered in {took:.2f} s (goal < 10 s); "
         f"API RSS {before:.0f} MiB before, peak {api_peak:.0f} MiB during the create: "
