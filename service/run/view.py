@@ -255,6 +255,7 @@ class RichView:
         self._live.update(self._render(snapshot))
 
     def _render(self, snapshot: Snapshot) -> Any:
+        from rich.console import Group
         from rich.table import Table
 
         styles = {
@@ -268,8 +269,6 @@ class RichView:
             f"{sum(1 for w in snapshot.webhooks if w.verified)} verified webhook(s), "
             f"{snapshot.elapsed_s:.0f} s",
             title_justify="left",
-            caption=snapshot.job_line(),
-            caption_justify="left",
         )
         for column in ("task_id", "expected", "state", "polls", "webhook"):
             table.add_column(column)
@@ -288,7 +287,25 @@ class RichView:
                 str(task.poll_count),
                 f"[{mark_style}]{mark}[/]",
             )
-        return table
+        job_line = snapshot.job_line()
+        if job_line is None:
+            return table
+        return Group(table, self._job_row(snapshot, job_line))
+
+    @staticmethod
+    def _job_row(snapshot: Snapshot, job_line: str) -> Any:
+        """The sample job: a bar of its submitted items' final answers, and its line."""
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        row = Table.grid(padding=(0, 1))
+        progress = None if snapshot.job is None else snapshot.job.progress
+        if progress is None:
+            row.add_row(f"[yellow]{job_line}[/]")
+            return row
+        bar = ProgressBar(total=progress.to_submit or None, completed=progress.final, width=20)
+        row.add_row(bar, job_line)
+        return row
 
     def close(self) -> None:
         self._live.stop()
