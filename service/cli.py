@@ -218,6 +218,13 @@ def _demo_receiver(args: argparse.Namespace, settings: Settings) -> int:
     return run_receiver(args)
 
 
+def _check_file(args: argparse.Namespace, settings: Settings) -> int:
+    from service.client.check_file import API_KEY_VARIABLE, CheckFile, run_check_file
+
+    request = CheckFile(file=args.file, out=args.out, url=args.url, job_id=args.job)
+    return run_check_file(request, os.environ.get(API_KEY_VARIABLE))
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -319,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo-receiver", help="serve a signature-checking webhook receiver")
     configure_demo_receiver(p)
     p.set_defaults(handler=_demo_receiver)
+
+    from service.client.options import configure_check_file
+
+    p = commands.add_parser(
+        "check-file",
+        help="check every number of a CSV as one check job, with a progress bar, and write "
+        "its results CSV (API key in PHONEBRIDGE_API_KEY)",
+    )
+    configure_check_file(p)
+    p.set_defaults(handler=_check_file)
     return parser
 
 

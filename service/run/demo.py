@@ -5,9 +5,13 @@ The samples: one check per phone_status submitted through `POST /v1/checks` (the
 answers each after a different delay and then calls the check's callback, so its answer reaches
 the receiver within about a second of being ready; `ring` finishes at once), plus two task_ids
 registered with `POST /v1/tasks` whose ids script the simulator (see service/sim/scripts.py): one
-that never answers (it expires after --task-ttl seconds) and one upstream rejects (it fails). The
-children get compressed polling times, the API's own URL as PHONEBRIDGE_PUBLIC_URL, and may
-deliver to the receiver on loopback (PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE=true).
+that never answers (it expires after --task-ttl seconds) and one upstream rejects (it fails). Beside
+them, a small check job (`POST /v1/check-jobs`) of 20 lines: 18 numbers the simulator answers
+after 1 to 6 s, one repeated (a duplicate, checked once) and one that is no phone number
+(rejected); its progress is one line of the view, its items' webhooks are counted there, and its
+`job.completed` webhook ends it. The children get compressed polling times, the API's own URL as
+PHONEBRIDGE_PUBLIC_URL, and may deliver to the receiver on loopback
+(PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE=true).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import httpx
 from service.config import ENV_PREFIX, Settings
 from service.domain.answers import PhoneStatus
 from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES, PhoneNumber, parse_phone_number
-from service.domain.states import TaskState
+from service.domain.states import TASK_EVENT_TYPES, EventType, TaskState
+from service.domain.verdicts import verdict_of
 from service.logs import JsonFormatter
 from service.run import receiver as receiver_module
 from service.run.datadir import data_dir_lock
@@ -39,7 +44,15 @@ from service.run.supervisor import (
     silence_stdout,
 )
 from service.run.up import UpOptions, api_base_url, start_stack, uses_embedded_servers
-from service.run.view import DemoView, PlainView, RichView, SampleTask, Snapshot, TaskView
+from service.run.view import (
+    DemoView,
+    JobView,
+    PlainView,
+    RichView,
+    SampleTask,
+    Snapshot,
+    TaskView,
+)
 from service.sim.defaults import DEFAULT_API_ID, DEFAULT_API_SECRET
 from service.sim.scripts import Fate, FateKind, TaskScript
 from service.sim.server import SimControl
@@ -69,6 +82,14 @@ SAMPLE_NUMBERS: tuple[str, ...] = (
     "+52.664.123.4567",
     "573205551234",
 )
+# The sample job: made-up Mexican numbers (the simulator never calls anyone), each answered with
+# the n-th phone_status after 1 to 6 s; then line 1's number again, written otherwise (a
+# duplicate: checked once, answered twice) and a line that is no phone number (rejected).
+SAMPLE_JOB_NUMBERS = 18
+SAMPLE_JOB_DUPLICATE = "52 55 5000 0101"
+SAMPLE_JOB_REJECTED = "555-CALL-NOW"
+JOB_DONE_MESSAGE = "sample job completed as expected"
+JOB_NOT_DONE_MESSAGE = "sample job did not complete as expected"
 SIM_START_TIMEOUT_S = 60.0
 KEY_CREATE_TIMEOUT_S = 60.0
 VIEW_INTERVAL_S = 0.5
@@ -102,6 +123,39 @@ def sample_checks() -> list[tuple[str, str, PhoneStatus, float]]:
         assert isinstance(number, PhoneNumber), written
         checks.append((written, number.digits, status, ready_after_s))
     return checks
+
+
+def sample_job_lines() -> list[tuple[str, str, PhoneStatus | None, float]]:
+    """The sample job's lines in order: the number as written, its reference, the phone_status
+    the simulator answers it with (None: a duplicate or a rejected line, never submitted) and
+    when that answer is ready."""
+    statuses = [status for status, _ in SAMPLE_STATUSES]
+    lines: list[tuple[str, str, PhoneStatus | None, float]] = [
+        (
+            f"+52 55 5000 {n:02d}{n:02d}",
+            f"demo-{n:02d}",
+            statuses[(n - 1) % len(statuses)],
+            1.0 + (n * 7 % 11) / 2,
+        )
+        for n in range(1, SAMPLE_JOB_NUMBERS + 1)
+    ]
+    lines.append((SAMPLE_JOB_DUPLICATE, "demo-again-01", None, 0.0))
+    lines.append((SAMPLE_JOB_REJECTED, "demo-not-a-number", None, 0.0))
+    return lines
+
+
+def expected_job_verdicts() -> dict[str, int]:
+    """The sample job's result rows by verdict once it is over: one per scripted number, and
+    the duplicate with its first line's."""
+    counts: dict[str, int] = {}
+    lines = sample_job_lines()
+    answered = [status for _, _, status, _ in lines if status is not None] + [lines[0][2]]
+    for status in answered:
+        assert status is not None
+        verdict = verdict_of(status)
+        assert verdict is not None, status
+        counts[verdict] = counts.get(verdict, 0) + 1
+    return counts
 
 
 def demo_child_env(upstream_base_url: str, task_ttl_s: float, api_url: str) -> dict[str, str]:
@@ -146,8 +200,13 @@ class DemoClient:
         return response.json()
 
     def subscribe(self, url: str) -> tuple[str, str]:
-        """A subscription to every task event; its id and signing secret."""
-        body = {"url": url, "description": "phonebridge demo receiver"}
+        """A subscription to every task event (the sample job's items' included) and to
+        `job.completed`; its id and signing secret."""
+        body = {
+            "url": url,
+            "description": "phonebridge demo receiver",
+            "event_types": [*TASK_EVENT_TYPES, EventType.JOB_COMPLETED],
+        }
         created = self._call("POST", "/v1/subscriptions", json=body)
         return str(created["id"]), str(created["secret"])
 
@@ -167,6 +226,24 @@ class DemoClient:
             headers={"idempotency-key": idempotency_key},
         )
         return str(answer["task_id"])
+
+    def create_job(self, lines: list[tuple[str, str]], idempotency_key: str) -> dict[str, Any]:
+        """A started check job of (phone number, reference) lines, as a list's owner sends it."""
+        items = [
+            {"phone_number": number, "reference": reference, "metadata": {"demo": True}}
+            for number, reference in lines
+        ]
+        job: dict[str, Any] = self._call(
+            "POST",
+            "/v1/check-jobs",
+            json={"name": "phonebridge demo", "items": items},
+            headers={"idempotency-key": idempotency_key},
+        )
+        return job
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self._call("GET", f"/v1/check-jobs/{job_id}")
+        return job
 
     def tasks(self, samples: list[SampleTask]) -> dict[str, TaskView]:
         wanted = {s.task_id for s in samples}
@@ -217,7 +294,13 @@ def _wait_for_simulator(supervisor: Supervisor, base_url: str) -> None:
     supervisor.wait_until(answers, SIM_START_TIMEOUT_S, "the upstream simulator")
 
 
-def usage_text(api_url: str, api_key: str, example_task_id: str, event_id: str | None) -> str:
+def usage_text(
+    api_url: str,
+    api_key: str,
+    example_task_id: str,
+    event_id: str | None,
+    job_id: str | None = None,
+) -> str:
     """The summary printed once the demo is done: where things are, and what to try."""
     auth = '-H "Authorization: Bearer $KEY"'
     lines = [
@@ -238,6 +321,17 @@ def usage_text(api_url: str, api_key: str, example_task_id: str, event_id: str |
     ]
     if event_id is not None:
         lines.append(f"  curl -s {auth} {api_url}/v1/events/{event_id}/deliveries")
+    if job_id is not None:
+        lines += [
+            f"  curl -s {auth} {api_url}/v1/check-jobs/{job_id}",
+            f"  curl -s {auth} {api_url}/v1/check-jobs/{job_id}/rejections",
+            f"  curl -s {auth} -H 'Accept: text/csv' {api_url}/v1/check-jobs/{job_id}/results",
+        ]
+    lines += [
+        "  printf 'phone_number,reference\\n+52 55 1234 5678,first\\n' > list.csv",
+        f"  PHONEBRIDGE_API_KEY=$KEY phonebridge check-file list.csv --out results.csv "
+        f"--url {api_url}",
+    ]
     lines += [
         f"  curl -s {auth} {api_url}/v1/subscriptions",
         f"  curl -s {api_url}/readyz",
@@ -316,14 +410,18 @@ def _run(
         samples = sample_tasks(tag)
         client.register(samples)
         samples = _submit_sample_checks(client, SimControl(sim_url), tag) + samples
+        job = _create_sample_job(client, SimControl(sim_url), tag)
         supervisor.say(
-            f"submitted {len(SAMPLE_STATUSES)} sample checks and registered 2 task_ids; "
+            f"submitted {len(SAMPLE_STATUSES)} sample checks, registered 2 task_ids and "
+            f"created a check job of {len(sample_job_lines())} lines; "
             f"webhooks go to {receiver.base_url}/webhooks"
         )
         plain = args.plain or not sys.stdout.isatty()
         view: DemoView = PlainView() if plain else RichView()
         try:
-            snapshot = _follow(supervisor, client, receiver, samples, view, started, args.task_ttl)
+            snapshot = _follow(
+                supervisor, client, receiver, samples, job, view, started, args.task_ttl
+            )
         finally:
             view.close()
         problems = snapshot.unexpected()
@@ -331,8 +429,20 @@ def _run(
             supervisor.say(f"{DONE_MESSAGE} ({len(samples)} tasks, {snapshot.elapsed_s:.1f} s)")
         else:
             supervisor.say(f"{NOT_DONE_MESSAGE}: {'; '.join(problems) or 'see the view above'}")
-        first_event = next((w.webhook_id for w in snapshot.webhooks if w.verified), None)
-        print(usage_text(stack.api_url, api_key, samples[0].task_id, first_event), flush=True)
+        supervisor.say(_job_verdict(snapshot))
+        first_event = next(
+            (
+                w.webhook_id
+                for w in snapshot.webhooks
+                if w.verified and snapshot.is_sample_webhook(w)
+            ),
+            None,
+        )
+        job_id = None if snapshot.job is None else snapshot.job.job_id
+        print(
+            usage_text(stack.api_url, api_key, samples[0].task_id, first_event, job_id),
+            flush=True,
+        )
     finally:
         client.close()
     while True:
@@ -352,26 +462,69 @@ def _submit_sample_checks(client: DemoClient, sim: SimControl, tag: str) -> list
     return samples
 
 
+def _create_sample_job(client: DemoClient, sim: SimControl, tag: str) -> JobView:
+    """The sample job, its numbers scripted in the simulator first; a job that cannot be
+    created is shown with the reason, and the sample tasks go on without it."""
+    expected = expected_job_verdicts()
+    try:
+        for written, _, status, ready_after_s in sample_job_lines():
+            if status is None:
+                continue
+            number = parse_phone_number(written, DEFAULT_CHECK_COUNTRIES)
+            assert isinstance(number, PhoneNumber), written
+            sim.script_number(number.digits, sample_check_script(status, ready_after_s))
+    finally:
+        sim.close()
+    lines = [(written, reference) for written, reference, _, _ in sample_job_lines()]
+    try:
+        return JobView.of(client.create_job(lines, f"demo-{tag}-job"), expected)
+    except SupervisorFailed as failure:
+        return JobView(expected, problem=f"could not be created: {failure}")
+
+
+def _job_verdict(snapshot: Snapshot) -> str:
+    job = snapshot.job
+    if job is None or job.progress is None:
+        return f"{JOB_NOT_DONE_MESSAGE}: {snapshot.job_line()}"
+    items, completed = snapshot.job_webhooks()
+    if job.as_expected and completed:
+        progress = job.progress
+        return (
+            f"{JOB_DONE_MESSAGE}: {progress.job_id} {progress.final} checked, "
+            f"{progress.duplicates} duplicate(s), {progress.rejected} rejected; "
+            f"{items} item webhook(s) and its job.completed verified"
+        )
+    return (
+        f"{JOB_NOT_DONE_MESSAGE}: {snapshot.job_line()}; rows by verdict {job.by_verdict}, "
+        f"expected {dict(job.expected)}"
+    )
+
+
 def _follow(
     supervisor: Supervisor,
     client: DemoClient,
     receiver: ReceiverServer,
     samples: list[SampleTask],
+    job: JobView,
     view: DemoView,
     started: float,
     task_ttl_s: float,
 ) -> Snapshot:
-    """Show the tasks until all are done as expected, or until patience runs out."""
+    """Show the tasks and the job until all are done as expected, or until patience runs
+    out."""
     give_up_at = time.monotonic() + task_ttl_s + PATIENCE_AFTER_TTL_S
     while True:
+        if job.job_id is not None:
+            job = JobView.of(client.job(job.job_id), job.expected)
         snapshot = Snapshot(
             samples=samples,
             tasks=client.tasks(samples),
             webhooks=receiver.state.received(),
             elapsed_s=time.monotonic() - started,
+            job=job,
         )
         view.show(snapshot)
-        if snapshot.all_done or time.monotonic() > give_up_at:
+        if (snapshot.all_done and snapshot.job_settled) or time.monotonic() > give_up_at:
             return snapshot
         if snapshot.final_count == len(samples) and snapshot.unexpected():
             return snapshot

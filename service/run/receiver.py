@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.config import ConfigError
+from service.domain.states import EventType
 from service.serving import BackgroundServer, base_url_of, listen_for_command
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class ReceivedWebhook:
     duplicate: bool  # this webhook-id arrived before (delivery is at least once)
     path: str
     at: float
+    # The check job it is about: a job item's task event names its job, a job.completed is one.
+    job_id: str | None = None
 
 
 class ReceiverState:
@@ -93,21 +96,28 @@ class ReceiverState:
             return list(self._received)
 
 
-def _describe(body: bytes) -> tuple[str | None, str | None, str | None, str | None]:
-    """The event type, task_id, state and phone_status of a webhook body, when it has them."""
+_NOTHING: tuple[None, None, None, None, None] = (None, None, None, None, None)
+
+
+def _describe(body: bytes) -> tuple[str | None, str | None, str | None, str | None, str | None]:
+    """The event type, task_id, state, phone_status and check job of a webhook body, when it
+    has them."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None, None, None, None
+        return _NOTHING
     if not isinstance(payload, dict):
-        return None, None, None, None
+        return _NOTHING
+    event_type = _text(payload.get("type"))
     data = _object(payload.get("data"))
     result = _object(data.get("result"))
+    job_id = data.get("id") if event_type == EventType.JOB_COMPLETED else data.get("job_id")
     return (
-        _text(payload.get("type")),
+        event_type,
         _text(data.get("task_id")),
         _text(data.get("state")),
         _text(result.get("phone_status")),
+        _text(job_id),
     )
 
 
@@ -124,7 +134,7 @@ def create_receiver_app(state: ReceiverState) -> Starlette:
         body = await request.body()
         headers = {name.lower(): value for name, value in request.headers.items()}
         verified = state.verify(body, headers)
-        event_type, task_id, task_state, phone_status = _describe(body)
+        event_type, task_id, task_state, phone_status, job_id = _describe(body)
         received = state.record(
             ReceivedWebhook(
                 webhook_id=headers.get("webhook-id", ""),
@@ -136,6 +146,7 @@ def create_receiver_app(state: ReceiverState) -> Starlette:
                 duplicate=False,
                 path=request.url.path,
                 at=time.time(),
+                job_id=job_id,
             )
         )
         log.info(

@@ -1,5 +1,7 @@
-"""The demo's view of its sample tasks and the webhooks they cause: a live table on a terminal
-(rich), or one plain line per change otherwise (pipes, logs, tests)."""
+"""The demo's view of its sample tasks, its sample check job and the webhooks they cause: a live
+table on a terminal (rich), or one plain line per change otherwise (pipes, logs, tests). The job
+is one line of progress (the same words as `phonebridge check-file`'s) under the tasks; its
+items' webhooks are counted in that line rather than listed."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
-from service.domain.states import TaskState
+from service.domain.check_file import JobProgress, progress_text
+from service.domain.states import EventType, TaskState
 from service.run.receiver import ReceivedWebhook
 
 FINAL_STATES = frozenset(state for state in TaskState if state.is_final)
@@ -55,13 +58,44 @@ class TaskView:
 
 
 @dataclass(frozen=True)
+class JobView:
+    """The demo's sample job: as the API shows it, or why it could not be created. `expected`:
+    the rows the job's results should have by verdict, from the simulator's scripts."""
+
+    expected: Mapping[str, int]
+    progress: JobProgress | None = None
+    problem: str | None = None
+    by_verdict: Mapping[str, int] | None = None
+
+    @classmethod
+    def of(cls, job: Mapping[str, Any], expected: Mapping[str, int]) -> JobView:
+        counts = job.get("counts") or {}
+        return cls(expected, JobProgress.of(job), None, dict(counts.get("by_verdict") or {}))
+
+    @property
+    def job_id(self) -> str | None:
+        return None if self.progress is None else self.progress.job_id
+
+    @property
+    def as_expected(self) -> bool:
+        """Over, with as many result rows of each verdict as the scripts say."""
+        return (
+            self.progress is not None
+            and self.progress.is_over
+            and {k: v for k, v in (self.by_verdict or {}).items() if v} == dict(self.expected)
+        )
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """The sample tasks as the API shows them, and the webhooks the receiver got."""
+    """The sample tasks as the API shows them, the sample job, and the webhooks the receiver
+    got."""
 
     samples: Sequence[SampleTask]
     tasks: Mapping[str, TaskView]
     webhooks: Sequence[ReceivedWebhook]
     elapsed_s: float
+    job: JobView | None = None
 
     def task(self, task_id: str) -> TaskView | None:
         return self.tasks.get(task_id)
@@ -108,6 +142,44 @@ class Snapshot:
             and all(self.verified_webhook_for(s.task_id) for s in self.samples)
         )
 
+    def is_sample_webhook(self, webhook: ReceivedWebhook) -> bool:
+        return any(webhook.task_id == sample.task_id for sample in self.samples)
+
+    def job_webhooks(self) -> tuple[int, bool]:
+        """The sample job's items' verified webhooks (distinct), and whether its verified
+        `job.completed` arrived."""
+        job_id = None if self.job is None else self.job.job_id
+        if job_id is None:
+            return 0, False
+        items = {
+            w.webhook_id
+            for w in self.webhooks
+            if w.verified and w.job_id == job_id and w.event_type != EventType.JOB_COMPLETED
+        }
+        completed = any(
+            w.verified and w.job_id == job_id and w.event_type == EventType.JOB_COMPLETED
+            for w in self.webhooks
+        )
+        return len(items), completed
+
+    @property
+    def job_settled(self) -> bool:
+        """Nothing more to wait for from the sample job: it could not be created, or it is over
+        and its `job.completed` webhook arrived verified."""
+        if self.job is None or self.job.progress is None:
+            return True
+        return self.job.progress.is_over and self.job_webhooks()[1]
+
+    def job_line(self) -> str | None:
+        """The sample job's progress, its items' webhooks and its `job.completed`."""
+        if self.job is None:
+            return None
+        if self.job.progress is None:
+            return f"sample job: {self.job.problem}"
+        items, completed = self.job_webhooks()
+        line = f"sample job {progress_text(self.job.progress)}; {items} item webhook(s) verified"
+        return line + ("; job.completed webhook verified" if completed else "")
+
 
 class DemoView(Protocol):
     def show(self, snapshot: Snapshot) -> None: ...
@@ -122,6 +194,7 @@ class PlainView:
         self._out = out
         self._states: dict[str, str] = {}
         self._webhooks_seen = 0
+        self._job_line: str | None = None
 
     def _say(self, line: str) -> None:
         print(line, file=self._out or sys.stdout, flush=True)
@@ -149,13 +222,19 @@ class PlainView:
                     f"after {task.poll_count} poll(s)"
                 )
         for webhook in snapshot.webhooks[self._webhooks_seen :]:
+            if webhook.job_id is not None and webhook.event_type != EventType.JOB_COMPLETED:
+                continue  # a job item's: counted in the job's line
             verdict = "signature verified" if webhook.verified else "signature NOT verified"
             again = " (duplicate)" if webhook.duplicate else ""
+            subject = webhook.task_id or webhook.job_id
             self._say(
-                f"webhook {webhook.webhook_id} {webhook.event_type} {webhook.task_id}: "
-                f"{verdict}{again}"
+                f"webhook {webhook.webhook_id} {webhook.event_type} {subject}: {verdict}{again}"
             )
         self._webhooks_seen = len(snapshot.webhooks)
+        job_line = snapshot.job_line()
+        if job_line is not None and job_line != self._job_line:
+            self._say(job_line)
+            self._job_line = job_line
 
     def close(self) -> None:
         pass
@@ -176,6 +255,7 @@ class RichView:
         self._live.update(self._render(snapshot))
 
     def _render(self, snapshot: Snapshot) -> Any:
+        from rich.console import Group
         from rich.table import Table
 
         styles = {
@@ -207,7 +287,25 @@ class RichView:
                 str(task.poll_count),
                 f"[{mark_style}]{mark}[/]",
             )
-        return table
+        job_line = snapshot.job_line()
+        if job_line is None:
+            return table
+        return Group(table, self._job_row(snapshot, job_line))
+
+    @staticmethod
+    def _job_row(snapshot: Snapshot, job_line: str) -> Any:
+        """The sample job: a bar of its submitted items' final answers, and its line."""
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        row = Table.grid(padding=(0, 1))
+        progress = None if snapshot.job is None else snapshot.job.progress
+        if progress is None:
+            row.add_row(f"[yellow]{job_line}[/]")
+            return row
+        bar = ProgressBar(total=progress.to_submit or None, completed=progress.final, width=20)
+        row.add_row(bar, job_line)
+        return row
 
     def close(self) -> None:
         self._live.stop()

@@ -35,6 +35,9 @@ class SimApp:
         self.callbacks = CallbackSender()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         path: str = scope["path"]
@@ -45,6 +48,17 @@ class SimApp:
             await self.control(scope, receive, send)
         else:
             await _send(send, answers.path_not_found())
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Nothing to start; at shutdown, the callback sender closes its connections."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.callbacks.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def _upstream_call(
         self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 log = logging.getLogger(__name__)
 
 CALLBACK_TIMEOUT_S = 5.0
+# GETs in flight at once, at most (a receiver that answers in 5 ms takes 6,400 a second).
+MAX_CALLBACKS_IN_FLIGHT = 32
 FORGED_AFTER_S = 0.05
 
 
@@ -99,38 +103,105 @@ def plan_callbacks(
 
 
 class CallbackSender:
-    """Sends planned callbacks at their time from the simulator's event loop."""
+    """Sends planned callbacks at their time from the simulator's event loop.
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    A job's stream of submits plans callbacks by the thousand (20,000 at 200 a second in
+    bench/jobs.py), so they are not one task each: a heap holds them in time order, one timer
+    moves those that are due onto a queue, and `concurrency` senders send them, so at most that
+    many GETs are in flight and the connection pool never makes one wait (where its timeout
+    would count against the callback). A receiver slower than the stream makes the queue grow,
+    never the number of sockets or tasks; `backlog` says how many are due and not yet sent.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        concurrency: int = MAX_CALLBACKS_IN_FLIGHT,
+    ) -> None:
         self._clock = clock
-        self._client: httpx.AsyncClient | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._concurrency = concurrency
+        self._client: aiohttp.ClientSession | None = None
+        self._planned: list[tuple[float, int, PlannedCallback]] = []
+        self._order = itertools.count()
+        self._due: asyncio.Queue[PlannedCallback] | None = None
+        self._changed: asyncio.Event | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._unsent = 0
+
+    @property
+    def backlog(self) -> int:
+        """Callbacks due and not yet sent (queued or in flight)."""
+        return self._unsent
 
     def schedule(self, callbacks: list[PlannedCallback]) -> None:
-        for callback in callbacks:
-            if callback.kind == "lost":
-                continue
-            task = asyncio.get_running_loop().create_task(self._send_at(callback))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        sendable = [c for c in callbacks if c.kind != "lost"]
+        if not sendable:
+            return
+        self._start()
+        for callback in sendable:
+            heapq.heappush(self._planned, (callback.at, next(self._order), callback))
+        assert self._changed is not None
+        self._changed.set()
 
-    async def _send_at(self, callback: PlannedCallback) -> None:
-        delay = callback.at - self._clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=CALLBACK_TIMEOUT_S, trust_env=False)
+    def _start(self) -> None:
+        if self._workers:
+            return
+        self._due = asyncio.Queue()
+        self._changed = asyncio.Event()
+        # aiohttp, as phonebridge's own upstream client and webhook sender use: httpx's async
+        # pool costs several times its CPU per request and degrades under concurrency
+        # (service/upstream/transport.py), and at 200 callbacks a second the simulator is busy.
+        self._client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._concurrency),
+            timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_S),
+            trust_env=False,
+        )
+        loop = asyncio.get_running_loop()
+        self._workers = [loop.create_task(self._release_due())] + [
+            loop.create_task(self._send_due()) for _ in range(self._concurrency)
+        ]
+
+    async def _release_due(self) -> None:
+        assert self._due is not None
+        assert self._changed is not None
+        while True:
+            now = self._clock()
+            while self._planned and self._planned[0][0] <= now:
+                _, _, callback = heapq.heappop(self._planned)
+                self._unsent += 1
+                self._due.put_nowait(callback)
+            self._changed.clear()
+            wait_s = self._planned[0][0] - now if self._planned else None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._changed.wait()
+
+    async def _send_due(self) -> None:
+        assert self._due is not None
+        while True:
+            callback = await self._due.get()
+            try:
+                await self._send(callback)
+            finally:
+                self._unsent -= 1
+
+    async def _send(self, callback: PlannedCallback) -> None:
+        assert self._client is not None
         callback.sent_at = self._clock()
         try:
-            response = await self._client.get(callback.url, params=callback.params)
-            callback.status = response.status_code
-        except httpx.HTTPError as error:
+            async with self._client.get(
+                callback.url, params=callback.params, allow_redirects=False
+            ) as response:
+                await response.read()
+                callback.status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
             callback.error = type(error).__name__
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
+        for task in self._workers:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._workers = []
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()

@@ -53,7 +53,7 @@ def uvicorn_server(state: SimState, *, log_level: str = "warning") -> uvicorn.Se
         SimApp(state),
         loop="uvloop",
         http="httptools",
-        lifespan="off",
+        lifespan="on",  # the callback sender closes its connections at shutdown
         access_log=False,
         proxy_headers=False,
         server_header=False,

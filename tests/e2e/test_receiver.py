@@ -51,6 +51,20 @@ def test_a_webhook_signed_with_the_secret_is_accepted_and_described(
     )
 
 
+def test_a_job_items_event_and_a_job_completed_name_their_job(receiver: ReceiverServer) -> None:
+    item = b'{"type": "task.completed", "data": {"task_id": "T-2", "job_id": "job_7"}}'
+    job = b'{"type": "job.completed", "data": {"id": "job_7", "state": "completed"}}'
+    for webhook_id, body in (("evt_item", item), ("evt_job", job), ("evt_task", BODY)):
+        headers = signed_headers(SECRET, webhook_id, body)
+        assert httpx.post(f"{receiver.base_url}/webhooks", content=body, headers=headers).is_success
+    received = receiver.state.received()
+    assert [(r.event_type, r.task_id, r.job_id) for r in received] == [
+        ("task.completed", "T-2", "job_7"),
+        ("job.completed", None, "job_7"),
+        ("task.completed", "T-1", None),
+    ]
+
+
 def test_a_tampered_body_or_another_secret_is_refused(receiver: ReceiverServer) -> None:
     other_secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
     tampered = BODY.replace(b"busy", b"ring")

@@ -164,9 +164,31 @@ async def test_the_control_api_is_under_sim() -> None:
     assert seen.json()["calls"] == 1
 
 
-async def test_a_scope_other_than_http_is_ignored() -> None:
+async def test_a_scope_other_than_http_or_lifespan_is_ignored() -> None:
     exchange = Exchange([])
 
-    await simulator()({"type": "lifespan"}, exchange.receive, exchange.send)  # type: ignore[arg-type]
+    await simulator()({"type": "websocket"}, exchange.receive, exchange.send)  # type: ignore[arg-type]
 
     assert exchange.sent == []
+
+
+async def test_the_lifespan_starts_at_once_and_closes_the_callback_sender_at_shutdown() -> None:
+    app = simulator()
+    exchange = Exchange([])
+    exchange.incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    closed: list[bool] = []
+    close = app.callbacks.aclose
+
+    async def recorded_close() -> None:
+        closed.append(True)
+        await close()
+
+    app.callbacks.aclose = recorded_close  # type: ignore[method-assign]
+
+    await app({"type": "lifespan"}, exchange.receive, exchange.send)  # type: ignore[arg-type]
+
+    assert [m["type"] for m in exchange.sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    assert closed == [True]

@@ -1,7 +1,7 @@
 """The demo's samples script the simulator to the outcome the demo expects: the registered
 task_ids whatever random tag the run draws (a tag of digits alone once made sim-invalid answer
 PENDING until it expired), and the submitted checks' numbers, one per phone_status, each a valid
-Mexican or Colombian number written as people write them."""
+Mexican or Colombian number written as people write them; and the sample check job's lines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.run.demo import SAMPLE_STATUSES, sample_check_script, sample_checks, sample_tasks
+from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES, PhoneNumber, parse_phone_number
+from service.run.demo import (
+    SAMPLE_JOB_DUPLICATE,
+    SAMPLE_JOB_NUMBERS,
+    SAMPLE_JOB_REJECTED,
+    SAMPLE_STATUSES,
+    expected_job_verdicts,
+    sample_check_script,
+    sample_checks,
+    sample_job_lines,
+    sample_tasks,
+)
 from service.sim.numbers import is_valid_number
 from service.sim.scripts import PHONE_STATUSES, FateKind, parse_script, script_for_task_id
 
@@ -58,3 +69,42 @@ def test_each_sample_check_is_its_own_valid_mexican_or_colombian_number() -> Non
     assert {digits[:2] for digits in numbers} == {"52", "57"}
     # Written in the forms phonebridge normalises, not as upstream is sent them.
     assert sum(written != digits for written, digits, _, _ in checks) >= len(checks) - 1
+
+
+# --- the sample check job --------------------------------------------------------------------
+
+
+def test_the_sample_job_has_scripted_numbers_a_duplicate_and_a_rejected_line() -> None:
+    lines = sample_job_lines()
+    assert len(lines) == SAMPLE_JOB_NUMBERS + 2
+    scripted = [digits_of(written) for written, _, status, _ in lines if status is not None]
+    assert len(scripted) == SAMPLE_JOB_NUMBERS
+    assert len(set(scripted)) == len(scripted)
+    assert all(is_valid_number(digits) for digits in scripted)
+    # Line 1's number again, written otherwise: a duplicate, never submitted.
+    assert digits_of(SAMPLE_JOB_DUPLICATE) == scripted[0]
+    assert lines[-2][0] == SAMPLE_JOB_DUPLICATE
+    # No phone number at all: the job rejects the line.
+    rejected = parse_phone_number(SAMPLE_JOB_REJECTED, DEFAULT_CHECK_COUNTRIES)
+    assert not isinstance(rejected, PhoneNumber)
+    assert len({reference for _, reference, _, _ in lines}) == len(lines)
+
+
+def test_the_sample_job_is_answered_after_one_to_six_seconds_with_every_phone_status() -> None:
+    answered = [(status, ready) for _, _, status, ready in sample_job_lines() if status]
+    assert {status for status, _ in answered} == set(PHONE_STATUSES)
+    assert all(1.0 <= ready <= 6.0 for _, ready in answered)
+
+
+def test_the_sample_jobs_expected_rows_count_the_duplicate_with_its_first_lines_verdict() -> None:
+    expected = expected_job_verdicts()
+    assert sum(expected.values()) == SAMPLE_JOB_NUMBERS + 1
+    first_status = sample_job_lines()[0][2]
+    assert first_status == "ring"
+    assert expected == {"live": 9, "dead": 2, "unreachable": 4, "retry": 4}
+
+
+def digits_of(written: str) -> str:
+    number = parse_phone_number(written, DEFAULT_CHECK_COUNTRIES)
+    assert isinstance(number, PhoneNumber), written
+    return number.digits

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
+from service.sim.callbacks import MAX_CALLBACKS_IN_FLIGHT
 from service.sim.server import SimServer
-from tests.support.receivers import Receiver
+from tests.support.receivers import Receiver, Reply
 from tests.support.upstream import API_ID, API_SECRET, SUBMIT
 from tests.support.waiting import wait_until
 
@@ -44,7 +46,12 @@ def test_a_submitted_check_is_called_back_when_its_answer_is_ready(
     assert query["phone_number"] == "5255********"
     assert query["request_id"].startswith("TID")
     assert callback.arrived - submitted >= 0.3
-    (logged,) = fresh_sim.control.callback_log()
+    # The receiver keeps a request before it answers: the sender logs the answer just after.
+    (logged,) = wait_until(
+        lambda: (log := fresh_sim.control.callback_log())[0]["status"] and log,
+        5,
+        "the callback's answer logged",
+    )
     assert logged["kind"] == "callback"
     assert logged["status"] == 200
 
@@ -88,3 +95,37 @@ def test_a_check_without_a_callback_or_finished_at_once_is_never_called_back(
     upstream.post(SUBMIT, json={"phone_number": "525512341234"})
     time.sleep(0.3)
     assert fresh_sim.control.callback_log() == []
+
+
+def test_a_stream_of_callbacks_is_sent_once_each_with_at_most_so_many_in_flight(
+    fresh_sim: SimServer, upstream: httpx.Client, receiver: Receiver
+) -> None:
+    # A job's stream of submits: more callbacks due at once than may be in flight, to a receiver
+    # that takes its time answering each.
+    answer_s = 0.5
+    count = 4 * MAX_CALLBACKS_IN_FLIGHT
+    receiver.script("/stream", default=Reply(delay_s=answer_s))
+    fresh_sim.control.configure(submit_script="ring-0-0.2s")
+    task_ids = {submit_with_callback(upstream, receiver, "/stream") for _ in range(count)}
+
+    received = wait_until(
+        lambda: (r := receiver.received("/stream")) and len(r) == count and r, 20, "every callback"
+    )
+    called_back = [parse_qs(r.query)["task_id"][0] for r in received]
+    assert sorted(called_back) == sorted(task_ids)
+    # A sender starts its next GET only once the last one is answered: within any stretch
+    # shorter than one answer, no more GETs arrive than there are senders.
+    arrivals = sorted(r.arrived for r in received)
+    busiest = max(
+        sum(1 for later in arrivals[i:] if later - start < answer_s * 0.9)
+        for i, start in enumerate(arrivals)
+    )
+    assert busiest <= MAX_CALLBACKS_IN_FLIGHT
+
+    # The receiver keeps a request before it answers: the sender logs the answer just after.
+    def every_answer_logged() -> list[dict[str, Any]] | None:
+        log = fresh_sim.control.callback_log()
+        return log if all(c["status"] for c in log) else None
+
+    logged = wait_until(every_answer_logged, 5, "every answer logged")
+    assert [c["status"] for c in logged] == [200] * count
