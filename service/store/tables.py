@@ -271,6 +271,8 @@ class Task(Base):
     # A submitted check's number as its keyed digest (service/domain/phone_numbers.py,
     # `number_digest`), never the number: how `max_age_s` finds this client's earlier answer.
     number_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # The job's public id (`check_jobs.public_id`), shown as the task's `job_id`.
+    job_id: Mapped[str | None] = mapped_column(String(PUBLIC_ID_MAX_LENGTH))
 
 
 class CallbackRecordRow(Base):
