@@ -120,6 +120,10 @@ class SubscriptionOut(BaseModel):
         "endpoint answered 410) or `failing` (every attempt failed for "
         "PHONEBRIDGE_WEBHOOK_DISABLE_AFTER_S); null while enabled."
     )
+    include_job_items: bool = Field(
+        default=True,
+        description="false: the task events of check jobs' items are not sent to it.",
+    )
 
 
 class JobCountsOut(BaseModel):

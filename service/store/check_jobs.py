@@ -18,7 +18,7 @@ answers) is in service/store/job_items.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from service.domain.job_lifecycle import JobStatus
 from service.domain.job_plan import JobCounts
 from service.domain.job_results import ResultRow
 from service.domain.states import (
+    EventType,
     JobItemState,
     JobState,
     PausedReason,
@@ -151,9 +152,11 @@ _INSERT_JOB = text(
     INSERT INTO check_jobs (public_id, client_id, name, state, paused_reason, max_age_s, recheck,
                             idempotency_key, fingerprint, items, rejected, duplicates, cached,
                             created_at, updated_at, started_at)
-    VALUES (:public_id, :client_id, :name, CAST(:state AS text), CAST(:paused_reason AS text), :max_age_s,
-            CAST(:recheck AS jsonb), :key, :fingerprint, :items, :rejected, :duplicates, :cached,
-            :now, :now, CASE WHEN CAST(:state AS text) <> '{JobState.DRAFT}' THEN CAST(:now AS timestamptz) END)
+    VALUES (:public_id, :client_id, :name, CAST(:state AS text), CAST(:paused_reason AS text),
+            :max_age_s, CAST(:recheck AS jsonb), :key, :fingerprint, :items, :rejected,
+            :duplicates, :cached, :now, :now,
+            CASE WHEN CAST(:state AS text) <> '{JobState.DRAFT}'
+                 THEN CAST(:now AS timestamptz) END)
     ON CONFLICT (client_id, idempotency_key) DO NOTHING
     RETURNING {_JOB_COLUMNS}
     """  # noqa: S608 - only constants are interpolated
@@ -206,7 +209,8 @@ _WRITE_STATUS = text(
         updated_at = :now,
         started_at = CASE WHEN CAST(:state AS text) NOT IN ('{JobState.DRAFT}')
                           THEN COALESCE(started_at, CAST(:now AS timestamptz)) END,
-        finished_at = CASE WHEN CAST(:state AS text) IN ('{JobState.COMPLETED}', '{JobState.CANCELLED}')
+        finished_at = CASE WHEN CAST(:state AS text)
+                                IN ('{JobState.COMPLETED}', '{JobState.CANCELLED}')
                            THEN COALESCE(finished_at, CAST(:now AS timestamptz)) END
     WHERE id = :id AND state = CAST(:expected_state AS text)
       AND paused_reason IS NOT DISTINCT FROM CAST(:expected_reason AS text)
@@ -328,6 +332,52 @@ _REJECTIONS_PAGE = text(
     ORDER BY line
     LIMIT :limit
     """
+)
+
+
+# The engine's look at jobs that may move (ix_check_jobs_active_state): every item has its final
+# answer (none waits to be submitted or is being submitted, and no task is pending).
+_NOTHING_LEFT = f"""
+    NOT EXISTS (SELECT 1 FROM check_job_items AS i
+                WHERE i.job_pk = j.id AND i.state = '{JobItemState.WAITING}')
+    AND NOT EXISTS (SELECT 1 FROM tasks AS t
+                    WHERE t.job_pk = j.id AND t.state = '{TaskState.PENDING}')
+"""  # noqa: S608 - only enum values are interpolated
+
+_ALL_FINAL = text(
+    f"""
+    SELECT {_JOB_COLUMNS} FROM check_jobs AS j
+    WHERE j.state IN ('{JobState.QUEUED}', '{JobState.RUNNING}', '{JobState.PAUSED}')
+      AND {_NOTHING_LEFT}
+    ORDER BY j.id
+    LIMIT :limit
+    """  # noqa: S608 - only constants are interpolated
+)
+
+# Cancelled jobs still owed their job.completed: once what they had submitted is final.
+_CANCELLED_UNREPORTED = text(
+    f"""
+    SELECT {_JOB_COLUMNS} FROM check_jobs AS j
+    WHERE j.state = '{JobState.CANCELLED}'
+      AND NOT EXISTS (SELECT 1 FROM events AS e
+                      WHERE e.job_pk = j.id AND e.type = '{EventType.JOB_COMPLETED}')
+      AND NOT EXISTS (SELECT 1 FROM scheduled_submits AS s
+                      WHERE s.job_pk = j.id AND s.state = '{ScheduledSubmitState.SUBMITTING}')
+      AND NOT EXISTS (SELECT 1 FROM tasks AS t
+                      WHERE t.job_pk = j.id AND t.state = '{TaskState.PENDING}')
+    ORDER BY j.id
+    LIMIT :limit
+    """  # noqa: S608 - only constants are interpolated
+)
+
+_IN_STATE = text(
+    f"""
+    SELECT {_JOB_COLUMNS} FROM check_jobs
+    WHERE state = ANY(CAST(:states AS text[]))
+      AND (CAST(:reason AS text) IS NULL OR paused_reason = CAST(:reason AS text))
+    ORDER BY id
+    LIMIT :limit
+    """  # noqa: S608 - only constants are interpolated
 )
 
 
@@ -580,6 +630,31 @@ async def rejection_page(
         _REJECTIONS_PAGE, {"job_pk": job_pk, "after_line": after_line, "limit": limit}
     )
     return [RejectionRow(int(row.line), row.reference, str(row.detail)) for row in result]
+
+
+async def jobs_all_final(session: AsyncSession, limit: int) -> list[JobRow]:
+    """Started jobs (queued, running, paused) every item of which has its final answer."""
+    return [_job(row) for row in await session.execute(_ALL_FINAL, {"limit": limit})]
+
+
+async def cancelled_jobs_unreported(session: AsyncSession, limit: int) -> list[JobRow]:
+    """Cancelled jobs without their job.completed whose submitted items are all final."""
+    return [_job(row) for row in await session.execute(_CANCELLED_UNREPORTED, {"limit": limit})]
+
+
+async def jobs_in_states(
+    session: AsyncSession,
+    states: Sequence[JobState],
+    *,
+    paused_reason: PausedReason | None = None,
+    limit: int,
+) -> list[JobRow]:
+    """Every client's jobs in these states (and, given, paused for that reason)."""
+    result = await session.execute(
+        _IN_STATE,
+        {"states": [state.value for state in states], "reason": paused_reason, "limit": limit},
+    )
+    return [_job(row) for row in result]
 
 
 def _result_row(row: Row[Any]) -> ResultRow:

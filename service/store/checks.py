@@ -107,7 +107,8 @@ _INSERT_TASK = text(
         INSERT INTO tasks (client_id, task_id, state, source, phone_number_masked, metadata,
                            result, submitted_at, registered_at, expires_at, completed_at,
                            next_poll_at, poll_count, upstream_request_id, updated_at,
-                           expects_callback, recheck, answered_at)
+                           expects_callback, recheck, answered_at, number_digest, job_pk,
+                           job_id)
         VALUES (:client_id, :task_id, CAST(:state AS text), '{TaskSource.SUBMITTED}',
                 :masked, CAST(:metadata AS jsonb), CAST(:result AS jsonb), :now, :now,
                 :expires_at, :completed_at,
@@ -120,7 +121,8 @@ _INSERT_TASK = text(
                      THEN :safety_net_poll_at
                      ELSE :next_poll_at END,
                 0, :request_id, :now, :expects_callback, CAST(:recheck AS jsonb),
-                CASE WHEN CAST(:result AS jsonb) IS NOT NULL THEN CAST(:now AS timestamptz) END)
+                CASE WHEN CAST(:result AS jsonb) IS NOT NULL THEN CAST(:now AS timestamptz) END,
+                :number_digest, :job_pk, :job_id)
         ON CONFLICT (client_id, task_id) DO NOTHING
         RETURNING id, client_id, task_id, state, row_to_json(tasks)::text AS row_json
     )
@@ -250,12 +252,16 @@ async def record_submitted_task(
     safety_net_poll_at: datetime | None = None,
     recheck: RecheckPolicy | None = None,
     waits_for_recheck: bool = False,
+    number_digest: bytes | None = None,
+    job: tuple[int, str] | None = None,
 ) -> SubmittedTask:
     """Insert the task of a submitted check: pending and due at `first_poll_at`, or, when its
     check carried a callback (`safety_net_poll_at` given) that the client's record trusts
     (service/domain/callback_trust.py), at `safety_net_poll_at`; at once after an early hint. Or
     completed with `result` and its event (same transaction: the outbox); or, when that result
-    asks for a re-check (`waits_for_recheck`), pending with it and no poll planned."""
+    asks for a re-check (`waits_for_recheck`), pending with it and no poll planned.
+    `number_digest`: the number's keyed digest (what `max_age_s` finds it by); `job`: the row id
+    and public id of the check job whose item it is."""
     completed = result is not None and not waits_for_recheck
     row = (
         await session.execute(
@@ -275,6 +281,9 @@ async def record_submitted_task(
                 "expects_callback": safety_net_poll_at is not None,
                 "request_id": request_id,
                 "recheck": None if recheck is None else orjson.dumps(recheck.as_json()).decode(),
+                "number_digest": number_digest,
+                "job_pk": None if job is None else job[0],
+                "job_id": None if job is None else job[1],
             },
         )
     ).one()

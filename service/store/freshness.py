@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.domain.schemas import TaskOut
 from service.domain.states import TaskState
 
 # Digests looked up per statement: a 100,000-item job asks in a few round trips.
@@ -67,3 +68,12 @@ async def recent_answer(
     `max_age_s`, or None."""
     found = await recent_answers(session, client_id, [digest], max_age_s=max_age_s, now=now)
     return found.get(digest)
+
+
+_TASK_ROW_JSON = text("SELECT row_to_json(t)::text FROM tasks AS t WHERE t.id = :id")
+
+
+async def task_json_text(session: AsyncSession, task_pk: int) -> str:
+    """The earlier task's JSON as the contract shows it (TaskOut), for the answer."""
+    row_json = (await session.execute(_TASK_ROW_JSON, {"id": task_pk})).scalar_one()
+    return TaskOut.model_validate_json(row_json).model_dump_json()

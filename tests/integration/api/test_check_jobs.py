@@ -57,7 +57,8 @@ async def test_a_json_draft_shows_its_cost_and_submits_nothing(
     job = response.json()
     assert job["id"].startswith("job_")
     assert (job["state"], job["paused_reason"], job["name"]) == ("draft", None, "november book")
-    assert job["started_at"] is None and job["estimated_finish_at"] is None
+    assert job["started_at"] is None
+    assert job["estimated_finish_at"] is None
     counts = job["counts"]
     assert (counts["items"], counts["rejected"], counts["duplicates"], counts["cached"]) == (
         4,
@@ -65,7 +66,8 @@ async def test_a_json_draft_shows_its_cost_and_submits_nothing(
         1,
         0,
     )
-    assert counts["to_submit"] == 2 and counts["submitted"] == 0
+    assert counts["to_submit"] == 2
+    assert counts["submitted"] == 0
     async with transaction(sessions) as session:
         states = (
             await session.execute(
@@ -91,7 +93,8 @@ async def test_a_csv_job_with_bom_crlf_and_quoted_commas_is_read_by_line(
     response = await create_csv_job(api, key, body, "?start=false&name=sheet")
     assert response.status_code == 201, response.text
     job = response.json()
-    assert job["name"] == "sheet" and job["counts"]["rejected"] == 1
+    assert job["name"] == "sheet"
+    assert job["counts"]["rejected"] == 1
     rejections = await api.get(f"/v1/check-jobs/{job['id']}/rejections", headers=bearer(key))
     assert rejections.status_code == 200
     [rejection] = rejections.json()["data"]
@@ -208,13 +211,16 @@ async def test_moves_follow_the_lifecycle_and_refuse_with_409_and_the_reason(
     job_id = job["id"]
     refused = await job_move(api, key, job_id, "pause")
     assert refused.status_code == 409
-    assert refused.json()["code"] == "CONFLICT" and "draft" in refused.json()["detail"]
+    assert refused.json()["code"] == "CONFLICT"
+    assert "draft" in refused.json()["detail"]
 
     started = await job_move(api, key, job_id, "start")
-    assert started.status_code == 200 and started.json()["state"] == "queued"
+    assert started.status_code == 200
+    assert started.json()["state"] == "queued"
     assert started.json()["started_at"] is not None
     again = await job_move(api, key, job_id, "start")
-    assert again.status_code == 409 and "already started" in again.json()["detail"]
+    assert again.status_code == 409
+    assert "already started" in again.json()["detail"]
 
     paused = await job_move(api, key, job_id, "pause")
     assert (paused.json()["state"], paused.json()["paused_reason"]) == ("paused", "client")
@@ -225,12 +231,14 @@ async def test_moves_follow_the_lifecycle_and_refuse_with_409_and_the_reason(
 
     cancelled = await job_move(api, key, job_id, "cancel")
     assert cancelled.status_code == 200
-    assert cancelled.json()["state"] == "cancelled" and cancelled.json()["finished_at"]
+    assert cancelled.json()["state"] == "cancelled"
+    assert cancelled.json()["finished_at"]
     assert await submit_states(sessions, job_id) == ["done", "done"]
     rows = await all_results(api, key, job_id)
     assert [row["state"] for row in rows] == ["not_submitted", "not_submitted"]
     twice = await job_move(api, key, job_id, "cancel")
-    assert twice.status_code == 409 and "cancelled" in twice.json()["detail"]
+    assert twice.status_code == 409
+    assert "cancelled" in twice.json()["detail"]
     async with transaction(sessions) as session:
         erased, events = (
             await session.execute(
@@ -290,7 +298,8 @@ async def test_the_same_idempotency_key_answers_the_job_and_another_body_is_422(
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["state"] == "queued"  # as it is now
     other = await create_json_job(api, key, draft(mx_number(3)), **{"Idempotency-Key": "book-1"})
-    assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
+    assert other.status_code == 422
+    assert "Idempotency-Key" in other.json()["detail"]
     assert await job_rows(sessions, key) == before
 
 
@@ -302,7 +311,9 @@ async def test_jobs_are_listed_newest_first_by_state_and_paged(
     listed = await api.get("/v1/check-jobs?limit=2", headers=bearer(key))
     page = listed.json()
     assert [job["id"] for job in page["data"]] == [ids[2], ids[1]]
-    rest = await api.get(f"/v1/check-jobs?limit=2&cursor={page['next_cursor']}", headers=bearer(key))
+    rest = await api.get(
+        f"/v1/check-jobs?limit=2&cursor={page['next_cursor']}", headers=bearer(key)
+    )
     assert [job["id"] for job in rest.json()["data"]] == [ids[0]]
     drafts = await api.get("/v1/check-jobs?state=draft", headers=bearer(key))
     assert [job["id"] for job in drafts.json()["data"]] == [ids[2], ids[0]]
