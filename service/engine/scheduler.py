@@ -27,10 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import Clock
 from service.config import Settings
 from service.domain.states import TaskState
+from service.engine.job_moves import JobSystemMoves
 from service.engine.retention import RetentionPurge
+from service.features.check_jobs import JobPace
 from service.observability.metrics import POLL_CLAIMS, SCHEDULER_STEP_FAILURES
 from service.observability.snapshot import StoreSnapshotRefresh
 from service.store.db import transaction
+from service.store.job_items import end_lost_items
 from service.store.leases import MAX_BATCHES_PER_TICK
 from service.store.polling import claim_due_tasks, expire_overdue_tasks
 from service.store.rechecks import end_lost_rechecks
@@ -158,8 +161,8 @@ class SubmitDispatch:
 
 class DeadlineSweep:
     """Ends pending tasks whose deadline has passed (and that nobody holds a live lease on), with
-    their events, in small batches; and the re-checks whose worker died while submitting (their
-    outcome unknown, never submitted again)."""
+    their events, in small batches; and the re-checks and check job items whose worker died
+    while submitting (their outcome unknown, never submitted again)."""
 
     name = "deadline_sweep"
 
@@ -176,6 +179,13 @@ class DeadlineSweep:
             for task in lost:
                 log.warning("recheck.outcome_unknown", extra={"task_id": task.task_id})
             if len(lost) < DEADLINE_SWEEP_BATCH:
+                break
+        for _ in range(DEADLINE_SWEEP_MAX_ROUNDS):
+            async with transaction(self._context.sessions) as session:
+                lost_items = await end_lost_items(session, now, DEADLINE_SWEEP_BATCH)
+            for job_pk, line in lost_items:
+                log.warning("job_item.outcome_unknown", extra={"job_pk": job_pk, "line": line})
+            if len(lost_items) < DEADLINE_SWEEP_BATCH:
                 break
         for _ in range(DEADLINE_SWEEP_MAX_ROUNDS):
             async with transaction(self._context.sessions) as session:
@@ -197,6 +207,12 @@ def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
     if context.publish_submit is not None:
         steps.append(SubmitDispatch(context, context.publish_submit))
     steps += [
+        JobSystemMoves(
+            context.sessions,
+            context.redis,
+            JobPace(ceiling_per_s=settings.upstream_max_rps),
+            settings.scheduler_tick_s,
+        ),
         DeadlineSweep(context),
         RetentionPurge(context.sessions, settings.retention_days),
         StoreSnapshotRefresh(

@@ -86,6 +86,12 @@ SUBMITS = Counter(
     "sent: the pause, the rate ceiling, no credentials).",
     ["outcome"],
 )
+JOB_ITEMS = Counter(
+    "phonebridge_job_items",
+    "Check job items whose submit ended, by what became of it: submitted (a task), refused "
+    "(INVALID_ARGUMENT), unknown (the call may have reached upstream unanswered).",
+    ["outcome"],
+)
 RECHECKS = Counter(
     "phonebridge_rechecks",
     "Re-checks (a check's number submitted again), by what upstream's answer meant: poll (taken, "
@@ -128,6 +134,10 @@ def record_submit(outcome: str) -> None:
 
 def record_recheck(outcome: str) -> None:
     RECHECKS.labels(outcome=outcome).inc()
+
+
+def record_job_item(outcome: str) -> None:
+    JOB_ITEMS.labels(outcome=outcome).inc()
 
 
 def record_detection_lag(lag_s: float) -> None:

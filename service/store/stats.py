@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.domain.schedule import DEFAULT_HALF_LIFE_S
 from service.domain.states import DeliveryState, TaskState
 from service.store.estimates import account_estimates
+from service.store.job_items import count_items_to_submit
 
 # The completion-time quantiles the operator's metrics show.
 COMPLETION_QUANTILES = (0.5, 0.9, 0.95, 0.99)
@@ -52,6 +53,8 @@ class StoreStats:
     # ages by which given shares of answers arrived (keyed by the share, e.g. "0.95").
     completion_estimate_weight: float = 0.0
     completion_time_quantiles_s: dict[str, float] = field(default_factory=dict)
+    # Check job items not submitted yet (waiting, or on standby in a draft or paused job).
+    job_items_to_submit: int = 0
 
 
 async def read_store_stats(
@@ -79,6 +82,7 @@ async def read_store_stats(
         oldest_due_delivery_age_s=_age(now, oldest_delivery),
         completion_estimate_weight=estimate.total,
         completion_time_quantiles_s=quantiles,
+        job_items_to_submit=await count_items_to_submit(session),
     )
 
 
