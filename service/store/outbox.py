@@ -231,6 +231,8 @@ def _event_input(task: FinishedTask) -> dict[str, Any]:
     if task.traceparent is not None:
         event["traceparent"] = task.traceparent
     return event
+
+
 # A check job that ended: its one `job.completed` event (events.job_pk is unique per type) and a
 # delivery to each live subscription of its client that names the type.
 _RECORD_JOB_COMPLETED = text(
