@@ -35,6 +35,7 @@ from service.api.client_limits import RateLimitHeaders
 from service.api.docs import install_docs
 from service.api.errors import Problem, install_error_handlers, problem_responses
 from service.api.methods import HeadAndOptions
+from service.api.portal import job_pages
 from service.api.portal.pages import router as portal_router
 from service.api.portal.session import PortalSecurityHeaders
 from service.api.resources import api_lifespan
@@ -100,7 +101,11 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     install_docs(app)
-    app.add_middleware(BodySizeLimit, limits_by_path=check_jobs.BODY_LIMITS)
+    app.add_middleware(
+        BodySizeLimit,
+        limits_by_path={**check_jobs.BODY_LIMITS, **job_pages.BODY_LIMITS},
+        answered_by_route=job_pages.BODY_LIMITS.keys(),
+    )
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(PortalSecurityHeaders)
     app.add_middleware(HeadAndOptions)

@@ -4,7 +4,7 @@ counted as it streams and cut off when it passes the limit."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,17 +21,22 @@ class RequestBodyTooLarge(HTTPException):
 
 class BodySizeLimit:
     """`limits_by_path`: a larger limit for the POSTs to these exact paths (a check job's list,
-    16 MiB), enforced the same way."""
+    16 MiB), enforced the same way. `answered_by_route`: paths whose route answers an oversized
+    body itself (the portal's upload, with a page a person reads): there a declared size over the
+    limit is raised at the route's first read of the body instead of answered here, before any
+    byte of it is read."""
 
     def __init__(
         self,
         app: ASGIApp,
         max_body_bytes: int = MAX_BODY_BYTES,
         limits_by_path: Mapping[str, int] | None = None,
+        answered_by_route: Collection[str] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.limits_by_path = dict(limits_by_path or {})
+        self.answered_by_route = frozenset(answered_by_route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,7 +46,8 @@ class BodySizeLimit:
         if scope["method"] == "POST":
             limit = self.limits_by_path.get(scope["path"], limit)
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
+        declared_too_large = declared is not None and declared > limit
+        if declared_too_large and scope["path"] not in self.answered_by_route:
             response = problem_response(413, RequestBodyTooLarge(limit).detail)
             await response(scope, receive, send)
             return
@@ -50,6 +56,8 @@ class BodySizeLimit:
 
         async def receive_within_limit() -> Message:
             nonlocal received
+            if declared_too_large:
+                raise RequestBodyTooLarge(limit)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
