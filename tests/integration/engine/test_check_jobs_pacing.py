@@ -66,7 +66,7 @@ async def test_a_single_check_gets_its_slot_within_a_second_beside_a_job_at_the_
 
         async def at_the_ceiling() -> bool:
             job = await get_job(api, job_key, job_id)
-            return job["counts"]["submitted"] >= CEILING_RPS * 2
+            return bool(job["counts"]["submitted"] >= CEILING_RPS * 2)
 
         await wait_until_async(at_the_ceiling, timeout_s=20, what="the job at the ceiling")
         for index in range(SINGLE_CHECKS):
