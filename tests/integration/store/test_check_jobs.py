@@ -26,9 +26,7 @@ async def test_a_move_is_written_only_over_the_status_it_was_read_with(
     async with transaction(sessions) as session:
         first = await job_store.write_status(session, job, paused, utc_now())
         # A second move decided on the same (now stale) read finds the row changed.
-        stale = await job_store.write_status(
-            session, job, JobStatus(JobState.CANCELLED), utc_now()
-        )
+        stale = await job_store.write_status(session, job, JobStatus(JobState.CANCELLED), utc_now())
     assert first is not None
     assert first.status == paused
     assert first.started_at is not None

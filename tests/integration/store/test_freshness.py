@@ -68,9 +68,7 @@ async def test_the_latest_final_answer_within_the_window_answers(
     assert await lookup(sessions, client, 3600) == {DIGEST: latest}
     async with transaction(sessions) as session:
         shown = await freshness.task_json_text(session, latest)
-        one = await freshness.recent_answer(
-            session, client, DIGEST, max_age_s=3600, now=utc_now()
-        )
+        one = await freshness.recent_answer(session, client, DIGEST, max_age_s=3600, now=utc_now())
     assert one == latest
     assert '"phone_status":"ring"' in shown
 
