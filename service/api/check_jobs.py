@@ -83,7 +83,7 @@ class CheckJobIn(BaseModel):
 
     items: list[CheckJobItemIn] = Field(min_length=1, max_length=JOB_ITEMS_MAX)
     name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX_LENGTH)
-    max_age_s: int = Field(
+    max_age_s: int | None = Field(
         default=0,
         ge=0,
         le=MAX_AGE_MAX_S,
@@ -91,8 +91,9 @@ class CheckJobIn(BaseModel):
         "answered from that answer, with no upstream call.",
     )
     recheck: RecheckIn | None = None
-    start: bool = Field(
-        default=True, description="false: a draft, which shows `counts.to_submit` and waits."
+    start: bool | None = Field(
+        default=True,
+        description="false: a draft, which shows `counts.to_submit` and waits (null: true).",
     )
 
 

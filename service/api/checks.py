@@ -104,7 +104,7 @@ class CheckSubmission(BaseModel):
         description="Re-checks: the task stays pending until its last answer; `rechecks` lists "
         "the earlier answers and its one event comes after the last.",
     )
-    max_age_s: int = Field(
+    max_age_s: int | None = Field(
         default=0,
         ge=0,
         le=MAX_AGE_MAX_S,

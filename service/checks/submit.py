@@ -274,6 +274,8 @@ class SubmitService:
                     {"Retry-After": str(round(self._settings.pause_probe_s))},
                 )
             reservation = await self._limiter.reserve_calls(1)
+            # Background claims (check jobs) yield what interactive submits take.
+            await self._limiter.charge_interactive(1)
         except Exception as error:
             log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
             return unavailable_answer("the shared rate ceiling (Redis) does not answer")

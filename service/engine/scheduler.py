@@ -127,9 +127,11 @@ class PollDispatch:
 
 
 class SubmitDispatch:
-    """Claims due scheduled submits (re-checks) as the shared rate allows and sends them in
-    batches; after the polls of the same tick (a step of `default_steps` after PollDispatch), so
-    a submit later does not delay a due poll. Nothing is claimed while upstream is paused."""
+    """Claims due scheduled submits (re-checks, check job items) as the shared rate allows and
+    sends them in batches; after the polls of the same tick (a step of `default_steps` after
+    PollDispatch), so a submit later does not delay a due poll, and as background work
+    (`take_claims(background=True)`), so a single check keeps its slot. Nothing is claimed while
+    upstream is paused."""
 
     name = "submit_dispatch"
 
@@ -145,7 +147,8 @@ class SubmitDispatch:
         context = self._context
         if await read_pause(context.redis) is not None:
             return
-        granted = await context.limiter.take_claims(self._max_claims)
+        # Background: what the tick's due polls and recent interactive submits leave.
+        granted = await context.limiter.take_claims(self._max_claims, background=True)
         if granted == 0:
             return
         async with transaction(context.sessions) as session:

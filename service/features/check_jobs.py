@@ -412,7 +412,10 @@ def _read_request(
     else:
         read = job_from_json(_parsed_json(body), read_number)
     if isinstance(read, JobRefused):
-        broken = [BrokenRule(error.field, error.message) for error in read.errors]
+        # Every broken rule names where it is: a rule of the whole list names the items (JSON)
+        # or the body (CSV); its message says which line.
+        whole = "items" if media is JobMedia.JSON else "body"
+        broken = [BrokenRule(error.field or whole, error.message) for error in read.errors]
         if read.status == 413:
             raise BodyTooLarge(read.detail, broken)
         raise InvalidInput(read.detail, broken)

@@ -2,8 +2,8 @@
 moves of its status and of its items' scheduled submits; its progress and its result rows.
 
 Creation scales: items, rejections and the items' scheduled submits (purpose `job_item`, each
-with its number sealed) are written `INSERT ... SELECT FROM unnest(arrays)` in chunks of
-`ROWS_PER_INSERT`, so a 100,000-item job is a few dozen statements and no ORM object. The caller
+with its number sealed) are written with COPY, row tuples streamed from the caller's columns: no
+ORM object and no statement per row. The caller
 (service/features/check_jobs.py) runs them all in one transaction: a job is there whole or not
 at all.
 
@@ -18,11 +18,13 @@ answers) is in service/store/job_items.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import Any
 
+import psycopg
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,9 +41,6 @@ from service.domain.states import (
     TaskState,
 )
 from service.domain.verdicts import verdict_of
-
-# Rows per INSERT of items, rejections or submits: ~10 arrays of 5,000 values each.
-ROWS_PER_INSERT = 5_000
 
 _JOB_COLUMNS = (
     "id, public_id, client_id, name, state, paused_reason, max_age_s, recheck, "
@@ -162,36 +161,17 @@ _INSERT_JOB = text(
     """  # noqa: S608 - only constants are interpolated
 )
 
-_INSERT_ITEMS = text(
-    """
-    INSERT INTO check_job_items (job_pk, line, state, reference, metadata, phone_number_masked,
-                                 number_digest, first_line, task_pk)
-    SELECT :job_pk, i.line, i.state, i.reference, CAST(i.metadata AS jsonb), i.masked, i.digest,
-           i.first_line, i.task_pk
-    FROM unnest(CAST(:lines AS integer[]), CAST(:states AS text[]), CAST(:references AS text[]),
-                CAST(:metadata AS text[]), CAST(:masks AS text[]), CAST(:digests AS bytea[]),
-                CAST(:first_lines AS integer[]), CAST(:task_pks AS bigint[]))
-         AS i(line, state, reference, metadata, masked, digest, first_line, task_pk)
-    """
+# COPY, not INSERT: measured on this machine, 20,000 items took ~1.3 s as `INSERT ... SELECT FROM
+# unnest(arrays)` (psycopg adapting each array element in Python) and a fraction of that as
+# COPY rows (its binary implementation writes them in C).
+_COPY_ITEMS = (
+    "COPY check_job_items (job_pk, line, state, reference, metadata, phone_number_masked, "
+    "number_digest, first_line, task_pk) FROM STDIN"
 )
-
-_INSERT_REJECTIONS = text(
-    """
-    INSERT INTO check_job_rejections (job_pk, line, reference, detail)
-    SELECT :job_pk, r.line, r.reference, r.detail
-    FROM unnest(CAST(:lines AS integer[]), CAST(:references AS text[]), CAST(:details AS text[]))
-         AS r(line, reference, detail)
-    """
-)
-
-_INSERT_SUBMITS = text(
-    f"""
-    INSERT INTO scheduled_submits (client_id, purpose, state, phone_number_sealed, due_at,
-                                   created_at, updated_at, job_pk, job_line)
-    SELECT :client_id, '{ScheduledSubmitPurpose.JOB_ITEM}', :state, s.sealed, :due_at, :now, :now,
-           :job_pk, s.line
-    FROM unnest(CAST(:lines AS integer[]), CAST(:sealed AS bytea[])) AS s(line, sealed)
-    """  # noqa: S608 - only enum values are interpolated
+_COPY_REJECTIONS = "COPY check_job_rejections (job_pk, line, reference, detail) FROM STDIN"
+_COPY_SUBMITS = (
+    "COPY scheduled_submits (client_id, purpose, state, phone_number_sealed, due_at, created_at, "
+    "updated_at, job_pk, job_line) FROM STDIN"
 )
 
 _FIND_JOB = text(
@@ -431,38 +411,38 @@ async def insert_job(session: AsyncSession, job: NewJob) -> JobRow | None:
 
 
 async def insert_items(session: AsyncSession, job_pk: int, items: ItemColumns) -> None:
-    for start in range(0, len(items.lines), ROWS_PER_INSERT):
-        end = start + ROWS_PER_INSERT
-        await session.execute(
-            _INSERT_ITEMS,
-            {
-                "job_pk": job_pk,
-                "lines": items.lines[start:end],
-                "states": items.states[start:end],
-                "references": items.references[start:end],
-                "metadata": items.metadata[start:end],
-                "masks": items.masks[start:end],
-                "digests": items.digests[start:end],
-                "first_lines": items.first_lines[start:end],
-                "task_pks": items.task_pks[start:end],
-            },
-        )
+    await _copy(
+        session,
+        _COPY_ITEMS,
+        zip(
+            repeat(job_pk),
+            items.lines,
+            items.states,
+            items.references,
+            items.metadata,
+            items.masks,
+            items.digests,
+            items.first_lines,
+            items.task_pks,
+            strict=False,
+        ),
+    )
 
 
 async def insert_rejections(
     session: AsyncSession, job_pk: int, rejections: RejectionColumns
 ) -> None:
-    for start in range(0, len(rejections.lines), ROWS_PER_INSERT):
-        end = start + ROWS_PER_INSERT
-        await session.execute(
-            _INSERT_REJECTIONS,
-            {
-                "job_pk": job_pk,
-                "lines": rejections.lines[start:end],
-                "references": rejections.references[start:end],
-                "details": rejections.details[start:end],
-            },
-        )
+    await _copy(
+        session,
+        _COPY_REJECTIONS,
+        zip(
+            repeat(job_pk),
+            rejections.lines,
+            rejections.references,
+            rejections.details,
+            strict=False,
+        ),
+    )
 
 
 async def insert_item_submits(
@@ -475,20 +455,25 @@ async def insert_item_submits(
 ) -> None:
     """One scheduled submit per item to submit: `standby` (a draft), or `waiting` due now."""
     due_at = now if state is ScheduledSubmitState.WAITING else None
-    for start in range(0, len(submits.lines), ROWS_PER_INSERT):
-        end = start + ROWS_PER_INSERT
-        await session.execute(
-            _INSERT_SUBMITS,
-            {
-                "client_id": job.client_id,
-                "job_pk": job.id,
-                "state": state.value,
-                "due_at": due_at,
-                "now": now,
-                "lines": submits.lines[start:end],
-                "sealed": submits.sealed[start:end],
-            },
-        )
+    purpose = ScheduledSubmitPurpose.JOB_ITEM.value
+    await _copy(
+        session,
+        _COPY_SUBMITS,
+        (
+            (job.client_id, purpose, state.value, sealed, due_at, now, now, job.id, line)
+            for line, sealed in zip(submits.lines, submits.sealed, strict=True)
+        ),
+    )
+
+
+async def _copy(session: AsyncSession, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY the rows in the session's own transaction (its driver connection)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    async with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            await copy.write_row(row)
 
 
 async def find_job(session: AsyncSession, client_id: int, public_id: str) -> JobRow | None:

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.api.check_jobs import CSV_MEDIA_TYPE, NDJSON_MEDIA_TYPE
 from service.domain.job_input import JOB_BODY_MAX_BYTES, JOB_ITEMS_MAX
 from service.store.db import transaction
 from tests.support.api import bearer
@@ -275,7 +276,7 @@ async def test_another_clients_job_is_404_everywhere(
         response = await api.get(f"/v1/check-jobs/{job_id}{path}", headers=bearer(other_key))
         assert response.status_code == 404, path
     response = await api.get(
-        f"/v1/check-jobs/{job_id}/results", headers={**bearer(other_key), "Accept": "text/csv"}
+        f"/v1/check-jobs/{job_id}/results", headers={**bearer(other_key), "Accept": CSV_MEDIA_TYPE}
     )
     assert response.status_code == 404
     for move in ("start", "pause", "resume", "cancel"):
@@ -337,7 +338,7 @@ async def test_results_come_in_input_order_as_pages_csv_and_ndjson(
     assert pages[2]["phone_number_masked"] == pages[0]["phone_number_masked"]
 
     as_csv = await api.get(
-        f"/v1/check-jobs/{job_id}/results", headers={**bearer(key), "Accept": "text/csv"}
+        f"/v1/check-jobs/{job_id}/results", headers={**bearer(key), "Accept": CSV_MEDIA_TYPE}
     )
     assert as_csv.status_code == 200
     assert as_csv.headers["content-type"].startswith("text/csv")
@@ -347,7 +348,7 @@ async def test_results_come_in_input_order_as_pages_csv_and_ndjson(
 
     as_ndjson = await api.get(
         f"/v1/check-jobs/{job_id}/results",
-        headers={**bearer(key), "Accept": "application/x-ndjson"},
+        headers={**bearer(key), "Accept": NDJSON_MEDIA_TYPE},
     )
     assert as_ndjson.headers["content-type"].startswith("application/x-ndjson")
     lines = [orjson.loads(line) for line in as_ndjson.content.splitlines()]

@@ -276,8 +276,9 @@ async def test_an_item_whose_worker_died_while_submitting_is_unknown_and_never_s
         # As a worker that marked line 1 `submitting` and died before writing its answer.
         await session.execute(
             text(
-                "UPDATE scheduled_submits SET state = 'submitting', lease_token = gen_random_uuid(),"
-                " lease_until = :past FROM check_jobs j WHERE j.id = scheduled_submits.job_pk "
+                "UPDATE scheduled_submits SET state = 'submitting', "
+                "lease_token = gen_random_uuid(), lease_until = :past FROM check_jobs j "
+                "WHERE j.id = scheduled_submits.job_pk "
                 "AND j.public_id = :id AND scheduled_submits.job_line = 1"
             ),
             {"id": job_id, "past": datetime.now(UTC) - timedelta(seconds=1)},
