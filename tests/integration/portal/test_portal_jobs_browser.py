@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import FilePayload, Page, expect
 
 from service.sim.server import SimServer
 from tests.support.browser import chromium, served_api
@@ -32,9 +32,8 @@ async def sign_in(page: Page, base: str, key: str) -> None:
 async def upload(page: Page, body: bytes, name: str, *, start: bool) -> None:
     await page.click("nav >> text=Jobs")
     await expect(page.locator("h1")).to_have_text("Check jobs")
-    await page.set_input_files(
-        "#file", files=[{"name": "book.csv", "mimeType": "text/csv", "buffer": body}]
-    )
+    csv_file: FilePayload = {"name": "book.csv", "mimeType": "text/csv", "buffer": body}
+    await page.set_input_files("#file", files=[csv_file])
     await page.fill("#name", name)
     await page.check(f"input[name=start][value={'true' if start else 'false'}]")
     await page.click("button:has-text('Upload')")
