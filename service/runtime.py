@@ -16,16 +16,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import psycopg
+from psycopg.rows import DictRow, dict_row
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from service.checks.callback_hints import CallbackUrls
 from service.clock import utc_now
 from service.config import Settings
+from service.engine.job_items import CallbackUrlFor, no_callback
 from service.engine.poller import PollService
 from service.engine.scheduled_submits import ScheduledSubmitService
 from service.engine.scheduler import (
@@ -86,7 +91,9 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Worke
     leases = LeaseKeeper(sessions, settings.lease_s)
     deliveries = DeliveryService.from_settings(settings, sessions, leases, redis)
     poller = PollService(settings, sessions, upstream, reaction, leases, deliveries)
-    submits = ScheduledSubmitService(settings, sessions, upstream, reaction)
+    submits = ScheduledSubmitService(
+        settings, sessions, upstream, reaction, callback_url_for=callback_urls_for(settings)
+    )
     stop_heartbeat = asyncio.Event()
     heartbeat = asyncio.create_task(leases.run_until(stop_heartbeat))
     return WorkerResources(
@@ -103,6 +110,22 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Worke
         heartbeat,
         stop_heartbeat,
     )
+
+
+def callback_urls_for(settings: Settings) -> CallbackUrlFor:
+    """The clients' callback URLs for the checks the engine submits (check job items), as the
+    API passes them with single checks; none without PHONEBRIDGE_PUBLIC_URL."""
+    if settings.public_url is None:
+        return no_callback
+    url = settings.sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    @asynccontextmanager
+    async def connection() -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row)
+        async with conn:
+            yield conn
+
+    return CallbackUrls(settings, connection).url_for
 
 
 async def close_resources(resources: WorkerResources) -> None:

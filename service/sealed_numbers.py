@@ -79,3 +79,8 @@ def number_seal_for(settings: Settings) -> NumberSeal:
 def recheck_binding(client_id: int, task_id: str) -> str:
     """What a re-check's sealed number belongs to: the client's task (its first task_id)."""
     return f"recheck:{client_id}:{task_id}"
+
+
+def job_item_binding(client_id: int, job_id: str, line: int) -> str:
+    """What a check job item's sealed number belongs to: the client's job and the item's line."""
+    return f"job_item:{client_id}:{job_id}:{line}"

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from service.api import (
     callbacks,
+    check_jobs,
     checks,
     deliveries,
     events,
@@ -34,6 +35,7 @@ from service.api.client_limits import RateLimitHeaders
 from service.api.docs import install_docs
 from service.api.errors import Problem, install_error_handlers, problem_responses
 from service.api.methods import HeadAndOptions
+from service.api.portal import job_pages
 from service.api.portal.pages import router as portal_router
 from service.api.portal.session import PortalSecurityHeaders
 from service.api.resources import api_lifespan
@@ -52,6 +54,7 @@ ROUTERS = (
     portal_router,
     stats.router,
     checks.router,
+    check_jobs.router,
     callbacks.router,
 )
 
@@ -62,12 +65,14 @@ SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
     tasks.TaskRegistration,
     tasks.TaskBatch,
     checks.CheckSubmission,
+    check_jobs.CheckJobIn,
 )
 
 DESCRIPTION = """\
 phonebridge polls AccuAuth phone-check tasks until they finish and pushes the results to your
 webhooks. Every `/v1` call needs `Authorization: Bearer <api key>`. Errors are
-`application/problem+json` (RFC 9457). Request bodies over 1 MiB answer 413.
+`application/problem+json` (RFC 9457). Request bodies over 1 MiB (a check job's: 16 MiB) answer
+413.
 """
 
 
@@ -96,7 +101,11 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     install_docs(app)
-    app.add_middleware(BodySizeLimit)
+    app.add_middleware(
+        BodySizeLimit,
+        limits_by_path={**check_jobs.BODY_LIMITS, **job_pages.BODY_LIMITS},
+        answered_by_route=job_pages.BODY_LIMITS.keys(),
+    )
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(PortalSecurityHeaders)
     app.add_middleware(HeadAndOptions)

@@ -25,6 +25,7 @@ from service.api.errors import (
 from service.api.responses import json_response
 from service.api.submitting import submit_for_client
 from service.domain import problems
+from service.domain.check_options import MAX_AGE_MAX_S
 from service.domain.checks import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     valid_idempotency_key,
@@ -103,6 +104,14 @@ class CheckSubmission(BaseModel):
         description="Re-checks: the task stays pending until its last answer; `rechecks` lists "
         "the earlier answers and its one event comes after the last.",
     )
+    max_age_s: int | None = Field(
+        default=0,
+        ge=0,
+        le=MAX_AGE_MAX_S,
+        description="When this client checked the same number before and that check got its "
+        "final answer less than this many seconds ago, the answer is 200 and that earlier task, "
+        "with no upstream call. 0 (the default): always submit.",
+    )
 
 
 class CallbackUrl(BaseModel):
@@ -115,6 +124,11 @@ class CallbackUrl(BaseModel):
     response_model=TaskOut,
     summary="Submit a phone check upstream",
     responses={
+        200: {
+            "model": TaskOut,
+            "description": "Answered from this client's earlier check of the number "
+            "(`max_age_s`): that task, with no upstream call",
+        },
         201: {"description": "Submitted: the task, pending or already completed"},
         **problem_responses(502),
     },

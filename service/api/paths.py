@@ -15,7 +15,12 @@ from typing import Annotated
 from fastapi import Depends, Path
 
 from service.api.deps import ClientDep
-from service.features.ids import require_event_id, require_subscription_id, require_task_id
+from service.features.ids import (
+    require_event_id,
+    require_job_id,
+    require_subscription_id,
+    require_task_id,
+)
 
 
 def _plausible_id(
@@ -40,4 +45,7 @@ SubscriptionIdPath = Annotated[
     Depends(
         _plausible_id("subscription_id", require_subscription_id, "A subscription id, `sub_...`.")
     ),
+]
+JobIdPath = Annotated[
+    str, Depends(_plausible_id("job_id", require_job_id, "A check job id, `job_...`."))
 ]

@@ -32,6 +32,7 @@ from service.checks.submit import SubmitService
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.jsontext import parse_json
+from service.features.check_jobs import JobSecrets
 from service.logs import OncePerInterval
 from service.store.db import create_engine_for, session_factory
 from service.upstream.reaction import UpstreamReaction
@@ -102,6 +103,12 @@ class ApiResources:
     @cached_property
     def hints(self) -> HintService:
         return HintService(self.settings, lambda: hot_connection(self), clock=self.clock)
+
+    @cached_property
+    def job_secrets(self) -> JobSecrets:
+        """The check jobs' number digest key and seal, built on first use (they may read the
+        key file under data_dir)."""
+        return JobSecrets.of(self.settings)
 
     @cached_property
     def cipher(self) -> SecretCipher:

@@ -113,6 +113,7 @@ def _subscription_body(row: SubscriptionRow) -> dict[str, Any]:
         "created_at": row.created_at,
         "max_rps": row.max_rps,
         "disabled_reason": row.disabled_reason,
+        "include_job_items": row.include_job_items,
     }
 
 

@@ -245,6 +245,7 @@ def task_body(row: TaskRow) -> dict[str, Any]:
         "source": row.source,
         "phone_number_masked": row.phone_number_masked,
         "rechecks": [RecheckAnswer.model_validate(entry).model_dump() for entry in row.rechecks],
+        "job_id": row.job_id,
     }
 
 

@@ -60,6 +60,7 @@ from service.domain.checks import (
     SubmitOutcome,
     classify_submit,
 )
+from service.domain.phone_numbers import number_digest
 from service.domain.problems import CHECK_BUDGET_EXHAUSTED
 from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import SubmissionState, TaskState
@@ -74,6 +75,7 @@ from service.observability.traces import (
 )
 from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
 from service.store import checks as check_store
+from service.store import freshness
 from service.store.budgets import give_back_checks, take_checks
 from service.store.db import transaction
 from service.store.scheduled_submits import hold_number_for_rechecks
@@ -184,6 +186,10 @@ class SubmitService:
                 raise DifferentBody
             record_submit("replayed")
             return await self._replay(submission)
+        if check.max_age_s:
+            fresh = await self._fresh_answer(submission.id, client_id, check)
+            if fresh is not None:
+                return fresh
         try:
             answer = await self._submit_once(submission.id, client_id, check, budget_day)
         except BaseException:
@@ -265,6 +271,36 @@ class SubmitService:
             await self._release(submission_id, client_id, budget_day)
         return answer
 
+    async def _fresh_answer(
+        self, submission_id: int, client_id: int, check: CheckRequest
+    ) -> SubmitAnswer | None:
+        """`max_age_s`: this client's latest final answer for the number, younger than that,
+        answered as 200 with its task and no upstream call (kept for the Idempotency-Key)."""
+        now = self._clock()
+        async with transaction(self._sessions) as session:
+            earlier = await freshness.recent_answer(
+                session,
+                client_id,
+                number_digest(self._number_keys[0], check.number),
+                max_age_s=check.max_age_s,
+                now=now,
+            )
+            if earlier is None:
+                return None
+            body_json = await freshness.task_json_text(session, earlier)
+            answer = SubmitAnswer(200, body_json)
+            await check_store.finish_submission(
+                session,
+                submission_id,
+                state=SubmissionState.ANSWERED,
+                status=answer.status,
+                body_json=answer.body_json,
+                task_pk=earlier,
+                now=now,
+            )
+        record_submit("fresh")
+        return answer
+
     async def _refusal_before_call(self) -> SubmitAnswer | None:
         """The pause, or no slot of the rate ceiling soon enough: nothing is sent."""
         try:
@@ -279,6 +315,8 @@ class SubmitService:
                 )
             reservation = await self._limiter.reserve_calls(1)
             record_call_slots(reservation.count)
+            # Background claims (check jobs) yield what interactive submits take.
+            await self._limiter.charge_interactive(1)
         except Exception as error:
             log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
             return unavailable_answer("the shared rate ceiling (Redis) does not answer")
@@ -334,6 +372,7 @@ class SubmitService:
                 recheck=check.recheck,
                 waits_for_recheck=recheck_at is not None,
                 traceparent=current_traceparent(),
+                number_digest=number_digest(self._number_keys[0], check.number),
             )
             if task.created and check.recheck is not None and task.state is TaskState.PENDING:
                 # The number is kept, sealed, for as long as a re-check may still come.

@@ -25,6 +25,7 @@ from service.domain.answers import (
     RawAnswer,
     classify_answer,
 )
+from service.domain.check_options import check_max_age_s
 from service.domain.intake import TASK_ID_PATTERN, FieldError, Rejection, check_metadata
 from service.domain.phone_numbers import (
     NumberRefusal,
@@ -34,7 +35,7 @@ from service.domain.phone_numbers import (
 )
 from service.domain.rechecks import AFTER_S_MIN, RecheckPolicy, check_recheck
 
-CHECK_FIELDS = ("phone_number", "metadata", "recheck")
+CHECK_FIELDS = ("phone_number", "metadata", "recheck", "max_age_s")
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 _IDEMPOTENCY_KEY = re.compile(rf"[\x20-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}")
 
@@ -48,6 +49,9 @@ class CheckRequest:
     metadata_json: str
     # The client's `recheck` (service/domain/rechecks.py); None: no re-checks.
     recheck: RecheckPolicy | None = None
+    # `max_age_s` (service/domain/check_options.py): answer from this client's final answer for
+    # the number younger than this, with no upstream call; 0: never.
+    max_age_s: int = 0
 
     @property
     def masked(self) -> str:
@@ -62,6 +66,8 @@ class CheckRequest:
         if self.recheck is not None:
             # Only when given, so the digests of checks without it stay what they were.
             salt += "\n" + json.dumps(self.recheck.as_json(), sort_keys=True)
+        if self.max_age_s:
+            salt += f"\nmax_age_s={self.max_age_s}"
         digest = number_digest(number_key, self.number)
         return hashlib.sha256(digest + b"\n" + salt.encode()).digest()
 
@@ -90,9 +96,12 @@ def validate_check(
         errors.append(FieldError("phone_number", number.message))
     metadata_json = check_metadata(body.get("metadata"), errors)
     recheck = check_recheck(body.get("recheck"), errors, min_after_s=recheck_min_after_s)
-    if errors or isinstance(number, NumberRefusal) or metadata_json is None:
+    max_age_s = check_max_age_s(body.get("max_age_s"), errors)
+    if errors or isinstance(number, NumberRefusal) or metadata_json is None or max_age_s is None:
         return Rejection(None, tuple(errors))
-    return CheckRequest(number=number, metadata_json=metadata_json, recheck=recheck)
+    return CheckRequest(
+        number=number, metadata_json=metadata_json, recheck=recheck, max_age_s=max_age_s
+    )
 
 
 def valid_idempotency_key(value: str) -> bool:

@@ -12,6 +12,7 @@ import secrets
 EVENT_PREFIX = "evt"
 SUBSCRIPTION_PREFIX = "sub"
 DELIVERY_PREFIX = "dlv"
+JOB_PREFIX = "job"
 
 # The width of the public_id columns; a prefix, "_" and 32 hex digits fit with room to spare.
 PUBLIC_ID_MAX_LENGTH = 40

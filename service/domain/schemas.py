@@ -12,7 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from service.domain.states import DisabledReason, EventType, TaskSource, TaskState
+from service.domain.states import (
+    DisabledReason,
+    EventType,
+    JobState,
+    PausedReason,
+    TaskSource,
+    TaskState,
+)
 from service.domain.verdicts import Verdict, verdict_of
 
 
@@ -86,6 +93,11 @@ class TaskOut(BaseModel):
         "oldest first (`result` is the answer of the latest, null until it answers). Empty "
         "otherwise.",
     )
+    job_id: str | None = Field(
+        default=None,
+        description="The check job (`job_...`) whose item this check is; null for a check "
+        "submitted or registered on its own.",
+    )
 
 
 class SubscriptionOut(BaseModel):
@@ -108,13 +120,53 @@ class SubscriptionOut(BaseModel):
         "endpoint answered 410) or `failing` (every attempt failed for "
         "PHONEBRIDGE_WEBHOOK_DISABLE_AFTER_S); null while enabled."
     )
+    include_job_items: bool = Field(
+        default=True,
+        description="false: the task events of check jobs' items are not sent to it.",
+    )
+
+
+class JobCountsOut(BaseModel):
+    """A check job's counts: what it holds (fixed at creation) and how far it is."""
+
+    items: int
+    rejected: int
+    duplicates: int
+    cached: int
+    to_submit: int = Field(description="items - rejected - duplicates - cached: its cost.")
+    submitted: int
+    pending: int
+    completed: int
+    failed: int
+    expired: int
+    by_verdict: dict[str, int] = Field(
+        description="Result rows (duplicates and cached ones included) by their verdict."
+    )
+
+
+class JobOut(BaseModel):
+    """A check job (service/features/check_jobs.py, `job_json`, builds it)."""
+
+    id: str
+    name: str | None
+    state: JobState
+    paused_reason: PausedReason | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    max_age_s: int
+    counts: JobCountsOut
+    estimated_finish_at: datetime | None = Field(
+        description="When its last item should have its final answer; null when not running."
+    )
 
 
 class EventOut(BaseModel):
     id: str
     type: EventType
     created_at: datetime
-    data: TaskOut | SubscriptionOut = Field(
-        description="The task as it was when the event was created (`task.*`), or the "
-        "subscription that phonebridge disabled (`subscription.disabled`)."
+    data: TaskOut | JobOut | SubscriptionOut = Field(
+        description="The task as it was when the event was created (`task.*`), the check job "
+        "with its final counts (`job.completed`), or the subscription that phonebridge "
+        "disabled (`subscription.disabled`)."
     )

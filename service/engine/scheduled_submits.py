@@ -1,5 +1,6 @@
 """Scheduled submits, sent: one message's batch of claimed re-checks, each submitted upstream at its
-slot of the shared rate ceiling.
+slot of the shared rate ceiling. A batch's check job items go to service/engine/job_items.py, the
+second purpose, which follows the same steps with its own answers.
 
 For each submit still leased to us (service/store/scheduled_submits.py), in this order:
 
@@ -49,11 +50,13 @@ from service.domain.resubmits import (
     decide_after_resubmit,
 )
 from service.domain.verdicts import verdict_of
+from service.engine.job_items import CallbackUrlFor, JobItemSubmitter, no_callback
 from service.engine.slots import start_in_slots
 from service.observability.metrics import record_over_budget, record_recheck
 from service.sealed_numbers import NumberSeal, SealedNumberError, number_seal_for, recheck_binding
 from service.store.budgets import daily_limits, give_back_checks, pause_jobs_for_budget, take_checks
 from service.store.db import transaction
+from service.store.job_items import load_claimed_items
 from service.store.rechecks import (
     InstantAnswer,
     end_with_last_answer,
@@ -104,6 +107,7 @@ class ScheduledSubmitService:
         *,
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
+        callback_url_for: CallbackUrlFor = no_callback,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -119,6 +123,18 @@ class ScheduledSubmitService:
         # A call must not start when its answer could come after the lease.
         self._call_margin = timedelta(seconds=settings.upstream_timeout_s + 1.0)
         self._retry_s = settings.poll_backoff.initial_s
+        # The second purpose: check job items (service/engine/job_items.py).
+        self._job_items = JobItemSubmitter(
+            settings,
+            sessions,
+            upstream,
+            reaction,
+            self._number_seal,
+            lease=self._lease,
+            callback_url_for=callback_url_for,
+            clock=clock,
+            rand=rand,
+        )
 
     def _number_seal(self) -> NumberSeal:
         if self._seal is None:
@@ -153,8 +169,13 @@ class ScheduledSubmitService:
         now = self._clock()
         async with transaction(self._sessions) as session:
             claimed = await load_claimed_submits(session, ids, lease_token, now)
-        report.skipped = len(ids) - len(claimed)
-        outcomes = await self._submit_claimed(claimed, lease_token, now)
+            items = await load_claimed_items(session, ids, lease_token, now)
+        report.skipped = len(ids) - len(claimed) - len(items)
+        rechecks, job_items = await asyncio.gather(
+            self._submit_claimed(claimed, lease_token, now),
+            self._job_items.submit_items(items, lease_token, now),
+        )
+        outcomes = rechecks + job_items
         for outcome in outcomes:
             if outcome == HANDED_BACK:
                 report.handed_back += 1
@@ -170,6 +191,8 @@ class ScheduledSubmitService:
     ) -> list[str]:
         """Steps 1-5 of the module's docstring for a batch; what happened to each submit (a
         ResubmitKind, HANDED_BACK or SKIPPED)."""
+        if not claimed:
+            return []
         outcomes: list[str] = []
         to_send: list[ClaimedSubmit] = []
         for submit in claimed:

@@ -28,7 +28,9 @@ from service.clock import Clock
 from service.config import Settings
 from service.domain.states import TaskState
 from service.engine.budgets import BudgetResume
+from service.engine.job_moves import JobSystemMoves
 from service.engine.retention import RetentionPurge
+from service.features.check_jobs import JobPace
 from service.observability.metrics import (
     POLL_CLAIMS,
     SCHEDULER_STEP_FAILURES,
@@ -36,6 +38,7 @@ from service.observability.metrics import (
 )
 from service.observability.snapshot import StoreSnapshotRefresh
 from service.store.db import transaction
+from service.store.job_items import end_lost_items
 from service.store.leases import MAX_BATCHES_PER_TICK
 from service.store.polling import claim_due_tasks, expire_overdue_tasks
 from service.store.rechecks import end_lost_rechecks
@@ -129,9 +132,11 @@ class PollDispatch:
 
 
 class SubmitDispatch:
-    """Claims due scheduled submits (re-checks) as the shared rate allows and sends them in
-    batches; after the polls of the same tick (a step of `default_steps` after PollDispatch), so
-    a submit later does not delay a due poll. Nothing is claimed while upstream is paused."""
+    """Claims due scheduled submits (re-checks, check job items) as the shared rate allows and
+    sends them in batches; after the polls of the same tick (a step of `default_steps` after
+    PollDispatch), so a submit later does not delay a due poll, and as background work
+    (`take_claims(background=True)`), so a single check keeps its slot. Nothing is claimed while
+    upstream is paused."""
 
     name = "submit_dispatch"
 
@@ -147,7 +152,8 @@ class SubmitDispatch:
         context = self._context
         if await read_pause(context.redis) is not None:
             return
-        granted = await context.limiter.take_claims(self._max_claims)
+        # Background: what the tick's due polls and recent interactive submits leave.
+        granted = await context.limiter.take_claims(self._max_claims, background=True)
         if granted == 0:
             return
         async with transaction(context.sessions) as session:
@@ -163,8 +169,8 @@ class SubmitDispatch:
 
 class DeadlineSweep:
     """Ends pending tasks whose deadline has passed (and that nobody holds a live lease on), with
-    their events, in small batches; and the re-checks whose worker died while submitting (their
-    outcome unknown, never submitted again)."""
+    their events, in small batches; and the re-checks and check job items whose worker died
+    while submitting (their outcome unknown, never submitted again)."""
 
     name = "deadline_sweep"
 
@@ -181,6 +187,13 @@ class DeadlineSweep:
             for task in lost:
                 log.warning("recheck.outcome_unknown", extra={"task_id": task.task_id})
             if len(lost) < DEADLINE_SWEEP_BATCH:
+                break
+        for _ in range(DEADLINE_SWEEP_MAX_ROUNDS):
+            async with transaction(self._context.sessions) as session:
+                lost_items = await end_lost_items(session, now, DEADLINE_SWEEP_BATCH)
+            for job_pk, line in lost_items:
+                log.warning("job_item.outcome_unknown", extra={"job_pk": job_pk, "line": line})
+            if len(lost_items) < DEADLINE_SWEEP_BATCH:
                 break
         for _ in range(DEADLINE_SWEEP_MAX_ROUNDS):
             async with transaction(self._context.sessions) as session:
@@ -203,6 +216,12 @@ def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
     if context.publish_submit is not None:
         steps.append(SubmitDispatch(context, context.publish_submit))
     steps += [
+        JobSystemMoves(
+            context.sessions,
+            context.redis,
+            JobPace(ceiling_per_s=settings.upstream_max_rps),
+            settings.scheduler_tick_s,
+        ),
         DeadlineSweep(context),
         BudgetResume(context.sessions, settings),
         RetentionPurge(context.sessions, settings.retention_days),

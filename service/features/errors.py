@@ -59,3 +59,15 @@ class TaskAlreadyFinal(FeatureError):
 class SubscriptionDisabled(FeatureError):
     status = 409
     kind = problems.SUBSCRIPTION_DISABLED
+
+
+class BodyTooLarge(FeatureError):
+    status = 413
+    kind = problems.BODY_TOO_LARGE
+
+
+class MoveNotPossible(FeatureError):
+    """A check job's move its state does not allow: 409, with the reason."""
+
+    status = 409
+    kind = problems.CONFLICT

@@ -41,3 +41,13 @@ def require_subscription_id(subscription_id: str) -> str:
     if PUBLIC_ID_SHAPE.fullmatch(subscription_id) is None:
         raise no_such_subscription(subscription_id)
     return subscription_id
+
+
+def no_such_job(job_id: str) -> NotFound:
+    return NotFound("check job", f"no check job {job_id[:PUBLIC_ID_MAX_LENGTH]!r} for this client")
+
+
+def require_job_id(job_id: str) -> str:
+    if PUBLIC_ID_SHAPE.fullmatch(job_id) is None:
+        raise no_such_job(job_id)
+    return job_id

@@ -60,6 +60,12 @@ def _distinct(values: list[EventType] | None) -> list[EventType] | None:
     return None if values is None else list(dict.fromkeys(values))
 
 
+INCLUDE_JOB_ITEMS_DESCRIPTION = (
+    "false: the task events of check jobs' items are not sent to it (`job.completed` still is, "
+    "when named in `event_types`)."
+)
+
+
 class SubscriptionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -79,6 +85,7 @@ class SubscriptionCreate(BaseModel):
     max_rps: StrictInt | None = Field(
         default=None, ge=MAX_RPS_MIN, le=MAX_RPS_MAX, description=MAX_RPS_DESCRIPTION
     )
+    include_job_items: StrictBool = Field(default=True, description=INCLUDE_JOB_ITEMS_DESCRIPTION)
 
     _checks = field_validator("url", "description")(_no_nul)
     _types = field_validator("event_types")(_distinct)
@@ -96,6 +103,9 @@ class SubscriptionChange(BaseModel):
     description: StrictStr | None = Field(default=None, max_length=MAX_DESCRIPTION)
     max_rps: StrictInt | None = Field(
         default=None, ge=MAX_RPS_MIN, le=MAX_RPS_MAX, description=MAX_RPS_DESCRIPTION
+    )
+    include_job_items: StrictBool | None = Field(
+        default=None, description=INCLUDE_JOB_ITEMS_DESCRIPTION
     )
 
     _checks = field_validator("url", "description")(_no_nul)
@@ -134,6 +144,7 @@ async def create_subscription(
         secret_encrypted=resources.cipher.encrypt(secret, public_id),
         now=resources.clock(),
         max_rps=new.max_rps,
+        include_job_items=new.include_job_items,
     )
     return row, secret
 

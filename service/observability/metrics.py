@@ -111,6 +111,12 @@ SUBMITS = Counter(
     "check budget).",
     ["outcome"],
 )
+JOB_ITEMS = Counter(
+    "phonebridge_job_items",
+    "Check job items whose submit ended, by what became of it: submitted (a task), refused "
+    "(INVALID_ARGUMENT), unknown (the call may have reached upstream unanswered).",
+    ["outcome"],
+)
 RECHECKS = Counter(
     "phonebridge_rechecks",
     "Re-checks (a check's number submitted again), by what upstream's answer meant: poll (taken, "
@@ -171,6 +177,10 @@ def record_recheck(outcome: str) -> None:
 
 def record_over_budget(client_id: int, kind: str, count: int = 1) -> None:
     CHECKS_OVER_BUDGET.labels(client=str(client_id), kind=kind).inc(count)
+
+
+def record_job_item(outcome: str) -> None:
+    JOB_ITEMS.labels(outcome=outcome).inc()
 
 
 def record_detection_lag(lag_s: float) -> None:

@@ -186,3 +186,8 @@ def _store_gauges(store: StoreStats) -> Iterator[GaugeMetricFamily]:
         "quantile",
         store.completion_time_quantiles_s,
     )
+    yield _gauge(
+        "phonebridge_job_items_to_submit",
+        "Check job items not submitted yet (waiting, or on standby in a draft or paused job).",
+        store.job_items_to_submit,
+    )

@@ -107,7 +107,8 @@ _INSERT_TASK = text(
         INSERT INTO tasks (client_id, task_id, state, source, phone_number_masked, metadata,
                            result, submitted_at, registered_at, expires_at, completed_at,
                            next_poll_at, poll_count, upstream_request_id, updated_at,
-                           expects_callback, recheck, answered_at, traceparent)
+                           expects_callback, recheck, answered_at, traceparent, number_digest,
+                           job_pk, job_id)
         VALUES (:client_id, :task_id, CAST(:state AS text), '{TaskSource.SUBMITTED}',
                 :masked, CAST(:metadata AS jsonb), CAST(:result AS jsonb), :now, :now,
                 :expires_at, :completed_at,
@@ -121,7 +122,7 @@ _INSERT_TASK = text(
                      ELSE :next_poll_at END,
                 0, :request_id, :now, :expects_callback, CAST(:recheck AS jsonb),
                 CASE WHEN CAST(:result AS jsonb) IS NOT NULL THEN CAST(:now AS timestamptz) END,
-                :traceparent)
+                :traceparent, :number_digest, :job_pk, :job_id)
         ON CONFLICT (client_id, task_id) DO NOTHING
         RETURNING id, client_id, task_id, state, row_to_json(tasks)::text AS row_json
     )
@@ -252,13 +253,17 @@ async def record_submitted_task(
     recheck: RecheckPolicy | None = None,
     waits_for_recheck: bool = False,
     traceparent: str | None = None,
+    number_digest: bytes | None = None,
+    job: tuple[int, str] | None = None,
 ) -> SubmittedTask:
     """Insert the task of a submitted check: pending and due at `first_poll_at`, or, when its
     check carried a callback (`safety_net_poll_at` given) that the client's record trusts
     (service/domain/callback_trust.py), at `safety_net_poll_at`; at once after an early hint. Or
     completed with `result` and its event (same transaction: the outbox); or, when that result
     asks for a re-check (`waits_for_recheck`), pending with it and no poll planned. The request's
-    `traceparent` (traces on) goes on the task, and so on its event when it is final at once."""
+    `traceparent` (traces on) goes on the task, and so on its event when it is final at once.
+    `number_digest`: the number's keyed digest (what `max_age_s` finds it by); `job`: the row id
+    and public id of the check job whose item it is."""
     completed = result is not None and not waits_for_recheck
     row = (
         await session.execute(
@@ -279,6 +284,9 @@ async def record_submitted_task(
                 "request_id": request_id,
                 "recheck": None if recheck is None else orjson.dumps(recheck.as_json()).decode(),
                 "traceparent": traceparent,
+                "number_digest": number_digest,
+                "job_pk": None if job is None else job[0],
+                "job_id": None if job is None else job[1],
             },
         )
     ).one()

@@ -54,7 +54,7 @@ _RECORD_EVENTS = text(
         SELECT public_id, client_id, task_pk, type, data, :now, traceparent
         FROM input ORDER BY task_pk
         ON CONFLICT (task_pk, type) DO NOTHING
-        RETURNING id, client_id, type
+        RETURNING id, client_id, task_pk, type
     ),
     new_deliveries AS (
         INSERT INTO deliveries
@@ -64,11 +64,14 @@ _RECORD_EVENTS = text(
                '{DeliveryState.PENDING}', :now, :now,
                CAST(:lease_token AS uuid), CAST(:lease_until AS timestamptz)
         FROM new_events e
+        JOIN tasks t ON t.id = e.task_pk
         JOIN subscriptions s
           ON s.client_id = e.client_id
          AND s.enabled
          AND s.deleted_at IS NULL
          AND e.type = ANY(s.event_types)
+         -- `include_job_items` false: a check job item's task events are not sent to it.
+         AND (s.include_job_items OR t.job_pk IS NULL)
         ORDER BY e.id, s.id
         RETURNING id
     )
@@ -127,6 +130,7 @@ def task_json(task: Task) -> dict[str, Any]:
         metadata=task.metadata_,
         source=TaskSource(task.source),
         phone_number_masked=task.phone_number_masked,
+        job_id=task.job_id,
     ).model_dump(mode="json")
 
 
@@ -227,6 +231,56 @@ def _event_input(task: FinishedTask) -> dict[str, Any]:
     if task.traceparent is not None:
         event["traceparent"] = task.traceparent
     return event
+
+
+# A check job that ended: its one `job.completed` event (events.job_pk is unique per type) and a
+# delivery to each live subscription of its client that names the type.
+_RECORD_JOB_COMPLETED = text(
+    f"""
+    WITH new_event AS (
+        INSERT INTO events (public_id, client_id, job_pk, type, data, created_at)
+        VALUES (:public_id, :client_id, :job_pk, '{EventType.JOB_COMPLETED}',
+                CAST(:data AS jsonb), :now)
+        ON CONFLICT (job_pk, type) DO NOTHING
+        RETURNING id, client_id
+    ),
+    new_deliveries AS (
+        INSERT INTO deliveries
+            (public_id, event_id, subscription_id, client_id, state, next_attempt_at, created_at)
+        SELECT {public_id_sql(DELIVERY_PREFIX)}, e.id, s.id, e.client_id,
+               '{DeliveryState.PENDING}', :now, :now
+        FROM new_event e
+        JOIN subscriptions s
+          ON s.client_id = e.client_id
+         AND s.enabled
+         AND s.deleted_at IS NULL
+         AND '{EventType.JOB_COMPLETED}' = ANY(s.event_types)
+        ORDER BY s.id
+        RETURNING id
+    )
+    SELECT (SELECT id FROM new_event) AS event_pk, (SELECT count(*) FROM new_deliveries) AS sent
+    """  # noqa: S608 - only constants are interpolated
+)
+
+
+async def record_job_completed(
+    session: AsyncSession, *, client_id: int, job_pk: int, data: str, now: datetime
+) -> bool:
+    """The `job.completed` event of a job that ended (`data`: the job's JSON with its final
+    counts) and its deliveries; False when the job already has it."""
+    row = (
+        await session.execute(
+            _RECORD_JOB_COMPLETED,
+            {
+                "public_id": new_public_id(EVENT_PREFIX),
+                "client_id": client_id,
+                "job_pk": job_pk,
+                "data": data,
+                "now": now,
+            },
+        )
+    ).one()
+    return row.event_pk is not None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.domain.schedule import DEFAULT_HALF_LIFE_S
 from service.domain.states import DeliveryState, TaskState
 from service.store.estimates import account_estimates
+from service.store.job_items import count_items_to_submit
 
 # The completion-time quantiles the operator's metrics show.
 COMPLETION_QUANTILES = (0.5, 0.9, 0.95, 0.99)
@@ -67,6 +68,8 @@ class StoreStats:
     completion_time_quantiles_s: dict[str, float] = field(default_factory=dict)
     # Subscription public id -> seconds since its run of failures began (the longest runs).
     failing_subscriptions_s: dict[str, float] = field(default_factory=dict)
+    # Check job items not submitted yet (waiting, or on standby in a draft or paused job).
+    job_items_to_submit: int = 0
 
 
 async def read_store_stats(
@@ -96,6 +99,7 @@ async def read_store_stats(
         completion_estimate_weight=estimate.total,
         completion_time_quantiles_s=quantiles,
         failing_subscriptions_s={str(sid): _age(now, since) for sid, since in failing},
+        job_items_to_submit=await count_items_to_submit(session),
     )
 
 

@@ -45,6 +45,8 @@ class SubscriptionRow:
     disabled_at: datetime | None = None
     # Its run of failures: the first failed attempt after its last success.
     failing_since: datetime | None = None
+    # false: the task events of check jobs' items are not sent to it.
+    include_job_items: bool = True
 
     def public(self) -> SubscriptionOut:
         """The subscription as the contract shows it."""
@@ -64,6 +66,7 @@ SUBSCRIPTION_COLUMNS = (
     Subscription.max_rps,
     Subscription.disabled_at,
     Subscription.failing_since,
+    Subscription.include_job_items,
 )
 
 
@@ -111,6 +114,7 @@ def _subscription(
         int | None,
         datetime | None,
         datetime | None,
+        bool,
     ],
 ) -> SubscriptionRow:
     (
@@ -125,6 +129,7 @@ def _subscription(
         max_rps,
         disabled_at,
         failing_since,
+        include_job_items,
     ) = row
     return SubscriptionRow(
         pk=pk,
@@ -138,6 +143,7 @@ def _subscription(
         max_rps=max_rps,
         disabled_at=disabled_at,
         failing_since=failing_since,
+        include_job_items=include_job_items,
     )
 
 
@@ -175,10 +181,12 @@ async def insert_subscription(
     secret_encrypted: bytes,
     now: datetime,
     max_rps: int | None = None,
+    include_job_items: bool = True,
 ) -> SubscriptionRow:
     statement = (
         insert(subscriptions)
         .values(
+            include_job_items=include_job_items,
             public_id=public_id,
             client_id=client_id,
             url=url,
@@ -227,7 +235,8 @@ async def update_subscription(
     changes: Mapping[str, Any],
     now: datetime,
 ) -> SubscriptionRow | None:
-    """Apply `changes` (any of url, event_types, enabled, description, max_rps). Enabling clears
+    """Apply `changes` (any of url, event_types, enabled, description, max_rps,
+    include_job_items). Enabling clears
     the reason it was disabled and its run of failures (it starts afresh); the client's disable
     stops its pending deliveries; a new max_rps starts a new timeline of turns, and the
     deliveries waiting in their rows for a turn of the old one take one of the new."""

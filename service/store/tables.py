@@ -274,6 +274,8 @@ class Task(Base):
     # The W3C traceparent of the request that registered or submitted it, when traces are on
     # (service/observability/traces.py): its polls are spans of that trace.
     traceparent: Mapped[str | None] = mapped_column(Text)
+    # The job's public id (`check_jobs.public_id`), shown as the task's `job_id`.
+    job_id: Mapped[str | None] = mapped_column(String(PUBLIC_ID_MAX_LENGTH))
 
 
 class CallbackRecordRow(Base):

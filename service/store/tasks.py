@@ -52,6 +52,7 @@ class TaskRow:
     source: TaskSource
     phone_number_masked: str | None
     rechecks: list[dict[str, Any]]
+    job_id: str | None = None
 
     @property
     def verdict(self) -> Verdict | None:
@@ -65,8 +66,10 @@ TASK_COLUMNS = ", ".join(field.name for field in fields(TaskRow))
 
 
 def _task_row(values: Sequence[Any]) -> TaskRow:
-    id_, task_id, state, *rest, source, masked, rechecks = values
-    return TaskRow(id_, task_id, TaskState(state), *rest, TaskSource(source), masked, rechecks)  # type: ignore[call-arg]
+    id_, task_id, state, *rest, source, masked, rechecks, job_id = values
+    return TaskRow(  # type: ignore[call-arg]
+        id_, task_id, TaskState(state), *rest, TaskSource(source), masked, rechecks, job_id
+    )
 
 
 def _task_rows(cursor: AsyncCursor[Any]) -> RowMaker[TaskRow]:

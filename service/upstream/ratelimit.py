@@ -14,6 +14,11 @@ Claims: the scheduler takes claim budget from a second GCRA timeline at the same
 burst tolerance, so a backlog is claimed (and leased) only as fast as it can be polled instead of
 flooding the broker with messages whose leases run out in a queue.
 
+Interactive first: background claims (check job items, re-checks) book at most
+BACKGROUND_CLAIM_TOLERANCE_S ahead, after the tick's due polls, and interactive submits are
+charged to the claims timeline as they reserve their call: a job at the full ceiling leaves a
+single check its slot within about a second, and due polls their schedule.
+
 Adaptation: RATE_LIMIT_EXCEEDED lowers the effective rate in proportion to the share of calls
 refused lately, by half at most (service/domain/refusals.py; at most once per
 DECREASE_COOLDOWN_S, so one batch of refusals counts once, never below FACTOR_FLOOR); it recovers
@@ -42,6 +47,8 @@ DECREASE_MULTIPLIER: Final = 0.5
 DECREASE_COOLDOWN_S: Final = 1.0
 RECOVERY_PER_S: Final = 0.02
 CLAIM_TOLERANCE_S: Final = 1.0
+# How far ahead background claims (check job items, re-checks) may book the claims timeline.
+BACKGROUND_CLAIM_TOLERANCE_S: Final = 0.2
 
 # The current adaptive factor, recovered lazily from the last change; shared by every script.
 _FACTOR_LUA = """
@@ -94,6 +101,22 @@ local tat = start + k * interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat),
            'PX', math.ceil((tat - now) / 1000) + 1000)
 return k
+"""
+)
+
+# KEYS: claims, factor. ARGV: rate, n, recovery_per_s. Charges `n` calls made without a claim
+# (interactive submits) to the claims timeline, beyond its tolerance if need be: the claims after
+# them wait that much longer, so what is claimed plus what is charged stays within the rate.
+_CHARGE_CLAIMS_LUA = (
+    _FACTOR_LUA
+    + """
+local now = redis_now()
+local rate = tonumber(ARGV[1]) * current_factor(now, KEYS[2], tonumber(ARGV[3]))
+local start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local tat = start + tonumber(ARGV[2]) * 1000000 / rate
+redis.call('SET', KEYS[1], string.format('%.0f', tat),
+           'PX', math.ceil((tat - now) / 1000) + 1000)
+return 1
 """
 )
 
@@ -196,6 +219,7 @@ class UpstreamRateLimiter:
         self._reserve = redis.register_script(_RESERVE_LUA)
         self._take_claims = redis.register_script(_TAKE_CLAIMS_LUA)
         self._return_claims = redis.register_script(_RETURN_CLAIMS_LUA)
+        self._charge_claims = redis.register_script(_CHARGE_CLAIMS_LUA)
         self._slow_down = redis.register_script(_SLOW_DOWN_LUA)
         self._block = redis.register_script(_BLOCK_LUA)
         self._status = redis.register_script(_STATUS_LUA)
@@ -210,20 +234,41 @@ class UpstreamRateLimiter:
         )
         return SlotReservation(count, float(first_us) / 1e6, float(interval_us) / 1e6)
 
-    async def take_claims(self, wanted: int) -> int:
-        """How many tasks the scheduler may claim now (0..wanted); the rest waits for later."""
+    async def take_claims(self, wanted: int, *, background: bool = False) -> int:
+        """How many tasks the scheduler may claim now (0..wanted); the rest waits for later.
+
+        `background` (check job items and re-checks): only while the claims timeline is less
+        than BACKGROUND_CLAIM_TOLERANCE_S ahead, instead of CLAIM_TOLERANCE_S. Background work
+        takes what due polls (claimed first, each tick) and interactive submits (charged,
+        `charge_interactive`) leave, and never books the calls of the next second: a single
+        check's slot, reserved behind it, comes within about that long."""
         if wanted <= 0:
             return 0
+        tolerance_s = (
+            min(BACKGROUND_CLAIM_TOLERANCE_S, self._claim_tolerance_s)
+            if background
+            else self._claim_tolerance_s
+        )
         granted = await self._take_claims(
             keys=[CLAIMS_KEY, FACTOR_KEY, BLOCKED_KEY],
             args=[
                 repr(self._rate),
                 wanted,
-                repr(self._claim_tolerance_s),
+                repr(tolerance_s),
                 repr(self._recovery_per_s),
             ],
         )
         return int(granted)
+
+    async def charge_interactive(self, calls: int = 1) -> None:
+        """Interactive calls (a `POST /v1/checks`) reserve their slots directly; charged to the
+        claims timeline too, so that background claims yield them the same share of the
+        ceiling: the reserve that recent interactive use sets."""
+        if calls > 0:
+            await self._charge_claims(
+                keys=[CLAIMS_KEY, FACTOR_KEY],
+                args=[repr(self._rate), calls, repr(self._recovery_per_s)],
+            )
 
     async def return_claims(self, unused: int) -> None:
         """Give back claim budget that found nothing due, so the next tick may use it."""

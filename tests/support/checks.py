@@ -57,6 +57,7 @@ async def submit(
     idempotency_key: str | None = None,
     metadata: dict[str, Any] | None = None,
     recheck: dict[str, Any] | None = None,
+    max_age_s: int | None = None,
 ) -> httpx.Response:
     headers = bearer(key)
     if idempotency_key is not None:
@@ -66,6 +67,8 @@ async def submit(
         body["metadata"] = metadata
     if recheck is not None:
         body["recheck"] = recheck
+    if max_age_s is not None:
+        body["max_age_s"] = max_age_s
     return await api.post("/v1/checks", json=body, headers=headers)
 
 

@@ -1,7 +1,7 @@
 """Screenshots of the portal's main pages for the README (`scripts/screenshots`): a scratch
 database, the simulator, a receiver that refuses one subscription's webhooks, the engine and the
 API, a few sample tasks, then headless Chromium sends a test event to each subscription, submits a
-check from the form and photographs each page into docs/."""
+check from the form, makes a draft and a started check job, and photographs each page into docs/."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tests.support.checks import PHONE
 from tests.support.databases import claimed_redis_database, scratch_database
 from tests.support.engine import running_engine
 from tests.support.factories import new_key
+from tests.support.jobs import csv_body, mx_number
 from tests.support.receivers import Reply, running_receiver
 from tests.support.settings import engine_settings
 from tests.support.upstream import API_ID, API_SECRET
@@ -31,9 +32,26 @@ PAGES = {
     "portal-tasks.png": "/portal/tasks",
     "portal-deliveries.png": "/portal/deliveries",
     "portal-subscriptions.png": "/portal/subscriptions",
+    "portal-jobs.png": "/portal/jobs",
 }
 SETTLE_S = 12.0
 CHECK_SETTLE_S = 4.0
+
+
+async def sample_jobs(api: httpx.AsyncClient) -> str:
+    """A draft and a started job of a few rows (one not a number, one repeated), as CSV; the
+    started one's id."""
+    rows = [(mx_number(n), f"loan-{n}") for n in range(1, 9)]
+    rows += [("555-0100", "loan-9"), (mx_number(3), "loan-3-again")]
+    ids = []
+    for name, start in [("december book (draft)", "false"), ("november book", "true")]:
+        created = await api.post(
+            f"/v1/check-jobs?name={name}&start={start}",
+            content=csv_body(rows),
+            headers={"Content-Type": "text/csv"},
+        )
+        ids.append(created.json()["id"])
+    return str(ids[-1])
 
 
 async def photograph() -> None:
@@ -78,6 +96,7 @@ async def photograph() -> None:
                         await api.post(
                             "/v1/tasks", json={"task_id": task_id, "metadata": {"order": tag}}
                         )
+                    job_id = await sample_jobs(api)
                 await asyncio.sleep(SETTLE_S)
                 async with chromium() as browser:
                     page = await browser.new_page(viewport={"width": 1200, "height": 900})
@@ -101,6 +120,7 @@ async def photograph() -> None:
                         **PAGES,
                         "portal-timeline.png": f"/portal/tasks/{tasks[0]}",
                         "portal-check-timeline.png": submitted,
+                        "portal-job.png": f"/portal/jobs/{job_id}",
                     }
                     for name, path in pages.items():
                         await page.goto(f"{base}{path}")

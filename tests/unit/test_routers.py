@@ -21,7 +21,7 @@ from service.api import (
     tasks,
 )
 from service.api.app import ROUTERS
-from service.api.portal import pages, task_pages, webhook_pages
+from service.api.portal import job_pages, pages, task_pages, webhook_pages
 
 Route = tuple[str, str]
 
@@ -67,6 +67,13 @@ ROUTES_BY_MODULE: dict[ModuleType, set[Route]] = {
         ("GET", "/checks/new"),
         ("POST", "/checks"),
     },
+    job_pages: {
+        ("GET", "/jobs"),
+        ("POST", "/jobs"),
+        ("GET", "/jobs/{job_id}"),
+        ("POST", "/jobs/{job_id}/{move}"),
+        ("GET", "/jobs/{job_id}/results.csv"),
+    },
     webhook_pages: {
         ("GET", "/deliveries"),
         ("POST", "/events/{event_id}/redeliver"),
@@ -82,7 +89,7 @@ ROUTES_BY_MODULE: dict[ModuleType, set[Route]] = {
     },
 }
 # The portal's page modules are mounted under /portal by pages.py.
-PORTAL_PAGES = {task_pages, webhook_pages}
+PORTAL_PAGES = {task_pages, job_pages, webhook_pages}
 
 
 def routes_of(routes: list[object]) -> set[Route]:

@@ -1,5 +1,6 @@
 """The portal's routes: signing in and out and the overview here, the task pages in
-task_pages.py and the webhook pages in webhook_pages.py, all under `router`. Thin: each checks
+task_pages.py, the check job pages in job_pages.py and the webhook pages in webhook_pages.py, all
+under `router`. Thin: each checks
 the session (and, for a form, its CSRF token), calls the service.features function the REST API
 calls, and renders a template (rendering.py)."""
 
@@ -13,7 +14,7 @@ from starlette.responses import FileResponse, Response
 from service.api.auth import SignInRefusal, SignInRefused, source_of
 from service.api.auth import sign_in as sign_in_with_key
 from service.api.deps import SessionDep
-from service.api.portal import charts, rendering, task_pages, webhook_pages
+from service.api.portal import charts, job_pages, rendering, task_pages, webhook_pages
 from service.api.portal.rendering import render
 from service.api.portal.session import (
     PORTAL_PATH,
@@ -140,4 +141,5 @@ async def overview(request: Request, session: PortalSessionDep, db: SessionDep) 
 
 
 router.include_router(task_pages.router)
+router.include_router(job_pages.router)
 router.include_router(webhook_pages.router)

@@ -31,6 +31,14 @@ NOTICES = {
     "paced": "Pace set: the subscription's deliveries take their turns at the new rate.",
     "tested": "Test event sent; its attempt is shown in the subscription's row.",
     "submitted": "Check submitted upstream; its answer appears below once a poll finds it.",
+    "job-drafted": "Draft saved: nothing is submitted until you start it. Below is what it will "
+    "cost.",
+    "job-created": "Job created and queued: its items are submitted at the pace upstream allows.",
+    "job-start": "Job started: its items are submitted at the pace upstream allows.",
+    "job-pause": "Job paused: nothing more is submitted until you resume it.",
+    "job-resume": "Job resumed.",
+    "job-cancel": "Job cancelled: nothing not yet submitted will be; what was submitted finishes "
+    "and is reported.",
 }
 
 templates = Jinja2Templates(

@@ -16,7 +16,8 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -24,6 +25,8 @@ from urllib.parse import parse_qs
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,6 +51,8 @@ SIGN_IN_COOKIE = "pb_portal_sign_in"
 SIGN_IN_NONCE_S = 600
 SIGNED_OUT_KEY = "phonebridge:portal:signed-out:"
 MAX_FORM_FIELDS = 50
+# An upload's fields other than its file (a name, a number): far below a file's size.
+UPLOAD_FIELD_MAX_BYTES = 64 * 1024
 
 # No script may run (the portal has none), styles and images come from the portal itself, forms
 # post only to it, and no other site may frame it.
@@ -139,12 +144,42 @@ async def all_values(request: Request, name: str) -> list[str]:
 async def read_form(request: Request, session: PortalSession) -> dict[str, str]:
     """The fields of a form posted within `session`, after its CSRF token is checked."""
     fields = await form_fields(request)
+    _require_csrf(request, session, fields.get("csrf"))
+    return fields
+
+
+@asynccontextmanager
+async def read_upload(
+    request: Request, session: PortalSession, *, max_fields: int
+) -> AsyncIterator[FormData]:
+    """A multipart form (a file upload) posted within `session`, after its CSRF token is checked,
+    read as it streams (BodySizeLimit counts its bytes; a file is spooled to disk past 1 MiB) and
+    closed on leaving. At most one file and `max_fields` other fields, each of at most 64 KiB."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        raise PortalRefusal(415, "the portal takes an upload as multipart/form-data")
+    try:
+        form = await request.form(
+            max_files=1, max_fields=max_fields, max_part_size=UPLOAD_FIELD_MAX_BYTES
+        )
+    except HTTPException as error:
+        if error.status_code == 413:
+            raise
+        raise PortalRefusal(400, f"the upload could not be read: {error.detail}") from None
+    try:
+        csrf = form.get("csrf")
+        _require_csrf(request, session, csrf if isinstance(csrf, str) else None)
+        yield form
+    finally:
+        await form.close()
+
+
+def _require_csrf(request: Request, session: PortalSession, presented: str | None) -> None:
     keys = portal_keys(resources_of(request))
-    if not csrf_matches_any(keys, session.claims.session_id, fields.get("csrf")):
+    if not csrf_matches_any(keys, session.claims.session_id, presented):
         raise PortalRefusal(
             403, "this form has no valid CSRF token; reload the page and submit it again"
         )
-    return fields
 
 
 def new_session(resources: ApiResources, client_id: int, key_digest: bytes) -> tuple[str, int]:

@@ -109,7 +109,7 @@ async def test_new_task_is_pending_due_now_and_valid_for_the_ttl(
     assert set(task) == {
         "task_id", "state", "result", "submitted_at", "registered_at", "expires_at",
         "completed_at", "next_poll_at", "poll_count", "last_error", "upstream_request_id",
-        "metadata", "source", "phone_number_masked", "rechecks",
+        "metadata", "source", "phone_number_masked", "rechecks", "job_id",
     }  # fmt: skip
     assert task["task_id"] == "T-123"
     assert task["rechecks"] == []

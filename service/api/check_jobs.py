@@ -1,0 +1,430 @@
+"""The /v1/check-jobs routes: create a job from JSON or CSV, read and list jobs, start, pause,
+resume and cancel one, its rejections and its results (JSON pages, streamed CSV or NDJSON).
+
+Thin: every rule is service.features.check_jobs's. The body is read here within the jobs' own
+limit (16 MiB, enforced by BodySizeLimit while it streams, so an oversized one is never held
+whole), and handed to the feature as bytes with its media type."""
+
+from __future__ import annotations
+
+import email.message
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response, StreamingResponse
+
+from service.api.checks import IDEMPOTENCY_HEADER, RecheckIn
+from service.api.deps import ClientDep, ResourcesDep, SessionDep
+from service.api.errors import ApiProblem, FieldProblem, invalid_input, problem_responses
+from service.api.pagination import (
+    CursorQuery,
+    LimitQuery,
+    Page,
+    decode_row_cursor,
+    encode_row_cursor,
+)
+from service.api.paths import JobIdPath
+from service.api.resources import ApiResources
+from service.api.responses import json_response
+from service.domain import problems
+from service.domain.check_options import MAX_AGE_MAX_S
+from service.domain.checks import IDEMPOTENCY_KEY_MAX_LENGTH, valid_idempotency_key
+from service.domain.intake import METADATA_MAX_BYTES
+from service.domain.job_input import (
+    JOB_BODY_MAX_BYTES,
+    JOB_ITEMS_MAX,
+    NAME_MAX_LENGTH,
+    REFERENCE_MAX_LENGTH,
+)
+from service.domain.job_lifecycle import JobMove
+from service.domain.phone_numbers import EXAMPLE, PHONE_NUMBER_MAX_CHARS
+from service.domain.schemas import JobOut
+from service.domain.states import JobState
+from service.features import check_jobs as job_feature
+from service.features.check_jobs import JobMedia, JobPace, ResultForm
+from service.features.paging import PAGE_SIZE_DEFAULT
+
+PATH = "/v1/check-jobs"
+# The body limit of job creation (BodySizeLimit's `limits_by_path`).
+BODY_LIMITS = {PATH: JOB_BODY_MAX_BYTES}
+CSV_MEDIA_TYPE = "text/csv"
+NDJSON_MEDIA_TYPE = "application/x-ndjson"
+
+router = APIRouter(prefix=PATH, tags=["check jobs"], responses=problem_responses(422, 503))
+
+
+class CheckJobItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone_number: str = Field(
+        max_length=PHONE_NUMBER_MAX_CHARS,
+        description="As for `POST /v1/checks`; an item whose number is not possible is "
+        "rejected alone (listed in `GET .../rejections`), the others run.",
+        examples=[EXAMPLE],
+    )
+    reference: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=REFERENCE_MAX_LENGTH,
+        description="Your id for the row, echoed in results and rejections.",
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description=f"Any JSON object of at most {METADATA_MAX_BYTES} bytes; given to the item's "
+        "task.",
+    )
+
+
+class CheckJobIn(BaseModel):
+    """A list of numbers to check. Unknown fields are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[CheckJobItemIn] = Field(min_length=1, max_length=JOB_ITEMS_MAX)
+    name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX_LENGTH)
+    max_age_s: int | None = Field(
+        default=0,
+        ge=0,
+        le=MAX_AGE_MAX_S,
+        description="A number this client checked with a final answer younger than this is "
+        "answered from that answer, with no upstream call.",
+    )
+    recheck: RecheckIn | None = None
+    start: bool | None = Field(
+        default=True,
+        description="false: a draft, which shows `counts.to_submit` and waits (null: true).",
+    )
+
+
+class RejectionOut(BaseModel):
+    line: int
+    reference: str | None
+    detail: str
+
+
+class ResultOut(BaseModel):
+    line: int
+    reference: str | None
+    phone_number_masked: str
+    state: str = Field(
+        description="The answering task's state (pending, completed, failed, expired, "
+        "cancelled), or, with no task, the item's: waiting, refused, unknown, not_submitted."
+    )
+    phone_status: str | None
+    verdict: str | None
+    cached: bool
+    task_id: str | None
+    completed_at: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+_IDEMPOTENCY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": f"1-{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters. The same key "
+    "with the same body answers 201 with that job as it is now and creates nothing; with another "
+    "body, 422.",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+        "pattern": "^[\\x20-\\x7e]+$",
+    },
+}
+
+_CSV_PARAMETERS = [
+    {
+        "name": "name",
+        "in": "query",
+        "required": False,
+        "description": "A CSV job's name (a JSON job gives it in the body).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": NAME_MAX_LENGTH},
+    },
+    {
+        "name": "max_age_s",
+        "in": "query",
+        "required": False,
+        "description": "A CSV job's `max_age_s`.",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_AGE_MAX_S},
+    },
+    {
+        "name": "start",
+        "in": "query",
+        "required": False,
+        "description": "A CSV job's `start` (`true` or `false`).",
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    },
+]
+
+
+def _pace(resources: ApiResources) -> JobPace:
+    return JobPace(ceiling_per_s=resources.settings.upstream_max_rps)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobOut,
+    summary="Create a check job from a list of numbers (JSON or CSV)",
+    responses={201: {"description": "The job (or, for a replayed key, that job as it is now)"}},
+    openapi_extra={
+        "parameters": [_IDEMPOTENCY_PARAMETER, *_CSV_PARAMETERS],
+        "requestBody": {
+            "required": True,
+            "description": f"Up to {JOB_ITEMS_MAX} items and {JOB_BODY_MAX_BYTES} bytes (16 MiB; "
+            "larger answers 413). CSV: UTF-8 (a BOM allowed), a header row with a "
+            "`phone_number` column and optionally `reference`; the options as query parameters.",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/CheckJobIn"},
+                    "example": {
+                        "name": "november book",
+                        "items": [
+                            {"phone_number": EXAMPLE, "reference": "loan-1"},
+                            {"phone_number": "+57 301 234 5678", "reference": "loan-2"},
+                        ],
+                        "max_age_s": 86400,
+                    },
+                },
+                CSV_MEDIA_TYPE: {
+                    "schema": {"type": "string"},
+                    "example": "phone_number,reference\r\n+52 55 1234 5678,loan-1\r\n",
+                },
+            },
+        },
+    },
+)
+async def create_check_job(
+    request: Request, client: ClientDep, resources: ResourcesDep, session: SessionDep
+) -> Response:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not valid_idempotency_key(key):
+        raise invalid_input(
+            f"the Idempotency-Key header must be 1-{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII "
+            "characters",
+            [FieldProblem(field="header.Idempotency-Key", message="not 1-255 printable ASCII")],
+        )
+    media = _media_of(request)
+    body = await request.body()
+    query = list(request.query_params.multi_items())
+    if media is JobMedia.JSON and query:
+        raise invalid_input(
+            "a JSON job takes its options in the body, not as query parameters",
+            [FieldProblem(field=f"query.{name}", message="not taken") for name, _ in query],
+        )
+    created = await job_feature.create_job(
+        session,
+        client.id,
+        media=media,
+        body=body,
+        query=query,
+        idempotency_key=key,
+        settings=resources.settings,
+        secrets=resources.job_secrets,
+        pace=_pace(resources),
+        now=resources.clock(),
+    )
+    return json_response(job_feature.job_json(created.view), status_code=201)
+
+
+@router.get("", response_model=Page[JobOut], summary="List check jobs, newest first")
+async def list_check_jobs(
+    client: ClientDep,
+    resources: ResourcesDep,
+    session: SessionDep,
+    state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
+    limit: LimitQuery = PAGE_SIZE_DEFAULT,
+    cursor: CursorQuery = None,
+) -> Response:
+    before_id = decode_row_cursor(cursor) if cursor is not None else None
+    page = await job_feature.list_jobs(
+        session,
+        client.id,
+        state=state,
+        before_id=before_id,
+        size=limit,
+        pace=_pace(resources),
+        now=resources.clock(),
+    )
+    last = page.last
+    return json_response(
+        {
+            "data": [job_feature.job_json(view) for view in page.items],
+            "next_cursor": None if last is None else encode_row_cursor(last.job.id),
+        }
+    )
+
+
+@router.get(
+    "/{job_id}", response_model=JobOut, summary="Read a check job", responses=problem_responses(404)
+)
+async def get_check_job(
+    job_id: JobIdPath, client: ClientDep, resources: ResourcesDep, session: SessionDep
+) -> Response:
+    view = await job_feature.find_job(
+        session, client.id, job_id, _pace(resources), resources.clock()
+    )
+    return json_response(job_feature.job_json(view))
+
+
+async def _move(
+    move: JobMove, job_id: str, client: ClientDep, resources: ApiResources, session: SessionDep
+) -> Response:
+    view = await job_feature.move_job_by_client(
+        session, client.id, job_id, move, _pace(resources), resources.clock()
+    )
+    return json_response(job_feature.job_json(view))
+
+
+_MOVE_RESPONSES = problem_responses(404, 409)
+
+
+@router.post(
+    "/{job_id}/start",
+    response_model=JobOut,
+    summary="Start a draft job",
+    responses=_MOVE_RESPONSES,
+)
+async def start_check_job(
+    job_id: JobIdPath, client: ClientDep, resources: ResourcesDep, session: SessionDep
+) -> Response:
+    return await _move(JobMove.START, job_id, client, resources, session)
+
+
+@router.post(
+    "/{job_id}/pause",
+    response_model=JobOut,
+    summary="Pause a job: nothing more is submitted until it is resumed",
+    responses=_MOVE_RESPONSES,
+)
+async def pause_check_job(
+    job_id: JobIdPath, client: ClientDep, resources: ResourcesDep, session: SessionDep
+) -> Response:
+    return await _move(JobMove.PAUSE, job_id, client, resources, session)
+
+
+@router.post(
+    "/{job_id}/resume",
+    response_model=JobOut,
+    summary="Resume a job its client paused",
+    responses=_MOVE_RESPONSES,
+)
+async def resume_check_job(
+    job_id: JobIdPath, client: ClientDep, resources: ResourcesDep, session: SessionDep
+) -> Response:
+    return await _move(JobMove.RESUME, job_id, client, resources, session)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    summary="Cancel a job: nothing not yet submitted is ever submitted",
+    responses=_MOVE_RESPONSES,
+)
+async def cancel_check_job(
+    job_id: JobIdPath, client: ClientDep, resources: ResourcesDep, session: SessionDep
+) -> Response:
+    return await _move(JobMove.CANCEL, job_id, client, resources, session)
+
+
+@router.get(
+    "/{job_id}/rejections",
+    response_model=Page[RejectionOut],
+    summary="A job's rejected items, by line",
+    responses=problem_responses(404),
+)
+async def list_check_job_rejections(
+    job_id: JobIdPath,
+    client: ClientDep,
+    session: SessionDep,
+    limit: LimitQuery = PAGE_SIZE_DEFAULT,
+    cursor: CursorQuery = None,
+) -> Response:
+    after_line = decode_row_cursor(cursor) if cursor is not None else 0
+    page = await job_feature.rejections(
+        session, client.id, job_id, after_line=after_line, size=limit
+    )
+    last = page.last
+    return json_response(
+        {
+            "data": [row.as_json() for row in page.items],
+            "next_cursor": None if last is None else encode_row_cursor(last.line),
+        }
+    )
+
+
+@router.get(
+    "/{job_id}/results",
+    response_model=Page[ResultOut],
+    summary="A job's results, one row per accepted item in input order",
+    description="`Accept: text/csv` streams CSV (a cell a spreadsheet would run as a formula "
+    "gets a leading `'`), `Accept: application/x-ndjson` streams one JSON object a line; "
+    "otherwise JSON pages with `limit` and `cursor`.",
+    responses={
+        200: {
+            "content": {
+                CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+                NDJSON_MEDIA_TYPE: {"schema": {"type": "string"}},
+            }
+        },
+        **problem_responses(404),
+    },
+)
+async def list_check_job_results(
+    request: Request,
+    job_id: JobIdPath,
+    client: ClientDep,
+    resources: ResourcesDep,
+    session: SessionDep,
+    limit: LimitQuery = PAGE_SIZE_DEFAULT,
+    cursor: CursorQuery = None,
+) -> Response:
+    form = _streamed_form(request.headers.get("accept", ""))
+    if form is not None:
+        job = await job_feature.results_job(session, client.id, job_id)
+        media_type = CSV_MEDIA_TYPE if form is ResultForm.CSV else NDJSON_MEDIA_TYPE
+        return StreamingResponse(
+            job_feature.stream_results(resources.sessions, job, form),
+            media_type=f"{media_type}; charset=utf-8" if form is ResultForm.CSV else media_type,
+        )
+    after_line = decode_row_cursor(cursor) if cursor is not None else 0
+    page = await job_feature.results(session, client.id, job_id, after_line=after_line, size=limit)
+    last = page.last
+    return json_response(
+        {
+            "data": [row.as_json() for row in page.items],
+            "next_cursor": None if last is None else encode_row_cursor(last.line),
+        }
+    )
+
+
+def _media_of(request: Request) -> JobMedia:
+    declared = request.headers.get("content-type")
+    if declared is not None:
+        message = email.message.Message()
+        message["content-type"] = declared
+        maintype, subtype = message.get_content_maintype(), message.get_content_subtype()
+        if maintype == "application" and (subtype == "json" or subtype.endswith("+json")):
+            return JobMedia.JSON
+        if maintype == "text" and subtype == "csv":
+            return JobMedia.CSV
+    raise ApiProblem(
+        415,
+        "a check job is sent as `Content-Type: application/json` or `text/csv`",
+        kind=problems.UNSUPPORTED_MEDIA_TYPE,
+    )
+
+
+def _streamed_form(accept: str) -> ResultForm | None:
+    """CSV or NDJSON when the Accept header names one (the first named wins), else None: JSON
+    pages."""
+    for part in accept.split(","):
+        media = part.split(";", 1)[0].strip().lower()
+        if media == CSV_MEDIA_TYPE:
+            return ResultForm.CSV
+        if media == NDJSON_MEDIA_TYPE:
+            return ResultForm.NDJSON
+        if media in ("application/json", "*/*"):
+            return None
+    return None

@@ -1,0 +1,261 @@
+"""Check job items, submitted: the second purpose of the scheduled-submit engine
+(service/engine/scheduled_submits.py hands each claimed batch's job items here).
+
+For each item still leased to us (service/store/job_items.py), in this order:
+
+1. nothing is sent while upstream is paused or blocked (Retry-After): the item waits again (the
+   scheduler's job step pauses the jobs themselves, `paused_reason` upstream);
+2. the item is marked `submitting` and committed (`_mark_submitting`: the one place a check made
+   before spending, such as the client's daily budget, belongs); the first item of a queued job
+   moves it to running; from here on, a death of this process makes the item's outcome unknown,
+   and it is never sent again;
+3. its slot of the shared rate ceiling is waited for (service/engine/slots.py), as a poll's;
+4. upstream is called with the number, opened from its seal only now, and the client's callback
+   URL when PHONEBRIDGE_PUBLIC_URL is set (as a single check);
+5. the answer is written in one transaction: a task (with its event when upstream answered at
+   once), `refused` for INVALID_ARGUMENT, `unknown` when the call may have reached upstream
+   without an answer; handed back, unsent, when it surely did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.clock import Clock, utc_now
+from service.config import Settings
+from service.domain.answers import classify_answer
+from service.domain.backoff import next_poll_delay
+from service.domain.checks import INSTANT_TASK_PREFIX, SubmitKind, SubmitOutcome, classify_submit
+from service.domain.job_lifecycle import JobMove
+from service.domain.rechecks import recheck_due_at, waiting_deadline
+from service.domain.states import JobItemState, TaskState
+from service.domain.verdicts import verdict_of
+from service.engine.slots import start_in_slots
+from service.features import check_jobs as job_feature
+from service.observability.metrics import record_job_item
+from service.sealed_numbers import (
+    NumberSeal,
+    SealedNumberError,
+    job_item_binding,
+    recheck_binding,
+)
+from service.store import check_jobs as job_store
+from service.store.db import transaction
+from service.store.job_items import (
+    ClaimedItem,
+    begin_item_submit,
+    end_item,
+    hand_back_item,
+    record_item_task,
+)
+from service.store.scheduled_submits import hold_number_for_rechecks
+from service.upstream.client import UpstreamClient
+from service.upstream.reaction import UpstreamReaction
+
+log = logging.getLogger(__name__)
+
+HANDED_BACK = "handed_back"
+SKIPPED = "skipped"
+FAILED = "failed"
+
+# The client's callback URL for a check (None: no PHONEBRIDGE_PUBLIC_URL).
+CallbackUrlFor = Callable[[int], Awaitable[str | None]]
+
+
+async def no_callback(client_id: int) -> str | None:
+    return None
+
+
+class JobItemSubmitter:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        upstream: UpstreamClient,
+        reaction: UpstreamReaction,
+        seal: Callable[[], NumberSeal],
+        *,
+        lease: timedelta,
+        callback_url_for: CallbackUrlFor = no_callback,
+        clock: Clock = utc_now,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._upstream = upstream
+        self._reaction = reaction
+        self._seal = seal
+        self._lease = lease
+        self._call_margin = timedelta(seconds=settings.upstream_timeout_s + 1.0)
+        self._callback_url_for = callback_url_for
+        self._clock = clock
+        self._rand = rand
+        self._retry_s = settings.poll_backoff.initial_s
+
+    async def submit_items(
+        self, items: list[ClaimedItem], token: uuid.UUID, now: datetime
+    ) -> list[str]:
+        """Steps 1-5 of the module's docstring for a batch's items; what became of each."""
+        if not items:
+            return []
+        gate = await self._reaction.gate.state()
+        if gate.paused or gate.blocked_for_s > 0:
+            later = now + timedelta(seconds=max(gate.blocked_for_s, self._retry_s))
+            return [await self._hand_back(item, token, later) for item in items]
+        lease_until = now + self._lease
+        began = await self._mark_submitting(items, token, now, lease_until)
+        outcomes = [SKIPPED] * (len(items) - len(began))
+
+        async def send(item: ClaimedItem) -> str:
+            return await self._send(item, token, lease_until)
+
+        started, unstarted = await start_in_slots(
+            self._reaction.limiter, self._reaction.gate, began, send
+        )
+        outcomes += [await self._hand_back(item, token, self._clock()) for item in unstarted]
+        for item, result in zip(
+            began, await asyncio.gather(*started, return_exceptions=True), strict=False
+        ):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                # A bug, not an answer: the item stays `submitting`; its lease decides (unknown).
+                log.error(
+                    "job_item.error",
+                    extra={"job_pk": item.job_pk, "error_type": type(result).__name__},
+                    exc_info=result,
+                )
+                outcomes.append(FAILED)
+            else:
+                outcomes.append(result)
+        return outcomes
+
+    async def _mark_submitting(
+        self, items: list[ClaimedItem], token: uuid.UUID, now: datetime, lease_until: datetime
+    ) -> list[ClaimedItem]:
+        """Step 2, committed before any call: the items this worker may now submit (a budget
+        check goes here, before `begin_item_submit`), and their queued jobs begun."""
+        began: list[ClaimedItem] = []
+        async with transaction(self._sessions) as session:
+            for item in items:
+                if await begin_item_submit(session, item, token, now, lease_until):
+                    began.append(item)
+            for job_pk in sorted({item.job_pk for item in began}):
+                job = await job_store.job_by_pk(session, job_pk)
+                if job is not None:
+                    await job_feature.system_move(session, job, JobMove.BEGIN, now)
+        return began
+
+    async def _send(self, item: ClaimedItem, token: uuid.UUID, lease_until: datetime) -> str:
+        if (
+            self._clock() >= lease_until - self._call_margin
+            or self._reaction.gate.last_state().paused
+        ):
+            return await self._hand_back(item, token, self._clock())
+        try:
+            number = self._seal().open(
+                item.phone_number_sealed, job_item_binding(item.client_id, item.job_id, item.line)
+            )
+        except SealedNumberError:
+            log.error("job_item.number_unreadable", extra={"job_pk": item.job_pk})
+            return await self._end(item, token, JobItemState.UNKNOWN)
+        callback = await self._callback_url_for(item.client_id)
+        call = await self._upstream.submit_check(number, callback)
+        answered_at = self._clock()
+        outcome = classify_submit(call.answer, answered_at, surely_not_sent=call.surely_not_sent)
+        await self._reaction.react(classify_answer(call.answer, answered_at), self._clock())
+        log.info(
+            "job_item.submitted",
+            extra={
+                "job_pk": item.job_pk,
+                "line": item.line,
+                "outcome": outcome.kind.value,
+                "code": outcome.code,
+                "request_id": outcome.request_id,
+                "task_id": outcome.task_id,
+            },
+        )
+        if outcome.kind in (SubmitKind.PENDING, SubmitKind.FINISHED):
+            return await self._record_task(item, token, outcome, callback, number)
+        if outcome.kind is SubmitKind.REJECTED:
+            return await self._end(item, token, JobItemState.REFUSED)
+        if outcome.reached_upstream:
+            return await self._end(item, token, JobItemState.UNKNOWN)
+        # Nothing reached upstream (the pause, RATE_LIMIT_EXCEEDED, no connection): later.
+        retry_s = max(outcome.retry_after_s or 0.0, self._retry_s)
+        return await self._hand_back(item, token, answered_at + timedelta(seconds=retry_s))
+
+    async def _record_task(
+        self,
+        item: ClaimedItem,
+        token: uuid.UUID,
+        outcome: SubmitOutcome,
+        callback: str | None,
+        number: str,
+    ) -> str:
+        now = self._clock()
+        settings = self._settings
+        first_poll_at = now + timedelta(
+            seconds=next_poll_delay(settings.poll_backoff, 1, self._rand())
+        )
+        safety_net_poll_at = (
+            None if callback is None else now + timedelta(seconds=settings.hinted_poll_initial_s)
+        )
+        task_id = outcome.task_id or f"{INSTANT_TASK_PREFIX}{uuid.uuid4().hex}"
+        expires_at = now + timedelta(seconds=settings.task_ttl_s)
+        recheck_at = None
+        if outcome.result is not None:
+            verdict = verdict_of(outcome.result.phone_status)
+            recheck_at = recheck_due_at(item.recheck, verdict, 0, now)
+        if recheck_at is not None:
+            expires_at = waiting_deadline(recheck_at, settings.task_ttl_s)
+        async with transaction(self._sessions) as session:
+            task = await record_item_task(
+                session,
+                item,
+                token,
+                task_id=task_id,
+                result=outcome.result,
+                request_id=outcome.request_id,
+                now=now,
+                expires_at=expires_at,
+                first_poll_at=first_poll_at,
+                safety_net_poll_at=safety_net_poll_at,
+                waits_for_recheck=recheck_at is not None,
+            )
+            if (
+                task is not None
+                and task.created
+                and item.recheck is not None
+                and task.state is TaskState.PENDING
+            ):
+                # As a single check with `recheck`: the number is kept, sealed for its task.
+                await hold_number_for_rechecks(
+                    session,
+                    client_id=item.client_id,
+                    task_pk=task.id,
+                    sealed=self._seal().seal(number, recheck_binding(item.client_id, task_id)),
+                    due_at=recheck_at,
+                    now=now,
+                )
+        outcome_name = "submitted" if task is not None else SKIPPED
+        record_job_item(outcome_name)
+        return outcome_name
+
+    async def _end(self, item: ClaimedItem, token: uuid.UUID, state: JobItemState) -> str:
+        async with transaction(self._sessions) as session:
+            await end_item(session, item, token, state, self._clock())
+        record_job_item(state.value)
+        return state.value
+
+    async def _hand_back(self, item: ClaimedItem, token: uuid.UUID, due_at: datetime) -> str:
+        async with transaction(self._sessions) as session:
+            await hand_back_item(session, item, token, self._clock(), due_at)
+        return HANDED_BACK

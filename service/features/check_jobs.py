@@ -1,0 +1,500 @@
+"""Check jobs: create (JSON or CSV), read, list, the client's moves (start, pause, resume,
+cancel), rejections, results (JSON pages, streamed CSV and NDJSON), and the system's moves that
+the engine makes (upstream pause and resume, completion with its one `job.completed` event).
+
+Every surface calls these: the REST routes (service/api/check_jobs.py), next the portal. The
+rules are the domain's: the request and the one number rule (`job_input`), dedupe and counts
+(`job_plan`), every move (`job_lifecycle.move_job`, written guarded by the status it was read
+with), the estimate (`job_estimate`) and the result forms (`job_results`).
+
+A job's JSON is built in one place, `job_json`: the API's answers and the `job.completed`
+event's data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.config import Settings
+from service.domain.intake import FieldError
+from service.domain.job_estimate import available_item_rate, estimated_finish_at
+from service.domain.job_input import (
+    JobRefused,
+    JobRequest,
+    job_from_csv,
+    job_from_json,
+)
+from service.domain.job_lifecycle import (
+    JobMove,
+    JobStatus,
+    MoveRefused,
+    completed_event_due,
+    initial_status,
+    move_job,
+)
+from service.domain.job_plan import JobCounts, counts_with_progress, plan_dedupe, planned_counts
+from service.domain.job_results import ResultRow, results_csv, results_ndjson
+from service.domain.jsontext import RepeatedKey, compact_json, json_bytes, parse_request_json
+from service.domain.phone_numbers import (
+    NUMBER_DIGEST_KEY_LABEL,
+    NumberRefusal,
+    digest_of_digits,
+    parse_phone_number,
+)
+from service.domain.public_ids import JOB_PREFIX, new_public_id
+from service.domain.states import JobItemState, JobState, ScheduledSubmitState
+from service.features.errors import BodyTooLarge, BrokenRule, InvalidInput, MoveNotPossible
+from service.features.ids import no_such_job, require_job_id
+from service.features.paging import Page, fetch_page
+from service.sealed_numbers import NumberSeal, job_item_binding, number_seal_for
+from service.secret_key import deployment_key
+from service.store import check_jobs as job_store
+from service.store import freshness
+from service.store.check_jobs import (
+    ItemColumns,
+    JobRow,
+    NewJob,
+    RejectionColumns,
+    RejectionRow,
+    SubmitColumns,
+)
+from service.store.db import transaction
+from service.store.outbox import record_job_completed
+
+__all__ = ["JobRow", "RejectionRow", "ResultRow"]
+
+# What an item typically takes from its submit to its final answer, for the estimate (a check
+# with upstream's callback answers in well under this; a poll-only one in about this).
+ANSWER_TIME_S = 30.0
+# Upstream calls an item costs: its submit and its polls (2.2 measured with callbacks).
+CALLS_PER_ITEM = 2.2
+# Result rows read from the server-side cursor per fetch while streaming (and per chunk sent).
+ROWS_PER_FETCH = 1000
+
+
+class JobMedia(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+
+
+@dataclass(frozen=True, slots=True)
+class JobSecrets:
+    """The deployment's keys a job needs: the numbers' keyed digest, and their seal at rest."""
+
+    number_key: bytes
+    seal: NumberSeal
+
+    @classmethod
+    def of(cls, settings: Settings) -> JobSecrets:
+        return cls(deployment_key(settings, NUMBER_DIGEST_KEY_LABEL), number_seal_for(settings))
+
+
+@dataclass(frozen=True, slots=True)
+class JobPace:
+    """What the estimate knows of the ceiling (PHONEBRIDGE_UPSTREAM_MAX_RPS)."""
+
+    ceiling_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job with its counts and estimate: what `job_json` shows."""
+
+    job: JobRow
+    counts: JobCounts
+    estimated_finish_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedJob:
+    view: JobView
+    # False: the Idempotency-Key named a job this client created before with the same body.
+    created: bool
+
+
+def job_json(view: JobView) -> dict[str, Any]:
+    """The job as the contract shows it: every answer of the API and its `job.completed`
+    event."""
+    job = view.job
+    return {
+        "id": job.public_id,
+        "name": job.name,
+        "state": job.state,
+        "paused_reason": job.paused_reason,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "max_age_s": job.max_age_s,
+        "counts": view.counts.as_json(),
+        "estimated_finish_at": view.estimated_finish_at,
+    }
+
+
+async def create_job(
+    session: AsyncSession,
+    client_id: int,
+    *,
+    media: JobMedia,
+    body: bytes,
+    query: Sequence[tuple[str, str]],
+    idempotency_key: str | None,
+    settings: Settings,
+    secrets: JobSecrets,
+    pace: JobPace,
+    now: datetime,
+) -> CreatedJob:
+    """Create a job from a JSON or CSV body, all of it in the caller's transaction: the job, its
+    items and rejections, and a scheduled submit (number sealed) per item to submit. The same
+    Idempotency-Key with the same body answers that job as it is now and creates nothing; with
+    another body, InvalidInput. A request that cannot make a job raises InvalidInput or
+    BodyTooLarge and writes nothing."""
+    fingerprint = _fingerprint(secrets.number_key, media, query, body)
+    if idempotency_key is not None:
+        earlier = await job_store.find_job_by_key(session, client_id, idempotency_key)
+        if earlier is not None:
+            return CreatedJob(await _replayed(session, earlier, fingerprint, pace, now), False)
+    masks: dict[str, str] = {}
+    request = _read_request(media, body, query, settings.check_countries, masks)
+    del body
+    plan = plan_dedupe(request.items, lambda digits: digest_of_digits(secrets.number_key, digits))
+    cached_from = await freshness.recent_answers(
+        session,
+        client_id,
+        [item.digest for item in plan.first_occurrences()],
+        max_age_s=request.options.max_age_s,
+        now=now,
+    )
+    counts = planned_counts(request, plan, cached=len(cached_from))
+    status = initial_status(start=request.options.start)
+    recheck = request.options.recheck
+    job = await job_store.insert_job(
+        session,
+        NewJob(
+            public_id=new_public_id(JOB_PREFIX),
+            client_id=client_id,
+            name=request.options.name,
+            status=status,
+            max_age_s=request.options.max_age_s,
+            recheck_json=None if recheck is None else compact_json(recheck.as_json()),
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint if idempotency_key is not None else None,
+            counts=counts,
+            now=now,
+        ),
+    )
+    if job is None:
+        # Another request with this key created it meanwhile.
+        assert idempotency_key is not None
+        earlier = await job_store.find_job_by_key(session, client_id, idempotency_key)
+        assert earlier is not None
+        return CreatedJob(await _replayed(session, earlier, fingerprint, pace, now), False)
+    items = ItemColumns()
+    submits = SubmitColumns()
+    for item, planned in zip(request.items, plan.items, strict=True):
+        cached_task = cached_from.get(planned.digest) if not planned.is_duplicate else None
+        if planned.is_duplicate:
+            state = JobItemState.DUPLICATE
+        elif cached_task is not None:
+            state = JobItemState.CACHED
+        else:
+            state = JobItemState.WAITING
+            submits.lines.append(item.line)
+            submits.sealed.append(
+                secrets.seal.seal(
+                    item.phone_number, job_item_binding(client_id, job.public_id, item.line)
+                )
+            )
+        items.add(
+            item.line,
+            state,
+            item.reference,
+            None if item.metadata_json == "{}" else item.metadata_json,
+            masks[item.phone_number],
+            planned.digest,
+            planned.first_line,
+            cached_task,
+        )
+    await job_store.insert_items(session, job.id, items)
+    del items
+    rejections = RejectionColumns()
+    for rejection in request.rejections:
+        rejections.lines.append(rejection.line)
+        rejections.references.append(rejection.reference)
+        rejections.details.append(rejection.detail)
+    await job_store.insert_rejections(session, job.id, rejections)
+    submit_state = (
+        ScheduledSubmitState.STANDBY
+        if status.state is JobState.DRAFT
+        else ScheduledSubmitState.WAITING
+    )
+    await job_store.insert_item_submits(session, job, submits, state=submit_state, now=now)
+    return CreatedJob(await job_view(session, job, pace, now), True)
+
+
+async def find_job(
+    session: AsyncSession, client_id: int, job_id: str, pace: JobPace, now: datetime
+) -> JobView:
+    """The client's job with its counts; NotFound when it has none by that id."""
+    return await job_view(session, await _job(session, client_id, job_id), pace, now)
+
+
+async def list_jobs(
+    session: AsyncSession,
+    client_id: int,
+    *,
+    state: JobState | None,
+    before_id: int | None,
+    size: int,
+    pace: JobPace,
+    now: datetime,
+) -> Page[JobView]:
+    """The client's jobs, newest first, below row id `before_id`."""
+    page = await fetch_page(
+        lambda limit: job_store.list_jobs(
+            session, client_id, state=state, before_id=before_id, limit=limit
+        ),
+        size,
+    )
+    return Page([await job_view(session, job, pace, now) for job in page.items], page.more)
+
+
+async def move_job_by_client(
+    session: AsyncSession,
+    client_id: int,
+    job_id: str,
+    move: JobMove,
+    pace: JobPace,
+    now: datetime,
+) -> JobView:
+    """Start, pause, resume or cancel the client's job; MoveNotPossible (409) with the reason
+    when its state does not allow it."""
+    assert move.by_client
+    job = await _job(session, client_id, job_id)
+    while True:
+        moved = move_job(job.status, move)
+        if isinstance(moved, MoveRefused):
+            raise MoveNotPossible(f"cannot {move.value} the job: {moved.reason}")
+        written = await _write_move(session, job, moved, now)
+        if written is not None:
+            break
+        # Moved by someone else since it was read: decide again on what it is now.
+        job = await _job(session, client_id, job_id)
+    view = await job_view(session, written, pace, now)
+    if move is JobMove.CANCEL:
+        await _emit_completed_if_due(session, view, now)
+    return view
+
+
+async def system_move(
+    session: AsyncSession, job: JobRow, move: JobMove, now: datetime
+) -> JobRow | None:
+    """The engine's move of a job (begin, upstream pause and resume, all final), with its
+    submits; None when it changed nothing (the move does not apply, or the job moved
+    meanwhile: the engine looks again at its next step)."""
+    assert not move.by_client
+    moved = move_job(job.status, move)
+    assert not isinstance(moved, MoveRefused)
+    if moved == job.status:
+        return None
+    return await _write_move(session, job, moved, now)
+
+
+async def emit_completed_if_due(
+    session: AsyncSession, job: JobRow, pace: JobPace, now: datetime
+) -> bool:
+    """Write the job's one `job.completed` event when it is due (completed, or cancelled with
+    nothing pending); True when this call wrote it."""
+    return await _emit_completed_if_due(session, await job_view(session, job, pace, now), now)
+
+
+async def rejections(
+    session: AsyncSession, client_id: int, job_id: str, *, after_line: int, size: int
+) -> Page[RejectionRow]:
+    """The job's rejected items by line."""
+    job = await _job(session, client_id, job_id)
+    return await fetch_page(
+        lambda limit: job_store.rejection_page(session, job.id, after_line=after_line, limit=limit),
+        size,
+    )
+
+
+async def results(
+    session: AsyncSession, client_id: int, job_id: str, *, after_line: int, size: int
+) -> Page[ResultRow]:
+    """One page of the job's result rows, in input order."""
+    job = await _job(session, client_id, job_id)
+    return await fetch_page(
+        lambda limit: job_store.result_page(session, job.id, after_line=after_line, limit=limit),
+        size,
+    )
+
+
+class ResultForm(StrEnum):
+    CSV = "csv"
+    NDJSON = "ndjson"
+
+
+async def results_job(session: AsyncSession, client_id: int, job_id: str) -> JobRow:
+    """The job whose results are about to be streamed (NotFound before anything is sent)."""
+    return await _job(session, client_id, job_id)
+
+
+async def stream_results(
+    sessions: async_sessionmaker[AsyncSession], job: JobRow, form: ResultForm
+) -> AsyncIterator[bytes]:
+    """Every result row of the job in `form`, in chunks, read from a server-side cursor in its
+    own transaction: constant memory whatever the job's size."""
+    async with transaction(sessions) as session:
+        batches = job_store.stream_results(session, job.id, rows_per_fetch=ROWS_PER_FETCH)
+        header_sent = False
+        async for batch in batches:
+            if form is ResultForm.NDJSON:
+                for chunk in results_ndjson(batch, rows_per_chunk=len(batch)):
+                    yield chunk
+                continue
+            chunks = results_csv(batch, rows_per_chunk=len(batch))
+            header = next(chunks)
+            if not header_sent:
+                header_sent = True
+                yield header
+            for chunk in chunks:
+                yield chunk
+        if form is ResultForm.CSV and not header_sent:
+            yield next(results_csv([]))
+
+
+async def job_view(session: AsyncSession, job: JobRow, pace: JobPace, now: datetime) -> JobView:
+    """The job with its counts from its items' tasks, and its estimate."""
+    progress = await job_store.job_progress(session, job.id, now)
+    counts = counts_with_progress(job.planned, progress.tasks_by_state, progress.rows_by_verdict)
+    estimate = estimated_finish_at(
+        now=now,
+        status=job.status,
+        left_to_submit=progress.waiting,
+        pending=counts.pending,
+        observed_item_rate=progress.submitted_last_minute / 60.0 or None,
+        available_item_rate=available_item_rate(
+            ceiling_per_s=pace.ceiling_per_s,
+            interactive_per_s=0.0,
+            active_jobs=await job_store.count_active_jobs(session),
+            calls_per_item=CALLS_PER_ITEM,
+        ),
+        answer_time_s=ANSWER_TIME_S,
+    )
+    return JobView(job, counts, estimate)
+
+
+def _read_request(
+    media: JobMedia,
+    body: bytes,
+    query: Sequence[tuple[str, str]],
+    countries: Sequence[str],
+    masks: dict[str, str],
+) -> JobRequest:
+    def read_number(text: str) -> str | FieldError:
+        number = parse_phone_number(text, countries)
+        if isinstance(number, NumberRefusal):
+            return FieldError("phone_number", number.message)
+        masks[number.digits] = number.masked
+        return number.digits
+
+    if media is JobMedia.CSV:
+        read = job_from_csv(body, query, read_number)
+    else:
+        read = job_from_json(_parsed_json(body), read_number)
+    if isinstance(read, JobRefused):
+        # Every broken rule names where it is: a rule of the whole list names the items (JSON)
+        # or the body (CSV); its message says which line.
+        whole = "items" if media is JobMedia.JSON else "body"
+        broken = [BrokenRule(error.field or whole, error.message) for error in read.errors]
+        if read.status == 413:
+            raise BodyTooLarge(read.detail, broken)
+        raise InvalidInput(read.detail, broken)
+    return read
+
+
+def _parsed_json(body: bytes) -> object:
+    if not body.strip():
+        raise InvalidInput('the request body is empty; a JSON object {"items": [...]} is expected')
+    try:
+        return parse_request_json(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"the request body is not valid JSON: {error}") from None
+    except RepeatedKey as repeated:
+        raise InvalidInput(
+            f"the request body names the key {repeated.key[:64]!r} twice in one object"
+        ) from None
+
+
+def _fingerprint(
+    number_key: bytes, media: JobMedia, query: Sequence[tuple[str, str]], body: bytes
+) -> bytes:
+    """What tells two requests apart for an Idempotency-Key, keyed like a number's digest so
+    that nothing a guess could be checked against is kept."""
+    mac = hmac.new(number_key, media.value.encode(), hashlib.sha256)
+    if media is JobMedia.CSV:
+        mac.update(b"\n" + orjson.dumps(sorted(query)))
+    mac.update(b"\n" + body)
+    return mac.digest()
+
+
+async def _replayed(
+    session: AsyncSession, earlier: JobRow, fingerprint: bytes, pace: JobPace, now: datetime
+) -> JobView:
+    if earlier.fingerprint is None or not hmac.compare_digest(earlier.fingerprint, fingerprint):
+        raise InvalidInput(
+            "this Idempotency-Key was used for another job with another body; use a new key "
+            "for a new job",
+            [BrokenRule("header.Idempotency-Key", "used before with another body")],
+        )
+    return await job_view(session, earlier, pace, now)
+
+
+async def _job(session: AsyncSession, client_id: int, job_id: str) -> JobRow:
+    job = await job_store.find_job(session, client_id, require_job_id(job_id))
+    if job is None:
+        raise no_such_job(job_id)
+    return job
+
+
+async def _write_move(
+    session: AsyncSession, job: JobRow, moved: JobStatus, now: datetime
+) -> JobRow | None:
+    """The new status, guarded by the one read, and what it means for the job's submits."""
+    written = await job_store.write_status(session, job, moved, now)
+    if written is None:
+        return None
+    if moved.state is JobState.CANCELLED:
+        await job_store.end_unsubmitted(session, job.id, now)
+    elif moved.state is JobState.PAUSED:
+        await job_store.hold_submits(session, job.id, now)
+    elif moved.state in (JobState.QUEUED, JobState.RUNNING) and job.state in (
+        JobState.DRAFT,
+        JobState.PAUSED,
+    ):
+        await job_store.release_submits(session, job.id, now)
+    return written
+
+
+async def _emit_completed_if_due(session: AsyncSession, view: JobView, now: datetime) -> bool:
+    job = view.job
+    if not completed_event_due(job.status, pending=view.counts.pending):
+        return False
+    if job.state is JobState.CANCELLED and await job_store.has_items_in_flight(session, job.id):
+        return False
+    return await record_job_completed(
+        session,
+        client_id=job.client_id,
+        job_pk=job.id,
+        data=json_bytes(job_json(view), utc_z=True).decode(),
+        now=now,
+    )

@@ -1,0 +1,118 @@
+"""The job-item side of the scheduled-submit engine (service/engine/job_items.py) called on one
+claimed batch, against the simulator and Redis: items go upstream at their slots and become
+tasks; while upstream is paused nothing is sent and the items wait again; an item whose job was
+paused after the claim is skipped, unsent."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.clock import utc_now
+from service.config import Settings
+from service.domain.job_lifecycle import JobMove
+from service.engine.job_items import HANDED_BACK, SKIPPED, JobItemSubmitter
+from service.features import check_jobs as job_feature
+from service.sealed_numbers import number_seal_for
+from service.sim.server import SimServer
+from service.store.db import transaction
+from service.store.job_items import ClaimedItem, load_claimed_items
+from service.store.scheduled_submits import claim_due_submits
+from service.upstream.client import UpstreamClient
+from service.upstream.pause import close_pause, open_pause
+from service.upstream.reaction import UpstreamReaction
+from tests.support.checks import submit_calls
+from tests.support.factories import insert_client
+from tests.support.jobs_store import PACE, make_job
+from tests.support.settings import engine_settings
+
+pytestmark = pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks")
+
+
+@pytest.fixture
+def item_settings(database_url: str, redis_url: str, fresh_sim: SimServer) -> Settings:
+    return engine_settings(database_url, redis_url, fresh_sim.base_url)
+
+
+@pytest.fixture
+async def submitter(
+    item_settings: Settings, sessions: async_sessionmaker[AsyncSession], redis_client: Redis[Any]
+) -> AsyncIterator[JobItemSubmitter]:
+    upstream = UpstreamClient(item_settings)
+    reaction = UpstreamReaction.from_settings(redis_client, item_settings)
+    seal = number_seal_for(item_settings)
+    yield JobItemSubmitter(
+        item_settings, sessions, upstream, reaction, lambda: seal, lease=timedelta(seconds=10)
+    )
+    await upstream.aclose()
+
+
+async def claimed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> tuple[uuid.UUID, list[ClaimedItem]]:
+    now = utc_now()
+    async with transaction(sessions) as session:
+        token, ids = await claim_due_submits(session, now, lease_s=30, limit=10)
+        return token, await load_claimed_items(session, ids, token, now)
+
+
+async def test_claimed_items_are_submitted_and_become_tasks(
+    submitter: JobItemSubmitter,
+    item_settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    fresh_sim: SimServer,
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-1")
+    client = await insert_client(sessions)
+    job = await make_job(sessions, item_settings, client)
+    token, items = await claimed(sessions)
+    outcomes = await submitter.submit_items(items, token, utc_now())
+    assert outcomes == ["submitted"] * 3
+    assert submit_calls(fresh_sim) == 3
+    async with transaction(sessions) as session:
+        view = await job_feature.find_job(session, client, job.public_id, PACE, utc_now())
+    assert view.job.state == "running"  # begun by its first item
+    assert (view.counts.submitted, view.counts.pending) == (3, 3)
+
+
+async def test_nothing_is_sent_while_upstream_is_paused(
+    submitter: JobItemSubmitter,
+    item_settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    fresh_sim: SimServer,
+    redis_client: Redis[Any],
+) -> None:
+    client = await insert_client(sessions)
+    await make_job(sessions, item_settings, client)
+    token, items = await claimed(sessions)
+    await open_pause(redis_client, "KEY_EXPIRED", datetime.now(UTC))
+    try:
+        outcomes = await submitter.submit_items(items, token, utc_now())
+    finally:
+        await close_pause(redis_client)
+    assert outcomes == [HANDED_BACK] * 3
+    assert submit_calls(fresh_sim) == 0
+
+
+async def test_an_item_whose_job_was_paused_after_the_claim_is_skipped_unsent(
+    submitter: JobItemSubmitter,
+    item_settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    fresh_sim: SimServer,
+) -> None:
+    client = await insert_client(sessions)
+    job = await make_job(sessions, item_settings, client)
+    token, items = await claimed(sessions)
+    async with transaction(sessions) as session:
+        await job_feature.move_job_by_client(
+            session, client, job.public_id, JobMove.PAUSE, PACE, utc_now()
+        )
+    outcomes = await submitter.submit_items(items, token, utc_now())
+    assert outcomes == [SKIPPED] * 3
+    assert submit_calls(fresh_sim) == 0

@@ -1,0 +1,85 @@
+"""Check job items as the engine submits them (service/store/job_items.py) on the real
+PostgreSQL: the claim loads only the items of a job that may submit, the mark before the call is
+refused once the job is paused, and an item lost while submitting becomes unknown once, its
+number erased."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.clock import utc_now
+from service.config import Settings
+from service.domain.job_lifecycle import JobMove
+from service.features import check_jobs as job_feature
+from service.store import check_jobs as job_store
+from service.store.db import transaction
+from service.store.job_items import (
+    begin_item_submit,
+    count_items_to_submit,
+    end_lost_items,
+    load_claimed_items,
+)
+from service.store.scheduled_submits import claim_due_submits
+from tests.support.factories import insert_client
+from tests.support.jobs_store import PACE, make_job
+from tests.support.rows import cancel_pending_tasks
+
+
+@pytest.fixture(autouse=True)
+async def no_foreign_submits(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await cancel_pending_tasks(sessions)
+
+
+async def test_a_claimed_item_of_a_job_paused_since_is_not_marked_submitting(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    client = await insert_client(sessions)
+    job = await make_job(sessions, settings, client)
+    now = utc_now()
+    async with transaction(sessions) as session:
+        assert await count_items_to_submit(session) == 3
+        token, ids = await claim_due_submits(session, now, lease_s=30, limit=10)
+        items = await load_claimed_items(session, ids, token, now)
+    assert [item.line for item in items] == [1, 2, 3]
+    assert items[0].masked == "52******0000"
+    async with transaction(sessions) as session:
+        await job_feature.move_job_by_client(
+            session, client, job.public_id, JobMove.PAUSE, PACE, now
+        )
+    async with transaction(sessions) as session:
+        began = await begin_item_submit(session, items[0], token, now, now + timedelta(seconds=9))
+    assert began is False
+
+
+async def test_an_item_lost_while_submitting_is_unknown_once_and_its_number_erased(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    client = await insert_client(sessions)
+    job = await make_job(sessions, settings, client)
+    now = utc_now()
+    async with transaction(sessions) as session:
+        token, ids = await claim_due_submits(session, now, lease_s=30, limit=10)
+        items = await load_claimed_items(session, ids, token, now)
+        assert await begin_item_submit(session, items[0], token, now, now + timedelta(seconds=1))
+    later = now + timedelta(seconds=2)
+    async with transaction(sessions) as session:
+        lost = await end_lost_items(session, later, limit=10)
+        again = await end_lost_items(session, later, limit=10)
+        sealed = (
+            await session.execute(
+                text(
+                    "SELECT state, phone_number_sealed FROM scheduled_submits "
+                    "WHERE job_pk = :j AND job_line = 1"
+                ),
+                {"j": job.id},
+            )
+        ).one()
+        rows = await job_store.result_page(session, job.id, after_line=0, limit=10)
+    assert lost == [(job.id, 1)]
+    assert again == []
+    assert (sealed.state, sealed.phone_number_sealed) == ("unknown", None)
+    assert [row.state for row in rows] == ["unknown", "waiting", "waiting"]
