@@ -12,6 +12,7 @@ from service.domain.delivery import Delivered, EndpointGone, GiveUp, RetryAt
 from service.observability.metrics import (
     record_callback_trust,
     record_hint,
+    record_job_item,
     record_submit,
     record_webhook_attempt,
     status_class,
@@ -57,3 +58,9 @@ def test_an_attempt_outcome_is_named_for_the_decision_after_it() -> None:
     assert webhook_outcome(RetryAt(at, 5.0, "HTTP 500")) == "retrying"
     assert webhook_outcome(EndpointGone("HTTP 410")) == "endpoint_gone"
     assert webhook_outcome(GiveUp("HTTP 500")) == "failed"
+
+
+def test_a_job_items_submit_counts_under_its_outcome() -> None:
+    before = sample("phonebridge_job_items_total", outcome="refused")
+    record_job_item("refused")
+    assert sample("phonebridge_job_items_total", outcome="refused") == before + 1
