@@ -2,7 +2,10 @@
 (`"job_id"`) is rendered from the task row alone, as every write-back renders it
 (`row_to_json(tasks)`, service/store/outbox.py), without a join on each of them.
 
-Expand only: a nullable column, written once when a job item's task is inserted.
+And whether a job still has items to submit is one probe of a partial index
+(ix_check_job_items_waiting), however large the job.
+
+Expand only: a nullable column, written once when a job item's task is inserted, and an index.
 
 Revision ID: check_jobs_0002
 Revises: traces_0001
@@ -22,7 +25,18 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("tasks", sa.Column("job_id", sa.String(length=40), nullable=True))
+    op.create_index(
+        "ix_check_job_items_waiting",
+        "check_job_items",
+        ["job_pk", "line"],
+        postgresql_where=sa.text("state = 'waiting'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(
+        "ix_check_job_items_waiting",
+        table_name="check_job_items",
+        postgresql_where=sa.text("state = 'waiting'"),
+    )
     op.drop_column("tasks", "job_id")

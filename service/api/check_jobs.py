@@ -51,6 +51,9 @@ BODY_LIMITS = {PATH: JOB_BODY_MAX_BYTES}
 CSV_MEDIA_TYPE = "text/csv"
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
+# Text for people (a name, a reference): no control characters (service/domain/job_input.py).
+NO_CONTROL_CHARACTERS = "^[^\\x00-\\x1f\\x7f]+$"
+
 router = APIRouter(prefix=PATH, tags=["check jobs"], responses=problem_responses(422, 503))
 
 
@@ -67,6 +70,7 @@ class CheckJobItemIn(BaseModel):
         default=None,
         min_length=1,
         max_length=REFERENCE_MAX_LENGTH,
+        pattern=NO_CONTROL_CHARACTERS,
         description="Your id for the row, echoed in results and rejections.",
     )
     metadata: dict[str, Any] | None = Field(
@@ -82,7 +86,9 @@ class CheckJobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: list[CheckJobItemIn] = Field(min_length=1, max_length=JOB_ITEMS_MAX)
-    name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX_LENGTH)
+    name: str | None = Field(
+        default=None, min_length=1, max_length=NAME_MAX_LENGTH, pattern=NO_CONTROL_CHARACTERS
+    )
     max_age_s: int | None = Field(
         default=0,
         ge=0,
@@ -139,7 +145,12 @@ _CSV_PARAMETERS = [
         "in": "query",
         "required": False,
         "description": "A CSV job's name (a JSON job gives it in the body).",
-        "schema": {"type": "string", "minLength": 1, "maxLength": NAME_MAX_LENGTH},
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": NAME_MAX_LENGTH,
+            "pattern": NO_CONTROL_CHARACTERS,
+        },
     },
     {
         "name": "max_age_s",

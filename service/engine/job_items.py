@@ -5,10 +5,12 @@ For each item still leased to us (service/store/job_items.py), in this order:
 
 1. nothing is sent while upstream is paused or blocked (Retry-After): the item waits again (the
    scheduler's job step pauses the jobs themselves, `paused_reason` upstream);
-2. the item is marked `submitting` and committed (`_mark_submitting`: the one place a check made
-   before spending, such as the client's daily budget, belongs); the first item of a queued job
-   moves it to running; from here on, a death of this process makes the item's outcome unknown,
-   and it is never sent again;
+2. the item is marked `submitting` and committed (`_mark_submitting`), its check counted in the
+   same transaction under a daily check budget (service/engine/budget_gate.py, as for re-checks:
+   past the budget it is handed back unsent, due at the next UTC midnight, and its client's jobs
+   are paused for the budget; an item handed back unsent after its mark gives its check back);
+   the first item of a queued job moves it to running; from here on, a death of this process
+   makes the item's outcome unknown, and it is never sent again;
 3. its slot of the shared rate ceiling is waited for (service/engine/slots.py), as a poll's;
 4. upstream is called with the number, opened from its seal only now, and the client's callback
    URL when PHONEBRIDGE_PUBLIC_URL is set (as a single check);
@@ -24,7 +26,7 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +39,7 @@ from service.domain.job_lifecycle import JobMove
 from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import JobItemState, TaskState
 from service.domain.verdicts import verdict_of
+from service.engine.budget_gate import BudgetedBegin, begin_within_budget, wait_for_budget
 from service.engine.slots import start_in_slots
 from service.features import check_jobs as job_feature
 from service.observability.metrics import record_job_item
@@ -47,6 +50,7 @@ from service.sealed_numbers import (
     recheck_binding,
 )
 from service.store import check_jobs as job_store
+from service.store.budgets import give_back_checks
 from service.store.db import transaction
 from service.store.job_items import (
     ClaimedItem,
@@ -110,16 +114,21 @@ class JobItemSubmitter:
             later = now + timedelta(seconds=max(gate.blocked_for_s, self._retry_s))
             return [await self._hand_back(item, token, later) for item in items]
         lease_until = now + self._lease
-        began = await self._mark_submitting(items, token, now, lease_until)
-        outcomes = [SKIPPED] * (len(items) - len(began))
+        budgeted = await self._mark_submitting(items, token, now, lease_until)
+        began, counted = budgeted.began, budgeted.counted
+        outcomes = [SKIPPED] * (len(items) - len(began) - len(budgeted.over_budget))
+        outcomes += await self._wait_for_budget(budgeted.over_budget, token, now)
 
         async def send(item: ClaimedItem) -> str:
-            return await self._send(item, token, lease_until)
+            return await self._send(item, token, lease_until, counted.get(item.id))
 
         started, unstarted = await start_in_slots(
             self._reaction.limiter, self._reaction.gate, began, send
         )
-        outcomes += [await self._hand_back(item, token, self._clock()) for item in unstarted]
+        outcomes += [
+            await self._hand_back(item, token, self._clock(), counted.get(item.id))
+            for item in unstarted
+        ]
         for item, result in zip(
             began, await asyncio.gather(*started, return_exceptions=True), strict=False
         ):
@@ -139,26 +148,52 @@ class JobItemSubmitter:
 
     async def _mark_submitting(
         self, items: list[ClaimedItem], token: uuid.UUID, now: datetime, lease_until: datetime
-    ) -> list[ClaimedItem]:
-        """Step 2, committed before any call: the items this worker may now submit (a budget
-        check goes here, before `begin_item_submit`), and their queued jobs begun."""
-        began: list[ClaimedItem] = []
+    ) -> BudgetedBegin[ClaimedItem]:
+        """Step 2, committed before any call: the items this worker may now submit, within their
+        client's daily check budget (service/engine/budget_gate.py, as for re-checks), and their
+        queued jobs begun."""
         async with transaction(self._sessions) as session:
-            for item in items:
-                if await begin_item_submit(session, item, token, now, lease_until):
-                    began.append(item)
-            for job_pk in sorted({item.job_pk for item in began}):
+
+            async def begin(item: ClaimedItem) -> bool:
+                return await begin_item_submit(session, item, token, now, lease_until)
+
+            budgeted = await begin_within_budget(
+                session,
+                items,
+                begin,
+                default_limit=self._settings.client_max_checks_per_day,
+                now=now,
+            )
+            for job_pk in sorted({item.job_pk for item in budgeted.began}):
                 job = await job_store.job_by_pk(session, job_pk)
                 if job is not None:
                     await job_feature.system_move(session, job, JobMove.BEGIN, now)
-        return began
+        return budgeted
 
-    async def _send(self, item: ClaimedItem, token: uuid.UUID, lease_until: datetime) -> str:
+    async def _wait_for_budget(
+        self, over_budget: list[ClaimedItem], token: uuid.UUID, now: datetime
+    ) -> list[str]:
+        """Items past their client's daily budget: handed back unsent, due at the next UTC
+        midnight, and the client's jobs paused until the budget allows again."""
+
+        async def hand_back(session: AsyncSession, item: ClaimedItem, due_at: datetime) -> None:
+            await hand_back_item(session, item, token, now, due_at)
+
+        await wait_for_budget(self._sessions, over_budget, hand_back, now)
+        return [HANDED_BACK] * len(over_budget)
+
+    async def _send(
+        self,
+        item: ClaimedItem,
+        token: uuid.UUID,
+        lease_until: datetime,
+        counted_on: date | None = None,
+    ) -> str:
         if (
             self._clock() >= lease_until - self._call_margin
             or self._reaction.gate.last_state().paused
         ):
-            return await self._hand_back(item, token, self._clock())
+            return await self._hand_back(item, token, self._clock(), counted_on)
         try:
             number = self._seal().open(
                 item.phone_number_sealed, job_item_binding(item.client_id, item.job_id, item.line)
@@ -190,7 +225,9 @@ class JobItemSubmitter:
             return await self._end(item, token, JobItemState.UNKNOWN)
         # Nothing reached upstream (the pause, RATE_LIMIT_EXCEEDED, no connection): later.
         retry_s = max(outcome.retry_after_s or 0.0, self._retry_s)
-        return await self._hand_back(item, token, answered_at + timedelta(seconds=retry_s))
+        return await self._hand_back(
+            item, token, answered_at + timedelta(seconds=retry_s), counted_on
+        )
 
     async def _record_task(
         self,
@@ -255,7 +292,16 @@ class JobItemSubmitter:
         record_job_item(state.value)
         return state.value
 
-    async def _hand_back(self, item: ClaimedItem, token: uuid.UUID, due_at: datetime) -> str:
+    async def _hand_back(
+        self,
+        item: ClaimedItem,
+        token: uuid.UUID,
+        due_at: datetime,
+        counted_on: date | None = None,
+    ) -> str:
+        """Hand an item back unsent; a check counted for it on `counted_on` is given back."""
         async with transaction(self._sessions) as session:
             await hand_back_item(session, item, token, self._clock(), due_at)
+            if counted_on is not None:
+                await give_back_checks(session, client_id=item.client_id, day=counted_on, n=1)
         return HANDED_BACK

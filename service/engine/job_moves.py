@@ -2,7 +2,7 @@
 promises (service/domain/job_lifecycle.py decides each move; the feature writes it with its
 submits, service/features/check_jobs.py).
 
-Each run (every PHONEBRIDGE_SCHEDULER_TICK_S, like the claims):
+Each run (every half second, or PHONEBRIDGE_SCHEDULER_TICK_S when that is longer):
 - upstream's account pause (the global pause, service/upstream/pause.py) pauses every queued or
   running job (`paused_reason` upstream; their waiting submits on standby), and when it lifts
   they run again by themselves;

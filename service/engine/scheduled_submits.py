@@ -39,7 +39,6 @@ from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.answers import classify_answer
 from service.domain.backoff import next_poll_delay
-from service.domain.budgets import next_utc_midnight, utc_day
 from service.domain.checks import INSTANT_TASK_PREFIX, classify_submit
 from service.domain.polling import last_call_start
 from service.domain.rechecks import RECHECK_NOT_SUBMITTED
@@ -50,11 +49,12 @@ from service.domain.resubmits import (
     decide_after_resubmit,
 )
 from service.domain.verdicts import verdict_of
+from service.engine.budget_gate import begin_within_budget, wait_for_budget
 from service.engine.job_items import CallbackUrlFor, JobItemSubmitter, no_callback
 from service.engine.slots import start_in_slots
-from service.observability.metrics import record_over_budget, record_recheck
+from service.observability.metrics import record_recheck
 from service.sealed_numbers import NumberSeal, SealedNumberError, number_seal_for, recheck_binding
-from service.store.budgets import daily_limits, give_back_checks, pause_jobs_for_budget, take_checks
+from service.store.budgets import give_back_checks
 from service.store.db import transaction
 from service.store.job_items import load_claimed_items
 from service.store.rechecks import (
@@ -246,43 +246,22 @@ class ScheduledSubmitService:
         now: datetime,
         lease_until: datetime,
     ) -> tuple[list[ClaimedSubmit], list[ClaimedSubmit], dict[int, date]]:
-        """Step 2 in one transaction: the submits marked `submitting` (in the batch's order),
-        those past their client's daily budget (not marked), and the day each marked submit's
-        check was counted on, when its client has a budget.
-
-        Checks are counted client by client in id order: two workers' batches lock the ledger's
-        rows in the same order, so neither waits for the other in a cycle."""
-        day = utc_day(now)
-        order = {submit.id: index for index, submit in enumerate(to_send)}
-        began: list[ClaimedSubmit] = []
-        over_budget: list[ClaimedSubmit] = []
-        counted: dict[int, date] = {}
+        """Step 2 in one transaction, within each client's daily check budget
+        (service/engine/budget_gate.py): the submits marked, those past the budget, and the day
+        each marked submit's check was counted on."""
         async with transaction(self._sessions) as session:
-            limits = await daily_limits(
+
+            async def begin(submit: ClaimedSubmit) -> bool:
+                return await begin_submit(session, submit, token, now, lease_until)
+
+            budgeted = await begin_within_budget(
                 session,
-                {submit.client_id for submit in to_send},
-                self._settings.client_max_checks_per_day,
+                to_send,
+                begin,
+                default_limit=self._settings.client_max_checks_per_day,
+                now=now,
             )
-            spent: set[int] = set()
-            for submit in sorted(to_send, key=lambda s: (s.client_id, order[s.id])):
-                limit = limits.get(submit.client_id)
-                if limit is not None and (
-                    submit.client_id in spent
-                    or not await take_checks(
-                        session, client_id=submit.client_id, day=day, n=1, limit=limit
-                    )
-                ):
-                    spent.add(submit.client_id)
-                    over_budget.append(submit)
-                    continue
-                if await begin_submit(session, submit, token, now, lease_until):
-                    began.append(submit)
-                    if limit is not None:
-                        counted[submit.id] = day
-                elif limit is not None:
-                    await give_back_checks(session, client_id=submit.client_id, day=day, n=1)
-        began.sort(key=lambda s: order[s.id])
-        return began, over_budget, counted
+        return budgeted.began, budgeted.over_budget, budgeted.counted
 
     async def _wait_for_budget(
         self, over_budget: list[ClaimedSubmit], token: uuid.UUID, now: datetime
@@ -291,26 +270,11 @@ class ScheduledSubmitService:
         day's budget begins (a re-check whose task's deadline comes first ends with the answer
         it has, as any re-check that could not be sent), and the client's check jobs paused
         until the budget allows again."""
-        if not over_budget:
-            return []
-        tomorrow = next_utc_midnight(now)
-        clients = sorted({submit.client_id for submit in over_budget})
-        async with transaction(self._sessions) as session:
-            for submit in over_budget:
-                await hand_back_submit(session, submit, token, now, tomorrow)
-            paused = [job for c in clients for job in await pause_jobs_for_budget(session, c, now)]
-        for client_id in clients:
-            waiting = sum(submit.client_id == client_id for submit in over_budget)
-            record_over_budget(client_id, "scheduled", waiting)
-            log.info(
-                "budget.exhausted",
-                extra={
-                    "client_id": client_id,
-                    "submits": waiting,
-                    "jobs_paused": sum(job.client_id == client_id for job in paused),
-                    "until": tomorrow.isoformat(),
-                },
-            )
+
+        async def hand_back(session: AsyncSession, submit: ClaimedSubmit, due_at: datetime) -> None:
+            await hand_back_submit(session, submit, token, now, due_at)
+
+        await wait_for_budget(self._sessions, over_budget, hand_back, now)
         return [HANDED_BACK] * len(over_budget)
 
     async def _send(

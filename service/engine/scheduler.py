@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 
 DEADLINE_SWEEP_INTERVAL_S = 1.0
+# The system's moves of check jobs (pause, resume, completion) need no finer step than this.
+JOB_MOVES_INTERVAL_S = 0.5
 DEADLINE_SWEEP_BATCH = 500
 DEADLINE_SWEEP_MAX_ROUNDS = 20
 
@@ -220,7 +222,7 @@ def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
             context.sessions,
             context.redis,
             JobPace(ceiling_per_s=settings.upstream_max_rps),
-            settings.scheduler_tick_s,
+            max(settings.scheduler_tick_s, JOB_MOVES_INTERVAL_S),
         ),
         DeadlineSweep(context),
         BudgetResume(context.sessions, settings),

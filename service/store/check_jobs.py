@@ -297,13 +297,12 @@ _RESULT_PAGE = text(
     """
 )
 
-_ALL_RESULTS = text(
-    f"""
+# psycopg's own placeholders: run on its named cursor (stream_results).
+_ALL_RESULTS_DRIVER = f"""
     {_RESULT_COLUMNS}
-    WHERE i.job_pk = :job_pk
+    WHERE i.job_pk = %(job_pk)s
     ORDER BY i.line
-    """
-)
+"""
 
 _REJECTIONS_PAGE = text(
     """
@@ -466,11 +465,17 @@ async def insert_item_submits(
     )
 
 
-async def _copy(session: AsyncSession, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
-    """COPY the rows in the session's own transaction (its driver connection)."""
+async def _driver_connection(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under the session, in the session's own transaction."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    return driver
+
+
+async def _copy(session: AsyncSession, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY the rows in the session's own transaction (its driver connection)."""
+    driver = await _driver_connection(session)
     async with driver.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             await copy.write_row(row)
@@ -600,12 +605,18 @@ async def stream_results(
     session: AsyncSession, job_pk: int, *, rows_per_fetch: int
 ) -> AsyncIterator[list[ResultRow]]:
     """Every result row in input order, read from a server-side cursor `rows_per_fetch` at a
-    time: constant memory whatever the job's size."""
-    result = await session.stream(
-        _ALL_RESULTS.execution_options(yield_per=rows_per_fetch), {"job_pk": job_pk}
-    )
-    async for rows in result.partitions(rows_per_fetch):
-        yield [_result_row(row) for row in rows]
+    time, in the session's transaction: constant memory whatever the job's size.
+
+    The cursor is read to its end, so it is planned for the whole result
+    (`cursor_tuple_fraction` 1, as a plain query is): planned for its first rows, with a new
+    job's items not yet counted by ANALYZE, PostgreSQL chose a nested loop over the job's items
+    twice, and 30,000 rows took 52 s instead of 0.03 s."""
+    await session.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
+    driver = await _driver_connection(session)
+    async with driver.cursor(name=f"job_results_{job_pk}") as cursor:
+        await cursor.execute(_ALL_RESULTS_DRIVER, {"job_pk": job_pk})
+        while rows := await cursor.fetchmany(rows_per_fetch):
+            yield [_result_row_of(row) for row in rows]
 
 
 async def rejection_page(
@@ -643,18 +654,23 @@ async def jobs_in_states(
 
 
 def _result_row(row: Row[Any]) -> ResultRow:
-    phone_status = row.phone_status
+    return _result_row_of(tuple(row))
+
+
+def _result_row_of(values: Sequence[Any]) -> ResultRow:
+    """A result row from its columns in _RESULT_COLUMNS' order."""
+    line, reference, masked, state, phone_status, cached, task_id, completed_at = values
     verdict = verdict_of(phone_status) if phone_status is not None else None
     return ResultRow(
-        line=int(row.line),
-        reference=row.reference,
-        phone_number_masked=str(row.phone_number_masked),
-        state=str(row.state),
+        line=int(line),
+        reference=reference,
+        phone_number_masked=str(masked),
+        state=str(state),
         phone_status=phone_status,
         verdict=None if verdict is None else verdict.value,
-        cached=bool(row.cached),
-        task_id=row.task_id,
-        completed_at=row.completed_at,
+        cached=bool(cached),
+        task_id=task_id,
+        completed_at=completed_at,
     )
 
 

@@ -94,7 +94,9 @@ if tonumber(redis.call('GET', KEYS[3]) or '0') > now then return 0 end
 local rate = tonumber(ARGV[1]) * current_factor(now, KEYS[2], tonumber(ARGV[4]))
 local interval = 1000000 / rate
 local start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-local allowed = math.floor((now + tonumber(ARGV[3]) * 1000000 - start) / interval)
+-- A tolerance shorter than one interval (background claims at a low ceiling) still allows one.
+local tolerance = math.max(tonumber(ARGV[3]) * 1000000, interval)
+local allowed = math.floor((now + tolerance - start) / interval)
 local k = math.min(tonumber(ARGV[2]), allowed)
 if k <= 0 then return 0 end
 local tat = start + k * interval

@@ -208,7 +208,14 @@ def with_subscription_links(spec: dict[str, Any]) -> dict[str, Any]:
 
 linked_schema = schemathesis.openapi.from_dict(with_subscription_links(SCHEMA_APP.openapi()))
 linked_schema.app = SCHEMA_APP
-stateful_schema = linked_schema.exclude(path="/hooks/accuauth/{token}")
+# The check jobs' operations are not chained here: with them, the linked steps of 60 scenarios
+# ranged from 31 to 58 (the bound below is 60) over runs that passed every check, and without
+# them the tasks' and subscriptions' chains keep their count; every job operation is in the
+# single-call run above, and their chains (create, read, move, results) in
+# tests/integration/api/test_check_jobs.py.
+stateful_schema = linked_schema.exclude(path="/hooks/accuauth/{token}").exclude(
+    path_regex="^/v1/check-jobs"
+)
 stateful_schema.hooks = copy.deepcopy(schema.hooks)
 stateful_schema.config = copy.deepcopy(schema.config)
 stateful_schema.config.generation.update(modes=[GenerationMode.POSITIVE])

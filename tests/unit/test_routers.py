@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 
 from service.api import (
     callbacks,
+    check_jobs,
     checks,
     deliveries,
     events,
@@ -28,6 +29,17 @@ Route = tuple[str, str]
 ROUTES_BY_MODULE: dict[ModuleType, set[Route]] = {
     callbacks: {("GET", "/hooks/accuauth/{token}")},
     checks: {("GET", "/v1/callback-url"), ("POST", "/v1/checks")},
+    check_jobs: {
+        ("POST", "/v1/check-jobs"),
+        ("GET", "/v1/check-jobs"),
+        ("GET", "/v1/check-jobs/{job_id}"),
+        ("POST", "/v1/check-jobs/{job_id}/start"),
+        ("POST", "/v1/check-jobs/{job_id}/pause"),
+        ("POST", "/v1/check-jobs/{job_id}/resume"),
+        ("POST", "/v1/check-jobs/{job_id}/cancel"),
+        ("GET", "/v1/check-jobs/{job_id}/rejections"),
+        ("GET", "/v1/check-jobs/{job_id}/results"),
+    },
     deliveries: {
         ("GET", "/v1/events/{event_id}/deliveries"),
         ("POST", "/v1/events/{event_id}/redeliver"),

@@ -225,6 +225,28 @@ async def test_patch_changes_the_given_fields_only(
         assert response.status_code == 422, bad
 
 
+async def test_include_job_items_defaults_to_true_and_is_set_on_create_and_patch(
+    api: httpx.AsyncClient, alice: ApiClient
+) -> None:
+    default = await _create(api, alice)
+    assert default["include_job_items"] is True
+    without = await _create(api, alice, include_job_items=False)
+    assert without["include_job_items"] is False
+    shown = await api.get(f"/v1/subscriptions/{without['id']}", headers=alice.headers)
+    assert shown.json()["include_job_items"] is False
+    changed = await api.patch(
+        f"/v1/subscriptions/{without['id']}",
+        json={"include_job_items": True},
+        headers=alice.headers,
+    )
+    assert changed.json()["include_job_items"] is True
+    for bad in ({"include_job_items": "no"}, {"include_job_items": None}):
+        response = await api.patch(
+            f"/v1/subscriptions/{without['id']}", json=bad, headers=alice.headers
+        )
+        assert response.status_code == 422, bad
+
+
 async def test_delete_answers_204_and_the_subscription_is_gone(
     api: httpx.AsyncClient, alice: ApiClient
 ) -> None:

@@ -316,3 +316,29 @@ async def test_a_cancelled_job_reports_once_its_submitted_items_are_final(
     assert event["data"]["state"] == "cancelled"
     assert event["data"]["counts"]["completed"] == 1
     assert event["data"]["counts"]["pending"] == 0
+
+
+async def test_job_items_carry_the_clients_callback_url_when_the_api_is_public(
+    database_url: str, redis_url: str, fresh_sim: SimServer
+) -> None:
+    settings = engine_settings(
+        database_url,
+        redis_url,
+        fresh_sim.base_url,
+        public_url="http://phonebridge.test",
+        hinted_poll_initial_s=0.5,
+    )
+    fresh_sim.control.configure(submit_script="ring-0-1s")
+    fresh_sim.control.set_callbacks(lose=1.0)  # keep the simulator from calling a fake host
+    key = await new_key(settings)
+    async with api_client(settings) as api:
+        job_id = (
+            await create_json_job(api, key, {"items": [{"phone_number": mx_number(60)}]})
+        ).json()["id"]
+        async with running_engine(settings):
+            await finished_job(api, key, job_id)
+        (row,) = await all_results(api, key, job_id)
+
+    # The simulator plans a callback only for a submit that carried one.
+    (planned,) = fresh_sim.control.callback_log()
+    assert planned["task_id"] == row["task_id"]

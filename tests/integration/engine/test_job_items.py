@@ -1,7 +1,8 @@
 """The job-item side of the scheduled-submit engine (service/engine/job_items.py) called on one
 claimed batch, against the simulator and Redis: items go upstream at their slots and become
 tasks; while upstream is paused nothing is sent and the items wait again; an item whose job was
-paused after the claim is skipped, unsent."""
+paused after the claim is skipped, unsent; past the client's daily check budget an item waits for
+the next UTC midnight and its job is paused for the budget."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
 from service.config import Settings
+from service.domain.budgets import utc_day
 from service.domain.job_lifecycle import JobMove
+from service.domain.states import JobState, PausedReason
 from service.engine.job_items import HANDED_BACK, SKIPPED, JobItemSubmitter
 from service.features import check_jobs as job_feature
 from service.sealed_numbers import number_seal_for
 from service.sim.server import SimServer
+from service.store.budgets import checks_on
 from service.store.db import transaction
 from service.store.job_items import ClaimedItem, load_claimed_items
 from service.store.scheduled_submits import claim_due_submits
@@ -116,3 +120,39 @@ async def test_an_item_whose_job_was_paused_after_the_claim_is_skipped_unsent(
     outcomes = await submitter.submit_items(items, token, utc_now())
     assert outcomes == [SKIPPED] * 3
     assert submit_calls(fresh_sim) == 0
+
+
+async def test_items_past_the_daily_budget_wait_and_pause_their_job(
+    item_settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    fresh_sim: SimServer,
+    redis_client: Redis[Any],
+) -> None:
+    fresh_sim.control.configure(submit_script="ring-1")
+    settings = item_settings.model_copy(update={"client_max_checks_per_day": 2})
+    upstream = UpstreamClient(settings)
+    seal = number_seal_for(settings)
+    submitter = JobItemSubmitter(
+        settings,
+        sessions,
+        upstream,
+        UpstreamReaction.from_settings(redis_client, settings),
+        lambda: seal,
+        lease=timedelta(seconds=10),
+    )
+    client = await insert_client(sessions)
+    job = await make_job(sessions, settings, client)
+    token, items = await claimed(sessions)
+    now = utc_now()
+    try:
+        outcomes = await submitter.submit_items(items, token, now)
+    finally:
+        await upstream.aclose()
+
+    assert sorted(outcomes) == sorted(["submitted", "submitted", HANDED_BACK])
+    assert submit_calls(fresh_sim) == 2
+    async with transaction(sessions) as session:
+        assert await checks_on(session, client, utc_day(now)) == 2
+        view = await job_feature.find_job(session, client, job.public_id, PACE, utc_now())
+    assert (view.job.state, view.job.paused_reason) == (JobState.PAUSED, PausedReason.BUDGET)
+    assert (view.counts.submitted, view.counts.left_to_submit) == (2, 1)

@@ -25,6 +25,7 @@ from service.store.job_items import (
 )
 from service.store.scheduled_submits import claim_due_submits
 from tests.support.factories import insert_client
+from tests.support.jobs import mx_number
 from tests.support.jobs_store import PACE, make_job
 from tests.support.rows import cancel_pending_tasks
 
@@ -83,3 +84,16 @@ async def test_an_item_lost_while_submitting_is_unknown_once_and_its_number_eras
     assert again == []
     assert (sealed.state, sealed.phone_number_sealed) == ("unknown", None)
     assert [row.state for row in rows] == ["unknown", "waiting", "waiting"]
+
+
+async def test_the_claim_shares_a_round_between_two_clients_jobs(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    alice, bob = await insert_client(sessions), await insert_client(sessions)
+    await make_job(sessions, settings, alice, [mx_number(i) for i in range(10)])
+    await make_job(sessions, settings, bob, [mx_number(i) for i in range(10)])
+    now = utc_now()
+    async with transaction(sessions) as session:
+        token, ids = await claim_due_submits(session, now, lease_s=30, limit=4)
+        items = await load_claimed_items(session, ids, token, now)
+    assert sorted(item.client_id for item in items) == sorted([alice, alice, bob, bob])

@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.upstream.ratelimit import (
+    BACKGROUND_CLAIM_TOLERANCE_S,
     CLAIM_TOLERANCE_S,
     FACTOR_FLOOR,
     SAFETY_FACTOR,
@@ -59,6 +60,36 @@ async def test_claim_budget_allows_a_short_burst_then_the_rate(redis_client: Red
     assert await limiter.take_claims(10_000) <= 1
     await asyncio.sleep(0.2)
     assert await limiter.take_claims(10_000) == pytest.approx(0.2 * 100 * SAFETY_FACTOR, abs=3)
+
+
+async def test_background_claims_book_less_ahead_and_leave_polls_their_burst(
+    redis_client: Redis,  # type: ignore[type-arg]
+) -> None:
+    limiter = UpstreamRateLimiter(redis_client, max_rps=100)
+    background = await limiter.take_claims(10_000, background=True)
+    assert background == pytest.approx(100 * SAFETY_FACTOR * BACKGROUND_CLAIM_TOLERANCE_S, abs=2)
+    assert await limiter.take_claims(10_000, background=True) <= 1
+    polls = await limiter.take_claims(10_000)
+    assert polls == pytest.approx(
+        100 * SAFETY_FACTOR * (CLAIM_TOLERANCE_S - BACKGROUND_CLAIM_TOLERANCE_S), abs=3
+    )
+
+
+async def test_interactive_calls_are_charged_to_what_background_claims_may_take(
+    redis_client: Redis,  # type: ignore[type-arg]
+) -> None:
+    limiter = UpstreamRateLimiter(redis_client, max_rps=100)
+    await limiter.charge_interactive(10)
+    # Ten calls' worth (0.1 s) of the 0.2 s background tolerance is taken.
+    background = await limiter.take_claims(10_000, background=True)
+    assert background == pytest.approx(100 * SAFETY_FACTOR * 0.1, abs=2)
+
+
+async def test_a_background_tolerance_below_one_interval_still_allows_one_claim(
+    redis_client: Redis,  # type: ignore[type-arg]
+) -> None:
+    limiter = UpstreamRateLimiter(redis_client, max_rps=2)
+    assert await limiter.take_claims(10, background=True) == 1
 
 
 async def test_unused_claims_can_be_given_back(redis_client: Redis) -> None:  # type: ignore[type-arg]
