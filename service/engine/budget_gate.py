@@ -59,7 +59,7 @@ async def begin_within_budget(
     submits: Sequence[S],
     begin: Callable[[S], Awaitable[bool]],
     *,
-    default_limit: int | None,
+    default_limit: int,
     now: datetime,
 ) -> BudgetedBegin[S]:
     """Mark each submit with `begin` (True: marked, False: no longer ours) within its client's

@@ -186,8 +186,10 @@ def _store_gauges(store: StoreStats) -> Iterator[GaugeMetricFamily]:
         "quantile",
         store.completion_time_quantiles_s,
     )
-    yield _gauge(
+    yield _labelled(
         "phonebridge_job_items_to_submit",
-        "Check job items not submitted yet (waiting, or on standby in a draft or paused job).",
+        "Check job items not submitted yet: waiting (their job runs) or standby (a draft or "
+        "paused job).",
+        "state",
         store.job_items_to_submit,
     )

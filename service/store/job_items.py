@@ -125,11 +125,12 @@ _END_LOST = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
-_WAITING_ITEMS = text(
+_ITEMS_TO_SUBMIT = text(
     f"""
-    SELECT count(*) FROM scheduled_submits
+    SELECT state, count(*) FROM scheduled_submits
     WHERE purpose = '{ScheduledSubmitPurpose.JOB_ITEM}'
       AND state IN ('{ScheduledSubmitState.STANDBY}', '{_WAITING}')
+    GROUP BY state
     """  # noqa: S608 - only enum values are interpolated
 )
 
@@ -259,9 +260,14 @@ async def end_lost_items(session: AsyncSession, now: datetime, limit: int) -> li
     return [(int(row.job_pk), int(row.line)) for row in result]
 
 
-async def count_items_to_submit(session: AsyncSession) -> int:
-    """Job items not submitted yet (waiting or on standby), every job's: a metric."""
-    return int((await session.execute(_WAITING_ITEMS)).scalar_one())
+async def count_items_to_submit(session: AsyncSession) -> dict[str, int]:
+    """Job items not submitted yet, every job's, by their submit's state: `waiting` (their job
+    runs: the engine should be submitting them) and `standby` (a draft or paused job): a metric."""
+    counts = dict.fromkeys(
+        (ScheduledSubmitState.WAITING.value, ScheduledSubmitState.STANDBY.value), 0
+    )
+    counts.update({str(state): int(n) for state, n in await session.execute(_ITEMS_TO_SUBMIT)})
+    return counts
 
 
 async def _end(

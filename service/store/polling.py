@@ -24,7 +24,7 @@ from service.domain.rechecks import RECHECK_NOT_SUBMITTED, RecheckPolicy
 from service.domain.states import TaskSource, TaskState
 from service.store.history import POLL_HISTORY_LIMIT as POLL_HISTORY_LIMIT
 from service.store.history import history_appended
-from service.store.leases import claim_due
+from service.store.leases import CANDIDATES_PER_CLAIM, claim_due
 from service.store.outbox import (
     DeliveryLease,
     FinishedTask,
@@ -47,7 +47,6 @@ from service.store.rechecks import end_scheduled_submits, schedule_rechecks
 # (bench/scale.py). Rows are locked in turn order with SKIP LOCKED, and the limit counts only
 # rows locked, so a concurrent claimer takes the next turns; the lease condition is checked again
 # under the lock.
-CANDIDATES_PER_CLAIM = 4
 _CLAIM_DUE = text(
     f"""
     WITH candidates AS (

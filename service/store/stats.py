@@ -68,8 +68,9 @@ class StoreStats:
     completion_time_quantiles_s: dict[str, float] = field(default_factory=dict)
     # Subscription public id -> seconds since its run of failures began (the longest runs).
     failing_subscriptions_s: dict[str, float] = field(default_factory=dict)
-    # Check job items not submitted yet (waiting, or on standby in a draft or paused job).
-    job_items_to_submit: int = 0
+    # Check job items not submitted yet, by state: waiting (their job runs), or on standby (a
+    # draft or paused job).
+    job_items_to_submit: dict[str, int] = field(default_factory=dict)
 
 
 async def read_store_stats(

@@ -105,6 +105,8 @@ def test_new_registrations_count_and_none_is_no_count() -> None:
     record_tasks_registered(3)
     record_tasks_registered(0)
     assert sample("phonebridge_tasks_registered_total") == before + 3
+
+
 def test_a_job_items_submit_counts_under_its_outcome() -> None:
     before = sample("phonebridge_job_items_total", outcome="refused")
     record_job_item("refused")

@@ -11,10 +11,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
+from service.config import Settings
 from service.domain.states import DeliveryState, TaskState
 from service.store.db import transaction
 from service.store.stats import FAILING_SUBSCRIPTIONS_SHOWN, read_store_stats
 from tests.support.factories import emit_event, insert_client, insert_subscription, insert_tasks
+from tests.support.jobs import mx_number
+from tests.support.jobs_store import make_job
 
 
 async def test_new_tasks_and_deliveries_are_counted_and_the_due_backlog_ages(
@@ -75,3 +78,20 @@ async def test_enabled_subscriptions_in_a_run_of_failures_are_listed_with_its_ag
     for quiet in (disabled, deleted, healthy):
         assert public_ids[quiet] not in shown
     assert len(shown) <= FAILING_SUBSCRIPTIONS_SHOWN
+
+
+async def test_job_items_not_submitted_yet_are_counted_waiting_or_on_standby(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    before = await _items_to_submit(sessions)
+    client = await insert_client(sessions)
+    await make_job(sessions, settings, client)  # three items, started: waiting
+    await make_job(sessions, settings, client, [mx_number(7), mx_number(8)], start=False)
+    after = await _items_to_submit(sessions)
+    assert after["waiting"] - before["waiting"] == 3
+    assert after["standby"] - before["standby"] == 2
+
+
+async def _items_to_submit(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with transaction(sessions) as session:
+        return (await read_store_stats(session, utc_now())).job_items_to_submit
