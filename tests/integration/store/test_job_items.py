@@ -42,7 +42,7 @@ async def test_a_claimed_item_of_a_job_paused_since_is_not_marked_submitting(
     job = await make_job(sessions, settings, client)
     now = utc_now()
     async with transaction(sessions) as session:
-        assert await count_items_to_submit(session) == 3
+        assert (await count_items_to_submit(session))["waiting"] == 3
         token, ids = await claim_due_submits(session, now, lease_s=30, limit=10)
         items = await load_claimed_items(session, ids, token, now)
     assert [item.line for item in items] == [1, 2, 3]
