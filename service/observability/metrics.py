@@ -153,6 +153,8 @@ for _state in (TaskState.COMPLETED, TaskState.EXPIRED, TaskState.FAILED):
     TASKS_FINISHED.labels(state=_state)
 for _reason in (DisabledReason.FAILING, DisabledReason.GONE):
     SUBSCRIPTIONS_DISABLED.labels(reason=_reason)
+for _outcome in ("submitted", "refused", "unknown"):
+    JOB_ITEMS.labels(outcome=_outcome)
 
 
 def record_hint(outcome: str) -> None:

@@ -58,6 +58,7 @@ def full_operations_state() -> OperationsState:
         completion_estimate_weight=1.0,
         completion_time_quantiles_s={"0.5": 10.0},
         failing_subscriptions_s={"sub_example": 60.0},
+        job_items_to_submit={"waiting": 120, "standby": 500},
     )
     return OperationsState(
         NOW,
