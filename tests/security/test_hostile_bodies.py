@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from service.api.body_limit import MAX_BODY_BYTES
+from service.api.check_jobs import BODY_LIMITS as CHECK_JOB_BODY_LIMITS
 from tests.support.routes import Operation, v1_operations
 from tests.support.tenants import Tenant, own_ids
 
@@ -59,6 +60,11 @@ def assert_refused(response: httpx.Response, status: int | None, where: object) 
     assert response.headers["content-type"] == "application/problem+json", where
 
 
+def body_limit_of(op: Operation) -> int:
+    """The route's own body limit: 1 MiB, or a check job's list (16 MiB)."""
+    return CHECK_JOB_BODY_LIMITS.get(op.path, MAX_BODY_BYTES)
+
+
 def test_there_are_body_routes_to_check(security_app_running: FastAPI) -> None:
     assert len(body_operations(security_app_running)) >= 6
 
@@ -66,14 +72,13 @@ def test_there_are_body_routes_to_check(security_app_running: FastAPI) -> None:
 async def test_a_declared_body_over_1_mib_answers_413_on_every_route(
     api: httpx.AsyncClient, security_app_running: FastAPI, mallory: Tenant
 ) -> None:
-    oversized = b" " * (MAX_BODY_BYTES + 1)
     for op in v1_operations(security_app_running):
         if not op.takes_body:
             continue
         response = await api.request(
             op.method,
             op.url(**own_ids(mallory)),
-            content=oversized,
+            content=b" " * (body_limit_of(op) + 1),
             headers={**JSON, **mallory.headers},
         )
         assert_refused(response, 413, op)
@@ -83,9 +88,9 @@ async def test_a_chunked_body_over_1_mib_answers_413_before_it_is_read_to_the_en
     api: httpx.AsyncClient, security_app_running: FastAPI, mallory: Tenant
 ) -> None:
     chunk = b" " * 65536
-    total_chunks = 64  # 4 MiB
     for op in body_operations(security_app_running):
         pulled = 0
+        total_chunks = body_limit_of(op) // len(chunk) + 64  # 4 MiB past the route's limit
 
         async def body() -> AsyncIterator[bytes]:
             nonlocal pulled
@@ -101,7 +106,7 @@ async def test_a_chunked_body_over_1_mib_answers_413_before_it_is_read_to_the_en
         )
         assert "content-length" not in response.request.headers
         assert_refused(response, 413, op)
-        assert pulled <= MAX_BODY_BYTES // len(chunk) + 2, op
+        assert pulled <= body_limit_of(op) // len(chunk) + 2, op
 
 
 @pytest.mark.parametrize("body", DEEPLY_NESTED.values(), ids=DEEPLY_NESTED)
