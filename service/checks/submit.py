@@ -26,7 +26,7 @@ import random
 import signal
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -53,7 +53,9 @@ from service.domain.checks import (
     classify_submit,
 )
 from service.domain.phone_numbers import NUMBER_DIGEST_KEY_LABEL
+from service.domain.polling import last_call_start
 from service.domain.rechecks import recheck_due_at, waiting_deadline
+from service.domain.schedule import safety_net_delay
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
 from service.observability.metrics import record_submit
@@ -61,6 +63,7 @@ from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
 from service.secret_key import deployment_key
 from service.store import checks as check_store
 from service.store.db import transaction
+from service.store.estimates import load_estimate
 from service.store.scheduled_submits import hold_number_for_rechecks
 from service.upstream.client import UpstreamClient
 from service.upstream.pause import read_pause
@@ -211,6 +214,24 @@ class SubmitService:
             await self._release(submission_id)
         return answer
 
+    async def _safety_net_first_poll_at(self, now: datetime, latest: datetime) -> datetime:
+        """The first poll of the safety net of a check with a callback: placed from the learnt
+        completion times (service/domain/schedule.py), PHONEBRIDGE_HINTED_POLL_INITIAL_S on a
+        cold estimate; never later than `latest`."""
+        settings = self._settings
+        async with self._sessions() as session:
+            stored = await load_estimate(session, settings.upstream_account)
+        estimate = None if stored is None else stored.as_of(now, settings.poll_estimate_half_life_s)
+        delay = safety_net_delay(
+            settings.schedule_policy,
+            self._backoff,
+            estimate,
+            age_s=0.0,
+            first_s=settings.hinted_poll_initial_s,
+            rand=self._rand(),
+        )
+        return min(now + timedelta(seconds=delay), latest)
+
     async def _refusal_before_call(self) -> SubmitAnswer | None:
         """The pause, or no slot of the rate ceiling soon enough: nothing is sent."""
         try:
@@ -251,11 +272,13 @@ class SubmitService:
         # The submit answered PENDING: the next call keeps a registered task's second step,
         # unless the callback is to be waited for (the safety net's first poll).
         first_poll_at = now + timedelta(seconds=next_poll_delay(self._backoff, 1, self._rand()))
-        safety_net_poll_at = (
-            None if callback is None else now + timedelta(seconds=settings.hinted_poll_initial_s)
-        )
         task_id = outcome.task_id or f"{INSTANT_TASK_PREFIX}{uuid.uuid4().hex}"
         expires_at = now + timedelta(seconds=settings.task_ttl_s)
+        safety_net_poll_at = (
+            None
+            if callback is None
+            else await self._safety_net_first_poll_at(now, last_call_start(expires_at))
+        )
         # An answer at once that asks for a re-check: the task keeps it and waits.
         recheck_at = None
         if outcome.result is not None:

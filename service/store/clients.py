@@ -38,6 +38,7 @@ class ClientRow:
     name: str
     max_rps: int | None
     max_pending: int | None
+    poll_target_p95_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +79,31 @@ async def insert_key(
     return key_id
 
 
-def _client_row(row: Row[int, str, int | None, int | None]) -> ClientRow:
-    id_, name, max_rps, max_pending = row
-    return ClientRow(id=id_, name=name, max_rps=max_rps, max_pending=max_pending)
+_CLIENT_COLUMNS = (
+    Client.id,
+    Client.name,
+    Client.max_rps,
+    Client.max_pending,
+    Client.poll_target_p95_s,
+)
+
+
+def _client_row(row: Row[int, str, int | None, int | None, float | None]) -> ClientRow:
+    id_, name, max_rps, max_pending, poll_target_p95_s = row
+    return ClientRow(
+        id=id_,
+        name=name,
+        max_rps=max_rps,
+        max_pending=max_pending,
+        poll_target_p95_s=poll_target_p95_s,
+    )
 
 
 async def find_clients(conn: AsyncConnection, name_or_id: str) -> list[ClientRow]:
     """The clients whose id (as text) or name is exactly `name_or_id`, by id: an operator names a
     client either way, and two clients may share a name."""
     query = (
-        select(Client.id, Client.name, Client.max_rps, Client.max_pending)
+        select(*_CLIENT_COLUMNS)
         .where(or_(cast(Client.id, SqlString) == name_or_id, Client.name == name_or_id))
         .order_by(Client.id)
     )
@@ -144,10 +160,10 @@ async def revoke_key(conn: AsyncConnection, key_id: int, now: datetime) -> datet
 
 
 async def set_client_limits(
-    conn: AsyncConnection, client_id: int, changes: Mapping[str, int | None]
+    conn: AsyncConnection, client_id: int, changes: Mapping[str, float | None]
 ) -> ClientRow:
     """Change one client's limit overrides (`max_rps`, `max_pending`; None: follow the setting,
-    0: no limit); the client as it is afterwards."""
+    0: no limit; `poll_target_p95_s`, None: follow the setting); the client as it is afterwards."""
     row = (
         await conn.execute(
             update(Client)
@@ -156,7 +172,7 @@ async def set_client_limits(
                 {getattr(Client, name): value for name, value in changes.items()}
                 or {Client.id: Client.id}
             )
-            .returning(Client.id, Client.name, Client.max_rps, Client.max_pending)
+            .returning(*_CLIENT_COLUMNS)
         )
     ).one()
     return _client_row(row)
