@@ -1,14 +1,15 @@
 """Detection lag: how late a subscriber hears of an answer once upstream has it ready.
 
 One run, side by side, on checks whose answers become ready after a lognormal time (median 15 s,
-sigma 0.7 by default) with the contract's default poll schedule (first poll at once, then 2 s
-doubling to 300 s):
+sigma 0.7 by default) with the default poll schedule (`adaptive`: backoff from 2 s until 50
+completions are known, then the learnt schedule; `--schedule backoff` for the plain one):
 
 - (a) task_ids registered with `POST /v1/tasks`, polled only;
 - (b) checks submitted through `POST /v1/checks`, the simulator calling each one's callback;
 - (c) as (b), with 20% of the callbacks lost: twice, the first checks after the losses begin
-  (phonebridge still trusts the client's callbacks) and as many again once it has learnt that
-  they get lost (service/domain/callback_trust.py).
+  (phonebridge still trusts the client's callbacks: their safety net finds the lost ones) and as
+  many again once it has learnt that they get lost (service/domain/callback_trust.py); the checks
+  whose callback was lost are printed beside the same checks in (a), polled without a callback.
 
 Per variant it prints the detection lag (webhook received - the moment the simulator's answer
 became ready) p50/p95/max and upstream calls per check (the submit included). Everything runs as
@@ -113,7 +114,6 @@ class Stack:
             "PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE": "true",
             "PHONEBRIDGE_SECRET_KEY": "bench-secret-key-for-webhook-secrets",
             "PHONEBRIDGE_LOG_LEVEL": "WARNING",
-            # The contract's default schedule (2 s doubling) unless asked for the learnt one.
             "PHONEBRIDGE_POLL_SCHEDULE": args.schedule,
         }
         exe = phonebridge_executable()
@@ -290,8 +290,8 @@ def main() -> None:
     parser.add_argument(
         "--schedule",
         choices=["backoff", "adaptive"],
-        default="backoff",
-        help="PHONEBRIDGE_POLL_SCHEDULE of the stack (backoff: the contract's 2 s doubling)",
+        default="adaptive",
+        help="PHONEBRIDGE_POLL_SCHEDULE of the stack (backoff: the plain 2 s doubling)",
     )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)

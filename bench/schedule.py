@@ -548,7 +548,7 @@ def safety_net_curve(estimate: CompletionEstimate, draw: Callable[[random.Random
         f"{'net budget':>11}{'net p':>7}{'calls, callback arrives':>25}"
         f"{'lost: lag p50 s':>17}{'lost: lag p95 s':>17}"
     )
-    for budget in (0.1, 0.25, 0.5, 1.0, 1.5):
+    for budget in (0.1, 0.2, 0.25, 0.5, 1.0, 1.5):
         p = 1.0 / (1.0 + budget)
         walked = [walk(p, ready) for ready in answers]
         arriving = 2 + statistics.fmean(n - 1 for n, _ in walked)

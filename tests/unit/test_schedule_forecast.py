@@ -27,7 +27,6 @@ from service.domain.schedule import (
 )
 from service.domain.schedule_forecast import (
     FORECAST_TAIL,
-    Forecast,
     fewest_calls_within,
     forecast,
     lag_quantile,
@@ -117,7 +116,7 @@ def test_lag_quantiles_are_zero_when_polls_are_everywhere_and_infinite_past_the_
 
 def test_choosing_without_candidates_is_refused() -> None:
     with pytest.raises(ValueError, match="no schedule"):
-        fewest_calls_within([], lambda _: Forecast(2.0, 1.0, 1.0, 0.0), 1.0)
+        fewest_calls_within([], lambda _: 1.0, 1.0)
 
 
 def lognormal_estimate(median_s: float, sigma: float) -> CompletionEstimate:
