@@ -559,13 +559,21 @@ def safety_net_curve(estimate: CompletionEstimate, draw: Callable[[random.Random
         )
 
 
-SERIES = ((PollSchedule.BACKOFF, "#c0392b"), (PollSchedule.ADAPTIVE, "#2471a3"))
+# The plot's series: name, colour, and whether its points are joined (a lag target's are not:
+# the budget it picks is the estimate's, not an ordered knob).
+SERIES = (("backoff", "#c0392b", True), ("budget", "#2471a3", True), ("target", "#1e8449", False))
+
+
+def series_of(point: Point) -> str:
+    if point.setting.schedule is PollSchedule.BACKOFF:
+        return "backoff"
+    return "budget" if point.setting.target_p95_s is None else "target"
 
 
 def plot_front(points: dict[str, list[Point]], path: str) -> None:
     """The front as an SVG: per mix, p50 and p95 lag against calls per task, backoff's settings
     beside adaptive's; the defaults ringed."""
-    width, height, pad = 460, 320, 50
+    width, height, pad = 500, 320, 50
     panels = []
     for index, (mix, mix_points) in enumerate(points.items()):
         finite = [p for p in mix_points if math.isfinite(p.p95)]
@@ -599,16 +607,12 @@ def plot_front(points: dict[str, list[Point]], path: str) -> None:
                 f'<text x="{pad - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" '
                 f'font-size="11">{tick}</text>'
             )
-        for schedule, colour in (
-            (PollSchedule.BACKOFF, "#c0392b"),
-            (PollSchedule.ADAPTIVE, "#2471a3"),
-        ):
-            series = sorted(
-                (p for p in finite if p.setting.schedule is schedule), key=lambda p: p.calls
-            )
+        for name, colour, joined in SERIES:
+            series = sorted((p for p in finite if series_of(p) == name), key=lambda p: p.calls)
             for quantile, dash in (("p50", ""), ("p95", ' stroke-dasharray="5,3"')):
                 line = " ".join(f"{x(p.calls):.1f},{y(getattr(p, quantile)):.1f}" for p in series)
-                parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}"{dash}/>')
+                if joined:
+                    parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}"{dash}/>')
                 for p in series:
                     cx, cy = x(p.calls), y(getattr(p, quantile))
                     fill = colour if quantile == "p50" else "white"
@@ -624,15 +628,16 @@ def plot_front(points: dict[str, list[Point]], path: str) -> None:
         parts.append("</g>")
         panels.append("\n".join(parts))
     legend = (
-        f'<g font-size="12" transform="translate(70,{height + 6})">'
-        '<line x1="0" y1="0" x2="24" y2="0" stroke="#2471a3"/>'
-        '<text x="30" y="4">adaptive p50 (budgets 2.25-5 calls, p95 targets)</text>'
-        '<line x1="330" y1="0" x2="354" y2="0" stroke="#2471a3" stroke-dasharray="5,3"/>'
-        '<text x="360" y="4">adaptive p95</text>'
-        '<line x1="470" y1="0" x2="494" y2="0" stroke="#c0392b"/>'
-        '<text x="500" y="4">backoff p50 / p95 (initial 1-8 s)</text>'
-        '<circle cx="740" cy="0" r="8" fill="none" stroke="black"/>'
-        '<text x="754" y="4">default</text></g>'
+        f'<g font-size="12" transform="translate(40,{height + 6})">'
+        '<line x1="0" y1="0" x2="24" y2="0" stroke="#c0392b"/>'
+        '<text x="30" y="4">backoff (initial 1-8 s)</text>'
+        '<line x1="180" y1="0" x2="204" y2="0" stroke="#2471a3"/>'
+        '<text x="210" y="4">adaptive, call budgets 2.25-5</text>'
+        '<circle cx="420" cy="0" r="3.5" fill="#1e8449" stroke="#1e8449"/>'
+        '<text x="430" y="4">adaptive, p95 targets 6-25 s</text>'
+        '<text x="630" y="4">filled, solid: p50; open, dashed: p95</text>'
+        '<circle cx="870" cy="0" r="8" fill="none" stroke="black"/>'
+        '<text x="884" y="4">default</text></g>'
     )
     svg = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" '

@@ -46,7 +46,8 @@ from service.domain.schedule_forecast import (
 # An estimate resting on fewer (decayed) completions than this is not trusted: cold start.
 DEFAULT_MIN_COMPLETIONS = 50.0
 # 3 calls (p = 1/2) is the point of the front (bench/schedule.py) that beats plain backoff on
-# calls, p50 and p95 at once on the lognormal mix; 2.5 saved more calls but doubled the median.
+# calls, p50 and p95 at once on the lognormal mix; 2.5 saved more calls, but its median lag was
+# worse than backoff's.
 DEFAULT_CALLS_PER_TASK = 3.0
 # Old completions count half after this long (PHONEBRIDGE_POLL_ESTIMATE_HALF_LIFE_S).
 DEFAULT_HALF_LIFE_S = 3600.0

@@ -43,9 +43,9 @@ from service.store.rechecks import end_scheduled_submits, schedule_rechecks
 # (at most CANDIDATES_PER_CLAIM x :limit, read from the index in next_poll_at order), those most
 # likely to have an answer waiting (finish_p) go first; a task never polled (finish_p NULL) counts
 # as an even chance (FIRST_POLL_FINISH_P), so a re-poll likelier than that to find its answer
-# goes before it, and a new registration's first poll is not starved by the rest. The work is bounded by that
-# window times the number of clients with due work, whatever the number of pending tasks
-# (bench/scale.py). Rows are locked in turn order with SKIP LOCKED, and the limit counts only
+# goes before it, and a new registration's first poll is not starved by the rest. The work is
+# bounded by that window times the number of clients with due work, whatever the number of pending
+# tasks (bench/scale.py). Rows are locked in turn order with SKIP LOCKED, and the limit counts only
 # rows locked, so a concurrent claimer takes the next turns; the lease condition is checked again
 # under the lock.
 CANDIDATES_PER_CLAIM = 4
