@@ -11,13 +11,17 @@ completions are known, then the learnt schedule; `--schedule backoff` for the pl
   many again once it has learnt that they get lost (service/domain/callback_trust.py); the checks
   whose callback was lost are printed beside the same checks in (a), polled without a callback.
 
+First `--warmup` task_ids (other delays of the same mix) are registered and polled until all are
+answered, so the completion-time estimate is warm, as in a deployment that has run a while; their
+line is printed, not compared.
+
 Per variant it prints the detection lag (webhook received - the moment the simulator's answer
 became ready) p50/p95/max and upstream calls per check (the submit included). Everything runs as
 an operator runs it: `phonebridge upstream-sim`, `api`, `worker` and `scheduler` processes on a
 scratch database, and a webhook receiver in this process.
 
-    .venv/bin/python bench/lag.py [--checks 300] [--variants abc] [--median-s 15] [--sigma 0.7]
-                                  [--schedule backoff|adaptive]
+    .venv/bin/python bench/lag.py [--checks 300] [--warmup 300] [--variants abc] [--median-s 15]
+                                  [--sigma 0.7] [--schedule backoff|adaptive]
 """
 
 from __future__ import annotations
@@ -251,6 +255,10 @@ def run_variants(args: argparse.Namespace, db_url: str) -> None:
     stack = Stack(args, receiver, db_url)
     polled_only: list[float] | None = None
     try:
+        if args.warmup:
+            warmup = lognormal_delays(args.warmup, args.median_s, args.sigma, args.seed + 1)
+            ready = run_registered(stack, warmup, "w")
+            report("warm-up (not compared)", stack, receiver, ready, submits=0)
         delays = lognormal_delays(args.checks, args.median_s, args.sigma, args.seed)
         if "a" in args.variants:
             ready = run_registered(stack, delays, "a")
@@ -280,9 +288,14 @@ def run_variants(args: argparse.Namespace, db_url: str) -> None:
         receiver.stop()
 
 
+def _stop(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checks", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=300, help="task_ids run first, not compared")
     parser.add_argument("--variants", default="abc")
     parser.add_argument("--median-s", type=float, default=15.0)
     parser.add_argument("--sigma", type=float, default=0.7)
@@ -294,6 +307,9 @@ def main() -> None:
         help="PHONEBRIDGE_POLL_SCHEDULE of the stack (backoff: the plain 2 s doubling)",
     )
     args = parser.parse_args()
+    # Stopped with SIGTERM (a background job ignores SIGINT), it still stops its processes and
+    # drops its scratch database.
+    signal.signal(signal.SIGTERM, _stop)
     print(f"load average before: {os.getloadavg()}", flush=True)
     print(
         f"{args.checks} checks per variant, ready after lognormal(median {args.median_s} s, "

@@ -41,15 +41,13 @@ from service.store.rechecks import end_scheduled_submits, schedule_rechecks
 # due work take turns (every client's first task, then every client's second, ...), so one
 # client's backlog cannot delay another's answers. Within a client, among its most overdue tasks
 # (at most CANDIDATES_PER_CLAIM x :limit, read from the index in next_poll_at order), those most
-# likely to have an answer waiting (finish_p) go first; a task never polled (finish_p NULL) counts
-# as an even chance (FIRST_POLL_FINISH_P), so a re-poll likelier than that to find its answer
-# goes before it, and a new registration's first poll is not starved by the rest. The work is
-# bounded by that window times the number of clients with due work, whatever the number of pending
-# tasks (bench/scale.py). Rows are locked in turn order with SKIP LOCKED, and the limit counts only
+# likely to have an answer waiting (finish_p) go first, and a task never polled (finish_p NULL)
+# before them, so a new registration's first poll is not starved. The work is bounded by that
+# window times the number of clients with due work, whatever the number of pending tasks
+# (bench/scale.py). Rows are locked in turn order with SKIP LOCKED, and the limit counts only
 # rows locked, so a concurrent claimer takes the next turns; the lease condition is checked again
 # under the lock.
 CANDIDATES_PER_CLAIM = 4
-FIRST_POLL_FINISH_P = 0.5
 _CLAIM_DUE = text(
     f"""
     WITH candidates AS (
@@ -66,8 +64,7 @@ _CLAIM_DUE = text(
     ),
     turns AS (
         SELECT id, next_poll_at, row_number() OVER (
-            PARTITION BY client_id
-            ORDER BY COALESCE(finish_p, {FIRST_POLL_FINISH_P}) DESC, next_poll_at, id
+            PARTITION BY client_id ORDER BY finish_p DESC NULLS FIRST, next_poll_at, id
         ) AS turn
         FROM candidates
     ),
