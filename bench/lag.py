@@ -1,22 +1,27 @@
 """Detection lag: how late a subscriber hears of an answer once upstream has it ready.
 
 One run, side by side, on checks whose answers become ready after a lognormal time (median 15 s,
-sigma 0.7 by default) with the contract's default poll schedule (first poll at once, then 2 s
-doubling to 300 s):
+sigma 0.7 by default) with the default poll schedule (`adaptive`: backoff from 2 s until 50
+completions are known, then the learnt schedule; `--schedule backoff` for the plain one):
 
 - (a) task_ids registered with `POST /v1/tasks`, polled only;
 - (b) checks submitted through `POST /v1/checks`, the simulator calling each one's callback;
 - (c) as (b), with 20% of the callbacks lost: twice, the first checks after the losses begin
-  (phonebridge still trusts the client's callbacks) and as many again once it has learnt that
-  they get lost (service/domain/callback_trust.py).
+  (phonebridge still trusts the client's callbacks: their safety net finds the lost ones) and as
+  many again once it has learnt that they get lost (service/domain/callback_trust.py); the checks
+  whose callback was lost are printed beside the same checks in (a), polled without a callback.
+
+First `--warmup` task_ids (other delays of the same mix) are registered and polled until all are
+answered, so the completion-time estimate is warm, as in a deployment that has run a while; their
+line is printed, not compared.
 
 Per variant it prints the detection lag (webhook received - the moment the simulator's answer
 became ready) p50/p95/max and upstream calls per check (the submit included). Everything runs as
 an operator runs it: `phonebridge upstream-sim`, `api`, `worker` and `scheduler` processes on a
 scratch database, and a webhook receiver in this process.
 
-    .venv/bin/python bench/lag.py [--checks 300] [--variants abc] [--median-s 15] [--sigma 0.7]
-                                  [--schedule backoff|adaptive]
+    .venv/bin/python bench/lag.py [--checks 300] [--warmup 300] [--variants abc] [--median-s 15]
+                                  [--sigma 0.7] [--schedule backoff|adaptive]
 """
 
 from __future__ import annotations
@@ -113,7 +118,6 @@ class Stack:
             "PHONEBRIDGE_WEBHOOK_ALLOW_PRIVATE": "true",
             "PHONEBRIDGE_SECRET_KEY": "bench-secret-key-for-webhook-secrets",
             "PHONEBRIDGE_LOG_LEVEL": "WARNING",
-            # The contract's default schedule (2 s doubling) unless asked for the learnt one.
             "PHONEBRIDGE_POLL_SCHEDULE": args.schedule,
         }
         exe = phonebridge_executable()
@@ -251,6 +255,10 @@ def run_variants(args: argparse.Namespace, db_url: str) -> None:
     stack = Stack(args, receiver, db_url)
     polled_only: list[float] | None = None
     try:
+        if args.warmup:
+            warmup = lognormal_delays(args.warmup, args.median_s, args.sigma, args.seed + 1)
+            ready = run_registered(stack, warmup, "w")
+            report("warm-up (not compared)", stack, receiver, ready, submits=0)
         delays = lognormal_delays(args.checks, args.median_s, args.sigma, args.seed)
         if "a" in args.variants:
             ready = run_registered(stack, delays, "a")
@@ -280,9 +288,14 @@ def run_variants(args: argparse.Namespace, db_url: str) -> None:
         receiver.stop()
 
 
+def _stop(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checks", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=300, help="task_ids run first, not compared")
     parser.add_argument("--variants", default="abc")
     parser.add_argument("--median-s", type=float, default=15.0)
     parser.add_argument("--sigma", type=float, default=0.7)
@@ -290,10 +303,13 @@ def main() -> None:
     parser.add_argument(
         "--schedule",
         choices=["backoff", "adaptive"],
-        default="backoff",
-        help="PHONEBRIDGE_POLL_SCHEDULE of the stack (backoff: the contract's 2 s doubling)",
+        default="adaptive",
+        help="PHONEBRIDGE_POLL_SCHEDULE of the stack (backoff: the plain 2 s doubling)",
     )
     args = parser.parse_args()
+    # Stopped with SIGTERM (a background job ignores SIGINT), it still stops its processes and
+    # drops its scratch database.
+    signal.signal(signal.SIGTERM, _stop)
     print(f"load average before: {os.getloadavg()}", flush=True)
     print(
         f"{args.checks} checks per variant, ready after lognormal(median {args.median_s} s, "

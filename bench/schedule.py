@@ -8,21 +8,31 @@ a worker does. Only upstream is simulated: a task's answer is ready a drawn time
 `submitted_at`. Virtual time makes hours of schedule a minute of CPU and the figures independent of
 the machine's load (printed anyway).
 
-1. Detection lag (OK poll - answer ready) p50/p95 and upstream calls per task, on a lognormal mix
-   (median 15 s, sigma 0.7) and a bimodal one (70% around 5 s, 30% around 60 s), each measured on
-   tasks registered after a warm-up that lets the estimate form. Prints the schedule each mix
-   learnt: its quantiles and the poll ages of a new task.
-2. Saturation: two clients, 5,000 and 50 tasks due (answers ready), a ceiling of 20 calls/s; the
+1. The front: detection lag (OK poll - answer ready) p50/p95/max and upstream calls per task of
+   `backoff` at several PHONEBRIDGE_POLL_INITIAL_S / _MAX_S and of `adaptive` over a range of
+   call budgets (PHONEBRIDGE_POLL_CALLS_PER_TASK) and p95 lag targets
+   (PHONEBRIDGE_POLL_TARGET_P95_S), on a lognormal mix (median 15 s, sigma 0.7) and a bimodal one
+   (70% around 5 s, 30% around 60 s), each measured on tasks registered after a warm-up that lets
+   the estimate form. Prints the defaults side by side (adaptive over backoff) and the schedule
+   each mix learnt, and draws the front as an SVG (--plot, shown in README).
+2. The safety net of checks with callbacks, on the lognormal mix's learnt estimate: for nets of
+   several budgets, the calls of a check whose callback arrives and the lag of one whose callback
+   is lost, beside the same checks polled without a callback (pure: the domain's delays, sampled
+   answers, no database).
+3. Saturation: two clients, 5,000 and 50 tasks due (answers ready), a ceiling of 20 calls/s; the
    small client's p95 lag with the fair claim vs main's oldest-due-first claim, and the time the
    big client's backlog takes.
 
     .venv/bin/python bench/schedule.py [--tasks 1000] [--warmup 400] [--rate 5] [--big 5000]
+        [--parts front,net,saturation] [--plot docs/schedule-front.svg]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
+import itertools
 import math
 import os
 import random
@@ -31,18 +41,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from poll import percentile
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import scratch_database
 
 from service.config import build_settings
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
-from service.domain.backoff import BackoffPolicy
-from service.domain.completion import CompletionEstimate
+from service.domain.completion import CompletionEstimate, apportion
 from service.domain.polling import DecisionKind, PollPolicy, TaskSnapshot, decide_after_poll
-from service.domain.schedule import PollSchedule, adaptive_next_age
+from service.domain.schedule import (
+    DEFAULT_CALLS_PER_TASK,
+    PollSchedule,
+    adaptive_delay,
+    adaptive_next_age,
+    target_probability,
+)
 from service.engine.account_estimate import completion_increments
 from service.store.db import create_engine_for, session_factory, transaction
 from service.store.estimates import add_to_estimates, load_estimate
@@ -100,6 +116,64 @@ class Run:
     learnt: CompletionEstimate | None = None
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One point of the front: a schedule and its knobs."""
+
+    label: str
+    schedule: PollSchedule
+    initial_s: float = 2.0
+    max_s: float = 300.0
+    calls_per_task: float = DEFAULT_CALLS_PER_TASK
+    target_p95_s: float | None = None
+    default: bool = False
+
+
+FRONT = (
+    *(
+        Setting(f"backoff {i:g}/{m:g} s", PollSchedule.BACKOFF, i, m, default=(i, m) == (2, 300))
+        for i, m in ((1, 300), (2, 300), (4, 300), (8, 300), (2, 60))
+    ),
+    *(
+        Setting(
+            f"adaptive {c:g} calls",
+            PollSchedule.ADAPTIVE,
+            calls_per_task=c,
+            default=c == DEFAULT_CALLS_PER_TASK,
+        )
+        for c in (2.25, 2.5, 3.0, 3.5, 4.0, 5.0)
+    ),
+    *(
+        Setting(f"adaptive p95 <= {t:g} s", PollSchedule.ADAPTIVE, target_p95_s=t)
+        for t in (6.0, 10.0, 15.0, 25.0)
+    ),
+)
+
+
+DEFAULT_ADAPTIVE = next(
+    setting for setting in FRONT if setting.default and setting.schedule is PollSchedule.ADAPTIVE
+)
+
+
+@dataclass(frozen=True)
+class Point:
+    setting: Setting
+    calls: float
+    p50: float
+    p95: float
+    worst: float
+
+    @classmethod
+    def of(cls, setting: Setting, run: Run) -> Point:
+        return cls(
+            setting,
+            statistics.fmean(run.calls),
+            percentile(run.lags, 0.5),
+            percentile(run.lags, 0.95),
+            max(run.lags),
+        )
+
+
 class World:
     """The database, the virtual clock, and upstream's truth: when each task's answer is ready."""
 
@@ -153,6 +227,23 @@ class World:
                 self.measured.add(task_pk)
         return ids
 
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending task is due (None: none is pending)."""
+        async with self.sessions() as session:
+            result = await session.execute(
+                text("SELECT min(next_poll_at) FROM tasks WHERE state = 'pending'")
+            )
+            due: datetime | None = result.scalar_one()
+            return due
+
+    async def skip_idle_ticks(self) -> None:
+        """Move the clock to the tick at which the next task is due, past the ticks that would
+        claim nothing (the same polls at the same instants, in a fraction of the queries)."""
+        due = await self.next_due()
+        if due is not None and due > self.now:
+            ticks = math.ceil((due - self.now).total_seconds() / TICK_S)
+            self.now += timedelta(seconds=TICK_S * ticks)
+
     async def tick(
         self, policy: PollPolicy, limit: int, rng: random.Random, run: Run, *, fair: bool = True
     ) -> list[int]:
@@ -200,31 +291,48 @@ class World:
         return done
 
 
-def policy_for(schedule: PollSchedule) -> PollPolicy:
-    settings = build_settings(poll_schedule=schedule)
-    return PollPolicy(
-        BackoffPolicy(settings.poll_initial_s, settings.poll_max_s),
-        schedule=settings.schedule_policy,
+def bench_engine(url: str) -> AsyncEngine:
+    """The engine's own pool on the scratch database, without waiting for each commit's WAL
+    flush: the figures are virtual time, and a shared machine's fsyncs only make them slow."""
+    engine = create_engine_for(
+        url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=2
     )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _no_commit_wait(connection: Any, _record: Any) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit = off")
+        connection.commit()
+
+    return engine
+
+
+def policy_for(setting: Setting) -> PollPolicy:
+    settings = build_settings(
+        poll_schedule=setting.schedule,
+        poll_initial_s=setting.initial_s,
+        poll_max_s=setting.max_s,
+        poll_calls_per_task=setting.calls_per_task,
+        poll_target_p95_s=setting.target_p95_s,
+    )
+    return PollPolicy(settings.poll_backoff, schedule=settings.schedule_policy)
 
 
 async def run_mix(
     url: str,
     draw: Callable[[random.Random], float],
-    schedule: PollSchedule,
+    setting: Setting,
     args: argparse.Namespace,
 ) -> Run:
     """Warm-up tasks until all are done (the estimate forms), then the measured ones; both arrive
     at `args.rate` per second."""
-    engine = create_engine_for(
-        url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=2
-    )
+    engine = bench_engine(url)
     sessions = session_factory(engine)
     async with transaction(sessions) as session:
         await session.execute(text("TRUNCATE tasks, completion_estimates CASCADE"))
     world = World(sessions, datetime.now(UTC))
     rng, draws = random.Random(7), random.Random(11)
-    policy = policy_for(schedule)
+    policy = policy_for(setting)
     client = await world.client("bench")
     run = Run()
     limit = 10_000  # no saturation here: the ceiling is far above the calls these rates need
@@ -240,15 +348,90 @@ async def run_mix(
                 pending += batch
             pending -= len(await world.tick(policy, limit, rng, run))
             world.now += timedelta(seconds=TICK_S)
+            if arrived == count:
+                await world.skip_idle_ticks()
     await engine.dispose()
+    return run
+
+
+@dataclass(order=True)
+class SimTask:
+    next_poll_at: datetime
+    key: int
+    submitted_at: datetime = field(compare=False)
+    ready_at: datetime = field(compare=False)
+    measured: bool = field(compare=False)
+    poll_count: int = field(default=0, compare=False)
+    last_pending_at: datetime | None = field(default=None, compare=False)
+
+
+def simulate(
+    draw: Callable[[random.Random], float], setting: Setting, args: argparse.Namespace
+) -> Run:
+    """`run_mix` in memory: the same arrivals, ticks, draws, domain decisions and estimate
+    updates (decayed, spread by the estimate the batch was scheduled with), without the SQL
+    between them. With no ceiling to saturate, every due task is polled at its tick, as the
+    claim does; `front` shows both agree where both run."""
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    now, policy = start, policy_for(setting)
+    rng, draws = random.Random(7), random.Random(11)
+    stored, stored_at = CompletionEstimate.empty(), start
+    due: list[SimTask] = []
+    run, keys = Run(), itertools.count()
+    for count, measured in ((args.warmup, False), (args.tasks, True)):
+        arrived, pending, carry = 0, 0, 0.0
+        while arrived < count or pending > 0:
+            carry += args.rate * TICK_S
+            batch = min(int(carry), count - arrived)
+            carry -= batch
+            for _ in range(batch):
+                ready_at = now + timedelta(seconds=draw(draws))
+                heapq.heappush(due, SimTask(now, next(keys), now, ready_at, measured))
+            arrived += batch
+            pending += batch
+            estimate = (
+                stored.decayed((now - stored_at).total_seconds(), 3600.0)
+                if stored.total > 0
+                else None
+            )
+            observations = []
+            while due and due[0].next_poll_at <= now:
+                task = heapq.heappop(due)
+                outcome = COMPLETED if task.ready_at <= now else PENDING
+                snapshot = TaskSnapshot(
+                    task.poll_count,
+                    task.submitted_at + timedelta(days=1),
+                    submitted_at=task.submitted_at,
+                    last_pending_at=task.last_pending_at,
+                )
+                decision = decide_after_poll(snapshot, outcome, now, policy, rng.random(), estimate)
+                if decision.observation is not None:
+                    observations.append(decision.observation)
+                if decision.kind is DecisionKind.COMPLETE:
+                    pending -= 1
+                    if task.measured:
+                        run.lags.append((now - task.ready_at).total_seconds())
+                        run.calls.append(decision.poll_count)
+                    continue
+                assert decision.next_poll_at is not None
+                task.poll_count = decision.poll_count
+                task.last_pending_at = decision.last_pending_at or task.last_pending_at
+                task.next_poll_at = decision.next_poll_at
+                heapq.heappush(due, task)
+            if observations:
+                base = estimate or CompletionEstimate.empty()
+                stored, stored_at = base.plus(apportion(base, observations)), now
+            run.learnt = estimate
+            now += timedelta(seconds=TICK_S)
+            if arrived == count and due and due[0].next_poll_at > now:
+                ticks = math.ceil((due[0].next_poll_at - now).total_seconds() / TICK_S)
+                now += timedelta(seconds=TICK_S * ticks)
     return run
 
 
 async def saturation(url: str, fair: bool, args: argparse.Namespace) -> tuple[list[float], float]:
     """The small client's lags, and the seconds until the big client's last task completed."""
-    engine = create_engine_for(
-        url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=2
-    )
+    engine = bench_engine(url)
     sessions = session_factory(engine)
     async with transaction(sessions) as session:
         await session.execute(text("TRUNCATE tasks, completion_estimates CASCADE"))
@@ -259,7 +442,8 @@ async def saturation(url: str, fair: bool, args: argparse.Namespace) -> tuple[li
     big_ids = set(await world.register(big, [0.0] * args.big, measured=False))
     world.now += timedelta(seconds=1)
     small_ids = set(await world.register(small, [0.0] * 50, measured=True))
-    run, rng, policy = Run(), random.Random(3), policy_for(PollSchedule.ADAPTIVE)
+    run, rng = Run(), random.Random(3)
+    policy = policy_for(DEFAULT_ADAPTIVE)
     per_tick = args.ceiling * TICK_S
     carry = 0.0
     left = big_ids | small_ids
@@ -290,6 +474,185 @@ def learnt_schedule(estimate: CompletionEstimate | None, target_p: float) -> str
     return f"learnt {quantiles} ({estimate.total:.0f} completions); polls at ages {polls} s"
 
 
+def front(url: str, args: argparse.Namespace) -> dict[str, list[Point]]:
+    """Every setting of FRONT on both mixes, in memory; the defaults also through PostgreSQL
+    (`run_mix`, marked "db"), which must agree. Prints a line per run as it ends."""
+    print(
+        f"\n{'mix':12}{'schedule':28}{'calls/task':>11}{'lag p50 s':>11}{'lag p95 s':>11}"
+        f"{'max s':>9}"
+    )
+    points: dict[str, list[Point]] = {}
+    for mix, draw in MIXES.items():
+        short = mix.split()[0]
+        for setting in FRONT:
+            run = simulate(draw, setting, args)
+            point = Point.of(setting, run)
+            points.setdefault(mix, []).append(point)
+            mark = " (default)" if setting.default else ""
+            print_point(short, setting.label + mark, point)
+            if setting.default and args.db:
+                in_db = Point.of(setting, asyncio.run(run_mix(url, draw, setting, args)))
+                print_point(short, setting.label + " (db)", in_db)
+            if setting.default and setting.schedule is PollSchedule.ADAPTIVE:
+                target_p = target_probability(setting.calls_per_task)
+                print(f"    {learnt_schedule(run.learnt, target_p)}")
+                LEARNT[mix] = run.learnt
+    for mix, mix_points in points.items():
+        backoff, adaptive = (p for p in mix_points if p.setting.default)
+        print(
+            f"{mix}: default adaptive / default backoff: "
+            f"calls x{adaptive.calls / backoff.calls:.2f}"
+            f", p50 x{adaptive.p50 / backoff.p50:.2f}, p95 x{adaptive.p95 / backoff.p95:.2f}"
+        )
+    return points
+
+
+LEARNT: dict[str, CompletionEstimate | None] = {}
+
+
+def print_point(mix: str, label: str, point: Point) -> None:
+    print(
+        f"{mix:12}{label:28}{point.calls:>11.2f}{point.p50:>11.2f}{point.p95:>11.2f}"
+        f"{point.worst:>9.1f}",
+        flush=True,
+    )
+
+
+def safety_net_curve(estimate: CompletionEstimate, draw: Callable[[random.Random], float]) -> None:
+    """Checks with callbacks polled by a net of per-poll probability p (budget (1 - p) / p polls
+    before the answer) from the submit, on the learnt estimate with the domain's dithered delays;
+    answers drawn from the mix. Callback arriving: calls = submit + net polls before the answer +
+    the callback's poll. Lost: found by the net alone. Polled: the default schedule from a
+    registration at age 0, the same answers."""
+    backoff = build_settings().poll_backoff
+    rng = random.Random(5)
+    answers = [draw(rng) for _ in range(20_000)]
+
+    def walk(p: float, ready_s: float) -> tuple[int, float]:
+        """Polls at ages > 0 up to the one that finds the answer, and that one's lag."""
+        age, polls = 0.0, 0
+        while True:
+            age += adaptive_delay(estimate, age, p, backoff, rng.random())
+            polls += 1
+            if age >= ready_s:
+                return polls, age - ready_s
+
+    polled = [walk(target_probability(DEFAULT_CALLS_PER_TASK), ready) for ready in answers]
+    polled_lags = [lag for _, lag in polled]
+    print(
+        f"\nsafety net (lognormal, learnt estimate, {len(answers):,} sampled answers); polled at "
+        f"the default: {1 + statistics.fmean(n for n, _ in polled):.2f} calls, lag p50 "
+        f"{percentile(polled_lags, 0.5):.2f} s, p95 {percentile(polled_lags, 0.95):.2f} s"
+    )
+    print(
+        f"{'net budget':>11}{'net p':>7}{'calls, callback arrives':>25}"
+        f"{'lost: lag p50 s':>17}{'lost: lag p95 s':>17}"
+    )
+    for budget in (0.1, 0.2, 0.25, 0.5, 1.0, 1.5):
+        p = 1.0 / (1.0 + budget)
+        walked = [walk(p, ready) for ready in answers]
+        arriving = 2 + statistics.fmean(n - 1 for n, _ in walked)
+        lost = [lag for _, lag in walked]
+        print(
+            f"{budget:>11.2f}{p:>7.2f}{arriving:>25.2f}{percentile(lost, 0.5):>17.2f}"
+            f"{percentile(lost, 0.95):>17.2f}"
+        )
+
+
+# The plot's series: name, colour, and whether its points are joined (a lag target's are not:
+# the budget it picks is the estimate's, not an ordered knob).
+SERIES = (("backoff", "#c0392b", True), ("budget", "#2471a3", True), ("target", "#1e8449", False))
+
+
+def series_of(point: Point) -> str:
+    if point.setting.schedule is PollSchedule.BACKOFF:
+        return "backoff"
+    return "budget" if point.setting.target_p95_s is None else "target"
+
+
+def plot_front(points: dict[str, list[Point]], path: str) -> None:
+    """The front as an SVG: per mix, p50 and p95 lag against calls per task, backoff's settings
+    beside adaptive's; the defaults ringed."""
+    width, height, pad = 500, 320, 50
+    panels = []
+    for index, (mix, mix_points) in enumerate(points.items()):
+        finite = [p for p in mix_points if math.isfinite(p.p95)]
+        x_max = math.ceil(max(p.calls for p in finite) + 0.5)
+        y_max = 10 * math.ceil(max(p.p95 for p in finite) / 10 + 0.5)
+
+        def x(calls: float, x_max: float = x_max) -> float:
+            return pad + (calls - 2.0) / (x_max - 2.0) * (width - 2 * pad)
+
+        def y(lag: float, y_max: float = y_max) -> float:
+            return height - pad - lag / y_max * (height - 2 * pad)
+
+        parts = [
+            f'<g transform="translate({index * width},0)">',
+            f'<text x="{width / 2}" y="20" text-anchor="middle" font-weight="bold">{mix}</text>',
+            f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
+            'stroke="black"/>',
+            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="black"/>',
+            f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle">'
+            "upstream calls per task</text>",
+            f'<text x="14" y="{height / 2}" transform="rotate(-90 14 {height / 2})" '
+            'text-anchor="middle">detection lag, s</text>',
+        ]
+        for tick in range(2, x_max + 1):
+            parts.append(
+                f'<text x="{x(tick):.1f}" y="{height - pad + 16}" text-anchor="middle" '
+                f'font-size="11">{tick}</text>'
+            )
+        for tick in range(0, y_max + 1, max(10, y_max // 6 // 10 * 10)):
+            parts.append(
+                f'<text x="{pad - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" '
+                f'font-size="11">{tick}</text>'
+            )
+        for name, colour, joined in SERIES:
+            series = sorted((p for p in finite if series_of(p) == name), key=lambda p: p.calls)
+            for quantile, dash in (("p50", ""), ("p95", ' stroke-dasharray="5,3"')):
+                line = " ".join(f"{x(p.calls):.1f},{y(getattr(p, quantile)):.1f}" for p in series)
+                if joined:
+                    parts.append(f'<polyline points="{line}" fill="none" stroke="{colour}"{dash}/>')
+                for p in series:
+                    cx, cy = x(p.calls), y(getattr(p, quantile))
+                    fill = colour if quantile == "p50" else "white"
+                    parts.append(
+                        f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="{fill}" '
+                        f'stroke="{colour}"/>'
+                    )
+                    if p.setting.default:
+                        parts.append(
+                            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="8" fill="none" '
+                            'stroke="black"/>'
+                        )
+        parts.append("</g>")
+        panels.append("\n".join(parts))
+    legend = (
+        f'<g font-size="12" transform="translate(40,{height + 6})">'
+        '<line x1="0" y1="0" x2="24" y2="0" stroke="#c0392b"/>'
+        '<text x="30" y="4">backoff (initial 1-8 s)</text>'
+        '<line x1="180" y1="0" x2="204" y2="0" stroke="#2471a3"/>'
+        '<text x="210" y="4">adaptive, call budgets 2.25-5</text>'
+        '<circle cx="420" cy="0" r="3.5" fill="#1e8449" stroke="#1e8449"/>'
+        '<text x="430" y="4">adaptive, p95 targets 6-25 s</text>'
+        '<text x="630" y="4">filled, solid: p50; open, dashed: p95</text>'
+        '<circle cx="870" cy="0" r="8" fill="none" stroke="black"/>'
+        '<text x="884" y="4">default</text></g>'
+    )
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width * len(panels)}" '
+        f'height="{height + 24}" font-family="sans-serif" font-size="13">\n'
+        '<rect width="100%" height="100%" fill="white"/>\n'
+        + "\n".join(panels)
+        + "\n"
+        + legend
+        + "\n</svg>\n"
+    )
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(svg)
+    print(f"front drawn in {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=1000, help="measured tasks per run")
@@ -297,29 +660,43 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="registrations per second")
     parser.add_argument("--big", type=int, default=5000, help="the big client's backlog")
     parser.add_argument("--ceiling", type=float, default=20.0, help="calls/s in the saturation run")
+    parser.add_argument("--parts", default="front,net,saturation", help="which parts to run")
+    parser.add_argument("--plot", default="docs/schedule-front.svg", help="the front's SVG")
+    parser.add_argument(
+        "--no-db", dest="db", action="store_false", help="skip the defaults' PostgreSQL runs"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     print(f"load average at start: {os.getloadavg()}")
     started = time.perf_counter()
     with scratch_database("phonebridge_bench", migrated=True) as database:
         url = database.url
-        target_p = build_settings().schedule_policy.target_p
-        print(f"\n{'mix':40}{'schedule':>10}{'lag p50 s':>11}{'lag p95 s':>11}{'calls/task':>12}")
-        for mix, draw in MIXES.items():
-            for schedule in (PollSchedule.BACKOFF, PollSchedule.ADAPTIVE):
-                run = asyncio.run(run_mix(url, draw, schedule, args))
-                print(
-                    f"{mix:40}{schedule.value:>10}{percentile(run.lags, 0.5):>11.1f}"
-                    f"{percentile(run.lags, 0.95):>11.1f}{statistics.fmean(run.calls):>12.2f}"
+        if "front" in parts:
+            points = front(url, args)
+            if args.plot:
+                plot_front(points, args.plot)
+        if "net" in parts:
+            lognormal_mix = next(iter(MIXES))
+            learnt = LEARNT.get(lognormal_mix)
+            if learnt is None:
+                default = next(
+                    s for s in FRONT if s.default and s.schedule is PollSchedule.ADAPTIVE
                 )
-            print(f"    {learnt_schedule(run.learnt, target_p)}")
-        print(f"\nsaturation: {args.big} + 50 due tasks, ceiling {args.ceiling:g} calls/s")
-        print(f"{'claim':24}{'small p50 s':>12}{'small p95 s':>12}{'big backlog done after s':>26}")
-        for label, fair in (("oldest due first (main)", False), ("fair across clients", True)):
-            lags, big_done = asyncio.run(saturation(url, fair, args))
+                learnt = asyncio.run(run_mix(url, MIXES[lognormal_mix], default, args)).learnt
+            assert learnt is not None
+            safety_net_curve(learnt, MIXES[lognormal_mix])
+        if "saturation" in parts:
+            print(f"\nsaturation: {args.big} + 50 due tasks, ceiling {args.ceiling:g} calls/s")
             print(
-                f"{label:24}{percentile(lags, 0.5):>12.1f}{percentile(lags, 0.95):>12.1f}"
-                f"{big_done:>26.1f}"
+                f"{'claim':24}{'small p50 s':>12}{'small p95 s':>12}"
+                f"{'big backlog done after s':>26}"
             )
+            for label, fair in (("oldest due first (main)", False), ("fair across clients", True)):
+                lags, big_done = asyncio.run(saturation(url, fair, args))
+                print(
+                    f"{label:24}{percentile(lags, 0.5):>12.1f}{percentile(lags, 0.95):>12.1f}"
+                    f"{big_done:>26.1f}"
+                )
     print(
         f"\nwall time {time.perf_counter() - started:.0f} s; load average at end: {os.getloadavg()}"
     )

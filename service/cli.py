@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable, Collection, Sequence
@@ -155,13 +156,8 @@ def _secret_key_reseal(args: argparse.Namespace, settings: Settings) -> int:
 def _api_key_limits(args: argparse.Namespace, settings: Settings) -> int:
     from service.features.keys import ClientLimits, set_limits
 
-    changes = ClientLimits(
-        **{
-            name: getattr(args, name)
-            for name in ("max_rps", "max_pending", "max_checks_per_day")
-            if name in args
-        }
-    )
+    named = ("max_rps", "max_pending", "max_checks_per_day", "poll_target_p95_s")
+    changes = ClientLimits(**{name: getattr(args, name) for name in named if name in args})
     current = asyncio.run(set_limits(settings, args.client, changes))
 
     def shown(value: int | None, setting: int) -> str:
@@ -169,11 +165,18 @@ def _api_key_limits(args: argparse.Namespace, settings: Settings) -> int:
             return f"the setting ({'off' if setting == 0 else setting})"
         return "off" if value == 0 else str(value)
 
+    target = current.poll_target_p95_s
+    setting = settings.poll_target_p95_s
     print(
         f"client {current.id} {current.name!r}: max rps "
         f"{shown(current.max_rps, settings.client_max_rps)}, max pending "
         f"{shown(current.max_pending, settings.client_max_pending)}, max checks per day "
-        f"{shown(current.max_checks_per_day, settings.client_max_checks_per_day)}"
+        f"{shown(current.max_checks_per_day, settings.client_max_checks_per_day)}, poll target p95 "
+        + (
+            f"{target:g} s"
+            if target is not None
+            else f"the setting ({'off' if setting is None else f'{setting:g} s'})"
+        )
     )
     return 0
 
@@ -191,6 +194,18 @@ def _limit_value(text: str) -> int | None:
         ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (or `off`), not {text!r}")
+    return value
+
+
+def _lag_target_value(text: str) -> float | None:
+    if text == "default":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be seconds or `default`, not {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text!r}")
     return value
 
 
@@ -287,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--max-checks-per-day", type=_limit_value, default=argparse.SUPPRESS, metavar="CHECKS"
+    )
+    limits.add_argument(
+        "--poll-target-p95-s",
+        type=_lag_target_value,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="this client's p95 detection-lag target for the adaptive schedule (`default`: "
+        "PHONEBRIDGE_POLL_TARGET_P95_S)",
     )
     limits.set_defaults(handler=_api_key_limits)
     rotate = key_commands.add_parser(

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
     # budget per task sets the target, old completions count half after the half-life, and
     # fewer (decayed) completions than the minimum mean cold start (backoff).
     poll_calls_per_task: float = Field(default=DEFAULT_CALLS_PER_TASK, ge=2, le=100)
+    # A p95 detection-lag target instead of the call budget: the schedule spends the fewest calls
+    # its forecast says keep the p95 lag within it (a client's own one takes precedence).
+    poll_target_p95_s: float | None = Field(default=None, gt=0)
     poll_estimate_half_life_s: float = Field(default=DEFAULT_HALF_LIFE_S, gt=0)
     poll_estimate_min_completions: float = Field(default=DEFAULT_MIN_COMPLETIONS, ge=1)
 
@@ -308,6 +311,7 @@ class Settings(BaseSettings):
             self.poll_schedule,
             target_p=target_probability(self.poll_calls_per_task),
             min_completions=self.poll_estimate_min_completions,
+            target_p95_s=self.poll_target_p95_s,
         )
 
     @property

@@ -61,8 +61,10 @@ from service.domain.checks import (
     classify_submit,
 )
 from service.domain.phone_numbers import number_digest
+from service.domain.polling import last_call_start
 from service.domain.problems import CHECK_BUDGET_EXHAUSTED
 from service.domain.rechecks import recheck_due_at, waiting_deadline
+from service.domain.schedule import safety_net_delay
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
 from service.number_digests import number_digest_keys
@@ -78,6 +80,7 @@ from service.store import checks as check_store
 from service.store import freshness
 from service.store.budgets import give_back_checks, take_checks
 from service.store.db import transaction
+from service.store.estimates import load_estimate
 from service.store.scheduled_submits import hold_number_for_rechecks
 from service.upstream.client import UpstreamClient
 from service.upstream.pause import read_pause
@@ -301,6 +304,24 @@ class SubmitService:
         record_submit("fresh")
         return answer
 
+    async def _safety_net_first_poll_at(self, now: datetime, latest: datetime) -> datetime:
+        """The first poll of the safety net of a check with a callback: placed from the learnt
+        completion times (service/domain/schedule.py), PHONEBRIDGE_HINTED_POLL_INITIAL_S on a
+        cold estimate; never later than `latest`."""
+        settings = self._settings
+        async with self._sessions() as session:
+            stored = await load_estimate(session, settings.upstream_account)
+        estimate = None if stored is None else stored.as_of(now, settings.poll_estimate_half_life_s)
+        delay = safety_net_delay(
+            settings.schedule_policy,
+            self._backoff,
+            estimate,
+            age_s=0.0,
+            first_s=settings.hinted_poll_initial_s,
+            rand=self._rand(),
+        )
+        return min(now + timedelta(seconds=delay), latest)
+
     async def _refusal_before_call(self) -> SubmitAnswer | None:
         """The pause, or no slot of the rate ceiling soon enough: nothing is sent."""
         try:
@@ -344,11 +365,13 @@ class SubmitService:
         # The submit answered PENDING: the next call keeps a registered task's second step,
         # unless the callback is to be waited for (the safety net's first poll).
         first_poll_at = now + timedelta(seconds=next_poll_delay(self._backoff, 1, self._rand()))
-        safety_net_poll_at = (
-            None if callback is None else now + timedelta(seconds=settings.hinted_poll_initial_s)
-        )
         task_id = outcome.task_id or f"{INSTANT_TASK_PREFIX}{uuid.uuid4().hex}"
         expires_at = now + timedelta(seconds=settings.task_ttl_s)
+        safety_net_poll_at = (
+            None
+            if callback is None
+            else await self._safety_net_first_poll_at(now, last_call_start(expires_at))
+        )
         # An answer at once that asks for a re-check: the task keeps it and waits.
         recheck_at = None
         if outcome.result is not None:

@@ -43,10 +43,15 @@ PRIOR_WEIGHT_PER_BIN = 0.05
 
 @dataclass(frozen=True)
 class Observation:
-    """One completed task: its answer arrived in (after_s, by_s] of age."""
+    """One completed task: its answer arrived in (after_s, by_s] of age; or one that expired
+    unanswered: by_s is infinite (right-censored at after_s)."""
 
     after_s: float
     by_s: float
+
+    @property
+    def censored(self) -> bool:
+        return math.isinf(self.by_s)
 
 
 def completion_interval(
@@ -58,6 +63,14 @@ def completion_interval(
     by_s = max(answered_s - submitted_s, 0.0)
     after_s = 0.0 if last_pending_s is None else max(last_pending_s - submitted_s, 0.0)
     return Observation(min(after_s, by_s), by_s)
+
+
+def not_answered_by(submitted_s: float, last_pending_s: float) -> Observation:
+    """The observation of a task that expires unanswered, last seen PENDING at `last_pending_s`
+    (epoch seconds): its answer comes, if ever, after that age. Counting it keeps the estimate
+    from learning only the answers that came in time (a survivor bias that would make the
+    schedule poll ever earlier while upstream slows down)."""
+    return Observation(max(last_pending_s - submitted_s, 0.0), math.inf)
 
 
 @dataclass(frozen=True)
@@ -155,8 +168,10 @@ def apportion(
     estimate: CompletionEstimate, observations: Iterable[Observation]
 ) -> tuple[float, ...]:
     """The bin increments of a batch of observations: one unit of weight each, spread over the
-    bins its interval overlaps in proportion to the estimate's mass there (plus the prior). An
-    interval of zero width (or one past LAST_EDGE_S) counts wholly in the bin of its end."""
+    bins its interval overlaps in proportion to the estimate's mass there (plus the prior); a
+    censored one over every bin past its age (to LAST_EDGE_S), the Turnbull step for a
+    right-censored observation. An interval of zero width (or one past LAST_EDGE_S) counts wholly
+    in the bin of its end."""
     increments = [0.0] * BIN_COUNT
     for observation in observations:
         by_s = min(max(observation.by_s, 0.0), LAST_EDGE_S)

@@ -15,7 +15,12 @@ from typing import Any
 
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy
-from service.domain.completion import CompletionEstimate, Observation, completion_interval
+from service.domain.completion import (
+    CompletionEstimate,
+    Observation,
+    completion_interval,
+    not_answered_by,
+)
 from service.domain.rechecks import RecheckPolicy, recheck_due_at, waiting_deadline
 from service.domain.schedule import (
     SchedulePolicy,
@@ -93,6 +98,9 @@ class TaskSnapshot:
     recheck: RecheckPolicy | None = None
     rechecks_done: int = 0
     earlier_polls: int = 0
+    # The client's own lag target (`phonebridge api-key limits --poll-target-p95-s`); None: the
+    # setting's (PHONEBRIDGE_POLL_TARGET_P95_S), if any.
+    target_p95_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,8 @@ class PollDecision:
     # The estimated chance that the answer has arrived by next_poll_at; the claim serves a
     # client's due tasks in this order (None: unknown).
     finish_p: float | None = None
-    # What a completion teaches the completion-time estimate.
+    # What a completion teaches the completion-time estimate; or, for the last call a task gets
+    # before its deadline, that its answer had not come by then (right-censored).
     observation: Observation | None = None
     # RECHECK: when the number is submitted again, and the task's deadline until then (None:
     # leave it as it was).
@@ -187,8 +196,10 @@ def decide_after_poll(
         return final_decision(
             DecisionKind.FAIL, poll_count, now, last_error=error, upstream_request_id=request_id
         )
+    pending_at = now if outcome.kind is OutcomeKind.PENDING else None
     if now >= task.expires_at:
-        return expire_decision(poll_count, now, last_error=error, upstream_request_id=request_id)
+        expired = expire_decision(poll_count, now, last_error=error, upstream_request_id=request_id)
+        return replace(expired, observation=_censored(task, pending_at))
 
     if outcome.kind is OutcomeKind.RATE_LIMITED:
         delay = max(outcome.retry_after_s or 0.0, policy.rate_limited_delay_s)
@@ -201,9 +212,11 @@ def decide_after_poll(
         delay = _pending_delay(task, now, policy, rand, estimate)
         kind = DecisionKind.RETRY
     next_poll_at = now + timedelta(seconds=delay)
+    censored = None
     if next_poll_at > last_call_start(task.expires_at):
+        # No call comes after this one: the deadline expires the task unanswered.
         next_poll_at = task.expires_at
-    pending_at = now if outcome.kind is OutcomeKind.PENDING else None
+        censored = _censored(task, pending_at)
     return PollDecision(
         kind,
         state=TaskState.PENDING,
@@ -213,6 +226,7 @@ def decide_after_poll(
         upstream_request_id=request_id,
         last_pending_at=pending_at,
         finish_p=_finish_p(task, pending_at, next_poll_at, estimate),
+        observation=censored,
     )
 
 
@@ -242,6 +256,7 @@ def _pending_delay(
         polls_made=task.calls_before + task.poll_count - task.earlier_polls + 1,
         age_s=age_s or 0.0,
         rand=rand,
+        target_p95_s=task.target_p95_s,
     )
 
 
@@ -260,6 +275,15 @@ def _observation(task: TaskSnapshot, now: datetime) -> Observation | None:
         None if last_pending is None else last_pending.timestamp(),
         now.timestamp(),
     )
+
+
+def _censored(task: TaskSnapshot, pending_at: datetime | None) -> Observation | None:
+    """What a task that will expire unanswered teaches the estimate: its answer had not come by
+    its last PENDING answer (this one's, else the last recorded)."""
+    last_pending = pending_at or task.last_pending_at
+    if task.submitted_at is None or last_pending is None:
+        return None
+    return not_answered_by(task.submitted_at.timestamp(), last_pending.timestamp())
 
 
 def _finish_p(

@@ -13,6 +13,10 @@ costs on average 1 + 1/p calls: the registration poll and 1/p more. The target i
 as a call budget per task (PHONEBRIDGE_POLL_CALLS_PER_TASK), the trade-off a user can reason
 about: fewer calls, longer waits. The delay is always clamped to [initial_s, max_s].
 
+The target can instead be a lag: with PHONEBRIDGE_POLL_TARGET_P95_S (or a client's own
+`poll_target_p95_s`), `p` is chosen per estimate as the largest of TARGET_CANDIDATES (the fewest
+calls) whose forecast p95 lag (service/domain/schedule_forecast.py) is within the target.
+
 Two guards keep the estimate honest, because it learns only from where polls land:
 
 - Past what the estimate knows (less than one observed completion later than the task's age),
@@ -29,23 +33,50 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from service.domain.backoff import BackoffPolicy, next_poll_delay
 from service.domain.completion import CompletionEstimate
+from service.domain.schedule_forecast import (
+    fewest_calls_within,
+    lag_quantile,
+    schedule_ages,
+)
 
 # An estimate resting on fewer (decayed) completions than this is not trusted: cold start.
 DEFAULT_MIN_COMPLETIONS = 50.0
-DEFAULT_CALLS_PER_TASK = 2.5
+# 3 calls (p = 1/2) is the point of the front (bench/schedule.py) that beats plain backoff on
+# calls, p50 and p95 at once on the lognormal mix; 2.5 saved more calls, but its median lag was
+# worse than backoff's.
+DEFAULT_CALLS_PER_TASK = 3.0
 # Old completions count half after this long (PHONEBRIDGE_POLL_ESTIMATE_HALF_LIFE_S).
 DEFAULT_HALF_LIFE_S = 3600.0
 # Below this many observed completions later than a task's age, the estimate knows nothing of
 # its future: the age doubles instead (see above).
 TAIL_MIN_COMPLETIONS = 1.0
 DITHER = 0.1
-# The safety net of a check whose callback is trusted (service/domain/callback_trust.py) polls where
-# an answer still missing at the last poll has arrived with this probability: had the callback
-# been lost, the answer is almost surely there; had it not, the poll is rarely wasted.
-SAFETY_NET_CONFIDENCE = 0.95
+# The per-poll targets a lag target chooses from, fewest calls (1 + 1/p) first: 1 to 0.1 by 0.025.
+TARGET_CANDIDATES = tuple(round(1.0 - 0.025 * step, 3) for step in range(37))
+# The forecast behind a lag target follows the dithered delays at their mean draw.
+MEAN_DRAW = 0.5
+# How far past the answers the forecast follows a schedule (the estimate's last bin ends at a week).
+FORECAST_HORIZON_S = 7 * 86400.0
+
+# The safety net of a check whose callback is trusted (service/domain/callback_trust.py) is a
+# schedule of its own: a check whose callback arrives pays for each net poll made before its
+# answer, a check whose callback is lost is found by the net alone. Polling from the submit (age
+# 0) where an answer still missing has arrived with probability p makes (1 - p) / p polls before
+# the answer, whatever the distribution: p = 1 / (1 + SAFETY_NET_BUDGET) keeps a check whose
+# callback arrives at its submit, its callback's poll and SAFETY_NET_BUDGET net polls (a little
+# more: the dither makes delays 5% shorter on average; 0.2 measures 0.25 in bench/schedule.py). The
+# callback's own delay does not move this: a net poll made after the answer but before its
+# callback finds the answer, and the callback's poll is then not made. A lost callback is found
+# with the adaptive schedule's lag at p (about 24 s at p95 on the lognormal mix): later than
+# polling at the default, since a net as dense costs what polling does (bench/schedule.py's net
+# curve). Nets with gaps capped at a lag L (first at the 4% quantile + L, then every L) were
+# tried: at the same cost their p95 was no better.
+SAFETY_NET_BUDGET = 0.2
+SAFETY_NET_P = 1.0 / (1.0 + SAFETY_NET_BUDGET)
 
 
 class PollSchedule(StrEnum):
@@ -70,10 +101,14 @@ class SchedulePolicy:
     schedule: PollSchedule = PollSchedule.BACKOFF
     target_p: float = 1.0 / (DEFAULT_CALLS_PER_TASK - 1.0)
     min_completions: float = DEFAULT_MIN_COMPLETIONS
+    # PHONEBRIDGE_POLL_TARGET_P95_S: when set, it chooses `p` per estimate instead of `target_p`.
+    target_p95_s: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.target_p <= 1:
             raise ValueError("target_p must be in (0, 1]")
+        if self.target_p95_s is not None and not self.target_p95_s > 0:
+            raise ValueError("target_p95_s must be positive")
 
     def uses_estimate(self, estimate: CompletionEstimate | None) -> bool:
         """Whether the adaptive rule applies: chosen, and the estimate is warm."""
@@ -105,7 +140,47 @@ def adaptive_delay(
     [backoff.initial_s, backoff.max_s]; `rand` (uniform in [0, 1)) dithers it down by up to
     DITHER. For any one draw, the next poll's age is monotone in `age_s`."""
     wanted = (adaptive_next_age(estimate, age_s, target_p) - age_s) * (1.0 - DITHER * rand)
-    return min(max(wanted, backoff.initial_s), backoff.max_s)
+    return _clamped(wanted, backoff)
+
+
+def adaptive_ages(
+    estimate: CompletionEstimate, target_p: float, backoff: BackoffPolicy, rand: float = 0.0
+) -> tuple[float, ...]:
+    """The ages a new task is polled at by the adaptive rule, every delay dithered by the same
+    draw `rand` (0: undithered), the first at 0."""
+    return schedule_ages(
+        estimate,
+        lambda age: age + adaptive_delay(estimate, age, target_p, backoff, rand),
+        FORECAST_HORIZON_S,
+    )
+
+
+@lru_cache(maxsize=64)
+def target_p_for_lag(
+    estimate: CompletionEstimate, target_p95_s: float, backoff: BackoffPolicy
+) -> float:
+    """The per-poll target that meets a p95 lag target with the fewest calls on this estimate:
+    the first of TARGET_CANDIDATES whose forecast p95 (delays dithered at MEAN_DRAW) is within
+    it (the densest if none is). A larger target never chooses more calls."""
+    return fewest_calls_within(
+        TARGET_CANDIDATES,
+        lambda p: lag_quantile(estimate, adaptive_ages(estimate, p, backoff, MEAN_DRAW), 0.95),
+        target_p95_s,
+    )
+
+
+def effective_target_p(
+    policy: SchedulePolicy,
+    backoff: BackoffPolicy,
+    estimate: CompletionEstimate,
+    target_p95_s: float | None = None,
+) -> float:
+    """The per-poll target on this estimate: from the lag target (a client's own, else the
+    policy's) when one is set, else the policy's call budget."""
+    lag_target = target_p95_s if target_p95_s is not None else policy.target_p95_s
+    if lag_target is None:
+        return policy.target_p
+    return target_p_for_lag(estimate, lag_target, backoff)
 
 
 def next_delay(
@@ -116,12 +191,19 @@ def next_delay(
     polls_made: int,
     age_s: float,
     rand: float,
+    target_p95_s: float | None = None,
 ) -> float:
     """The delay before the next poll of a task polled `polls_made` times, now `age_s` old:
-    adaptive when chosen and the estimate is warm, else the plain backoff (cold start)."""
+    adaptive when chosen and the estimate is warm (towards `target_p95_s`, a client's own lag
+    target, when given), else the plain backoff (cold start)."""
     if estimate is not None and policy.uses_estimate(estimate):
-        return adaptive_delay(estimate, age_s, policy.target_p, backoff, rand)
+        target_p = effective_target_p(policy, backoff, estimate, target_p95_s)
+        return adaptive_delay(estimate, age_s, target_p, backoff, rand)
     return next_poll_delay(backoff, polls_made, rand)
+
+
+def _clamped(delay_s: float, backoff: BackoffPolicy) -> float:
+    return min(max(delay_s, backoff.initial_s), backoff.max_s)
 
 
 def safety_net_delay(
@@ -134,15 +216,16 @@ def safety_net_delay(
     rand: float,
 ) -> float:
     """The delay before the next safety-net poll of a pending check whose callback is trusted,
-    now `age_s` old: where SAFETY_NET_CONFIDENCE of the answers still missing have arrived, on a
-    warm estimate (whichever schedule polls the other tasks); before that, at `first_s` of age
+    now `age_s` old (0: at its submit): on a warm estimate, where an answer still missing has
+    arrived with probability SAFETY_NET_P (whichever schedule polls the other tasks), dithered
+    down by up to DITHER; before that, at `first_s` of age (PHONEBRIDGE_HINTED_POLL_INITIAL_S)
     and then doubling the age. Clamped to [backoff.initial_s, backoff.max_s]."""
     if estimate is not None and estimate.total >= policy.min_completions:
-        next_age = adaptive_next_age(estimate, age_s, SAFETY_NET_CONFIDENCE)
+        next_age = adaptive_next_age(estimate, age_s, SAFETY_NET_P)
         wanted = (next_age - age_s) * (1.0 - DITHER * rand)
     else:
         wanted = max(first_s - age_s, age_s)
-    return min(max(wanted, backoff.initial_s), backoff.max_s)
+    return _clamped(wanted, backoff)
 
 
 def finish_probability(

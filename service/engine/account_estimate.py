@@ -45,8 +45,9 @@ class AccountEstimate:
 def completion_increments(
     estimate: CompletionEstimate | None, writes: Sequence[PollWrite], written: Sequence[WrittenTask]
 ) -> dict[int, tuple[float, ...]]:
-    """What a batch's recorded completions add to the account's estimate (key ACCOUNT_WIDE) and
-    to each client's, spread by the estimate the batch was scheduled with."""
+    """What a batch's recorded completions, and its tasks that will expire unanswered, add to the
+    account's estimate (key ACCOUNT_WIDE) and to each client's, spread by the estimate the batch
+    was scheduled with."""
     observed: dict[int, Observation] = {
         write.id: write.decision.observation
         for write in writes
@@ -54,8 +55,9 @@ def completion_increments(
     }
     by_client: dict[int, list[Observation]] = defaultdict(list)
     for task in written:
-        if task.answered and task.id in observed:
-            by_client[task.client_id].append(observed[task.id])
+        seen = observed.get(task.id)
+        if seen is not None and (task.answered or seen.censored):
+            by_client[task.client_id].append(seen)
     if not by_client:
         return {}
     spread_by = estimate or CompletionEstimate.empty()

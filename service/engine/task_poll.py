@@ -96,6 +96,7 @@ class TaskPoll:
                 recheck=task.recheck,
                 rechecks_done=task.rechecks_done,
                 earlier_polls=task.earlier_polls,
+                target_p95_s=task.poll_target_p95_s,
             ),
             outcome,
             answered_at,

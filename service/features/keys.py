@@ -91,18 +91,21 @@ _KEEP: Final = object()
 
 @dataclass(frozen=True)
 class ClientLimits:
-    """Changes to a client's own limits (intake, and the daily check budget): None follows the
-    setting, 0 means no limit, and a limit left out keeps its value."""
+    """Changes to a client's own limits: intake and the daily check budget (None follows the
+    setting, 0 means no limit), and its poll schedule's p95 lag target (None follows the
+    setting); one left out keeps its value."""
 
     max_rps: int | object | None = _KEEP
     max_pending: int | object | None = _KEEP
     max_checks_per_day: int | object | None = _KEEP
+    poll_target_p95_s: float | object | None = _KEEP
 
-    def changes(self) -> dict[str, int | None]:
+    def changes(self) -> dict[str, float | None]:
         named = (
             ("max_rps", self.max_rps),
             ("max_pending", self.max_pending),
             ("max_checks_per_day", self.max_checks_per_day),
+            ("poll_target_p95_s", self.poll_target_p95_s),
         )
         return {
             name: value  # type: ignore[misc]

@@ -40,6 +40,7 @@ class ClientRow:
     max_rps: int | None
     max_pending: int | None
     max_checks_per_day: int | None = None
+    poll_target_p95_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +87,21 @@ _CLIENT_COLUMNS = (
     Client.max_rps,
     Client.max_pending,
     Client.max_checks_per_day,
+    Client.poll_target_p95_s,
 )
 
 
-def _client_row(row: Row[int, str, int | None, int | None, int | None]) -> ClientRow:
-    id_, name, max_rps, max_pending, max_checks_per_day = row
+def _client_row(
+    row: Row[int, str, int | None, int | None, int | None, float | None],
+) -> ClientRow:
+    id_, name, max_rps, max_pending, max_checks_per_day, poll_target_p95_s = row
     return ClientRow(
         id=id_,
         name=name,
         max_rps=max_rps,
         max_pending=max_pending,
         max_checks_per_day=max_checks_per_day,
+        poll_target_p95_s=poll_target_p95_s,
     )
 
 
@@ -161,10 +166,11 @@ async def revoke_key(conn: AsyncConnection, key_id: int, now: datetime) -> datet
 
 
 async def set_client_limits(
-    conn: AsyncConnection, client_id: int, changes: Mapping[str, int | None]
+    conn: AsyncConnection, client_id: int, changes: Mapping[str, float | None]
 ) -> ClientRow:
     """Change one client's limit overrides (`max_rps`, `max_pending`, `max_checks_per_day`;
-    None: follow the setting, 0: no limit); the client as it is afterwards."""
+    None: follow the setting, 0: no limit; `poll_target_p95_s`, None: follow the setting); the
+    client as it is afterwards."""
     row = (
         await conn.execute(
             update(Client)

@@ -94,8 +94,9 @@ _LOAD_LEASED = text(
            t.last_pending_at, t.source, t.expects_callback,
            COALESCE(r.trusted, true) AS callbacks_trusted,
            t.upstream_task_id, t.recheck, jsonb_array_length(t.rechecks) AS rechecks_done,
-           t.earlier_polls, t.traceparent
+           t.earlier_polls, t.traceparent, c.poll_target_p95_s
     FROM tasks t LEFT JOIN callback_records r ON r.client_id = t.client_id
+    JOIN clients c ON c.id = t.client_id
     WHERE t.id = ANY(CAST(:ids AS bigint[])) AND t.lease_token = :token
       AND t.state = '{TaskState.PENDING}' AND t.lease_until > :now
     ORDER BY t.id
@@ -226,6 +227,8 @@ class LeasedTask:
     earlier_polls: int = 0
     # Its registration's span, parent of its polls' (traces on; service/observability/traces.py).
     traceparent: str | None = None
+    # The client's own p95 lag target for the schedule (None: the setting's).
+    poll_target_p95_s: float | None = None
 
     @property
     def polled_task_id(self) -> str:
@@ -324,6 +327,7 @@ async def load_leased_tasks(
             rechecks_done=int(row.rechecks_done),
             earlier_polls=int(row.earlier_polls),
             traceparent=row.traceparent,
+            poll_target_p95_s=row.poll_target_p95_s,
         )
         for row in result
     ]

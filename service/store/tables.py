@@ -124,6 +124,9 @@ class Client(Base):
     # Upstream checks this client may cause per UTC day: NULL follows
     # PHONEBRIDGE_CLIENT_MAX_CHECKS_PER_DAY, 0 means no limit (ClientCheckDay counts them).
     max_checks_per_day: Mapped[int | None] = mapped_column(Integer)
+    # This client's p95 detection-lag target for the adaptive schedule (service/domain/schedule.py);
+    # NULL follows PHONEBRIDGE_POLL_TARGET_P95_S.
+    poll_target_p95_s: Mapped[float | None] = mapped_column(Double)
     # The client's upstream callback URL (/hooks/accuauth/<token>): the token is derived from the
     # deployment's secret key, the client id and the generation (checks/callback_hints.py), and
     # only its SHA-256 is kept, set on first use. Hints look the client up by that digest, so the

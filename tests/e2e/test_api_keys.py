@@ -232,3 +232,24 @@ def test_limits_hold_across_two_api_processes(
     assert ok <= 10 * (len(seconds) + 1), (ok, len(seconds))
     logs = process.output + process.stderr_path.read_text()
     assert "limits.redis_unavailable" not in logs
+
+
+def test_a_clients_poll_lag_target_is_set_kept_and_given_back_to_the_setting(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    create_api_key(env, tmp_path, "patient")
+
+    def limits(*args: str) -> str:
+        done = run_command(env, tmp_path, "api-key", "limits", "--client", "patient", *args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "poll target p95 20 s" in limits("--poll-target-p95-s", "20")
+    # Another limit's change keeps it.
+    assert "poll target p95 20 s" in limits("--max-pending", "5")
+    assert "poll target p95 the setting (off)" in limits("--poll-target-p95-s", "default")
+    refused = run_command(
+        env, tmp_path, "api-key", "limits", "--client", "patient", "--poll-target-p95-s", "0"
+    )
+    assert refused.returncode != 0
+    assert "more than 0 seconds" in refused.stderr

@@ -92,7 +92,7 @@ async def test_a_chunked_body_over_1_mib_answers_413_before_it_is_read_to_the_en
         pulled = 0
         total_chunks = body_limit_of(op) // len(chunk) + 64  # 4 MiB past the route's limit
 
-        async def body() -> AsyncIterator[bytes]:
+        async def body(total_chunks: int = total_chunks) -> AsyncIterator[bytes]:
             nonlocal pulled
             for _ in range(total_chunks):
                 pulled += 1

@@ -17,6 +17,7 @@ from service.domain.completion import (
     CompletionEstimate,
     Observation,
     apportion,
+    not_answered_by,
 )
 from service.domain.polling import DecisionKind, PollDecision
 from service.domain.states import TaskState
@@ -82,6 +83,19 @@ def test_failures_expiries_and_lost_leases_teach_nothing() -> None:
     done = [written(2, FIRST, TaskState.FAILED), written(3, FIRST, TaskState.EXPIRED)]
 
     assert completion_increments(None, writes, done) == {}
+
+
+def test_a_task_that_will_expire_unanswered_adds_its_censored_unit() -> None:
+    """Its last call's decision says the answer had not come by its age: one unit of weight past
+    that age, in its client's row and the account's, though the write brought no answer."""
+    censored = not_answered_by(0.0, EDGES[30])
+    last_call = PollDecision(DecisionKind.RETRY, TaskState.PENDING, 4, NOW, observation=censored)
+    increments = completion_increments(
+        None, [PollWrite(1, last_call)], [written(1, FIRST, TaskState.PENDING)]
+    )
+    assert set(increments) == {ACCOUNT_WIDE, FIRST}
+    assert math.fsum(increments[FIRST]) == pytest.approx(1.0)
+    assert math.fsum(increments[FIRST][:30]) == 0.0
 
 
 def test_a_completion_without_an_observation_teaches_nothing() -> None:

@@ -13,12 +13,12 @@ from service.domain.backoff import BackoffPolicy
 from service.domain.callback_trust import MIN_MISSED_TO_DISTRUST, CallbackRecord, still_trusted
 from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
 from service.domain.schedule import (
-    SAFETY_NET_CONFIDENCE,
+    SAFETY_NET_BUDGET,
+    SAFETY_NET_P,
     PollSchedule,
     SchedulePolicy,
     adaptive_delay,
     safety_net_delay,
-    target_probability,
 )
 from tests.support.estimates import uniform_estimate
 
@@ -132,23 +132,25 @@ def test_the_cold_safety_net_starts_at_its_first_age_then_doubles_the_age() -> N
 
 
 @pytest.mark.parametrize("age_fraction", [0.0, 0.3, 0.8])
-def test_a_warm_safety_net_polls_where_almost_every_answer_has_arrived(
+def test_a_warm_safety_net_is_placed_from_the_learnt_completion_times(
     age_fraction: float,
 ) -> None:
+    """From the submit on (age 0), not from a fixed first age: on uniform answers over
+    (0, END], an answer missing at age a has arrived by age t with probability
+    (t - a) / (END - a); the net polls where that is SAFETY_NET_P = 1 / (1 + the budget)."""
     age_s = age_fraction * END
-    delay = safety_net_delay(BACKOFF_POLICY, BACKOFF, UNIFORM, age_s=age_s, first_s=30, rand=0.0)
-    # Uniform answers over (0, END]: the answer missing at age a has arrived by age t with
-    # probability (t - a) / (END - a); the net waits for SAFETY_NET_CONFIDENCE of that.
-    expected = max(SAFETY_NET_CONFIDENCE * (END - age_s), BACKOFF.initial_s)
-    assert delay == pytest.approx(min(expected, BACKOFF.max_s), rel=0.02)
+    wide = BackoffPolicy(initial_s=1e-6, max_s=1e9)
+    delay = safety_net_delay(BACKOFF_POLICY, wide, UNIFORM, age_s=age_s, first_s=30, rand=0.0)
+    assert pytest.approx(1 / (1 + SAFETY_NET_BUDGET)) == SAFETY_NET_P
+    assert delay == pytest.approx(SAFETY_NET_P * (END - age_s), rel=1e-6)
 
 
 @given(age=st.floats(min_value=0, max_value=2 * END), rand=st.floats(0, 0.999))
 def test_the_safety_net_is_never_denser_than_the_adaptive_schedule(age: float, rand: float) -> None:
     """Trusting the callback only ever makes polls sparser than the learnt schedule's (at the
-    default budget of 2.5 calls per task), and they stay within [initial_s, max_s]."""
+    default budget of 3 calls per task, p = 1/2), and they stay within [initial_s, max_s]."""
     net = safety_net_delay(BACKOFF_POLICY, BACKOFF, UNIFORM, age_s=age, first_s=30, rand=rand)
-    adaptive = adaptive_delay(UNIFORM, age, target_probability(2.5), BACKOFF, rand)
+    adaptive = adaptive_delay(UNIFORM, age, SchedulePolicy().target_p, BACKOFF, rand)
     assert BACKOFF.initial_s <= net <= BACKOFF.max_s
     assert net >= adaptive - 1e-9
 

@@ -18,6 +18,7 @@ from service.domain.completion import (
     apportion,
     completion_interval,
     decay_factor,
+    not_answered_by,
 )
 from tests.support.estimates import uniform_estimate
 
@@ -178,3 +179,33 @@ def test_merging_is_order_free_and_decay_distributes_over_it(
     assert x.decayed(t1, 600.0).decayed(t2, 600.0).weights == pytest.approx(
         x.decayed(t1 + t2, 600.0).weights, rel=1e-6, abs=1e-300
     )
+
+
+# --- right-censored observations: tasks that expire unanswered ------------------------------
+
+
+def test_a_task_that_expires_unanswered_is_censored_at_its_last_pending_age() -> None:
+    seen = not_answered_by(100.0, 130.0)
+    assert seen == Observation(30.0, math.inf)
+    assert seen.censored
+    assert not Observation(30.0, 40.0).censored
+    assert not_answered_by(100.0, 90.0) == Observation(0.0, math.inf)  # clock skew: age 0
+
+
+def test_a_censored_observation_goes_where_later_answers_are_known_to_arrive() -> None:
+    """The Turnbull step: its unit is spread over the bins past its age in proportion to what is
+    known there, so it lengthens the tail it is in, and nothing before its age changes."""
+    known = [0.0] * BIN_COUNT
+    known[10], known[20], known[30] = 500.0, 300.0, 100.0
+    increments = apportion(CompletionEstimate(tuple(known)), [not_answered_by(0.0, EDGES[25])])
+    assert math.fsum(increments) == pytest.approx(1.0)
+    assert math.fsum(increments[:25]) == 0.0
+    # All but what the prior's pseudo-counts (0.05 a bin) claim of it.
+    assert increments[30] > 0.97
+
+
+def test_a_censored_observation_on_a_cold_estimate_spreads_over_every_later_bin() -> None:
+    increments = apportion(CompletionEstimate.empty(), [not_answered_by(0.0, EDGES[40])])
+    assert math.fsum(increments) == pytest.approx(1.0)
+    assert math.fsum(increments[:40]) == 0.0
+    assert all(share > 0 for share in increments[40:])

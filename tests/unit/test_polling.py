@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy
+from service.domain.completion import Observation
 from service.domain.polling import (
     DEADLINE_MARGIN,
     DecisionKind,
@@ -127,6 +129,39 @@ def test_retry_that_would_pass_the_deadline_lands_on_it() -> None:
     decision = decide_after_poll(TaskSnapshot(5, deadline), PENDING, NOW, POLICY, 0.5)
     assert decision.kind is DecisionKind.RETRY
     assert decision.next_poll_at == deadline
+
+
+def test_the_last_call_before_the_deadline_teaches_that_the_answer_had_not_come() -> None:
+    """No call follows one whose next poll lands on the deadline: the task will expire, and the
+    estimate learns its answer comes, if ever, after this PENDING answer's age (right-censored)."""
+    deadline = NOW + timedelta(seconds=3)
+    task = TaskSnapshot(5, deadline, submitted_at=NOW - timedelta(seconds=60))
+    decision = decide_after_poll(task, PENDING, NOW, POLICY, 0.5)
+    assert decision.next_poll_at == deadline
+    assert decision.observation == Observation(60.0, math.inf)
+    # A fault answers nothing about the task: censored at its last PENDING answer instead.
+    seen_at = NOW - timedelta(seconds=10)
+    faulty = TaskSnapshot(
+        5, deadline, submitted_at=NOW - timedelta(seconds=60), last_pending_at=seen_at
+    )
+    assert decide_after_poll(faulty, TRANSIENT, NOW, POLICY, 0.5).observation == Observation(
+        50.0, math.inf
+    )
+
+
+def test_a_retry_with_room_before_the_deadline_teaches_nothing() -> None:
+    task = TaskSnapshot(1, FAR, submitted_at=NOW - timedelta(seconds=60))
+    assert decide_after_poll(task, PENDING, NOW, POLICY, 0.5).observation is None
+
+
+def test_a_pending_answer_after_the_deadline_expires_the_task_censored() -> None:
+    task = TaskSnapshot(5, NOW, submitted_at=NOW - timedelta(seconds=90))
+    decision = decide_after_poll(task, PENDING, NOW, POLICY, 0.5)
+    assert decision.kind is DecisionKind.EXPIRE
+    assert decision.observation == Observation(90.0, math.inf)
+    # Without its submission time the task's age is unknown: nothing is learnt.
+    unknown_age = decide_after_poll(TaskSnapshot(5, NOW), PENDING, NOW, POLICY, 0.5)
+    assert unknown_age.observation is None
 
 
 def test_retry_that_would_start_within_the_margin_before_the_deadline_lands_on_it() -> None:

@@ -11,13 +11,20 @@ from service.domain.schedule import PollSchedule
 pytestmark = pytest.mark.usefixtures("clean_env")
 
 
-def test_the_adaptive_schedule_is_the_default_with_two_and_a_half_calls_per_task() -> None:
+def test_the_adaptive_schedule_is_the_default_with_three_calls_per_task() -> None:
     settings = build_settings()
     assert settings.poll_schedule is PollSchedule.ADAPTIVE
-    assert settings.poll_calls_per_task == 2.5
+    assert settings.poll_calls_per_task == 3.0
     assert settings.poll_estimate_half_life_s == 3600
     assert settings.poll_estimate_min_completions == 50
-    assert settings.schedule_policy.target_p == pytest.approx(2 / 3)
+    assert settings.schedule_policy.target_p == pytest.approx(1 / 2)
+    assert settings.poll_target_p95_s is None
+    assert settings.schedule_policy.target_p95_s is None
+
+
+def test_a_lag_target_reaches_the_schedule_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHONEBRIDGE_POLL_TARGET_P95_S", "12.5")
+    assert build_settings().schedule_policy.target_p95_s == 12.5
 
 
 def test_backoff_keeps_the_plain_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,6 +43,8 @@ def test_backoff_keeps_the_plain_schedule(monkeypatch: pytest.MonkeyPatch) -> No
         ("PHONEBRIDGE_POLL_CALLS_PER_TASK", "many"),
         ("PHONEBRIDGE_POLL_ESTIMATE_HALF_LIFE_S", "0"),
         ("PHONEBRIDGE_POLL_ESTIMATE_MIN_COMPLETIONS", "0"),
+        ("PHONEBRIDGE_POLL_TARGET_P95_S", "0"),
+        ("PHONEBRIDGE_POLL_TARGET_P95_S", "soon"),
     ],
 )
 def test_unusable_values_are_refused_naming_the_variable(

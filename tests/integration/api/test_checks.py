@@ -12,10 +12,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.clock import utc_now
 from service.config import Settings
+from service.domain.schedule import DITHER, SAFETY_NET_P
 from service.sim.server import SimServer
 from service.store.db import create_engine_for, session_factory, transaction
+from service.store.estimates import ACCOUNT_WIDE, add_to_estimates
 from tests.support.api import api_client, bearer, feed_until
 from tests.support.checks import (
     PHONE,
@@ -26,6 +30,7 @@ from tests.support.checks import (
     submit,
     submit_calls,
 )
+from tests.support.estimates import uniform_estimate
 from tests.support.factories import limited_key, new_key
 from tests.support.settings import make_settings
 
@@ -51,6 +56,7 @@ async def key(callback_settings: Settings) -> str:
     return await new_key(callback_settings)
 
 
+@pytest.mark.usefixtures("no_estimates")
 async def test_a_pending_check_becomes_a_submitted_task_with_the_masked_number(
     api: httpx.AsyncClient, key: str, fresh_sim: SimServer
 ) -> None:
@@ -72,6 +78,39 @@ async def test_a_pending_check_becomes_a_submitted_task_with_the_masked_number(
     assert before + timedelta(seconds=29) < first_poll < before + timedelta(seconds=32)
     read = await api.get(f"/v1/tasks/{task['task_id']}", headers=bearer(key))
     assert read.json() == task
+
+
+@pytest.mark.usefixtures("no_estimates")
+async def test_with_learnt_completion_times_the_safety_net_is_placed_from_them(
+    api: httpx.AsyncClient,
+    key: str,
+    fresh_sim: SimServer,
+    callback_settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Not the fixed PHONEBRIDGE_HINTED_POLL_INITIAL_S (30 s): where SAFETY_NET_P of the answers
+    have arrived, here answers uniform over (0, end]: SAFETY_NET_P x end, dithered down by up to
+    DITHER."""
+    estimate, end = uniform_estimate(up_to_bin=25)
+    async with transaction(sessions) as session:
+        await add_to_estimates(
+            session,
+            callback_settings.upstream_account,
+            {ACCOUNT_WIDE: estimate.weights},
+            utc_now(),
+            callback_settings.poll_estimate_half_life_s,
+        )
+    fresh_sim.control.configure(submit_script="ring-0-60s")
+    before = datetime.now(UTC)
+    response = await submit(api, key)
+    after = datetime.now(UTC)
+
+    assert response.status_code == 201, response.text
+    first_poll = datetime.fromisoformat(response.json()["next_poll_at"])
+    wanted_s = SAFETY_NET_P * end
+    assert before + timedelta(seconds=wanted_s * (1 - DITHER) - 0.1) <= first_poll
+    assert first_poll <= after + timedelta(seconds=wanted_s + 0.1)
+    assert abs(wanted_s - 30.0) > 10  # not the cold start's first age
 
 
 async def test_a_pending_check_counts_against_the_pending_limit_before_upstream_is_called(

@@ -233,6 +233,26 @@ async def test_a_hint_that_came_while_the_call_was_in_flight_keeps_the_task_due(
     assert row["next_poll_at"] == now + timedelta(seconds=due_in_s)
 
 
+async def test_a_leased_task_carries_its_clients_own_lag_target(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """`phonebridge api-key limits --poll-target-p95-s` reaches the schedule through the leased
+    task (None: the setting's)."""
+    targeted, plain = await insert_client(sessions), await insert_client(sessions)
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE clients SET poll_target_p95_s = 12.5 WHERE id = :id"), {"id": targeted}
+        )
+    now = utc_now()
+    [mine] = await insert_tasks(sessions, targeted, ["targeted"], now=now)
+    [theirs] = await insert_tasks(sessions, plain, ["plain"], now=now)
+    token, _ = await claim_all(sessions, now)
+    async with transaction(sessions) as session:
+        leased = {t.id: t for t in await load_leased_tasks(session, [mine, theirs], token, now)}
+    assert leased[mine].poll_target_p95_s == 12.5
+    assert leased[theirs].poll_target_p95_s is None
+
+
 async def test_late_message_with_an_old_lease_changes_nothing(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
