@@ -334,19 +334,20 @@ async def compare_with_bare_inserts(
         )
 
 
-async def measure(
-    args: argparse.Namespace, api: Server, bare: Server | None, db_url: str | None = None
-) -> None:
+async def measure(args: argparse.Namespace, api: Server, db_url: str | None = None) -> None:
     print(f"load average before: {_load_average()}")
     connector = aiohttp.TCPConnector(limit=max(args.concurrency, args.batch_concurrency))
     async with aiohttp.ClientSession(connector=connector) as session:
-        # Warm the servers (connection pool, prepared statements, key cache) before measuring.
-        for server in (api, bare):
-            if server is not None:
-                await single_round(session, server.url, server.key, 500, args.concurrency)
+        # Warm the server (connection pool, prepared statements, key cache) before measuring.
+        await single_round(session, api.url, api.key, 500, args.concurrency)
         # A phase asked to do nothing (--single-tasks 0 or --batches 0) is skipped, not reported.
         if (args.single_seconds if args.client == "wrk" else args.single_tasks) > 0:
-            await compare_singles(args, session, api, bare)
+            if db_url is None:  # a running API: no bare endpoint beside it
+                await compare_singles(args, session, api, None)
+            else:
+                with bare_endpoint(db_url, api.key, args.workers) as bare:
+                    await single_round(session, bare.url, bare.key, 500, args.concurrency)
+                    await compare_singles(args, session, api, bare)
         if args.batches > 0 and args.batch_size > 0:
             batches = [
                 await timed(
@@ -514,7 +515,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[Server, Server, str, str]]:
+def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[Server, str, str]]:
     with scratch_database("phonebridge_bench") as database:
         env = {
             **os.environ,
@@ -522,7 +523,7 @@ def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[Server, Server, 
             "PHONEBRIDGE_REDIS_URL": REDIS_URL,
             "PHONEBRIDGE_LOG_LEVEL": "WARNING",
         }
-        server = bare = None
+        server = None
         try:
             subprocess.run([PHONEBRIDGE, "migrate"], env=env, check=True, capture_output=True)
             created = subprocess.run(
@@ -564,41 +565,53 @@ def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[Server, Server, 
                 [PHONEBRIDGE, "api", "--port", str(port), *workers_option], env=env
             )
             url = f"http://127.0.0.1:{port}"
-            bare_port = free_port()
-            bare = subprocess.Popen(
-                [
-                    UVICORN,
-                    "--app-dir",
-                    str(REPO / "bench"),
-                    "bare_intake:create_app",
-                    "--factory",
-                    "--port",
-                    str(bare_port),
-                    "--workers",
-                    str(workers),
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                env={
-                    **env,
-                    "BARE_INTAKE_DATABASE_URL": database.url,
-                    "BARE_INTAKE_CLIENT_ID": str(client_id(database.url, "bench")),
-                },
-            )
-            bare_url = f"http://127.0.0.1:{bare_port}"
             wait_until_up(url)
-            wait_until_up(bare_url)
-            yield Server(url, key, server.pid), Server(bare_url, key, bare.pid), noisy, database.url
+            yield Server(url, key, server.pid), noisy, database.url
         finally:
-            for process in (server, bare):
-                if process is not None:
-                    process.terminate()
-                    process.wait(timeout=20)
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=20)
+
+
+@contextmanager
+def bare_endpoint(db_url: str, key: str, workers: int) -> Iterator[Server]:
+    """bench/bare_intake.py served as `phonebridge api` is: one uvicorn process (or `workers`),
+    uvloop and httptools, no access log; on the same database, inserting for the bench client.
+    Started for the single POSTs only: its pool and the API's would otherwise hold up to 64 of
+    the shared database's connections through the other phases."""
+    port = free_port()
+    bare = subprocess.Popen(
+        [
+            UVICORN,
+            "--app-dir",
+            str(REPO / "bench"),
+            "bare_intake:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env={
+            **os.environ,
+            "BARE_INTAKE_DATABASE_URL": db_url,
+            "BARE_INTAKE_CLIENT_ID": str(client_id(db_url, "bench")),
+        },
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url)
+        yield Server(url, key, bare.pid)
+    finally:
+        bare.terminate()
+        bare.wait(timeout=20)
 
 
 def client_id(db_url: str, name: str) -> int:
@@ -661,11 +674,11 @@ def main() -> int:
         if not args.key:
             parser.error("--url needs --key")
         api = Server(args.url.rstrip("/"), args.key, args.pid)
-        asyncio.run(measure(args, api, None))
+        asyncio.run(measure(args, api))
         return 0
-    with scratch_api(args.workers, args.noisy_rps) as (api, bare, noisy_key, db_url):
+    with scratch_api(args.workers, args.noisy_rps) as (api, noisy_key, db_url):
         args.noisy_key = noisy_key
-        asyncio.run(measure(args, api, bare, db_url))
+        asyncio.run(measure(args, api, db_url))
     return 0
 
 
