@@ -188,24 +188,7 @@ def resources_of(request: Request) -> ApiResources:
 async def api_lifespan(app: FastAPI, resolver: HostResolver | None = None) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = create_engine_for(settings.sqlalchemy_url, pool_size=ENGINE_POOL_SIZE)
-    pool: HotPool = AsyncConnectionPool(
-        libpq_url(settings.sqlalchemy_url),
-        connection_class=AsyncConnection[DictRow],
-        kwargs={
-            "autocommit": True,
-            "row_factory": dict_row,
-            "connect_timeout": DATABASE_CONNECT_TIMEOUT_S,
-            "application_name": "phonebridge-api",
-            # Timestamps come back in the session's zone; the contract's are UTC.
-            "options": "-c timezone=UTC",
-        },
-        min_size=HOT_POOL_MIN,
-        max_size=HOT_POOL_MAX,
-        timeout=HOT_POOL_WAIT_S,
-        reconnect_timeout=HOT_POOL_RECONNECT_S,
-        configure=_configure_connection,
-        open=False,
-    )
+    pool = hot_pool(settings)
     pool_warnings = quiet_pool_reconnect_warnings()
     if not await database_answers(settings.sqlalchemy_url):
         log.warning(
@@ -243,6 +226,30 @@ async def api_lifespan(app: FastAPI, resolver: HostResolver | None = None) -> As
         await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
         await pool.close()
         await engine.dispose()
+
+
+def hot_pool(settings: Settings, **connect_options: Any) -> HotPool:
+    """The hot path's pool, not yet open. `connect_options` are added to each connection's
+    (a test's `cursor_factory` that records what is sent)."""
+    return AsyncConnectionPool(
+        libpq_url(settings.sqlalchemy_url),
+        connection_class=AsyncConnection[DictRow],
+        kwargs={
+            "autocommit": True,
+            "row_factory": dict_row,
+            "connect_timeout": DATABASE_CONNECT_TIMEOUT_S,
+            "application_name": "phonebridge-api",
+            # Timestamps come back in the session's zone; the contract's are UTC.
+            "options": "-c timezone=UTC",
+            **connect_options,
+        },
+        min_size=HOT_POOL_MIN,
+        max_size=HOT_POOL_MAX,
+        timeout=HOT_POOL_WAIT_S,
+        reconnect_timeout=HOT_POOL_RECONNECT_S,
+        configure=_configure_connection,
+        open=False,
+    )
 
 
 async def database_answers(sqlalchemy_url: str) -> bool:
