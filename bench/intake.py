@@ -13,6 +13,13 @@ process (aiohttp), separate from the server's. Figures are medians of --rounds r
 average is printed before and after, since other work on the machine skews them. Run it alone:
 `flock /tmp/phonebridge-bench.lock .venv/bin/python bench/intake.py`.
 
+Beside the single POSTs it serves a bare endpoint of the same shape (bench/bare_intake.py:
+FastAPI, a pydantic body, an asyncpg INSERT into the same table; one uvicorn process like the API)
+and sends it the same load the same way, its rounds alternating with the API's, and prints the
+API's rate as a ratio of the bare one's (issue 28: at least 1.2). Then one more round of each
+under py-spy (bench/profiles.py) gives the CPU microseconds per request of each layer, the API's
+beside the bare endpoint's (--profile FOLDER keeps the collapsed stacks; --no-profile skips it).
+
 The batch phase prints the API's CPU per task, and then the same rows (1000 per statement, the
 same batch concurrency) inserted into the same table with nothing in between: `INSERT ... SELECT
 FROM unnest(...) ON CONFLICT DO NOTHING RETURNING task_id` (what registration must answer) and
@@ -46,13 +53,24 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import profiles
 import psutil
 import psycopg
 from support import scratch_database
 
 REPO = Path(__file__).resolve().parent.parent
 PHONEBRIDGE = str(REPO / ".venv" / "bin" / "phonebridge")
+UVICORN = str(REPO / ".venv" / "bin" / "uvicorn")
 REDIS_URL = os.environ.get("PHONEBRIDGE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server under load: where it answers, its key, and its process (for CPU and py-spy)."""
+
+    url: str
+    key: str
+    pid: int | None
 
 
 @dataclass
@@ -316,35 +334,31 @@ async def compare_with_bare_inserts(
         )
 
 
-async def measure(
-    args: argparse.Namespace, url: str, key: str, pid: int | None, db_url: str | None = None
-) -> None:
+async def measure(args: argparse.Namespace, api: Server, db_url: str | None = None) -> None:
     print(f"load average before: {_load_average()}")
     connector = aiohttp.TCPConnector(limit=max(args.concurrency, args.batch_concurrency))
     async with aiohttp.ClientSession(connector=connector) as session:
         # Warm the server (connection pool, prepared statements, key cache) before measuring.
-        await single_round(session, url, key, 500, args.concurrency)
+        await single_round(session, api.url, api.key, 500, args.concurrency)
         # A phase asked to do nothing (--single-tasks 0 or --batches 0) is skipped, not reported.
-        if args.client == "wrk" and args.single_seconds > 0:
-            singles = [
-                await timed(pid, single_round_wrk(url, key, args.single_seconds, args.concurrency))
-                for _ in range(args.rounds)
-            ]
-            report(f"single POST /v1/tasks, concurrency {args.concurrency} (wrk)", singles)
-        elif args.client == "aiohttp" and args.single_tasks > 0:
-            singles = [
-                await timed(
-                    pid, single_round(session, url, key, args.single_tasks, args.concurrency)
-                )
-                for _ in range(args.rounds)
-            ]
-            report(f"single POST /v1/tasks, concurrency {args.concurrency} (aiohttp)", singles)
+        if (args.single_seconds if args.client == "wrk" else args.single_tasks) > 0:
+            if db_url is None:  # a running API: no bare endpoint beside it
+                await compare_singles(args, session, api, None)
+            else:
+                with bare_endpoint(db_url, api.key, args.workers) as bare:
+                    await single_round(session, bare.url, bare.key, 500, args.concurrency)
+                    await compare_singles(args, session, api, bare)
         if args.batches > 0 and args.batch_size > 0:
             batches = [
                 await timed(
-                    pid,
+                    api.pid,
                     batch_round(
-                        session, url, key, args.batches, args.batch_size, args.batch_concurrency
+                        session,
+                        api.url,
+                        api.key,
+                        args.batches,
+                        args.batch_size,
+                        args.batch_concurrency,
                     ),
                 )
                 for _ in range(args.rounds)
@@ -358,8 +372,78 @@ async def measure(
                 batch_rate = statistics.median(r.rate for r in batches)
                 await compare_with_bare_inserts(args, db_url, batch_rate)
         if args.noisy_seconds > 0 and args.noisy_key:
-            await noisy_neighbour(session, url, key, args.noisy_key, args)
+            await noisy_neighbour(session, api.url, api.key, args.noisy_key, args)
     print(f"load average after: {_load_average()}")
+
+
+async def single_rounds_of(
+    args: argparse.Namespace, session: aiohttp.ClientSession, server: Server
+) -> Round:
+    if args.client == "wrk":
+        work = single_round_wrk(server.url, server.key, args.single_seconds, args.concurrency)
+    else:
+        work = single_round(session, server.url, server.key, args.single_tasks, args.concurrency)
+    return await timed(server.pid, work)
+
+
+async def compare_singles(
+    args: argparse.Namespace, session: aiohttp.ClientSession, api: Server, bare: Server | None
+) -> None:
+    """The API's single POSTs, and the bare endpoint's in alternate rounds (so that the load of
+    the shared machine weighs on both alike), their ratio, then a profile of each."""
+    name = f"single POST /v1/tasks, concurrency {args.concurrency} ({args.client})"
+    rounds: list[Round] = []
+    bare_rounds: list[Round] = []
+    for _ in range(args.rounds):
+        rounds.append(await single_rounds_of(args, session, api))
+        if bare is not None:
+            bare_rounds.append(await single_rounds_of(args, session, bare))
+    report(name, rounds)
+    if bare is None:
+        return
+    report("  bare FastAPI + pydantic + asyncpg INSERT, the same way", bare_rounds)
+    pairs = ", ".join(f"{a.rate / b.rate:.2f}" for a, b in zip(rounds, bare_rounds, strict=True))
+    ratio = statistics.median(r.rate for r in rounds) / statistics.median(
+        r.rate for r in bare_rounds
+    )
+    print(f"  the API reaches {ratio:.2f}x the bare endpoint (round by round: {pairs})")
+    if args.profile is not None:
+        await profile_singles(args, session, api, bare, Path(args.profile))
+
+
+async def profile_singles(
+    args: argparse.Namespace,
+    session: aiohttp.ClientSession,
+    api: Server,
+    bare: Server,
+    folder: Path,
+) -> None:
+    """One more round of each server under py-spy: its CPU per request (from the process's CPU
+    clock) split by the layers' shares of the samples (bench/profiles.py)."""
+    per_layer: dict[str, dict[str, float]] = {}
+    totals: dict[str, float] = {}
+    for label, server in (("api", api), ("bare", bare)):
+        if server.pid is None:
+            return
+        output = folder / f"intake-single-{label}.txt"
+        profiler = profiles.record(server.pid, output)
+        await asyncio.sleep(0.5)  # py-spy attached before the round starts
+        measured = await single_rounds_of(args, session, server)
+        profiles.stop(profiler)
+        if measured.server_cpu_s is None or not output.exists():
+            print(f"  no profile of the {label} process (py-spy could not attach?)")
+            return
+        totals[label] = measured.server_cpu_s / measured.tasks * 1e6
+        for layer, share in profiles.layer_shares(output).items():
+            per_layer.setdefault(layer, {})[label] = share * totals[label]
+    print(
+        f"  CPU per request by layer, from py-spy (one more round each, {folder}/"
+        "intake-single-*.txt):"
+    )
+    print(f"    {'layer':44s} {'API us':>8s} {'bare us':>8s}")
+    for layer, figures in sorted(per_layer.items(), key=lambda item: -item[1].get("api", 0.0)):
+        print(f"    {layer:44s} {figures.get('api', 0.0):8.0f} {figures.get('bare', 0.0):8.0f}")
+    print(f"    {'total (process CPU clock)':44s} {totals['api']:8.0f} {totals['bare']:8.0f}")
 
 
 async def noisy_neighbour(
@@ -431,7 +515,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[str, str, str, int, str]]:
+def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[Server, str, str]]:
     with scratch_database("phonebridge_bench") as database:
         env = {
             **os.environ,
@@ -482,11 +566,59 @@ def scratch_api(workers: int, noisy_rps: int) -> Iterator[tuple[str, str, str, i
             )
             url = f"http://127.0.0.1:{port}"
             wait_until_up(url)
-            yield url, key, noisy, server.pid, database.url
+            yield Server(url, key, server.pid), noisy, database.url
         finally:
             if server is not None:
                 server.terminate()
                 server.wait(timeout=20)
+
+
+@contextmanager
+def bare_endpoint(db_url: str, key: str, workers: int) -> Iterator[Server]:
+    """bench/bare_intake.py served as `phonebridge api` is: one uvicorn process (or `workers`),
+    uvloop and httptools, no access log; on the same database, inserting for the bench client.
+    Started for the single POSTs only: its pool and the API's would otherwise hold up to 64 of
+    the shared database's connections through the other phases."""
+    port = free_port()
+    bare = subprocess.Popen(
+        [
+            UVICORN,
+            "--app-dir",
+            str(REPO / "bench"),
+            "bare_intake:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env={
+            **os.environ,
+            "BARE_INTAKE_DATABASE_URL": db_url,
+            "BARE_INTAKE_CLIENT_ID": str(client_id(db_url, "bench")),
+        },
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(url)
+        yield Server(url, key, bare.pid)
+    finally:
+        bare.terminate()
+        bare.wait(timeout=20)
+
+
+def client_id(db_url: str, name: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT id FROM clients WHERE name = %s", (name,)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def wait_until_up(url: str) -> None:
@@ -527,15 +659,26 @@ def main() -> int:
     parser.add_argument("--noisy-rps", type=int, default=50, help="that client's limit")
     parser.add_argument("--noisy-concurrency", type=int, default=16)
     parser.add_argument("--quiet-concurrency", type=int, default=4)
+    parser.add_argument(
+        "--profile",
+        metavar="FOLDER",
+        default=tempfile.mkdtemp(prefix="phonebridge-intake-profile-"),
+        help="where py-spy's collapsed stacks of the profiled rounds go (default: a new "
+        "temporary folder)",
+    )
+    parser.add_argument(
+        "--no-profile", dest="profile", action="store_const", const=None, help="no py-spy round"
+    )
     args = parser.parse_args()
     if args.url:
         if not args.key:
             parser.error("--url needs --key")
-        asyncio.run(measure(args, args.url.rstrip("/"), args.key, args.pid))
+        api = Server(args.url.rstrip("/"), args.key, args.pid)
+        asyncio.run(measure(args, api))
         return 0
-    with scratch_api(args.workers, args.noisy_rps) as (url, key, noisy_key, pid, db_url):
+    with scratch_api(args.workers, args.noisy_rps) as (api, noisy_key, db_url):
         args.noisy_key = noisy_key
-        asyncio.run(measure(args, url, key, pid, db_url))
+        asyncio.run(measure(args, api, db_url))
     return 0
 
 

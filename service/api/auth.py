@@ -10,8 +10,6 @@ here ever contains the presented key.
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -182,27 +180,49 @@ async def admit(resources: ApiResources, request: Request, client: Authenticated
     request.state.ratelimit_headers = pending_headers(limits.max_pending, pending)
 
 
-@dataclass
 class PendingRoom:
-    """Room reserved under a client's pending limit; the block sets `created` to the pending
-    tasks it made, and the rest is handed back when it ends."""
+    """Room under a client's pending limit, as an async context manager: `wanted` new pending
+    tasks are reserved on entry (429 when they do not all fit), the block sets `created` to the
+    pending tasks it made, and whatever happens in it, the room it did not use (existing or
+    rejected entries, an error) is given back on exit. Without a pending limit it does nothing
+    at all: no Redis round trip, and not even a coroutine (issue 28)."""
 
-    reserved: int
-    created: int = 0
+    __slots__ = ("_client", "_request", "_resources", "_wanted", "created", "reserved")
+
+    def __init__(
+        self,
+        resources: ApiResources,
+        request: Request,
+        client: AuthenticatedClient,
+        wanted: int,
+    ) -> None:
+        self._resources = resources
+        self._request = request
+        self._client = client
+        self._wanted = wanted
+        self.reserved = 0
+        self.created = 0
+
+    async def __aenter__(self) -> PendingRoom:
+        if self._client.limits.max_pending > 0:
+            self.reserved = await _reserve_pending_room(
+                self._resources, self._request, self._client, self._wanted
+            )
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.reserved > self.created:
+            await self._resources.limits.release_pending(
+                self._client.id, self.reserved - self.created
+            )
 
 
-@asynccontextmanager
-async def pending_room(
+def pending_room(
     resources: ApiResources, request: Request, client: AuthenticatedClient, wanted: int
-) -> AsyncIterator[PendingRoom]:
-    """Room for `wanted` new pending tasks under the client's limit (429 when they do not all
-    fit), taken before the block and, whatever happens in it, given back where the block did not
-    use it (existing or rejected entries, an error)."""
-    room = PendingRoom(await _reserve_pending_room(resources, request, client, wanted))
-    try:
-        yield room
-    finally:
-        await resources.limits.release_pending(client.id, room.reserved - room.created)
+) -> PendingRoom:
+    """Room for `wanted` new pending tasks under the client's limit: `async with
+    pending_room(...) as room:` (see PendingRoom)."""
+    return PendingRoom(resources, request, client, wanted)
 
 
 async def _reserve_pending_room(

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from service.api.auth import pending_room
 from service.api.bodies import read_json_body
-from service.api.deps import ClientDep, ResourcesDep, resources_and_client
+from service.api.deps import ClientDep, ResourcesDep, post_route, resources_and_client
 from service.api.errors import FieldProblem, invalid_input, problem_responses
 from service.api.pagination import (
     CursorQuery,
@@ -110,7 +110,8 @@ def _request_body(schema_name: str, example: Any) -> dict[str, Any]:
     }
 
 
-@router.post(
+@post_route(
+    router,
     "",
     status_code=201,
     response_model=TaskOut,
@@ -144,7 +145,8 @@ async def register_task(request: Request) -> Response:
     return json_response(task_body(row), status_code=201 if created else 200)
 
 
-@router.post(
+@post_route(
+    router,
     "/batch",
     response_model=BatchResults,
     summary=f"Register up to {BATCH_MAX_TASKS} tasks",
