@@ -166,7 +166,9 @@ def test_a_newcomer_follows_the_readme_and_every_step_works(
     run_step(" && ".join(install_steps), clone, env, INSTALL_TIMEOUT_S)
     demo = CliProcess(["demo", "--port", "0"], env, clone, executable=phonebridge)
     try:
-        demo.wait_for(r"submitted \d+ sample checks, registered \d+ task_ids and created a check job")
+        demo.wait_for(
+            r"submitted \d+ sample checks, registered \d+ task_ids and created a check job"
+        )
         demo.wait_for(r"task sim-\S+: pending -> completed")
         assert demo.interrupt() == 0, demo.stderr_tail()
         assert demo.output.splitlines()[-1] == "phonebridge demo: stopped"
