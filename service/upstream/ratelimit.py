@@ -48,7 +48,7 @@ DECREASE_COOLDOWN_S: Final = 1.0
 RECOVERY_PER_S: Final = 0.02
 CLAIM_TOLERANCE_S: Final = 1.0
 # How far ahead background claims (check job items, re-checks) may book the claims timeline.
-BACKGROUND_CLAIM_TOLERANCE_S: Final = 0.2
+BACKGROUND_CLAIM_TOLERANCE_S: Final = 0.4
 
 # The current adaptive factor, recovered lazily from the last change; shared by every script.
 _FACTOR_LUA = """

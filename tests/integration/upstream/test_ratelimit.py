@@ -79,10 +79,11 @@ async def test_interactive_calls_are_charged_to_what_background_claims_may_take(
     redis_client: Redis,  # type: ignore[type-arg]
 ) -> None:
     limiter = UpstreamRateLimiter(redis_client, max_rps=100)
+    rate = 100 * SAFETY_FACTOR
     await limiter.charge_interactive(10)
-    # Ten calls' worth (0.1 s) of the 0.2 s background tolerance is taken.
+    # Ten calls' worth of the background tolerance is taken: what is left goes to background.
     background = await limiter.take_claims(10_000, background=True)
-    assert background == pytest.approx(100 * SAFETY_FACTOR * 0.1, abs=2)
+    assert background == pytest.approx(rate * BACKGROUND_CLAIM_TOLERANCE_S - 10, abs=2)
 
 
 async def test_a_background_tolerance_below_one_interval_still_allows_one_claim(
