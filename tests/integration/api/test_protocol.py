@@ -147,6 +147,12 @@ def test_headers_that_stop_coming_are_408_after_the_timeout(address: tuple[str, 
     assert LIMITS.header_timeout_s <= waited < LIMITS.header_timeout_s + 3
 
 
+# A close was seen 0.16 ms before the timeout, timed from before the connect (CI, 2026-12-07): the
+# loop's timers are not exact to the millisecond; a timeout that fires a millisecond early is
+# still the timeout, one that never fires is what these tests catch.
+TIMER_SLACK_S = 0.001
+
+
 def test_a_connection_that_sends_nothing_is_closed_without_an_answer(
     address: tuple[str, int],
 ) -> None:
@@ -156,7 +162,7 @@ def test_a_connection_that_sends_nothing_is_closed_without_an_answer(
         waited = time.monotonic() - started
 
     assert answer == b""
-    assert LIMITS.header_timeout_s <= waited < LIMITS.header_timeout_s + 3
+    assert LIMITS.header_timeout_s - TIMER_SLACK_S <= waited < LIMITS.header_timeout_s + 3
 
 
 def test_a_body_that_stops_coming_closes_the_connection_and_the_app_sees_the_client_gone(
@@ -169,7 +175,7 @@ def test_a_body_that_stops_coming_closes_the_connection_and_the_app_sees_the_cli
         waited = time.monotonic() - started
 
     assert answer == b""
-    assert LIMITS.body_idle_timeout_s <= waited < LIMITS.body_idle_timeout_s + 3
+    assert LIMITS.body_idle_timeout_s - TIMER_SLACK_S <= waited < LIMITS.body_idle_timeout_s + 3
     assert app.ended.wait(5)
     assert app.ends == ["gone"]
 
