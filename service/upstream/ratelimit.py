@@ -40,7 +40,7 @@ CLAIMS_KEY: Final = KEY_PREFIX + "claims"
 FACTOR_KEY: Final = KEY_PREFIX + "factor"
 BLOCKED_KEY: Final = KEY_PREFIX + "blocked_until"
 
-SAFETY_FACTOR: Final = 0.97
+SAFETY_FACTOR: Final = 0.95
 MAX_LATENESS_S: Final = 0.025
 FACTOR_FLOOR: Final = 0.05
 DECREASE_MULTIPLIER: Final = 0.5
@@ -96,7 +96,9 @@ local interval = 1000000 / rate
 local start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
 -- A tolerance shorter than one interval (background claims at a low ceiling) still allows one.
 local tolerance = math.max(tonumber(ARGV[3]) * 1000000, interval)
-local allowed = math.floor((now + tolerance - start) / interval)
+-- now - start first: both are whole microseconds near 1e15, exact; adding the tolerance to now
+-- first lost a fraction, and a tolerance of exactly one interval allowed none.
+local allowed = math.floor((now - start + tolerance) / interval)
 local k = math.min(tonumber(ARGV[2]), allowed)
 if k <= 0 then return 0 end
 local tat = start + k * interval
