@@ -3,15 +3,15 @@
 
 For each item still leased to us (service/store/job_items.py), in this order:
 
-1. nothing is sent while upstream is paused or blocked (Retry-After): the item waits again (the
-   scheduler's job step pauses the jobs themselves, `paused_reason` upstream);
-2. the item is marked `submitting` and committed (`_mark_submitting`), its check counted in the
-   same transaction under a daily check budget (service/engine/budget_gate.py, as for re-checks:
-   past the budget it is handed back unsent, due at the next UTC midnight, and its client's jobs
-   are paused for the budget; an item handed back unsent after its mark gives its check back);
-   the first item of a queued job moves it to running; from here on, a death of this process
-   makes the item's outcome unknown, and it is never sent again;
-3. its slot of the shared rate ceiling is waited for (service/engine/slots.py), as a poll's;
+1-3. as for every purpose (service/engine/slot_sends.py): nothing is sent while upstream is paused
+   or blocked (Retry-After): the item waits again (the scheduler's job step pauses the jobs
+   themselves, `paused_reason` upstream); the item is marked `submitting` and committed, its check
+   counted in the same transaction under a daily check budget (service/engine/budget_gate.py, as
+   for re-checks: past the budget it is handed back unsent, due at the next UTC midnight, and its
+   client's jobs are paused for the budget; an item handed back unsent after its mark gives its
+   check back); the first item of a queued job moves it to running in that transaction; from
+   here on, a death of this process makes the item's outcome unknown, and it is never sent again;
+   its slot of the shared rate ceiling is waited for (service/engine/slots.py), as a poll's;
 4. upstream is called with the number, opened from its seal only now, and the client's callback
    URL when PHONEBRIDGE_PUBLIC_URL is set (as a single check);
 5. the answer is written in one transaction: a task (with its event when upstream answered at
@@ -21,7 +21,6 @@ For each item still leased to us (service/store/job_items.py), in this order:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import uuid
@@ -39,8 +38,7 @@ from service.domain.job_lifecycle import JobMove
 from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import JobItemState, TaskState
 from service.domain.verdicts import verdict_of
-from service.engine.budget_gate import BudgetedBegin, begin_within_budget, wait_for_budget
-from service.engine.slots import start_in_slots
+from service.engine.slot_sends import HANDED_BACK, SKIPPED, SlotSender, SlotSteps
 from service.features import check_jobs as job_feature
 from service.observability.metrics import record_job_item
 from service.sealed_numbers import (
@@ -50,7 +48,6 @@ from service.sealed_numbers import (
     recheck_binding,
 )
 from service.store import check_jobs as job_store
-from service.store.budgets import give_back_checks
 from service.store.db import transaction
 from service.store.job_items import (
     ClaimedItem,
@@ -65,9 +62,7 @@ from service.upstream.reaction import UpstreamReaction
 
 log = logging.getLogger(__name__)
 
-HANDED_BACK = "handed_back"
-SKIPPED = "skipped"
-FAILED = "failed"
+__all__ = ["HANDED_BACK", "SKIPPED", "CallbackUrlFor", "JobItemSubmitter", "no_callback"]
 
 # The client's callback URL for a check (None: no PHONEBRIDGE_PUBLIC_URL).
 CallbackUrlFor = Callable[[int], Awaitable[str | None]]
@@ -102,85 +97,31 @@ class JobItemSubmitter:
         self._clock = clock
         self._rand = rand
         self._retry_s = settings.poll_backoff.initial_s
+        # Steps 1-3 and the batch's outcomes, as for re-checks (service/engine/slot_sends.py).
+        steps = SlotSteps(
+            mark=begin_item_submit,
+            release=hand_back_item,
+            send=self._send,
+            # A bug, not an answer: the item stays `submitting`; its lease decides (unknown).
+            log=log,
+            error_event="job_item.error",
+            error_fields=lambda item: {"job_pk": item.job_pk},
+            marked=_begin_jobs,
+        )
+        self._slots = SlotSender(
+            sessions,
+            reaction,
+            steps,
+            retry_s=self._retry_s,
+            default_limit=settings.client_max_checks_per_day,
+            clock=clock,
+        )
 
     async def submit_items(
         self, items: list[ClaimedItem], token: uuid.UUID, now: datetime
     ) -> list[str]:
         """Steps 1-5 of the module's docstring for a batch's items; what became of each."""
-        if not items:
-            return []
-        gate = await self._reaction.gate.state()
-        if gate.paused or gate.blocked_for_s > 0:
-            later = now + timedelta(seconds=max(gate.blocked_for_s, self._retry_s))
-            return [await self._hand_back(item, token, later) for item in items]
-        lease_until = now + self._lease
-        budgeted = await self._mark_submitting(items, token, now, lease_until)
-        began, counted = budgeted.began, budgeted.counted
-        outcomes = [SKIPPED] * (len(items) - len(began) - len(budgeted.over_budget))
-        outcomes += await self._wait_for_budget(budgeted.over_budget, token, now)
-
-        async def send(item: ClaimedItem) -> str:
-            return await self._send(item, token, lease_until, counted.get(item.id))
-
-        started, unstarted = await start_in_slots(
-            self._reaction.limiter, self._reaction.gate, began, send
-        )
-        outcomes += [
-            await self._hand_back(item, token, self._clock(), counted.get(item.id))
-            for item in unstarted
-        ]
-        for item, result in zip(
-            began, await asyncio.gather(*started, return_exceptions=True), strict=False
-        ):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result
-                # A bug, not an answer: the item stays `submitting`; its lease decides (unknown).
-                log.error(
-                    "job_item.error",
-                    extra={"job_pk": item.job_pk, "error_type": type(result).__name__},
-                    exc_info=result,
-                )
-                outcomes.append(FAILED)
-            else:
-                outcomes.append(result)
-        return outcomes
-
-    async def _mark_submitting(
-        self, items: list[ClaimedItem], token: uuid.UUID, now: datetime, lease_until: datetime
-    ) -> BudgetedBegin[ClaimedItem]:
-        """Step 2, committed before any call: the items this worker may now submit, within their
-        client's daily check budget (service/engine/budget_gate.py, as for re-checks), and their
-        queued jobs begun."""
-        async with transaction(self._sessions) as session:
-
-            async def begin(item: ClaimedItem) -> bool:
-                return await begin_item_submit(session, item, token, now, lease_until)
-
-            budgeted = await begin_within_budget(
-                session,
-                items,
-                begin,
-                default_limit=self._settings.client_max_checks_per_day,
-                now=now,
-            )
-            for job_pk in sorted({item.job_pk for item in budgeted.began}):
-                job = await job_store.job_by_pk(session, job_pk)
-                if job is not None:
-                    await job_feature.system_move(session, job, JobMove.BEGIN, now)
-        return budgeted
-
-    async def _wait_for_budget(
-        self, over_budget: list[ClaimedItem], token: uuid.UUID, now: datetime
-    ) -> list[str]:
-        """Items past their client's daily budget: handed back unsent, due at the next UTC
-        midnight, and the client's jobs paused until the budget allows again."""
-
-        async def hand_back(session: AsyncSession, item: ClaimedItem, due_at: datetime) -> None:
-            await hand_back_item(session, item, token, now, due_at)
-
-        await wait_for_budget(self._sessions, over_budget, hand_back, now)
-        return [HANDED_BACK] * len(over_budget)
+        return await self._slots.send_batch(items, token, now, now + self._lease)
 
     async def _send(
         self,
@@ -300,8 +241,12 @@ class JobItemSubmitter:
         counted_on: date | None = None,
     ) -> str:
         """Hand an item back unsent; a check counted for it on `counted_on` is given back."""
-        async with transaction(self._sessions) as session:
-            await hand_back_item(session, item, token, self._clock(), due_at)
-            if counted_on is not None:
-                await give_back_checks(session, client_id=item.client_id, day=counted_on, n=1)
-        return HANDED_BACK
+        return await self._slots.hand_back(item, token, due_at, counted_on)
+
+
+async def _begin_jobs(session: AsyncSession, marked: list[ClaimedItem], now: datetime) -> None:
+    """The first item of a queued job moves it to running, in the marks' transaction."""
+    for job_pk in sorted({item.job_pk for item in marked}):
+        job = await job_store.job_by_pk(session, job_pk)
+        if job is not None:
+            await job_feature.system_move(session, job, JobMove.BEGIN, now)

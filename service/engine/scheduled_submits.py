@@ -4,16 +4,15 @@ second purpose, which follows the same steps with its own answers.
 
 For each submit still leased to us (service/store/scheduled_submits.py), in this order:
 
-1. nothing is sent while upstream is paused or blocked (Retry-After): the submit waits again;
-2. the submit is marked `submitting` (its task leased with it) and committed: from here on, a
-   death of this process makes its outcome unknown, and it is never sent again. Under a daily
-   check budget (service/domain/budgets.py) its check is counted in the same transaction, for
-   every purpose alike; past the budget it is not marked but handed back, due at the next UTC
-   midnight, and its client's check jobs are paused for the budget (the scheduler resumes them,
-   service/engine/budgets.py). A submit handed back unsent after its mark gives its check back;
-3. its slot of the rate ceiling is waited for, the batch's slots walked as a poll batch's are
-   (service/engine/slots.py: a call never starts late beside the next one); a submit without a
-   slot, or with too little lease left for its call, goes back to wait, unsent;
+0. a re-check too close to its task's deadline to be sure of reaching upstream before it goes
+   back unsent (the deadline sweep ends the task with the answer it has);
+1-3. as for every purpose (service/engine/slot_sends.py): nothing is sent while upstream is paused
+   or blocked; the submit is marked `submitting` (its task leased with it) and committed, its
+   check counted under the client's daily budget (past it: handed back for the next UTC day, the
+   client's check jobs paused); from here on, a death of this process makes its outcome unknown,
+   and it is never sent again; its slot of the rate ceiling is waited for (a call never starts
+   late beside the next one); a submit without a slot, or with too little lease left for its call,
+   goes back to wait, unsent, its check given back;
 4. upstream is called with the number, opened from its seal only now, and no callback (a
    re-check's upstream task_id is not the task's, so a callback could not be matched; polls find
    its answer);
@@ -49,12 +48,10 @@ from service.domain.resubmits import (
     decide_after_resubmit,
 )
 from service.domain.verdicts import verdict_of
-from service.engine.budget_gate import begin_within_budget, wait_for_budget
 from service.engine.job_items import CallbackUrlFor, JobItemSubmitter, no_callback
-from service.engine.slots import start_in_slots
+from service.engine.slot_sends import HANDED_BACK, SKIPPED, SlotSender, SlotSteps
 from service.observability.metrics import record_recheck
 from service.sealed_numbers import NumberSeal, SealedNumberError, number_seal_for, recheck_binding
-from service.store.budgets import give_back_checks
 from service.store.db import transaction
 from service.store.job_items import load_claimed_items
 from service.store.rechecks import (
@@ -79,10 +76,6 @@ log = logging.getLogger(__name__)
 # (a batch is about a second of calls: the scheduler claims no faster than the ceiling); one whose
 # lease has too little left for its call goes back to wait, unsent.
 MAX_SLOT_WAIT_S = 5.0
-# What happened to a submit that was not sent: handed back to wait again, or no longer ours.
-HANDED_BACK = "handed_back"
-SKIPPED = "skipped"
-FAILED = "failed"  # a bug, not an answer: its lease decides
 # Set only by the tests that kill a real worker between upstream's answer and the commit.
 CRASH_AFTER_RESUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_RESUBMIT"
 
@@ -123,6 +116,27 @@ class ScheduledSubmitService:
         # A call must not start when its answer could come after the lease.
         self._call_margin = timedelta(seconds=settings.upstream_timeout_s + 1.0)
         self._retry_s = settings.poll_backoff.initial_s
+        # Steps 1-3 and the batch's outcomes, as for job items (service/engine/slot_sends.py).
+        steps = SlotSteps(
+            mark=begin_submit,
+            # Past the budget too: a re-check whose deadline comes first ends with the answer it
+            # has (as in step 0).
+            release=hand_back_submit,
+            send=self._send,
+            # A bug, not an answer: the submit stays `submitting` and its lease decides
+            # (unknown: the call may have been made).
+            log=log,
+            error_event="recheck.error",
+            error_fields=lambda submit: {"task_pk": submit.task_pk},
+        )
+        self._slots = SlotSender(
+            sessions,
+            reaction,
+            steps,
+            retry_s=self._retry_s,
+            default_limit=settings.client_max_checks_per_day,
+            clock=clock,
+        )
         # The second purpose: check job items (service/engine/job_items.py).
         self._job_items = JobItemSubmitter(
             settings,
@@ -189,93 +203,16 @@ class ScheduledSubmitService:
     async def _submit_claimed(
         self, claimed: list[ClaimedSubmit], token: uuid.UUID, now: datetime
     ) -> list[str]:
-        """Steps 1-5 of the module's docstring for a batch; what happened to each submit (a
-        ResubmitKind, HANDED_BACK or SKIPPED)."""
-        if not claimed:
-            return []
+        """Steps 0-5 of the module's docstring for a batch; what happened to each submit (a
+        ResubmitKind, HANDED_BACK, SKIPPED or FAILED: service/engine/slot_sends.py)."""
         outcomes: list[str] = []
         to_send: list[ClaimedSubmit] = []
         for submit in claimed:
-            if now > last_call_start(submit.expires_at):
-                # Too late to be sure of reaching upstream before the task's deadline: the
-                # deadline sweep ends the task with the answer it has.
+            if now > last_call_start(submit.expires_at):  # step 0
                 outcomes.append(await self._hand_back(submit, token, submit.expires_at))
             else:
                 to_send.append(submit)
-        gate = await self._reaction.gate.state()
-        if to_send and (gate.paused or gate.blocked_for_s > 0):
-            later = now + timedelta(seconds=max(gate.blocked_for_s, self._retry_s))
-            return outcomes + [await self._hand_back(s, token, later) for s in to_send]
-        lease_until = now + self._lease
-        began, over_budget, counted = await self._begin(to_send, token, now, lease_until)
-        outcomes += [SKIPPED] * (len(to_send) - len(began) - len(over_budget))
-        outcomes += await self._wait_for_budget(over_budget, token, now)
-
-        async def send(submit: ClaimedSubmit) -> str:
-            return await self._send(submit, token, lease_until, counted.get(submit.id))
-
-        # Committed `submitting`: each is sent at its slot, or handed back without a call.
-        started, unstarted = await start_in_slots(
-            self._reaction.limiter, self._reaction.gate, began, send
-        )
-        outcomes += [
-            await self._hand_back(s, token, self._clock(), counted.get(s.id)) for s in unstarted
-        ]
-        for submit, result in zip(
-            began, await asyncio.gather(*started, return_exceptions=True), strict=False
-        ):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result
-                # A bug, not an answer: the submit stays `submitting` and its lease decides
-                # (unknown: the call may have been made).
-                log.error(
-                    "recheck.error",
-                    extra={"task_pk": submit.task_pk, "error_type": type(result).__name__},
-                    exc_info=result,
-                )
-                outcomes.append(FAILED)
-            else:
-                outcomes.append(result)
-        return outcomes
-
-    async def _begin(
-        self,
-        to_send: list[ClaimedSubmit],
-        token: uuid.UUID,
-        now: datetime,
-        lease_until: datetime,
-    ) -> tuple[list[ClaimedSubmit], list[ClaimedSubmit], dict[int, date]]:
-        """Step 2 in one transaction, within each client's daily check budget
-        (service/engine/budget_gate.py): the submits marked, those past the budget, and the day
-        each marked submit's check was counted on."""
-        async with transaction(self._sessions) as session:
-
-            async def begin(submit: ClaimedSubmit) -> bool:
-                return await begin_submit(session, submit, token, now, lease_until)
-
-            budgeted = await begin_within_budget(
-                session,
-                to_send,
-                begin,
-                default_limit=self._settings.client_max_checks_per_day,
-                now=now,
-            )
-        return budgeted.began, budgeted.over_budget, budgeted.counted
-
-    async def _wait_for_budget(
-        self, over_budget: list[ClaimedSubmit], token: uuid.UUID, now: datetime
-    ) -> list[str]:
-        """Submits past their client's daily budget: handed back unsent, due when the next UTC
-        day's budget begins (a re-check whose task's deadline comes first ends with the answer
-        it has, as any re-check that could not be sent), and the client's check jobs paused
-        until the budget allows again."""
-
-        async def hand_back(session: AsyncSession, submit: ClaimedSubmit, due_at: datetime) -> None:
-            await hand_back_submit(session, submit, token, now, due_at)
-
-        await wait_for_budget(self._sessions, over_budget, hand_back, now)
-        return [HANDED_BACK] * len(over_budget)
+        return outcomes + await self._slots.send_batch(to_send, token, now, now + self._lease)
 
     async def _send(
         self,
@@ -411,11 +348,7 @@ class ScheduledSubmitService:
         counted_on: date | None = None,
     ) -> str:
         """Hand a submit back unsent; a check counted for it on `counted_on` is given back."""
-        async with transaction(self._sessions) as session:
-            await hand_back_submit(session, submit, token, self._clock(), due_at)
-            if counted_on is not None:
-                await give_back_checks(session, client_id=submit.client_id, day=counted_on, n=1)
-        return HANDED_BACK
+        return await self._slots.hand_back(submit, token, due_at, counted_on)
 
     async def _give_up_unsent(self, submit: ClaimedSubmit, token: uuid.UUID, why: str) -> str:
         """The number cannot be opened: nothing is sent, the task ends with its answer."""

@@ -1,0 +1,162 @@
+"""One claimed batch of scheduled submits sent at its rate slots, for every purpose alike
+(re-checks, service/engine/scheduled_submits.py; check job items, service/engine/job_items.py).
+
+`SlotSender.send_batch` runs the steps a batch's submits share, in this order:
+
+1. nothing is sent while upstream is paused or blocked (Retry-After): every submit is handed back,
+   due after the block (at least the first poll backoff);
+2. the submits are marked `submitting` in one transaction, each counted in its client's daily
+   check budget first (service/engine/budget_gate.py), and committed; a submit no longer ours is
+   skipped, one past its client's budget handed back for the next UTC day (its client's check
+   jobs paused for the budget);
+3. each marked submit is sent at its slot of the shared rate ceiling (service/engine/slots.py:
+   never late beside the next call; a starved loop still sends, with a spare slot); one that gets
+   no slot is handed back unsent, its check given back;
+4. each sent submit's outcome is gathered in the batch's order; an exception is a bug, not an
+   answer: it is logged with the purpose's line and counts as FAILED (the submit stays
+   `submitting` and its lease decides: unknown, never sent twice).
+
+The outcomes come back in this order: skipped, past the budget, without a slot, then the sent
+ones (in the batch's order). What a mark, a send, a release and the bug's log line are is the
+purpose's own (`SlotSteps`); `SlotSender.hand_back` is the one hand-back of an unsent submit,
+which gives back the check counted for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Generic
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.clock import Clock
+from service.engine.budget_gate import S, begin_within_budget, wait_for_budget
+from service.engine.slots import start_in_slots
+from service.store.budgets import give_back_checks
+from service.store.db import transaction
+from service.upstream.reaction import UpstreamReaction
+
+# What happened to a submit that was not sent: handed back to wait again, no longer ours, or a
+# bug (not an answer: its lease decides).
+HANDED_BACK = "handed_back"
+SKIPPED = "skipped"
+FAILED = "failed"
+
+
+async def _nothing_more(session: AsyncSession, marked: list[S], now: datetime) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SlotSteps(Generic[S]):
+    """A purpose's own steps, each given the batch's lease token:
+
+    - `mark(session, submit, token, now, lease_until)`: mark it `submitting` in the batch's
+      transaction; False when it is no longer ours;
+    - `release(session, submit, token, now, due_at)`: give it back unsent, waiting from `due_at`;
+    - `send(submit, token, lease_until, counted_on)`: at its slot, the call and its answer
+      written; an outcome;
+    - `log`, `error_event`, `error_fields(submit)`: the purpose's log line for a bug;
+    - `marked(session, submits, now)`: anything else in the marks' transaction (a job item begins
+      its job).
+    """
+
+    mark: Callable[[AsyncSession, S, uuid.UUID, datetime, datetime], Awaitable[bool]]
+    release: Callable[[AsyncSession, S, uuid.UUID, datetime, datetime], Awaitable[None]]
+    send: Callable[[S, uuid.UUID, datetime, date | None], Awaitable[str]]
+    log: logging.Logger
+    error_event: str
+    error_fields: Callable[[S], Mapping[str, object]]
+    marked: Callable[[AsyncSession, list[S], datetime], Awaitable[None]] = _nothing_more
+
+
+class SlotSender(Generic[S]):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        reaction: UpstreamReaction,
+        steps: SlotSteps[S],
+        *,
+        retry_s: float,
+        default_limit: int,
+        clock: Clock,
+    ) -> None:
+        """`retry_s` is the first poll backoff, `default_limit`
+        PHONEBRIDGE_CLIENT_MAX_CHECKS_PER_DAY."""
+        self._sessions = sessions
+        self._reaction = reaction
+        self._steps = steps
+        self._retry_s = retry_s
+        self._default_limit = default_limit
+        self._clock = clock
+
+    async def send_batch(
+        self, submits: list[S], token: uuid.UUID, now: datetime, lease_until: datetime
+    ) -> list[str]:
+        """Steps 1-4 of the module's docstring for a batch's submits; what became of each."""
+        if not submits:
+            return []
+        steps = self._steps
+        gate = await self._reaction.gate.state()
+        if gate.paused or gate.blocked_for_s > 0:
+            later = now + timedelta(seconds=max(gate.blocked_for_s, self._retry_s))
+            return [await self.hand_back(submit, token, later) for submit in submits]
+        async with transaction(self._sessions) as session:
+
+            async def mark(submit: S) -> bool:
+                return await steps.mark(session, submit, token, now, lease_until)
+
+            budgeted = await begin_within_budget(
+                session, submits, mark, default_limit=self._default_limit, now=now
+            )
+            await steps.marked(session, budgeted.began, now)
+        began, counted = budgeted.began, budgeted.counted
+        outcomes = [SKIPPED] * (len(submits) - len(began) - len(budgeted.over_budget))
+
+        async def release(session: AsyncSession, submit: S, due_at: datetime) -> None:
+            await steps.release(session, submit, token, now, due_at)
+
+        await wait_for_budget(self._sessions, budgeted.over_budget, release, now)
+        outcomes += [HANDED_BACK] * len(budgeted.over_budget)
+
+        async def send(submit: S) -> str:
+            return await steps.send(submit, token, lease_until, counted.get(submit.id))
+
+        # Committed `submitting`: each is sent at its slot, or handed back without a call.
+        started, unstarted = await start_in_slots(
+            self._reaction.limiter, self._reaction.gate, began, send
+        )
+        outcomes += [
+            await self.hand_back(s, token, self._clock(), counted.get(s.id)) for s in unstarted
+        ]
+        for submit, result in zip(
+            began, await asyncio.gather(*started, return_exceptions=True), strict=False
+        ):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                steps.log.error(
+                    steps.error_event,
+                    extra={**steps.error_fields(submit), "error_type": type(result).__name__},
+                    exc_info=result,
+                )
+                outcomes.append(FAILED)
+            else:
+                outcomes.append(result)
+        return outcomes
+
+    async def hand_back(
+        self, submit: S, token: uuid.UUID, due_at: datetime, counted_on: date | None = None
+    ) -> str:
+        """Hand a submit back unsent, waiting from `due_at`; a check counted for it on
+        `counted_on` is given back in the same transaction."""
+        async with transaction(self._sessions) as session:
+            await self._steps.release(session, submit, token, self._clock(), due_at)
+            if counted_on is not None:
+                await give_back_checks(session, client_id=submit.client_id, day=counted_on, n=1)
+        return HANDED_BACK
