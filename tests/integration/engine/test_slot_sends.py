@@ -1,0 +1,229 @@
+"""One batch of scheduled submits sent at its rate slots (service/engine/slot_sends.py), with a
+purpose of the test's own on the real ledger and Redis: the marked are sent in the batch's order
+after the skipped; while upstream is paused nothing is marked and all go back; without a slot the
+marked go back unsent and their counted checks are given back; past the budget a submit waits for
+the next UTC day; a send that raises counts as FAILED with the purpose's log line, its submit left
+`submitting`."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.clock import utc_now
+from service.domain.budgets import next_utc_midnight, utc_day
+from service.engine.slot_sends import FAILED, HANDED_BACK, SKIPPED, SlotSender, SlotSteps
+from service.store.budgets import checks_on
+from service.store.db import transaction
+from service.upstream.gate import UpstreamGate
+from service.upstream.pause import close_pause, open_pause
+from service.upstream.ratelimit import SlotReservation, UpstreamRateLimiter
+from service.upstream.reaction import UpstreamReaction
+from tests.support.factories import insert_client
+
+pytestmark = pytest.mark.usefixtures("flush_redis")
+
+RATE = 50.0
+RETRY_S = 0.2
+SENT = "sent"
+TOKEN = uuid.uuid4()
+log = logging.getLogger("tests.slot_sends")
+
+
+@dataclass(frozen=True)
+class Submit:
+    id: int
+    client_id: int
+
+
+@dataclass
+class Purpose:
+    """What the runner asked of its purpose, in turn."""
+
+    lost: set[int] = field(default_factory=set)  # no longer ours at the mark
+    broken: set[int] = field(default_factory=set)  # their send raises
+    marked_ids: list[int] = field(default_factory=list)
+    began: list[int] = field(default_factory=list)
+    released: list[tuple[int, uuid.UUID, datetime]] = field(default_factory=list)
+    sent: list[tuple[int, uuid.UUID, datetime, date | None]] = field(default_factory=list)
+
+    async def mark(
+        self,
+        session: AsyncSession,
+        submit: Submit,
+        token: uuid.UUID,
+        now: datetime,
+        lease_until: datetime,
+    ) -> bool:
+        self.marked_ids.append(submit.id)
+        return submit.id not in self.lost
+
+    async def marked(self, session: AsyncSession, submits: list[Submit], now: datetime) -> None:
+        self.began = [submit.id for submit in submits]
+
+    async def release(
+        self,
+        session: AsyncSession,
+        submit: Submit,
+        token: uuid.UUID,
+        now: datetime,
+        due_at: datetime,
+    ) -> None:
+        self.released.append((submit.id, token, due_at))
+
+    async def send(
+        self, submit: Submit, token: uuid.UUID, lease_until: datetime, counted_on: date | None
+    ) -> str:
+        if submit.id in self.broken:
+            raise RuntimeError("a bug")
+        self.sent.append((submit.id, token, lease_until, counted_on))
+        return SENT
+
+
+class NoSlots(UpstreamRateLimiter):
+    async def reserve_calls(self, count: int) -> SlotReservation:
+        raise ConnectionError("redis away")
+
+
+def sender_of(
+    purpose: Purpose,
+    sessions: async_sessionmaker[AsyncSession],
+    redis: Redis[Any],
+    limiter: UpstreamRateLimiter | None = None,
+) -> SlotSender[Submit]:
+    limiter = limiter or UpstreamRateLimiter(redis, RATE)
+    reaction = UpstreamReaction(redis, limiter, UpstreamGate(redis, limiter), pause_probe_s=0.5)
+    steps = SlotSteps(
+        mark=purpose.mark,
+        release=purpose.release,
+        send=purpose.send,
+        log=log,
+        error_event="test_purpose.error",
+        error_fields=lambda submit: {"submit_no": submit.id},
+        marked=purpose.marked,
+    )
+    return SlotSender(sessions, reaction, steps, retry_s=RETRY_S, default_limit=0, clock=utc_now)
+
+
+async def limited_client(sessions: async_sessionmaker[AsyncSession], limit: int) -> int:
+    client_id = await insert_client(sessions)
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE clients SET max_checks_per_day = :limit WHERE id = :id"),
+            {"limit": limit, "id": client_id},
+        )
+    return client_id
+
+
+async def test_the_marked_are_sent_in_order_after_the_skipped(
+    sessions: async_sessionmaker[AsyncSession], redis_client: Redis[Any]
+) -> None:
+    client_id = await insert_client(sessions)
+    purpose = Purpose(lost={2})
+    now = utc_now()
+    lease_until = now + timedelta(seconds=10)
+    batch = [Submit(n, client_id) for n in (1, 2, 3, 4)]
+
+    outcomes = await sender_of(purpose, sessions, redis_client).send_batch(
+        batch, TOKEN, now, lease_until
+    )
+
+    assert outcomes == [SKIPPED, SENT, SENT, SENT]
+    assert purpose.marked_ids == [1, 2, 3, 4]
+    assert purpose.began == [1, 3, 4]
+    # No budget: nothing counted, the batch's token and lease passed on.
+    assert purpose.sent == [(n, TOKEN, lease_until, None) for n in (1, 3, 4)]
+    assert purpose.released == []
+
+
+async def test_while_upstream_is_paused_nothing_is_marked_and_all_go_back(
+    sessions: async_sessionmaker[AsyncSession], redis_client: Redis[Any]
+) -> None:
+    client_id = await insert_client(sessions)
+    purpose = Purpose()
+    now = utc_now()
+    await open_pause(redis_client, "KEY_EXPIRED", datetime.now(UTC))
+    try:
+        outcomes = await sender_of(purpose, sessions, redis_client).send_batch(
+            [Submit(1, client_id), Submit(2, client_id)], TOKEN, now, now + timedelta(seconds=10)
+        )
+    finally:
+        await close_pause(redis_client)
+
+    assert outcomes == [HANDED_BACK, HANDED_BACK]
+    assert (purpose.marked_ids, purpose.sent) == ([], [])
+    later = now + timedelta(seconds=RETRY_S)
+    assert purpose.released == [(1, TOKEN, later), (2, TOKEN, later)]
+
+
+async def test_without_a_slot_the_marked_go_back_unsent_and_their_checks_are_given_back(
+    sessions: async_sessionmaker[AsyncSession], redis_client: Redis[Any]
+) -> None:
+    client_id = await limited_client(sessions, 5)
+    purpose = Purpose()
+    now = utc_now()
+    sender = sender_of(purpose, sessions, redis_client, NoSlots(redis_client, RATE))
+
+    outcomes = await sender.send_batch(
+        [Submit(n, client_id) for n in (1, 2, 3)], TOKEN, now, now + timedelta(seconds=10)
+    )
+
+    assert outcomes == [HANDED_BACK] * 3
+    assert purpose.began == [1, 2, 3]  # counted and marked
+    assert purpose.sent == []
+    assert [(n, token) for n, token, _ in purpose.released] == [(1, TOKEN), (2, TOKEN), (3, TOKEN)]
+    # Due at once (the hand-back's own clock), not held back.
+    assert all(now <= due_at <= utc_now() for _, _, due_at in purpose.released)
+    async with transaction(sessions) as session:
+        assert await checks_on(session, client_id, utc_day(now)) == 0
+
+
+async def test_past_the_budget_a_submit_waits_for_the_next_utc_day(
+    sessions: async_sessionmaker[AsyncSession], redis_client: Redis[Any]
+) -> None:
+    client_id = await limited_client(sessions, 1)
+    purpose = Purpose()
+    now = utc_now()
+
+    outcomes = await sender_of(purpose, sessions, redis_client).send_batch(
+        [Submit(1, client_id), Submit(2, client_id)], TOKEN, now, now + timedelta(seconds=10)
+    )
+
+    assert outcomes == [HANDED_BACK, SENT]
+    assert [(n, counted_on) for n, _, _, counted_on in purpose.sent] == [(1, utc_day(now))]
+    assert purpose.released == [(2, TOKEN, next_utc_midnight(now))]
+    async with transaction(sessions) as session:
+        assert await checks_on(session, client_id, utc_day(now)) == 1
+
+
+async def test_a_send_that_raises_is_failed_with_the_purposes_log_line_and_not_handed_back(
+    sessions: async_sessionmaker[AsyncSession],
+    redis_client: Redis[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client_id = await limited_client(sessions, 5)
+    purpose = Purpose(broken={2})
+    now = utc_now()
+    caplog.set_level(logging.ERROR, logger=log.name)
+
+    outcomes = await sender_of(purpose, sessions, redis_client).send_batch(
+        [Submit(n, client_id) for n in (1, 2, 3)], TOKEN, now, now + timedelta(seconds=10)
+    )
+
+    assert outcomes == [SENT, FAILED, SENT]
+    # Its submit stays `submitting` (its lease decides), its check still counted.
+    assert purpose.released == []
+    async with transaction(sessions) as session:
+        assert await checks_on(session, client_id, utc_day(now)) == 3
+    [record] = [r for r in caplog.records if r.name == log.name]
+    assert record.getMessage() == "test_purpose.error"
+    assert (record.__dict__["submit_no"], record.__dict__["error_type"]) == (2, "RuntimeError")
+    assert record.exc_info is not None
