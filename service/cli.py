@@ -137,6 +137,7 @@ def _secret_key_reseal(args: argparse.Namespace, settings: Settings) -> int:
     for name, counts in (
         ("webhook secrets", report.webhook_secrets),
         ("re-check numbers", report.recheck_numbers),
+        ("job item numbers", report.job_item_numbers),
     ):
         print(
             f"{name}: {counts.resealed} resealed under PHONEBRIDGE_SECRET_KEY, {counts.current} "
@@ -323,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     secret_commands = p.add_subparsers(dest="secret_command", required=True, metavar="ACTION")
     reseal = secret_commands.add_parser(
         "reseal",
-        help="re-encrypt the stored webhook secrets and re-check numbers under the current "
-        "PHONEBRIDGE_SECRET_KEY",
+        help="re-encrypt the stored webhook secrets and the numbers kept for re-checks and "
+        "check jobs under the current PHONEBRIDGE_SECRET_KEY",
     )
     reseal.set_defaults(handler=_secret_key_reseal)
 

@@ -309,3 +309,46 @@ def _claimed(row: Row[Any]) -> ClaimedItem:
         masked=str(row.phone_number_masked),
         number_digest=bytes(row.number_digest),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SealedItemNumber:
+    """A job item's sealed number as kept in its scheduled submit, with what it is bound to (its
+    client, job's public id and line), for resealing it under a new key."""
+
+    id: int
+    client_id: int
+    job_id: str
+    line: int
+    phone_number_sealed: bytes
+
+
+_SEALED_ITEM_NUMBERS = text(
+    f"""
+    SELECT s.id, s.client_id, j.public_id AS job_id, s.job_line, s.phone_number_sealed
+    FROM scheduled_submits AS s JOIN check_jobs AS j ON j.id = s.job_pk
+    WHERE s.purpose = '{ScheduledSubmitPurpose.JOB_ITEM}' AND s.phone_number_sealed IS NOT NULL
+      AND s.id > :after_id
+    ORDER BY s.id
+    LIMIT :limit
+    """  # noqa: S608 - only enum values are interpolated
+)
+
+
+async def sealed_item_numbers_after(
+    session: AsyncSession, after_id: int, limit: int
+) -> list[SealedItemNumber]:
+    """The job items' sealed numbers still kept (not yet submitted, whatever their job's state),
+    in id order after `after_id`, at most `limit`. A resealed one is written with
+    service/store/scheduled_submits.py's `replace_sealed_number`."""
+    rows = await session.execute(_SEALED_ITEM_NUMBERS, {"after_id": after_id, "limit": limit})
+    return [
+        SealedItemNumber(
+            id=int(row.id),
+            client_id=int(row.client_id),
+            job_id=str(row.job_id),
+            line=int(row.job_line),
+            phone_number_sealed=bytes(row.phone_number_sealed),
+        )
+        for row in rows
+    ]

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -293,10 +293,21 @@ async def sealed_recheck_numbers_after(
     ]
 
 
+class SealedNumberRead(Protocol):
+    """A sealed number as read from its scheduled submit (a re-check's or a job item's)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def phone_number_sealed(self) -> bytes: ...
+
+
 async def replace_sealed_number(
-    session: AsyncSession, read: SealedRecheckNumber, sealed: bytes
+    session: AsyncSession, read: SealedNumberRead, sealed: bytes
 ) -> bool:
-    """Write a resealed number, unless the row's number changed (or was erased) since `read`."""
+    """Write a resealed number into its scheduled submit (of any purpose), unless the row's number
+    changed (or was erased) since `read`."""
     result = await session.execute(
         _REPLACE_SEALED_NUMBER, {"id": read.id, "read": read.phone_number_sealed, "sealed": sealed}
     )
