@@ -60,7 +60,7 @@ from service.domain.checks import (
     SubmitOutcome,
     classify_submit,
 )
-from service.domain.phone_numbers import number_digest
+from service.domain.phone_numbers import number_digest, number_digests
 from service.domain.polling import last_call_start
 from service.domain.problems import CHECK_BUDGET_EXHAUSTED
 from service.domain.rechecks import recheck_due_at, waiting_deadline
@@ -284,7 +284,7 @@ class SubmitService:
             earlier = await freshness.recent_answer(
                 session,
                 client_id,
-                number_digest(self._number_keys[0], check.number),
+                number_digests(self._number_keys, check.number),
                 max_age_s=check.max_age_s,
                 now=now,
             )

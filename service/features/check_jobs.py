@@ -45,7 +45,6 @@ from service.domain.job_plan import JobCounts, counts_with_progress, plan_dedupe
 from service.domain.job_results import ResultRow, results_csv, results_ndjson
 from service.domain.jsontext import RepeatedKey, compact_json, json_bytes, parse_request_json
 from service.domain.phone_numbers import (
-    NUMBER_DIGEST_KEY_LABEL,
     NumberRefusal,
     digest_of_digits,
     parse_phone_number,
@@ -55,8 +54,8 @@ from service.domain.states import JobItemState, JobState, ScheduledSubmitState
 from service.features.errors import BodyTooLarge, BrokenRule, InvalidInput, MoveNotPossible
 from service.features.ids import no_such_job, require_job_id
 from service.features.paging import Page, fetch_page
+from service.number_digests import number_digest_keys
 from service.sealed_numbers import NumberSeal, job_item_binding, number_seal_for
-from service.secret_key import deployment_key
 from service.store import check_jobs as job_store
 from service.store import freshness
 from service.store.check_jobs import (
@@ -88,14 +87,16 @@ class JobMedia(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class JobSecrets:
-    """The deployment's keys a job needs: the numbers' keyed digest, and their seal at rest."""
+    """The deployment's keys a job needs: the numbers' keyed digest under every listed secret,
+    the current first (what is kept uses it; what was kept before a rotation matches any), and
+    their seal at rest."""
 
-    number_key: bytes
+    number_keys: tuple[bytes, ...]
     seal: NumberSeal
 
     @classmethod
     def of(cls, settings: Settings) -> JobSecrets:
-        return cls(deployment_key(settings, NUMBER_DIGEST_KEY_LABEL), number_seal_for(settings))
+        return cls(number_digest_keys(settings), number_seal_for(settings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,19 +158,24 @@ async def create_job(
     Idempotency-Key with the same body answers that job as it is now and creates nothing; with
     another body, InvalidInput. A request that cannot make a job raises InvalidInput or
     BodyTooLarge and writes nothing."""
-    fingerprint = _fingerprint(secrets.number_key, media, query, body)
+    fingerprints = [_fingerprint(key, media, query, body) for key in secrets.number_keys]
     if idempotency_key is not None:
         earlier = await job_store.find_job_by_key(session, client_id, idempotency_key)
         if earlier is not None:
-            return CreatedJob(await _replayed(session, earlier, fingerprint, pace, now), False)
+            return CreatedJob(await _replayed(session, earlier, fingerprints, pace, now), False)
     masks: dict[str, str] = {}
     request = _read_request(media, body, query, settings.check_countries, masks)
     del body
-    plan = plan_dedupe(request.items, lambda digits: digest_of_digits(secrets.number_key, digits))
+    key, *previous_keys = secrets.number_keys
+    plan = plan_dedupe(request.items, lambda digits: digest_of_digits(key, digits))
+    digits_of = {item.line: item.phone_number for item in request.items} if previous_keys else {}
     cached_from = await freshness.recent_answers(
         session,
         client_id,
-        [item.digest for item in plan.first_occurrences()],
+        [
+            (item.digest, *(digest_of_digits(k, digits_of[item.line]) for k in previous_keys))
+            for item in plan.first_occurrences()
+        ],
         max_age_s=request.options.max_age_s,
         now=now,
     )
@@ -186,7 +192,7 @@ async def create_job(
             max_age_s=request.options.max_age_s,
             recheck_json=None if recheck is None else compact_json(recheck.as_json()),
             idempotency_key=idempotency_key,
-            fingerprint=fingerprint if idempotency_key is not None else None,
+            fingerprint=fingerprints[0] if idempotency_key is not None else None,
             counts=counts,
             now=now,
         ),
@@ -196,7 +202,7 @@ async def create_job(
         assert idempotency_key is not None
         earlier = await job_store.find_job_by_key(session, client_id, idempotency_key)
         assert earlier is not None
-        return CreatedJob(await _replayed(session, earlier, fingerprint, pace, now), False)
+        return CreatedJob(await _replayed(session, earlier, fingerprints, pace, now), False)
     items = ItemColumns()
     submits = SubmitColumns()
     for item, planned in zip(request.items, plan.items, strict=True):
@@ -448,9 +454,15 @@ def _fingerprint(
 
 
 async def _replayed(
-    session: AsyncSession, earlier: JobRow, fingerprint: bytes, pace: JobPace, now: datetime
+    session: AsyncSession,
+    earlier: JobRow,
+    fingerprints: Sequence[bytes],
+    pace: JobPace,
+    now: datetime,
 ) -> JobView:
-    if earlier.fingerprint is None or not hmac.compare_digest(earlier.fingerprint, fingerprint):
+    """The earlier job when its body's fingerprint is this one's under any listed key."""
+    kept = earlier.fingerprint
+    if kept is None or not any(hmac.compare_digest(kept, f) for f in fingerprints):
         raise InvalidInput(
             "this Idempotency-Key was used for another job with another body; use a new key "
             "for a new job",

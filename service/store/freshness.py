@@ -21,12 +21,14 @@ from service.domain.states import TaskState
 DIGESTS_PER_LOOKUP = 10_000
 
 # The predicate spelled as the index's (`number_digest IS NOT NULL AND state = 'completed'`).
+# Each digest comes with the index of the number it is of, so that a number's digests under a
+# rotation's previous keys answer for it too.
 _LATEST = text(
     f"""
-    SELECT d.digest, latest.id
-    FROM unnest(CAST(:digests AS bytea[])) AS d(digest)
+    SELECT d.owner, latest.id, latest.completed_at
+    FROM unnest(CAST(:digests AS bytea[]), CAST(:owners AS int[])) AS d(digest, owner)
     CROSS JOIN LATERAL (
-        SELECT t.id FROM tasks AS t
+        SELECT t.id, t.completed_at FROM tasks AS t
         WHERE t.client_id = :client_id AND t.number_digest = d.digest
           AND t.number_digest IS NOT NULL AND t.state = '{TaskState.COMPLETED}'
           AND t.completed_at > :since
@@ -40,34 +42,51 @@ _LATEST = text(
 async def recent_answers(
     session: AsyncSession,
     client_id: int,
-    digests: Sequence[bytes],
+    numbers: Sequence[Sequence[bytes]],
     *,
     max_age_s: int,
     now: datetime,
 ) -> dict[bytes, int]:
-    """For each digest that this client checked with a final answer younger than `max_age_s`,
-    the row id of the latest such task. Nothing when `max_age_s` is 0."""
-    if max_age_s <= 0 or not digests:
+    """For each number that this client checked with a final answer younger than `max_age_s`,
+    the row id of the latest such task, by the number's current digest. A number is given as its
+    digests under every listed key, the current first (service/number_digests.py), so an answer
+    kept before a rotation still matches while the old key is listed. Nothing when `max_age_s`
+    is 0."""
+    if max_age_s <= 0 or not numbers:
         return {}
     since = now - timedelta(seconds=max_age_s)
-    found: dict[bytes, int] = {}
-    for start in range(0, len(digests), DIGESTS_PER_LOOKUP):
-        chunk = list(digests[start : start + DIGESTS_PER_LOOKUP])
+    pairs = [(digest, owner) for owner, digests in enumerate(numbers) for digest in digests]
+    latest: dict[int, tuple[datetime, int]] = {}
+    for start in range(0, len(pairs), DIGESTS_PER_LOOKUP):
+        chunk = pairs[start : start + DIGESTS_PER_LOOKUP]
         result = await session.execute(
-            _LATEST, {"digests": chunk, "client_id": client_id, "since": since}
+            _LATEST,
+            {
+                "digests": [digest for digest, _ in chunk],
+                "owners": [owner for _, owner in chunk],
+                "client_id": client_id,
+                "since": since,
+            },
         )
-        for digest, task_pk in result:
-            found[bytes(digest)] = int(task_pk)
-    return found
+        for owner, task_pk, completed_at in result:
+            found = latest.get(owner)
+            if found is None or completed_at > found[0]:
+                latest[owner] = (completed_at, int(task_pk))
+    return {numbers[owner][0]: task_pk for owner, (_, task_pk) in latest.items()}
 
 
 async def recent_answer(
-    session: AsyncSession, client_id: int, digest: bytes, *, max_age_s: int, now: datetime
+    session: AsyncSession,
+    client_id: int,
+    digests: Sequence[bytes],
+    *,
+    max_age_s: int,
+    now: datetime,
 ) -> int | None:
-    """The row id of this client's latest completed check of that number younger than
-    `max_age_s`, or None."""
-    found = await recent_answers(session, client_id, [digest], max_age_s=max_age_s, now=now)
-    return found.get(digest)
+    """The row id of this client's latest completed check of that number (its digests under
+    every listed key, the current first) younger than `max_age_s`, or None."""
+    found = await recent_answers(session, client_id, [digests], max_age_s=max_age_s, now=now)
+    return found.get(digests[0])
 
 
 _TASK_ROW_JSON = text("SELECT row_to_json(t)::text FROM tasks AS t WHERE t.id = :id")

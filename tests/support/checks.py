@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -9,6 +11,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.api.app import create_app
+from service.api.resources import ApiResources
+from service.checks.submit import SubmitService
 from service.config import Settings
 from service.domain.checks import CheckRequest, validate_check
 from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES
@@ -37,6 +42,15 @@ def checks_settings(database_url: str, redis_url: str, base_url: str, **override
     }
     values.update(overrides)
     return make_settings(database_url, redis_url, **values)
+
+
+@asynccontextmanager
+async def submit_service(settings: Settings) -> AsyncIterator[SubmitService]:
+    """The API process's submit service, with the pools and Redis its lifespan opens."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        resources: ApiResources = app.state.resources
+        yield resources.checks
 
 
 def check_request(phone_number: str = PHONE, metadata: object = None) -> CheckRequest:

@@ -4,19 +4,13 @@ call that records nothing and frees the key."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.api.app import create_app
-from service.api.resources import ApiResources
-from service.checks.submit import SubmitService
 from service.checks.submit_answers import DifferentBody
-from service.config import Settings
 from service.sim.server import SimServer
 from tests.support.checks import (
     PHONE_AS_WRITTEN,
@@ -24,19 +18,11 @@ from tests.support.checks import (
     check_request,
     checks_settings,
     submit_calls,
+    submit_service,
 )
 from tests.support.factories import insert_client
 
 pytestmark = pytest.mark.usefixtures("flush_redis")
-
-
-@asynccontextmanager
-async def submit_service(settings: Settings) -> AsyncIterator[SubmitService]:
-    """The API process's submit service, with the pools and Redis its lifespan opens."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        resources: ApiResources = app.state.resources
-        yield resources.checks
 
 
 def body_of(json_text: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """`max_age_s` lookups (service/store/freshness.py) on the real PostgreSQL: the latest completed
-check of a number younger than the window, by its keyed digest; never an older one, never one
-without a final answer, never another client's."""
+check of a number younger than the window, by its keyed digest (under any listed key, during a
+rotation); never an older one, never one without a final answer, never another client's."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ async def lookup(
 ) -> dict[bytes, int]:
     async with transaction(sessions) as session:
         return await freshness.recent_answers(
-            session, client_id, [DIGEST, b"\x00" * 32], max_age_s=max_age_s, now=utc_now()
+            session, client_id, [(DIGEST,), (b"\x00" * 32,)], max_age_s=max_age_s, now=utc_now()
         )
 
 
@@ -68,9 +68,30 @@ async def test_the_latest_final_answer_within_the_window_answers(
     assert await lookup(sessions, client, 3600) == {DIGEST: latest}
     async with transaction(sessions) as session:
         shown = await freshness.task_json_text(session, latest)
-        one = await freshness.recent_answer(session, client, DIGEST, max_age_s=3600, now=utc_now())
+        one = await freshness.recent_answer(
+            session, client, [DIGEST], max_age_s=3600, now=utc_now()
+        )
     assert one == latest
     assert '"phone_status":"ring"' in shown
+
+
+async def test_a_number_matches_by_its_digest_under_any_listed_key_the_latest_answer_first(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client = await insert_client(sessions)
+    current, previous, other = (uuid.uuid4().bytes * 2 for _ in range(3))
+    under_previous = await checked(sessions, client, age=timedelta(minutes=5), digest=previous)
+    await checked(sessions, client, age=timedelta(minutes=20), digest=current)
+    async with transaction(sessions) as session:
+        found = await freshness.recent_answers(
+            session, client, [(current, previous), (other,)], max_age_s=3600, now=utc_now()
+        )
+        one = await freshness.recent_answer(
+            session, client, [current, previous], max_age_s=3600, now=utc_now()
+        )
+    # By the number's current digest, whichever digest its latest answer was kept under.
+    assert found == {current: under_previous}
+    assert one == under_previous
 
 
 async def test_an_answer_older_than_max_age_s_or_max_age_s_0_answers_nothing(
