@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
@@ -22,9 +24,10 @@ async def make_job(
     numbers: list[str] | None = None,
     *,
     start: bool = True,
+    now: datetime | None = None,
 ) -> JobRow:
     """A job of these numbers (three distinct ones by default), started unless `start` is
-    false."""
+    false, created at `now` (the clock's by default)."""
     numbers = numbers if numbers is not None else [mx_number(i) for i in range(3)]
     body = "phone_number\n" + "\n".join(numbers) + "\n"
     async with transaction(sessions) as session:
@@ -38,6 +41,6 @@ async def make_job(
             settings=settings,
             secrets=JobSecrets.of(settings),
             pace=PACE,
-            now=utc_now(),
+            now=now or utc_now(),
         )
     return created.view.job
