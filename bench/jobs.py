@@ -567,6 +567,7 @@ def part_simulator(args: argparse.Namespace) -> None:
         while arrived() < count and time.time() < deadline:
             time.sleep(0.2)
         log = sim.control.callback_log()
+        counts = sim.control.callback_counts()
         lateness = [c["sent_at"] - c["at"] for c in log if c["sent_at"] is not None]
         errors = sum(1 for c in log if c["status"] != 200)
         rss = rss_mib(sim.process.pid)
@@ -577,6 +578,12 @@ def part_simulator(args: argparse.Namespace) -> None:
         f"{errors} failed or unanswered; sent late by p50 {statistics.median(lateness) * 1000:.0f}"
         f" ms, p95 {percentile(lateness, 0.95) * 1000:.0f} ms, max "
         f"{max(lateness) * 1000:.0f} ms; simulator RSS {rss:.0f} MiB"
+        + (
+            f" (failures and lateness of the newest {len(log):,} of {counts['planned']:,} "
+            "callbacks: the simulator's log is bounded)"
+            if counts["dropped"]
+            else ""
+        )
     )
 
 

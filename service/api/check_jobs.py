@@ -169,10 +169,6 @@ _CSV_PARAMETERS = [
 ]
 
 
-def _pace(resources: ApiResources) -> JobPace:
-    return JobPace(ceiling_per_s=resources.settings.upstream_max_rps)
-
-
 @router.post(
     "",
     status_code=201,
@@ -233,7 +229,7 @@ async def create_check_job(
         idempotency_key=key,
         settings=resources.settings,
         secrets=resources.job_secrets,
-        pace=_pace(resources),
+        pace=JobPace.of(resources.settings),
         now=resources.clock(),
     )
     return json_response(job_feature.job_json(created.view), status_code=201)
@@ -255,7 +251,7 @@ async def list_check_jobs(
         state=state,
         before_id=before_id,
         size=limit,
-        pace=_pace(resources),
+        pace=JobPace.of(resources.settings),
         now=resources.clock(),
     )
     last = page.last
@@ -274,7 +270,7 @@ async def get_check_job(
     job_id: JobIdPath, client: ClientDep, resources: ResourcesDep, session: SessionDep
 ) -> Response:
     view = await job_feature.find_job(
-        session, client.id, job_id, _pace(resources), resources.clock()
+        session, client.id, job_id, JobPace.of(resources.settings), resources.clock()
     )
     return json_response(job_feature.job_json(view))
 
@@ -283,7 +279,7 @@ async def _move(
     move: JobMove, job_id: str, client: ClientDep, resources: ApiResources, session: SessionDep
 ) -> Response:
     view = await job_feature.move_job_by_client(
-        session, client.id, job_id, move, _pace(resources), resources.clock()
+        session, client.id, job_id, move, JobPace.of(resources.settings), resources.clock()
     )
     return json_response(job_feature.job_json(view))
 

@@ -9,8 +9,10 @@ REST API that checks a whole CSV as one check job (contract, "Lists of numbers: 
 3. `GET /v1/check-jobs/{id}/results` with `Accept: text/csv`, streamed into a temporary file
    beside `--out` and renamed onto it, so `--out` is never a half-written file.
 
-Ctrl-C stops waiting, not the job: the command prints how to wait again (`--job ID`). Exit codes
-and every decision are in service/domain/check_file.py; this module only sends HTTP and draws.
+A draft (a job made with `start=false`, named with `--job`) is started first, as a job the
+command creates is. Ctrl-C stops waiting, not the job: the command prints how to wait again
+(`--job ID`). Exit codes and every decision are in service/domain/check_file.py; this module
+only sends HTTP and draws.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from service.domain.check_file import (
     refusal_lines,
     rejections_text,
     resume_command,
+    started_text,
 )
 
 API_KEY_VARIABLE = "PHONEBRIDGE_API_KEY"
@@ -97,6 +100,9 @@ class JobsApi:
 
     def job(self, job_id: str) -> dict[str, Any]:
         return _json_or_raise(self._http.get(f"/v1/check-jobs/{job_id}"), expected=200)
+
+    def start(self, job_id: str) -> dict[str, Any]:
+        return _json_or_raise(self._http.post(f"/v1/check-jobs/{job_id}/start"), expected=200)
 
     def download_results(self, job_id: str, out: Path) -> None:
         """The results CSV streamed to a temporary file beside `out`, then renamed onto it."""
@@ -247,6 +253,8 @@ def run_check_file(
             else:
                 job = api.job(job_id)
             progress = JobProgress.of(job)
+            if progress.waits_for_start:
+                progress = _start(api, job_id, out)
             where = rejections_text(progress, request.api_url)
             if where is not None:
                 print(where, file=out, flush=True)
@@ -323,6 +331,19 @@ def _create(
             say_error(f"{PROMPT}: creating the job failed ({_described(error)}); trying again")
             sleep(float(attempt))
     raise AssertionError("unreachable")
+
+
+def _start(api: JobsApi, job_id: str, out: TextIO) -> JobProgress:
+    """Start a draft; a draft that moved meanwhile (started or cancelled by someone else: 409)
+    is read again as it is now."""
+    try:
+        progress = JobProgress.of(api.start(job_id))
+    except ApiAnswered as answered:
+        if answered.status != 409:
+            raise
+        return JobProgress.of(api.job(job_id))
+    print(started_text(progress), file=out, flush=True)
+    return progress
 
 
 def _wait(

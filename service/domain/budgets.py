@@ -9,7 +9,9 @@ client's time zone.
 
 The count itself is the ledger's (service/store/budgets.py), taken in the transaction that
 writes a submit's intent before its call: a check whose outcome is unknown counts, and one that
-surely reached nothing upstream is given back.
+surely reached nothing upstream is given back. Only today's count is ever read, and a check is
+given back on the day it counted on, minutes later at most: the ledger keeps today and the two
+days before it, and retention drops older days (`ledger_kept_from`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from service.domain.client_limits import OFF, effective_limit
 
 ONE_DAY = timedelta(days=1)
+# Days of the ledger kept before today's: a give-back just after midnight finds yesterday's row,
+# with a day to spare.
+LEDGER_DAYS_BEFORE_TODAY = 2
 
 
 def daily_check_limit(own: int | None, setting: int) -> int:
@@ -41,6 +46,11 @@ def utc_day(now: datetime) -> date:
 def next_utc_midnight(now: datetime) -> datetime:
     """The start of the UTC day after the one `now` counts in: when a spent budget is whole."""
     return datetime.combine(utc_day(now) + ONE_DAY, time(0), tzinfo=UTC)
+
+
+def ledger_kept_from(now: datetime) -> date:
+    """The oldest UTC day whose count the ledger keeps at `now`; older days go."""
+    return utc_day(now) - LEDGER_DAYS_BEFORE_TODAY * ONE_DAY
 
 
 def seconds_to_next_utc_midnight(now: datetime) -> int:

@@ -1,5 +1,6 @@
 """`phonebridge check-file`'s rules, without I/O: the Idempotency-Key of a file, what the progress
-line says, when a job is over, what to print when the API refuses, and the exit codes.
+line says, when a job is over or waits to be started, what to print when the API refuses, and
+the exit codes.
 
 The command itself (service/client/check_file.py) only sends HTTP and draws; everything it
 decides is here.
@@ -118,6 +119,12 @@ class JobProgress:
         return self.state == "cancelled" and self.pending == 0
 
     @property
+    def waits_for_start(self) -> bool:
+        """A draft (made with `start=false`, to see its cost first): nothing happens until it is
+        started, so the command starts it, as it starts a job it creates."""
+        return self.state == "draft"
+
+    @property
     def state_text(self) -> str:
         if self.state == "paused" and self.paused_reason:
             return f"paused ({self.paused_reason})"
@@ -133,6 +140,12 @@ def progress_text(job: JobProgress) -> str:
         f"completed {job.completed}, failed {job.failed}, expired {job.expired}; "
         f"cached {job.cached}, duplicates {job.duplicates}, rejected {job.rejected}"
     )
+
+
+def started_text(job: JobProgress) -> str:
+    """What the command says when it started a draft."""
+    numbers = "number" if job.to_submit == 1 else "numbers"
+    return f"job {job.job_id} was a draft: started it ({job.to_submit} {numbers} to submit)"
 
 
 def rejections_text(job: JobProgress, api_url: str) -> str | None:

@@ -10,10 +10,13 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.domain.budgets import ledger_kept_from
 from service.observability.metrics import RETENTION_PURGED
+from service.store.budgets import purge_ledger_days
 from service.store.checks import purge_check_records
 from service.store.db import transaction
 from service.store.retention import (
+    purge_finished_jobs,
     purge_finished_tasks,
     purge_subscription_events,
     take_retention_turn,
@@ -47,10 +50,10 @@ class RetentionPurge:
         self._max_batches = max_batches
 
     async def run(self, now: datetime) -> None:
-        """Purge tasks finished before `now - retention` and events about subscriptions older
-        than that, then submissions past the
-        Idempotency-Key's 24 hours and early hints past their validity; returns when done or
-        out of turns."""
+        """Purge tasks finished before `now - retention`, events about subscriptions older than
+        that and check jobs finished before it (after their tasks), then submissions past the
+        Idempotency-Key's 24 hours, early hints past their validity and the budget ledger's old
+        days; returns when done or out of turns."""
         cutoff = now - self._retention
 
         async def finished_tasks(session: AsyncSession) -> int:
@@ -65,9 +68,17 @@ class RetentionPurge:
         ):
             log.info("retention.purged_subscription_events", extra={"events": purged})
         if purged := await self._in_batches(
+            lambda session: purge_finished_jobs(session, cutoff, self._batch)
+        ):
+            log.info("retention.purged_check_jobs", extra={"rows": purged})
+        if purged := await self._in_batches(
             lambda session: purge_check_records(session, now, self._batch)
         ):
             log.info("retention.purged_check_records", extra={"rows": purged})
+        if purged := await self._in_batches(
+            lambda session: purge_ledger_days(session, ledger_kept_from(now), self._batch)
+        ):
+            log.info("retention.purged_budget_days", extra={"rows": purged})
 
     async def _in_batches(self, purge: Callable[[AsyncSession], Awaitable[int]]) -> int:
         """Run `purge` (one batch, returns rows deleted) in its own transaction while this

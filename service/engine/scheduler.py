@@ -221,7 +221,7 @@ def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
         JobSystemMoves(
             context.sessions,
             context.redis,
-            JobPace(ceiling_per_s=settings.upstream_max_rps),
+            JobPace.of(settings),
             max(settings.scheduler_tick_s, JOB_MOVES_INTERVAL_S),
         ),
         DeadlineSweep(context),

@@ -105,6 +105,11 @@ class JobPace:
 
     ceiling_per_s: float
 
+    @classmethod
+    def of(cls, settings: Settings) -> JobPace:
+        """The deployment's pace: what every surface's estimate uses."""
+        return cls(ceiling_per_s=settings.upstream_max_rps)
+
 
 @dataclass(frozen=True, slots=True)
 class JobView:

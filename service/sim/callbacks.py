@@ -4,8 +4,10 @@ ready (its script's delay after submission), as AccuAuth documents.
 
 Like a third party, it can be told to misbehave, per callback (one draw each from the seeded
 generator): `lose` it, send it `delay_s` late, `duplicate` it, or `forge` one (an extra callback
-sent at once, claiming a result the check does not have yet). Every callback planned is logged
-with what became of it (`GET /_sim/callbacks/log`).
+sent at once, claiming a result the check does not have yet). The newest CALLBACK_LOG_KEPT
+callbacks planned are logged with what became of it, and every one planned is counted by kind
+(`GET /_sim/callbacks/log`): a job's stream of 100,000 submits, or a demo left running for days,
+does not grow the simulator without bound.
 
 `plan_callbacks` decides (pure, on the simulator's loop); `CallbackSender` sends (I/O, the same
 loop): the simulator's state does no I/O.
@@ -19,7 +21,8 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,9 @@ CALLBACK_TIMEOUT_S = 5.0
 # GETs in flight at once, at most (a receiver that answers in 5 ms takes 6,400 a second).
 MAX_CALLBACKS_IN_FLIGHT = 32
 FORGED_AFTER_S = 0.05
+# Callbacks whose fate the log keeps (about 0.5 KiB each): bench/jobs.py's stream of 20,000 is
+# logged whole.
+CALLBACK_LOG_KEPT = 20_000
 
 
 @dataclass(slots=True)
@@ -75,7 +81,28 @@ class PlannedCallback:
 
 @dataclass(slots=True)
 class CallbackLog:
-    planned: list[PlannedCallback] = field(default_factory=list)
+    """The newest `kept` callbacks planned, oldest first, and a count of all of them by kind."""
+
+    kept: int = CALLBACK_LOG_KEPT
+    recent: deque[PlannedCallback] = field(init=False)
+    planned_by_kind: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.recent = deque(maxlen=self.kept)
+
+    def add(self, callbacks: Iterable[PlannedCallback]) -> None:
+        for callback in callbacks:
+            self.recent.append(callback)
+            self.planned_by_kind[callback.kind] += 1
+
+    def view(self) -> dict[str, Any]:
+        planned = sum(self.planned_by_kind.values())
+        return {
+            "callbacks": [callback.view() for callback in self.recent],
+            "planned": planned,
+            "planned_by_kind": dict(self.planned_by_kind),
+            "dropped": planned - len(self.recent),
+        }
 
 
 def plan_callbacks(

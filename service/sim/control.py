@@ -18,8 +18,10 @@
     GET   /_sim/numbers/{number}             its scripts and how many submits it had
     GET   /_sim/callbacks                    the callback faults: lose, delay_s, duplicate, forge
     PUT   /_sim/callbacks                    replace them (missing fields: 0)
-    GET   /_sim/callbacks/log                every callback planned: task_id, kind (callback,
-                                             duplicate, forged, lost), at, sent_at, status
+    GET   /_sim/callbacks/log                the newest 20,000 callbacks planned: task_id, kind
+                                             (callback, duplicate, forged, lost), at, sent_at,
+                                             status; how many were planned in all, by kind, and
+                                             how many the log no longer holds (`dropped`)
     POST  /_sim/reset                        forget tasks and calls, restore the start settings
 
 Times are wall-clock seconds since the epoch (floats), as `time.time()` gives them.
@@ -293,7 +295,7 @@ def create_control_app(state: SimState) -> Starlette:
         return JSONResponse(state.callback_settings.view())
 
     async def get_callback_log(request: Request) -> Response:
-        return JSONResponse({"callbacks": [c.view() for c in state.callback_log.planned]})
+        return JSONResponse(state.callback_log.view())
 
     async def reset(request: Request) -> Response:
         state.reset()

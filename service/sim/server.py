@@ -306,8 +306,16 @@ class SimControl:
         return result
 
     def callback_log(self) -> list[dict[str, Any]]:
+        """The newest callbacks planned (service/sim/callbacks.py, CALLBACK_LOG_KEPT), oldest
+        first, each with what became of it."""
         result: list[dict[str, Any]] = self._call("GET", "callbacks/log")["callbacks"]
         return result
+
+    def callback_counts(self) -> dict[str, Any]:
+        """Every callback planned since the start or reset, by kind, and how many of them the
+        log no longer holds."""
+        body: dict[str, Any] = self._call("GET", "callbacks/log")
+        return {name: body[name] for name in ("planned", "planned_by_kind", "dropped")}
 
     def lost_callbacks(self) -> list[str]:
         """The task_ids whose callback was lost."""

@@ -310,7 +310,7 @@ class SimState:
                     "task_id": task_id,
                 },
             )
-            self.callback_log.planned.extend(planned)
+            self.callback_log.add(planned)
             self._planned.extend(planned)
         return answers.submitted(task_id)
 

@@ -60,6 +60,16 @@ _GIVE_BACK = text(
     """
 )
 
+# The ledger is one row per client and day: the old days are few, found by a scan.
+_PURGE_DAYS = text(
+    """
+    DELETE FROM client_check_days WHERE (client_id, day) IN (
+        SELECT client_id, day FROM client_check_days WHERE day < :kept_from
+        LIMIT :limit FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+
 _CHECKS_ON = text("SELECT checks FROM client_check_days WHERE client_id = :client_id AND day = :d")
 
 _OWN_LIMITS = text(
@@ -151,6 +161,13 @@ async def checks_on(session: AsyncSession, client_id: int, day: date) -> int:
     """The checks the client caused on `day`, as counted."""
     counted = (await session.execute(_CHECKS_ON, {"client_id": client_id, "d": day})).scalar()
     return int(counted or 0)
+
+
+async def purge_ledger_days(session: AsyncSession, kept_from: date, limit: int) -> int:
+    """Delete up to `limit` of the ledger's rows of days before `kept_from`; returns how many
+    went."""
+    result = await session.execute(_PURGE_DAYS, {"kept_from": kept_from, "limit": limit})
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def daily_limits(

@@ -2,7 +2,8 @@
 upstream simulator: a small CSV with a duplicate and a line that is no phone number becomes one
 check job; Ctrl-C leaves it running and `--job ID` waits for it again; the same file sent again
 finds the same job; the results CSV has one row per accepted line, in input order, with the
-verdicts the simulator's scripts give.
+verdicts the simulator's scripts give. A draft (made with `start=false`) named with `--job` is
+started, then waited for.
 
 Needs the check jobs API (`POST /v1/check-jobs`, lane `jobs` of issue 23): until it is merged
 the create answers 404 and this test fails at its first step."""
@@ -16,6 +17,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service.client.check_file import API_KEY_VARIABLE
@@ -44,6 +46,8 @@ LINES = (
     # Ready only after a few seconds: the job is still running when the test presses Ctrl-C.
     ("+52 33 1234 7003", "third", "turned_off-0-6s", "unreachable"),
 )
+# The draft's one number, made through the REST API with start=false.
+DRAFT_NUMBER = ("+52 55 1234 7004", "ring-0-500ms")
 
 
 def digits(written: str) -> str:
@@ -79,6 +83,7 @@ def test_check_file_runs_a_csv_as_a_job_survives_ctrl_c_and_writes_results_in_in
     for written, _, script, _ in LINES:
         if script is not None:
             upstream_sim.control.script_number(digits(written), script)
+    upstream_sim.control.script_number(digits(DRAFT_NUMBER[0]), DRAFT_NUMBER[1])
     env = clean_environment(
         PHONEBRIDGE_DATABASE_URL=empty_database,
         PHONEBRIDGE_REDIS_URL=flushed_redis_url,
@@ -141,6 +146,35 @@ def test_check_file_runs_a_csv_as_a_job_survives_ctrl_c_and_writes_results_in_in
         assert upstream_sim.control.number(digits(LINES[0][0]))["submits"] == 1
         assert all("*" in row["phone_number_masked"] for row in rows)
         assert not list(tmp_path.glob(".results.csv.*.part"))
+
+        # A draft named with --job is started, as the command starts a job it creates, then
+        # waited for.
+        draft = httpx.post(
+            f"{api_url}/v1/check-jobs",
+            params={"start": "false"},
+            content=f"phone_number\r\n{DRAFT_NUMBER[0]}\r\n".encode(),
+            headers={"authorization": f"Bearer {api_key}", "content-type": "text/csv"},
+            trust_env=False,
+        )
+        assert draft.status_code == 201, draft.text
+        draft_id = draft.json()["id"]
+        assert draft.json()["state"] == "draft"
+        draft_out = tmp_path / "draft-results.csv"
+        started = check_file(
+            client_env,
+            tmp_path,
+            str(source),
+            "--out",
+            str(draft_out),
+            "--url",
+            api_url,
+            "--job",
+            draft_id,
+        )
+        assert started.returncode == ExitCode.RESULTS_WRITTEN, started.stderr
+        assert f"job {draft_id} was a draft: started it (1 number to submit)" in started.stdout
+        draft_rows = list(csv.DictReader(io.StringIO(draft_out.read_text(encoding="utf-8"))))
+        assert [(row["state"], row["verdict"]) for row in draft_rows] == [("completed", "live")]
 
         assert up.interrupt() == 0, up.stderr_tail()
     finally:

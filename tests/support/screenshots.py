@@ -38,16 +38,23 @@ SETTLE_S = 12.0
 CHECK_SETTLE_S = 4.0
 
 
+# The sample jobs' rows: made-up Mexico City numbers (neither Mexico nor Colombia sets numbers
+# aside for fiction, as North America does 555-0100 to 555-0199; a 555-0100 here is read as a
+# Brazilian +55 number), one repeated, and one line that is no number at all (rejected).
+SAMPLE_JOB_REJECTED = ("call me", "loan-10")
+SAMPLE_JOB_ROWS = [(mx_number(n), f"loan-{n}") for n in range(1, 10)] + [
+    (mx_number(3), "loan-3-again"),
+    SAMPLE_JOB_REJECTED,
+]
+
+
 async def sample_jobs(api: httpx.AsyncClient) -> str:
-    """A draft and a started job of a few rows (one not a number, one repeated), as CSV; the
-    started one's id."""
-    rows = [(mx_number(n), f"loan-{n}") for n in range(1, 9)]
-    rows += [("555-0100", "loan-9"), (mx_number(3), "loan-3-again")]
+    """A draft and a started job of SAMPLE_JOB_ROWS, as CSV; the started one's id."""
     ids = []
     for name, start in [("december book (draft)", "false"), ("november book", "true")]:
         created = await api.post(
             f"/v1/check-jobs?name={name}&start={start}",
-            content=csv_body(rows),
+            content=csv_body(SAMPLE_JOB_ROWS),
             headers={"Content-Type": "text/csv"},
         )
         ids.append(created.json()["id"])

@@ -14,6 +14,7 @@ from service.domain.budgets import (
     budget_exhausted_detail,
     daily_check_limit,
     fits,
+    ledger_kept_from,
     next_utc_midnight,
     seconds_to_next_utc_midnight,
     utc_day,
@@ -40,6 +41,18 @@ def test_the_next_midnight_is_the_start_of_the_next_utc_day() -> None:
     )
     # Exactly at midnight, the day has just begun: its budget lasts until the next one.
     assert next_utc_midnight(datetime(2026, 12, 8, tzinfo=UTC)) == datetime(2026, 12, 9, tzinfo=UTC)
+
+
+def test_the_ledger_keeps_the_utc_day_of_now_and_the_two_before_it() -> None:
+    # 20:00 in Mexico City on the 7th is the 8th in UTC: the 6th, 7th and 8th are kept.
+    assert ledger_kept_from(datetime(2026, 12, 7, 20, 0, tzinfo=MEXICO_CITY)) == date(2026, 12, 6)
+    assert ledger_kept_from(datetime(2027, 1, 1, 0, 0, tzinfo=UTC)) == date(2026, 12, 30)
+
+
+@given(instants)
+def test_a_give_back_just_after_midnight_finds_the_day_it_counted_on(now: datetime) -> None:
+    counted_on = utc_day(now - timedelta(minutes=10))
+    assert ledger_kept_from(now) < counted_on
 
 
 def test_retry_after_is_whole_seconds_rounded_up_and_at_least_one() -> None:

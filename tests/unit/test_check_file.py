@@ -18,6 +18,7 @@ from service.domain.check_file import (
     refusal_lines,
     rejections_text,
     resume_command,
+    started_text,
 )
 
 
@@ -100,6 +101,22 @@ def test_a_paused_job_says_why() -> None:
 def test_a_draft_says_it_waits_for_start() -> None:
     job = JobProgress.of(a_job(state="draft", counts={"submitted": 0}))
     assert "draft (waiting for start)" in progress_text(job)
+
+
+@pytest.mark.parametrize(
+    ("state", "waits"),
+    [(state, state == "draft") for state in ("draft", "queued", "running", "paused", "completed")],
+)
+def test_only_a_draft_waits_to_be_started(state: str, waits: bool) -> None:
+    assert JobProgress.of(a_job(state=state)).waits_for_start is waits
+
+
+def test_a_started_draft_says_what_it_will_submit() -> None:
+    assert started_text(JobProgress.of(a_job(state="queued"))) == (
+        "job job_abc was a draft: started it (97648 numbers to submit)"
+    )
+    one = JobProgress.of(a_job(state="queued", counts={"to_submit": 1}))
+    assert started_text(one).endswith("(1 number to submit)")
 
 
 def test_missing_counts_read_as_zero() -> None:

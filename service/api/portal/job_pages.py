@@ -27,7 +27,7 @@ from service.api.portal.session import (
     read_upload,
     see_other,
 )
-from service.api.resources import ApiResources, resources_of
+from service.api.resources import resources_of
 from service.domain.check_options import MAX_AGE_MAX_S
 from service.domain.checks import valid_idempotency_key
 from service.domain.job_input import JOB_BODY_MAX_BYTES, JOB_ITEMS_MAX, NAME_MAX_LENGTH
@@ -53,11 +53,6 @@ TOO_LARGE = (
 )
 
 router = APIRouter(route_class=PortalRoute)
-
-
-def _pace(resources: ApiResources) -> JobPace:
-    # As /v1/check-jobs gives it (service/api/check_jobs.py): the estimate's ceiling.
-    return JobPace(ceiling_per_s=resources.settings.upstream_max_rps)
 
 
 def client_moves(view: JobView) -> list[JobMove]:
@@ -115,7 +110,7 @@ async def _jobs_page(
         state=state,
         before_id=before,
         size=PAGE_SIZE_DEFAULT,
-        pace=_pace(resources),
+        pace=JobPace.of(resources.settings),
         now=resources.clock(),
     )
     last = page.last
@@ -184,7 +179,7 @@ async def upload_job(request: Request, session: PortalSessionDep, db: SessionDep
             idempotency_key=idempotency_key,
             settings=resources.settings,
             secrets=resources.job_secrets,
-            pace=_pace(resources),
+            pace=JobPace.of(resources.settings),
             now=resources.clock(),
         )
     except (InvalidInput, BodyTooLarge) as refused:
@@ -208,7 +203,9 @@ async def _job_page(
 ) -> Response:
     resources = resources_of(request)
     client_id = session.client.id
-    view = await job_feature.find_job(db, client_id, job_id, _pace(resources), resources.clock())
+    view = await job_feature.find_job(
+        db, client_id, job_id, JobPace.of(resources.settings), resources.clock()
+    )
     rejections = await job_feature.rejections(
         db, client_id, job_id, after_line=0, size=PAGE_SIZE_DEFAULT
     )
@@ -249,7 +246,7 @@ async def move_by_client(
     resources = resources_of(request)
     try:
         await job_feature.move_job_by_client(
-            db, session.client.id, job_id, chosen, _pace(resources), resources.clock()
+            db, session.client.id, job_id, chosen, JobPace.of(resources.settings), resources.clock()
         )
     except MoveNotPossible as refused:
         return await _job_page(

@@ -50,6 +50,10 @@ class JobsApiStandIn:
     polls_to_finish: int = 2
     final_state: str = "completed"
     pending_after_cancel: int = 0
+    # A draft (made with start=false) until its start; `moved_meanwhile`: its start answers
+    # 409, as when someone else started it first.
+    draft: bool = False
+    moved_meanwhile: bool = False
     requests: list[httpx.Request] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     jobs_by_key: dict[str, str] = field(default_factory=dict)
@@ -63,6 +67,8 @@ class JobsApiStandIn:
         done = min(self.reads, self.polls_to_finish)
         over = done == self.polls_to_finish
         state = self.final_state if over else "running"
+        if self.draft:
+            state, done, over = "draft", 0, False
         pending = 2 - done if not over else 0
         if state == "cancelled" and self.pending_after_cancel:
             pending = self.pending_after_cancel
@@ -96,6 +102,7 @@ class JobsApiStandIn:
             ("POST", "/v1/check-jobs"): "create",
             ("GET", "/v1/check-jobs/job_1"): "job",
             ("GET", "/v1/check-jobs/job_1/results"): "results",
+            ("POST", "/v1/check-jobs/job_1/start"): "start",
         }.get((request.method, request.url.path))
         if name is None:
             return problem(404, "NOT_FOUND", "no such job")
@@ -108,6 +115,12 @@ class JobsApiStandIn:
             return httpx.Response(201, json=self.job())
         if name == "job":
             self.reads += 1
+            return httpx.Response(200, json=self.job())
+        if name == "start":
+            if not self.draft or self.moved_meanwhile:
+                self.draft = False
+                return problem(409, "CONFLICT", "cannot start the job: it is not a draft")
+            self.draft = False
             return httpx.Response(200, json=self.job())
         assert request.headers["accept"] == "text/csv"
         return httpx.Response(200, content=RESULTS_CSV, headers={"content-type": "text/csv"})
@@ -238,6 +251,29 @@ def test_job_resumes_waiting_without_sending_the_file_again(
     streams = Streams()
     assert run(api, a_request(csv_file, job_id="job_1"), streams) is ExitCode.RESULTS_WRITTEN
     assert not any(r.method == "POST" for r in api.requests)
+    assert csv_file.with_name("results.csv").read_bytes() == RESULTS_CSV
+
+
+def test_job_starts_a_draft_then_waits_for_it(api: JobsApiStandIn, csv_file: Path) -> None:
+    api.draft = True
+    streams = Streams()
+    assert run(api, a_request(csv_file, job_id="job_1"), streams) is ExitCode.RESULTS_WRITTEN
+    starts = [r for r in api.requests if r.method == "POST"]
+    assert [r.url.path for r in starts] == ["/v1/check-jobs/job_1/start"]
+    assert streams.out.getvalue().splitlines()[0] == (
+        "job job_1 was a draft: started it (1 number to submit)"
+    )
+    assert csv_file.with_name("results.csv").read_bytes() == RESULTS_CSV
+
+
+def test_a_draft_started_by_someone_else_meanwhile_is_waited_for(
+    api: JobsApiStandIn, csv_file: Path
+) -> None:
+    api.draft = api.moved_meanwhile = True
+    streams = Streams()
+    assert run(api, a_request(csv_file, job_id="job_1"), streams) is ExitCode.RESULTS_WRITTEN
+    assert "was a draft" not in streams.out.getvalue()
+    assert streams.err.getvalue() == ""
     assert csv_file.with_name("results.csv").read_bytes() == RESULTS_CSV
 
 

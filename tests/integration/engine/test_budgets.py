@@ -19,8 +19,8 @@ from service.engine.scheduler import Scheduler, SchedulerContext, default_steps
 from service.store.budgets import pause_jobs_for_budget, take_checks
 from service.store.db import transaction
 from service.upstream.ratelimit import UpstreamRateLimiter
-from tests.support.check_jobs import delete_inserted_jobs, insert_check_job, job_row, job_submits
 from tests.support.factories import insert_client
+from tests.support.jobs_store import delete_jobs_made_here, job_in_state, job_row, job_submits
 from tests.support.settings import make_settings
 
 LATE_EVENING = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)
@@ -37,7 +37,7 @@ class MovableClock:
 @pytest.fixture(autouse=True)
 async def no_jobs_left(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
     yield
-    await delete_inserted_jobs(sessions)
+    await delete_jobs_made_here(sessions)
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ async def test_a_budget_paused_job_resumes_by_itself_when_the_next_utc_day_begin
 ) -> None:
     clock = MovableClock(LATE_EVENING)
     client_id = await insert_client(sessions)
-    job = await insert_check_job(sessions, client_id, clock.now)
+    job = await job_in_state(sessions, budget_settings, client_id, clock.now)
     async with transaction(sessions) as session:
         assert await take_checks(session, client_id=client_id, day=utc_day(clock.now), n=3, limit=3)
         await pause_jobs_for_budget(session, client_id, clock.now)

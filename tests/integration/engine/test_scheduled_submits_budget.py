@@ -29,9 +29,9 @@ from service.store.db import transaction
 from service.store.scheduled_submits import claim_due_submits, hold_number_for_rechecks
 from service.upstream.client import UpstreamClient
 from service.upstream.reaction import UpstreamReaction
-from tests.support.check_jobs import delete_inserted_jobs, insert_check_job, job_row, job_submits
 from tests.support.checks import PHONE_MASKED, scheduled_submit_of, submit_calls
 from tests.support.factories import insert_client
+from tests.support.jobs_store import delete_jobs_made_here, job_in_state, job_row, job_submits
 from tests.support.settings import engine_settings
 
 pytestmark = pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks")
@@ -58,7 +58,7 @@ def budget_settings(database_url: str, redis_url: str, fresh_sim: SimServer) -> 
 @pytest.fixture
 async def no_jobs_left(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
     yield
-    await delete_inserted_jobs(sessions)
+    await delete_jobs_made_here(sessions)
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ async def test_a_recheck_past_the_budget_waits_for_the_next_utc_day_and_pauses_t
     client_id = await insert_client(sessions)
     first = await waiting_recheck(sessions, budget_settings, client_id, "525512340001", clock.now)
     second = await waiting_recheck(sessions, budget_settings, client_id, "525512340002", clock.now)
-    job = await insert_check_job(sessions, client_id, clock.now - timedelta(hours=1))
+    job = await job_in_state(sessions, budget_settings, client_id, clock.now - timedelta(hours=1))
     # The job's submits are already waiting for the next day: they are not due yet.
     async with transaction(sessions) as session:
         await session.execute(

@@ -16,12 +16,12 @@ from service.config import Settings
 from service.domain.job_input import JOB_BODY_MAX_BYTES
 from service.domain.schemas import JobOut
 from service.features import check_jobs as job_feature
-from service.features.check_jobs import CreatedJob, JobMedia, JobSecrets
+from service.features.check_jobs import CreatedJob, JobMedia, JobPace, JobSecrets
 from service.features.errors import BodyTooLarge
 from service.store.db import transaction
 from tests.support.factories import insert_client
 from tests.support.jobs import mx_number
-from tests.support.jobs_store import PACE
+from tests.support.jobs_store import PACE, make_job
 from tests.support.rows import cancel_pending_tasks
 
 
@@ -113,3 +113,25 @@ async def test_two_requests_racing_with_one_key_make_one_job(
     )
     assert first.view.job.id == second.view.job.id
     assert sorted([first.created, second.created]) == [False, True]
+
+
+async def test_the_estimate_follows_the_deployments_ceiling(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    # The REST routes, the portal and the engine all take their pace from JobPace.of.
+    client = await insert_client(sessions)
+    job = await make_job(sessions, settings, client, [mx_number(i) for i in range(300)])
+    slow = settings.model_copy(update={"upstream_max_rps": 1.0})
+    fast = settings.model_copy(update={"upstream_max_rps": 100.0})
+    assert JobPace.of(slow) == JobPace(ceiling_per_s=1.0)
+    now = utc_now()
+    async with transaction(sessions) as session:
+        views = [
+            await job_feature.find_job(session, client, job.public_id, JobPace.of(s), now)
+            for s in (slow, fast)
+        ]
+    slow_finish, fast_finish = (view.estimated_finish_at for view in views)
+    assert slow_finish is not None
+    assert fast_finish is not None
+    assert slow_finish > fast_finish
+    await cancel_pending_tasks(sessions)

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
+from service.config import Settings
 from service.domain.budgets import next_utc_midnight, utc_day
 from service.domain.states import JobState, PausedReason
 from service.store.budgets import (
@@ -27,14 +28,9 @@ from service.store.budgets import (
 )
 from service.store.db import transaction
 from service.store.scheduled_submits import hold_number_for_rechecks
-from tests.support.check_jobs import (
-    delete_inserted_jobs,
-    insert_check_job,
-    job_row,
-    job_submits,
-)
 from tests.support.checks import insert_submitted_task
 from tests.support.factories import insert_client
+from tests.support.jobs_store import delete_jobs_made_here, job_in_state, job_row, job_submits
 
 DAY = date(2026, 12, 7)
 
@@ -42,7 +38,7 @@ DAY = date(2026, 12, 7)
 @pytest.fixture(autouse=True)
 async def no_jobs_left(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
     yield
-    await delete_inserted_jobs(sessions)
+    await delete_jobs_made_here(sessions)
 
 
 async def take(
@@ -163,17 +159,17 @@ async def test_the_limit_of_each_client_is_its_own_over_the_setting(
 
 
 async def test_a_spent_budget_pauses_the_clients_active_jobs_and_hides_their_submits(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     now = utc_now()
     client_id = await insert_client(sessions)
-    running = await insert_check_job(sessions, client_id, now)
-    queued = await insert_check_job(sessions, client_id, now, state=JobState.QUEUED)
-    draft = await insert_check_job(sessions, client_id, now, state=JobState.DRAFT)
-    by_client = await insert_check_job(
-        sessions, client_id, now, state=JobState.PAUSED, paused_reason=PausedReason.CLIENT
+    running = await job_in_state(sessions, settings, client_id, now)
+    queued = await job_in_state(sessions, settings, client_id, now, state=JobState.QUEUED)
+    draft = await job_in_state(sessions, settings, client_id, now, state=JobState.DRAFT)
+    by_client = await job_in_state(
+        sessions, settings, client_id, now, state=JobState.PAUSED, paused_reason=PausedReason.CLIENT
     )
-    elsewhere = await insert_check_job(sessions, await insert_client(sessions), now)
+    elsewhere = await job_in_state(sessions, settings, await insert_client(sessions), now)
     task = await insert_submitted_task(
         sessions, client_id, "T-budget-recheck", now, first_poll_in=timedelta(seconds=5)
     )
@@ -213,19 +209,21 @@ async def test_a_spent_budget_pauses_the_clients_active_jobs_and_hides_their_sub
     assert recheck_state == "waiting"
 
 
-async def test_pausing_again_moves_nothing(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_pausing_again_moves_nothing(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
     now = utc_now()
     client_id = await insert_client(sessions)
-    await insert_check_job(sessions, client_id, now)
+    await job_in_state(sessions, settings, client_id, now)
     async with transaction(sessions) as session:
         assert len(await pause_jobs_for_budget(session, client_id, now)) == 1
         assert await pause_jobs_for_budget(session, client_id, now) == []
 
 
 async def budget_paused_job(
-    sessions: async_sessionmaker[AsyncSession], client_id: int, now: datetime
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, client_id: int, now: datetime
 ) -> int:
-    job = await insert_check_job(sessions, client_id, now)
+    job = await job_in_state(sessions, settings, client_id, now)
     async with transaction(sessions) as session:
         await pause_jobs_for_budget(session, client_id, now)
     return job.id
@@ -239,13 +237,13 @@ async def resume(
 
 
 async def test_a_budget_paused_job_resumes_on_the_next_utc_day(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     now = utc_now()
     client_id = await insert_client(sessions)
     await set_own_limit(sessions, client_id, 2)
     assert await take(sessions, client_id, 2, limit=2, day=utc_day(now))
-    job_pk = await budget_paused_job(sessions, client_id, now)
+    job_pk = await budget_paused_job(sessions, settings, client_id, now)
 
     assert job_pk not in await resume(sessions, now)
     assert (await job_row(sessions, job_pk))["state"] == "paused"
@@ -260,7 +258,7 @@ async def test_a_budget_paused_job_resumes_on_the_next_utc_day(
 
 
 async def test_a_raised_or_lifted_limit_resumes_a_budget_paused_job_the_same_day(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     now = utc_now()
     raised, lifted = await insert_client(sessions), await insert_client(sessions)
@@ -268,7 +266,7 @@ async def test_a_raised_or_lifted_limit_resumes_a_budget_paused_job_the_same_day
     for client_id in (raised, lifted):
         await set_own_limit(sessions, client_id, 1)
         assert await take(sessions, client_id, 1, limit=1, day=utc_day(now))
-        jobs.append(await budget_paused_job(sessions, client_id, now))
+        jobs.append(await budget_paused_job(sessions, settings, client_id, now))
     assert not set(jobs) & await resume(sessions, now)
 
     await set_own_limit(sessions, raised, 2)
@@ -277,24 +275,24 @@ async def test_a_raised_or_lifted_limit_resumes_a_budget_paused_job_the_same_day
 
 
 async def test_the_setting_applies_to_clients_without_a_limit_of_their_own(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     now = utc_now()
     client_id = await insert_client(sessions)
     assert await take(sessions, client_id, 3, limit=3, day=utc_day(now))
-    job_pk = await budget_paused_job(sessions, client_id, now)
+    job_pk = await budget_paused_job(sessions, settings, client_id, now)
     assert job_pk not in await resume(sessions, now, setting=3)
     assert job_pk in await resume(sessions, now, setting=4)
 
 
 async def test_a_job_paused_by_its_client_or_upstream_is_not_resumed_for_the_budget(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     now = utc_now()
     client_id = await insert_client(sessions)
     jobs = [
-        await insert_check_job(
-            sessions, client_id, now, state=JobState.PAUSED, paused_reason=reason
+        await job_in_state(
+            sessions, settings, client_id, now, state=JobState.PAUSED, paused_reason=reason
         )
         for reason in (PausedReason.CLIENT, PausedReason.UPSTREAM)
     ]
