@@ -52,6 +52,7 @@ from service.config import build_settings
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.completion import CompletionEstimate, apportion
 from service.domain.polling import DecisionKind, PollPolicy, TaskSnapshot, decide_after_poll
+from service.domain.safety_net_bound import min_extra_calls, min_lost_lag_p95
 from service.domain.schedule import (
     DEFAULT_CALLS_PER_TASK,
     PollSchedule,
@@ -95,6 +96,17 @@ OLDEST_DUE_FIRST = text(
 
 def lognormal(rng: random.Random) -> float:
     return rng.lognormvariate(math.log(15.0), 0.7)
+
+
+def lognormal_cdf(age_s: float) -> float:
+    """The lognormal mix's true CDF (what the bound on a safety net is computed on)."""
+    if age_s <= 0:
+        return 0.0
+    return 0.5 * (1.0 + math.erf((math.log(age_s) - math.log(15.0)) / (0.7 * math.sqrt(2.0))))
+
+
+# Past this age the lognormal mix leaves 1e-4 of its answers (the bound counts them found).
+LOGNORMAL_HORIZON_S = 15.0 * math.exp(0.7 * 3.72)
 
 
 def bimodal(rng: random.Random) -> float:
@@ -546,17 +558,26 @@ def safety_net_curve(estimate: CompletionEstimate, draw: Callable[[random.Random
     )
     print(
         f"{'net budget':>11}{'net p':>7}{'calls, callback arrives':>25}"
-        f"{'lost: lag p50 s':>17}{'lost: lag p95 s':>17}"
+        f"{'lost: lag p50 s':>17}{'lost: lag p95 s':>17}{'bound: p95 s':>14}"
     )
     for budget in (0.1, 0.2, 0.25, 0.5, 1.0, 1.5):
         p = 1.0 / (1.0 + budget)
         walked = [walk(p, ready) for ready in answers]
         arriving = 2 + statistics.fmean(n - 1 for n, _ in walked)
         lost = [lag for _, lag in walked]
+        # The best any net can do for the calls this one costs (on the mix's true CDF).
+        bound = min_lost_lag_p95(lognormal_cdf, arriving - 2, horizon_s=LOGNORMAL_HORIZON_S)
         print(
             f"{budget:>11.2f}{p:>7.2f}{arriving:>25.2f}{percentile(lost, 0.5):>17.2f}"
-            f"{percentile(lost, 0.95):>17.2f}"
+            f"{percentile(lost, 0.95):>17.2f}{bound:>14.2f}"
         )
+    polled_p95 = percentile(polled_lags, 0.95)
+    needed = min_extra_calls(lognormal_cdf, polled_p95, horizon_s=LOGNORMAL_HORIZON_S)
+    print(
+        f"a lost callback found as soon as polling finds it (p95 {polled_p95:.2f} s) costs every "
+        f"check whose callback arrives at least {2 + needed:.2f} calls, whatever the net "
+        f"(service/domain/safety_net_bound.py)"
+    )
 
 
 # The plot's series: name, colour, and whether its points are joined (a lag target's are not:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.callback_trust import CallbackRecord
@@ -23,8 +24,9 @@ from service.domain.states import TaskState
 
 _CREATE_MISSING = text(
     """
-    INSERT INTO callback_records (client_id, heard, missed, trusted, updated_at)
-    SELECT client_id, 0, 0, true, :now FROM unnest(CAST(:client_ids AS bigint[])) AS client_id
+    INSERT INTO callback_records (client_id, heard, missed, trusted, lossy, outage, streak,
+                                  updated_at)
+    SELECT client_id, 0, 0, true, false, false, 0, :now FROM unnest(CAST(:client_ids AS bigint[])) AS client_id
     ORDER BY client_id
     ON CONFLICT (client_id) DO NOTHING
     """
@@ -32,7 +34,7 @@ _CREATE_MISSING = text(
 
 _LOCK = text(
     """
-    SELECT client_id, heard, missed, trusted, updated_at FROM callback_records
+    SELECT client_id, heard, missed, lossy, outage, streak, updated_at FROM callback_records
     WHERE client_id = ANY(CAST(:client_ids AS bigint[]))
     ORDER BY client_id
     FOR UPDATE
@@ -42,10 +44,11 @@ _LOCK = text(
 _WRITE = text(
     """
     UPDATE callback_records AS r SET
-        heard = v.heard, missed = v.missed, trusted = v.trusted,
-        updated_at = GREATEST(r.updated_at, :now)
+        heard = v.heard, missed = v.missed, trusted = v.trusted, lossy = v.lossy,
+        outage = v.outage, streak = v.streak, updated_at = GREATEST(r.updated_at, :now)
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-        AS v(client_id bigint, heard float8, missed float8, trusted boolean)
+        AS v(client_id bigint, heard float8, missed float8, trusted boolean, lossy boolean,
+             outage boolean, streak integer)
     WHERE r.client_id = v.client_id
     """
 )
@@ -69,7 +72,9 @@ _STOP_WAITING = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
-_READ = text("SELECT heard, missed, trusted FROM callback_records WHERE client_id = :client_id")
+_READ = text(
+    "SELECT heard, missed, lossy, outage, streak FROM callback_records WHERE client_id = :client_id"
+)
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ async def count_callbacks(
     updated: list[dict[str, object]] = []
     changes: list[TrustChange] = []
     for row in rows:
-        before = CallbackRecord(float(row.heard), float(row.missed), bool(row.trusted))
+        before = _record(row)
         count = counts[int(row.client_id)]
         elapsed_s = (now - row.updated_at).total_seconds()
         after = before.decayed(elapsed_s, half_life_s).after(count.heard, count.missed, tolerance)
@@ -116,6 +121,9 @@ async def count_callbacks(
                 "heard": after.heard,
                 "missed": after.missed,
                 "trusted": after.trusted,
+                "lossy": after.lossy,
+                "outage": after.outage,
+                "streak": after.streak,
             }
         )
         if after.trusted != before.trusted:
@@ -140,4 +148,10 @@ async def callback_record(session: AsyncSession, client_id: int) -> CallbackReco
     row = (await session.execute(_READ, {"client_id": client_id})).one_or_none()
     if row is None:
         return CallbackRecord()
-    return CallbackRecord(float(row.heard), float(row.missed), bool(row.trusted))
+    return _record(row)
+
+
+def _record(row: Row[Any]) -> CallbackRecord:
+    return CallbackRecord(
+        float(row.heard), float(row.missed), bool(row.lossy), bool(row.outage), int(row.streak)
+    )

@@ -284,7 +284,9 @@ class Task(Base):
 class CallbackRecordRow(Base):
     """Whether a client's upstream callbacks arrive (service/domain/callback_trust.py): the decayed
     counts of callback-carrying checks completed with and without their callback, as of
-    `updated_at`, and whether they are trusted. No row: trusted, nothing seen yet."""
+    `updated_at`; the loss share's verdict (`lossy`), an outage and its streak; and whether they
+    are trusted (neither lossy nor in an outage: what the poll and submit statements read). No
+    row: trusted, nothing seen yet."""
 
     __tablename__ = "callback_records"
 
@@ -294,6 +296,9 @@ class CallbackRecordRow(Base):
     heard: Mapped[float] = mapped_column(Double)
     missed: Mapped[float] = mapped_column(Double)
     trusted: Mapped[bool]
+    lossy: Mapped[bool] = mapped_column(server_default=text("false"))
+    outage: Mapped[bool] = mapped_column(server_default=text("false"))
+    streak: Mapped[int] = mapped_column(Integer, server_default="0")
     updated_at: Mapped[datetime]
 
 

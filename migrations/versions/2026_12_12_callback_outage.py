@@ -1,0 +1,42 @@
+"""A client's callback record tells a loss rate from an outage (service/domain/callback_trust.py):
+`lossy` is the loss share's verdict (what `trusted` held until now), `outage` and `streak` the fast
+rule that sees every callback lost from one moment on; `trusted` becomes what readers rely on,
+neither lossy nor in an outage.
+
+Revision ID: sched_0001
+Revises: poll_target_0001
+Create Date: 2026-12-12 12:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "sched_0001"
+down_revision: str | None = "poll_target_0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "callback_records",
+        sa.Column("lossy", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column(
+        "callback_records",
+        sa.Column("outage", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column(
+        "callback_records",
+        sa.Column("streak", sa.Integer(), nullable=False, server_default="0"),
+    )
+    op.execute("UPDATE callback_records SET lossy = NOT trusted")
+
+
+def downgrade() -> None:
+    op.execute("UPDATE callback_records SET trusted = NOT lossy")
+    op.drop_column("callback_records", "streak")
+    op.drop_column("callback_records", "outage")
+    op.drop_column("callback_records", "lossy")
