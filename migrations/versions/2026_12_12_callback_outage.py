@@ -1,7 +1,7 @@
 """A client's callback record tells a loss rate from an outage (service/domain/callback_trust.py):
-`lossy` is the loss share's verdict (what `trusted` held until now), `outage` and `streak` the fast
-rule that sees every callback lost from one moment on; `trusted` becomes what readers rely on,
-neither lossy nor in an outage.
+`lossy` is the loss share's verdict (what `trusted` held until now); `outage`, `streak`,
+`streak_age_s` and `late_s` the fast rule that sees every callback lost from one moment on;
+`trusted` becomes what readers rely on, neither lossy nor in an outage.
 
 Revision ID: sched_0001
 Revises: poll_target_0001
@@ -32,11 +32,18 @@ def upgrade() -> None:
         "callback_records",
         sa.Column("streak", sa.Integer(), nullable=False, server_default="0"),
     )
+    for name in ("streak_age_s", "late_s"):
+        op.add_column(
+            "callback_records",
+            sa.Column(name, sa.Double(), nullable=False, server_default="0"),
+        )
     op.execute("UPDATE callback_records SET lossy = NOT trusted")
 
 
 def downgrade() -> None:
     op.execute("UPDATE callback_records SET trusted = NOT lossy")
+    op.drop_column("callback_records", "late_s")
+    op.drop_column("callback_records", "streak_age_s")
     op.drop_column("callback_records", "streak")
     op.drop_column("callback_records", "outage")
     op.drop_column("callback_records", "lossy")

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.callback_trust import CallbackRecord
@@ -25,8 +25,9 @@ from service.domain.states import TaskState
 _CREATE_MISSING = text(
     """
     INSERT INTO callback_records (client_id, heard, missed, trusted, lossy, outage, streak,
-                                  updated_at)
-    SELECT client_id, 0, 0, true, false, false, 0, :now FROM unnest(CAST(:client_ids AS bigint[])) AS client_id
+                                  streak_age_s, late_s, updated_at)
+    SELECT client_id, 0, 0, true, false, false, 0, 0, 0, :now
+    FROM unnest(CAST(:client_ids AS bigint[])) AS client_id
     ORDER BY client_id
     ON CONFLICT (client_id) DO NOTHING
     """
@@ -34,7 +35,8 @@ _CREATE_MISSING = text(
 
 _LOCK = text(
     """
-    SELECT client_id, heard, missed, lossy, outage, streak, updated_at FROM callback_records
+    SELECT client_id, heard, missed, lossy, outage, streak, streak_age_s, late_s, updated_at
+    FROM callback_records
     WHERE client_id = ANY(CAST(:client_ids AS bigint[]))
     ORDER BY client_id
     FOR UPDATE
@@ -45,10 +47,11 @@ _WRITE = text(
     """
     UPDATE callback_records AS r SET
         heard = v.heard, missed = v.missed, trusted = v.trusted, lossy = v.lossy,
-        outage = v.outage, streak = v.streak, updated_at = GREATEST(r.updated_at, :now)
+        outage = v.outage, streak = v.streak, streak_age_s = v.streak_age_s, late_s = v.late_s,
+        updated_at = GREATEST(r.updated_at, :now)
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
         AS v(client_id bigint, heard float8, missed float8, trusted boolean, lossy boolean,
-             outage boolean, streak integer)
+             outage boolean, streak integer, streak_age_s float8, late_s float8)
     WHERE r.client_id = v.client_id
     """
 )
@@ -73,7 +76,8 @@ _STOP_WAITING = text(
 )
 
 _READ = text(
-    "SELECT heard, missed, lossy, outage, streak FROM callback_records WHERE client_id = :client_id"
+    "SELECT heard, missed, lossy, outage, streak, streak_age_s, late_s FROM callback_records "
+    "WHERE client_id = :client_id"
 )
 
 
@@ -111,21 +115,11 @@ async def count_callbacks(
     updated: list[dict[str, object]] = []
     changes: list[TrustChange] = []
     for row in rows:
-        before = _record(row)
+        before = record_of_row(row._mapping)
         count = counts[int(row.client_id)]
         elapsed_s = (now - row.updated_at).total_seconds()
         after = before.decayed(elapsed_s, half_life_s).after(count.heard, count.missed, tolerance)
-        updated.append(
-            {
-                "client_id": int(row.client_id),
-                "heard": after.heard,
-                "missed": after.missed,
-                "trusted": after.trusted,
-                "lossy": after.lossy,
-                "outage": after.outage,
-                "streak": after.streak,
-            }
-        )
+        updated.append({"client_id": int(row.client_id), **record_columns(after)})
         if after.trusted != before.trusted:
             changes.append(TrustChange(int(row.client_id), after))
     await session.execute(_WRITE, {"rows": orjson.dumps(updated).decode(), "now": now})
@@ -148,10 +142,31 @@ async def callback_record(session: AsyncSession, client_id: int) -> CallbackReco
     row = (await session.execute(_READ, {"client_id": client_id})).one_or_none()
     if row is None:
         return CallbackRecord()
-    return _record(row)
+    return record_of_row(row._mapping)
 
 
-def _record(row: Row[Any]) -> CallbackRecord:
+def record_of_row(row: Mapping[Any, Any]) -> CallbackRecord:
+    """The record of a `callback_records` row (as stored, not decayed)."""
     return CallbackRecord(
-        float(row.heard), float(row.missed), bool(row.lossy), bool(row.outage), int(row.streak)
+        heard=float(row["heard"]),
+        missed=float(row["missed"]),
+        lossy=bool(row["lossy"]),
+        outage=bool(row["outage"]),
+        streak=int(row["streak"]),
+        streak_age_s=float(row["streak_age_s"]),
+        late_s=float(row["late_s"]),
     )
+
+
+def record_columns(record: CallbackRecord) -> dict[str, object]:
+    """The columns a record writes; `trusted` is what the poll and submit statements read."""
+    return {
+        "heard": record.heard,
+        "missed": record.missed,
+        "trusted": record.trusted,
+        "lossy": record.lossy,
+        "outage": record.outage,
+        "streak": record.streak,
+        "streak_age_s": record.streak_age_s,
+        "late_s": record.late_s,
+    }

@@ -299,6 +299,8 @@ class CallbackRecordRow(Base):
     lossy: Mapped[bool] = mapped_column(server_default=text("false"))
     outage: Mapped[bool] = mapped_column(server_default=text("false"))
     streak: Mapped[int] = mapped_column(Integer, server_default="0")
+    streak_age_s: Mapped[float] = mapped_column(Double, server_default="0")
+    late_s: Mapped[float] = mapped_column(Double, server_default="0")
     updated_at: Mapped[datetime]
 
 

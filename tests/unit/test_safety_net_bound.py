@@ -72,21 +72,22 @@ def test_the_bound_falls_with_the_budget() -> None:
     assert bounds[0] > bounds[-1]
 
 
-@pytest.mark.parametrize(("budget", "step"), [(-0.1, 0.1), (0.2, 0.0), (0.2, 20.0)])
-def test_refuses_a_meaningless_question(budget: float, step: float) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("budget", "step", "match"),
+    [(-0.1, 0.1, "not negative"), (0.2, 0.0, "positive step"), (0.2, 20.0, "horizon")],
+)
+def test_refuses_a_meaningless_question(budget: float, step: float, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
         min_lost_lag_p95(uniform, budget, horizon_s=END, step_s=step)
+    with pytest.raises(ValueError, match="not negative"):
+        min_extra_calls(uniform, -1.0, horizon_s=END)
 
 
 ESTIMATE, ESTIMATE_END = uniform_estimate(up_to_bin=18, total=1e9)
 
 
 @settings(max_examples=25, deadline=None)
-@given(
-    st.lists(
-        st.floats(min_value=0.05, max_value=1.0, allow_nan=False), min_size=1, max_size=8
-    )
-)
+@given(st.lists(st.floats(min_value=0.05, max_value=1.0, allow_nan=False), min_size=1, max_size=8))
 def test_no_net_beats_the_bound(fractions: list[float]) -> None:
     # Any net (polls at these ages, the last at the end so nothing is left unfound): its cost
     # and its lost-callback p95, forecast exactly, lie on or above the bound.
@@ -97,6 +98,7 @@ def test_no_net_beats_the_bound(fractions: list[float]) -> None:
         ESTIMATE.cdf, net.polls_before_answer + 1e-9, horizon_s=ESTIMATE_END, step_s=0.1
     )
     assert bound <= net.lag_p95_s + 1e-6
-    assert min_extra_calls(
-        ESTIMATE.cdf, net.lag_p95_s, horizon_s=ESTIMATE_END, step_s=0.1
-    ) <= net.polls_before_answer + 1e-6
+    assert (
+        min_extra_calls(ESTIMATE.cdf, net.lag_p95_s, horizon_s=ESTIMATE_END, step_s=0.1)
+        <= net.polls_before_answer + 1e-6
+    )
