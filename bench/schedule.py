@@ -19,12 +19,18 @@ the machine's load (printed anyway).
    several budgets, the calls of a check whose callback arrives and the lag of one whose callback
    is lost, beside the same checks polled without a callback (pure: the domain's delays, sampled
    answers, no database).
-3. Saturation: two clients, 5,000 and 50 tasks due (answers ready), a ceiling of 20 calls/s; the
+3. A callback outage: checks with callbacks whose path breaks for a while and heals, the
+   domain's net, schedule and callback record deciding every poll (pure, virtual clock): the
+   calls of checks whose callback arrives and the lag of those lost, beside the same checks
+   polled without a callback; with the outage rule, with a fixed wait, and the loss share alone.
+   The net part also prints, beside each net, the lower bound on a lost callback's p95 that any
+   net of the same cost obeys (service/domain/safety_net_bound.py).
+4. Saturation: two clients, 5,000 and 50 tasks due (answers ready), a ceiling of 20 calls/s; the
    small client's p95 lag with the fair claim vs main's oldest-due-first claim, and the time the
    big client's backlog takes.
 
     .venv/bin/python bench/schedule.py [--tasks 1000] [--warmup 400] [--rate 5] [--big 5000]
-        [--parts front,net,saturation] [--plot docs/schedule-front.svg]
+        [--parts front,net,outage,saturation] [--plot docs/schedule-front.svg]
 """
 
 from __future__ import annotations
