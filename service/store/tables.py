@@ -176,6 +176,13 @@ class Task(Base):
             "next_poll_at",
             postgresql_where=text(_PENDING_TASK),
         ),
+        # The fair claim's first polls (never polled), which a backlog due earlier must not hide.
+        Index(
+            "ix_tasks_first_polls",
+            "client_id",
+            "next_poll_at",
+            postgresql_where=text(f"{_PENDING_TASK} AND finish_p IS NULL"),
+        ),
         # The deadline sweep: pending tasks by deadline.
         Index(
             "ix_tasks_pending_expires_at",
