@@ -19,12 +19,18 @@ the machine's load (printed anyway).
    several budgets, the calls of a check whose callback arrives and the lag of one whose callback
    is lost, beside the same checks polled without a callback (pure: the domain's delays, sampled
    answers, no database).
-3. Saturation: two clients, 5,000 and 50 tasks due (answers ready), a ceiling of 20 calls/s; the
+3. A callback outage: checks with callbacks whose path breaks for a while and heals, the
+   domain's net, schedule and callback record deciding every poll (pure, virtual clock): the
+   calls of checks whose callback arrives and the lag of those lost, beside the same checks
+   polled without a callback; with the outage rule, with a fixed wait, and the loss share alone.
+   The net part also prints, beside each net, the lower bound on a lost callback's p95 that any
+   net of the same cost obeys (service/domain/safety_net_bound.py).
+4. Saturation: two clients, 5,000 and 50 tasks due (answers ready), a ceiling of 20 calls/s; the
    small client's p95 lag with the fair claim vs main's oldest-due-first claim, and the time the
    big client's backlog takes.
 
     .venv/bin/python bench/schedule.py [--tasks 1000] [--warmup 400] [--rate 5] [--big 5000]
-        [--parts front,net,saturation] [--plot docs/schedule-front.svg]
+        [--parts front,net,outage,saturation] [--plot docs/schedule-front.svg]
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,13 +56,19 @@ from support import scratch_database
 
 from service.config import build_settings
 from service.domain.answers import Outcome, OutcomeKind, PhoneResult
-from service.domain.completion import CompletionEstimate, apportion
+from service.domain.backoff import next_poll_delay
+from service.domain.callback_trust import HALF_LIFE_S as CALLBACK_HALF_LIFE_S
+from service.domain.callback_trust import LATE_CALLBACK_GRACE_S, CallbackRecord
+from service.domain.completion import EDGES, CompletionEstimate, apportion
 from service.domain.polling import DecisionKind, PollPolicy, TaskSnapshot, decide_after_poll
+from service.domain.safety_net_bound import min_extra_calls, min_lost_lag_p95
 from service.domain.schedule import (
     DEFAULT_CALLS_PER_TASK,
     PollSchedule,
     adaptive_delay,
     adaptive_next_age,
+    next_delay,
+    safety_net_delay,
     target_probability,
 )
 from service.engine.account_estimate import completion_increments
@@ -95,6 +107,17 @@ OLDEST_DUE_FIRST = text(
 
 def lognormal(rng: random.Random) -> float:
     return rng.lognormvariate(math.log(15.0), 0.7)
+
+
+def lognormal_cdf(age_s: float) -> float:
+    """The lognormal mix's true CDF (what the bound on a safety net is computed on)."""
+    if age_s <= 0:
+        return 0.0
+    return 0.5 * (1.0 + math.erf((math.log(age_s) - math.log(15.0)) / (0.7 * math.sqrt(2.0))))
+
+
+# Past this age the lognormal mix leaves 1e-4 of its answers (the bound counts them found).
+LOGNORMAL_HORIZON_S = 15.0 * math.exp(0.7 * 3.72)
 
 
 def bimodal(rng: random.Random) -> float:
@@ -546,17 +569,26 @@ def safety_net_curve(estimate: CompletionEstimate, draw: Callable[[random.Random
     )
     print(
         f"{'net budget':>11}{'net p':>7}{'calls, callback arrives':>25}"
-        f"{'lost: lag p50 s':>17}{'lost: lag p95 s':>17}"
+        f"{'lost: lag p50 s':>17}{'lost: lag p95 s':>17}{'bound: p95 s':>14}"
     )
     for budget in (0.1, 0.2, 0.25, 0.5, 1.0, 1.5):
         p = 1.0 / (1.0 + budget)
         walked = [walk(p, ready) for ready in answers]
         arriving = 2 + statistics.fmean(n - 1 for n, _ in walked)
         lost = [lag for _, lag in walked]
+        # The best any net can do for the calls this one costs (on the mix's true CDF).
+        bound = min_lost_lag_p95(lognormal_cdf, arriving - 2, horizon_s=LOGNORMAL_HORIZON_S)
         print(
             f"{budget:>11.2f}{p:>7.2f}{arriving:>25.2f}{percentile(lost, 0.5):>17.2f}"
-            f"{percentile(lost, 0.95):>17.2f}"
+            f"{percentile(lost, 0.95):>17.2f}{bound:>14.2f}"
         )
+    polled_p95 = percentile(polled_lags, 0.95)
+    needed = min_extra_calls(lognormal_cdf, polled_p95, horizon_s=LOGNORMAL_HORIZON_S)
+    print(
+        f"a lost callback found as soon as polling finds it (p95 {polled_p95:.2f} s) costs every "
+        f"check whose callback arrives at least {2 + needed:.2f} calls, whatever the net "
+        f"(service/domain/safety_net_bound.py)"
+    )
 
 
 # The plot's series: name, colour, and whether its points are joined (a lag target's are not:
@@ -653,6 +685,215 @@ def plot_front(points: dict[str, list[Point]], path: str) -> None:
     print(f"front drawn in {path}")
 
 
+# --- a callback outage ---------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    """One check with a callback in the outage run: its submit, answer and callback (None: lost),
+    and what the schedule did to it."""
+
+    submitted_s: float
+    ready_s: float
+    callback_s: float | None
+    next_poll_s: float = math.inf
+    calls: int = 1  # the submit
+    found_s: float | None = None
+    hinted: bool = False
+
+
+@dataclass
+class OutageRun:
+    checks: list[Check]
+    # When the record stopped trusting callbacks, and when it trusted them again.
+    untrusted_at: list[float]
+    trusted_at: list[float]
+
+
+def true_estimate(cdf: Callable[[float], float], total: float = 10_000.0) -> CompletionEstimate:
+    """The estimate a warm deployment converges to: the mix's true mass per bin."""
+    weights = [total * (cdf(EDGES[i + 1]) - cdf(EDGES[i])) for i in range(len(EDGES) - 1)]
+    return CompletionEstimate(tuple(weights))
+
+
+def outage_run(
+    answers: list[float],
+    rate: float,
+    outage: tuple[float, float],
+    *,
+    delay_s: float,
+    outage_rule: bool,
+    estimate: CompletionEstimate,
+    late_wait_s: float | None = None,
+) -> OutageRun:
+    """Checks with callbacks submitted at `rate` per second, answers after `answers`, their
+    callbacks `delay_s` after the answer, all lost while the path is down (`outage`, seconds);
+    the domain's safety net, schedule and callback record decide every poll, as the engine's
+    write-backs do (one completion per write-back), and a record that stops trusting callbacks
+    makes the waiting checks due (`stop_waiting`). `outage_rule` False: the loss share alone
+    (main before this change)."""
+    settings = build_settings()
+    policy, backoff = settings.schedule_policy, settings.poll_backoff
+    rng = random.Random(17)
+    checks: list[Check] = []
+    events: list[tuple[float, int, str, int]] = []
+    order = itertools.count()
+    record, record_at = CallbackRecord(), 0.0
+    untrusted_at: list[float] = []
+    trusted_at: list[float] = []
+
+    def count(now: float, heard: int, missed: int) -> None:
+        nonlocal record, record_at
+        before = record.decayed(now - record_at, CALLBACK_HALF_LIFE_S)
+        after = before.after(heard, missed, settings.callback_loss_tolerance, late_wait_s)
+        if not outage_rule:
+            after = replace(after, outage=False, streak=0)
+        record, record_at = after, now
+        if before.trusted and not after.trusted:
+            untrusted_at.append(now)
+            for index, check in enumerate(checks):  # stop_waiting
+                if check.found_s is None and not check.hinted:
+                    due = min(check.next_poll_s, max(now, check.submitted_s + backoff.initial_s))
+                    schedule(index, due)
+        elif after.trusted and not before.trusted:
+            trusted_at.append(now)
+
+    def schedule(index: int, at: float) -> None:
+        checks[index].next_poll_s = at
+        heapq.heappush(events, (at, next(order), "poll", index))
+
+    for index, after_s in enumerate(answers):
+        submitted = index / rate
+        ready = submitted + after_s
+        callback = ready + delay_s
+        lost = outage[0] <= callback < outage[1]
+        checks.append(Check(submitted, ready, None if lost else callback))
+        heapq.heappush(events, (submitted, next(order), "submit", index))
+        if not lost:
+            heapq.heappush(events, (callback, next(order), "callback", index))
+    while events:
+        now, _, kind, index = heapq.heappop(events)
+        check = checks[index]
+        if kind == "submit":
+            if record.trusted:
+                delay = safety_net_delay(
+                    policy, backoff, estimate, age_s=0.0, first_s=30.0, rand=rng.random()
+                )
+            else:
+                delay = next_poll_delay(backoff, 1, rng.random())
+            schedule(index, now + delay)
+        elif kind == "callback":
+            if check.found_s is None:  # the hint's poll finds the answer: heard
+                check.calls += 1
+                check.found_s, check.hinted = now, True
+                count(now, 1, 0)
+            elif now - check.found_s <= LATE_CALLBACK_GRACE_S:  # a late hint: heard after all
+                before = record.decayed(now - record_at, CALLBACK_HALF_LIFE_S)
+                record, record_at = before.heard_late(now - check.found_s), now
+                if not outage_rule:
+                    record = replace(record, outage=False, streak=0)
+                if record.trusted and not before.trusted:
+                    trusted_at.append(now)
+        elif check.found_s is None and now == check.next_poll_s:
+            check.calls += 1
+            age = now - check.submitted_s
+            if check.ready_s <= now:
+                check.found_s = now
+                count(now, 0, 1)
+            elif record.trusted:
+                delay = safety_net_delay(
+                    policy, backoff, estimate, age_s=age, first_s=30.0, rand=rng.random()
+                )
+                schedule(index, now + delay)
+            else:
+                delay = next_delay(
+                    policy, backoff, estimate, polls_made=check.calls, age_s=age, rand=rng.random()
+                )
+                schedule(index, now + delay)
+    return OutageRun(checks, untrusted_at, trusted_at)
+
+
+def polled_lags(answers: list[float], estimate: CompletionEstimate) -> list[float]:
+    """The same answers on registered tasks, polled without a callback at the default schedule
+    (the registration's poll at age 0, then the learnt schedule)."""
+    settings = build_settings()
+    rng = random.Random(23)
+    lags = []
+    for ready in answers:
+        age = 0.0
+        while age < ready:
+            age += next_delay(
+                settings.schedule_policy,
+                settings.poll_backoff,
+                estimate,
+                polls_made=1,
+                age_s=age,
+                rand=rng.random(),
+            )
+        lags.append(age - ready)
+    return lags
+
+
+def callback_outage(args: argparse.Namespace) -> None:
+    """A callback path that breaks for `--outage-s` and heals, on checks with callbacks arriving
+    at `--outage-rate` per second (lognormal answers, the estimate at the mix's truth): the calls
+    of checks whose callbacks arrive, and the lag of those lost, beside the same checks polled
+    without a callback; with the outage rule and with the loss share alone."""
+    estimate = true_estimate(lognormal_cdf)
+    rate, length = args.outage_rate, args.outage_s
+    start = length  # healthy for as long before, and after
+    total = round(3 * length * rate)
+    rng = random.Random(29)
+    answers = [lognormal(rng) for _ in range(total)]
+    polled = polled_lags(answers, estimate)
+    print(
+        f"\ncallback outage: {total} checks with callbacks, {rate:g}/s; every callback lost from "
+        f"{start:g} s to {start + length:g} s of a {3 * length:g} s run (lognormal answers)"
+    )
+    print(
+        f"{'rule':18}{'cb delay':>9}{'arriving: calls':>16}{'lost':>6}{'lost p50':>9}"
+        f"{'lost p95':>9}{'lost max':>9}{'same, polled p95':>17}{'untrusted after':>16}"
+        f"{'trusted after':>14}"
+    )
+    # The outage rule waits past the late callbacks it has seen (learnt); "fixed wait" always
+    # waits LATE_CALLBACK_GRACE_S, as if the callbacks' delay were not learnt.
+    variants = [
+        (label, rule, delay_s, wait_s)
+        for delay_s in (0.0, 2.0, 5.0)
+        for label, rule, wait_s in (
+            ("outage + share", True, None),
+            ("  fixed wait", True, LATE_CALLBACK_GRACE_S),
+            ("share only (main)", False, None),
+        )
+    ]
+    for label, outage_rule, delay_s, wait_s in variants:
+        if True:
+            run = outage_run(
+                answers,
+                rate,
+                (start, start + length),
+                delay_s=delay_s,
+                outage_rule=outage_rule,
+                estimate=estimate,
+                late_wait_s=wait_s,
+            )
+            arriving = [
+                c.calls for c in run.checks if c.callback_s is not None and c.found_s is not None
+            ]
+            lost = [i for i, c in enumerate(run.checks) if c.callback_s is None]
+            lost_lags = [(run.checks[i].found_s or math.inf) - run.checks[i].ready_s for i in lost]
+            same = [polled[i] for i in lost]
+            down = next((t - start for t in run.untrusted_at if t >= start), math.inf)
+            back = next((t - start - length for t in run.trusted_at if t >= start), math.inf)
+            print(
+                f"{label:18}{delay_s:>8.0f}s{statistics.fmean(arriving):>16.2f}{len(lost):>6}"
+                f"{percentile(lost_lags, 0.5):>9.2f}{percentile(lost_lags, 0.95):>9.2f}"
+                f"{max(lost_lags):>9.1f}{percentile(same, 0.95):>17.2f}{down:>15.1f}s"
+                f"{back:>13.1f}s",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=1000, help="measured tasks per run")
@@ -660,7 +901,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="registrations per second")
     parser.add_argument("--big", type=int, default=5000, help="the big client's backlog")
     parser.add_argument("--ceiling", type=float, default=20.0, help="calls/s in the saturation run")
-    parser.add_argument("--parts", default="front,net,saturation", help="which parts to run")
+    parser.add_argument("--parts", default="front,net,outage,saturation", help="which parts to run")
+    parser.add_argument("--outage-rate", type=float, default=3.0, help="checks/s, outage part")
+    parser.add_argument("--outage-s", type=float, default=600.0, help="the outage's length")
     parser.add_argument("--plot", default="docs/schedule-front.svg", help="the front's SVG")
     parser.add_argument(
         "--no-db", dest="db", action="store_false", help="skip the defaults' PostgreSQL runs"
@@ -685,6 +928,8 @@ def main() -> None:
                 learnt = asyncio.run(run_mix(url, MIXES[lognormal_mix], default, args)).learnt
             assert learnt is not None
             safety_net_curve(learnt, MIXES[lognormal_mix])
+        if "outage" in parts:
+            callback_outage(args)
         if "saturation" in parts:
             print(f"\nsaturation: {args.big} + 50 due tasks, ceiling {args.ceiling:g} calls/s")
             print(

@@ -228,6 +228,12 @@ def safety_net_delay(
     return _clamped(wanted, backoff)
 
 
+# Under saturation a client's re-polls likelier to find their answer may go before its first polls
+# (service/store/polling.py, the claim), but never before one overdue by more than this: the
+# contract's first poll within about a second (one scheduler tick, 0.25 s, comes on top).
+FIRST_POLL_MAX_WAIT_S = 0.25
+
+
 def finish_probability(
     estimate: CompletionEstimate | None, from_age_s: float, to_age_s: float
 ) -> float | None:

@@ -1,7 +1,8 @@
 """Whether a client's callbacks can be trusted, as the poller's write-backs learn it: each
 write-back counts the callback-carrying checks it completed, heard (with their callback) or missed
-(without), in its transaction; a client whose callbacks go missing stops being trusted, and its
-checks still waiting for a callback are made due at once.
+(without), in its transaction; a client whose callbacks go missing (too many, or all of them from
+one moment on: an outage) stops being trusted, and its checks still waiting for a callback are
+made due at once.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class CallbackTrust:
             extra={
                 "client_id": change.client_id,
                 "missed_share": round(record.missed_share, 3),
+                "outage": record.outage,
                 "waiting_checks_made_due": waiting,
             },
         )

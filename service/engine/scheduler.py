@@ -111,7 +111,11 @@ class PollDispatch:
             return
         async with transaction(context.sessions) as session:
             token, ids = await claim_due_tasks(
-                session, now, context.settings.lease_s, limit=granted
+                session,
+                now,
+                context.settings.lease_s,
+                limit=granted,
+                account=context.settings.upstream_account,
             )
         await context.limiter.return_claims(granted - len(ids))
         POLL_CLAIMS.inc(len(ids))

@@ -21,7 +21,9 @@ from datetime import datetime, timedelta
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
+from service.domain.callback_trust import HALF_LIFE_S
 from service.domain.states import HintOutcome, TaskState
+from service.store.callback_trust import record_columns, record_of_row
 
 
 # A hint within the interval of the last one is not dropped but deferred to the interval's end
@@ -65,12 +67,8 @@ _APPLY_HINT = f"""
           AND (state = '{TaskState.COMPLETED}' AND completed_at >= %(late_since)s
                OR state = '{TaskState.PENDING}' AND next_poll_at IS NULL
                   AND answered_at >= %(late_since)s)
-        RETURNING client_id
-    ),
-    recounted AS (
-        UPDATE callback_records SET heard = heard + 1, missed = GREATEST(missed - 1, 0)
-        WHERE client_id = (SELECT client_id FROM late)
-        RETURNING 1
+        RETURNING client_id,
+            EXTRACT(EPOCH FROM %(now)s - COALESCE(completed_at, answered_at)) AS lateness_s
     ),
     early AS (
         INSERT INTO early_hints (client_id, task_id, received_at, expires_at)
@@ -93,10 +91,25 @@ _APPLY_HINT = f"""
     )
     SELECT EXISTS (SELECT 1 FROM client) AS client_known,
            EXISTS (SELECT 1 FROM late) AS late,
+           (SELECT client_id FROM late) AS late_client_id,
+           (SELECT lateness_s FROM late) AS lateness_s,
            (SELECT deferred FROM hinted) AS deferred,
            (SELECT state FROM known) AS state,
            (SELECT count(*) FROM dropped) AS early_dropped
 """  # noqa: S608 - only constants are interpolated
+
+_LOCK_RECORD = """
+    SELECT heard, missed, lossy, outage, streak, streak_age_s, late_s, updated_at
+    FROM callback_records WHERE client_id = %s FOR UPDATE
+"""
+
+_WRITE_RECORD = """
+    UPDATE callback_records SET
+        heard = %(heard)s, missed = %(missed)s, trusted = %(trusted)s, lossy = %(lossy)s,
+        outage = %(outage)s, streak = %(streak)s, streak_age_s = %(streak_age_s)s,
+        late_s = %(late_s)s, updated_at = GREATEST(updated_at, %(now)s)
+    WHERE client_id = %(client_id)s
+"""
 
 _CALLBACK_GENERATION = "SELECT callback_generation, callback_token_hash FROM clients WHERE id = %s"
 
@@ -129,8 +142,8 @@ async def apply_hint(
     (THROTTLED); remember the hint until `early_until` when the client has no such task, keeping
     at most `early_max` of its early hints (the oldest are dropped); when a poll completed the
     task since `late_since` before its callback came (LATE), count that callback as heard, not
-    missed. The token is the client's current one or, until its grace ends, the previous one.
-    One statement."""
+    missed (a second statement, `count_late_callback`). The token is the client's current one or,
+    until its grace ends, the previous one. One statement otherwise."""
     cursor = await conn.execute(
         _APPLY_HINT,
         {
@@ -145,7 +158,27 @@ async def apply_hint(
     )
     row = await cursor.fetchone()
     assert row is not None
+    if row["late"]:
+        await count_late_callback(conn, int(row["late_client_id"]), float(row["lateness_s"]), now)
     return HintResult(_outcome(row), int(row["early_dropped"]))
+
+
+async def count_late_callback(
+    conn: AsyncConnection[DictRow], client_id: int, lateness_s: float, now: datetime
+) -> None:
+    """Count a callback that came `lateness_s` after the poll that found its answer as heard in
+    the client's record (service/domain/callback_trust.py, `heard_late`), in one transaction."""
+    async with conn.transaction():
+        cursor = await conn.execute(_LOCK_RECORD, (client_id,))
+        row = await cursor.fetchone()
+        if row is None:
+            return
+        elapsed_s = (now - row["updated_at"]).total_seconds()
+        record = record_of_row(row).decayed(elapsed_s, HALF_LIFE_S).heard_late(lateness_s)
+        await conn.execute(
+            _WRITE_RECORD,
+            {**record_columns(record), "client_id": client_id, "now": now},
+        )
 
 
 def _outcome(row: DictRow) -> HintOutcome:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import text
@@ -23,8 +24,10 @@ from service.domain.states import TaskState
 
 _CREATE_MISSING = text(
     """
-    INSERT INTO callback_records (client_id, heard, missed, trusted, updated_at)
-    SELECT client_id, 0, 0, true, :now FROM unnest(CAST(:client_ids AS bigint[])) AS client_id
+    INSERT INTO callback_records (client_id, heard, missed, trusted, lossy, outage, streak,
+                                  streak_age_s, late_s, updated_at)
+    SELECT client_id, 0, 0, true, false, false, 0, 0, 0, :now
+    FROM unnest(CAST(:client_ids AS bigint[])) AS client_id
     ORDER BY client_id
     ON CONFLICT (client_id) DO NOTHING
     """
@@ -32,7 +35,8 @@ _CREATE_MISSING = text(
 
 _LOCK = text(
     """
-    SELECT client_id, heard, missed, trusted, updated_at FROM callback_records
+    SELECT client_id, heard, missed, lossy, outage, streak, streak_age_s, late_s, updated_at
+    FROM callback_records
     WHERE client_id = ANY(CAST(:client_ids AS bigint[]))
     ORDER BY client_id
     FOR UPDATE
@@ -42,10 +46,12 @@ _LOCK = text(
 _WRITE = text(
     """
     UPDATE callback_records AS r SET
-        heard = v.heard, missed = v.missed, trusted = v.trusted,
+        heard = v.heard, missed = v.missed, trusted = v.trusted, lossy = v.lossy,
+        outage = v.outage, streak = v.streak, streak_age_s = v.streak_age_s, late_s = v.late_s,
         updated_at = GREATEST(r.updated_at, :now)
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-        AS v(client_id bigint, heard float8, missed float8, trusted boolean)
+        AS v(client_id bigint, heard float8, missed float8, trusted boolean, lossy boolean,
+             outage boolean, streak integer, streak_age_s float8, late_s float8)
     WHERE r.client_id = v.client_id
     """
 )
@@ -69,7 +75,10 @@ _STOP_WAITING = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
-_READ = text("SELECT heard, missed, trusted FROM callback_records WHERE client_id = :client_id")
+_READ = text(
+    "SELECT heard, missed, lossy, outage, streak, streak_age_s, late_s FROM callback_records "
+    "WHERE client_id = :client_id"
+)
 
 
 @dataclass(frozen=True)
@@ -106,18 +115,11 @@ async def count_callbacks(
     updated: list[dict[str, object]] = []
     changes: list[TrustChange] = []
     for row in rows:
-        before = CallbackRecord(float(row.heard), float(row.missed), bool(row.trusted))
+        before = record_of_row(row._mapping)
         count = counts[int(row.client_id)]
         elapsed_s = (now - row.updated_at).total_seconds()
         after = before.decayed(elapsed_s, half_life_s).after(count.heard, count.missed, tolerance)
-        updated.append(
-            {
-                "client_id": int(row.client_id),
-                "heard": after.heard,
-                "missed": after.missed,
-                "trusted": after.trusted,
-            }
-        )
+        updated.append({"client_id": int(row.client_id), **record_columns(after)})
         if after.trusted != before.trusted:
             changes.append(TrustChange(int(row.client_id), after))
     await session.execute(_WRITE, {"rows": orjson.dumps(updated).decode(), "now": now})
@@ -140,4 +142,31 @@ async def callback_record(session: AsyncSession, client_id: int) -> CallbackReco
     row = (await session.execute(_READ, {"client_id": client_id})).one_or_none()
     if row is None:
         return CallbackRecord()
-    return CallbackRecord(float(row.heard), float(row.missed), bool(row.trusted))
+    return record_of_row(row._mapping)
+
+
+def record_of_row(row: Mapping[Any, Any]) -> CallbackRecord:
+    """The record of a `callback_records` row (as stored, not decayed)."""
+    return CallbackRecord(
+        heard=float(row["heard"]),
+        missed=float(row["missed"]),
+        lossy=bool(row["lossy"]),
+        outage=bool(row["outage"]),
+        streak=int(row["streak"]),
+        streak_age_s=float(row["streak_age_s"]),
+        late_s=float(row["late_s"]),
+    )
+
+
+def record_columns(record: CallbackRecord) -> dict[str, object]:
+    """The columns a record writes; `trusted` is what the poll and submit statements read."""
+    return {
+        "heard": record.heard,
+        "missed": record.missed,
+        "trusted": record.trusted,
+        "lossy": record.lossy,
+        "outage": record.outage,
+        "streak": record.streak,
+        "streak_age_s": record.streak_age_s,
+        "late_s": record.late_s,
+    }

@@ -7,7 +7,7 @@ worker's rows come due again within one lease."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -25,10 +25,16 @@ CANDIDATES_PER_CLAIM = 4
 
 
 async def claim_due(
-    session: AsyncSession, claim: TextClause, now: datetime, lease_s: float, limit: int
+    session: AsyncSession,
+    claim: TextClause,
+    now: datetime,
+    lease_s: float,
+    limit: int,
+    extra: Mapping[str, object] | None = None,
 ) -> tuple[uuid.UUID, list[int]]:
-    """Run a claim statement (parameters :token, :lease_until, :now, :limit; it returns the ids it
-    leased) and return the new lease token with the claimed ids in ascending order."""
+    """Run a claim statement (parameters :token, :lease_until, :now, :limit and `extra`; it
+    returns the ids it leased) and return the new lease token with the claimed ids in ascending
+    order."""
     token = uuid.uuid4()
     if limit <= 0:
         return token, []
@@ -39,6 +45,7 @@ async def claim_due(
             "lease_until": now + timedelta(seconds=lease_s),
             "now": now,
             "limit": limit,
+            **(extra or {}),
         },
     )
     return token, sorted(int(row[0]) for row in result)

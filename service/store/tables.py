@@ -176,6 +176,13 @@ class Task(Base):
             "next_poll_at",
             postgresql_where=text(_PENDING_TASK),
         ),
+        # The fair claim's first polls (never polled), which a backlog due earlier must not hide.
+        Index(
+            "ix_tasks_first_polls",
+            "client_id",
+            "next_poll_at",
+            postgresql_where=text(f"{_PENDING_TASK} AND finish_p IS NULL"),
+        ),
         # The deadline sweep: pending tasks by deadline.
         Index(
             "ix_tasks_pending_expires_at",
@@ -284,7 +291,9 @@ class Task(Base):
 class CallbackRecordRow(Base):
     """Whether a client's upstream callbacks arrive (service/domain/callback_trust.py): the decayed
     counts of callback-carrying checks completed with and without their callback, as of
-    `updated_at`, and whether they are trusted. No row: trusted, nothing seen yet."""
+    `updated_at`; the loss share's verdict (`lossy`), an outage and its streak; and whether they
+    are trusted (neither lossy nor in an outage: what the poll and submit statements read). No
+    row: trusted, nothing seen yet."""
 
     __tablename__ = "callback_records"
 
@@ -294,6 +303,11 @@ class CallbackRecordRow(Base):
     heard: Mapped[float] = mapped_column(Double)
     missed: Mapped[float] = mapped_column(Double)
     trusted: Mapped[bool]
+    lossy: Mapped[bool] = mapped_column(server_default=text("false"))
+    outage: Mapped[bool] = mapped_column(server_default=text("false"))
+    streak: Mapped[int] = mapped_column(Integer, server_default="0")
+    streak_age_s: Mapped[float] = mapped_column(Double, server_default="0")
+    late_s: Mapped[float] = mapped_column(Double, server_default="0")
     updated_at: Mapped[datetime]
 
 

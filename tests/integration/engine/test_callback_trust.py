@@ -88,13 +88,15 @@ async def test_counts_decay_and_trust_flips_only_for_the_client_past_the_toleran
         await count(sessions, {lossy: CallbackCount(heard=40), healthy: CallbackCount(40)}, now)
         == []
     )
-    assert (await record_of(sessions, lossy)) == CallbackRecord(40, 0, True)
+    assert (await record_of(sessions, lossy)) == CallbackRecord(40, 0)
     changed = await count(
         sessions, {lossy: CallbackCount(missed=5), healthy: CallbackCount(1, 1)}, now
     )
 
     assert changed == [lossy]
-    assert (await record_of(sessions, lossy)) == CallbackRecord(40, 5, False)
+    # 5 of 45 is past the tolerance. Five misses in a row, but all at once: not yet an outage
+    # (a late callback could still come for the first).
+    assert (await record_of(sessions, lossy)) == CallbackRecord(40, 5, lossy=True, streak=5)
     assert (await record_of(sessions, healthy)).trusted
     # An hour later the counts weigh half, and the next completion is added to that.
     await count(sessions, {lossy: CallbackCount(heard=1)}, now + timedelta(seconds=HALF_LIFE_S))
@@ -102,6 +104,36 @@ async def test_counts_decay_and_trust_flips_only_for_the_client_past_the_toleran
     assert later.heard == pytest.approx(21.0)
     assert later.missed == pytest.approx(2.5)
     assert not later.trusted
+
+
+async def test_an_outage_stops_trust_at_the_third_miss_in_a_row_and_ends_at_the_second_heard(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A busy client (a thousand recent callbacks heard) whose callbacks all stop: the loss share
+    would take minutes of misses; three in a row, from separate write-backs, the first over a
+    second old (no late callback seen), are enough. Two heard callbacks end it, and the misses of
+    the outage leave the share as it was."""
+    client = await insert_client(sessions)
+    now = datetime.now(UTC)
+    second = timedelta(seconds=1)
+    await count(sessions, {client: CallbackCount(heard=1000)}, now)
+
+    assert await count(sessions, {client: CallbackCount(missed=1)}, now) == []
+    assert await count(sessions, {client: CallbackCount(missed=1)}, now) == []
+    assert await count(sessions, {client: CallbackCount(missed=1)}, now + second / 2) == []
+    assert await count(sessions, {client: CallbackCount(missed=1)}, now + second) == [client]
+    stopped = await record_of(sessions, client)
+    assert stopped.outage
+    assert not stopped.lossy
+    assert not stopped.trusted
+
+    assert await count(sessions, {client: CallbackCount(missed=200)}, now) == []
+    assert await count(sessions, {client: CallbackCount(heard=1, missed=5)}, now) == []
+    assert await count(sessions, {client: CallbackCount(heard=1)}, now) == [client]
+    healed = await record_of(sessions, client)
+    assert healed.trusted
+    assert healed.heard == pytest.approx(1002.0, rel=0.01)
+    assert healed.missed == pytest.approx(4.0, rel=0.01)
 
 
 async def test_losing_trust_makes_only_that_clients_checks_still_waiting_for_a_callback_due(

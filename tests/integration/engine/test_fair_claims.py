@@ -12,8 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
+from service.domain.schedule import FIRST_POLL_MAX_WAIT_S
 from service.store.db import transaction
 from service.store.polling import claim_due_tasks
+from tests.support.estimates import uniform_estimate
 from tests.support.factories import insert_client, insert_tasks
 
 pytestmark = pytest.mark.usefixtures("no_foreign_pending_tasks")
@@ -104,3 +106,143 @@ async def test_a_task_past_its_deadline_is_never_claimed(
     _, claimed = await claim(sessions, now, limit=100)
     assert not set(claimed) & set(expired)
     assert set(live) <= set(claimed)
+
+
+# --- re-polls before first polls, within a bound -------------------------------------------------
+
+# Answers uniform over (0, END]: a first poll's chance is the share of the bins wholly below its
+# age (a step CDF): at age 15 s, bin 18 starts at 13.2 s, so 13.2 / 21.05 = 0.63.
+UNIFORM, END = uniform_estimate(up_to_bin=20, total=1000.0)
+
+
+async def store_estimate(sessions: async_sessionmaker[AsyncSession]) -> str:
+    account = f"fair-{uuid.uuid4().hex[:12]}"
+    async with transaction(sessions) as session:
+        await session.execute(
+            text(
+                "INSERT INTO completion_estimates (account, client_id, weights, updated_at) "
+                "VALUES (:account, 0, :weights, now())"
+            ),
+            {"account": account, "weights": list(UNIFORM.weights)},
+        )
+    return account
+
+
+async def polled_before(
+    sessions: async_sessionmaker[AsyncSession], client: int, chances: list[float], due: datetime
+) -> list[int]:
+    """Tasks of `client` polled before (their chance of an answer at the next poll written),
+    due at `due`."""
+    ids = await insert_tasks(
+        sessions, client, [f"r{uuid.uuid4().hex}" for _ in chances], now=due, ttl_s=10**9
+    )
+    async with transaction(sessions) as session:
+        for task_pk, chance in zip(ids, chances, strict=True):
+            await session.execute(
+                text("UPDATE tasks SET finish_p = :p, poll_count = 1 WHERE id = :id"),
+                {"p": chance, "id": task_pk},
+            )
+    return ids
+
+
+async def first_poll(
+    sessions: async_sessionmaker[AsyncSession],
+    client: int,
+    *,
+    due: datetime,
+    submitted_s_before: float = 0.0,
+) -> int:
+    submitted = due - timedelta(seconds=submitted_s_before)
+    (task_pk,) = await insert_tasks(
+        sessions,
+        client,
+        [f"f{uuid.uuid4().hex}"],
+        now=submitted,
+        next_poll_in_s=submitted_s_before,
+        ttl_s=10**9,
+    )
+    return task_pk
+
+
+async def claim_with(
+    sessions: async_sessionmaker[AsyncSession], now: datetime, limit: int, account: str
+) -> set[int]:
+    async with transaction(sessions) as session:
+        _, ids = await claim_due_tasks(session, now, lease_s=30, limit=limit, account=account)
+    return set(ids)
+
+
+async def test_likelier_re_polls_go_before_a_first_poll_that_has_not_waited_the_bound(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now, account = long_ago(), await store_estimate(sessions)
+    client = await insert_client(sessions)
+    likely, less = await polled_before(sessions, client, [0.9, 0.7], now)
+    # Registered just now: at age 0 no answer has come (chance 0), and it is due this instant.
+    new = await first_poll(sessions, client, due=now)
+
+    assert await claim_with(sessions, now, 2, account) == {likely, less}
+    # Without an estimate, a first poll goes first, as it always has.
+    other = await insert_client(sessions)
+    other_likely, _ = await polled_before(sessions, other, [0.9, 0.7], now)
+    other_new = await first_poll(sessions, other, due=now)
+    async with transaction(sessions) as session:
+        _, ids = await claim_due_tasks(session, now, lease_s=30, limit=2)
+    # The first client's first poll shares the round too (one turn each): its own, then other's.
+    assert set(ids) == {new, other_new}
+    assert other_likely not in ids
+
+
+async def test_a_first_poll_overdue_by_the_bound_goes_before_every_re_poll(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    now, account = long_ago(), await store_estimate(sessions)
+    client = await insert_client(sessions)
+    likely, _ = await polled_before(sessions, client, [0.9, 0.7], now)
+    waited = await first_poll(
+        sessions, client, due=now - timedelta(seconds=FIRST_POLL_MAX_WAIT_S + 0.01)
+    )
+    assert await claim_with(sessions, now, 2, account) == {waited, likely}
+
+
+async def test_a_first_poll_is_ranked_by_its_own_chance(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Registered 15 s after its submit: 63% of the answers have come by then (step CDF), more
+    than a re-poll's 50% and less than one's 70%."""
+    now, account = long_ago(), await store_estimate(sessions)
+    client = await insert_client(sessions)
+    seventy, fifty, thirty = await polled_before(sessions, client, [0.7, 0.5, 0.3], now)
+    old = await first_poll(sessions, client, due=now, submitted_s_before=15.0)
+    assert await claim_with(sessions, now, 2, account) == {seventy, old}
+    assert await claim_with(sessions, now, 1, account) == {fifty}
+    assert await claim_with(sessions, now, 1, account) == {thirty}
+
+
+async def test_under_a_backlog_first_polls_wait_at_most_the_bound_and_re_polls_still_move(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A client with 300 likely re-polls due for an hour and two new registrations every tick,
+    three calls a tick: every first poll is claimed within FIRST_POLL_MAX_WAIT_S plus a tick of
+    coming due (the backlog due earlier does not hide it), and the third call of each tick goes
+    to a re-poll, likelier than a first poll that has not waited yet."""
+    start, account = long_ago(), await store_estimate(sessions)
+    client = await insert_client(sessions)
+    backlog_ids = set(
+        await polled_before(sessions, client, [0.9] * 300, start - timedelta(hours=1))
+    )
+    tick = timedelta(seconds=0.25)
+    due_at: dict[int, datetime] = {}
+    waits: list[float] = []
+    re_polls = 0
+    for step in range(20):
+        now = start + step * tick
+        for _ in range(2):
+            due_at[await first_poll(sessions, client, due=now)] = now
+        claimed = await claim_with(sessions, now, 3, account)
+        re_polls += len(claimed & backlog_ids)
+        waits += [(now - due_at[task_pk]).total_seconds() for task_pk in claimed - backlog_ids]
+    # All but the last tick's registrations were polled, none later than the bound and a tick.
+    assert len(waits) == len(due_at) - 2
+    assert max(waits) <= FIRST_POLL_MAX_WAIT_S + tick.total_seconds()
+    assert re_polls >= 19

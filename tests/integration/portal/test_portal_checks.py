@@ -261,8 +261,8 @@ async def test_the_check_form_sets_the_portals_security_headers(person: httpx.As
 async def test_the_overview_says_whether_upstreams_callbacks_arrive(
     person: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    """Nothing counted yet: no line. Callbacks going missing: a banner that says what it means
-    and where to look; arriving again: a quiet line."""
+    """Nothing counted yet: no line. Callbacks going missing, or stopped (an outage): a banner
+    that says what it means and where to look; arriving again: a quiet line."""
     assert "callbacks" not in (await person.get("/portal")).text
     location = (await post_check(person)).headers["location"]
     task = location.removeprefix("/portal/tasks/").split("?")[0]
@@ -271,6 +271,11 @@ async def test_the_overview_says_whether_upstreams_callbacks_arrive(
     lossy = (await person.get("/portal")).text
     assert "Upstream's callbacks <strong>go missing</strong>: 20% of the recent ones" in lossy
     assert "/hooks/accuauth/" in lossy
+
+    await set_callback_record(sessions, task, heard=99, missed=1, trusted=True, outage=True)
+    stopped = (await person.get("/portal")).text
+    assert "Upstream's callbacks <strong>stopped arriving</strong>" in stopped
+    assert "/hooks/accuauth/" in stopped
 
     await set_callback_record(sessions, task, heard=99, missed=1, trusted=True)
     healthy = (await person.get("/portal")).text
@@ -285,15 +290,24 @@ async def set_callback_record(
     heard: float,
     missed: float,
     trusted: bool,
+    outage: bool = False,
 ) -> None:
     async with transaction(sessions) as session:
         await session.execute(
             text(
-                "INSERT INTO callback_records (client_id, heard, missed, trusted, updated_at) "
-                "SELECT client_id, :heard, :missed, :trusted, now() FROM tasks "
-                "WHERE task_id = :task_id "
+                "INSERT INTO callback_records (client_id, heard, missed, trusted, lossy, outage, "
+                "updated_at) "
+                "SELECT client_id, :heard, :missed, :trusted AND NOT :outage, NOT :trusted, "
+                ":outage, now() FROM tasks WHERE task_id = :task_id "
                 "ON CONFLICT (client_id) DO UPDATE SET heard = EXCLUDED.heard, "
-                "missed = EXCLUDED.missed, trusted = EXCLUDED.trusted"
+                "missed = EXCLUDED.missed, trusted = EXCLUDED.trusted, lossy = EXCLUDED.lossy, "
+                "outage = EXCLUDED.outage"
             ),
-            {"task_id": task_id, "heard": heard, "missed": missed, "trusted": trusted},
+            {
+                "task_id": task_id,
+                "heard": heard,
+                "missed": missed,
+                "trusted": trusted,
+                "outage": outage,
+            },
         )
