@@ -269,7 +269,7 @@ async def test_a_rejected_registration_stores_nothing(api: httpx.AsyncClient, ke
 INTAKE_STATEMENTS: list[str] = []
 
 
-class CountingIntakeConnection(asyncpg.Connection):  # type: ignore[type-arg]
+class CountingIntakeConnection(asyncpg.Connection):  # generic in asyncpg-stubs only
     """A real asyncpg connection (the intake pool's kind) that notes in INTAKE_STATEMENTS the
     statements it is asked to run (register_task sends each with fetchrow)."""
 

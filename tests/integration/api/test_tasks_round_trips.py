@@ -50,7 +50,7 @@ class RecordingCursor(AsyncCursor[Any]):
         return await super().execute(query, params, **options)
 
 
-class RecordingConnection(asyncpg.Connection):  # type: ignore[type-arg]
+class RecordingConnection(asyncpg.Connection):  # generic in asyncpg-stubs only
     """asyncpg's own connection, noting each statement it is asked to send (the connection's
     own setup, asyncpg's type introspection when it opens, is not a request's)."""
 

@@ -120,3 +120,24 @@ async def test_a_task_story_has_no_event_or_delivery_while_pending(
 
     assert found.task.task_id == "T-story"
     assert (found.story.event_id, found.deliveries) == (None, [])
+
+
+async def test_a_task_registered_on_asyncpg_reads_the_same_as_on_psycopg(
+    conn: Conn, intake_conn: IntakeConn, client_id: int
+) -> None:
+    # The intake pool (asyncpg) answers the registration; every other read is psycopg's: the
+    # same row either way, metadata's large integers, nesting and text included.
+    metadata = {"big": 2**70, "ü": [1, {"a": None, "b": 1.5}], "s": "x\u2028y"}
+    checked = validate_registration(
+        {"task_id": "T-same", "metadata": metadata}, now=utc_now(), ttl=TTL
+    )
+    assert isinstance(checked, Registration)
+
+    created, _ = await tasks.register_task(intake_conn, client_id, checked, utc_now())
+    existing, was_created = await tasks.register_task(intake_conn, client_id, checked, utc_now())
+
+    found = await tasks.find_task(conn, client_id, "T-same")
+    assert created == found == existing
+    assert not was_created
+    assert created.metadata == metadata
+    assert created.submitted_at.utcoffset() == timedelta(0)
