@@ -123,6 +123,19 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# asyncpg's errors (the intake pool's statements) that psycopg raises as OperationalError and
+# InterfaceError, answered 503 alike: SQLSTATE classes 08 (connection), 53 (insufficient
+# resources: too many connections), 57 (operator intervention: a shutdown) and 58 (system), and a
+# connection closed under the statement.
+ASYNCPG_OUTAGES: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.PostgresSystemError,
+    asyncpg.InterfaceError,
+)
+
+
 class IntakeUnavailable(Exception):
     """No connection of the API's asyncpg intake pool within its wait, or none could be opened
     (service/api/resources.py): the database is down or overloaded, answered 503 as psycopg's
@@ -142,10 +155,7 @@ def install_error_handlers(app: FastAPI) -> None:
         psycopg.InterfaceError,
         psycopg_pool.PoolTimeout,
         IntakeUnavailable,
-        # A connection of the intake pool (asyncpg) lost in the middle of a statement.
-        asyncpg.ConnectionDoesNotExistError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.CannotConnectNowError,
+        *ASYNCPG_OUTAGES,
     ):
         app.add_exception_handler(outage, _on_database_unavailable)
     app.add_exception_handler(ClientDisconnect, _on_client_disconnect)  # type: ignore[arg-type]

@@ -197,11 +197,10 @@ class IntakeConnectionOf:
         wait_s = None if self._pool.get_idle_size() else HOT_POOL_WAIT_S
         try:
             conn = await self._pool.acquire(timeout=wait_s)
-        except (OSError, TimeoutError, asyncpg.PostgresConnectionError) as error:
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             # OSError: refused or unreachable; TimeoutError: no connection in time (or a connect
-            # that took too long); PostgresConnectionError: the server refused the session.
-            raise IntakeUnavailable(type(error).__name__) from error
-        except asyncpg.CannotConnectNowError as error:  # starting up or shutting down
+            # that took too long); PostgresError: the server refused the session (starting up,
+            # too many connections, ...). An acquire runs no statement of ours.
             raise IntakeUnavailable(type(error).__name__) from error
         self._conn = conn
         return conn
