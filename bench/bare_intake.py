@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no types
+import asyncpg
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 

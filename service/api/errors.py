@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
 import orjson
 import psycopg
 import psycopg_pool
@@ -122,6 +123,25 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# asyncpg's errors (the intake pool's statements) that psycopg raises as OperationalError and
+# InterfaceError, answered 503 alike: SQLSTATE classes 08 (connection), 53 (insufficient
+# resources: too many connections), 57 (operator intervention: a shutdown) and 58 (system), and a
+# connection closed under the statement.
+ASYNCPG_OUTAGES: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.PostgresSystemError,
+    asyncpg.InterfaceError,
+)
+
+
+class IntakeUnavailable(Exception):
+    """No connection of the API's asyncpg intake pool within its wait, or none could be opened
+    (service/api/resources.py): the database is down or overloaded, answered 503 as psycopg's
+    and SQLAlchemy's outages are."""
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiProblem, _on_api_problem)  # type: ignore[arg-type]
     app.add_exception_handler(FeatureError, _on_feature_error)  # type: ignore[arg-type]
@@ -134,6 +154,8 @@ def install_error_handlers(app: FastAPI) -> None:
         psycopg.OperationalError,
         psycopg.InterfaceError,
         psycopg_pool.PoolTimeout,
+        IntakeUnavailable,
+        *ASYNCPG_OUTAGES,
     ):
         app.add_exception_handler(outage, _on_database_unavailable)
     app.add_exception_handler(ClientDisconnect, _on_client_disconnect)  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
-"""What the API process holds for its lifetime: settings, the database engine, Redis, the
-cache of recently seen API keys, the webhook secrets' cipher and the resolver that vets webhook
+"""What the API process holds for its lifetime: settings, the database engine and pools, Redis,
+the cache of recently seen API keys, the webhook secrets' cipher and the resolver that vets webhook
 hosts. Built by the app's lifespan, read by the dependencies."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import asyncpg
 import psycopg
+from asyncpg.pool import PoolConnectionProxy
 from fastapi import FastAPI, Request
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
@@ -23,6 +25,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.api.client_limits import ClientLimiter
+from service.api.errors import IntakeUnavailable
 from service.api.keycache import KeyCache
 from service.api.keyusage import KeyUsage
 from service.api.portal.session_key import portal_session_key, portal_session_keys
@@ -34,7 +37,13 @@ from service.config import Settings
 from service.domain.jsontext import parse_json
 from service.features.check_jobs import JobSecrets
 from service.logs import OncePerInterval
-from service.store.db import create_engine_for, session_factory
+from service.store.db import (
+    IntakeConnection,
+    IntakePool,
+    create_engine_for,
+    intake_pool,
+    session_factory,
+)
 from service.upstream.reaction import UpstreamReaction
 from service.webhooks.encryption import SecretCipher, cipher_for
 from service.webhooks.guard import HostResolver, SystemResolver
@@ -73,6 +82,8 @@ class ApiResources:
     settings: Settings
     # Autocommit psycopg connections for the single-statement hot path (tasks, key lookups).
     pool: HotPool
+    # asyncpg connections for the most frequent statement, the single-task registration.
+    intake: IntakePool
     engine: AsyncEngine
     # The same pool, with each statement committing on its own: the routes whose work is a single
     # statement save the BEGIN and COMMIT round trips.
@@ -168,6 +179,43 @@ class HotConnection:
             await self._pool.putconn(conn)
 
 
+class IntakeConnectionOf:
+    """A connection of the intake pool (asyncpg), as an async context manager: `async with
+    intake_connection(resources) as conn:`. A wait past HOT_POOL_WAIT_S, or a connection that
+    cannot be opened, raises IntakeUnavailable."""
+
+    __slots__ = ("_conn", "_pool")
+
+    def __init__(self, pool: IntakePool) -> None:
+        self._pool = pool
+        self._conn: PoolConnectionProxy[asyncpg.Record] | None = None
+
+    async def __aenter__(self) -> IntakeConnection:
+        # With a connection idle, the acquire does not wait: no timeout to arm and cancel (an
+        # asyncio timeout around the acquire and another around the release, about 2% of a
+        # registration's CPU). A connection still to open has its own connect timeout.
+        wait_s = None if self._pool.get_idle_size() else HOT_POOL_WAIT_S
+        try:
+            conn = await self._pool.acquire(timeout=wait_s)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # OSError: refused or unreachable; TimeoutError: no connection in time (or a connect
+            # that took too long); PostgresError: the server refused the session (starting up,
+            # too many connections, ...). An acquire runs no statement of ours.
+            raise IntakeUnavailable(type(error).__name__) from error
+        self._conn = conn
+        return conn
+
+    async def __aexit__(self, *_: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
+
+
+def intake_connection(resources: ApiResources) -> IntakeConnectionOf:
+    """A connection of the asyncpg intake pool (see IntakeConnectionOf)."""
+    return IntakeConnectionOf(resources.intake)
+
+
 def hot_connection(resources: ApiResources) -> HotConnection:
     """A live connection of the hot pool (see HotConnection)."""
     return HotConnection(resources.pool)
@@ -211,6 +259,7 @@ async def api_lifespan(app: FastAPI, resolver: HostResolver | None = None) -> As
         pool_warnings.hold()
     # Without waiting: the API starts (and /readyz says why) while the database is down.
     await pool.open(wait=False)
+    intake = await new_intake_pool(settings)
     redis: Redis[Any] = Redis.from_url(
         settings.require_redis_url(),
         socket_timeout=REDIS_TIMEOUT_S,
@@ -219,6 +268,7 @@ async def api_lifespan(app: FastAPI, resolver: HostResolver | None = None) -> As
     app.state.resources = ApiResources(
         settings=settings,
         pool=pool,
+        intake=intake,
         engine=engine,
         autocommit_engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
         sessions=session_factory(engine),
@@ -238,6 +288,7 @@ async def api_lifespan(app: FastAPI, resolver: HostResolver | None = None) -> As
             await app.state.resources.checks.close()
         await redis.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
         await pool.close()
+        await intake.close()
         await engine.dispose()
 
 
@@ -263,6 +314,20 @@ def hot_pool(settings: Settings, **connect_options: Any) -> HotPool:
         configure=_configure_connection,
         open=False,
     )
+
+
+async def new_intake_pool(settings: Settings, **options: Any) -> IntakePool:
+    """The intake pool (service/store/db.py), initialised: it opens no connection before a
+    request needs one. `options` go to asyncpg (a test's recording `connection_class`)."""
+    pool = intake_pool(
+        libpq_url(settings.sqlalchemy_url),
+        max_size=HOT_POOL_MAX,
+        connect_timeout_s=DATABASE_CONNECT_TIMEOUT_S,
+        application_name="phonebridge-api",
+        **options,
+    )
+    await pool
+    return pool
 
 
 async def database_answers(sqlalchemy_url: str) -> bool:

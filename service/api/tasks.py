@@ -21,7 +21,7 @@ from service.api.pagination import (
     encode_row_cursor,
 )
 from service.api.paths import TaskIdPath
-from service.api.resources import hot_connection
+from service.api.resources import hot_connection, intake_connection
 from service.api.responses import json_response
 from service.domain.intake import (
     BATCH_MAX_TASKS,
@@ -138,7 +138,7 @@ async def register_task(request: Request) -> Response:
             [FieldProblem(field=e.field, message=e.message) for e in checked.errors],
         )
     async with pending_room(resources, request, client, 1) as room:
-        async with hot_connection(resources) as conn:
+        async with intake_connection(resources) as conn:
             row, created = await task_feature.register_task(conn, client.id, checked, now)
         room.created = int(created)
     record_tasks_registered(int(created))

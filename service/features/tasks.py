@@ -19,6 +19,7 @@ from service.observability.traces import current_traceparent
 from service.store import deliveries as delivery_store
 from service.store import portal as portal_store
 from service.store import tasks as task_store
+from service.store.db import IntakeConnection
 from service.store.deliveries import DeliveryView
 from service.store.polling import POLL_HISTORY_LIMIT
 from service.store.portal import TaskStory
@@ -29,6 +30,7 @@ __all__ = [
     "BatchOutcome",
     "CheckedBatch",
     "DeliveryView",
+    "IntakeConnection",
     "TaskConnection",
     "TaskRow",
     "TaskStory",
@@ -36,7 +38,7 @@ __all__ = [
 
 
 async def register_task(
-    conn: TaskConnection, client_id: int, registration: Registration, now: datetime
+    conn: IntakeConnection, client_id: int, registration: Registration, now: datetime
 ) -> tuple[TaskRow, bool]:
     """Register a checked task; the stored task and whether this call created it."""
     return await task_store.register_task(conn, client_id, registration, now, current_traceparent())

@@ -1,16 +1,22 @@
-"""Engines and sessions. Services never commit; the request or task boundary does."""
+"""Engines and sessions, and the API's asyncpg pool for single registrations. Services never
+commit; the request or task boundary does."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from service.domain.jsontext import parse_json
 
 
 def create_engine_for(sqlalchemy_url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -42,3 +48,62 @@ async def transaction(
     """One unit of work: commits when the block ends normally, rolls back otherwise."""
     async with sessions() as session, session.begin():
         yield session
+
+
+# asyncpg's classes are generic in asyncpg-stubs only, not at run time.
+if TYPE_CHECKING:
+    IntakePool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+    # An asyncpg connection, as the intake pool lends it or on its own (service/store/tasks.py).
+    IntakeConnection: TypeAlias = (
+        asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+    )
+else:
+    IntakePool = asyncpg.Pool
+    IntakeConnection = asyncpg.Connection | PoolConnectionProxy
+
+
+def intake_pool(
+    libpq_url: str,
+    *,
+    max_size: int,
+    connect_timeout_s: float,
+    application_name: str,
+    **options: Any,
+) -> IntakePool:
+    """The API's asyncpg pool for the single-task registration (service/store/tasks.py), not yet
+    initialised (`await pool`). `options` go to asyncpg.create_pool (a test's recording
+    `connection_class`).
+
+    No connection is opened until a request needs one (min_size 0), so the API starts while the
+    database is down, and an idle one is closed after asyncpg's 5 minutes. An idle connection the
+    server closed is noticed by the event loop (its socket reads EOF) and replaced on the next
+    acquire, so a database restart costs no request. A connection goes back to the pool without
+    asyncpg's reset query (an extra round trip per request: the registration is one autocommit
+    statement that leaves no session state); asyncpg still rolls back a transaction left open."""
+    return asyncpg.create_pool(
+        libpq_url,
+        min_size=0,
+        max_size=max_size,
+        timeout=connect_timeout_s,
+        reset=_leave_as_is,
+        init=_json_text,
+        server_settings={"application_name": application_name, "timezone": "UTC"},
+        **options,
+    )
+
+
+async def _leave_as_is(conn: asyncpg.Connection[Any]) -> None:
+    """The pool's reset: nothing (see intake_pool)."""
+
+
+async def _json_text(conn: asyncpg.Connection[Any]) -> None:
+    """jsonb goes in as its text (the domain renders it) and comes out through the domain's
+    parse_json, as on the psycopg connections (service/api/resources.py)."""
+    for type_name in ("jsonb", "json"):
+        await conn.set_type_codec(
+            type_name, encoder=_as_is, decoder=parse_json, schema="pg_catalog", format="text"
+        )
+
+
+def _as_is(text: str) -> str:
+    return text

@@ -1,17 +1,20 @@
 """Tasks as clients see them: registration (one or a batch), lookup, listing and cancel.
 
-This is the API's hot path, so it speaks psycopg directly on autocommit connections from the API's
-own pool (see service/api/resources.py): measured on this machine, SQLAlchemy's checkout (with its
-pre-ping) and statement execution cost about three times the CPU of the bare driver for the same
-INSERT. Each function is one statement (or, on a conflict, one more), so no explicit transaction
-is needed. Every statement is scoped by `client_id`, so one client never reaches another's task.
+This is the API's hot path, so it speaks a driver directly on autocommit connections from the
+API's own pools (see service/api/resources.py): measured on this machine, SQLAlchemy's checkout
+(with its pre-ping) and statement execution cost about three times the CPU of the bare driver for
+the same INSERT. The single-task registration, the most frequent call, runs on asyncpg (its
+INSERT took about 70 us of the API's CPU where psycopg and its pool took about 125, issue 28);
+the rest on psycopg. Each function is one statement (or, on a conflict, one more), so no
+explicit transaction is needed. Every statement is scoped by `client_id`, so one client never
+reaches another's task.
 
 The engine's claim and write-back queries live in service/store/polling.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +26,7 @@ from psycopg.rows import DictRow, RowMaker
 from service.domain.intake import Registration
 from service.domain.states import TaskSource, TaskState
 from service.domain.verdicts import Verdict, verdict_of
+from service.store.db import IntakeConnection
 from service.store.rechecks import END_SUBMITS_SET, END_SUBMITS_WHERE
 
 TaskConnection = AsyncConnection[DictRow]
@@ -65,7 +69,7 @@ class TaskRow:
 TASK_COLUMNS = ", ".join(field.name for field in fields(TaskRow))
 
 
-def _task_row(values: Sequence[Any]) -> TaskRow:
+def _task_row(values: Iterable[Any]) -> TaskRow:
     id_, task_id, state, *rest, source, masked, rechecks, job_id = values
     return TaskRow(  # type: ignore[call-arg]
         id_, task_id, TaskState(state), *rest, TaskSource(source), masked, rechecks, job_id
@@ -82,9 +86,15 @@ def _task_rows(cursor: AsyncCursor[Any]) -> RowMaker[TaskRow]:
     return _task_row
 
 
+def numbered(statement: str) -> str:
+    """A statement of `%s` placeholders in asyncpg's form, `$1`, `$2`, ...: the same text
+    serves both drivers."""
+    head, *rest = statement.split("%s")
+    return head + "".join(f"${n}{part}" for n, part in enumerate(rest, 1))
+
+
 # Due at once (next_poll_at = now): the scheduler polls a new task within about a second.
-# Positional parameters (in register_task's order): psycopg maps named ones to positions on every
-# execution, about 6% of the API's CPU in a profile of single registrations.
+# Positional parameters (in register_task's order).
 _INSERT_ONE = f"""
     INSERT INTO tasks (client_id, task_id, state, metadata, submitted_at, expires_at,
                        registered_at, next_poll_at, updated_at, poll_count)
@@ -122,6 +132,10 @@ _FIND = f"""
     SELECT {TASK_COLUMNS} FROM tasks WHERE client_id = %s AND task_id = %s
 """  # noqa: S608 - only constants are interpolated
 
+_INSERT_ONE_NUMBERED = numbered(_INSERT_ONE)
+_INSERT_ONE_TRACED_NUMBERED = numbered(_INSERT_ONE_TRACED)
+_FIND_NUMBERED = numbered(_FIND)
+
 # Only `pending` rows change, and the engine's write-back also requires `pending`, so a cancel
 # wins over any upstream answer that arrives after it; clearing the lease voids a claim in flight.
 # A re-check still to come is stopped in the same statement, its kept number erased (the task
@@ -144,14 +158,14 @@ _CANCEL = f"""
 
 
 async def register_task(
-    conn: TaskConnection,
+    conn: IntakeConnection,
     client_id: int,
     registration: Registration,
     now: datetime,
     traceparent: str | None = None,
 ) -> tuple[TaskRow, bool]:
     """Register the task unless this client already has that task_id (with the `traceparent`
-    of the request, while traces are on).
+    of the request, while traces are on), on a connection of the asyncpg pool.
 
     Returns the stored task and True when this call created it. One statement when the task is
     new; a second, reading the existing row, only on a conflict.
@@ -167,18 +181,17 @@ async def register_task(
         now,
         now,
     )
-    insert = _INSERT_ONE
+    insert = _INSERT_ONE_NUMBERED
     if traceparent is not None:
-        insert, params = _INSERT_ONE_TRACED, (*params, traceparent)
+        insert, params = _INSERT_ONE_TRACED_NUMBERED, (*params, traceparent)
     while True:
-        cursor = conn.cursor(row_factory=_task_rows)
-        created = await (await cursor.execute(insert, params)).fetchone()
+        created = await conn.fetchrow(insert, *params)
         if created is not None:
-            return created, True
-        existing = await find_task(conn, client_id, registration.task_id)
+            return _task_row(created), True
+        existing = await conn.fetchrow(_FIND_NUMBERED, client_id, registration.task_id)
         # The row that conflicted can only vanish through retention; then insert again.
         if existing is not None:
-            return existing, False
+            return _task_row(existing), False
 
 
 async def register_tasks(

@@ -1,5 +1,6 @@
 """Fixtures shared by the integration directories: the run's Redis database as a client, an
-autocommit psycopg connection as the API's hot pool lends one, the settings of an API whose
+autocommit psycopg connection as the API's hot pool lends one, an asyncpg one as its intake pool
+lends one, the settings of an API whose
 webhooks may go to the local receiver, and no learnt completion times (the simulator and the
 flushed Redis are tests/conftest.py's, shared with tests/security)."""
 
@@ -8,13 +9,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import psycopg
 import pytest
+from asyncpg.pool import PoolConnectionProxy
 from psycopg.rows import DictRow, dict_row
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.api.resources import libpq_url
+from service.api.resources import libpq_url, new_intake_pool
 from service.config import Settings
 from tests.support.estimates import clear_estimates
 from tests.support.settings import webhook_settings
@@ -49,3 +52,14 @@ async def conn(settings: Settings) -> AsyncIterator[psycopg.AsyncConnection[Dict
     )
     async with connection:
         yield connection
+
+
+@pytest.fixture
+async def intake_conn(settings: Settings) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+    """A connection of the API's asyncpg intake pool (single registrations)."""
+    pool = await new_intake_pool(settings)
+    try:
+        async with pool.acquire() as connection:
+            yield connection
+    finally:
+        await pool.close()

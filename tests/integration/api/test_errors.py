@@ -7,6 +7,7 @@ import asyncio
 import random
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastapi import FastAPI
 from starlette.types import Message
 
 from service.api.body_limit import MAX_BODY_BYTES
+from service.api.resources import new_intake_pool
 from service.upstream.pause import close_pause, open_pause
 from tests.support.api import api_client, bearer, json_bearer
 from tests.support.settings import make_settings
@@ -321,3 +323,25 @@ async def test_readyz_names_redis_when_it_is_down(api_without_redis: httpx.Async
     assert body["database"] == "ok"
     assert body["redis"] == "down"
     assert body["upstream"] == {"paused": None}
+
+
+async def test_a_registration_answers_503_when_the_intake_pool_cannot_reach_the_database(
+    api_app: FastAPI, api: httpx.AsyncClient, key: str, redis_url: str
+) -> None:
+    # The key is cached by a first registration, so only the INSERT needs the database: it runs
+    # on the intake pool (asyncpg), here one whose database is down.
+    first = await api.post("/v1/tasks", json={"task_id": "T-up"}, headers=bearer(key))
+    assert first.status_code == 201
+    resources = api_app.state.resources
+    dead = await new_intake_pool(make_settings(DEAD_DATABASE_URL, redis_url))
+    api_app.state.resources = replace(resources, intake=dead)
+    try:
+        response = await api.post("/v1/tasks", json={"task_id": "T-down"}, headers=bearer(key))
+    finally:
+        api_app.state.resources = resources
+        await dead.close()
+
+    problem = assert_problem(response, 503)
+    assert "database" in problem["detail"]
+    assert response.headers["retry-after"].isdigit()
+    assert "127.0.0.1" not in response.text

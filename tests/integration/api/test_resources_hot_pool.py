@@ -1,9 +1,11 @@
-"""The API's hot connection pool after the server closed its connections (a restart, an
-administrator's pg_terminate_backend): the dead ones are noticed without a query and replaced,
-so no request fails on one. The chaos suite restarts PostgreSQL itself; this is the quick check."""
+"""The API's hot connection pool, and its intake pool (asyncpg), after the server closed their
+connections (a restart, an administrator's pg_terminate_backend): the dead ones are noticed
+without a query and replaced, so no request fails on one. The chaos suite restarts PostgreSQL
+itself; this is the quick check."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
@@ -18,9 +20,11 @@ from service.api.resources import (
     ApiResources,
     closed_by_server,
     hot_connection,
+    intake_connection,
     libpq_url,
 )
 from service.config import Settings
+from tests.support.api import asgi_client, bearer
 
 
 @pytest.fixture
@@ -111,3 +115,28 @@ async def test_every_pooled_connection_terminated_costs_no_request(
             conn = await held.enter_async_context(hot_connection(resources))
             assert conn.info.backend_pid not in pids
             assert await (await conn.execute("SELECT 1 AS one")).fetchone() == {"one": 1}
+
+
+async def test_every_intake_connection_terminated_costs_no_registration(
+    api_app: FastAPI, settings: Settings, key: str
+) -> None:
+    resources: ApiResources = api_app.state.resources
+    held_pids: list[int] = []
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(HOT_POOL_MIN + 2):
+            conn = await held.enter_async_context(intake_connection(resources))
+            held_pids.append(conn.get_server_pid())
+    await terminate(settings, held_pids)
+
+    async with asgi_client(api_app) as api:
+        answers = await asyncio.gather(
+            *(
+                api.post("/v1/tasks", json={"task_id": f"T-after-{n}"}, headers=bearer(key))
+                for n in range(HOT_POOL_MIN + 2)
+            )
+        )
+    assert [answer.status_code for answer in answers] == [201] * (HOT_POOL_MIN + 2)
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(HOT_POOL_MIN + 2):
+            conn = await held.enter_async_context(intake_connection(resources))
+            assert conn.get_server_pid() not in held_pids

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from psycopg import AsyncConnection, AsyncCursor
@@ -18,6 +19,7 @@ from psycopg.rows import DictRow, dict_row
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.api.resources import new_intake_pool
 from service.config import Settings
 from service.domain.intake import Registration, validate_registration
 from service.domain.schemas import TaskOut
@@ -264,19 +266,37 @@ async def test_a_rejected_registration_stores_nothing(api: httpx.AsyncClient, ke
     assert (await api.get(f"/v1/tasks/{task_id}", headers=bearer(key))).status_code == 404
 
 
+INTAKE_STATEMENTS: list[str] = []
+
+
+class CountingIntakeConnection(asyncpg.Connection):  # generic in asyncpg-stubs only
+    """A real asyncpg connection (the intake pool's kind) that notes in INTAKE_STATEMENTS the
+    statements it is asked to run (register_task sends each with fetchrow)."""
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        INTAKE_STATEMENTS.append(query.split()[0])
+        return await super().fetchrow(query, *args, **kwargs)
+
+
 async def test_a_new_task_costs_one_statement_and_an_existing_one_two(
     key: str, settings: Settings, database_url: str
 ) -> None:
-    async with counting_connection(database_url) as conn:
-        client_id = await client_id_of(conn, key)
-        entry = registration(unique(), settings)
-        _, created = await task_store.register_task(conn, client_id, entry, datetime.now(UTC))
-        assert created
-        assert conn.statements == ["INSERT"]
-        conn.statements.clear()
-        _, created = await task_store.register_task(conn, client_id, entry, datetime.now(UTC))
-        assert not created
-        assert conn.statements == ["INSERT", "SELECT"]
+    async with counting_connection(database_url) as counting:
+        client_id = await client_id_of(counting, key)
+    pool = await new_intake_pool(settings, connection_class=CountingIntakeConnection)
+    try:
+        async with pool.acquire() as conn:
+            entry = registration(unique(), settings)
+            INTAKE_STATEMENTS.clear()
+            _, created = await task_store.register_task(conn, client_id, entry, datetime.now(UTC))
+            assert created
+            assert INTAKE_STATEMENTS == ["INSERT"]
+            INTAKE_STATEMENTS.clear()
+            _, created = await task_store.register_task(conn, client_id, entry, datetime.now(UTC))
+            assert not created
+            assert INTAKE_STATEMENTS == ["INSERT", "SELECT"]
+    finally:
+        await pool.close()
 
 
 # --- batch ------------------------------------------------------------------------------------

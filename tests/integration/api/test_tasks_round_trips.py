@@ -1,9 +1,10 @@
 """What one `POST /v1/tasks` costs in round trips with every per-client limit off (the default):
 no Redis command, and no statement but the INSERT, with the key lookup added when the key cache
 is cold (issue 28). Counted on the real PostgreSQL and Redis: every statement the API's hot pool
-sends goes through a real psycopg cursor that records it (and SQLAlchemy's engine is listened
-to), and every command Redis runs from this process's connections is read off Redis's MONITOR,
-up to a marker command sent after the request."""
+sends goes through a real psycopg cursor that records it, every one its intake pool sends through
+a real asyncpg connection that records it (and SQLAlchemy's engine is listened to), and every
+command Redis runs from this process's connections is read off Redis's MONITOR, up to a marker
+command sent after the request."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import httpx
 import psutil
 import pytest
@@ -21,7 +23,7 @@ from redis.asyncio import Redis
 from sqlalchemy import event
 
 from service.api.app import create_app
-from service.api.resources import hot_pool
+from service.api.resources import hot_pool, new_intake_pool
 from tests.support.api import asgi_client, json_bearer
 from tests.support.settings import make_settings
 
@@ -48,6 +50,27 @@ class RecordingCursor(AsyncCursor[Any]):
         return await super().execute(query, params, **options)
 
 
+class RecordingConnection(asyncpg.Connection):  # generic in asyncpg-stubs only
+    """asyncpg's own connection, noting each statement it is asked to send (the connection's
+    own setup, asyncpg's type introspection when it opens, is not a request's)."""
+
+    async def execute(self, query: str, *args: Any, **options: Any) -> Any:
+        SENT.append(_noted(query))
+        return await super().execute(query, *args, **options)
+
+    async def fetch(self, query: str, *args: Any, **options: Any) -> Any:
+        SENT.append(_noted(query))
+        return await super().fetch(query, *args, **options)
+
+    async def fetchrow(self, query: str, *args: Any, **options: Any) -> Any:
+        SENT.append(_noted(query))
+        return await super().fetchrow(query, *args, **options)
+
+    async def fetchval(self, query: str, *args: Any, **options: Any) -> Any:
+        SENT.append(_noted(query))
+        return await super().fetchval(query, *args, **options)
+
+
 @pytest.fixture
 async def counted_app(database_url: str, redis_url: str) -> AsyncIterator[FastAPI]:
     # The sign-in throttle on, as it is by default (the test settings turn it off).
@@ -57,7 +80,8 @@ async def counted_app(database_url: str, redis_url: str) -> AsyncIterator[FastAP
         resources = app.state.resources
         pool = hot_pool(settings, cursor_factory=RecordingCursor)
         await pool.open(wait=True)
-        app.state.resources = replace(resources, pool=pool)
+        intake = await new_intake_pool(settings, connection_class=RecordingConnection)
+        app.state.resources = replace(resources, pool=pool, intake=intake)
         engine = resources.engine.sync_engine
 
         def note(*args: Any) -> None:
@@ -69,6 +93,7 @@ async def counted_app(database_url: str, redis_url: str) -> AsyncIterator[FastAP
         finally:
             event.remove(engine, "before_cursor_execute", note)
             await pool.close()
+            await intake.close()
 
 
 class RedisCommands:

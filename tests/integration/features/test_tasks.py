@@ -17,6 +17,7 @@ from service.features.errors import NotFound, TaskAlreadyFinal
 from tests.support.factories import insert_client
 
 Conn = psycopg.AsyncConnection[DictRow]
+IntakeConn = tasks.IntakeConnection
 TTL = timedelta(days=1)
 
 
@@ -27,11 +28,11 @@ def registration(task_id: str) -> Registration:
 
 
 async def test_a_registered_task_is_found_and_registering_it_again_returns_it(
-    conn: Conn, client_id: int
+    conn: Conn, intake_conn: IntakeConn, client_id: int
 ) -> None:
-    row, created = await tasks.register_task(conn, client_id, registration("T-1"), utc_now())
+    row, created = await tasks.register_task(intake_conn, client_id, registration("T-1"), utc_now())
     again, created_again = await tasks.register_task(
-        conn, client_id, registration("T-1"), utc_now()
+        intake_conn, client_id, registration("T-1"), utc_now()
     )
 
     assert (created, created_again) == (True, False)
@@ -49,9 +50,9 @@ async def test_an_id_that_cannot_be_a_task_id_is_not_found(
 
 
 async def test_another_clients_task_is_not_found(
-    conn: Conn, client_id: int, sessions: async_sessionmaker[AsyncSession]
+    conn: Conn, intake_conn: IntakeConn, client_id: int, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    await tasks.register_task(conn, client_id, registration("T-mine"), utc_now())
+    await tasks.register_task(intake_conn, client_id, registration("T-mine"), utc_now())
     stranger = await insert_client(sessions)
 
     with pytest.raises(NotFound, match="no task 'T-mine' registered by this client"):
@@ -59,10 +60,10 @@ async def test_another_clients_task_is_not_found(
 
 
 async def test_a_list_pages_newest_first_and_says_when_another_page_follows(
-    conn: Conn, client_id: int
+    conn: Conn, intake_conn: IntakeConn, client_id: int
 ) -> None:
     for task_id in ("T-a", "T-b", "T-c"):
-        await tasks.register_task(conn, client_id, registration(task_id), utc_now())
+        await tasks.register_task(intake_conn, client_id, registration(task_id), utc_now())
 
     first = await tasks.list_tasks(conn, client_id, state=None, before_id=None, size=2)
     assert [row.task_id for row in first.items] == ["T-c", "T-b"]
@@ -75,9 +76,9 @@ async def test_a_list_pages_newest_first_and_says_when_another_page_follows(
 
 
 async def test_a_pending_task_is_cancelled_once_then_refused_as_already_final(
-    conn: Conn, client_id: int
+    conn: Conn, intake_conn: IntakeConn, client_id: int
 ) -> None:
-    await tasks.register_task(conn, client_id, registration("T-x"), utc_now())
+    await tasks.register_task(intake_conn, client_id, registration("T-x"), utc_now())
 
     cancelled = await tasks.cancel_task(conn, client_id, "T-x", utc_now())
     assert cancelled.state is TaskState.CANCELLED
@@ -88,9 +89,9 @@ async def test_a_pending_task_is_cancelled_once_then_refused_as_already_final(
 
 
 async def test_a_batch_registers_each_distinct_valid_task_once_in_entry_order(
-    conn: Conn, client_id: int
+    conn: Conn, intake_conn: IntakeConn, client_id: int
 ) -> None:
-    await tasks.register_task(conn, client_id, registration("T-old"), utc_now())
+    await tasks.register_task(intake_conn, client_id, registration("T-old"), utc_now())
     now = utc_now()
     batch = tasks.check_batch(
         [{"task_id": "T-new"}, {"task_id": "T-new"}, {"task_id": "T-old"}, {"task_id": ""}],
@@ -111,11 +112,32 @@ async def test_a_batch_registers_each_distinct_valid_task_once_in_entry_order(
 
 
 async def test_a_task_story_has_no_event_or_delivery_while_pending(
-    conn: Conn, session: AsyncSession, client_id: int
+    conn: Conn, intake_conn: IntakeConn, session: AsyncSession, client_id: int
 ) -> None:
-    await tasks.register_task(conn, client_id, registration("T-story"), utc_now())
+    await tasks.register_task(intake_conn, client_id, registration("T-story"), utc_now())
 
     found = await tasks.task_with_story(conn, session, client_id, "T-story")
 
     assert found.task.task_id == "T-story"
     assert (found.story.event_id, found.deliveries) == (None, [])
+
+
+async def test_a_task_registered_on_asyncpg_reads_the_same_as_on_psycopg(
+    conn: Conn, intake_conn: IntakeConn, client_id: int
+) -> None:
+    # The intake pool (asyncpg) answers the registration; every other read is psycopg's: the
+    # same row either way, metadata's large integers, nesting and text included.
+    metadata = {"big": 2**70, "ü": [1, {"a": None, "b": 1.5}], "s": "x\u2028y"}
+    checked = validate_registration(
+        {"task_id": "T-same", "metadata": metadata}, now=utc_now(), ttl=TTL
+    )
+    assert isinstance(checked, Registration)
+
+    created, _ = await tasks.register_task(intake_conn, client_id, checked, utc_now())
+    existing, was_created = await tasks.register_task(intake_conn, client_id, checked, utc_now())
+
+    found = await tasks.find_task(conn, client_id, "T-same")
+    assert created == found == existing
+    assert not was_created
+    assert created.metadata == metadata
+    assert created.submitted_at.utcoffset() == timedelta(0)
