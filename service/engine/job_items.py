@@ -10,8 +10,10 @@ For each item still leased to us (service/store/job_items.py), in this order:
    for re-checks: past the budget it is handed back unsent, due at the next UTC midnight, and its
    client's jobs are paused for the budget; an item handed back unsent after its mark gives its
    check back); the first item of a queued job moves it to running in that transaction; from
-   here on, a death of this process makes the item's outcome unknown, and it is never sent again;
-   its slot of the shared rate ceiling is waited for (service/engine/slots.py), as a poll's;
+   here on, a death of this process makes the item's outcome unknown, and it is never sent again
+   (items are marked 20 at a time, so a dying worker leaves at most two groups of a batch
+   `unknown`); its slot of the shared rate ceiling is waited for (service/engine/slots.py), as a
+   poll's;
 4. upstream is called with the number, opened from its seal only now, and the client's callback
    URL when PHONEBRIDGE_PUBLIC_URL is set (as a single check);
 5. the answer is written in one transaction: a task (with its event when upstream answered at
@@ -38,7 +40,13 @@ from service.domain.job_lifecycle import JobMove
 from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.states import JobItemState, TaskState
 from service.domain.verdicts import verdict_of
-from service.engine.slot_sends import HANDED_BACK, SKIPPED, SlotSender, SlotSteps
+from service.engine.slot_sends import (
+    HANDED_BACK,
+    MARKED_AT_ONCE,
+    SKIPPED,
+    SlotSender,
+    SlotSteps,
+)
 from service.features import check_jobs as job_feature
 from service.observability.metrics import record_job_item
 from service.sealed_numbers import (
@@ -85,6 +93,7 @@ class JobItemSubmitter:
         callback_url_for: CallbackUrlFor = no_callback,
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
+        marked_at_once: int = MARKED_AT_ONCE,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -115,6 +124,7 @@ class JobItemSubmitter:
             retry_s=self._retry_s,
             default_limit=settings.client_max_checks_per_day,
             clock=clock,
+            marked_at_once=marked_at_once,
         )
 
     async def submit_items(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ class Answer:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     delay_s: float = 0.0  # wait this long before answering (the "slow" fault)
     reset: bool = False  # close the connection instead of answering
+    task_id: str | None = None  # the task a submit made (the call log records it)
 
 
 def new_request_id() -> str:
@@ -63,7 +65,8 @@ def finished(masked_phone_number: str, phone_status: str) -> Answer:
 
 
 def submitted(task_id: str) -> Answer:
-    return json_answer(200, "OK", task_id=task_id)
+    answer = json_answer(200, "OK", task_id=task_id)
+    return dataclasses.replace(answer, task_id=task_id)
 
 
 def invalid_argument(reason: str) -> Answer:
@@ -119,4 +122,5 @@ def slowed(answer: Answer, delay_s: float) -> Answer:
         headers=answer.headers,
         delay_s=delay_s,
         reset=answer.reset,
+        task_id=answer.task_id,
     )

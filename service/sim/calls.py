@@ -1,5 +1,10 @@
 """The simulator's call log: every call to an upstream endpoint, in arrival order, and the
-busiest sliding window among a selection of them (what the rate-ceiling tests read)."""
+busiest sliding window among a selection of them (what the rate-ceiling tests read).
+
+A submit's entry also keeps the number it carried (its digits, or None when it carried none
+that could be read) and the task_id the simulator answered it with (None for an answer that made
+no task: a final answer at once, a refusal, a fault), so a test can tell from upstream's side how
+many times each number was submitted and which task each submit made."""
 
 from __future__ import annotations
 
@@ -22,12 +27,25 @@ class CallLog:
         self.endpoints: list[Endpoint] = []
         self.task_ids: list[str | None] = []
         self.labels: list[str] = []
+        self.phone_numbers: list[str | None] = []
+        self.answered_task_ids: list[str | None] = []
 
-    def record(self, at: float, endpoint: Endpoint, task_id: str | None, label: str) -> None:
+    def record(
+        self,
+        at: float,
+        endpoint: Endpoint,
+        task_id: str | None,
+        label: str,
+        *,
+        phone_number: str | None = None,
+        answered_task_id: str | None = None,
+    ) -> None:
         self.at.append(at)
         self.endpoints.append(endpoint)
         self.task_ids.append(task_id)
         self.labels.append(label)
+        self.phone_numbers.append(phone_number)
+        self.answered_task_ids.append(answered_task_id)
 
     def select(
         self,

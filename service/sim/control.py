@@ -3,7 +3,8 @@
     GET   /_sim/health                       {"status": "ok"}
     POST  /_sim/tasks                        register a task (or {"tasks": [...]}), 201
     GET   /_sim/tasks/{task_id}              its script, call count, call times and answers
-    GET   /_sim/calls?since&until&endpoint&task_id     the call log, oldest first
+    GET   /_sim/calls?since&until&endpoint&task_id     the call log, oldest first (a submit's
+                                             entry names its number and the task it made)
     GET   /_sim/stats?window_s&since&until&endpoint    totals and the busiest sliding window
     GET   /_sim/faults                       the fault settings in force
     PUT   /_sim/faults                       replace them (missing fields: no fault)

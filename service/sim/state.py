@@ -209,7 +209,15 @@ class SimState:
 
         # The task's own id string, not this request's copy: the log keeps one per call.
         logged_id = task.task_id if task is not None else task_id
-        self.log.record(now, endpoint, logged_id, answer.label)
+        given = request.get("phone_number") if endpoint is Endpoint.SUBMIT else None
+        self.log.record(
+            now,
+            endpoint,
+            logged_id,
+            answer.label,
+            phone_number=number_digits(given) if isinstance(given, str) else None,
+            answered_task_id=answer.task_id,
+        )
         if task is not None:
             task.record_call(now, after_final)
         return answer
@@ -337,6 +345,8 @@ class SimState:
                 "endpoint": log.endpoints[i].value,
                 "task_id": log.task_ids[i],
                 "answer": log.labels[i],
+                "phone_number": log.phone_numbers[i],
+                "answered_task_id": log.answered_task_ids[i],
             }
             for i in log.select(since, until, endpoint, task_id)
         ]

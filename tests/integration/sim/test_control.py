@@ -91,6 +91,42 @@ def test_call_log_filters_by_task_endpoint_and_time(sim: SimServer, upstream: ht
     assert [c["answer"] for c in sim.control.calls(until=middle)] == ["OK"]
 
 
+def test_a_submits_log_entry_names_its_number_and_the_task_it_made(
+    sim: SimServer, upstream: httpx.Client
+) -> None:
+    sim.control.configure(submit_script="ring-1")
+    made = upstream.post(SUBMIT, json={"phone_number": "+525512345678"}).json()["task_id"]
+    upstream.post(SUBMIT, json={"phone_number": "5712345678"})  # refused: no task
+    upstream.post(SUBMIT, json={"phone_number": "not a number"})
+    sim.control.configure(submit_script="busy-0")  # answered at once: no task
+    upstream.post(SUBMIT, json={"phone_number": "573001234567"})
+    poll(upstream, made)
+    calls = sim.control.calls()
+    assert [(c["phone_number"], c["answered_task_id"], c["answer"]) for c in calls] == [
+        ("525512345678", made, "OK"),
+        ("5712345678", None, "INVALID_ARGUMENT"),
+        (None, None, "INVALID_ARGUMENT"),
+        ("573001234567", None, "OK"),
+        (None, None, "PENDING"),
+    ]
+    assert calls[-1]["task_id"] == made
+    # A slowed or refused submit still names the number it carried.
+    sim.control.replace_faults(probabilities={"slow": 1.0}, slow_s=0.01)
+    slowed = upstream.post(SUBMIT, json={"phone_number": "525587654321"}).json()
+    sim.control.replace_faults(force={"mode": "rate_limit"})
+    upstream.post(SUBMIT, json={"phone_number": "525587654322"})
+    slow_call, refused_call = sim.control.calls(endpoint="submit")[-2:]
+    assert (slow_call["phone_number"], slow_call["answered_task_id"]) == (
+        "525587654321",
+        slowed.get("task_id"),
+    )
+    assert slow_call["answer"] == "slow:OK"
+    assert (refused_call["phone_number"], refused_call["answer"]) == (
+        "525587654322",
+        "RATE_LIMIT_EXCEEDED",
+    )
+
+
 def test_stats_count_calls_answers_and_finished_tasks(
     sim: SimServer, upstream: httpx.Client
 ) -> None:
