@@ -115,7 +115,7 @@ class JobItemSubmitter:
             log=log,
             error_event="job_item.error",
             error_fields=lambda item: {"job_pk": item.job_pk},
-            marked=_begin_jobs,
+            before_marks=_begin_jobs,
         )
         self._slots = SlotSender(
             sessions,
@@ -254,9 +254,11 @@ class JobItemSubmitter:
         return await self._slots.hand_back(item, token, due_at, counted_on)
 
 
-async def _begin_jobs(session: AsyncSession, marked: list[ClaimedItem], now: datetime) -> None:
-    """The first item of a queued job moves it to running, in the marks' transaction."""
-    for job_pk in sorted({item.job_pk for item in marked}):
+async def _begin_jobs(session: AsyncSession, items: list[ClaimedItem], now: datetime) -> None:
+    """A queued job with items about to be marked moves to running, in the marks' transaction
+    and before them (see SlotSteps.before_marks); if none of them is marked after all, the
+    running job's items are claimed again later."""
+    for job_pk in sorted({item.job_pk for item in items}):
         job = await job_store.job_by_pk(session, job_pk)
         if job is not None:
             await job_feature.system_move(session, job, JobMove.BEGIN, now)

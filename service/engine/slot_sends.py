@@ -60,7 +60,7 @@ MARKED_AT_ONCE = 20
 GROUPS_IN_FLIGHT = 2
 
 
-async def _nothing_more(session: AsyncSession, marked: list[S], now: datetime) -> None:
+async def _nothing_first(session: AsyncSession, submits: list[S], now: datetime) -> None:
     return None
 
 
@@ -74,8 +74,10 @@ class SlotSteps(Generic[S]):
     - `send(submit, token, lease_until, counted_on)`: at its slot, the call and its answer
       written; an outcome;
     - `log`, `error_event`, `error_fields(submit)`: the purpose's log line for a bug;
-    - `marked(session, submits, now)`: anything else in the marks' transaction (a job item begins
-      its job).
+    - `before_marks(session, submits, now)`: anything else in the marks' transaction, first (a
+      job item begins its queued job). First, because a mark takes its job's row FOR SHARE: a
+      row written after that is a lock upgrade, and two groups marking items of one job
+      deadlock on it (seen in the suite); written first, the second group waits for the first.
     """
 
     mark: Callable[[AsyncSession, S, uuid.UUID, datetime, datetime], Awaitable[bool]]
@@ -84,7 +86,7 @@ class SlotSteps(Generic[S]):
     log: logging.Logger
     error_event: str
     error_fields: Callable[[S], Mapping[str, object]]
-    marked: Callable[[AsyncSession, list[S], datetime], Awaitable[None]] = _nothing_more
+    before_marks: Callable[[AsyncSession, list[S], datetime], Awaitable[None]] = _nothing_first
 
 
 class SlotSender(Generic[S]):
@@ -148,10 +150,10 @@ class SlotSender(Generic[S]):
             async def mark(submit: S) -> bool:
                 return await steps.mark(session, submit, token, now, lease_until)
 
+            await steps.before_marks(session, submits, now)
             budgeted = await begin_within_budget(
                 session, submits, mark, default_limit=self._default_limit, now=now
             )
-            await steps.marked(session, budgeted.began, now)
         began, counted = budgeted.began, budgeted.counted
         outcomes = [SKIPPED] * (len(submits) - len(began) - len(budgeted.over_budget))
 

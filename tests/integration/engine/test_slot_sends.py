@@ -51,7 +51,9 @@ class Purpose:
     lost: set[int] = field(default_factory=set)  # no longer ours at the mark
     broken: set[int] = field(default_factory=set)  # their send raises
     marked_ids: list[int] = field(default_factory=list)
-    began: list[int] = field(default_factory=list)
+    # The group the purpose saw before any of it was marked (SlotSteps.before_marks).
+    before_marks: list[int] = field(default_factory=list)
+    marked_before_it: list[int] | None = None
     released: list[tuple[int, uuid.UUID, datetime]] = field(default_factory=list)
     sent: list[tuple[int, uuid.UUID, datetime, date | None]] = field(default_factory=list)
 
@@ -66,8 +68,9 @@ class Purpose:
         self.marked_ids.append(submit.id)
         return submit.id not in self.lost
 
-    async def marked(self, session: AsyncSession, submits: list[Submit], now: datetime) -> None:
-        self.began = [submit.id for submit in submits]
+    async def first(self, session: AsyncSession, submits: list[Submit], now: datetime) -> None:
+        self.before_marks = [submit.id for submit in submits]
+        self.marked_before_it = list(self.marked_ids)
 
     async def release(
         self,
@@ -108,7 +111,7 @@ def sender_of(
         log=log,
         error_event="test_purpose.error",
         error_fields=lambda submit: {"submit_no": submit.id},
-        marked=purpose.marked,
+        before_marks=purpose.first,
     )
     return SlotSender(sessions, reaction, steps, retry_s=RETRY_S, default_limit=0, clock=utc_now)
 
@@ -138,7 +141,8 @@ async def test_the_marked_are_sent_in_order_after_the_skipped(
 
     assert outcomes == [SKIPPED, SENT, SENT, SENT]
     assert purpose.marked_ids == [1, 2, 3, 4]
-    assert purpose.began == [1, 3, 4]
+    # The purpose's own first step saw the whole group in the marks' transaction, before any mark.
+    assert (purpose.before_marks, purpose.marked_before_it) == ([1, 2, 3, 4], [])
     # No budget: nothing counted, the batch's token and lease passed on.
     assert purpose.sent == [(n, TOKEN, lease_until, None) for n in (1, 3, 4)]
     assert purpose.released == []
@@ -177,7 +181,7 @@ async def test_without_a_slot_the_marked_go_back_unsent_and_their_checks_are_giv
     )
 
     assert outcomes == [HANDED_BACK] * 3
-    assert purpose.began == [1, 2, 3]  # counted and marked
+    assert purpose.marked_ids == [1, 2, 3]  # counted and marked
     assert purpose.sent == []
     assert [(n, token) for n, token, _ in purpose.released] == [(1, TOKEN), (2, TOKEN), (3, TOKEN)]
     # Due at once (the hand-back's own clock), not held back.
