@@ -26,13 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.config import Settings
 from service.domain.intake import FieldError
+from service.domain.job_csv import job_from_csv
 from service.domain.job_estimate import available_item_rate, estimated_finish_at
-from service.domain.job_input import (
-    JobRefused,
-    JobRequest,
-    job_from_csv,
-    job_from_json,
-)
+from service.domain.job_input import JobRefused, JobRequest, job_from_json
 from service.domain.job_lifecycle import (
     JobMove,
     JobStatus,
