@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response, StreamingResponse
 
 from service.api.body_limit import RequestBodyTooLarge
-from service.api.check_jobs import CSV_MEDIA_TYPE
+from service.api.check_job_models import CSV_MEDIA_TYPE
 from service.api.deps import SessionDep
 from service.api.portal.rendering import render
 from service.api.portal.session import (
