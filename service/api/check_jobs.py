@@ -40,7 +40,8 @@ from service.domain.job_lifecycle import JobMove
 from service.domain.schemas import JobOut
 from service.domain.states import JobState
 from service.features import check_jobs as job_feature
-from service.features.check_jobs import JobMedia, JobPace, ResultForm
+from service.features.check_job_creation import JobMedia, create_job
+from service.features.check_jobs import JobPace, ResultForm
 from service.features.paging import PAGE_SIZE_DEFAULT
 
 PATH = "/v1/check-jobs"
@@ -75,7 +76,7 @@ async def create_check_job(
             "a JSON job takes its options in the body, not as query parameters",
             [FieldProblem(field=f"query.{name}", message="not taken") for name, _ in query],
         )
-    created = await job_feature.create_job(
+    created = await create_job(
         session,
         client.id,
         media=media,
