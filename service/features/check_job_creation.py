@@ -38,15 +38,11 @@ from service.features.check_jobs import JobPace, JobView, job_view
 from service.features.errors import BodyTooLarge, BrokenRule, InvalidInput
 from service.number_digests import number_digest_keys
 from service.sealed_numbers import NumberSeal, job_item_binding, number_seal_for
+from service.store import check_job_creation as creation_store
 from service.store import check_jobs as job_store
 from service.store import freshness
-from service.store.check_jobs import (
-    ItemColumns,
-    JobRow,
-    NewJob,
-    RejectionColumns,
-    SubmitColumns,
-)
+from service.store.check_job_creation import ItemColumns, NewJob, RejectionColumns, SubmitColumns
+from service.store.check_jobs import JobRow
 
 
 class JobMedia(StrEnum):
@@ -117,7 +113,7 @@ async def create_job(
     counts = planned_counts(request, plan, cached=len(cached_from))
     status = initial_status(start=request.options.start)
     recheck = request.options.recheck
-    job = await job_store.insert_job(
+    job = await creation_store.insert_job(
         session,
         NewJob(
             public_id=new_public_id(JOB_PREFIX),
@@ -164,20 +160,20 @@ async def create_job(
             planned.first_line,
             cached_task,
         )
-    await job_store.insert_items(session, job.id, items)
+    await creation_store.insert_items(session, job.id, items)
     del items
     rejections = RejectionColumns()
     for rejection in request.rejections:
         rejections.lines.append(rejection.line)
         rejections.references.append(rejection.reference)
         rejections.details.append(rejection.detail)
-    await job_store.insert_rejections(session, job.id, rejections)
+    await creation_store.insert_rejections(session, job.id, rejections)
     submit_state = (
         ScheduledSubmitState.STANDBY
         if status.state is JobState.DRAFT
         else ScheduledSubmitState.WAITING
     )
-    await job_store.insert_item_submits(session, job, submits, state=submit_state, now=now)
+    await creation_store.insert_item_submits(session, job, submits, state=submit_state, now=now)
     return CreatedJob(await job_view(session, job, pace, now), True)
 
 

@@ -37,8 +37,10 @@ from service.domain.states import JobState
 from service.features.errors import MoveNotPossible
 from service.features.ids import no_such_job, require_job_id
 from service.features.paging import Page, fetch_page
+from service.store import check_job_results as result_store
 from service.store import check_jobs as job_store
-from service.store.check_jobs import JobRow, RejectionRow
+from service.store.check_job_results import RejectionRow
+from service.store.check_jobs import JobRow
 from service.store.db import transaction
 from service.store.outbox import record_job_completed
 
@@ -174,7 +176,9 @@ async def rejections(
     """The job's rejected items by line."""
     job = await _job(session, client_id, job_id)
     return await fetch_page(
-        lambda limit: job_store.rejection_page(session, job.id, after_line=after_line, limit=limit),
+        lambda limit: result_store.rejection_page(
+            session, job.id, after_line=after_line, limit=limit
+        ),
         size,
     )
 
@@ -185,7 +189,7 @@ async def results(
     """One page of the job's result rows, in input order."""
     job = await _job(session, client_id, job_id)
     return await fetch_page(
-        lambda limit: job_store.result_page(session, job.id, after_line=after_line, limit=limit),
+        lambda limit: result_store.result_page(session, job.id, after_line=after_line, limit=limit),
         size,
     )
 
@@ -206,7 +210,7 @@ async def stream_results(
     """Every result row of the job in `form`, in chunks, read from a server-side cursor in its
     own transaction: constant memory whatever the job's size."""
     async with transaction(sessions) as session:
-        batches = job_store.stream_results(session, job.id, rows_per_fetch=ROWS_PER_FETCH)
+        batches = result_store.stream_results(session, job.id, rows_per_fetch=ROWS_PER_FETCH)
         header_sent = False
         async for batch in batches:
             if form is ResultForm.NDJSON:
