@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.delivery import is_success
 from service.store.subscriptions import of_client, subscriptions
-from service.store.tables import Subscription
+from service.store.tables.webhooks import Subscription
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.domain.schemas import SubscriptionOut
 from service.domain.states import DisabledReason, EventType
 from service.store.deliveries import clear_waiting_turns, stop_subscription_deliveries
-from service.store.tables import Subscription
+from service.store.tables.webhooks import Subscription
 
 subscriptions = cast(Table, Subscription.__table__)
 
