@@ -1,5 +1,5 @@
 """The pure parts of a 100,000-item check job, timed and weighed in this process: reading the
-CSV and the JSON body (service.domain.job_input), the dedupe plan with an HMAC digest
+CSV and the JSON body (service.domain.job_csv and job_input), the dedupe plan with an HMAC digest
 (service.domain.job_plan), and writing the results as CSV and NDJSON
 (service.domain.job_results).
 
@@ -36,7 +36,8 @@ from typing import TypeVar
 
 from service.domain.checks import validate_check
 from service.domain.intake import FieldError, Rejection
-from service.domain.job_input import JobRequest, NumberReader, job_from_csv, job_from_json
+from service.domain.job_csv import job_from_csv
+from service.domain.job_input import JobRequest, NumberReader, job_from_json
 from service.domain.job_plan import plan_dedupe
 from service.domain.job_results import ResultRow, results_csv, results_ndjson
 from service.domain.jsontext import parse_request_json

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from service.api import (
     callbacks,
+    check_job_models,
     check_jobs,
     checks,
     deliveries,
@@ -68,7 +69,7 @@ SCHEMA_MODELS: tuple[type[BaseModel], ...] = (
     tasks.TaskRegistration,
     tasks.TaskBatch,
     checks.CheckSubmission,
-    check_jobs.CheckJobIn,
+    check_job_models.CheckJobIn,
 )
 
 DESCRIPTION = """\

@@ -35,7 +35,7 @@ from service.checks.submit import SubmitService
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.jsontext import parse_json
-from service.features.check_jobs import JobSecrets
+from service.features.check_job_creation import JobSecrets
 from service.logs import OncePerInterval
 from service.store.db import (
     IntakeConnection,

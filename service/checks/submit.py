@@ -1,7 +1,7 @@
 """Submit a check: `SubmitService.submit(client_id, check, idempotency_key)`.
 
 Upstream's submit is not idempotent, so the order of writes is what keeps a check from being
-submitted twice or lost:
+submitted twice or lost (the intent row's steps are service/checks/intents.py's):
 
 1. an intent row (`submitting`, with the Idempotency-Key) is committed before any call; a second
    request with the same key finds it and waits for its answer, never calls upstream itself. Under
@@ -36,11 +36,16 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.checks.callback_hints import CallbackUrls
+from service.checks.intents import SubmitIntents
 from service.checks.submit_answers import (
     DifferentBody,
     SubmitAnswer,
+    answer_without_task,
+    no_credentials_answer,
+    over_budget_answer,
+    paused_answer,
+    rate_ceiling_answer,
     unavailable_answer,
-    unknown_outcome_answer,
 )
 from service.clock import Clock, utc_now
 from service.config import Settings
@@ -48,13 +53,10 @@ from service.domain.answers import classify_answer
 from service.domain.backoff import next_poll_delay
 from service.domain.budgets import (
     budget_applies,
-    budget_exhausted_detail,
-    seconds_to_next_utc_midnight,
     utc_day,
 )
 from service.domain.checks import (
     INSTANT_TASK_PREFIX,
-    SUBMIT_OUTCOME_UNKNOWN,
     CheckRequest,
     SubmitKind,
     SubmitOutcome,
@@ -62,7 +64,6 @@ from service.domain.checks import (
 )
 from service.domain.phone_numbers import number_digest, number_digests
 from service.domain.polling import last_call_start
-from service.domain.problems import CHECK_BUDGET_EXHAUSTED
 from service.domain.rechecks import recheck_due_at, waiting_deadline
 from service.domain.schedule import safety_net_delay
 from service.domain.states import SubmissionState, TaskState
@@ -78,7 +79,6 @@ from service.observability.traces import (
 from service.sealed_numbers import NumberSeal, number_seal_for, recheck_binding
 from service.store import checks as check_store
 from service.store import freshness
-from service.store.budgets import give_back_checks, take_checks
 from service.store.db import transaction
 from service.store.estimates import load_estimate
 from service.store.scheduled_submits import hold_number_for_rechecks
@@ -90,8 +90,6 @@ log = logging.getLogger(__name__)
 
 # A submit waits at most this long for its slot of the rate ceiling before answering 503.
 MAX_SLOT_WAIT_S = 5.0
-# A duplicate request re-reads the first one's row this often while it is in flight.
-REPLAY_POLL_S = 0.05
 # Set only by the tests that kill a real API between upstream's answer and the commit.
 CRASH_AFTER_SUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_SUBMIT"
 
@@ -122,7 +120,8 @@ class SubmitService:
         # Seals the numbers kept for re-checks; made on first use (it may read the key file).
         self._seal: NumberSeal | None = None
         # The owner of an intent row answers within this; after it, the outcome is unknown.
-        self._lease = timedelta(seconds=settings.upstream_timeout_s + MAX_SLOT_WAIT_S + 2.0)
+        lease = timedelta(seconds=settings.upstream_timeout_s + MAX_SLOT_WAIT_S + 2.0)
+        self._intents = SubmitIntents(sessions, clock, lease)
 
     @cached_property
     def _number_keys(self) -> tuple[bytes, ...]:
@@ -161,34 +160,23 @@ class SubmitService:
         now = self._clock()
         fingerprints = check.fingerprints(self._number_keys)
         budget_day = utc_day(now) if budget_applies(checks_per_day) else None
-        async with transaction(self._sessions) as session:
-            submission, created = await check_store.begin_submission(
-                session,
-                client_id=client_id,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprints[0],
-                masked=check.masked,
-                now=now,
-                lease_until=now + self._lease,
-            )
-            over_budget = (
-                created
-                and budget_day is not None
-                and not await take_checks(
-                    session, client_id=client_id, day=budget_day, n=1, limit=checks_per_day
-                )
-            )
-            if over_budget:
-                # Nothing is kept: the same Idempotency-Key is a new request tomorrow.
-                await check_store.release_submission(session, submission.id)
-        if over_budget:
+        intent = await self._intents.begin(
+            client_id=client_id,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprints[0],
+            masked=check.masked,
+            budget_day=budget_day,
+            checks_per_day=checks_per_day,
+        )
+        submission = intent.submission
+        if intent.over_budget:
             record_submit("over_budget")
-            return self._over_budget_answer(checks_per_day, now)
-        if not created:
+            return over_budget_answer(checks_per_day, now)
+        if not intent.created:
             if submission.fingerprint not in fingerprints:
                 raise DifferentBody
             record_submit("replayed")
-            return await self._replay(submission)
+            return await self._intents.replay(submission)
         if check.max_age_s:
             fresh = await self._fresh_answer(submission.id, client_id, check)
             if fresh is not None:
@@ -202,31 +190,16 @@ class SubmitService:
             raise
         return answer
 
-    def _over_budget_answer(self, limit: int, now: datetime) -> SubmitAnswer:
-        retry_after_s = seconds_to_next_utc_midnight(now)
-        return SubmitAnswer.problem(
-            429,
-            budget_exhausted_detail(limit, retry_after_s),
-            CHECK_BUDGET_EXHAUSTED.code,
-            {"Retry-After": str(retry_after_s)},
-        )
-
     async def _submit_once(
         self, submission_id: int, client_id: int, check: CheckRequest, budget_day: date | None
     ) -> SubmitAnswer:
         refusal = await self._refusal_before_call()
         upstream = self._client()
         if refusal is None and upstream is None:
-            refusal = SubmitAnswer.problem(
-                503,
-                "this phonebridge has no upstream credentials "
-                "(PHONEBRIDGE_UPSTREAM_API_ID and PHONEBRIDGE_UPSTREAM_API_SECRET), so it "
-                "cannot submit checks",
-                "NO_UPSTREAM_CREDENTIALS",
-            )
+            refusal = no_credentials_answer()
         if refusal is not None or upstream is None:
             assert refusal is not None
-            await self._release(submission_id, client_id, budget_day)
+            await self._intents.release(submission_id, client_id, budget_day)
             record_submit("refused")
             return refusal
 
@@ -258,7 +231,7 @@ class SubmitService:
         )
         if outcome.kind in (SubmitKind.PENDING, SubmitKind.FINISHED):
             return await self._record_task(submission_id, client_id, check, outcome, callback)
-        answer = self._answer_without_task(outcome)
+        answer = answer_without_task(outcome, self._settings.pause_probe_s)
         if outcome.reached_upstream:
             async with transaction(self._sessions) as session:
                 await check_store.finish_submission(
@@ -271,7 +244,7 @@ class SubmitService:
                     now=answered_at,
                 )
         else:
-            await self._release(submission_id, client_id, budget_day)
+            await self._intents.release(submission_id, client_id, budget_day)
         return answer
 
     async def _fresh_answer(
@@ -327,13 +300,7 @@ class SubmitService:
         try:
             pause = await read_pause(self._redis)
             if pause is not None:
-                return SubmitAnswer.problem(
-                    503,
-                    f"upstream refuses this account ({pause.reason}); calls are paused "
-                    "until a probe succeeds; nothing was submitted",
-                    pause.reason,
-                    {"Retry-After": str(round(self._settings.pause_probe_s))},
-                )
+                return paused_answer(pause.reason, self._settings.pause_probe_s)
             reservation = await self._limiter.reserve_calls(1)
             record_call_slots(reservation.count)
             # Background claims (check jobs) yield what interactive submits take.
@@ -342,12 +309,7 @@ class SubmitService:
             log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
             return unavailable_answer("the shared rate ceiling (Redis) does not answer")
         if reservation.first_in_s > MAX_SLOT_WAIT_S:
-            return SubmitAnswer.problem(
-                503,
-                "the upstream call rate is at its ceiling; nothing was submitted, try again",
-                "RATE_CEILING",
-                {"Retry-After": str(max(1, round(reservation.first_in_s)))},
-            )
+            return rate_ceiling_answer(reservation.first_in_s)
         if reservation.first_in_s > 0:
             await asyncio.sleep(reservation.first_in_s)
         return None
@@ -424,80 +386,6 @@ class SubmitService:
                 now=now,
             )
         return answer
-
-    def _answer_without_task(self, outcome: SubmitOutcome) -> SubmitAnswer:
-        if outcome.kind is SubmitKind.REJECTED:
-            return SubmitAnswer.problem(
-                422,
-                f"upstream refused the check: {outcome.message}",
-                outcome.code,
-                title="Unprocessable Content",
-            )
-        if outcome.kind is SubmitKind.ACCOUNT_PROBLEM:
-            return SubmitAnswer.problem(
-                503,
-                f"upstream refuses this account ({outcome.code}: {outcome.message}); "
-                "calls are paused until a probe succeeds; nothing was submitted",
-                outcome.code,
-                {"Retry-After": str(round(self._settings.pause_probe_s))},
-            )
-        if outcome.kind is SubmitKind.RATE_LIMITED:
-            retry_after = max(1, round(outcome.retry_after_s or 1))
-            return SubmitAnswer.problem(
-                503,
-                "upstream refused the call (RATE_LIMIT_EXCEEDED); nothing was submitted",
-                outcome.code,
-                {"Retry-After": str(retry_after)},
-            )
-        if outcome.kind is SubmitKind.UNAVAILABLE:
-            return unavailable_answer(f"{outcome.message}; nothing was submitted")
-        return SubmitAnswer.problem(
-            502,
-            f"{outcome.message}; phonebridge will not submit it again with this Idempotency-Key",
-            SUBMIT_OUTCOME_UNKNOWN,
-        )
-
-    async def _release(self, submission_id: int, client_id: int, budget_day: date | None) -> None:
-        """Nothing reached upstream: the key is free again and the check is not counted."""
-        async with transaction(self._sessions) as session:
-            await check_store.release_submission(session, submission_id)
-            if budget_day is not None:
-                await give_back_checks(session, client_id=client_id, day=budget_day, n=1)
-
-    async def _replay(self, submission: check_store.Submission) -> SubmitAnswer:
-        """The first request's answer: waited for while it is in flight, declared unknown once
-        its lease has passed without one."""
-        while True:
-            if submission.response_status is not None and submission.response_body is not None:
-                return SubmitAnswer(
-                    submission.response_status, submission.response_body, replayed=True
-                )
-            now = self._clock()
-            if now >= submission.lease_until:
-                unknown = unknown_outcome_answer()
-                async with transaction(self._sessions) as session:
-                    marked = await check_store.mark_unknown(
-                        session,
-                        submission.id,
-                        status=unknown.status,
-                        body_json=unknown.body_json,
-                        now=now,
-                    )
-                if marked is not None:
-                    log.warning("check.outcome_unknown", extra={"submission_id": submission.id})
-                    return SubmitAnswer(unknown.status, unknown.body_json, replayed=True)
-            else:
-                await asyncio.sleep(REPLAY_POLL_S)
-            assert submission.idempotency_key is not None
-            async with transaction(self._sessions) as session:
-                current = await check_store.find_submission(
-                    session, submission.client_id, submission.idempotency_key
-                )
-            if current is None:
-                # The first request released the key (nothing reached upstream): its answer is
-                # not kept; this request may be retried as a new one.
-                return unavailable_answer("a request with this Idempotency-Key just failed; retry")
-            submission = current
 
 
 def _crash_point_for_tests() -> None:

@@ -7,7 +7,7 @@ failed its whole retry schedule within that run, so an operator who sets the win
 the schedule does not lose an endpoint before any delivery had all its chances (Svix's rule: "all
 attempts failed for five days" with a schedule shorter than that).
 
-The run is kept on the subscription's row (service/store/subscriptions.py) and moved on by every
+The run is kept on the subscription's row (service/store/endpoint_health.py) and moved on by every
 write-back of attempts (`after_attempts`); attempts of one write-back may be older than the run
 already kept (another worker wrote later ones first), so each success only ends a run it comes
 after.

@@ -2,11 +2,12 @@
 be checked (rejections, by line), and the job's options; or the whole request refused.
 
 Pure: `job_from_json` takes the parsed JSON body (read the way every route reads one:
-`service.api.bodies`), `job_from_csv` the raw bytes of a `text/csv` body and its query
-parameters. Both take the phone number rule as a parameter (`NumberReader`): the one rule of
-`POST /v1/checks`, so that a number is accepted, refused and normalised the same way everywhere.
-Every rule of an item is the rule of the same field elsewhere (`check_metadata` of tasks and
-checks; `max_age_s` and `recheck` of `service.domain.check_options` and `service.domain.rechecks`).
+`service.api.bodies`); `job_from_csv` (`service.domain.job_csv`) the raw bytes of a `text/csv`
+body and its query parameters, by the rules held here. Both take the phone number rule as a
+parameter (`NumberReader`): the one rule of `POST /v1/checks`, so that a number is accepted,
+refused and normalised the same way everywhere. Every rule of an item is the rule of the same
+field elsewhere (`check_metadata` of tasks and checks; `max_age_s` and `recheck` of
+`service.domain.check_options` and `service.domain.rechecks`).
 
 The request as a whole (the contract's order; `JobRefused` with every broken rule):
 - Over `JOB_BODY_MAX_BYTES` (16 MiB): 413. The edge must enforce it while reading the body, so
@@ -27,29 +28,17 @@ An item (JSON): `phone_number` (required, a string; the number rule decides the 
 of tasks). An unknown field, like any broken rule, rejects the item with every broken rule in
 its `detail`; its `reference` is echoed when it was valid.
 
-CSV: UTF-8, a BOM allowed; records end in CRLF, LF or CR; fields separated by commas and quoted
-as RFC 4180 says (a quoted field may hold commas, line breaks and doubled quotes). The header row
-names the columns: `phone_number` (required) and `reference` (optional), compared without
-surrounding spaces and without case; other columns are ignored, so a spreadsheet's own columns
-need not be removed first. A phone number cell is taken without its surrounding spaces (cells
-padded by a spreadsheet); an empty `reference` cell means none (CSV cannot tell empty from
-absent). Query parameters: `name`, `max_age_s` (decimal digits), `start` (`true` or `false`),
-each at most once, no other (a misspelt `max_age` must not be dropped without a word). A CSV job
-has no metadata and no `recheck` (the contract gives them no column or parameter).
-
 Memory: items are slotted frozen dataclasses, about 220 bytes each with their strings
 (`bench/job_input.py` prints the figures).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from service.domain.check_options import check_max_age_s, check_max_age_s_text
+from service.domain.check_options import check_max_age_s
 from service.domain.intake import FieldError, check_metadata, json_type, shown_field_name
 from service.domain.rechecks import RecheckPolicy, check_recheck
 
@@ -57,9 +46,6 @@ JOB_BODY_MAX_BYTES = 16 * 1024 * 1024
 JOB_ITEMS_MAX = 100_000
 JOB_FIELDS = ("items", "name", "max_age_s", "recheck", "start")
 ITEM_FIELDS = ("phone_number", "reference", "metadata")
-CSV_QUERY_PARAMETERS = ("name", "max_age_s", "start")
-CSV_PHONE_NUMBER_COLUMN = "phone_number"
-CSV_REFERENCE_COLUMN = "reference"
 REFERENCE_MAX_LENGTH = 255
 NAME_MAX_LENGTH = 255
 # How many rejections a refusal of a job with nothing to check lists.
@@ -70,8 +56,6 @@ NumberReader = Callable[[str], "str | FieldError"]
 
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-# What `surrogateescape` makes of a byte that is not UTF-8.
-_UNDECODABLE = re.compile(r"[\udc80-\udcff]")
 _ITEM_SHAPE = "{phone_number, reference?, metadata?}"
 _JSON_SHAPE = '{"items": [' + _ITEM_SHAPE + ", ...]}"
 
@@ -134,7 +118,7 @@ class JobRefused:
 def job_from_json(body: object, number_rule: NumberReader) -> JobRequest | JobRefused:
     """Read a JSON job body (already parsed, within the size limit)."""
     if not isinstance(body, dict):
-        return _refused(FieldError(None, f"the request body must be a JSON object {_JSON_SHAPE}"))
+        return refusal(FieldError(None, f"the request body must be a JSON object {_JSON_SHAPE}"))
     errors = [
         FieldError(
             shown_field_name(name),
@@ -144,69 +128,20 @@ def job_from_json(body: object, number_rule: NumberReader) -> JobRequest | JobRe
         if name not in JOB_FIELDS
     ]
     entries = _check_items_array(body.get("items"), errors)
-    name = _check_text(body.get("name"), "name", NAME_MAX_LENGTH, errors)
+    name = check_text(body.get("name"), "name", NAME_MAX_LENGTH, errors)
     max_age_s = check_max_age_s(body.get("max_age_s"), errors)
     recheck = check_recheck(body.get("recheck"), errors)
     start = _check_start(body.get("start"), errors)
     if errors or entries is None or max_age_s is None:
-        return _refused(*errors)
+        return refusal(*errors)
     options = JobOptions(name=name, max_age_s=max_age_s, recheck=recheck, start=start)
-    return _job_of(
+    return job_of(
         options,
         (_item_from_json(line, entry, number_rule) for line, entry in enumerate(entries, 1)),
     )
 
 
-def job_from_csv(
-    body: bytes, query: Sequence[tuple[str, str]], number_rule: NumberReader
-) -> JobRequest | JobRefused:
-    """Read a `text/csv` job body and its query parameters (every pair, in order, so that a
-    parameter given twice is seen)."""
-    if len(body) > JOB_BODY_MAX_BYTES:
-        return JobRefused(
-            413,
-            (
-                FieldError(
-                    None,
-                    f"the request body is {len(body)} bytes; a job may take at most "
-                    f"{JOB_BODY_MAX_BYTES} (16 MiB)",
-                ),
-            ),
-        )
-    errors: list[FieldError] = []
-    options = _options_from_query(query, errors)
-    text = _utf8_text(body)
-    if isinstance(text, FieldError):
-        return _refused(*errors, text)
-    # The cells first and the rules after, so that a list past the limit is refused before any
-    # number is checked (the count comes before the items, as in JSON).
-    cells: list[tuple[int, str, str]] = []
-    try:
-        records = _csv_records(text)
-        columns = _columns_of_header(next(records, None), errors)
-        if errors or options is None or columns is None:
-            return _refused(*errors)
-        phone_column, reference_column = columns
-        for line, record in records:
-            if _blank(record):
-                continue
-            if len(cells) == JOB_ITEMS_MAX:
-                return _refused(_too_many_items(f"more than {JOB_ITEMS_MAX}"))
-            cells.append((line, _cell(record, phone_column), _cell(record, reference_column)))
-    except _CsvUnreadable as unreadable:
-        return _refused(*errors, unreadable.error)
-    if not cells:
-        return _refused(FieldError(None, "the CSV has a header row but no items"))
-    return _job_of(
-        options,
-        (
-            _item_from_csv(line, phone_cell, reference_cell, number_rule)
-            for line, phone_cell, reference_cell in cells
-        ),
-    )
-
-
-def _job_of(
+def job_of(
     options: JobOptions, outcomes: Iterable[JobItem | ItemRejection]
 ) -> JobRequest | JobRefused:
     items: list[JobItem] = []
@@ -217,7 +152,7 @@ def _job_of(
         else:
             rejections.append(outcome)
     if not items:
-        return _refused(
+        return refusal(
             FieldError("items", f"no item can be checked: all {len(rejections)} are rejected"),
             *(
                 FieldError(None, f"line {rejection.line}: {rejection.detail}")
@@ -242,7 +177,7 @@ def _check_items_array(value: object, errors: list[FieldError]) -> list[object] 
         errors.append(FieldError("items", "must hold at least one item"))
         return None
     if len(value) > JOB_ITEMS_MAX:
-        errors.append(_too_many_items(str(len(value))))
+        errors.append(too_many_items(str(len(value))))
         return None
     return value
 
@@ -257,31 +192,15 @@ def _item_from_json(line: int, entry: object, number_rule: NumberReader) -> JobI
         for name in entry
         if name not in ITEM_FIELDS
     ]
-    phone_number = _check_number(entry.get("phone_number"), number_rule, errors)
-    reference = _check_text(entry.get("reference"), "reference", REFERENCE_MAX_LENGTH, errors)
+    phone_number = check_number(entry.get("phone_number"), number_rule, errors)
+    reference = check_text(entry.get("reference"), "reference", REFERENCE_MAX_LENGTH, errors)
     metadata_json = check_metadata(entry.get("metadata"), errors)
     if errors or phone_number is None or metadata_json is None:
-        return ItemRejection(line, reference, _detail(errors))
+        return ItemRejection(line, reference, item_detail(errors))
     return JobItem(line, phone_number, reference, metadata_json)
 
 
-def _item_from_csv(
-    line: int, phone_cell: str, reference_cell: str, number_rule: NumberReader
-) -> JobItem | ItemRejection:
-    errors: list[FieldError] = []
-    phone_number = _check_number(phone_cell.strip() or None, number_rule, errors)
-    reference = _check_text(reference_cell or None, "reference", REFERENCE_MAX_LENGTH, errors)
-    if errors or phone_number is None:
-        return ItemRejection(line, reference, _detail(errors))
-    return JobItem(line, phone_number, reference, "{}")
-
-
-def _cell(record: list[str], column: int | None) -> str:
-    """A record's cell in that column; empty when the record is shorter or there is no column."""
-    return record[column] if column is not None and column < len(record) else ""
-
-
-def _check_number(value: object, number_rule: NumberReader, errors: list[FieldError]) -> str | None:
+def check_number(value: object, number_rule: NumberReader, errors: list[FieldError]) -> str | None:
     if value is None:
         errors.append(FieldError("phone_number", "is required"))
         return None
@@ -295,7 +214,7 @@ def _check_number(value: object, number_rule: NumberReader, errors: list[FieldEr
     return normalised
 
 
-def _check_text(value: object, field: str, max_length: int, errors: list[FieldError]) -> str | None:
+def check_text(value: object, field: str, max_length: int, errors: list[FieldError]) -> str | None:
     """A short text for people (a job's name, an item's reference); None when absent, or when
     broken (then `errors` says so)."""
     if value is None:
@@ -325,125 +244,13 @@ def _check_start(value: object, errors: list[FieldError], field: str = "start") 
     return value
 
 
-def _options_from_query(
-    query: Sequence[tuple[str, str]], errors: list[FieldError]
-) -> JobOptions | None:
-    found = len(errors)
-    given: dict[str, str] = {}
-    for parameter, value in query:
-        if parameter not in CSV_QUERY_PARAMETERS:
-            errors.append(
-                FieldError(
-                    f"query.{shown_field_name(parameter)}",
-                    "unknown query parameter (allowed: name, max_age_s, start)",
-                )
-            )
-        elif parameter in given:
-            errors.append(FieldError(f"query.{parameter}", "is given more than once"))
-        else:
-            given[parameter] = value
-    name = _check_text(given.get("name"), "query.name", NAME_MAX_LENGTH, errors)
-    max_age_text = given.get("max_age_s")
-    max_age_s = 0 if max_age_text is None else check_max_age_s_text(max_age_text, errors)
-    start_text = given.get("start")
-    if start_text not in (None, "true", "false"):
-        errors.append(FieldError("query.start", "must be true or false"))
-    if len(errors) > found or max_age_s is None:
-        return None
-    return JobOptions(name=name, max_age_s=max_age_s, start=start_text != "false")
-
-
-def _utf8_text(body: bytes) -> str | FieldError:
-    """The body's text without its BOM, or where it stops being UTF-8: the line (counted as
-    items are) of the first byte that is not, found by reading the records again with that
-    byte kept aside."""
-    try:
-        return body.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        bad_byte = body[error.start]
-        found_at = f"byte {error.start} (0x{bad_byte:02X})"
-    rule = "the CSV must be UTF-8 text (save it as CSV UTF-8)"
-    try:
-        for line, record in _csv_records(body.decode("utf-8-sig", "surrogateescape")):
-            if any(_UNDECODABLE.search(cell) for cell in record):
-                where = "the header row" if line == 0 else f"line {line}"
-                return FieldError(None, f"{where}: {rule}; {found_at} is not")
-    except _CsvUnreadable:
-        pass
-    return FieldError(None, f"{rule}; {found_at} is not")
-
-
-class _CsvUnreadable(Exception):
-    def __init__(self, error: FieldError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-def _csv_records(text: str) -> Iterator[tuple[int, list[str]]]:
-    """(line, cells) of each record, the header row (the first record that is not blank) being
-    line 0; broken CSV raises _CsvUnreadable naming the line."""
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    line = 0
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            where = "the header row" if line == 0 else f"line {line}"
-            raise _CsvUnreadable(FieldError(None, f"{where}: not valid CSV ({error})")) from None
-        if line == 0 and _blank(record):
-            continue
-        yield line, record
-        line += 1
-
-
-def _blank(record: list[str]) -> bool:
-    """A record of empty cells only: a blank line, or a spreadsheet's empty row (`,,`)."""
-    return not any(cell.strip() for cell in record)
-
-
-def _columns_of_header(
-    header: tuple[int, list[str]] | None, errors: list[FieldError]
-) -> tuple[int, int | None] | None:
-    """The positions of the `phone_number` and `reference` columns."""
-    if header is None:
-        errors.append(
-            FieldError(
-                None,
-                f"the CSV is empty; it needs a header row with a {CSV_PHONE_NUMBER_COLUMN} column",
-            )
-        )
-        return None
-    names = [cell.strip().casefold() for cell in header[1]]
-    positions: dict[str, int] = {}
-    for wanted in (CSV_PHONE_NUMBER_COLUMN, CSV_REFERENCE_COLUMN):
-        found = [index for index, name in enumerate(names) if name == wanted]
-        if len(found) > 1:
-            errors.append(FieldError(None, f"the header row names the {wanted} column twice"))
-        elif found:
-            positions[wanted] = found[0]
-    if CSV_PHONE_NUMBER_COLUMN not in positions:
-        if not any(name == CSV_PHONE_NUMBER_COLUMN for name in names):
-            shown = ", ".join(shown_field_name(cell) for cell in header[1][:10])
-            errors.append(
-                FieldError(
-                    None,
-                    f"the header row has no {CSV_PHONE_NUMBER_COLUMN} column (columns are "
-                    f"separated by commas; found: {shown or 'nothing'})",
-                )
-            )
-        return None
-    return positions[CSV_PHONE_NUMBER_COLUMN], positions.get(CSV_REFERENCE_COLUMN)
-
-
-def _too_many_items(found: str) -> FieldError:
+def too_many_items(found: str) -> FieldError:
     return FieldError("items", f"holds {found} items; a job may hold at most {JOB_ITEMS_MAX}")
 
 
-def _detail(errors: list[FieldError]) -> str:
+def item_detail(errors: list[FieldError]) -> str:
     return "; ".join(error.describe() for error in errors)
 
 
-def _refused(*errors: FieldError) -> JobRefused:
+def refusal(*errors: FieldError) -> JobRefused:
     return JobRefused(422, errors)

@@ -27,7 +27,7 @@ from service.domain.job_lifecycle import JobMove
 from service.domain.states import JobState, PausedReason
 from service.features import check_jobs as job_feature
 from service.features.check_jobs import JobPace
-from service.store import check_jobs as job_store
+from service.store import job_moves as move_store
 from service.store.db import transaction
 from service.upstream.pause import read_pause
 
@@ -56,12 +56,12 @@ class JobSystemMoves:
         paused = await read_pause(self._redis) is not None
         async with transaction(self._sessions) as session:
             if paused:
-                jobs = await job_store.jobs_in_states(
+                jobs = await move_store.jobs_in_states(
                     session, (JobState.QUEUED, JobState.RUNNING), limit=JOBS_PER_RUN
                 )
                 move = JobMove.UPSTREAM_PAUSED
             else:
-                jobs = await job_store.jobs_in_states(
+                jobs = await move_store.jobs_in_states(
                     session,
                     (JobState.PAUSED,),
                     paused_reason=PausedReason.UPSTREAM,
@@ -72,11 +72,11 @@ class JobSystemMoves:
                 if await job_feature.system_move(session, job, move, now) is not None:
                     log.info("job.moved", extra={"job_id": job.public_id, "move": move.value})
         async with transaction(self._sessions) as session:
-            for job in await job_store.jobs_all_final(session, JOBS_PER_RUN):
+            for job in await move_store.jobs_all_final(session, JOBS_PER_RUN):
                 completed = await job_feature.system_move(session, job, JobMove.ALL_FINAL, now)
                 if completed is not None:
                     await job_feature.emit_completed_if_due(session, completed, self._pace, now)
                     log.info("job.completed", extra={"job_id": job.public_id})
         async with transaction(self._sessions) as session:
-            for job in await job_store.cancelled_jobs_unreported(session, JOBS_PER_RUN):
+            for job in await move_store.cancelled_jobs_unreported(session, JOBS_PER_RUN):
                 await job_feature.emit_completed_if_due(session, job, self._pace, now)

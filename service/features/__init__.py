@@ -9,8 +9,9 @@ a `Page`) or the `FeatureError` raised (errors.py) to JSON, HTML or an exit stat
 - `events.py`: the events feed and one event.
 - `deliveries.py`: an event's deliveries, redeliver, failed deliveries, recover by time window.
 - `subscriptions.py`: create, read, list, change, delete, rotate and reveal the secret, test event.
-- `check_jobs.py`: create a check job (JSON or CSV), read, list, start/pause/resume/cancel,
-  rejections, results (pages, streamed CSV and NDJSON), and the engine's moves of jobs.
+- `check_jobs.py`: read, list, start/pause/resume/cancel a check job, rejections, results (pages,
+  streamed CSV and NDJSON), and the engine's moves of jobs; `check_job_creation.py`: create one
+  (JSON or CSV).
 - `keys.py`: API keys and per-client limits (the CLI) and the key lookups of sign-in.
 - `overview.py`, `stats.py`: the portal's overview and the completion-time figures.
 - `ids.py`, `paging.py`: the rules every feature shares (a malformed id names nothing; one page

@@ -24,9 +24,9 @@ from service.features.subscriptions import (
     change_subscription,
     find_subscription,
 )
-from service.store import deliveries as delivery_store
+from service.store import event_deliveries as delivery_store
 from service.store import portal as portal_store
-from service.store.deliveries import AttemptView, DeliveryView
+from service.store.event_deliveries import AttemptView, DeliveryView
 from service.store.portal import FailedDelivery
 
 __all__ = ["AttemptView", "DeliveryView", "FailedDelivery"]

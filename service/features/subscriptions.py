@@ -28,8 +28,12 @@ from service.features.errors import BrokenRule, InvalidInput
 from service.features.ids import no_such_subscription, require_subscription_id
 from service.features.paging import Page, fetch_page
 from service.features.resources import FeatureResources
+from service.store import endpoint_health as health_store
+from service.store import pings as ping_store
 from service.store import subscriptions as subscription_store
-from service.store.subscriptions import SentTestEvent, SubscriptionHealth, SubscriptionRow
+from service.store.endpoint_health import SubscriptionHealth
+from service.store.pings import SentTestEvent
+from service.store.subscriptions import SubscriptionRow
 from service.webhooks.guard import check_webhook_url
 from service.webhooks.ping import send_test_event
 from service.webhooks.sender import WebhookSender
@@ -247,7 +251,7 @@ async def health_of(
 ) -> dict[str, SubscriptionHealth]:
     """How each of these subscriptions' endpoints is doing, by id: its last success, its failures
     in a row, and its attempts of the last hour (success rate, p95 latency)."""
-    return await subscription_store.subscription_health(
+    return await health_store.subscription_health(
         session, client_id, [row.pk for row in subscriptions], now - HEALTH_WINDOW
     )
 
@@ -264,7 +268,7 @@ async def last_test_attempts(
     session: AsyncSession, client_id: int, subscriptions: list[SubscriptionRow]
 ) -> dict[str, SentTestEvent]:
     """The last test event sent to each of these subscriptions that was ever tested, by id."""
-    return await subscription_store.last_test_attempts(
+    return await ping_store.last_test_attempts(
         session, client_id, [row.pk for row in subscriptions]
     )
 

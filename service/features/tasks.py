@@ -16,11 +16,11 @@ from service.features.errors import TaskAlreadyFinal
 from service.features.ids import no_such_task, require_task_id
 from service.features.paging import Page, fetch_page
 from service.observability.traces import current_traceparent
-from service.store import deliveries as delivery_store
+from service.store import event_deliveries as delivery_store
 from service.store import portal as portal_store
 from service.store import tasks as task_store
 from service.store.db import IntakeConnection
-from service.store.deliveries import DeliveryView
+from service.store.event_deliveries import DeliveryView
 from service.store.polling import POLL_HISTORY_LIMIT
 from service.store.portal import TaskStory
 from service.store.tasks import TaskConnection, TaskRow

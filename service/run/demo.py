@@ -23,18 +23,23 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from service.config import ENV_PREFIX, Settings
-from service.domain.answers import PhoneStatus
 from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES, PhoneNumber, parse_phone_number
-from service.domain.states import TASK_EVENT_TYPES, EventType, TaskState
-from service.domain.verdicts import verdict_of
+from service.domain.states import TaskState
 from service.logs import JsonFormatter
 from service.run import receiver as receiver_module
 from service.run.datadir import data_dir_lock
+from service.run.demo_client import DemoClient
+from service.run.demo_samples import (
+    SAMPLE_STATUSES,
+    expected_job_verdicts,
+    sample_checks,
+    sample_job_lines,
+    sample_tasks,
+)
 from service.run.processes import ChildSpec, free_port, phonebridge_command
 from service.run.receiver import ReceiverServer
 from service.run.supervisor import (
@@ -51,7 +56,6 @@ from service.run.view import (
     RichView,
     SampleTask,
     Snapshot,
-    TaskView,
 )
 from service.sim.defaults import DEFAULT_API_ID, DEFAULT_API_SECRET
 from service.sim.scripts import Fate, FateKind, TaskScript
@@ -59,35 +63,6 @@ from service.sim.server import SimControl
 
 DONE_MESSAGE = "all sample tasks final and webhooks verified"
 NOT_DONE_MESSAGE = "not everything finished as expected"
-# (phone_status, seconds until upstream has the answer): every status, at different speeds.
-SAMPLE_STATUSES: tuple[tuple[PhoneStatus, float], ...] = (
-    (PhoneStatus.RING, 0.0),
-    (PhoneStatus.CONNECTED, 1.0),
-    (PhoneStatus.EMPTY, 2.0),
-    (PhoneStatus.BUSY, 1.5),
-    (PhoneStatus.TURNED_OFF, 3.0),
-    (PhoneStatus.OUTSIDE_SERVICE_AREA, 4.0),
-    (PhoneStatus.LINE_ABNORMAL, 2.5),
-    (PhoneStatus.TEMP_UNAVAILABLE, 3.5),
-)
-# Made-up Mexican and Colombian numbers, one per sample check, written as people and CRMs write
-# them (phonebridge normalises each); the simulator never calls anyone.
-SAMPLE_NUMBERS: tuple[str, ...] = (
-    "+52 1 55 1234 5678",
-    "+57 300 123 4567",
-    "+52 (33) 1234-5678",
-    "+57 601 234 5678",
-    "52 81 1234 5678",
-    "57 310 555 1234",
-    "+52.664.123.4567",
-    "573205551234",
-)
-# The sample job: made-up Mexican numbers (the simulator never calls anyone), each answered with
-# the n-th phone_status after 1 to 6 s; then line 1's number again, written otherwise (a
-# duplicate: checked once, answered twice) and a line that is no phone number (rejected).
-SAMPLE_JOB_NUMBERS = 18
-SAMPLE_JOB_DUPLICATE = "52 55 5000 0101"
-SAMPLE_JOB_REJECTED = "555-CALL-NOW"
 JOB_DONE_MESSAGE = "sample job completed as expected"
 JOB_NOT_DONE_MESSAGE = "sample job did not complete as expected"
 SIM_START_TIMEOUT_S = 60.0
@@ -95,67 +70,11 @@ KEY_CREATE_TIMEOUT_S = 60.0
 VIEW_INTERVAL_S = 0.5
 # Past the expiry, how long the demo waits before saying what has not finished.
 PATIENCE_AFTER_TTL_S = 60.0
-HTTP_TIMEOUT_S = 10.0
-
-
-def sample_tasks(tag: str) -> list[SampleTask]:
-    """The demo's registered tasks; `tag` makes the ids unique to this run (data survives
-    restarts)."""
-    # The 0 PENDING answers are spelled out: a tag of digits alone (token_hex gives one about 6%
-    # of the time) would otherwise be read as the count, and sim-invalid would answer PENDING.
-    return [
-        SampleTask(f"sim-never-0-{tag}", TaskState.EXPIRED),
-        SampleTask(f"sim-invalid-0-{tag}", TaskState.FAILED),
-    ]
 
 
 def sample_check_script(status: str, ready_after_s: float) -> str:
     """The simulator's script for one sample check's number (the task_id grammar without sim-)."""
     return TaskScript(Fate(FateKind.STATUS, phone_status=status), pending_s=ready_after_s).text
-
-
-def sample_checks() -> list[tuple[str, str, PhoneStatus, float]]:
-    """Each sample check: its number as written, as upstream is sent it (what the simulator's
-    script for it is keyed by), the phone_status it ends with and when that is ready."""
-    checks = []
-    for written, (status, ready_after_s) in zip(SAMPLE_NUMBERS, SAMPLE_STATUSES, strict=True):
-        number = parse_phone_number(written, DEFAULT_CHECK_COUNTRIES)
-        assert isinstance(number, PhoneNumber), written
-        checks.append((written, number.digits, status, ready_after_s))
-    return checks
-
-
-def sample_job_lines() -> list[tuple[str, str, PhoneStatus | None, float]]:
-    """The sample job's lines in order: the number as written, its reference, the phone_status
-    the simulator answers it with (None: a duplicate or a rejected line, never submitted) and
-    when that answer is ready."""
-    statuses = [status for status, _ in SAMPLE_STATUSES]
-    lines: list[tuple[str, str, PhoneStatus | None, float]] = [
-        (
-            f"+52 55 5000 {n:02d}{n:02d}",
-            f"demo-{n:02d}",
-            statuses[(n - 1) % len(statuses)],
-            1.0 + (n * 7 % 11) / 2,
-        )
-        for n in range(1, SAMPLE_JOB_NUMBERS + 1)
-    ]
-    lines.append((SAMPLE_JOB_DUPLICATE, "demo-again-01", None, 0.0))
-    lines.append((SAMPLE_JOB_REJECTED, "demo-not-a-number", None, 0.0))
-    return lines
-
-
-def expected_job_verdicts() -> dict[str, int]:
-    """The sample job's result rows by verdict once it is over: one per scripted number, and
-    the duplicate with its first line's."""
-    counts: dict[str, int] = {}
-    lines = sample_job_lines()
-    answered = [status for _, _, status, _ in lines if status is not None] + [lines[0][2]]
-    for status in answered:
-        assert status is not None
-        verdict = verdict_of(status)
-        assert verdict is not None, status
-        counts[verdict] = counts.get(verdict, 0) + 1
-    return counts
 
 
 def demo_child_env(upstream_base_url: str, task_ttl_s: float, api_url: str) -> dict[str, str]:
@@ -175,87 +94,6 @@ def demo_child_env(upstream_base_url: str, task_ttl_s: float, api_url: str) -> d
         f"{ENV_PREFIX}TASK_TTL_S": f"{task_ttl_s:g}",
         f"{ENV_PREFIX}WEBHOOK_RETRY_SCHEDULE": "1,2,5,10,30",
     }
-
-
-class DemoClient:
-    """The demo's calls to the REST API, as any client would make them."""
-
-    def __init__(self, api_url: str, api_key: str) -> None:
-        self._http = httpx.Client(
-            base_url=api_url,
-            headers={"authorization": f"Bearer {api_key}"},
-            timeout=HTTP_TIMEOUT_S,
-        )
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
-        if response.is_error:
-            # The problem's title and status only: a body could echo what was sent.
-            raise SupervisorFailed(
-                f"{method} {path} answered {response.status_code}: {_problem_title(response)}"
-            )
-        return response.json()
-
-    def subscribe(self, url: str) -> tuple[str, str]:
-        """A subscription to every task event (the sample job's items' included) and to
-        `job.completed`; its id and signing secret."""
-        body = {
-            "url": url,
-            "description": "phonebridge demo receiver",
-            "event_types": [*TASK_EVENT_TYPES, EventType.JOB_COMPLETED],
-        }
-        created = self._call("POST", "/v1/subscriptions", json=body)
-        return str(created["id"]), str(created["secret"])
-
-    def register(self, samples: list[SampleTask]) -> None:
-        tasks = [{"task_id": s.task_id, "metadata": {"demo": True}} for s in samples]
-        results = self._call("POST", "/v1/tasks/batch", json={"tasks": tasks})["results"]
-        rejected = [r for r in results if r.get("outcome") == "rejected"]
-        if rejected:
-            raise SupervisorFailed(f"sample task rejected: {rejected[0].get('detail')}")
-
-    def submit(self, phone_number: str, idempotency_key: str) -> str:
-        """Submit a check; the task_id of the task it became."""
-        answer = self._call(
-            "POST",
-            "/v1/checks",
-            json={"phone_number": phone_number, "metadata": {"demo": True}},
-            headers={"idempotency-key": idempotency_key},
-        )
-        return str(answer["task_id"])
-
-    def create_job(self, lines: list[tuple[str, str]], idempotency_key: str) -> dict[str, Any]:
-        """A started check job of (phone number, reference) lines, as a list's owner sends it."""
-        items = [
-            {"phone_number": number, "reference": reference, "metadata": {"demo": True}}
-            for number, reference in lines
-        ]
-        job: dict[str, Any] = self._call(
-            "POST",
-            "/v1/check-jobs",
-            json={"name": "phonebridge demo", "items": items},
-            headers={"idempotency-key": idempotency_key},
-        )
-        return job
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self._call("GET", f"/v1/check-jobs/{job_id}")
-        return job
-
-    def tasks(self, samples: list[SampleTask]) -> dict[str, TaskView]:
-        wanted = {s.task_id for s in samples}
-        page = self._call("GET", "/v1/tasks", params={"limit": 500})
-        return {t["task_id"]: TaskView.of(t) for t in page["data"] if t["task_id"] in wanted}
-
-
-def _problem_title(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("title", ""))
-    except ValueError:
-        return ""
 
 
 def create_api_key(supervisor: Supervisor, env: dict[str, str], name: str, log_dir: Path) -> str:

@@ -13,13 +13,13 @@ Which of the three ways to write a query:
   SQL is the point, where Core would only obscure it: lease claims with `FOR UPDATE SKIP LOCKED`
   and the writes guarded by a lease (leases.py, polling.py, deliveries.py), the outbox's chained
   INSERTs fed by one JSON document (outbox.py), retention and the gauges' counts.
-- **SQLAlchemy Core** on the tables of tables.py: for everything else, the plain CRUD of the
+- **SQLAlchemy Core** on the tables of tables/: for everything else, the plain CRUD of the
   less frequent routes (subscriptions, the event feed, creating clients), where building a query
   from optional conditions reads better than string assembly and speed is not the constraint.
 
 Whichever way, every row that leaves the package is a frozen dataclass built with its fields'
 names, so a misspelt field fails `mypy --strict`; a Core query names its columns through the
-ORM classes of tables.py and unpacks its typed row, so a misspelt column fails it too (the SQL
+ORM classes of tables/ and unpacks its typed row, so a misspelt column fails it too (the SQL
 text of the other two ways is checked by the tests that run it), and a state column reads as its
 StrEnum (tests/unit/test_typed_rows.py). Time is a parameter rather than `now()` in SQL, and
 no query function commits: the request or task boundary does (with db.transaction). States and

@@ -1,11 +1,7 @@
-"""Check jobs as stored: a job with its items and rejections, created in one transaction; the
-moves of its status and of its items' scheduled submits; its progress and its result rows.
-
-Creation scales: items, rejections and the items' scheduled submits (purpose `job_item`, each
-with its number sealed) are written with COPY, row tuples streamed from the caller's columns: no
-ORM object and no statement per row. The caller
-(service/features/check_jobs.py) runs them all in one transaction: a job is there whole or not
-at all.
+"""Check jobs as stored: a job found, listed and moved, the moves of its items' scheduled
+submits, and its progress. (Its creation, in one transaction, is service/store/
+check_job_creation.py's; its result rows and rejections as a client reads them,
+check_job_results.py's; the jobs the engine's moves look at, job_moves.py's.)
 
 A job's status is written guarded by the status it was read with (`write_status`): of two moves
 at once, the second finds the row changed and is refused or retried, never applied blindly.
@@ -18,31 +14,25 @@ answers) is in service/store/job_items.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import repeat
 from typing import Any
 
-import psycopg
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.job_lifecycle import JobStatus
 from service.domain.job_plan import JobCounts
-from service.domain.job_results import ResultRow
 from service.domain.states import (
-    EventType,
     JobItemState,
     JobState,
     PausedReason,
-    ScheduledSubmitPurpose,
     ScheduledSubmitState,
     TaskState,
 )
 from service.domain.verdicts import verdict_of
 
-_JOB_COLUMNS = (
+JOB_COLUMNS = (
     "id, public_id, client_id, name, state, paused_reason, max_age_s, recheck, "
     "idempotency_key, fingerprint, items, rejected, duplicates, cached, created_at, "
     "updated_at, started_at, finished_at"
@@ -83,104 +73,13 @@ class JobRow:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    public_id: str
-    client_id: int
-    name: str | None
-    status: JobStatus
-    max_age_s: int
-    recheck_json: str | None
-    idempotency_key: str | None
-    fingerprint: bytes | None
-    counts: JobCounts
-    now: datetime
-
-
-@dataclass(slots=True)
-class ItemColumns:
-    """A job's accepted items, column by column (what `unnest` takes)."""
-
-    lines: list[int] = field(default_factory=list)
-    states: list[str] = field(default_factory=list)
-    references: list[str | None] = field(default_factory=list)
-    metadata: list[str | None] = field(default_factory=list)
-    masks: list[str] = field(default_factory=list)
-    digests: list[bytes] = field(default_factory=list)
-    first_lines: list[int | None] = field(default_factory=list)
-    task_pks: list[int | None] = field(default_factory=list)
-
-    def add(
-        self,
-        line: int,
-        state: JobItemState,
-        reference: str | None,
-        metadata_json: str | None,
-        masked: str,
-        digest: bytes,
-        first_line: int | None,
-        task_pk: int | None,
-    ) -> None:
-        self.lines.append(line)
-        self.states.append(state.value)
-        self.references.append(reference)
-        self.metadata.append(metadata_json)
-        self.masks.append(masked)
-        self.digests.append(digest)
-        self.first_lines.append(first_line)
-        self.task_pks.append(task_pk)
-
-
-@dataclass(slots=True)
-class RejectionColumns:
-    lines: list[int] = field(default_factory=list)
-    references: list[str | None] = field(default_factory=list)
-    details: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class SubmitColumns:
-    """The sealed numbers of the items to submit, by line."""
-
-    lines: list[int] = field(default_factory=list)
-    sealed: list[bytes] = field(default_factory=list)
-
-
-_INSERT_JOB = text(
-    f"""
-    INSERT INTO check_jobs (public_id, client_id, name, state, paused_reason, max_age_s, recheck,
-                            idempotency_key, fingerprint, items, rejected, duplicates, cached,
-                            created_at, updated_at, started_at)
-    VALUES (:public_id, :client_id, :name, CAST(:state AS text), CAST(:paused_reason AS text),
-            :max_age_s, CAST(:recheck AS jsonb), :key, :fingerprint, :items, :rejected,
-            :duplicates, :cached, :now, :now,
-            CASE WHEN CAST(:state AS text) <> '{JobState.DRAFT}'
-                 THEN CAST(:now AS timestamptz) END)
-    ON CONFLICT (client_id, idempotency_key) DO NOTHING
-    RETURNING {_JOB_COLUMNS}
-    """  # noqa: S608 - only constants are interpolated
-)
-
-# COPY, not INSERT: measured on this machine, 20,000 items took ~1.3 s as `INSERT ... SELECT FROM
-# unnest(arrays)` (psycopg adapting each array element in Python) and a fraction of that as
-# COPY rows (its binary implementation writes them in C).
-_COPY_ITEMS = (
-    "COPY check_job_items (job_pk, line, state, reference, metadata, phone_number_masked, "
-    "number_digest, first_line, task_pk) FROM STDIN"
-)
-_COPY_REJECTIONS = "COPY check_job_rejections (job_pk, line, reference, detail) FROM STDIN"
-_COPY_SUBMITS = (
-    "COPY scheduled_submits (client_id, purpose, state, phone_number_sealed, due_at, created_at, "
-    "updated_at, job_pk, job_line) FROM STDIN"
-)
-
 _FIND_JOB = text(
-    f"SELECT {_JOB_COLUMNS} FROM check_jobs WHERE client_id = :client_id AND public_id = :public_id"  # noqa: S608
+    f"SELECT {JOB_COLUMNS} FROM check_jobs WHERE client_id = :client_id AND public_id = :public_id"  # noqa: S608
 )
 _FIND_JOB_BY_KEY = text(
-    f"SELECT {_JOB_COLUMNS} FROM check_jobs WHERE client_id = :client_id AND idempotency_key = :key"  # noqa: S608
+    f"SELECT {JOB_COLUMNS} FROM check_jobs WHERE client_id = :client_id AND idempotency_key = :key"  # noqa: S608
 )
-_JOB_BY_PK = text(f"SELECT {_JOB_COLUMNS} FROM check_jobs WHERE id = :id")  # noqa: S608
+_JOB_BY_PK = text(f"SELECT {JOB_COLUMNS} FROM check_jobs WHERE id = :id")  # noqa: S608
 
 _WRITE_STATUS = text(
     f"""
@@ -194,7 +93,7 @@ _WRITE_STATUS = text(
                            THEN COALESCE(finished_at, CAST(:now AS timestamptz)) END
     WHERE id = :id AND state = CAST(:expected_state AS text)
       AND paused_reason IS NOT DISTINCT FROM CAST(:expected_reason AS text)
-    RETURNING {_JOB_COLUMNS}
+    RETURNING {JOB_COLUMNS}
     """  # noqa: S608 - only enum values are interpolated
 )
 
@@ -245,9 +144,10 @@ _END_UNSUBMITTED_ITEMS = text(
 _TASKS_BY_STATE = text("SELECT state, count(*) FROM tasks WHERE job_pk = :job_pk GROUP BY state")
 
 # The task that answers each result row: its own (submitted), the earlier check (cached), or,
-# for a duplicate, its first item's.
+# for a duplicate, its first item's; ROWS_FROM joins it to every item (the progress's counts and
+# service/store/check_job_results.py's rows).
 _ANSWERING_TASK = "CASE WHEN i.first_line IS NULL THEN i.task_pk ELSE f.task_pk END"
-_ROWS_FROM = f"""
+ROWS_FROM = f"""
     FROM check_job_items AS i
     LEFT JOIN check_job_items AS f ON f.job_pk = i.job_pk AND f.line = i.first_line
     LEFT JOIN tasks AS t ON t.id = {_ANSWERING_TASK}
@@ -256,7 +156,7 @@ _ROWS_FROM = f"""
 _ROWS_BY_STATUS = text(
     f"""
     SELECT t.result->>'phone_status' AS phone_status, count(*)
-    {_ROWS_FROM}
+    {ROWS_FROM}
     WHERE i.job_pk = :job_pk AND t.state = '{TaskState.COMPLETED}'
     GROUP BY 1
     """
@@ -285,97 +185,6 @@ _IN_FLIGHT = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
-_RESULT_COLUMNS = f"""
-    SELECT i.line, i.reference, i.phone_number_masked,
-           COALESCE(t.state, CASE WHEN i.first_line IS NULL THEN i.state ELSE f.state END)
-               AS state,
-           t.result->>'phone_status' AS phone_status,
-           (i.state = '{JobItemState.CACHED}' OR f.state = '{JobItemState.CACHED}') AS cached,
-           t.task_id, t.completed_at
-    {_ROWS_FROM}
-"""
-
-_RESULT_PAGE = text(
-    f"""
-    {_RESULT_COLUMNS}
-    WHERE i.job_pk = :job_pk AND i.line > :after_line
-    ORDER BY i.line
-    LIMIT :limit
-    """
-)
-
-# psycopg's own placeholders: run on its named cursor (stream_results).
-_ALL_RESULTS_DRIVER = f"""
-    {_RESULT_COLUMNS}
-    WHERE i.job_pk = %(job_pk)s
-    ORDER BY i.line
-"""
-
-_REJECTIONS_PAGE = text(
-    """
-    SELECT line, reference, detail FROM check_job_rejections
-    WHERE job_pk = :job_pk AND line > :after_line
-    ORDER BY line
-    LIMIT :limit
-    """
-)
-
-
-# The engine's look at jobs that may move (ix_check_jobs_active_state): every item has its final
-# answer (none waits to be submitted or is being submitted, and no task is pending).
-_NOTHING_LEFT = f"""
-    NOT EXISTS (SELECT 1 FROM check_job_items AS i
-                WHERE i.job_pk = j.id AND i.state = '{JobItemState.WAITING}')
-    AND NOT EXISTS (SELECT 1 FROM tasks AS t
-                    WHERE t.job_pk = j.id AND t.state = '{TaskState.PENDING}')
-"""  # noqa: S608 - only enum values are interpolated
-
-_ALL_FINAL = text(
-    f"""
-    SELECT {_JOB_COLUMNS} FROM check_jobs AS j
-    WHERE j.state IN ('{JobState.QUEUED}', '{JobState.RUNNING}', '{JobState.PAUSED}')
-      AND {_NOTHING_LEFT}
-    ORDER BY j.id
-    LIMIT :limit
-    """  # noqa: S608 - only constants are interpolated
-)
-
-# Cancelled jobs still owed their job.completed: once what they had submitted is final.
-_CANCELLED_UNREPORTED = text(
-    f"""
-    SELECT {_JOB_COLUMNS} FROM check_jobs AS j
-    WHERE j.state = '{JobState.CANCELLED}'
-      AND NOT EXISTS (SELECT 1 FROM events AS e
-                      WHERE e.job_pk = j.id AND e.type = '{EventType.JOB_COMPLETED}')
-      AND NOT EXISTS (SELECT 1 FROM scheduled_submits AS s
-                      WHERE s.job_pk = j.id AND s.state = '{ScheduledSubmitState.SUBMITTING}')
-      AND NOT EXISTS (SELECT 1 FROM tasks AS t
-                      WHERE t.job_pk = j.id AND t.state = '{TaskState.PENDING}')
-    ORDER BY j.id
-    LIMIT :limit
-    """  # noqa: S608 - only constants are interpolated
-)
-
-_IN_STATE = text(
-    f"""
-    SELECT {_JOB_COLUMNS} FROM check_jobs
-    WHERE state = ANY(CAST(:states AS text[]))
-      AND (CAST(:reason AS text) IS NULL OR paused_reason = CAST(:reason AS text))
-    ORDER BY id
-    LIMIT :limit
-    """  # noqa: S608 - only constants are interpolated
-)
-
-
-@dataclass(frozen=True, slots=True)
-class RejectionRow:
-    line: int
-    reference: str | None
-    detail: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {"line": self.line, "reference": self.reference, "detail": self.detail}
-
 
 @dataclass(frozen=True, slots=True)
 class JobProgress:
@@ -389,122 +198,23 @@ class JobProgress:
     submitted_last_minute: int
 
 
-async def insert_job(session: AsyncSession, job: NewJob) -> JobRow | None:
-    """Insert the job row; None when this client's Idempotency-Key already names a job."""
-    counts = job.counts
-    row = (
-        await session.execute(
-            _INSERT_JOB,
-            {
-                "public_id": job.public_id,
-                "client_id": job.client_id,
-                "name": job.name,
-                "state": job.status.state.value,
-                "paused_reason": job.status.paused_reason,
-                "max_age_s": job.max_age_s,
-                "recheck": job.recheck_json,
-                "key": job.idempotency_key,
-                "fingerprint": job.fingerprint,
-                "items": counts.items,
-                "rejected": counts.rejected,
-                "duplicates": counts.duplicates,
-                "cached": counts.cached,
-                "now": job.now,
-            },
-        )
-    ).one_or_none()
-    return None if row is None else _job(row)
-
-
-async def insert_items(session: AsyncSession, job_pk: int, items: ItemColumns) -> None:
-    await _copy(
-        session,
-        _COPY_ITEMS,
-        zip(
-            repeat(job_pk),
-            items.lines,
-            items.states,
-            items.references,
-            items.metadata,
-            items.masks,
-            items.digests,
-            items.first_lines,
-            items.task_pks,
-            strict=False,
-        ),
-    )
-
-
-async def insert_rejections(
-    session: AsyncSession, job_pk: int, rejections: RejectionColumns
-) -> None:
-    await _copy(
-        session,
-        _COPY_REJECTIONS,
-        zip(
-            repeat(job_pk),
-            rejections.lines,
-            rejections.references,
-            rejections.details,
-            strict=False,
-        ),
-    )
-
-
-async def insert_item_submits(
-    session: AsyncSession,
-    job: JobRow,
-    submits: SubmitColumns,
-    *,
-    state: ScheduledSubmitState,
-    now: datetime,
-) -> None:
-    """One scheduled submit per item to submit: `standby` (a draft), or `waiting` due now."""
-    due_at = now if state is ScheduledSubmitState.WAITING else None
-    purpose = ScheduledSubmitPurpose.JOB_ITEM.value
-    await _copy(
-        session,
-        _COPY_SUBMITS,
-        (
-            (job.client_id, purpose, state.value, sealed, due_at, now, now, job.id, line)
-            for line, sealed in zip(submits.lines, submits.sealed, strict=True)
-        ),
-    )
-
-
-async def _driver_connection(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
-    """The psycopg connection under the session, in the session's own transaction."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    return driver
-
-
-async def _copy(session: AsyncSession, statement: str, rows: Iterable[tuple[Any, ...]]) -> None:
-    """COPY the rows in the session's own transaction (its driver connection)."""
-    driver = await _driver_connection(session)
-    async with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            await copy.write_row(row)
-
-
 async def find_job(session: AsyncSession, client_id: int, public_id: str) -> JobRow | None:
     row = (
         await session.execute(_FIND_JOB, {"client_id": client_id, "public_id": public_id})
     ).one_or_none()
-    return None if row is None else _job(row)
+    return None if row is None else job_row(row)
 
 
 async def find_job_by_key(session: AsyncSession, client_id: int, key: str) -> JobRow | None:
     row = (
         await session.execute(_FIND_JOB_BY_KEY, {"client_id": client_id, "key": key})
     ).one_or_none()
-    return None if row is None else _job(row)
+    return None if row is None else job_row(row)
 
 
 async def job_by_pk(session: AsyncSession, job_pk: int) -> JobRow | None:
     row = (await session.execute(_JOB_BY_PK, {"id": job_pk})).one_or_none()
-    return None if row is None else _job(row)
+    return None if row is None else job_row(row)
 
 
 async def list_jobs(
@@ -525,10 +235,10 @@ async def list_jobs(
         conditions.append("id < :before_id")
         params["before_id"] = before_id
     statement = text(
-        f"SELECT {_JOB_COLUMNS} FROM check_jobs WHERE {' AND '.join(conditions)} "  # noqa: S608 - constants only
+        f"SELECT {JOB_COLUMNS} FROM check_jobs WHERE {' AND '.join(conditions)} "  # noqa: S608 - constants only
         "ORDER BY id DESC LIMIT :limit"
     )
-    return [_job(row) for row in await session.execute(statement, params)]
+    return [job_row(row) for row in await session.execute(statement, params)]
 
 
 async def write_status(
@@ -550,7 +260,7 @@ async def write_status(
             },
         )
     ).one_or_none()
-    return None if row is None else _job(row)
+    return None if row is None else job_row(row)
 
 
 async def hold_submits(session: AsyncSession, job_pk: int, now: datetime) -> None:
@@ -599,90 +309,7 @@ async def has_items_in_flight(session: AsyncSession, job_pk: int) -> bool:
     return bool((await session.execute(_IN_FLIGHT, {"job_pk": job_pk})).scalar_one())
 
 
-async def result_page(
-    session: AsyncSession, job_pk: int, *, after_line: int, limit: int
-) -> list[ResultRow]:
-    """Result rows after line `after_line`, in input order."""
-    result = await session.execute(
-        _RESULT_PAGE, {"job_pk": job_pk, "after_line": after_line, "limit": limit}
-    )
-    return [_result_row(row) for row in result]
-
-
-async def stream_results(
-    session: AsyncSession, job_pk: int, *, rows_per_fetch: int
-) -> AsyncIterator[list[ResultRow]]:
-    """Every result row in input order, read from a server-side cursor `rows_per_fetch` at a
-    time, in the session's transaction: constant memory whatever the job's size.
-
-    The cursor is read to its end, so it is planned for the whole result
-    (`cursor_tuple_fraction` 1, as a plain query is): planned for its first rows, with a new
-    job's items not yet counted by ANALYZE, PostgreSQL chose a nested loop over the job's items
-    twice, and 30,000 rows took 52 s instead of 0.03 s."""
-    await session.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
-    driver = await _driver_connection(session)
-    async with driver.cursor(name=f"job_results_{job_pk}") as cursor:
-        await cursor.execute(_ALL_RESULTS_DRIVER, {"job_pk": job_pk})
-        while rows := await cursor.fetchmany(rows_per_fetch):
-            yield [_result_row_of(row) for row in rows]
-
-
-async def rejection_page(
-    session: AsyncSession, job_pk: int, *, after_line: int, limit: int
-) -> list[RejectionRow]:
-    result = await session.execute(
-        _REJECTIONS_PAGE, {"job_pk": job_pk, "after_line": after_line, "limit": limit}
-    )
-    return [RejectionRow(int(row.line), row.reference, str(row.detail)) for row in result]
-
-
-async def jobs_all_final(session: AsyncSession, limit: int) -> list[JobRow]:
-    """Started jobs (queued, running, paused) every item of which has its final answer."""
-    return [_job(row) for row in await session.execute(_ALL_FINAL, {"limit": limit})]
-
-
-async def cancelled_jobs_unreported(session: AsyncSession, limit: int) -> list[JobRow]:
-    """Cancelled jobs without their job.completed whose submitted items are all final."""
-    return [_job(row) for row in await session.execute(_CANCELLED_UNREPORTED, {"limit": limit})]
-
-
-async def jobs_in_states(
-    session: AsyncSession,
-    states: Sequence[JobState],
-    *,
-    paused_reason: PausedReason | None = None,
-    limit: int,
-) -> list[JobRow]:
-    """Every client's jobs in these states (and, given, paused for that reason)."""
-    result = await session.execute(
-        _IN_STATE,
-        {"states": [state.value for state in states], "reason": paused_reason, "limit": limit},
-    )
-    return [_job(row) for row in result]
-
-
-def _result_row(row: Row[Any]) -> ResultRow:
-    return _result_row_of(tuple(row))
-
-
-def _result_row_of(values: Sequence[Any]) -> ResultRow:
-    """A result row from its columns in _RESULT_COLUMNS' order."""
-    line, reference, masked, state, phone_status, cached, task_id, completed_at = values
-    verdict = verdict_of(phone_status) if phone_status is not None else None
-    return ResultRow(
-        line=int(line),
-        reference=reference,
-        phone_number_masked=str(masked),
-        state=str(state),
-        phone_status=phone_status,
-        verdict=None if verdict is None else verdict.value,
-        cached=bool(cached),
-        task_id=task_id,
-        completed_at=completed_at,
-    )
-
-
-def _job(row: Row[Any]) -> JobRow:
+def job_row(row: Row[Any]) -> JobRow:
     return JobRow(
         id=int(row.id),
         public_id=str(row.public_id),
@@ -705,12 +332,4 @@ def _job(row: Row[Any]) -> JobRow:
     )
 
 
-__all__ = [
-    "ItemColumns",
-    "JobProgress",
-    "JobRow",
-    "NewJob",
-    "RejectionColumns",
-    "RejectionRow",
-    "SubmitColumns",
-]
+__all__ = ["JobProgress", "JobRow"]

@@ -17,7 +17,7 @@ from sqlalchemy import String as SqlString
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.states import TaskState
-from service.store.tables import ApiKey, Client
+from service.store.tables.clients import ApiKey, Client
 
 
 @dataclass(frozen=True, slots=True)

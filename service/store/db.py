@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
+import psycopg
 from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -107,3 +108,11 @@ async def _json_text(conn: asyncpg.Connection[Any]) -> None:
 
 def _as_is(text: str) -> str:
     return text
+
+
+async def driver_connection(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under the session, in the session's own transaction."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    return driver

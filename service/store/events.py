@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.domain.jsontext import compact_json, parse_json
 from service.domain.states import EventType
 from service.domain.verdicts import with_verdict
-from service.store.tables import Event
+from service.store.tables.webhooks import Event
 
 events = cast(Table, Event.__table__)
 

@@ -38,7 +38,7 @@ from service.domain.states import (
     TaskSource,
     TaskState,
 )
-from service.store.tables import Task
+from service.store.tables.tasks import Task
 
 # One statement: the events (skipping any that exist), then the deliveries of the new ones only.
 # Delivery ids are made in SQL because their number is only known there.

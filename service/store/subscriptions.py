@@ -1,5 +1,6 @@
-"""Webhook subscriptions: create, read, list, change, soft-delete, rotate the secret; their run of
-failures (locked, read and written by the attempts' write-back), their disable, and their health.
+"""Webhook subscriptions: create, read, list, change, soft-delete, rotate the secret, disable, and
+their secrets read and rewritten by a reseal. (Their run of failures and health:
+service/store/endpoint_health.py; the last test event sent to each: service/store/pings.py.)
 
 Every statement a client's request runs is scoped by `client_id` and skips deleted rows, so one
 client never reaches another's subscription and a deleted one behaves as if it never existed.
@@ -14,15 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, case, func, insert, select, text, update
+from sqlalchemy import Row, Table, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain.delivery import is_success
-from service.domain.endpoint_health import FailureRun
 from service.domain.schemas import SubscriptionOut
 from service.domain.states import DisabledReason, EventType
 from service.store.deliveries import clear_waiting_turns, stop_subscription_deliveries
-from service.store.tables import Subscription
+from service.store.tables.webhooks import Subscription
 
 subscriptions = cast(Table, Subscription.__table__)
 
@@ -69,31 +68,6 @@ SUBSCRIPTION_COLUMNS = (
     Subscription.include_job_items,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class SentTestEvent:
-    """The last test event sent to a subscription (the portal's "send a test event")."""
-
-    subscription_id: str
-    at: datetime
-    webhook_id: str
-    status: int | None
-    latency_ms: int
-    error: str | None
-
-    @property
-    def succeeded(self) -> bool:
-        return is_success(self.status)
-
-
-TEST_ATTEMPT_COLUMNS = (
-    Subscription.public_id,
-    Subscription.last_test_at,
-    Subscription.last_test_webhook_id,
-    Subscription.last_test_status,
-    Subscription.last_test_latency_ms,
-    Subscription.last_test_error,
-)
 
 # How long a rotated-out secret keeps signing beside the new one.
 ROTATION_OVERLAP = timedelta(hours=24)
@@ -147,24 +121,8 @@ def _subscription(
     )
 
 
-def _sent_test_event(
-    row: Row[str, datetime | None, str | None, int | None, int | None, str | None],
-) -> SentTestEvent | None:
-    subscription_id, at, webhook_id, status, latency_ms, error = row
-    # A test writes these together: all are set once a subscription was tested at all.
-    if at is None or webhook_id is None or latency_ms is None:
-        return None
-    return SentTestEvent(
-        subscription_id=subscription_id,
-        at=at,
-        webhook_id=webhook_id,
-        status=status,
-        latency_ms=latency_ms,
-        error=error,
-    )
-
-
-def _of_client(client_id: int, public_id: str) -> Any:
+def of_client(client_id: int, public_id: str) -> Any:
+    """The condition naming one live subscription of the client, by its public id."""
     return (
         (subscriptions.c.client_id == client_id) & (subscriptions.c.public_id == public_id) & _live
     )
@@ -206,7 +164,7 @@ async def insert_subscription(
 async def find_subscription(
     session: AsyncSession, client_id: int, public_id: str
 ) -> SubscriptionRow | None:
-    statement = select(*SUBSCRIPTION_COLUMNS).where(_of_client(client_id, public_id))
+    statement = select(*SUBSCRIPTION_COLUMNS).where(of_client(client_id, public_id))
     row = (await session.execute(statement)).one_or_none()
     return None if row is None else _subscription(row)
 
@@ -224,7 +182,7 @@ async def list_subscriptions(
 
 async def find_secret(session: AsyncSession, client_id: int, public_id: str) -> bytes | None:
     """The current secret, encrypted."""
-    statement = select(subscriptions.c.secret_encrypted).where(_of_client(client_id, public_id))
+    statement = select(subscriptions.c.secret_encrypted).where(of_client(client_id, public_id))
     return (await session.execute(statement)).scalar_one_or_none()
 
 
@@ -262,7 +220,7 @@ async def update_subscription(
         values["pace_epoch"] = subscriptions.c.pace_epoch + 1
     statement = (
         update(subscriptions)
-        .where(_of_client(client_id, public_id))
+        .where(of_client(client_id, public_id))
         .values(**values, updated_at=now)
         .returning(*SUBSCRIPTION_COLUMNS)
     )
@@ -284,7 +242,7 @@ async def delete_subscription(
     deliveries stop. False when there is no such subscription."""
     statement = (
         update(subscriptions)
-        .where(_of_client(client_id, public_id))
+        .where(of_client(client_id, public_id))
         .values(deleted_at=now, enabled=False, updated_at=now)
         .returning(subscriptions.c.id)
     )
@@ -305,7 +263,7 @@ async def rotate_secret(
     """
     statement = (
         update(subscriptions)
-        .where(_of_client(client_id, public_id))
+        .where(of_client(client_id, public_id))
         .values(
             previous_secret_encrypted=subscriptions.c.secret_encrypted,
             previous_secret_expires_at=now + ROTATION_OVERLAP,
@@ -315,104 +273,6 @@ async def rotate_secret(
         .returning(subscriptions.c.id)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None
-
-
-async def record_test_attempt(
-    session: AsyncSession, client_id: int, attempt: SentTestEvent
-) -> bool:
-    """Keep `attempt` as the subscription's last test (the previous one is overwritten); False
-    when the subscription is gone."""
-    statement = (
-        update(subscriptions)
-        .where(_of_client(client_id, attempt.subscription_id))
-        .values(
-            last_test_at=attempt.at,
-            last_test_webhook_id=attempt.webhook_id,
-            last_test_status=attempt.status,
-            last_test_latency_ms=attempt.latency_ms,
-            last_test_error=attempt.error,
-        )
-        .returning(subscriptions.c.id)
-    )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
-
-
-async def last_test_attempts(
-    session: AsyncSession, client_id: int, subscription_pks: Sequence[int]
-) -> dict[str, SentTestEvent]:
-    """The last test attempt of each of these subscriptions that was ever tested, by id."""
-    if not subscription_pks:
-        return {}
-    statement = select(*TEST_ATTEMPT_COLUMNS).where(
-        subscriptions.c.client_id == client_id,
-        subscriptions.c.id.in_(list(subscription_pks)),
-        subscriptions.c.last_test_at.is_not(None),
-    )
-    sent = [_sent_test_event(row) for row in await session.execute(statement)]
-    return {event.subscription_id: event for event in sent if event is not None}
-
-
-# --- the run of failures, the disable, the health --------------------------------------------
-
-_LOCK_RUNS = text(
-    """
-    SELECT id, last_success_at, failing_since, failures_in_row, schedule_exhausted
-    FROM subscriptions WHERE id = ANY(CAST(:pks AS bigint[]))
-    ORDER BY id
-    FOR NO KEY UPDATE
-    """
-)
-
-_SAVE_RUNS = text(
-    """
-    UPDATE subscriptions AS s SET
-        last_success_at = i.last_success_at, failing_since = i.failing_since,
-        failures_in_row = i.failures_in_row, schedule_exhausted = i.schedule_exhausted
-    FROM unnest(CAST(:pks AS bigint[]), CAST(:last_success_ats AS timestamptz[]),
-                CAST(:failing_sinces AS timestamptz[]), CAST(:failures AS integer[]),
-                CAST(:exhausted AS boolean[]))
-        AS i(id, last_success_at, failing_since, failures_in_row, schedule_exhausted)
-    WHERE s.id = i.id
-    """
-)
-
-
-async def lock_failure_runs(
-    session: AsyncSession, subscription_pks: Sequence[int]
-) -> dict[int, FailureRun]:
-    """The runs of failures of these subscriptions, their rows locked until the transaction
-    ends (in id order, as every writer of several subscriptions locks them, so two never wait
-    for each other). The attempts' write-back takes them first, before it writes deliveries,
-    as the client's disable does (subscription, then its deliveries)."""
-    if not subscription_pks:
-        return {}
-    result = await session.execute(_LOCK_RUNS, {"pks": sorted(set(subscription_pks))})
-    return {
-        int(row.id): FailureRun(
-            last_success_at=row.last_success_at,
-            failing_since=row.failing_since,
-            failures_in_row=row.failures_in_row,
-            schedule_exhausted=row.schedule_exhausted,
-        )
-        for row in result
-    }
-
-
-async def save_failure_runs(session: AsyncSession, runs: Mapping[int, FailureRun]) -> None:
-    """Write these subscriptions' runs of failures (their rows locked by `lock_failure_runs`)."""
-    if not runs:
-        return
-    pks = sorted(runs)
-    await session.execute(
-        _SAVE_RUNS,
-        {
-            "pks": pks,
-            "last_success_ats": [runs[pk].last_success_at for pk in pks],
-            "failing_sinces": [runs[pk].failing_since for pk in pks],
-            "failures": [runs[pk].failures_in_row for pk in pks],
-            "exhausted": [runs[pk].schedule_exhausted for pk in pks],
-        },
-    )
 
 
 async def disable_subscription(
@@ -434,72 +294,6 @@ async def disable_subscription(
         session, subscription_pk, f"subscription disabled ({reason})", now
     )
     return _subscription(row)
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionHealth:
-    """How a subscription's endpoint is doing: its run of failures, and its attempts of the last
-    hour (at most HEALTH_ROW_CAP of the newest)."""
-
-    subscription_id: str
-    last_success_at: datetime | None
-    failing_since: datetime | None
-    failures_in_row: int
-    attempts: int
-    succeeded: int
-    p95_latency_ms: float | None
-
-    @property
-    def success_rate(self) -> float | None:
-        return None if self.attempts == 0 else self.succeeded / self.attempts
-
-
-# A health reads at most this many of the newest attempts of its window (as the portal's charts
-# do): one index range, a bounded sort, whatever the endpoint's volume.
-HEALTH_ROW_CAP = 50_000
-
-_HEALTH = text(
-    f"""
-    SELECT s.public_id, s.last_success_at, s.failing_since, s.failures_in_row,
-           h.attempts, h.succeeded, h.p95_latency_ms
-    FROM subscriptions s
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS attempts,
-               count(*) FILTER (WHERE response_status BETWEEN 200 AND 299) AS succeeded,
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms
-        FROM (
-            SELECT response_status, latency_ms FROM delivery_attempts
-            WHERE subscription_id = s.id AND at >= :since
-            ORDER BY at DESC
-            LIMIT {HEALTH_ROW_CAP}
-        ) AS recent
-    ) AS h
-    WHERE s.client_id = :client_id AND s.id = ANY(CAST(:pks AS bigint[]))
-    """  # noqa: S608 - only a constant is interpolated
-)
-
-
-async def subscription_health(
-    session: AsyncSession, client_id: int, subscription_pks: Sequence[int], since: datetime
-) -> dict[str, SubscriptionHealth]:
-    """The health of each of these subscriptions of the client, by id; attempts from `since`."""
-    if not subscription_pks:
-        return {}
-    result = await session.execute(
-        _HEALTH, {"client_id": client_id, "pks": list(subscription_pks), "since": since}
-    )
-    return {
-        row.public_id: SubscriptionHealth(
-            subscription_id=row.public_id,
-            last_success_at=row.last_success_at,
-            failing_since=row.failing_since,
-            failures_in_row=row.failures_in_row,
-            attempts=row.attempts,
-            succeeded=row.succeeded,
-            p95_latency_ms=row.p95_latency_ms,
-        )
-        for row in result
-    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from service.domain.delivery import describe_test_attempt
 from service.domain.signing import webhook_body, webhook_headers
 from service.store import subscriptions as subscription_store
 from service.store.db import transaction
+from service.store.pings import SentTestEvent, record_test_attempt
 from service.webhooks.sender import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ async def send_test_event(
     client_id: int,
     subscription: subscription_store.SubscriptionRow,
     secret: str,
-) -> subscription_store.SentTestEvent:
+) -> SentTestEvent:
     """Send one test event to `subscription` now, log its attempt, keep it on the subscription's
     row and return it."""
     now = clock()
@@ -47,7 +48,7 @@ async def send_test_event(
     )
     headers = webhook_headers([secret], webhook_id, int(now.timestamp()), body)
     result = await sender.send(subscription.url, headers, body)
-    sent = subscription_store.SentTestEvent(
+    sent = SentTestEvent(
         subscription_id=subscription.id,
         at=result.at,
         webhook_id=webhook_id,
@@ -57,11 +58,11 @@ async def send_test_event(
     )
     _log_test_attempt(sent)
     async with transaction(sessions) as session:
-        await subscription_store.record_test_attempt(session, client_id, sent)
+        await record_test_attempt(session, client_id, sent)
     return sent
 
 
-def _log_test_attempt(sent: subscription_store.SentTestEvent) -> None:
+def _log_test_attempt(sent: SentTestEvent) -> None:
     # The same lines as a real delivery's attempt (service/webhooks/write_back.py), with the
     # test's webhook-id where a delivery names its event, and no retry: a test is sent once.
     facts = {

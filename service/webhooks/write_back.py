@@ -41,12 +41,9 @@ from service.observability.metrics import (
 )
 from service.store.db import transaction
 from service.store.deliveries import AttemptWrite, LeasedDelivery, record_attempts
+from service.store.endpoint_health import lock_failure_runs, save_failure_runs
 from service.store.outbox import record_subscription_disabled
-from service.store.subscriptions import (
-    disable_subscription,
-    lock_failure_runs,
-    save_failure_runs,
-)
+from service.store.subscriptions import disable_subscription
 from service.webhooks.sender import AttemptResult
 
 log = logging.getLogger(__name__)

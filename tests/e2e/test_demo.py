@@ -23,9 +23,8 @@ from service.run.demo import (
     JOB_DONE_MESSAGE,
     JOB_NOT_DONE_MESSAGE,
     NOT_DONE_MESSAGE,
-    SAMPLE_JOB_NUMBERS,
-    SAMPLE_STATUSES,
 )
+from service.run.demo_samples import SAMPLE_JOB_NUMBERS, SAMPLE_STATUSES
 from tests.support.api import bearer
 from tests.support.commands import CliProcess, clean_environment, still_running
 from tests.support.databases import scratch_database

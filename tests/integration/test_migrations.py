@@ -1,5 +1,5 @@
 """The Alembic migrations on an empty database of their own: up to head gives exactly the schema of
-service/store/tables.py, down to base removes it all, and `phonebridge migrate` is safe twice."""
+service/store/tables/, down to base removes it all, and `phonebridge migrate` is safe twice."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from service.domain.public_ids import EVENT_PREFIX, new_public_id
 from service.features.keys import ClientLimits, create_client_and_key, list_keys, set_limits
 from service.store.db import transaction
 from service.store.outbox import FinishedTask, record_events
-from service.store.tables import Task
+from service.store.tables.tasks import Task
 from tests.support.api import bearer
 
 # --- clients and their keys ---------------------------------------------------------------------

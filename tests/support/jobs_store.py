@@ -17,7 +17,8 @@ from service.config import Settings
 from service.domain.job_lifecycle import JobMove
 from service.domain.states import JobState, PausedReason
 from service.features import check_jobs as job_feature
-from service.features.check_jobs import JobMedia, JobPace, JobSecrets
+from service.features.check_job_creation import JobMedia, JobSecrets, create_job
+from service.features.check_jobs import JobPace
 from service.store.check_jobs import JobRow
 from service.store.db import transaction
 from tests.support.jobs import mx_number
@@ -51,7 +52,7 @@ async def make_job(
     body = "phone_number\n" + "\n".join(numbers) + "\n"
     query = [("name", JOB_NAME)] + ([] if start else [("start", "false")])
     async with transaction(sessions) as session:
-        created = await job_feature.create_job(
+        created = await create_job(
             session,
             client_id,
             media=JobMedia.CSV,

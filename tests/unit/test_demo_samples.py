@@ -1,7 +1,8 @@
-"""The demo's samples script the simulator to the outcome the demo expects: the registered
-task_ids whatever random tag the run draws (a tag of digits alone once made sim-invalid answer
-PENDING until it expired), and the submitted checks' numbers, one per phone_status, each a valid
-Mexican or Colombian number written as people write them; and the sample check job's lines."""
+"""The demo's samples (service/run/demo_samples.py) script the simulator to the outcome the demo
+expects: the registered task_ids whatever random tag the run draws (a tag of digits alone once
+made sim-invalid answer PENDING until it expired), and the submitted checks' numbers, one per
+phone_status, each a valid Mexican or Colombian number written as people write them; and the
+sample check job's lines."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES, PhoneNumber, parse_phone_number
-from service.run.demo import (
+from service.run.demo import sample_check_script
+from service.run.demo_samples import (
     SAMPLE_JOB_DUPLICATE,
     SAMPLE_JOB_NUMBERS,
     SAMPLE_JOB_REJECTED,
     SAMPLE_STATUSES,
     expected_job_verdicts,
-    sample_check_script,
     sample_checks,
     sample_job_lines,
     sample_tasks,

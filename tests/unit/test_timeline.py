@@ -12,7 +12,7 @@ from typing import Any
 from service.api.portal.timeline import Moment, task_timeline
 from service.domain.states import DeliveryState, EventType, TaskSource, TaskState
 from service.features.tasks import POLL_HISTORY_LIMIT, DeliveryView, TaskRow, TaskStory
-from service.store.deliveries import AttemptView
+from service.store.event_deliveries import AttemptView
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

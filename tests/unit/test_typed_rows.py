@@ -1,7 +1,7 @@
 """Rows that leave the store are built so that mypy checks them (service/store/__init__.py): a
-Core query names its columns through the ORM classes of tables.py, a row type is built with its
-fields' names, and a state column reads as its StrEnum. Each mistake below fails `mypy --strict`
-as scripts/check runs it, and the same code spelt right passes."""
+Core query names its columns through the ORM classes of service/store/tables/, a row type is
+built with its fields' names, and a state column reads as its StrEnum. Each mistake below fails
+`mypy --strict` as scripts/check runs it, and the same code spelt right passes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Dialect
 
 from service.domain.states import TaskState
-from service.store.tables import StateText
+from service.store.tables.base import StateText
 
 ROOT = Path(__file__).resolve().parents[2]
 MYPY = str(Path(sys.executable).with_name("mypy"))
@@ -27,7 +27,8 @@ from sqlalchemy import select
 
 from service.domain.states import TaskState
 from service.store.subscriptions import SubscriptionRow
-from service.store.tables import Subscription, Task
+from service.store.tables.tasks import Task
+from service.store.tables.webhooks import Subscription
 
 statement = select(Subscription.id, Subscription.{column}, Subscription.created_at)
 

@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response, StreamingResponse
 
 from service.api.body_limit import RequestBodyTooLarge
-from service.api.check_jobs import CSV_MEDIA_TYPE
+from service.api.check_job_models import CSV_MEDIA_TYPE
 from service.api.deps import SessionDep
 from service.api.portal.rendering import render
 from service.api.portal.session import (
@@ -34,7 +34,8 @@ from service.domain.job_input import JOB_BODY_MAX_BYTES, JOB_ITEMS_MAX, NAME_MAX
 from service.domain.job_lifecycle import JobMove, MoveRefused, move_job
 from service.domain.states import JobState, PausedReason
 from service.features import check_jobs as job_feature
-from service.features.check_jobs import JobMedia, JobPace, JobView, ResultForm
+from service.features.check_job_creation import JobMedia, create_job
+from service.features.check_jobs import JobPace, JobView, ResultForm
 from service.features.errors import BodyTooLarge, FeatureError, InvalidInput, MoveNotPossible
 from service.features.paging import PAGE_SIZE_DEFAULT
 
@@ -170,7 +171,7 @@ async def upload_job(request: Request, session: PortalSessionDep, db: SessionDep
     # The form's fields are the CSV's query parameters; an empty one is left out (its default).
     query = [(name, value) for name, value in fields.items() if value]
     try:
-        created = await job_feature.create_job(
+        created = await create_job(
             db,
             session.client.id,
             media=JobMedia.CSV,

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.api.check_jobs import CSV_MEDIA_TYPE, NDJSON_MEDIA_TYPE
+from service.api.check_job_models import CSV_MEDIA_TYPE, NDJSON_MEDIA_TYPE
 from service.domain.job_input import JOB_BODY_MAX_BYTES, JOB_ITEMS_MAX
 from service.store.db import transaction
 from tests.support.api import bearer

@@ -15,7 +15,7 @@ from service.clock import utc_now
 from service.config import Settings
 from service.domain.job_lifecycle import JobMove
 from service.features import check_jobs as job_feature
-from service.store import check_jobs as job_store
+from service.store import check_job_results as result_store
 from service.store.db import transaction
 from service.store.job_items import (
     begin_item_submit,
@@ -79,7 +79,7 @@ async def test_an_item_lost_while_submitting_is_unknown_once_and_its_number_eras
                 {"j": job.id},
             )
         ).one()
-        rows = await job_store.result_page(session, job.id, after_line=0, limit=10)
+        rows = await result_store.result_page(session, job.id, after_line=0, limit=10)
     assert lost == [(job.id, 1)]
     assert again == []
     assert (sealed.state, sealed.phone_number_sealed) == ("unknown", None)

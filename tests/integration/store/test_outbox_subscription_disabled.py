@@ -1,7 +1,7 @@
 """The life of the events a subscription missed and of `subscription.disabled` in PostgreSQL: the
 disable's event goes to the client's other live subscriptions that name it (service/store/
 outbox.py); recover's catch-up sends a subscription the events of its window it takes and never
-had, and nothing else (service/store/deliveries.py); retention purges old events about
+had, and nothing else (service/store/event_deliveries.py); retention purges old events about
 subscriptions (service/store/retention.py)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.store.db import transaction
-from service.store.deliveries import send_missed_events
+from service.store.event_deliveries import send_missed_events
 from service.store.outbox import record_subscription_disabled
 from service.store.retention import purge_subscription_events
 from tests.support.factories import emit_event, insert_client, insert_subscription

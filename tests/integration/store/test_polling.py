@@ -29,7 +29,7 @@ from service.store.polling import (
     record_poll_results_leasing_deliveries,
     release_leases,
 )
-from service.store.tables import Task
+from service.store.tables.tasks import Task
 from tests.support.factories import insert_client, insert_subscription, insert_tasks
 from tests.support.rows import events_of, tasks_of
 

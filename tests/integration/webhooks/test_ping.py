@@ -14,11 +14,8 @@ from service.config import Settings
 from service.domain.signing import new_secret, verify_signature
 from service.domain.states import EventType
 from service.store.db import transaction
-from service.store.subscriptions import (
-    find_subscription,
-    insert_subscription,
-    last_test_attempts,
-)
+from service.store.pings import last_test_attempts
+from service.store.subscriptions import find_subscription, insert_subscription
 from service.webhooks.ping import TEST_EVENT_TYPE, TEST_WEBHOOK_ID_PREFIX, send_test_event
 from service.webhooks.sender import WebhookSender
 from tests.support.factories import insert_client

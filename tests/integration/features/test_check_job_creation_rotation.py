@@ -1,7 +1,8 @@
-"""Check jobs (service/features/check_jobs.py) across a rotation of PHONEBRIDGE_SECRET_KEY: once
-the new key writes and the old one is listed in PHONEBRIDGE_SECRET_KEY_PREVIOUS, what was kept
-under the old key's number digest still matches, as docs/operations.md promises: an earlier
-answer for `max_age_s`, and a job's Idempotency-Key retried with the same body."""
+"""Creating a check job (service/features/check_job_creation.py) across a rotation of
+PHONEBRIDGE_SECRET_KEY: once the new key writes and the old one is listed in
+PHONEBRIDGE_SECRET_KEY_PREVIOUS, what was kept under the old key's number digest still matches,
+as docs/operations.md promises: an earlier answer for `max_age_s`, and a job's Idempotency-Key
+retried with the same body."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from service.clock import utc_now
 from service.config import Settings
 from service.domain.answers import PhoneResult
 from service.domain.phone_numbers import digest_of_digits
-from service.features import check_jobs as job_feature
-from service.features.check_jobs import CreatedJob, JobMedia, JobSecrets
+from service.features.check_job_creation import CreatedJob, JobMedia, JobSecrets, create_job
 from service.number_digests import number_digest_keys
 from service.store.checks import record_submitted_task
 from service.store.db import transaction
@@ -39,7 +39,7 @@ async def create(
 ) -> CreatedJob:
     body = ("phone_number\n" + "\n".join(numbers) + "\n").encode()
     async with transaction(sessions) as session:
-        return await job_feature.create_job(
+        return await create_job(
             session,
             client_id,
             media=JobMedia.CSV,

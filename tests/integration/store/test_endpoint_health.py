@@ -1,6 +1,5 @@
-"""A subscription's run of failures, its disable and its health in PostgreSQL
-(service/store/subscriptions.py): the run is read locked and written back, a disable happens
-once, and the health counts the attempts of its window only."""
+"""A subscription's run of failures and its health in PostgreSQL (service/store/endpoint_health.py):
+the run is read locked and written back, and the health counts the attempts of its window only."""
 
 from __future__ import annotations
 
@@ -10,10 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.domain.endpoint_health import HEALTHY, FailureRun
-from service.domain.states import DisabledReason
 from service.store.db import transaction
-from service.store.subscriptions import (
-    disable_subscription,
+from service.store.endpoint_health import (
     lock_failure_runs,
     save_failure_runs,
     subscription_health,
@@ -53,34 +50,6 @@ async def test_a_run_of_failures_is_read_as_written(sessions: Sessions) -> None:
             first: failing,
             second: HEALTHY,
         }
-
-
-async def test_a_subscription_is_disabled_once_and_its_pending_deliveries_stop(
-    sessions: Sessions,
-) -> None:
-    client_id = await insert_client(sessions)
-    subscription = await insert_subscription(sessions, client_id, ["task.completed"])
-    await emit_event(sessions, client_id)
-    async with transaction(sessions) as session:
-        disabled = await disable_subscription(session, subscription, DisabledReason.FAILING, NOW)
-        again = await disable_subscription(session, subscription, DisabledReason.GONE, NOW)
-    assert disabled is not None
-    assert (disabled.enabled, disabled.disabled_reason, disabled.disabled_at) == (
-        False,
-        DisabledReason.FAILING,
-        NOW,
-    )
-    assert again is None
-    async with sessions() as session:
-        states = (
-            await session.execute(
-                text("SELECT state, last_error FROM deliveries WHERE subscription_id = :s"),
-                {"s": subscription},
-            )
-        ).all()
-    assert [(state, error) for state, error in states] == [
-        ("failed", "subscription disabled (failing)")
-    ]
 
 
 async def test_the_health_counts_the_attempts_of_its_window_only(sessions: Sessions) -> None:

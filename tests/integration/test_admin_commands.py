@@ -1,18 +1,25 @@
-"""`phonebridge api-key limits --max-checks-per-day` (service/cli.py) on the real store: a client's
-daily check budget set, shown beside its intake limits, kept when left out, `off` for no limit
-and `default` to follow PHONEBRIDGE_CLIENT_MAX_CHECKS_PER_DAY."""
+"""`phonebridge api-key limits --max-checks-per-day` (service/admin_commands.py) on the real
+store: a client's daily check budget set, shown beside its intake limits, kept when left out,
+`off` for no limit and `default` to follow PHONEBRIDGE_CLIENT_MAX_CHECKS_PER_DAY."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import secrets
 
 import pytest
 
-from service.cli import build_parser
+from service.admin_commands import add_admin_commands
 from service.config import Settings
 from service.features.keys import create_client_and_key
 from tests.support.settings import make_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="phonebridge")
+    add_admin_commands(parser.add_subparsers(dest="command", required=True))
+    return parser
 
 
 def run_limits(settings: Settings, capsys: pytest.CaptureFixture[str], *options: str) -> str:
