@@ -123,13 +123,15 @@ def log_receiver_to(path: Path) -> None:
 
 
 def _wait_for_simulator(supervisor: Supervisor, base_url: str) -> None:
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{base_url}/_sim/health", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+    with httpx.Client(timeout=1.0) as client:  # one TLS context for the whole wait
 
-    supervisor.wait_until(answers, SIM_START_TIMEOUT_S, "the upstream simulator")
+        def answers() -> bool:
+            try:
+                return client.get(f"{base_url}/_sim/health").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        supervisor.wait_until(answers, SIM_START_TIMEOUT_S, "the upstream simulator")
 
 
 def usage_text(
