@@ -123,7 +123,6 @@ def fresh_clone() -> Iterator[Path]:
             capture_output=True,
             timeout=120,
         )
-        seed_mypy_cache(clone)
         yield clone
     finally:
         remove_embedded_cluster(clone / ".phonebridge")
@@ -131,13 +130,15 @@ def fresh_clone() -> Iterator[Path]:
 
 
 def seed_mypy_cache(clone: Path) -> None:
-    """Give the clone mypy's cache of this tree, when there is one (scripts/test's checks have
-    just brought it up to date): a cold run over the whole tree costs about 22 s of CPU, a warm
-    one about 1 s, for the same answer. mypy trusts a cached module only while its file's hash,
-    mypy's version and options are unchanged, and finds every module again in the clone's own
-    virtualenv, so a file that differs, or a stub package the clone lacks, is checked as in a
-    cold run. What step 2 proves is unchanged: the test command installs the tools the run
-    command did not, runs them, and they pass."""
+    """Give the clone mypy's cache of this tree, when there is one (scripts/test's checks run
+    beside the suite and bring it up to date within its first minute, which is why this is done
+    just before step 2, not when the clone is made; mypy replaces each cache file whole, so a
+    copy made earlier holds fewer modules, never a torn one): a cold run over the whole tree
+    costs about 22 s of CPU, a warm one about 1 s, for the same answer. mypy trusts a cached
+    module only while its file's hash, mypy's version and options are unchanged, and finds
+    every module again in the clone's own virtualenv, so a file that differs, or a stub package
+    the clone lacks, is checked as in a cold run. What step 2 proves is unchanged: the test
+    command installs the tools the run command did not, runs them, and they pass."""
     cache = ROOT / ".mypy_cache"
     if cache.is_dir():
         shutil.copytree(cache, clone / ".mypy_cache", ignore_dangling_symlinks=True)
@@ -179,6 +180,7 @@ def test_a_newcomer_follows_the_readme_and_every_step_works(
     # 2. The test command after it: it installs the development tools the run command did not,
     # and runs the checks (then pytest on one small file, not the whole suite again).
     assert not (clone / ".venv" / "bin" / "ruff").exists()
+    seed_mypy_cache(clone)
     test_command = readme_command("scripts/test")
     assert test_command == "scripts/test", test_command
     checked = run_step(
