@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import utc_now
 from service.domain.schedule import FIRST_POLL_MAX_WAIT_S
 from service.store.db import transaction
-from service.store.polling import claim_due_tasks
+from service.store.poll_claims import claim_due_tasks
 from tests.support.estimates import uniform_estimate
 from tests.support.factories import insert_client, insert_tasks
 

@@ -17,17 +17,16 @@ from service.domain.answers import Outcome, OutcomeKind, PhoneResult
 from service.domain.backoff import BackoffPolicy
 from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
 from service.store.db import transaction
+from service.store.deadline_sweep import expire_overdue_tasks
 from service.store.deliveries import claim_due_deliveries
+from service.store.leased_tasks import load_leased_tasks, release_leases
 from service.store.outbox import task_json
-from service.store.polling import (
+from service.store.poll_claims import claim_due_tasks
+from service.store.poll_results import (
     PolledAnswer,
     PollWrite,
-    claim_due_tasks,
-    expire_overdue_tasks,
-    load_leased_tasks,
     record_poll_results,
     record_poll_results_leasing_deliveries,
-    release_leases,
 )
 from service.store.tables.tasks import Task
 from tests.support.factories import insert_client, insert_subscription, insert_tasks
