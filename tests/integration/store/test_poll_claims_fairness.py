@@ -1,5 +1,6 @@
-"""The claim under saturation, on the real database: every client with due work gets its turn,
-a client's likeliest answers go first, no task is claimed twice, none past its deadline."""
+"""The claim (service/store/poll_claims.py) under saturation, on the real database: every client
+with due work gets its turn, a client's likeliest answers go first, no task is claimed twice, none
+past its deadline."""
 
 from __future__ import annotations
 
