@@ -27,7 +27,8 @@ from support import scratch_database
 from service.config import build_settings
 from service.sim.server import SimProcess, phonebridge_executable
 from service.store.db import create_engine_for, session_factory, transaction
-from service.store.polling import claim_due_tasks, expire_overdue_tasks
+from service.store.deadline_sweep import expire_overdue_tasks
+from service.store.poll_claims import claim_due_tasks
 
 CLAIM_SIZE = 500
 CLIENTS = 10

@@ -74,13 +74,10 @@ from service.domain.schedule import (
 from service.engine.account_estimate import completion_increments
 from service.store.db import create_engine_for, session_factory, transaction
 from service.store.estimates import add_to_estimates, load_estimate
+from service.store.leased_tasks import load_leased_tasks
 from service.store.leases import claim_due
-from service.store.polling import (
-    PollWrite,
-    claim_due_tasks,
-    load_leased_tasks,
-    record_poll_results,
-)
+from service.store.poll_claims import claim_due_tasks
+from service.store.poll_results import PollWrite, record_poll_results
 
 TICK_S = 0.25
 LEASE_S = 60.0

@@ -229,7 +229,7 @@ def safety_net_delay(
 
 
 # Under saturation a client's re-polls likelier to find their answer may go before its first polls
-# (service/store/polling.py, the claim), but never before one overdue by more than this: the
+# (service/store/poll_claims.py, the claim), but never before one overdue by more than this: the
 # contract's first poll within about a second (one scheduler tick, 0.25 s, comes on top).
 FIRST_POLL_MAX_WAIT_S = 0.25
 

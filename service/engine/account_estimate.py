@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.completion import CompletionEstimate, Observation, apportion
 from service.store.estimates import ACCOUNT_WIDE, add_to_estimates, load_estimate
-from service.store.polling import PollWrite, WrittenTask
+from service.store.poll_results import PollWrite, WrittenTask
 
 
 class AccountEstimate:

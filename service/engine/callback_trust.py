@@ -18,7 +18,7 @@ from service.domain.callback_trust import HALF_LIFE_S
 from service.observability.metrics import record_callback_trust
 from service.store.callback_trust import CallbackCount, TrustChange, count_callbacks, stop_waiting
 from service.store.db import transaction
-from service.store.polling import WrittenTask
+from service.store.poll_results import WrittenTask
 
 log = logging.getLogger(__name__)
 

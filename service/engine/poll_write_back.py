@@ -22,11 +22,11 @@ from service.engine.account_estimate import AccountEstimate
 from service.engine.callback_trust import CallbackTrust
 from service.observability.metrics import record_task_finished
 from service.store.db import transaction
-from service.store.polling import (
+from service.store.leased_tasks import release_leases
+from service.store.poll_results import (
     PollWrite,
     WrittenTask,
     record_poll_results_leasing_deliveries,
-    release_leases,
 )
 
 log = logging.getLogger(__name__)

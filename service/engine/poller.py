@@ -35,8 +35,9 @@ from service.engine.slots import start_in_slots
 from service.engine.task_poll import TaskPoll
 from service.heartbeat import HeldLease, LeaseKeeper
 from service.store.db import transaction
+from service.store.leased_tasks import LeasedTask, load_leased_tasks
 from service.store.leases import LeasedTable
-from service.store.polling import LeasedTask, PollWrite, load_leased_tasks
+from service.store.poll_results import PollWrite
 from service.upstream.client import UpstreamClient
 from service.upstream.reaction import UpstreamReaction
 

@@ -38,9 +38,10 @@ from service.observability.metrics import (
 )
 from service.observability.snapshot import StoreSnapshotRefresh
 from service.store.db import transaction
+from service.store.deadline_sweep import expire_overdue_tasks
 from service.store.job_items import end_lost_items
 from service.store.leases import MAX_BATCHES_PER_TICK
-from service.store.polling import claim_due_tasks, expire_overdue_tasks
+from service.store.poll_claims import claim_due_tasks
 from service.store.rechecks import end_lost_rechecks
 from service.store.scheduled_submits import claim_due_submits
 from service.upstream.pause import read_pause

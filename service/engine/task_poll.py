@@ -28,7 +28,8 @@ from service.engine.poll_write_back import NotPolled
 from service.heartbeat import HeldLease
 from service.observability.metrics import record_poll
 from service.observability.traces import record_span, tracing_on, upstream_call_attributes
-from service.store.polling import LeasedTask, PolledAnswer, PollWrite
+from service.store.leased_tasks import LeasedTask
+from service.store.poll_results import PolledAnswer, PollWrite
 from service.upstream.client import UpstreamClient
 from service.upstream.reaction import UpstreamReaction
 

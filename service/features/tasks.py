@@ -21,7 +21,7 @@ from service.store import portal as portal_store
 from service.store import tasks as task_store
 from service.store.db import IntakeConnection
 from service.store.event_deliveries import DeliveryView
-from service.store.polling import POLL_HISTORY_LIMIT
+from service.store.history import POLL_HISTORY_LIMIT
 from service.store.portal import TaskStory
 from service.store.tasks import TaskConnection, TaskRow
 

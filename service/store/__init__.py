@@ -11,8 +11,9 @@ Which of the three ways to write a query:
   into `$1, $2, ...` by tasks.numbered.
 - **`text()` through a SQLAlchemy session**: for the engine's set-based statements whose exact
   SQL is the point, where Core would only obscure it: lease claims with `FOR UPDATE SKIP LOCKED`
-  and the writes guarded by a lease (leases.py, polling.py, deliveries.py), the outbox's chained
-  INSERTs fed by one JSON document (outbox.py), retention and the gauges' counts.
+  and the writes guarded by a lease (leases.py, poll_claims.py, leased_tasks.py, poll_results.py,
+  deadline_sweep.py, deliveries.py), the outbox's chained INSERTs fed by one JSON document
+  (outbox.py), retention and the gauges' counts.
 - **SQLAlchemy Core** on the tables of tables/: for everything else, the plain CRUD of the
   less frequent routes (subscriptions, the event feed, creating clients), where building a query
   from optional conditions reads better than string assembly and speed is not the constraint.

@@ -3,7 +3,7 @@
 How many calls each task keeps (for the portal's timeline): the newest ones, trimmed by the write
 that appends, so a task's row stays under ~2 KiB of history however long it is polled.
 `poll_count` still counts every poll. A poll's entry is {"at", "code", "status", "request_id",
-"latency_ms"} (service/store/polling.py); a re-check's submit adds {"at", "call": "submit",
+"latency_ms"} (service/store/poll_results.py); a re-check's submit adds {"at", "call": "submit",
 "code", "task_id"} (service/store/rechecks.py).
 """
 

@@ -19,8 +19,9 @@ from service.domain.states import DeliveryState, TaskState
 # One tick claims at most this many batches: a huge backlog is spread over ticks rather than
 # leased all at once (leases would run out in the broker's queue).
 MAX_BATCHES_PER_TICK = 10
-# A fair claim (service/store/polling.py, service/store/scheduled_submits.py) reads at most this
-# many times its limit of each client's due rows, and joins back only as many of the first turns.
+# A fair claim (service/store/poll_claims.py, service/store/scheduled_submits.py) reads at most
+# this many times its limit of each client's due rows, and joins back only as many of the first
+# turns.
 CANDIDATES_PER_CLAIM = 4
 
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.domain.jsontext import compact_json
@@ -161,6 +161,19 @@ class FinishedTask:
         field names, and the columns TaskOut does not show are ignored."""
         data = TaskOut.model_validate_json(row_json).model_dump_json()
         return cls(id, client_id, task_id, state, data, traceparent)
+
+    @classmethod
+    def from_returned_row(cls, row: Row[Any], traceparent: str | None = None) -> FinishedTask:
+        """From a statement's returned row: id, client_id, task_id, state and row_json (the
+        `row_to_json` of the tasks row), as the poll write-back and the deadline sweep return."""
+        return cls.from_row_json(
+            int(row.id),
+            int(row.client_id),
+            str(row.task_id),
+            TaskState(row.state),
+            str(row.row_json),
+            traceparent,
+        )
 
     @classmethod
     def of(cls, task: Task) -> FinishedTask:

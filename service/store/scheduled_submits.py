@@ -37,7 +37,7 @@ _WAITING = ScheduledSubmitState.WAITING
 _SUBMITTING = ScheduledSubmitState.SUBMITTING
 
 # The claim shares a round fairly when more is due than the rate allows, as the poll claim does
-# (service/store/polling.py): clients take turns, each client's soonest due first, read from the
+# (service/store/poll_claims.py): clients take turns, each client's soonest due first, read from the
 # partial index ix_scheduled_submits_client_id_due_at. Only the first turns (a few times the limit)
 # are joined back to the table to be locked: joined whole, the planner scanned every row of the
 # table (446 ms at 1,000,000 queued job items against 24 ms at 10,000, bench/jobs.py part d).

@@ -9,7 +9,9 @@ the rest on psycopg. Each function is one statement (or, on a conflict, one more
 explicit transaction is needed. Every statement is scoped by `client_id`, so one client never
 reaches another's task.
 
-The engine's claim and write-back queries live in service/store/polling.py.
+The engine's claim is in service/store/poll_claims.py, its reads and releases of leased tasks in
+service/store/leased_tasks.py, its write-back in service/store/poll_results.py and its deadline
+sweep in service/store/deadline_sweep.py.
 """
 
 from __future__ import annotations

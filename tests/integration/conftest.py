@@ -1,8 +1,9 @@
 """Fixtures shared by the integration directories: the run's Redis database as a client, an
 autocommit psycopg connection as the API's hot pool lends one, an asyncpg one as its intake pool
 lends one, the settings of an API whose
-webhooks may go to the local receiver, and no learnt completion times (the simulator and the
-flushed Redis are tests/conftest.py's, shared with tests/security)."""
+webhooks may go to the local receiver, no learnt completion times, and no pending tasks left by
+earlier tests (the simulator and the flushed Redis are tests/conftest.py's, shared with
+tests/security)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.api.resources import libpq_url, new_intake_pool
 from service.config import Settings
 from tests.support.estimates import clear_estimates
+from tests.support.rows import cancel_pending_tasks
 from tests.support.settings import webhook_settings
 
 
@@ -42,6 +44,14 @@ async def no_estimates(sessions: async_sessionmaker[AsyncSession]) -> AsyncItera
     await clear_estimates(sessions)
     yield
     await clear_estimates(sessions)
+
+
+@pytest.fixture
+async def no_foreign_pending_tasks(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Tasks that earlier tests (of any directory) left pending in this run's database would be
+    due before ours and eat the rate budget of an engine started here, or a claim's turns: they
+    are cancelled (their tests are over)."""
+    await cancel_pending_tasks(sessions)
 
 
 @pytest.fixture

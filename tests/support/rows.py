@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.store.db import transaction
+from service.store.outbox import task_json
+from service.store.tables.tasks import Task
 
 
 async def tasks_of(
@@ -29,6 +32,14 @@ async def events_of(
             text("SELECT * FROM events WHERE client_id = :c ORDER BY id"), {"c": client_id}
         )
         return [dict(row._mapping) for row in result]
+
+
+async def task_json_in_store(sessions: async_sessionmaker[AsyncSession], task_pk: int) -> Any:
+    """The task's contract JSON as the API would show it, from the ORM row."""
+    async with sessions() as session:
+        task = await session.get(Task, task_pk)
+        assert task is not None
+        return orjson.loads(orjson.dumps(task_json(task)))
 
 
 async def deliveries_of_event(

@@ -23,7 +23,7 @@ from service.domain.polling import DecisionKind, PollDecision
 from service.domain.states import TaskState
 from service.engine.account_estimate import completion_increments
 from service.store.estimates import ACCOUNT_WIDE
-from service.store.polling import PollWrite, WrittenTask
+from service.store.poll_results import PollWrite, WrittenTask
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 FIRST, SECOND = 11, 12  # two clients

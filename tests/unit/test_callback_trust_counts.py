@@ -7,7 +7,7 @@ from __future__ import annotations
 from service.domain.states import TaskState
 from service.engine.callback_trust import callback_counts
 from service.store.callback_trust import CallbackCount
-from service.store.polling import WrittenTask
+from service.store.poll_results import WrittenTask
 
 
 def written(

@@ -22,7 +22,7 @@ from service.runtime import WorkerResources, close_resources, open_resources
 from service.sim.server import SimServer
 from service.store.db import transaction
 from service.store.estimates import ACCOUNT_WIDE, add_to_estimates
-from service.store.polling import claim_due_tasks
+from service.store.poll_claims import claim_due_tasks
 from tests.support.estimates import estimate_of, uniform_estimate
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.rows import tasks_of

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import utc_now
 from service.heartbeat import LeaseKeeper
 from service.store.db import transaction
+from service.store.leased_tasks import release_leases
 from service.store.leases import LeasedTable
-from service.store.polling import claim_due_tasks, release_leases
+from service.store.poll_claims import claim_due_tasks
 from tests.support.factories import insert_client, insert_tasks
 
 pytestmark = pytest.mark.usefixtures("no_foreign_pending_tasks")

@@ -25,7 +25,7 @@ from service.engine.callback_trust import CallbackTrust
 from service.engine.poll_write_back import BatchReport, NotPolled, PollWriteBack
 from service.store.db import transaction
 from service.store.estimates import ACCOUNT_WIDE, load_estimate
-from service.store.polling import PolledAnswer, PollWrite
+from service.store.poll_results import PolledAnswer, PollWrite
 from tests.support.factories import insert_client, insert_subscription, insert_tasks
 from tests.support.rows import events_of, tasks_of
 

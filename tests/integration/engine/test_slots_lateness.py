@@ -18,7 +18,7 @@ from service.engine.poller import PollService
 from service.heartbeat import LeaseKeeper
 from service.sim.server import SimServer
 from service.store.db import transaction
-from service.store.polling import claim_due_tasks
+from service.store.poll_claims import claim_due_tasks
 from service.upstream.client import UpstreamClient
 from service.upstream.gate import UpstreamGate
 from service.upstream.ratelimit import SAFETY_FACTOR, SlotReservation, UpstreamRateLimiter

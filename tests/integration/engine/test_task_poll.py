@@ -21,8 +21,9 @@ from service.engine.poll_write_back import NotPolled
 from service.engine.task_poll import TaskPoll
 from service.heartbeat import HeldLease
 from service.sim.server import SimServer
+from service.store.leased_tasks import LeasedTask
 from service.store.leases import LeasedTable
-from service.store.polling import LeasedTask, PollWrite
+from service.store.poll_results import PollWrite
 from service.upstream.client import UpstreamClient
 from service.upstream.pause import read_pause
 from service.upstream.reaction import UpstreamReaction

@@ -24,7 +24,7 @@ from service.engine.poller import PollService
 from service.heartbeat import LeaseKeeper
 from service.sim.server import SimServer
 from service.store.db import transaction
-from service.store.polling import claim_due_tasks
+from service.store.poll_claims import claim_due_tasks
 from service.upstream.client import UpstreamClient
 from service.upstream.pause import read_pause
 from service.upstream.probe import PROBE_KEY

@@ -1,5 +1,6 @@
-"""The claim under saturation, on the real database: every client with due work gets its turn,
-a client's likeliest answers go first, no task is claimed twice, none past its deadline."""
+"""The claim (service/store/poll_claims.py) under saturation, on the real database: every client
+with due work gets its turn, a client's likeliest answers go first, no task is claimed twice, none
+past its deadline."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import utc_now
 from service.domain.schedule import FIRST_POLL_MAX_WAIT_S
 from service.store.db import transaction
-from service.store.polling import claim_due_tasks
+from service.store.poll_claims import claim_due_tasks
 from tests.support.estimates import uniform_estimate
 from tests.support.factories import insert_client, insert_tasks
 

@@ -11,13 +11,9 @@ from service.domain.answers import Outcome, OutcomeKind
 from service.domain.backoff import BackoffPolicy
 from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
 from service.store.db import transaction
-from service.store.polling import (
-    POLL_HISTORY_LIMIT,
-    PolledAnswer,
-    PollWrite,
-    claim_due_tasks,
-    record_poll_results,
-)
+from service.store.history import POLL_HISTORY_LIMIT
+from service.store.poll_claims import claim_due_tasks
+from service.store.poll_results import PolledAnswer, PollWrite, record_poll_results
 from tests.support.factories import insert_client, insert_tasks
 from tests.support.rows import tasks_of
 

@@ -1,13 +1,13 @@
-"""Claim, write-back, release, deadline sweep and the outbox, against the real database."""
+"""A poll's write-back (service/store/poll_results.py) against the real database: each decision
+written under the lease with the events and deliveries of the final states, a late, duplicated or
+cancelled write changing nothing, the new deliveries leased to the worker or left to the
+scheduler."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,20 +18,16 @@ from service.domain.backoff import BackoffPolicy
 from service.domain.polling import PollPolicy, TaskSnapshot, decide_after_poll
 from service.store.db import transaction
 from service.store.deliveries import claim_due_deliveries
-from service.store.outbox import task_json
-from service.store.polling import (
+from service.store.leased_tasks import load_leased_tasks
+from service.store.poll_results import (
     PolledAnswer,
     PollWrite,
-    claim_due_tasks,
-    expire_overdue_tasks,
-    load_leased_tasks,
     record_poll_results,
     record_poll_results_leasing_deliveries,
-    release_leases,
 )
-from service.store.tables.tasks import Task
+from tests.support.claims import claim_all
 from tests.support.factories import insert_client, insert_subscription, insert_tasks
-from tests.support.rows import events_of, tasks_of
+from tests.support.rows import events_of, task_json_in_store, tasks_of
 
 POLICY = PollPolicy(BackoffPolicy(2.0, 300.0))
 COMPLETED = Outcome(
@@ -39,13 +35,6 @@ COMPLETED = Outcome(
 )
 PENDING = Outcome(OutcomeKind.PENDING, "PENDING", "check in progress", request_id="TID8")
 REJECTED = Outcome(OutcomeKind.REJECTED, "INVALID_ARGUMENT", "argument 'task_id': not found")
-
-
-async def claim_all(
-    sessions: async_sessionmaker[AsyncSession], now: datetime, limit: int = 10_000
-) -> tuple[uuid.UUID, list[int]]:
-    async with transaction(sessions) as session:
-        return await claim_due_tasks(session, now, lease_s=30, limit=limit)
 
 
 async def write(
@@ -62,66 +51,6 @@ async def write(
     async with transaction(sessions) as session:
         written = await record_poll_results(session, token, [PollWrite(task_pk, decision)], now)
     return len(written)
-
-
-async def test_claim_takes_due_tasks_once_with_a_lease(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    client = await insert_client(sessions)
-    now = utc_now()
-    due = await insert_tasks(sessions, client, ["a", "b"], now=now)
-    await insert_tasks(sessions, client, ["later"], now=now, next_poll_in_s=60)
-    token, ids = await claim_all(sessions, now)
-    assert set(due) <= set(ids)
-    _, again = await claim_all(sessions, now)
-    assert not set(due) & set(again), "a live lease excludes the task"
-    rows = await tasks_of(sessions, client)
-    assert rows["a"]["lease_token"] == token
-    assert rows["later"]["lease_token"] is None
-
-
-async def test_claim_retakes_a_task_whose_lease_ended(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    client = await insert_client(sessions)
-    now = utc_now()
-    [task] = await insert_tasks(sessions, client, ["crashed"], now=now, ttl_s=3600)
-    first, _ = await claim_all(sessions, now)
-    second, ids = await claim_all(sessions, now + timedelta(seconds=31))
-    assert task in ids
-    assert first != second
-
-
-async def test_claim_respects_the_limit_and_skips_locked_rows(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    client = await insert_client(sessions)
-    now = utc_now() - timedelta(days=365)  # older than anything other tests left due
-    ids = await insert_tasks(sessions, client, [f"t{i}" for i in range(6)], now=now, ttl_s=10**9)
-    async with transaction(sessions) as one, transaction(sessions) as two:
-        _, first = await claim_due_tasks(one, now, 30, limit=3)
-        _, second = await claim_due_tasks(two, now, 30, limit=3)
-    assert len(first) == 3
-    assert len(second) == 3
-    assert set(first) | set(second) == set(ids)
-
-
-async def test_claim_never_takes_cancelled_or_expired_tasks(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    client = await insert_client(sessions)
-    now = utc_now()
-    [cancelled] = await insert_tasks(sessions, client, ["cancelled"], now=now)
-    [past_deadline] = await insert_tasks(
-        sessions, client, ["past"], now=now - timedelta(seconds=60), ttl_s=30
-    )
-    async with transaction(sessions) as session:
-        await session.execute(
-            text("UPDATE tasks SET state = 'cancelled' WHERE id = :id"), {"id": cancelled}
-        )
-    _, ids = await claim_all(sessions, now)
-    assert cancelled not in ids
-    assert past_deadline not in ids
 
 
 async def test_completion_is_written_with_its_event_and_deliveries(
@@ -233,26 +162,6 @@ async def test_a_hint_that_came_while_the_call_was_in_flight_keeps_the_task_due(
     assert row["next_poll_at"] == now + timedelta(seconds=due_in_s)
 
 
-async def test_a_leased_task_carries_its_clients_own_lag_target(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    """`phonebridge api-key limits --poll-target-p95-s` reaches the schedule through the leased
-    task (None: the setting's)."""
-    targeted, plain = await insert_client(sessions), await insert_client(sessions)
-    async with transaction(sessions) as session:
-        await session.execute(
-            text("UPDATE clients SET poll_target_p95_s = 12.5 WHERE id = :id"), {"id": targeted}
-        )
-    now = utc_now()
-    [mine] = await insert_tasks(sessions, targeted, ["targeted"], now=now)
-    [theirs] = await insert_tasks(sessions, plain, ["plain"], now=now)
-    token, _ = await claim_all(sessions, now)
-    async with transaction(sessions) as session:
-        leased = {t.id: t for t in await load_leased_tasks(session, [mine, theirs], token, now)}
-    assert leased[mine].poll_target_p95_s == 12.5
-    assert leased[theirs].poll_target_p95_s is None
-
-
 async def test_late_message_with_an_old_lease_changes_nothing(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -315,111 +224,6 @@ async def test_outbox_never_writes_a_second_event_for_a_state(
     assert len(await events_of(sessions, client)) == 1
 
 
-async def test_release_hands_back_unpolled_tasks_without_counting_a_poll(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    client = await insert_client(sessions)
-    now = utc_now()
-    [task] = await insert_tasks(sessions, client, ["held"], now=now, ttl_s=10)
-    token, _ = await claim_all(sessions, now)
-    async with transaction(sessions) as session:
-        released = await release_leases(
-            session, [task], token, now, not_before=now + timedelta(seconds=60)
-        )
-    assert released == 1
-    row = (await tasks_of(sessions, client))["held"]
-    assert row["lease_token"] is None
-    assert row["poll_count"] == 0
-    assert row["next_poll_at"] == row["expires_at"], "never past the deadline"
-
-
-async def test_sweep_expires_overdue_tasks_with_their_events(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    client = await insert_client(sessions)
-    await insert_subscription(sessions, client, ["task.expired"])
-    now = utc_now()
-    await insert_tasks(
-        sessions, client, ["old1", "old2"], now=now - timedelta(seconds=40), ttl_s=30
-    )
-    await insert_tasks(sessions, client, ["young"], now=now, ttl_s=30)
-    [leased] = await insert_tasks(
-        sessions, client, ["leased"], now=now - timedelta(seconds=40), ttl_s=30
-    )
-    async with transaction(sessions) as session:
-        await session.execute(
-            text("UPDATE tasks SET lease_token = :t, lease_until = :u WHERE id = :id"),
-            {"t": uuid.uuid4(), "u": now + timedelta(seconds=5), "id": leased},
-        )
-    async with transaction(sessions) as session:
-        expired = await expire_overdue_tasks(session, now, limit=500)
-    assert {"old1", "old2"} <= {t.task_id for t in expired}
-    rows = await tasks_of(sessions, client)
-    assert rows["old1"]["state"] == "expired"
-    assert rows["old1"]["completed_at"] == now
-    assert rows["old1"]["next_poll_at"] is None
-    assert rows["young"]["state"] == "pending"
-    assert rows["leased"]["state"] == "pending", "a live lease is left to its worker"
-    events = await events_of(sessions, client)
-    assert sorted(e["data"]["task_id"] for e in events) == ["old1", "old2"]
-    assert {e["type"] for e in events} == {"task.expired"}
-    assert all(e["data"]["state"] == "expired" for e in events)
-    async with sessions() as session:
-        count = (
-            await session.execute(
-                text("SELECT count(*) FROM deliveries WHERE client_id = :c"), {"c": client}
-            )
-        ).scalar_one()
-    assert count == 2
-
-
-async def test_concurrent_sweeps_expire_each_task_once(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    client = await insert_client(sessions)
-    now = utc_now()
-    await insert_tasks(
-        sessions, client, [f"e{i}" for i in range(300)], now=now - timedelta(seconds=40), ttl_s=30
-    )
-
-    async def sweep() -> int:
-        total = 0
-        while True:
-            async with transaction(sessions) as session:
-                batch = await expire_overdue_tasks(session, now, limit=25)
-            total += len(batch)
-            if not batch:
-                return total
-
-    await asyncio.gather(sweep(), sweep(), sweep())
-    events = await events_of(sessions, client)
-    assert len(events) == 300
-    assert len({e["task_pk"] for e in events}) == 300
-
-
-@pytest.mark.parametrize("state", ["completed", "failed", "expired", "cancelled"])
-async def test_final_tasks_are_never_claimed(
-    sessions: async_sessionmaker[AsyncSession], state: str
-) -> None:
-    client = await insert_client(sessions)
-    now = utc_now()
-    [task] = await insert_tasks(sessions, client, [f"final-{state}"], now=now)
-    async with transaction(sessions) as session:
-        await session.execute(
-            text("UPDATE tasks SET state = :s WHERE id = :id"), {"s": state, "id": task}
-        )
-    _, ids = await claim_all(sessions, now)
-    assert task not in ids
-
-
-async def task_json_in_store(sessions: async_sessionmaker[AsyncSession], task_pk: int) -> Any:
-    """The task's contract JSON as the API would show it, from the ORM row."""
-    async with sessions() as session:
-        task = await session.get(Task, task_pk)
-        assert task is not None
-        return orjson.loads(orjson.dumps(task_json(task)))
-
-
 async def test_event_data_is_the_task_json_of_the_row_as_written(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -444,21 +248,6 @@ async def test_event_data_is_the_task_json_of_the_row_as_written(
     assert event["data"] == await task_json_in_store(sessions, task)
     assert event["data"]["metadata"]["nested"] == {"n": [1, 2.5, None, "é"]}
     assert event["data"]["last_error"]["code"] == "TIMEOUT", "an old error stays on record"
-
-
-async def test_expired_event_data_is_the_task_json_of_the_row_as_written(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    client = await insert_client(sessions)
-    now = utc_now()
-    [task] = await insert_tasks(
-        sessions, client, ["late"], now=now - timedelta(seconds=40), ttl_s=30
-    )
-    async with transaction(sessions) as session:
-        await expire_overdue_tasks(session, now, limit=500)
-    [event] = await events_of(sessions, client)
-    assert event["data"] == await task_json_in_store(sessions, task)
-    assert event["data"]["state"] == "expired"
 
 
 async def test_a_batch_writes_every_decision_and_only_the_final_states_get_events(
