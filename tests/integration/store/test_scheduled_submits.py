@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -40,6 +41,12 @@ from service.store.scheduled_submits import (
 from tests.support.checks import PHONE_MASKED
 from tests.support.factories import insert_client
 from tests.support.rows import cancel_pending_tasks, events_of, tasks_of
+
+
+def with_instant(entry: dict[str, Any]) -> dict[str, Any]:
+    """A JSON entry of a task with its `at` read as the instant it names."""
+    return {**entry, "at": datetime.fromisoformat(entry["at"])}
+
 
 SEALED = b"\x01" + b"\x00" * 12 + b"not a real seal"
 RETRY = PhoneResult("5255********", "temp_unavailable")
@@ -139,7 +146,12 @@ async def test_the_claim_takes_only_due_submits_shares_them_between_clients_and_
     # test's engine) claims by: in CI this test's first submit was once missing from its claim.
     now = utc_now() + timedelta(hours=1)
     busy, quiet = await insert_client(sessions), await insert_client(sessions)
-    busy_pks = [await waiting_recheck(sessions, busy, now) for _ in range(4)]
+    # Due a millisecond apart: among submits due at the same instant the claim takes any (its
+    # per-client scan is ordered by due_at alone, which the partial index gives without a sort).
+    busy_pks = [
+        await waiting_recheck(sessions, busy, now, due_in=timedelta(seconds=1, milliseconds=n))
+        for n in range(4)
+    ]
     quiet_pk = await waiting_recheck(sessions, quiet, now)
     later_pk = await waiting_recheck(sessions, quiet, now, due_in=timedelta(minutes=5))
 
@@ -240,14 +252,16 @@ async def test_a_taken_resubmit_moves_the_answer_into_rechecks_and_polls_the_new
     task = (await tasks_of(sessions, client))[submit.task_id]
     assert task["state"] == "pending"
     assert task["result"] is None
-    assert task["rechecks"] == [
-        {"task_id": submit.task_id, "phone_status": "temp_unavailable", "at": now.isoformat()}
+    # PostgreSQL writes a JSON timestamp without the microseconds' trailing zeros (".78702"
+    # where Python writes ".787020"): the instants are compared, not their text.
+    assert [with_instant(entry) for entry in task["rechecks"]] == [
+        {"task_id": submit.task_id, "phone_status": "temp_unavailable", "at": now}
     ]
     assert (task["upstream_task_id"], task["upstream_submitted_at"]) == ("T-second", at)
     assert task["next_poll_at"] == at + timedelta(seconds=2)
     assert task["lease_token"] is None
-    assert task["poll_history"][-1] == {
-        "at": at.isoformat(),
+    assert with_instant(task["poll_history"][-1]) == {
+        "at": at,
         "call": "submit",
         "code": "PENDING",
         "task_id": "T-second",
