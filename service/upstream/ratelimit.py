@@ -228,11 +228,6 @@ class UpstreamRateLimiter:
         self._block = redis.register_script(_BLOCK_LUA)
         self._status = redis.register_script(_STATUS_LUA)
 
-    @property
-    def rate(self) -> float:
-        """The ceiling's calls a second, before any slow-down."""
-        return self._rate
-
     async def reserve_calls(self, count: int) -> SlotReservation:
         """Take the next `count` call slots of the shared timeline."""
         if count <= 0:
