@@ -4,10 +4,11 @@ timeout, batches spread over a full rate ceiling, a receiver that takes its whol
 
 Each batch a worker works on is *held* here (its ids and lease token, `hold`) from the moment
 it is loaded until it is written back. Every `interval_s` one transaction renews all of them,
-one statement per table (store/leases.py `renew_leases`). A worker that dies stops renewing,
-and its rows come due again one lease later; a worker cut off from the database stops
-renewing too, and stops starting calls once its lease is too short to finish one
-(`HeldLease.valid_until`, read by the poller before each call).
+one statement per table (store/leases.py `renew_leases`); a check job item is held from its call
+until its answer is written (service/engine/job_items.py), its `submitting` lease only ever
+lengthened. A worker that dies stops renewing, and its rows come due again one lease later; a
+worker cut off from the database stops renewing too, and stops starting calls once its lease is
+too short to finish one (`HeldLease.valid_until`, read by the poller before each call).
 """
 
 from __future__ import annotations

@@ -92,7 +92,12 @@ async def open_resources(settings: Settings, *, db_pool_size: int = 10) -> Worke
     deliveries = DeliveryService.from_settings(settings, sessions, leases, redis)
     poller = PollService(settings, sessions, upstream, reaction, leases, deliveries)
     submits = ScheduledSubmitService(
-        settings, sessions, upstream, reaction, callback_url_for=callback_urls_for(settings)
+        settings,
+        sessions,
+        upstream,
+        reaction,
+        callback_url_for=callback_urls_for(settings),
+        leases=leases,
     )
     stop_heartbeat = asyncio.Event()
     heartbeat = asyncio.create_task(leases.run_until(stop_heartbeat))

@@ -11,9 +11,11 @@ For each item still leased to us (service/store/job_items.py), in this order:
    client's jobs are paused for the budget; an item handed back unsent after its mark gives its
    check back); the first item of a queued job moves it to running in that transaction; from
    here on, a death of this process makes the item's outcome unknown, and it is never sent again
-   (items are marked 20 at a time, so a dying worker leaves at most two groups of a batch
-   `unknown`); its slot of the shared rate ceiling is waited for (service/engine/slots.py), as a
-   poll's;
+   (items are marked a group at a time under the process's cap, so a dying worker leaves at most
+   MOST_MARKED submits `unknown`, whatever the batches it holds); its slot of the shared rate
+   ceiling is waited for (service/engine/slots.py), as a poll's; from its call on, the heartbeat
+   renews its `submitting` lease (service/heartbeat.py) until the answer is written, so a live
+   worker slowed down (a starved CPU) does not see it declared unknown under it;
 4. upstream is called with the number, opened from its seal only now, and the client's callback
    URL when PHONEBRIDGE_PUBLIC_URL is set (as a single check);
 5. the answer is written in one transaction: a task (with its event when upstream answered at
@@ -44,10 +46,12 @@ from service.engine.slot_sends import (
     HANDED_BACK,
     MARKED_AT_ONCE,
     SKIPPED,
+    MarkedCap,
     SlotSender,
     SlotSteps,
 )
 from service.features import check_jobs as job_feature
+from service.heartbeat import LeaseKeeper
 from service.observability.metrics import record_job_item
 from service.sealed_numbers import (
     NumberSeal,
@@ -64,6 +68,7 @@ from service.store.job_items import (
     hand_back_item,
     record_item_task,
 )
+from service.store.leases import LeasedTable
 from service.store.scheduled_submits import hold_number_for_rechecks
 from service.upstream.client import UpstreamClient
 from service.upstream.reaction import UpstreamReaction
@@ -94,8 +99,13 @@ class JobItemSubmitter:
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
         marked_at_once: int = MARKED_AT_ONCE,
+        cap: MarkedCap | None = None,
+        leases: LeaseKeeper | None = None,
     ) -> None:
+        """`cap` is the process's (service/engine/slot_sends.py), `leases` its heartbeat (None:
+        `submitting` leases are not renewed)."""
         self._settings = settings
+        self._leases = leases
         self._sessions = sessions
         self._upstream = upstream
         self._reaction = reaction
@@ -125,6 +135,7 @@ class JobItemSubmitter:
             default_limit=settings.client_max_checks_per_day,
             clock=clock,
             marked_at_once=marked_at_once,
+            cap=cap,
         )
 
     async def submit_items(
@@ -145,6 +156,14 @@ class JobItemSubmitter:
             or self._reaction.gate.last_state().paused
         ):
             return await self._hand_back(item, token, self._clock(), counted_on)
+        if self._leases is None:
+            return await self._call(item, token, counted_on)
+        # Renewed while the call and its write last: the lease decides only for a dead worker.
+        with self._leases.hold(LeasedTable.SCHEDULED_SUBMITS, token, (item.id,), lease_until):
+            return await self._call(item, token, counted_on)
+
+    async def _call(self, item: ClaimedItem, token: uuid.UUID, counted_on: date | None) -> str:
+        """Steps 4-5 for an item: the call and its answer written."""
         try:
             number = self._seal().open(
                 item.phone_number_sealed, job_item_binding(item.client_id, item.job_id, item.line)

@@ -49,7 +49,8 @@ from service.domain.resubmits import (
 )
 from service.domain.verdicts import verdict_of
 from service.engine.job_items import CallbackUrlFor, JobItemSubmitter, no_callback
-from service.engine.slot_sends import HANDED_BACK, SKIPPED, SlotSender, SlotSteps
+from service.engine.slot_sends import HANDED_BACK, SKIPPED, MarkedCap, SlotSender, SlotSteps
+from service.heartbeat import LeaseKeeper
 from service.observability.metrics import record_recheck
 from service.sealed_numbers import NumberSeal, SealedNumberError, number_seal_for, recheck_binding
 from service.store.db import transaction
@@ -101,7 +102,10 @@ class ScheduledSubmitService:
         clock: Clock = utc_now,
         rand: Callable[[], float] = random.random,
         callback_url_for: CallbackUrlFor = no_callback,
+        leases: LeaseKeeper | None = None,
     ) -> None:
+        """`leases`: the worker's heartbeat, which renews a job item's `submitting` lease while
+        its call lasts."""
         self._settings = settings
         self._sessions = sessions
         self._upstream = upstream
@@ -129,6 +133,8 @@ class ScheduledSubmitService:
             error_event="recheck.error",
             error_fields=lambda submit: {"task_pk": submit.task_pk},
         )
+        # What this process may hold marked `submitting` without answers, both purposes.
+        cap = MarkedCap()
         self._slots = SlotSender(
             sessions,
             reaction,
@@ -136,6 +142,7 @@ class ScheduledSubmitService:
             retry_s=self._retry_s,
             default_limit=settings.client_max_checks_per_day,
             clock=clock,
+            cap=cap,
         )
         # The second purpose: check job items (service/engine/job_items.py).
         self._job_items = JobItemSubmitter(
@@ -148,6 +155,8 @@ class ScheduledSubmitService:
             callback_url_for=callback_url_for,
             clock=clock,
             rand=rand,
+            cap=cap,
+            leases=leases,
         )
 
     def _number_seal(self) -> NumberSeal:

@@ -9,12 +9,15 @@
    check budget first (service/engine/budget_gate.py), and committed; a submit no longer ours is
    skipped, one past its client's budget handed back for the next UTC day (its client's check
    jobs paused for the budget). A death of this process makes a marked submit's outcome unknown
-   (never sent again), so a batch is marked a group of `MARKED_AT_ONCE` at a time, the next group
-   (after step 1 again) once the group before last has its answers: a dying worker leaves at
-   most GROUPS_IN_FLIGHT groups of a batch `unknown`, the calls that may have started, and the
-   rest of the batch only claimed (it comes due again). Marking a whole batch at once made one
+   (never sent again), so a batch is marked a group at a time, and only under the process's
+   `MarkedCap`: the submits the whole process (every batch it holds, both purposes) has marked
+   and not yet answered or handed back, at most MOST_MARKED; a group (at most MARKED_AT_ONCE)
+   is marked once that many are free, after step 1 again. A dying worker leaves at most
+   MOST_MARKED submits `unknown`, the calls that may have started or are about to; the rest of
+   its batches is only claimed (it comes due again). Marking a whole batch at once made one
    SIGKILL in the chaos suite turn 310 of a job's 340 items `unknown` while most still waited
-   for their slots, surely unsent;
+   for their slots, surely unsent; a bound per batch (two groups of 20) still let a worker
+   holding several batches mark 73, most of them waiting for its CPU;
 3. each marked submit is sent at its slot of the shared rate ceiling (service/engine/slots.py:
    never late beside the next call; a starved loop still sends, with a spare slot); one that gets
    no slot is handed back unsent, its check given back;
@@ -53,11 +56,41 @@ HANDED_BACK = "handed_back"
 SKIPPED = "skipped"
 FAILED = "failed"
 
-# Submits of a batch marked `submitting` in one transaction, and groups marked but not all
-# answered at a time: what a worker's death can leave `unknown` of one batch. A batch is about
-# 0.4 s of the ceiling's calls, so at the default ceiling (50 calls/s) it is a single group.
-MARKED_AT_ONCE = 20
-GROUPS_IN_FLIGHT = 2
+# Submits marked `submitting` in one transaction at most, and what a process may hold marked
+# without their answers (every batch, both purposes): what a worker's death can leave `unknown`.
+# Two groups: one being called while the next is marked and waits for its slots. Measured with
+# the chaos suite's job (tests/chaos/test_job_chaos.py, 400 calls/s on a loaded 2-core machine):
+# groups of 20 under a cap of 40 left 30-72 of 260 items `unknown` after four kills, most never
+# sent; groups of 5 under a cap of 10 left 5-12, most of them sent, and the job ran no slower.
+MARKED_AT_ONCE = 5
+MOST_MARKED = 2 * MARKED_AT_ONCE
+
+
+class MarkedCap:
+    """The submits a process holds marked `submitting` and not yet answered or handed back, at
+    most `most`: `take` waits until a group's worth is free, `give_back` frees them. One per
+    process, shared by its SlotSenders."""
+
+    def __init__(self, most: int = MOST_MARKED) -> None:
+        self.most = most
+        self.held = 0
+        self._freed = asyncio.Event()
+
+    async def take(self, wanted: int) -> tuple[int, bool]:
+        """Take min(wanted, most), waiting until that many are free; returns how many and
+        whether it had to wait."""
+        need = min(wanted, self.most)
+        waited = False
+        while self.most - self.held < need:
+            waited = True
+            self._freed.clear()
+            await self._freed.wait()
+        self.held += need
+        return need, waited
+
+    def give_back(self, count: int = 1) -> None:
+        self.held -= count
+        self._freed.set()
 
 
 async def _nothing_first(session: AsyncSession, submits: list[S], now: datetime) -> None:
@@ -100,10 +133,13 @@ class SlotSender(Generic[S]):
         default_limit: int,
         clock: Clock,
         marked_at_once: int = MARKED_AT_ONCE,
+        cap: MarkedCap | None = None,
     ) -> None:
         """`retry_s` is the first poll backoff, `default_limit`
-        PHONEBRIDGE_CLIENT_MAX_CHECKS_PER_DAY."""
+        PHONEBRIDGE_CLIENT_MAX_CHECKS_PER_DAY; `cap` the process's (a SlotSender of its own
+        without one)."""
         self._marked_at_once = marked_at_once
+        self._cap = cap or MarkedCap()
         self._sessions = sessions
         self._reaction = reaction
         self._steps = steps
@@ -117,62 +153,80 @@ class SlotSender(Generic[S]):
         """Steps 1-4 of the module's docstring for a batch's submits, a group at a time; what
         became of each. A group's lease runs from its mark as long as `lease_until` from `now`."""
         lease = lease_until - now
-        outcomes: list[str] = []
-        # Marked groups whose answers are not all in: (its marked submits, their started calls).
-        in_flight: list[tuple[list[S], list[asyncio.Task[str]]]] = []
-        for start in range(0, len(submits), self._marked_at_once):
-            while len(in_flight) >= GROUPS_IN_FLIGHT:
-                outcomes += await self._answers(*in_flight.pop(0))
-            mark_at = now if start == 0 else self._clock()
+        # The submits handed back unmarked (upstream paused or blocked before their group).
+        unmarked: list[str] = []
+        # Each group's outcomes so far, marked submits and started calls, answered at the end.
+        groups: list[tuple[list[str], list[S], list[asyncio.Task[str]]]] = []
+        start = 0
+        while start < len(submits):
+            taken, waited = await self._cap.take(min(self._marked_at_once, len(submits) - start))
+            mark_at = now if start == 0 and not waited else self._clock()
             gate = await self._reaction.gate.state()
             if gate.paused or gate.blocked_for_s > 0:
+                self._cap.give_back(taken)
                 later = mark_at + timedelta(seconds=max(gate.blocked_for_s, self._retry_s))
-                outcomes += [await self.hand_back(s, token, later) for s in submits[start:]]
+                unmarked = [await self.hand_back(s, token, later) for s in submits[start:]]
                 break
-            group = submits[start : start + self._marked_at_once]
+            group = submits[start : start + taken]
+            start += taken
             began, started, group_outcomes = await self._start_group(
                 group, token, mark_at, mark_at + lease
             )
-            outcomes += group_outcomes
-            in_flight.append((began, started))
-        for began, started in in_flight:
-            outcomes += await self._answers(began, started)
-        return outcomes
+            groups.append((group_outcomes, began, started))
+        answered: list[str] = []
+        for group_outcomes, began, started in groups:
+            answered += group_outcomes + await self._answers(began, started)
+        return answered + unmarked
 
     async def _start_group(
         self, submits: list[S], token: uuid.UUID, now: datetime, lease_until: datetime
     ) -> tuple[list[S], list[asyncio.Task[str]], list[str]]:
-        """Steps 2-3 for one group: the marked submits, their started calls, and what became of
-        the others."""
+        """Steps 2-3 for one group, whose `len(submits)` of the cap are taken: the marked
+        submits, their started calls (each gives its share of the cap back once answered), and
+        what became of the others (theirs given back at once)."""
         steps = self._steps
-        async with transaction(self._sessions) as session:
+        unanswered = len(submits)
+        try:
+            async with transaction(self._sessions) as session:
 
-            async def mark(submit: S) -> bool:
-                return await steps.mark(session, submit, token, now, lease_until)
+                async def mark(submit: S) -> bool:
+                    return await steps.mark(session, submit, token, now, lease_until)
 
-            await steps.before_marks(session, submits, now)
-            budgeted = await begin_within_budget(
-                session, submits, mark, default_limit=self._default_limit, now=now
+                await steps.before_marks(session, submits, now)
+                budgeted = await begin_within_budget(
+                    session, submits, mark, default_limit=self._default_limit, now=now
+                )
+            began, counted = budgeted.began, budgeted.counted
+            self._cap.give_back(unanswered - len(began))
+            unanswered = len(began)
+            outcomes = [SKIPPED] * (len(submits) - len(began) - len(budgeted.over_budget))
+
+            async def release(session: AsyncSession, submit: S, due_at: datetime) -> None:
+                await steps.release(session, submit, token, now, due_at)
+
+            await wait_for_budget(self._sessions, budgeted.over_budget, release, now)
+            outcomes += [HANDED_BACK] * len(budgeted.over_budget)
+
+            async def send(submit: S) -> str:
+                return await steps.send(submit, token, lease_until, counted.get(submit.id))
+
+            # Committed `submitting`: each is sent at its slot, or handed back without a call.
+            started, unstarted = await start_in_slots(
+                self._reaction.limiter, self._reaction.gate, began, send
             )
-        began, counted = budgeted.began, budgeted.counted
-        outcomes = [SKIPPED] * (len(submits) - len(began) - len(budgeted.over_budget))
-
-        async def release(session: AsyncSession, submit: S, due_at: datetime) -> None:
-            await steps.release(session, submit, token, now, due_at)
-
-        await wait_for_budget(self._sessions, budgeted.over_budget, release, now)
-        outcomes += [HANDED_BACK] * len(budgeted.over_budget)
-
-        async def send(submit: S) -> str:
-            return await steps.send(submit, token, lease_until, counted.get(submit.id))
-
-        # Committed `submitting`: each is sent at its slot, or handed back without a call.
-        started, unstarted = await start_in_slots(
-            self._reaction.limiter, self._reaction.gate, began, send
-        )
-        outcomes += [
-            await self.hand_back(s, token, self._clock(), counted.get(s.id)) for s in unstarted
-        ]
+            for call in started:
+                call.add_done_callback(lambda _: self._cap.give_back())
+                unanswered -= 1
+            for submit in unstarted:
+                outcomes.append(
+                    await self.hand_back(submit, token, self._clock(), counted.get(submit.id))
+                )
+                self._cap.give_back()
+                unanswered -= 1
+        finally:
+            # A mark or a hand-back that raised: its share of the cap is free again (the submits
+            # left `submitting` are the lease's to decide).
+            self._cap.give_back(unanswered)
         return began, started, outcomes
 
     async def _answers(self, began: list[S], started: list[asyncio.Task[str]]) -> list[str]:

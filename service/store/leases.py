@@ -14,7 +14,7 @@ from enum import StrEnum
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.domain.states import DeliveryState, TaskState
+from service.domain.states import DeliveryState, ScheduledSubmitState, TaskState
 
 # One tick claims at most this many batches: a huge backlog is spread over ticks rather than
 # leased all at once (leases would run out in the broker's queue).
@@ -57,6 +57,9 @@ class LeasedTable(StrEnum):
 
     TASKS = "tasks"
     DELIVERIES = "deliveries"
+    # A job item's submit while its call lasts (service/engine/job_items.py): renewed
+    # `submitting`, never shortened below the lease its mark gave it.
+    SCHEDULED_SUBMITS = "scheduled_submits"
 
 
 # One statement renews every lease a worker holds in a table: rows found by primary key, each
@@ -77,6 +80,15 @@ _RENEW = {
         (LeasedTable.DELIVERIES, DeliveryState.PENDING),
     )
 }
+_RENEW[LeasedTable.SCHEDULED_SUBMITS] = text(
+    f"""
+    UPDATE scheduled_submits AS t SET lease_until = GREATEST(t.lease_until, :until)
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[])) AS held(id, token)
+    WHERE t.id = held.id AND t.lease_token = held.token
+      AND t.state = '{ScheduledSubmitState.SUBMITTING}'
+    RETURNING t.lease_token
+    """  # noqa: S608 - only enum values are interpolated
+)
 
 
 async def renew_leases(

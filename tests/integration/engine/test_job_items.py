@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,13 +24,15 @@ from service.domain.budgets import utc_day
 from service.domain.job_lifecycle import JobMove
 from service.domain.states import JobState, PausedReason
 from service.engine.job_items import HANDED_BACK, SKIPPED, JobItemSubmitter
-from service.engine.slot_sends import GROUPS_IN_FLIGHT
+from service.engine.slot_sends import MarkedCap
 from service.features import check_jobs as job_feature
+from service.heartbeat import LeaseKeeper
 from service.sealed_numbers import number_seal_for
 from service.sim.server import SimServer
 from service.store.budgets import checks_on
 from service.store.db import transaction
 from service.store.job_items import ClaimedItem, load_claimed_items
+from service.store.leases import LeasedTable
 from service.store.scheduled_submits import claim_due_submits
 from service.upstream.client import UpstreamClient
 from service.upstream.pause import close_pause, open_pause
@@ -101,21 +103,37 @@ async def submitting(sessions: async_sessionmaker[AsyncSession], job_pk: int) ->
         return int(count.scalar_one())
 
 
-async def test_a_batch_is_marked_submitting_a_group_at_a_time(
+async def submitting_leases(
+    sessions: async_sessionmaker[AsyncSession], job_pk: int
+) -> list[datetime]:
+    async with transaction(sessions) as session:
+        rows = await session.execute(
+            text(
+                "SELECT lease_until FROM scheduled_submits"
+                " WHERE job_pk = :pk AND state = 'submitting'"
+            ),
+            {"pk": job_pk},
+        )
+        return [row[0] for row in rows]
+
+
+async def test_a_process_holds_at_most_its_cap_marked_whatever_the_batches(
     item_settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     fresh_sim: SimServer,
     redis_client: Redis[Any],
 ) -> None:
     """A worker that dies leaves `unknown` what it had marked `submitting` and not written back:
-    at any moment at most two groups of its batch (the calls that may have started), never the
-    whole batch; found in the chaos suite, where one SIGKILL made 310 of a job's 340 items
-    `unknown` while most of them still waited for their slots."""
+    at any moment at most its cap (the calls that may have started and the next group), however
+    many batches it holds, never a whole batch; found in the chaos suite, where one SIGKILL made
+    310 of a job's 340 items `unknown` while most still waited for their slots, then 73 with a
+    bound per batch (two groups) while a worker held several batches."""
     fresh_sim.control.configure(submit_script="ring-1")
     # Answers that take a while, so that each group's items stay `submitting` to be seen.
     fresh_sim.control.replace_faults(probabilities={"slow": 1.0}, slow_s=0.3)
     upstream = UpstreamClient(item_settings)
     seal = number_seal_for(item_settings)
+    cap = MarkedCap(6)
     submitter = JobItemSubmitter(
         item_settings,
         sessions,
@@ -124,27 +142,94 @@ async def test_a_batch_is_marked_submitting_a_group_at_a_time(
         lambda: seal,
         lease=timedelta(seconds=10),
         marked_at_once=3,
+        cap=cap,
     )
     client = await insert_client(sessions)
-    numbers = [mx_number(i) for i in range(70, 82)]
+    numbers = [mx_number(i) for i in range(70, 94)]
     job = await make_job(sessions, item_settings, client, numbers)
-    token, items = await claimed(sessions, limit=len(numbers))
-    assert len(items) == len(numbers)
+    # Running already: batches that begin a queued job together can deadlock on its row (two
+    # FOR SHARE locks, each then wanting to update it), which is not what this shows.
+    async with transaction(sessions) as session:
+        await job_feature.system_move(session, job, JobMove.BEGIN, utc_now())
+    # Three batches held at once, as a worker given several messages.
+    claims = [await claimed(sessions, limit=8) for _ in range(3)]
+    assert sum(len(items) for _, items in claims) == len(numbers)
 
-    batch = asyncio.create_task(submitter.submit_items(items, token, utc_now()))
+    batches = [
+        asyncio.create_task(submitter.submit_items(items, token, utc_now()))
+        for token, items in claims
+    ]
     most = 0
     try:
-        while not batch.done():
+        while not all(batch.done() for batch in batches):
             most = max(most, await submitting(sessions, job.id))
+            assert cap.held <= cap.most
             await asyncio.sleep(0.01)
-        outcomes = await batch
+        outcomes = [outcome for batch in batches for outcome in await batch]
     finally:
         await upstream.aclose()
 
     assert outcomes == ["submitted"] * len(numbers)
-    assert 0 < most <= GROUPS_IN_FLIGHT * 3, most
+    # Per batch (two groups of 3 each), three batches would have held 18 marked at once.
+    assert 3 <= most <= cap.most, most
+    assert cap.held == 0
     submitted = [call["phone_number"] for call in fresh_sim.control.calls(endpoint="submit")]
     assert sorted(submitted) == sorted(n.replace(" ", "").lstrip("+") for n in numbers)
+
+
+async def test_the_heartbeat_renews_an_items_submitting_lease_while_its_call_lasts(
+    item_settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    fresh_sim: SimServer,
+    redis_client: Redis[Any],
+) -> None:
+    """A live worker slowed down (a starved CPU) keeps its items `submitting` past the lease its
+    mark gave them: the heartbeat renews them from the call on, never shortens them, and lets
+    them go once the answer is written."""
+    fresh_sim.control.configure(submit_script="ring-1")
+    fresh_sim.control.replace_faults(probabilities={"slow": 1.0}, slow_s=0.5)
+    upstream = UpstreamClient(item_settings)
+    seal = number_seal_for(item_settings)
+    leases = LeaseKeeper(sessions, 30.0)
+    submitter = JobItemSubmitter(
+        item_settings,
+        sessions,
+        upstream,
+        UpstreamReaction.from_settings(redis_client, item_settings),
+        lambda: seal,
+        lease=timedelta(seconds=10),
+        leases=leases,
+    )
+    client = await insert_client(sessions)
+    job = await make_job(sessions, item_settings, client, [mx_number(95)])
+    token, items = await claimed(sessions)
+    batch = asyncio.create_task(submitter.submit_items(items, token, utc_now()))
+    try:
+        await wait_for(lambda: bool(leases.held), batch)
+        [marked] = await submitting_leases(sessions, job.id)
+        assert marked <= utc_now() + timedelta(seconds=10)
+        # A shorter renewal leaves the mark's lease as it was.
+        shorter = LeaseKeeper(sessions, 1.0)
+        with shorter.hold(LeasedTable.SCHEDULED_SUBMITS, token, (items[0].id,), utc_now()):
+            assert await shorter.renew() == 1
+        assert await submitting_leases(sessions, job.id) == [marked]
+        before = utc_now()
+        assert await leases.renew() == 1
+        [renewed] = await submitting_leases(sessions, job.id)
+        assert renewed >= before + timedelta(seconds=30)
+        outcomes = await batch
+    finally:
+        await upstream.aclose()
+    assert outcomes == ["submitted"]
+    assert leases.held == []
+    assert await submitting_leases(sessions, job.id) == []
+
+
+async def wait_for(ready: Callable[[], bool], batch: asyncio.Task[Any]) -> None:
+    """Until `ready()`, while the batch runs."""
+    while not ready():
+        assert not batch.done(), batch.result()
+        await asyncio.sleep(0.005)
 
 
 async def test_nothing_is_sent_while_upstream_is_paused(

@@ -20,7 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
 from service.domain.budgets import next_utc_midnight, utc_day
-from service.engine.slot_sends import FAILED, HANDED_BACK, SKIPPED, SlotSender, SlotSteps
+from service.engine.slot_sends import (
+    FAILED,
+    HANDED_BACK,
+    MARKED_AT_ONCE,
+    SKIPPED,
+    MarkedCap,
+    SlotSender,
+    SlotSteps,
+)
 from service.store.budgets import checks_on
 from service.store.db import transaction
 from service.upstream.gate import UpstreamGate
@@ -56,6 +64,8 @@ class Purpose:
     marked_before_it: list[int] | None = None
     released: list[tuple[int, uuid.UUID, datetime]] = field(default_factory=list)
     sent: list[tuple[int, uuid.UUID, datetime, date | None]] = field(default_factory=list)
+    cap: MarkedCap | None = None  # the runner's, whose share taken each mark records
+    held_at_marks: list[int] = field(default_factory=list)
 
     async def mark(
         self,
@@ -66,6 +76,8 @@ class Purpose:
         lease_until: datetime,
     ) -> bool:
         self.marked_ids.append(submit.id)
+        if self.cap is not None:
+            self.held_at_marks.append(self.cap.held)
         return submit.id not in self.lost
 
     async def first(self, session: AsyncSession, submits: list[Submit], now: datetime) -> None:
@@ -101,6 +113,8 @@ def sender_of(
     sessions: async_sessionmaker[AsyncSession],
     redis: Redis[Any],
     limiter: UpstreamRateLimiter | None = None,
+    cap: MarkedCap | None = None,
+    marked_at_once: int = MARKED_AT_ONCE,
 ) -> SlotSender[Submit]:
     limiter = limiter or UpstreamRateLimiter(redis, RATE)
     reaction = UpstreamReaction(redis, limiter, UpstreamGate(redis, limiter), pause_probe_s=0.5)
@@ -113,7 +127,16 @@ def sender_of(
         error_fields=lambda submit: {"submit_no": submit.id},
         before_marks=purpose.first,
     )
-    return SlotSender(sessions, reaction, steps, retry_s=RETRY_S, default_limit=0, clock=utc_now)
+    return SlotSender(
+        sessions,
+        reaction,
+        steps,
+        retry_s=RETRY_S,
+        default_limit=0,
+        clock=utc_now,
+        marked_at_once=marked_at_once,
+        cap=cap,
+    )
 
 
 async def limited_client(sessions: async_sessionmaker[AsyncSession], limit: int) -> int:
@@ -231,3 +254,33 @@ async def test_a_send_that_raises_is_failed_with_the_purposes_log_line_and_not_h
     assert record.getMessage() == "test_purpose.error"
     assert (record.__dict__["submit_no"], record.__dict__["error_type"]) == (2, "RuntimeError")
     assert record.exc_info is not None
+
+
+async def test_the_cap_is_taken_a_group_at_a_time_and_given_back_whatever_became_of_each(
+    sessions: async_sessionmaker[AsyncSession], redis_client: Redis[Any]
+) -> None:
+    """Skipped, past the budget, sent, failed or without a slot: every submit's share of the
+    process's cap is free again once the batch is done, and the cap bounds each group."""
+    client_id = await limited_client(sessions, 4)
+    cap = MarkedCap(2)
+    purpose = Purpose(lost={2}, broken={3}, cap=cap)
+    now = utc_now()
+    sender = sender_of(purpose, sessions, redis_client, cap=cap, marked_at_once=2)
+    outcomes = await sender.send_batch(
+        [Submit(n, client_id) for n in range(1, 8)], TOKEN, now, now + timedelta(seconds=10)
+    )
+    # Groups of two (the last of one); the fifth counted check is past the budget of 4.
+    # Group by group: [1, 2] (2 no longer ours), [3, 4] (3 raises), [5, 6], [7]: the budget of
+    # 4 counts 1, 3, 4 and 5, so 6 and 7 wait for the next day, unmarked.
+    assert outcomes == [SKIPPED, SENT, FAILED, SENT, HANDED_BACK, SENT, HANDED_BACK]
+    assert purpose.marked_ids == [1, 2, 3, 4, 5]
+    # Each mark ran with its group's share taken and no more (the cap of 2 is one group).
+    assert purpose.held_at_marks == [2, 2, 2, 2, 2]
+    assert cap.held == 0
+
+    no_slots = sender_of(purpose, sessions, redis_client, NoSlots(redis_client, RATE), cap=cap)
+    outcomes = await no_slots.send_batch(
+        [Submit(n, client_id) for n in (8, 9, 10)], TOKEN, now, now + timedelta(seconds=10)
+    )
+    assert outcomes == [HANDED_BACK] * 3
+    assert cap.held == 0
