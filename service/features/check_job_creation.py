@@ -161,6 +161,7 @@ async def create_job(
             cached_task,
         )
     await creation_store.insert_items(session, job.id, items)
+    await creation_store.refresh_item_statistics(session, len(items.lines))
     del items
     rejections = RejectionColumns()
     for rejection in request.rejections:

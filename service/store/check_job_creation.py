@@ -211,3 +211,21 @@ async def _copy(session: AsyncSession, statement: str, rows: Iterable[tuple[Any,
     async with driver.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             await copy.write_row(row)
+
+
+# A job of this many items or more is a large share of check_job_items (its first job, or a book
+# of numbers on a young table): the statistics the planner has were made without it, and each
+# pooled connection keeps the generic plan it made of the job view's counts (`job_progress`)
+# until the table is analyzed again. Such a plan, made on a near-empty table, compared every item
+# with every other: the progress of a 20,000-item job took seconds of a PostgreSQL core per read
+# (`bench/jobs.py` part a: the job's GET timed out at 60 s) where the plan made on fresh
+# statistics takes 37 ms.
+ANALYZE_FROM_ITEMS = 1_000
+
+
+async def refresh_item_statistics(session: AsyncSession, items: int) -> None:
+    """Analyze check_job_items in the creating transaction when a job of `items` makes its
+    statistics stale (ANALYZE counts the transaction's own rows; the plans cached on other
+    connections are remade once it commits). A small job leaves it to autovacuum."""
+    if items >= ANALYZE_FROM_ITEMS:
+        await session.execute(text("ANALYZE check_job_items"))

@@ -15,6 +15,7 @@ from service.domain.job_plan import JobCounts
 from service.domain.public_ids import JOB_PREFIX, new_public_id
 from service.domain.states import JobItemState, JobState, ScheduledSubmitState
 from service.store.check_job_creation import (
+    ANALYZE_FROM_ITEMS,
     ItemColumns,
     NewJob,
     RejectionColumns,
@@ -23,6 +24,7 @@ from service.store.check_job_creation import (
     insert_items,
     insert_job,
     insert_rejections,
+    refresh_item_statistics,
 )
 from service.store.check_job_results import rejection_page, result_page
 from service.store.db import transaction
@@ -99,3 +101,36 @@ async def test_items_rejections_and_submits_are_read_back_as_written(
         (1, "standby", b"sealed-1", None, client_id),
         (3, "standby", b"sealed-3", None, client_id),
     ]
+
+
+async def reltuples(session: AsyncSession) -> float:
+    """What the planner believes check_job_items holds (-1: never analyzed)."""
+    found = await session.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = 'check_job_items'::regclass")
+    )
+    return float(found.scalar_one())
+
+
+async def test_a_large_jobs_items_are_analyzed_in_its_transaction_and_a_small_ones_are_not(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    client_id = await insert_client(sessions)
+    async with transaction(sessions) as session:
+        job = await insert_job(session, new_job(client_id, None))
+        assert job is not None
+        items = ItemColumns()
+        for line in range(1, ANALYZE_FROM_ITEMS + 1):
+            items.add(
+                line, JobItemState.WAITING, None, None, "+52 55 **** 0001", b"d" * 32, None, None
+            )
+        await insert_items(session, job.id, items)
+        # One short of the threshold: nothing analyzed, the belief is what it was.
+        believed = await reltuples(session)
+        await refresh_item_statistics(session, ANALYZE_FROM_ITEMS - 1)
+        assert await reltuples(session) == believed
+        await refresh_item_statistics(session, ANALYZE_FROM_ITEMS)
+        held = (await session.execute(text("SELECT count(*) FROM check_job_items"))).scalar_one()
+        # ANALYZE counts the transaction's own rows: the planner now knows the job is there.
+        analyzed = await reltuples(session)
+        assert analyzed >= 0.9 * held
+        assert analyzed - believed >= 0.9 * ANALYZE_FROM_ITEMS
