@@ -7,11 +7,11 @@ from __future__ import annotations
 import gc
 import logging
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import psycopg
@@ -214,6 +214,39 @@ class IntakeConnectionOf:
 def intake_connection(resources: ApiResources) -> IntakeConnectionOf:
     """A connection of the asyncpg intake pool (see IntakeConnectionOf)."""
     return IntakeConnectionOf(resources.intake)
+
+
+T = TypeVar("T")
+
+# A connection the server closed while it sat idle in the pool (a restart, a terminated backend)
+# can be lent before asyncpg has read the server's goodbye: the statement then fails on it, with
+# ConnectionDoesNotExistError, or InternalClientError when the goodbye arrives during the
+# statement's prepare (seen once in CI in test_resources_hot_pool). The psycopg hot pool looks at
+# the socket before lending (closed_by_server); here the work runs again on another connection,
+# the dead one closed, a few times at most. The intake's work is idempotent (an insert that does
+# nothing on a conflict, then the row read), so a retry after an insert that did commit answers
+# the row as already registered.
+INTAKE_ATTEMPTS = 3
+_LOST_UNDER_THE_STATEMENT: tuple[type[Exception], ...] = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InternalClientError,
+)
+
+
+async def on_intake_connection(
+    resources: ApiResources, work: Callable[[IntakeConnection], Awaitable[T]]
+) -> T:
+    """`work` on a connection of the intake pool, again on another one when the first turns out
+    to have been closed by the server (see INTAKE_ATTEMPTS)."""
+    for attempt in range(1, INTAKE_ATTEMPTS + 1):
+        async with intake_connection(resources) as conn:
+            try:
+                return await work(conn)
+            except _LOST_UNDER_THE_STATEMENT:
+                if attempt == INTAKE_ATTEMPTS:
+                    raise
+                conn.terminate()
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def hot_connection(resources: ApiResources) -> HotConnection:

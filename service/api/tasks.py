@@ -21,7 +21,7 @@ from service.api.pagination import (
     encode_row_cursor,
 )
 from service.api.paths import TaskIdPath
-from service.api.resources import hot_connection, intake_connection
+from service.api.resources import hot_connection, on_intake_connection
 from service.api.responses import json_response
 from service.domain.intake import (
     BATCH_MAX_TASKS,
@@ -138,8 +138,9 @@ async def register_task(request: Request) -> Response:
             [FieldProblem(field=e.field, message=e.message) for e in checked.errors],
         )
     async with pending_room(resources, request, client, 1) as room:
-        async with intake_connection(resources) as conn:
-            row, created = await task_feature.register_task(conn, client.id, checked, now)
+        row, created = await on_intake_connection(
+            resources, lambda conn: task_feature.register_task(conn, client.id, checked, now)
+        )
         room.created = int(created)
     record_tasks_registered(int(created))
     return json_response(task_body(row), status_code=201 if created else 200)

@@ -9,22 +9,27 @@ import asyncio
 import contextlib
 import os
 import resource
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
+import asyncpg
 import psycopg
 import pytest
 from fastapi import FastAPI
 
 from service.api.resources import (
     HOT_POOL_MIN,
+    INTAKE_ATTEMPTS,
     ApiResources,
+    IntakeConnection,
     closed_by_server,
     hot_connection,
     intake_connection,
     libpq_url,
+    on_intake_connection,
 )
 from service.config import Settings
 from tests.support.api import asgi_client, bearer
+from tests.support.waiting import wait_until_async
 
 
 @pytest.fixture
@@ -140,3 +145,41 @@ async def test_every_intake_connection_terminated_costs_no_registration(
         for _ in range(HOT_POOL_MIN + 2):
             conn = await held.enter_async_context(intake_connection(resources))
             assert conn.get_server_pid() not in held_pids
+
+
+async def test_work_on_a_connection_lost_under_it_runs_again_on_another_a_few_times_at_most(
+    api_app: FastAPI, settings: Settings
+) -> None:
+    resources: ApiResources = api_app.state.resources
+    pids: list[int] = []
+
+    def failing_first(times: int) -> Callable[[IntakeConnection], Awaitable[int]]:
+        async def work(conn: IntakeConnection) -> int:
+            pids.append(conn.get_server_pid())
+            if len(pids) <= times:
+                raise asyncpg.InternalClientError("cannot switch to state 11")
+            return int(await conn.fetchval("SELECT 1"))
+
+        return work
+
+    assert await on_intake_connection(resources, failing_first(1)) == 1
+    assert len(pids) == 2
+    assert pids[0] != pids[1]
+    # The connection the work failed on was closed, not lent again: its backend is gone.
+    async with await psycopg.AsyncConnection.connect(
+        libpq_url(settings.sqlalchemy_url), autocommit=True
+    ) as admin:
+
+        async def backend_gone() -> bool:
+            found = await admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pids[0],)
+            )
+            row = await found.fetchone()
+            return row is not None and row[0] == 0
+
+        await wait_until_async(backend_gone, what="the failed connection's backend to end")
+
+    pids.clear()
+    with pytest.raises(asyncpg.InternalClientError):
+        await on_intake_connection(resources, failing_first(INTAKE_ATTEMPTS))
+    assert len(pids) == INTAKE_ATTEMPTS
