@@ -20,7 +20,6 @@ from service.api.resources import (
     HOT_POOL_MIN,
     INTAKE_ATTEMPTS,
     ApiResources,
-    IntakeConnection,
     closed_by_server,
     hot_connection,
     intake_connection,
@@ -28,6 +27,7 @@ from service.api.resources import (
     on_intake_connection,
 )
 from service.config import Settings
+from service.store.db import IntakeConnection
 from tests.support.api import asgi_client, bearer
 from tests.support.waiting import wait_until_async
 
