@@ -191,16 +191,14 @@ class IntakeConnectionOf:
         self._conn: PoolConnectionProxy[asyncpg.Record] | None = None
 
     async def __aenter__(self) -> IntakeConnection:
-        # With a connection idle, the acquire does not wait: no timeout to arm and cancel (an
-        # asyncio timeout around the acquire and another around the release, about 2% of a
-        # registration's CPU). A connection still to open has its own connect timeout.
+        # A connection idle: no timeout to arm and cancel (~2% of a registration's CPU); one
+        # still to open has its own connect timeout.
         wait_s = None if self._pool.get_idle_size() else HOT_POOL_WAIT_S
         try:
             conn = await self._pool.acquire(timeout=wait_s)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            # OSError: refused or unreachable; TimeoutError: no connection in time (or a connect
-            # that took too long); PostgresError: the server refused the session (starting up,
-            # too many connections, ...). An acquire runs no statement of ours.
+            # Refused or unreachable, no connection in time, or the session refused (starting
+            # up, too many connections): an acquire runs no statement of ours.
             raise IntakeUnavailable(type(error).__name__) from error
         self._conn = conn
         return conn
@@ -212,37 +210,27 @@ class IntakeConnectionOf:
 
 
 def intake_connection(resources: ApiResources) -> IntakeConnectionOf:
-    """A connection of the asyncpg intake pool (see IntakeConnectionOf)."""
-    return IntakeConnectionOf(resources.intake)
+    return IntakeConnectionOf(resources.intake)  # see IntakeConnectionOf
 
 
 T = TypeVar("T")
-
-# A connection the server closed while it sat idle in the pool (a restart, a terminated backend)
-# can be lent before asyncpg has read the server's goodbye: the statement then fails on it, with
-# ConnectionDoesNotExistError, or InternalClientError when the goodbye arrives during the
-# statement's prepare (seen once in CI in test_resources_hot_pool). The psycopg hot pool looks at
-# the socket before lending (closed_by_server); here the work runs again on another connection,
-# the dead one closed, a few times at most. The intake's work is idempotent (an insert that does
-# nothing on a conflict, then the row read), so a retry after an insert that did commit answers
-# the row as already registered.
 INTAKE_ATTEMPTS = 3
-_LOST_UNDER_THE_STATEMENT: tuple[type[Exception], ...] = (
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InternalClientError,
-)
+_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InternalClientError)
 
 
 async def on_intake_connection(
     resources: ApiResources, work: Callable[[IntakeConnection], Awaitable[T]]
 ) -> T:
-    """`work` on a connection of the intake pool, again on another one when the first turns out
-    to have been closed by the server (see INTAKE_ATTEMPTS)."""
+    """`work` on an intake connection; again on another, the first closed, when the server had
+    closed it unseen: asyncpg can lend one before reading the server's goodbye (CI saw
+    InternalClientError, "another operation is in progress"; the psycopg pool looks at its socket
+    first, closed_by_server). The intake's work is idempotent: a retry after a committed insert
+    reads the row as already registered. INTAKE_ATTEMPTS at most."""
     for attempt in range(1, INTAKE_ATTEMPTS + 1):
         async with intake_connection(resources) as conn:
             try:
                 return await work(conn)
-            except _LOST_UNDER_THE_STATEMENT:
+            except _LOST:
                 if attempt == INTAKE_ATTEMPTS:
                     raise
                 conn.terminate()
@@ -402,8 +390,7 @@ def settle_garbage_collector() -> None:
 
 
 async def _configure_connection(conn: AsyncConnection[DictRow]) -> None:
-    # JSONB columns (metadata, result) come back through orjson, several times faster than json,
-    # with integers beyond 64 bits kept whole.
+    # JSONB through orjson (several times faster than json), integers beyond 64 bits kept whole.
     set_json_loads(parse_json, conn)
 
 
