@@ -19,9 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import utc_now
 from service.config import Settings
 from service.domain.public_ids import EVENT_PREFIX, new_public_id
+from service.domain.states import EventType
 from service.features.keys import ClientLimits, create_client_and_key, list_keys, set_limits
 from service.store.db import transaction
 from service.store.outbox import FinishedTask, record_events
+from service.store.subscriptions import SubscriptionRow
+from service.store.subscriptions import insert_subscription as store_subscription
 from service.store.tables.tasks import Task
 from tests.support.api import bearer
 
@@ -139,6 +142,20 @@ async def insert_subscription(
             },
         )
         return int(result.scalar_one())
+
+
+async def subscribe(session: AsyncSession, client_id: int) -> SubscriptionRow:
+    """A subscription to task.completed written through the store, in the caller's transaction."""
+    return await store_subscription(
+        session,
+        client_id=client_id,
+        public_id=f"sub_{secrets.token_hex(16)}",
+        url="https://example.com/hook",
+        event_types=[EventType.TASK_COMPLETED],
+        description="",
+        secret_encrypted=b"\x00",
+        now=utc_now(),
+    )
 
 
 # --- events -------------------------------------------------------------------------------------

@@ -9,24 +9,10 @@ import secrets
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
-from service.domain.states import EventType
 from service.store.db import transaction
 from service.store.pings import SentTestEvent, last_test_attempts, record_test_attempt
-from service.store.subscriptions import SubscriptionRow, insert_subscription
-from tests.support.factories import insert_client
-
-
-async def subscribe(session: AsyncSession, client_id: int) -> SubscriptionRow:
-    return await insert_subscription(
-        session,
-        client_id=client_id,
-        public_id=f"sub_{secrets.token_hex(16)}",
-        url="https://example.com/hook",
-        event_types=[EventType.TASK_COMPLETED],
-        description="",
-        secret_encrypted=b"\x00",
-        now=utc_now(),
-    )
+from service.store.subscriptions import SubscriptionRow
+from tests.support.factories import insert_client, subscribe
 
 
 def sent(subscription: SubscriptionRow, status: int | None, error: str | None) -> SentTestEvent:

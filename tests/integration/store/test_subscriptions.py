@@ -3,38 +3,21 @@ their client only, disabled and enabled with the reason kept right, soft-deleted
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
-from service.domain.states import DisabledReason, EventType
+from service.domain.states import DisabledReason
 from service.store.db import transaction
 from service.store.subscriptions import (
-    SubscriptionRow,
     delete_subscription,
     find_subscription,
-    insert_subscription,
     list_subscriptions,
     replace_stored_secrets,
     rotate_secret,
     stored_secrets_after,
     update_subscription,
 )
-from tests.support.factories import insert_client
-
-
-async def subscribe(session: AsyncSession, client_id: int) -> SubscriptionRow:
-    return await insert_subscription(
-        session,
-        client_id=client_id,
-        public_id=f"sub_{secrets.token_hex(16)}",
-        url="https://example.com/hook",
-        event_types=[EventType.TASK_COMPLETED],
-        description="",
-        secret_encrypted=b"\x00",
-        now=utc_now(),
-    )
+from tests.support.factories import insert_client, subscribe
 
 
 async def test_a_clients_subscriptions_are_its_own_newest_first(
