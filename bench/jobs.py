@@ -67,6 +67,8 @@ JOB_PREFIX, CHECK_PREFIX, MEMORY_PREFIX = "5255", "5233", "5281"
 POLL_S = 0.5
 JOB_TIMEOUT_S = 3600.0
 CLIENTS = 10
+# (a)'s steady state: from this long after the job starts to this long before it ends.
+STEADY_EDGE_S = 10.0
 
 
 def load_average() -> str:
@@ -302,6 +304,20 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
         f"upstream calls per item {per_item:.2f}; goal 0.9 x {args.ceiling:g} / {per_item:.2f} "
         f"= {goal:.1f} items/s: {verdict} it"
     )
+    started, finished = parse_time(job["started_at"]), parse_time(job["finished_at"])
+    if finished - started > 3 * STEADY_EDGE_S:
+        # Where the time went: calls/s away from the ramp and the last answers' tail, against
+        # the ceiling. A full timeline there and a rate short of the goal is ramp and tail; a
+        # timeline short of the ceiling is the pipeline not keeping up.
+        middle = stack.sim.control.stats(
+            since=started + STEADY_EDGE_S, until=finished - STEADY_EDGE_S
+        )
+        steady = middle["calls"] / (finished - started - 2 * STEADY_EDGE_S)
+        print(
+            f"  upstream calls/s {STEADY_EDGE_S:g} s away from the job's start and end: "
+            f"{steady:.1f} ({steady / args.ceiling:.1%} of the ceiling); busiest second "
+            f"{middle['max_calls_in_window']}"
+        )
     print(
         f"  by verdict: {counts['by_verdict']}; failed {counts['failed']}, "
         f"expired {counts['expired']}"

@@ -1,7 +1,8 @@
 """Starting a batch's calls at their slots of the shared rate ceiling (service/engine/slots.py):
 every call of a batch starts, in order, spread over the ceiling's slots; without a slot, none
-starts and the whole batch goes back to the schedule; a starved loop still calls, each call
-holding a spare slot after its own."""
+starts and the whole batch goes back to the schedule; a loop late for one slot takes the
+reservation's next slots it can still make; a starved loop still calls, each call holding a spare
+slot after its own."""
 
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ from service.engine.slots import (
     STARVED_SLOTS_PER_CALL,
     start_in_slots,
 )
-from service.upstream.gate import UpstreamGate
-from service.upstream.ratelimit import SAFETY_FACTOR, SlotReservation, UpstreamRateLimiter
+from service.upstream.gate import GateState, UpstreamGate
+from service.upstream.ratelimit import (
+    MAX_LATENESS_S,
+    SAFETY_FACTOR,
+    SlotReservation,
+    UpstreamRateLimiter,
+)
 
 pytestmark = pytest.mark.usefixtures("flush_redis")
 
@@ -66,6 +72,57 @@ async def test_without_a_slot_no_call_starts_and_the_batch_goes_back(
     )
 
     assert (started, left, calls) == ([], [1, 2, 3], [])
+
+
+class CountingLimiter(UpstreamRateLimiter):
+    def __init__(self, redis: Redis[Any], rate: float) -> None:
+        super().__init__(redis, rate)
+        self.wanted: list[int] = []
+
+    async def reserve_calls(self, count: int) -> SlotReservation:
+        self.wanted.append(count)
+        return await super().reserve_calls(count)
+
+
+class BusyOnce(UpstreamGate):
+    """The loop is blocked once, before the first slot, for longer than a slot may be late and
+    shorter than an interval beyond that: the first slot is missed, the second can be made."""
+
+    def __init__(self, redis: Redis[Any], limiter: UpstreamRateLimiter, busy_s: float) -> None:
+        super().__init__(redis, limiter)
+        self._busy_s: float | None = busy_s
+
+    async def state(self) -> GateState:
+        if self._busy_s is not None:
+            time.sleep(self._busy_s)  # blocking the loop is the point
+            self._busy_s = None
+        return await super().state()
+
+
+async def test_a_loop_late_for_one_slot_takes_the_next_slots_of_its_reservation(
+    redis_client: Redis[Any],
+) -> None:
+    limiter = CountingLimiter(redis_client, RATE)
+    interval_s = 1 / (RATE * SAFETY_FACTOR)
+    busy_s = MAX_LATENESS_S + interval_s / 2
+    gate = BusyOnce(redis_client, limiter, busy_s)
+    loop = asyncio.get_running_loop()
+    started_at: dict[int, float] = {}
+
+    async def call(item: int) -> None:
+        started_at[item] = loop.time()
+
+    began = loop.time()
+    started, left = await start_in_slots(limiter, gate, [1, 2, 3], call)
+    await asyncio.gather(*started)
+
+    assert left == []
+    assert sorted(started_at, key=started_at.__getitem__) == [1, 2, 3]
+    # The three slots reserved seat items 1 and 2 (the first slot went unused); only item 3
+    # needs a fresh one, instead of the whole batch.
+    assert limiter.wanted == [3, 1]
+    # Item 1 went at the second slot, not before it.
+    assert started_at[1] - began >= interval_s * 0.9
 
 
 class StarvedLoop(UpstreamRateLimiter):
