@@ -63,6 +63,7 @@ from service.store import check_jobs as job_store
 from service.store.db import transaction
 from service.store.job_items import (
     ClaimedItem,
+    ItemNoLongerOurs,
     begin_item_submit,
     end_item,
     hand_back_item,
@@ -223,38 +224,36 @@ class JobItemSubmitter:
             recheck_at = recheck_due_at(item.recheck, verdict, 0, now)
         if recheck_at is not None:
             expires_at = waiting_deadline(recheck_at, settings.task_ttl_s)
-        async with transaction(self._sessions) as session:
-            task = await record_item_task(
-                session,
-                item,
-                token,
-                task_id=task_id,
-                result=outcome.result,
-                request_id=outcome.request_id,
-                now=now,
-                expires_at=expires_at,
-                first_poll_at=first_poll_at,
-                safety_net_poll_at=safety_net_poll_at,
-                waits_for_recheck=recheck_at is not None,
-            )
-            if (
-                task is not None
-                and task.created
-                and item.recheck is not None
-                and task.state is TaskState.PENDING
-            ):
-                # As a single check with `recheck`: the number is kept, sealed for its task.
-                await hold_number_for_rechecks(
+        try:
+            async with transaction(self._sessions) as session:
+                task = await record_item_task(
                     session,
-                    client_id=item.client_id,
-                    task_pk=task.id,
-                    sealed=self._seal().seal(number, recheck_binding(item.client_id, task_id)),
-                    due_at=recheck_at,
+                    item,
+                    token,
+                    task_id=task_id,
+                    result=outcome.result,
+                    request_id=outcome.request_id,
                     now=now,
+                    expires_at=expires_at,
+                    first_poll_at=first_poll_at,
+                    safety_net_poll_at=safety_net_poll_at,
+                    waits_for_recheck=recheck_at is not None,
                 )
-        outcome_name = "submitted" if task is not None else SKIPPED
-        record_job_item(outcome_name)
-        return outcome_name
+                if task.created and item.recheck is not None and task.state is TaskState.PENDING:
+                    # As a single check with `recheck`: the number is kept, sealed for its task.
+                    await hold_number_for_rechecks(
+                        session,
+                        client_id=item.client_id,
+                        task_pk=task.id,
+                        sealed=self._seal().seal(number, recheck_binding(item.client_id, task_id)),
+                        due_at=recheck_at,
+                        now=now,
+                    )
+        except ItemNoLongerOurs:
+            record_job_item(SKIPPED)
+            return SKIPPED
+        record_job_item("submitted")
+        return "submitted"
 
     async def _end(self, item: ClaimedItem, token: uuid.UUID, state: JobItemState) -> str:
         async with transaction(self._sessions) as session:

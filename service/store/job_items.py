@@ -7,7 +7,8 @@ check before spending, such as a budget, goes) before it calls upstream, then wr
 in one transaction:
 - a task (`record_item_task`): the item's task is inserted as any submitted check's
   (service/store/checks.py, `record_submitted_task`, with its job and number digest), the item
-  becomes `submitted` with its task, and its submit `done` with the number erased;
+  becomes `submitted` with its task, and its submit `done` with the number erased (an item no
+  longer ours raises `ItemNoLongerOurs`: the transaction rolls back, its task with it);
 - upstream refused the number (INVALID_ARGUMENT): the item is `refused`, its submit `done`
   (`end_item`);
 - the outcome cannot be known (the call may have reached upstream): the item and its submit
@@ -193,6 +194,11 @@ async def hand_back_item(
     await session.execute(_HAND_BACK, {"id": item.id, "token": token, "now": now, "due_at": due_at})
 
 
+class ItemNoLongerOurs(Exception):
+    """The item's lease passed (its outcome already ended `unknown`): raised in
+    `record_item_task`'s transaction, which must roll back, the task written with it."""
+
+
 async def record_item_task(
     session: AsyncSession,
     item: ClaimedItem,
@@ -206,14 +212,10 @@ async def record_item_task(
     first_poll_at: datetime,
     safety_net_poll_at: datetime | None,
     waits_for_recheck: bool,
-) -> SubmittedTask | None:
+) -> SubmittedTask:
     """The item's task (with its event when upstream answered at once), the item `submitted`
-    and its submit `done`; None when the item is no longer this worker's (nothing written)."""
-    ended = await _end(
-        session, item, token, ScheduledSubmitState.DONE, JobItemState.SUBMITTED, None, now
-    )
-    if not ended:
-        return None
+    with it and its submit `done`; raises ItemNoLongerOurs when the item is no longer this
+    worker's. The task comes first, so the item's row is written once, with its task."""
     task = await record_submitted_task(
         session,
         client_id=item.client_id,
@@ -231,10 +233,11 @@ async def record_item_task(
         number_digest=item.number_digest,
         job=(item.job_pk, item.job_id),
     )
-    await session.execute(
-        text("UPDATE check_job_items SET task_pk = :task_pk WHERE job_pk = :job_pk AND line = :l"),
-        {"task_pk": task.id, "job_pk": item.job_pk, "l": item.line},
+    ended = await _end(
+        session, item, token, ScheduledSubmitState.DONE, JobItemState.SUBMITTED, task.id, now
     )
+    if not ended:
+        raise ItemNoLongerOurs
     return task
 
 

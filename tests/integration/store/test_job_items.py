@@ -1,7 +1,8 @@
 """Check job items as the engine submits them (service/store/job_items.py) on the real
 PostgreSQL: the claim loads only the items of a job that may submit, the mark before the call is
 refused once the job is paused, and an item lost while submitting becomes unknown once, its
-number erased."""
+number erased; an answer written after that leaves no task; one written in time makes the item
+`submitted` with its task."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from service.features import check_jobs as job_feature
 from service.store import check_job_results as result_store
 from service.store.db import transaction
 from service.store.job_items import (
+    ItemNoLongerOurs,
     begin_item_submit,
     count_items_to_submit,
     end_lost_items,
     load_claimed_items,
+    record_item_task,
 )
 from service.store.scheduled_submits import claim_due_submits
 from tests.support.factories import insert_client
@@ -84,6 +87,63 @@ async def test_an_item_lost_while_submitting_is_unknown_once_and_its_number_eras
     assert again == []
     assert (sealed.state, sealed.phone_number_sealed) == ("unknown", None)
     assert [row.state for row in rows] == ["unknown", "waiting", "waiting"]
+
+
+async def test_an_answer_written_in_time_makes_the_item_submitted_and_too_late_no_task(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    client = await insert_client(sessions)
+    job = await make_job(sessions, settings, client)
+    now = utc_now()
+    async with transaction(sessions) as session:
+        token, ids = await claim_due_submits(session, now, lease_s=30, limit=10)
+        items = await load_claimed_items(session, ids, token, now)
+        for item in items[:2]:
+            assert await begin_item_submit(session, item, token, now, now + timedelta(seconds=1))
+    async with transaction(sessions) as session:
+        assert await end_lost_items(session, now + timedelta(seconds=2), limit=1) == [(job.id, 1)]
+
+    async def record(line: int) -> None:
+        async with transaction(sessions) as session:
+            await record_item_task(
+                session,
+                items[line - 1],
+                token,
+                task_id=f"job-item-task-{job.id}-{line}",
+                result=None,
+                request_id=None,
+                now=now,
+                expires_at=now + timedelta(days=1),
+                first_poll_at=now + timedelta(seconds=1),
+                safety_net_poll_at=None,
+                waits_for_recheck=False,
+            )
+
+    with pytest.raises(ItemNoLongerOurs):
+        await record(1)
+    await record(2)
+    async with transaction(sessions) as session:
+        tasks = (
+            await session.execute(
+                text("SELECT id, task_id FROM tasks WHERE job_pk = :j ORDER BY task_id"),
+                {"j": job.id},
+            )
+        ).all()
+        items_now = (
+            await session.execute(
+                text(
+                    "SELECT line, state, task_pk FROM check_job_items WHERE job_pk = :j"
+                    " ORDER BY line"
+                ),
+                {"j": job.id},
+            )
+        ).all()
+    assert [t.task_id for t in tasks] == [f"job-item-task-{job.id}-2"]
+    assert [tuple(row) for row in items_now] == [
+        (1, "unknown", None),
+        (2, "submitted", tasks[0].id),
+        (3, "waiting", None),
+    ]
 
 
 async def test_the_claim_shares_a_round_between_two_clients_jobs(
