@@ -127,6 +127,7 @@ class JobItemSubmitter:
             error_event="job_item.error",
             error_fields=lambda item: {"job_pk": item.job_pk},
             before_marks=_begin_jobs,
+            prepare=self._prepare,
         )
         self._slots = SlotSender(
             sessions,
@@ -144,6 +145,12 @@ class JobItemSubmitter:
     ) -> list[str]:
         """Steps 1-5 of the module's docstring for a batch's items; what became of each."""
         return await self._slots.send_batch(items, token, now, now + self._lease)
+
+    async def _prepare(self, items: list[ClaimedItem]) -> None:
+        """Before the slots: each client's callback URL is read (when its cache is stale) now,
+        so that at its slot the call only sends."""
+        for client_id in {item.client_id: None for item in items}:
+            await self._callback_url_for(client_id)
 
     async def _send(
         self,

@@ -97,6 +97,10 @@ async def _nothing_first(session: AsyncSession, submits: list[S], now: datetime)
     return None
 
 
+async def _nothing_to_prepare(submits: list[S]) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class SlotSteps(Generic[S]):
     """A purpose's own steps, each given the batch's lease token:
@@ -110,7 +114,11 @@ class SlotSteps(Generic[S]):
     - `before_marks(session, submits, now)`: anything else in the marks' transaction, first (a
       job item begins its queued job). First, because a mark takes its job's row FOR SHARE: a
       row written after that is a lock upgrade, and two groups marking items of one job
-      deadlock on it (seen in the suite); written first, the second group waits for the first.
+      deadlock on it (seen in the suite); written first, the second group waits for the first;
+    - `prepare(submits)`: after the marks, before the group's slots are reserved, anything the
+      calls need that may wait (a job item's callback URL, read again every 30 s): at its slot
+      a call only sends. Awaited between its slot and the call, a wait sends the calls behind
+      it late and together, beside the next slots' calls.
     """
 
     mark: Callable[[AsyncSession, S, uuid.UUID, datetime, datetime], Awaitable[bool]]
@@ -120,6 +128,7 @@ class SlotSteps(Generic[S]):
     error_event: str
     error_fields: Callable[[S], Mapping[str, object]]
     before_marks: Callable[[AsyncSession, list[S], datetime], Awaitable[None]] = _nothing_first
+    prepare: Callable[[list[S]], Awaitable[None]] = _nothing_to_prepare
 
 
 class SlotSender(Generic[S]):
@@ -211,6 +220,7 @@ class SlotSender(Generic[S]):
                 return await steps.send(submit, token, lease_until, counted.get(submit.id))
 
             # Committed `submitting`: each is sent at its slot, or handed back without a call.
+            await steps.prepare(began)
             started, unstarted = await start_in_slots(
                 self._reaction.limiter, self._reaction.gate, began, send
             )

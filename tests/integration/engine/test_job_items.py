@@ -8,6 +8,7 @@ the next UTC midnight and its job is paused for the budget."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,9 @@ from service.store.job_items import ClaimedItem, load_claimed_items
 from service.store.leases import LeasedTable
 from service.store.scheduled_submits import claim_due_submits
 from service.upstream.client import UpstreamClient
+from service.upstream.gate import UpstreamGate
 from service.upstream.pause import close_pause, open_pause
+from service.upstream.ratelimit import SlotReservation, UpstreamRateLimiter
 from service.upstream.reaction import UpstreamReaction
 from tests.support.checks import submit_calls
 from tests.support.factories import insert_client
@@ -44,6 +47,8 @@ from tests.support.jobs_store import PACE, make_job
 from tests.support.settings import engine_settings
 
 pytestmark = pytest.mark.usefixtures("flush_redis", "no_foreign_pending_tasks")
+
+SLOW_READ_S = 0.3
 
 
 @pytest.fixture
@@ -90,6 +95,72 @@ async def test_claimed_items_are_submitted_and_become_tasks(
         view = await job_feature.find_job(session, client, job.public_id, PACE, utc_now())
     assert view.job.state == "running"  # begun by its first item
     assert (view.counts.submitted, view.counts.pending) == (3, 3)
+
+
+class SlotsSeen(UpstreamRateLimiter):
+    """The wall-clock time of each call slot it hands out."""
+
+    def __init__(self, redis: Redis[Any], rate: float) -> None:
+        super().__init__(redis, rate)
+        self.slots: list[float] = []
+
+    async def reserve_calls(self, count: int) -> SlotReservation:
+        reservation = await super().reserve_calls(count)
+        now = time.time()
+        self.slots += [now + offset for offset in reservation.offsets()]
+        return reservation
+
+
+async def test_a_slow_callback_url_read_delays_no_call_past_its_slot(
+    item_settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    redis_client: Redis[Any],
+    fresh_sim: SimServer,
+) -> None:
+    """A client's callback URL is cached and read again from the database every 30 s. Read at
+    the slot, that read sent the call behind it late, beside the next slots' calls; read before
+    the group's slots, it delays nothing past its slot (slots 2 ms apart here)."""
+    fresh_sim.control.configure(submit_script="ring-1")
+    client = await insert_client(sessions)
+    await make_job(sessions, item_settings, client)
+    cached: set[int] = set()
+
+    async def callback_url_for(client_id: int) -> str:
+        if client_id not in cached:
+            await asyncio.sleep(SLOW_READ_S)
+            cached.add(client_id)
+        return f"http://127.0.0.1:9/hooks/{client_id}"
+
+    limiter = SlotsSeen(redis_client, item_settings.upstream_max_rps)
+    reaction = UpstreamReaction(
+        redis_client,
+        limiter,
+        UpstreamGate(redis_client, limiter),
+        pause_probe_s=item_settings.pause_probe_s,
+    )
+    upstream = UpstreamClient(item_settings)
+    seal = number_seal_for(item_settings)
+    submitter = JobItemSubmitter(
+        item_settings,
+        sessions,
+        upstream,
+        reaction,
+        lambda: seal,
+        lease=timedelta(seconds=10),
+        callback_url_for=callback_url_for,
+    )
+    try:
+        token, items = await claimed(sessions)
+        outcomes = await submitter.submit_items(items, token, utc_now())
+    finally:
+        await upstream.aclose()
+
+    assert outcomes == ["submitted"] * 3
+    submits = sorted(call["at"] for call in fresh_sim.control.calls(endpoint="submit"))
+    assert len(submits) == 3
+    assert len(limiter.slots) == 3
+    # Each call reached upstream near its slot, not a slow read after it.
+    assert all(at - slot < SLOW_READ_S / 2 for at, slot in zip(submits, limiter.slots, strict=True))
 
 
 async def submitting(sessions: async_sessionmaker[AsyncSession], job_pk: int) -> int:

@@ -3,7 +3,7 @@ purpose of the test's own on the real ledger and Redis: the marked are sent in t
 after the skipped; while upstream is paused nothing is marked and all go back; without a slot the
 marked go back unsent and their counted checks are given back; past the budget a submit waits for
 the next UTC day; a send that raises counts as FAILED with the purpose's log line, its submit left
-`submitting`."""
+`submitting`; the marked are prepared before any is sent."""
 
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ class Purpose:
     # The group the purpose saw before any of it was marked (SlotSteps.before_marks).
     before_marks: list[int] = field(default_factory=list)
     marked_before_it: list[int] | None = None
+    # What SlotSteps.prepare was given, and what had been sent by then, group by group.
+    prepared: list[tuple[list[int], list[int]]] = field(default_factory=list)
     released: list[tuple[int, uuid.UUID, datetime]] = field(default_factory=list)
     sent: list[tuple[int, uuid.UUID, datetime, date | None]] = field(default_factory=list)
     cap: MarkedCap | None = None  # the runner's, whose share taken each mark records
@@ -83,6 +85,9 @@ class Purpose:
     async def first(self, session: AsyncSession, submits: list[Submit], now: datetime) -> None:
         self.before_marks = [submit.id for submit in submits]
         self.marked_before_it = list(self.marked_ids)
+
+    async def prepare(self, submits: list[Submit]) -> None:
+        self.prepared.append(([submit.id for submit in submits], [s[0] for s in self.sent]))
 
     async def release(
         self,
@@ -126,6 +131,7 @@ def sender_of(
         error_event="test_purpose.error",
         error_fields=lambda submit: {"submit_no": submit.id},
         before_marks=purpose.first,
+        prepare=purpose.prepare,
     )
     return SlotSender(
         sessions,
@@ -166,6 +172,8 @@ async def test_the_marked_are_sent_in_order_after_the_skipped(
     assert purpose.marked_ids == [1, 2, 3, 4]
     # The purpose's own first step saw the whole group in the marks' transaction, before any mark.
     assert (purpose.before_marks, purpose.marked_before_it) == ([1, 2, 3, 4], [])
+    # The marked (only) were prepared before the first call: at its slot a call only sends.
+    assert purpose.prepared == [([1, 3, 4], [])]
     # No budget: nothing counted, the batch's token and lease passed on.
     assert purpose.sent == [(n, TOKEN, lease_until, None) for n in (1, 3, 4)]
     assert purpose.released == []
