@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -120,6 +121,46 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         return self.peaks
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children so far (0 once gone)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def server_cpu_s(name: str) -> float:
+    """CPU seconds of every process called `name` (PostgreSQL's backends, redis-server)."""
+    total = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == name:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each part of the stack: a steadier figure than items/s on a
+    shared machine, and where the time of a CPU-bound run goes."""
+    pids = {name: process.pid for name, process in stack.processes.items()}
+    assert stack.sim.process is not None
+    pids["simulator"] = stack.sim.process.pid
+    snapshot = {name: cpu_s(pid) for name, pid in pids.items()}
+    snapshot["postgres"] = server_cpu_s("postgres")
+    snapshot["redis"] = server_cpu_s("redis-server")
+    return snapshot
 
 
 def parse_time(text: str) -> float:
@@ -282,7 +323,9 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
     """(a) and (b)."""
     print(f"(a) a {args.items:,}-item job at a ceiling of {args.ceiling:g} calls/s", flush=True)
     since = time.time()
-    job, _ = stack.create_job(csv_of(JOB_PREFIX, args.items))
+    body = csv_of(JOB_PREFIX, args.items)
+    cpu_before = cpu_snapshot(stack)
+    job, _ = stack.create_job(body)
     job_id = job["id"]
     stack.wait_for_job(job_id, lambda j: j["counts"]["submitted"] > 0, 120)
     ready: dict[str, float] = {}
@@ -291,6 +334,7 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
         ready, unavailable = submit_single_checks(stack, args.checks, spread_s=10.0)
     job = stack.wait_for_job(job_id, lambda j: j["state"] == "completed", JOB_TIMEOUT_S)
     until = time.time()
+    cpu_after = cpu_snapshot(stack)
     counts = job["counts"]
     run_s = parse_time(job["finished_at"]) - parse_time(job["started_at"])
     calls = int(stack.sim.control.stats(since=since, until=until)["calls"])
@@ -318,6 +362,17 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
             f"{steady:.1f} ({steady / args.ceiling:.1%} of the ceiling); busiest second "
             f"{middle['max_calls_in_window']}"
         )
+    used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+    per_item_ms = {name: 1000 * used[name] / counts["to_submit"] for name in used}
+    total_ms = sum(per_item_ms.values())
+    cores = os.cpu_count() or 1
+    print(
+        f"  CPU per item {total_ms:.2f} ms ("
+        + ", ".join(
+            f"{name} {ms:.2f}" for name, ms in sorted(per_item_ms.items(), key=lambda kv: -kv[1])
+        )
+        + f"); {cores} cores at that cost: {1000 * cores / total_ms:.0f} items/s"
+    )
     print(
         f"  by verdict: {counts['by_verdict']}; failed {counts['failed']}, "
         f"expired {counts['expired']}"
