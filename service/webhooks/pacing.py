@@ -4,10 +4,10 @@ The model is the upstream call ceiling (service/upstream/ratelimit.py): GCRA wit
 reservation atomically takes the next `n` turns of the subscription's timeline, spaced
 `turn_interval_s(max_rps)` apart (service/domain/pacing.py), with Redis TIME as the clock and a
 Lua script as the lock, so turns of two workers never overlap. The answer is the first turn on
-Redis's clock, which each worker maps to its own (`RedisClock`: the offset bounded by a few round
-trips every half minute, service/domain/clock_offset.py), whatever the skew between machines.
-Unlike an answer relative to "now", that does not make every turn of a reservation late by its
-round trip: on a loaded machine a slow answer had one worker's turns land on the next worker's.
+Redis's clock, which each worker maps to its own (`RedisClock`: the offset measured over the
+quickest of a few round trips, every half minute), whatever the skew between machines. Unlike an
+answer relative to "now", that does not make every turn of a reservation late by its round trip:
+on a loaded machine a slow answer had one worker's turns land on the next worker's.
 
 The key names the subscription and its `pace_epoch`, which moves on with each change of its
 max_rps: a new pace starts a fresh timeline instead of queueing behind the old one's turns. Keys
@@ -33,7 +33,6 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from service.clock import Clock
-from service.domain.clock_offset import ClockOffset, OffsetBounds
 from service.domain.pacing import (
     TURN_LEAD_S,
     SendAtTurn,
@@ -69,32 +68,32 @@ CLOCK_REFRESH_S: Final = 30.0
 
 
 class RedisClock:
-    """Redis's clock (TIME) as this process sees it, from a few round trips that read it, read
-    again every half minute: bounded as the call slots' is (service/domain/clock_offset.py),
-    placed at the middle of the bounds (off by at most half the quickest round trip)."""
+    """Redis's clock (TIME) as this process sees it: its offset from `time.time()`, measured
+    over the quickest of a few round trips (off by at most half of it)."""
 
     def __init__(self, redis: Redis[Any]) -> None:
         self._redis = redis
-        self._offset = ClockOffset()
-        self._bounds: OffsetBounds | None = None
+        self._offset_s: float | None = None
         self._measured_at = 0.0
 
     async def seconds_until(self, redis_us: int) -> float:
         """How far from now (this process's clock) a moment of Redis's clock is."""
-        if self._bounds is None or time.monotonic() - self._measured_at > CLOCK_REFRESH_S:
-            self._bounds = await self._measure()
+        if self._offset_s is None or time.monotonic() - self._measured_at > CLOCK_REFRESH_S:
+            self._offset_s = await self._measure()
             self._measured_at = time.monotonic()
-        offset_s = (self._bounds.low + self._bounds.high) / 2
-        return redis_us / 1e6 - (time.time() + offset_s)
+        return redis_us / 1e6 - (time.time() + self._offset_s)
 
-    async def _measure(self) -> OffsetBounds:
-        bounds: OffsetBounds | None = None
+    async def _measure(self) -> float:
+        quickest: tuple[float, float] | None = None
         for _ in range(CLOCK_SAMPLES):
             sent = time.time()
             seconds, micros = await self._redis.time()
-            bounds = self._offset.observe(sent, time.time(), seconds + micros / 1e6)
-        assert bounds is not None
-        return bounds
+            received = time.time()
+            sample = (received - sent, seconds + micros / 1e6 - (sent + received) / 2)
+            if quickest is None or sample[0] < quickest[0]:
+                quickest = sample
+        assert quickest is not None
+        return quickest[1]
 
 
 def timeline_key(subscription_pk: int, pace_epoch: int) -> str:
