@@ -1,18 +1,14 @@
 """Starting a batch's calls at their slots of the shared rate ceiling.
 
-One loop walks the batch's slots in order. Redis times the slots on its own clock; the recent
-reservations' round trips bound where that clock stands against the event loop's
-(service/domain/clock_offset.py), so a slot's local time is known to within the fastest of them,
-however late this reservation's reply reached the loop. A call waits for the latest the slot can
-be, so it is never early, and is late when it starts more than MAX_LATENESS_S after the earliest.
-
-A late call could land beside the next slot's on-time call, so a late slot stays unused and the
-call takes the reservation's next slot it can still make; what the reservation cannot seat takes
-fresh slots (one Redis call). A reservation placed less precisely than MAX_LATENESS_S (a starved
-event loop whose every recent round trip was slow) seats nothing and is given up at once.
-(Giving up the whole reservation at its first late slot wasted 14% of the slots a loaded worker
-reserved, bench/jobs.py part (a) at a cap of 20 marked items; 4.6% once only the late slots went
-unused.)
+One loop walks the batch's slots in order. A slot's time is only known to within the
+reservation's round trip (Redis counted from when it ran the script): a call waits for the latest
+the slot can be, so it is never early, and is late when it starts more than MAX_LATENESS_S after
+the earliest. A late call could land beside the next slot's on-time call, so a late slot stays
+unused and the call takes the reservation's next slot it can still make; what the reservation
+cannot seat takes fresh slots (one Redis call). A reservation whose round trip alone was too slow
+(a starved event loop) seats nothing and is given up at once. (Giving up the whole reservation at
+its first late slot wasted 14% of the slots a loaded worker reserved, bench/jobs.py part (a) at a
+cap of 20 marked items; 4.6% once only the late slots went unused.)
 
 After MAX_FRUITLESS_RESERVATIONS in a row that start nothing, the next call goes at its slot
 however late, so a starved loop still polls; such a call reserves the slot after its own too and
@@ -31,7 +27,7 @@ from typing import Any, TypeVar
 
 from service.observability.metrics import record_call_slots
 from service.upstream.gate import UpstreamGate
-from service.upstream.ratelimit import MAX_LATENESS_S, SlotReservation, UpstreamRateLimiter
+from service.upstream.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +70,8 @@ async def start_in_slots(
             log.error("poll.no_rate_slot", extra={"error_type": type(error).__name__})
             return started, items[index:]
         record_call_slots(reservation.count)
-        earliest, latest = _first_slot(limiter, reservation, sent_at, loop.time())
+        earliest = sent_at + reservation.first_in_s
+        latest = loop.time() + reservation.first_in_s
         fruitless += 1
         if strict and latest - earliest > MAX_LATENESS_S:
             continue
@@ -96,16 +93,3 @@ async def start_in_slots(
             if not strict:
                 break
     return started, []
-
-
-def _first_slot(
-    limiter: UpstreamRateLimiter, reservation: SlotReservation, sent: float, received: float
-) -> tuple[float, float]:
-    """The earliest and the latest the reservation's first slot can be on the event loop's
-    clock: within the bounds the recent reservations give Redis's clock, or, without Redis's
-    time, within this reservation's round trip."""
-    if reservation.redis_now_s is None:
-        return sent + reservation.first_in_s, received + reservation.first_in_s
-    bounds = limiter.redis_clock.observe(sent, received, reservation.redis_now_s)
-    first = reservation.redis_now_s + reservation.first_in_s
-    return first - bounds.high, first - bounds.low

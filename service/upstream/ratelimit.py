@@ -34,8 +34,6 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from service.domain.clock_offset import ClockOffset
-
 KEY_PREFIX: Final = "phonebridge:ratelimit:"
 CALLS_KEY: Final = KEY_PREFIX + "calls"
 CLAIMS_KEY: Final = KEY_PREFIX + "claims"
@@ -69,8 +67,7 @@ end
 """
 
 # KEYS: calls, factor, blocked_until. ARGV: rate, n, recovery_per_s.
-# Returns {microseconds from now to the first slot, microseconds between slots, now (Redis TIME,
-# microseconds)}.
+# Returns {microseconds from now to the first slot, microseconds between slots}.
 _RESERVE_LUA = (
     _FACTOR_LUA
     + """
@@ -83,8 +80,7 @@ local start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now,
 local tat = start + n * interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat),
            'PX', math.ceil((tat - now) / 1000) + 1000)
-return {string.format('%.0f', start - now), string.format('%.3f', interval),
-        string.format('%.0f', now)}
+return {string.format('%.0f', start - now), string.format('%.3f', interval)}
 """
 )
 
@@ -192,14 +188,11 @@ return {string.format('%.0f', blocked),
 
 @dataclass(frozen=True)
 class SlotReservation:
-    """`count` call slots: the first `first_in_s` seconds from now, then every `interval_s`;
-    `redis_now_s`: Redis's clock when it reserved them (seconds), which places them on this
-    process's clock (service/domain/clock_offset.py)."""
+    """`count` call slots: the first `first_in_s` seconds from now, then every `interval_s`."""
 
     count: int
     first_in_s: float
     interval_s: float
-    redis_now_s: float | None = None
 
     def offsets(self) -> list[float]:
         return [self.first_in_s + i * self.interval_s for i in range(self.count)]
@@ -224,8 +217,6 @@ class UpstreamRateLimiter:
     ) -> None:
         self._redis = redis
         self.max_rps = max_rps
-        # Redis's clock against this process's event loop's, learnt from the reservations.
-        self.redis_clock = ClockOffset()
         self._rate = max_rps * SAFETY_FACTOR
         self._recovery_per_s = recovery_per_s
         self._claim_tolerance_s = claim_tolerance_s
@@ -241,13 +232,11 @@ class UpstreamRateLimiter:
         """Take the next `count` call slots of the shared timeline."""
         if count <= 0:
             return SlotReservation(0, 0.0, 0.0)
-        first_us, interval_us, now_us = await self._reserve(
+        first_us, interval_us = await self._reserve(
             keys=[CALLS_KEY, FACTOR_KEY, BLOCKED_KEY],
             args=[repr(self._rate), count, repr(self._recovery_per_s)],
         )
-        return SlotReservation(
-            count, float(first_us) / 1e6, float(interval_us) / 1e6, int(now_us) / 1e6
-        )
+        return SlotReservation(count, float(first_us) / 1e6, float(interval_us) / 1e6)
 
     async def take_claims(self, wanted: int, *, background: bool = False) -> int:
         """How many tasks the scheduler may claim now (0..wanted); the rest waits for later.

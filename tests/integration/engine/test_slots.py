@@ -125,44 +125,6 @@ async def test_a_loop_late_for_one_slot_takes_the_next_slots_of_its_reservation(
     assert started_at[1] - began >= interval_s * 0.9
 
 
-class LateReplyOnce(CountingLimiter):
-    """The reply to the second reservation reaches the loop `late_s` after Redis answered it."""
-
-    def __init__(self, redis: Redis[Any], rate: float, late_s: float) -> None:
-        super().__init__(redis, rate)
-        self._late_s = late_s
-
-    async def reserve_calls(self, count: int) -> SlotReservation:
-        reservation = await super().reserve_calls(count)
-        if len(self.wanted) == 2:
-            time.sleep(self._late_s)  # blocking the loop is the point
-        return reservation
-
-
-async def test_a_reply_that_reached_a_busy_loop_late_still_seats_its_slots_still_ahead(
-    redis_client: Redis[Any],
-) -> None:
-    """Redis's clock, learnt from the first reservation, places the second one's slots: its
-    own round trip (longer than a slot may be late) makes them no less certain."""
-    interval_s = 1 / (RATE * SAFETY_FACTOR)
-    late_s = MAX_LATENESS_S + 0.01
-    limiter = LateReplyOnce(redis_client, RATE, late_s)
-    gate = UpstreamGate(redis_client, limiter)
-    calls: list[int] = []
-
-    async def call(item: int) -> None:
-        calls.append(item)
-
-    first, _ = await start_in_slots(limiter, gate, [0], call)
-    # The next slot is an interval after the first: still ahead once the late reply is read.
-    assert interval_s > late_s
-    started, left = await start_in_slots(limiter, gate, [1, 2, 3], call)
-    await asyncio.gather(*first, *started)
-
-    assert (calls, left) == ([0, 1, 2, 3], [])
-    assert limiter.wanted == [1, 3]
-
-
 class StarvedLoop(UpstreamRateLimiter):
     """Each reservation's answer reaches the caller only after the event loop was blocked for
     longer than a slot may be late, as on a starved worker."""
