@@ -148,9 +148,16 @@ class JobItemSubmitter:
 
     async def _prepare(self, items: list[ClaimedItem]) -> None:
         """Before the slots: each client's callback URL is read (when its cache is stale) now,
-        so that at its slot the call only sends."""
+        so that at its slot the call only sends. Only a warm-up: a read that fails here is
+        logged, and the call's own read decides, as it did before."""
         for client_id in {item.client_id: None for item in items}:
-            await self._callback_url_for(client_id)
+            try:
+                await self._callback_url_for(client_id)
+            except Exception as error:
+                log.warning(
+                    "job_item.callback_url_unread",
+                    extra={"client_id": client_id, "error_type": type(error).__name__},
+                )
 
     async def _send(
         self,
