@@ -32,14 +32,13 @@ from typing import Any
 
 import aiohttp
 import httpx
-import psutil
 import psycopg
 import redis
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from support import scratch_database  # noqa: E402
+from support import cpu_s, scratch_database  # noqa: E402
 
 from service.sim.server import SimProcess  # noqa: E402
 
@@ -106,23 +105,6 @@ def serve_receiver() -> None:
 
 
 # --- measuring -------------------------------------------------------------------------------
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children so far (0 once it is gone)."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def backend_cpu(db_url: str, database: str) -> dict[int, float]:

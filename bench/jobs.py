@@ -55,7 +55,7 @@ import psutil
 import psycopg
 import redis
 from lag import Receiver, free_port, percentile
-from support import scratch_database
+from support import cpu_s, process_tree, scratch_database
 
 from service.sim.server import SimProcess, phonebridge_executable
 
@@ -87,13 +87,8 @@ def csv_of(prefix: str, count: int) -> bytes:
 
 def rss_mib(pid: int) -> float:
     """Resident memory of a process and its children, MiB (0 once gone)."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
     total = 0
-    for process in processes:
+    for process in process_tree(pid):
         try:
             total += process.memory_info().rss
         except psutil.Error:
@@ -121,23 +116,6 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         return self.peaks
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its children so far (0 once gone)."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def server_cpu_s(name: str) -> float:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psutil
 import psycopg
 
 from service.store.migrate import upgrade_to_head
@@ -54,3 +55,24 @@ def scratch_database(prefix: str, *, migrated: bool = False) -> Iterator[Scratch
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and its children (none once it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far (0 once it is gone)."""
+    total = 0.0
+    for process in process_tree(pid):
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total

@@ -6,7 +6,8 @@ number erased; an answer written after that leaves no task; one written in time 
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -17,8 +18,10 @@ from service.config import Settings
 from service.domain.job_lifecycle import JobMove
 from service.features import check_jobs as job_feature
 from service.store import check_job_results as result_store
+from service.store.check_jobs import JobRow
 from service.store.db import transaction
 from service.store.job_items import (
+    ClaimedItem,
     ItemNoLongerOurs,
     begin_item_submit,
     count_items_to_submit,
@@ -59,16 +62,26 @@ async def test_a_claimed_item_of_a_job_paused_since_is_not_marked_submitting(
     assert began is False
 
 
-async def test_an_item_lost_while_submitting_is_unknown_once_and_its_number_erased(
-    sessions: async_sessionmaker[AsyncSession], settings: Settings
-) -> None:
+async def submitting(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, *, marked: int
+) -> tuple[JobRow, uuid.UUID, list[ClaimedItem], datetime]:
+    """A new job of three items, all claimed, the first `marked` marked `submitting` with a
+    lease of 1 s: the job, the claim's token, the items and the time of the marks."""
     client = await insert_client(sessions)
     job = await make_job(sessions, settings, client)
     now = utc_now()
     async with transaction(sessions) as session:
         token, ids = await claim_due_submits(session, now, lease_s=30, limit=10)
         items = await load_claimed_items(session, ids, token, now)
-        assert await begin_item_submit(session, items[0], token, now, now + timedelta(seconds=1))
+        for item in items[:marked]:
+            assert await begin_item_submit(session, item, token, now, now + timedelta(seconds=1))
+    return job, token, items, now
+
+
+async def test_an_item_lost_while_submitting_is_unknown_once_and_its_number_erased(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    job, _, _, now = await submitting(sessions, settings, marked=1)
     later = now + timedelta(seconds=2)
     async with transaction(sessions) as session:
         lost = await end_lost_items(session, later, limit=10)
@@ -92,14 +105,7 @@ async def test_an_item_lost_while_submitting_is_unknown_once_and_its_number_eras
 async def test_an_answer_written_in_time_makes_the_item_submitted_and_too_late_no_task(
     sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
-    client = await insert_client(sessions)
-    job = await make_job(sessions, settings, client)
-    now = utc_now()
-    async with transaction(sessions) as session:
-        token, ids = await claim_due_submits(session, now, lease_s=30, limit=10)
-        items = await load_claimed_items(session, ids, token, now)
-        for item in items[:2]:
-            assert await begin_item_submit(session, item, token, now, now + timedelta(seconds=1))
+    job, token, items, now = await submitting(sessions, settings, marked=2)
     async with transaction(sessions) as session:
         assert await end_lost_items(session, now + timedelta(seconds=2), limit=1) == [(job.id, 1)]
 
