@@ -314,7 +314,8 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
     until = time.time()
     cpu_after = cpu_snapshot(stack)
     counts = job["counts"]
-    run_s = parse_time(job["finished_at"]) - parse_time(job["started_at"])
+    started, finished = parse_time(job["started_at"]), parse_time(job["finished_at"])
+    run_s = finished - started
     calls = int(stack.sim.control.stats(since=since, until=until)["calls"])
     job_calls = calls - calls_of_single_checks(stack, ready)
     per_item = job_calls / counts["to_submit"]
@@ -326,15 +327,14 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
         f"upstream calls per item {per_item:.2f}; goal 0.9 x {args.ceiling:g} / {per_item:.2f} "
         f"= {goal:.1f} items/s: {verdict} it"
     )
-    started, finished = parse_time(job["started_at"]), parse_time(job["finished_at"])
-    if finished - started > 3 * STEADY_EDGE_S:
+    if run_s > 3 * STEADY_EDGE_S:
         # Where the time went: calls/s away from the ramp and the last answers' tail, against
         # the ceiling. A full timeline there and a rate short of the goal is ramp and tail; a
         # timeline short of the ceiling is the pipeline not keeping up.
         middle = stack.sim.control.stats(
             since=started + STEADY_EDGE_S, until=finished - STEADY_EDGE_S
         )
-        steady = middle["calls"] / (finished - started - 2 * STEADY_EDGE_S)
+        steady = middle["calls"] / (run_s - 2 * STEADY_EDGE_S)
         print(
             f"  upstream calls/s {STEADY_EDGE_S:g} s away from the job's start and end: "
             f"{steady:.1f} ({steady / args.ceiling:.1%} of the ceiling); busiest second "

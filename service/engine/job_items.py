@@ -150,7 +150,7 @@ class JobItemSubmitter:
         """Before the slots: each client's callback URL is read (when its cache is stale) now,
         so that at its slot the call only sends. Only a warm-up: a read that fails here is
         logged, and the call's own read decides, as it did before."""
-        for client_id in {item.client_id: None for item in items}:
+        for client_id in dict.fromkeys(item.client_id for item in items):
             try:
                 await self._callback_url_for(client_id)
             except Exception as error:

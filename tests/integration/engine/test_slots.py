@@ -75,6 +75,8 @@ async def test_without_a_slot_no_call_starts_and_the_batch_goes_back(
 
 
 class CountingLimiter(UpstreamRateLimiter):
+    """The real limiter, recording how many slots each reservation asked for."""
+
     def __init__(self, redis: Redis[Any], rate: float) -> None:
         super().__init__(redis, rate)
         self.wanted: list[int] = []
@@ -125,16 +127,11 @@ async def test_a_loop_late_for_one_slot_takes_the_next_slots_of_its_reservation(
     assert started_at[1] - began >= interval_s * 0.9
 
 
-class StarvedLoop(UpstreamRateLimiter):
+class StarvedLoop(CountingLimiter):
     """Each reservation's answer reaches the caller only after the event loop was blocked for
     longer than a slot may be late, as on a starved worker."""
 
-    def __init__(self, redis: Redis[Any], rate: float) -> None:
-        super().__init__(redis, rate)
-        self.wanted: list[int] = []
-
     async def reserve_calls(self, count: int) -> SlotReservation:
-        self.wanted.append(count)
         reservation = await super().reserve_calls(count)
         time.sleep(0.06)  # blocking the loop is the point
         return reservation
