@@ -336,7 +336,9 @@ def test_chained_operations_keep_every_promise(schema_app: FastAPI, pending_chec
     )
     # Not vacuous: calls took their ids from the answers before them, for tasks and
     # subscriptions alike. (No event is made here: without a worker no task finishes, and events
-    # are exercised above with the tenant's own.)
-    assert Scenarios.linked.total >= STATEFUL_SCENARIOS, Scenarios.linked
+    # are exercised above with the tenant's own.) How many is Hypothesis's draw: one per
+    # scenario was the bound until a run that passed every check linked 53 of 60; one in every
+    # other scenario still says the run chained, and a run that chains nothing has none.
+    assert Scenarios.linked.total >= STATEFUL_SCENARIOS // 2, Scenarios.linked
     for path in ("/v1/tasks/{task_id}", "/v1/subscriptions/{subscription_id}"):
         assert any(path in link for link in Scenarios.linked.by_link), (path, Scenarios.linked)
