@@ -290,9 +290,7 @@ async def record_submitted_task(
             },
         )
     ).one()
-    finished = FinishedTask.from_row_json(
-        int(row.id), int(row.client_id), str(row.task_id), TaskState(row.state), str(row.row_json)
-    )
+    finished = FinishedTask.from_returned_row(row)
     if row.created and completed:
         await record_events(session, [finished], now)
     return SubmittedTask(

@@ -363,9 +363,7 @@ def _ids(submit: ClaimedSubmit, token: uuid.UUID, now: datetime) -> dict[str, An
 def _finished(row: Row[Any] | None) -> FinishedTask | None:
     if row is None:
         return None
-    return FinishedTask.from_row_json(
-        int(row.id), int(row.client_id), str(row.task_id), TaskState(row.state), str(row.row_json)
-    )
+    return FinishedTask.from_returned_row(row)
 
 
 async def _record_event(session: AsyncSession, task: FinishedTask | None, now: datetime) -> None:
