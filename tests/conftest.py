@@ -6,6 +6,7 @@ that point them elsewhere)."""
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -34,6 +35,14 @@ hypothesis.settings.register_profile(
     suppress_health_check=[hypothesis.HealthCheck.too_slow],
 )
 hypothesis.settings.load_profile("phonebridge")
+
+# Ctrl-C reaches the commands the tests start as it would from a terminal, however the suite was
+# started. A shell starts a script's background job (`scripts/test &`) with SIGINT ignored, and
+# every process inherits that through fork and exec: `phonebridge check-file`, which stops
+# waiting on KeyboardInterrupt, then ignored the test's Ctrl-C and ran its job to the end (exit
+# 0, not 130). A handler set here is reset to the default in each command this process execs.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The chaos suite shares one stack (tests/chaos/conftest.py), so pytest-xdist gives all of it to
 # one worker instead of starting a stack on each.
