@@ -22,7 +22,7 @@ The rules (the contract's "Lists of numbers: check jobs"):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from service.domain.job_input import JobItem, JobRequest
@@ -124,6 +124,36 @@ class JobCounts:
             "expired": self.expired,
             "by_verdict": dict(self.by_verdict),
         }
+
+    def progress_json(self) -> dict[str, Any]:
+        """What moved since creation (the rest is fixed at creation, on the job's row): what a
+        finished job keeps once its counts can no longer change."""
+        return {name: self.as_json()[name] for name in _PROGRESS}
+
+    def with_progress(self, progress: Mapping[str, Any]) -> JobCounts:
+        """These counts (a job's planned ones) with the progress `progress_json` gave."""
+        by_verdict = progress["by_verdict"]
+        return replace(
+            self,
+            submitted=int(progress["submitted"]),
+            pending=int(progress["pending"]),
+            completed=int(progress["completed"]),
+            failed=int(progress["failed"]),
+            expired=int(progress["expired"]),
+            by_verdict={verdict: int(by_verdict.get(verdict, 0)) for verdict in VERDICTS},
+        )
+
+
+_PROGRESS = ("submitted", "pending", "completed", "failed", "expired", "by_verdict")
+
+
+def counts_fixed_once_finished(planned: JobCounts, *, rechecked: bool) -> bool:
+    """Whether a finished job's counts (its `job.completed` event's) can no longer change: its
+    submitted items' tasks are final and immutable, and so are its duplicates' rows, which show
+    them. Not when its items are re-checked (a re-check answers a final task again), nor when a
+    row is cached: it shows an earlier check's task, which a re-check of its own may still
+    answer again."""
+    return not rechecked and planned.cached == 0
 
 
 def planned_counts(request: JobRequest, plan: DedupePlan, *, cached: int) -> JobCounts:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +36,7 @@ from service.domain.verdicts import verdict_of
 JOB_COLUMNS = (
     "id, public_id, client_id, name, state, paused_reason, max_age_s, recheck, "
     "idempotency_key, fingerprint, items, rejected, duplicates, cached, created_at, "
-    "updated_at, started_at, finished_at"
+    "updated_at, started_at, finished_at, final_counts"
 )
 
 
@@ -61,6 +62,8 @@ class JobRow:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The progress of its counts, kept once it can no longer change (JobCounts.progress_json).
+    final_counts: dict[str, Any] | None = None
 
     @property
     def status(self) -> JobStatus:
@@ -280,6 +283,18 @@ async def end_unsubmitted(session: AsyncSession, job_pk: int, now: datetime) -> 
     await session.execute(_END_UNSUBMITTED_ITEMS, {"job_pk": job_pk})
 
 
+_KEEP_FINAL_COUNTS = text(
+    "UPDATE check_jobs SET final_counts = CAST(:counts AS jsonb) WHERE id = :id"
+)
+
+
+async def keep_final_counts(session: AsyncSession, job_pk: int, progress: dict[str, Any]) -> None:
+    """Keep the finished job's progress, which can no longer change (`final_counts`)."""
+    await session.execute(
+        _KEEP_FINAL_COUNTS, {"id": job_pk, "counts": orjson.dumps(progress).decode()}
+    )
+
+
 async def job_progress(session: AsyncSession, job_pk: int, now: datetime) -> JobProgress:
     by_state = {
         TaskState(state): int(count)
@@ -329,6 +344,7 @@ def job_row(row: Row[Any]) -> JobRow:
         updated_at=row.updated_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        final_counts=row.final_counts,
     )
 
 

@@ -16,6 +16,7 @@ from service.domain.job_plan import (
     DedupePlan,
     JobCounts,
     PlannedItem,
+    counts_fixed_once_finished,
     counts_with_progress,
     plan_dedupe,
     planned_counts,
@@ -210,3 +211,34 @@ def test_by_verdict_has_the_contracts_verdicts_in_order() -> None:
         JobCounts(items=1, rejected=0, duplicates=0, cached=0), {}, {"retry": 1, "dead": 1}
     )
     assert tuple(counts.by_verdict) == VERDICTS
+
+
+@given(
+    planned=st.tuples(*[st.integers(0, 50)] * 3).map(
+        lambda parts: JobCounts(
+            items=sum(parts) + 2 * len(TaskState),
+            rejected=parts[0],
+            duplicates=parts[1],
+            cached=parts[2],
+        )
+    ),
+    states=st.dictionaries(st.sampled_from(list(TaskState)), st.integers(0, 2)),
+    verdicts=st.dictionaries(st.sampled_from([*VERDICTS, None]), st.integers(0, 80)),
+)
+def test_a_finished_jobs_kept_progress_gives_back_its_counts(
+    planned: JobCounts, states: dict[TaskState, int], verdicts: dict[str | None, int]
+) -> None:
+    counts = counts_with_progress(planned, states, verdicts)
+    kept = counts.progress_json()
+    assert set(kept) == {"submitted", "pending", "completed", "failed", "expired", "by_verdict"}
+    assert planned.with_progress(kept) == counts
+    assert planned.with_progress(kept).as_json() == counts.as_json()
+
+
+def test_only_a_job_without_re_checks_or_cached_rows_has_counts_fixed_once_finished() -> None:
+    plain = JobCounts(items=5, rejected=1, duplicates=2, cached=0)
+    cached = JobCounts(items=5, rejected=1, duplicates=2, cached=1)
+    assert counts_fixed_once_finished(plain, rechecked=False)
+    assert not counts_fixed_once_finished(plain, rechecked=True)
+    assert not counts_fixed_once_finished(cached, rechecked=False)
+    assert not counts_fixed_once_finished(cached, rechecked=True)

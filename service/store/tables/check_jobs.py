@@ -77,6 +77,10 @@ class CheckJob(Base):
     updated_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The counts its `job.completed` event showed, kept when that event is written: what a read
+    # of a job that can no longer change shows without counting its items again (NULL: not
+    # finished yet, or finished before this column).
+    final_counts: Mapped[dict[str, Any] | None]
 
 
 class CheckJobItem(Base):
