@@ -16,20 +16,24 @@
   and one claim of the next --claim (500) items to submit (`claim_due_submits`, the scheduler's
   statement) timed at each size, as bench/scale.py does for tasks. Rows are inserted with SQL
   straight into the schema's tables: no API, no engine.
+- (v) reading a finished job: `GET /v1/check-jobs/{id}`'s work (the job's row and its view,
+  `service/features/check_jobs.py` `job_view`), median of 15 reads, for a completed job of each
+  of --view-items (20,000, 100,000) items with their completed tasks, inserted with SQL: counting
+  its items again at each read against the counts it kept when it finished.
 - (s) the simulator alone: --sim-submits (20,000) submits at --ceiling a second, each with a
   callback to a local receiver: callbacks sent late (sent - due) p50/p95/max, any lost, and the
   simulator's RSS. Its callbacks go out from a heap through 32 senders (service/sim/callbacks.py).
 
 Parts (a)-(c) run a real stack as an operator would (`phonebridge upstream-sim`, `api`,
-`worker`, `scheduler` on a scratch database) and use only the REST API; (d) and (s) need no
-stack. The load average is printed before and after.
+`worker`, `scheduler` on a scratch database) and use only the REST API; (d), (v) and (s) need
+no stack. The load average is printed before and after.
 
-    .venv/bin/python bench/jobs.py [--parts abcds] [--items 20000] [--checks 50]
+    .venv/bin/python bench/jobs.py [--parts abcdvs] [--items 20000] [--checks 50]
         [--memory-items 100000] [--watch-s 30] [--queued 10000,1000000] [--claim 500]
-        [--sim-submits 20000] [--ceiling 200] [--quick]
+        [--view-items 20000,100000] [--sim-submits 20000] [--ceiling 200] [--quick]
 
 --quick: sizes a tenth or less (2,000 items, 10,000 for (c), 10,000 and 100,000 queued,
-2,000 simulator submits) to try the bench out.
+2,000 and 10,000 for (v), 2,000 simulator submits) to try the bench out.
 """
 
 from __future__ import annotations
@@ -508,6 +512,102 @@ def part_database(args: argparse.Namespace) -> None:
         print(f"  {key:36}" + "".join(f"{rows[size][key]:>14.1f}" for size in sizes))
 
 
+# --- part v: reading a finished job -----------------------------------------------------------
+
+VIEW_READS = 15
+
+
+def insert_finished_job(url: str, count: int) -> None:
+    """One client's completed job of `count` items, each submitted with its own completed task
+    (a `ring` answer), as a job leaves them once its last answer is written."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO clients (name) VALUES ('jobs-view')")
+        conn.execute(
+            """
+            INSERT INTO check_jobs (public_id, client_id, state, items, rejected, duplicates,
+                                    cached, created_at, updated_at, started_at, finished_at)
+            SELECT 'job_view', id, 'completed', %(n)s, 0, 0, 0, now(), now(), now(), now()
+            FROM clients
+            """,
+            {"n": count},
+        )
+        conn.execute(
+            """
+            INSERT INTO tasks (client_id, task_id, state, result, submitted_at, expires_at,
+                               completed_at, job_pk, phone_number_masked)
+            SELECT j.client_id, 'view-' || g, 'completed',
+                   jsonb_build_object('phone_status', 'ring',
+                                      'masked_phone_number', '52******' || lpad(g::text, 4, '0')),
+                   now(), now() + interval '1 day', now(), j.id, '52******' || lpad(g::text, 4, '0')
+            FROM generate_series(1, %(n)s) AS g CROSS JOIN check_jobs AS j
+            """,
+            {"n": count},
+        )
+        conn.execute(
+            """
+            INSERT INTO check_job_items (job_pk, line, state, phone_number_masked, number_digest,
+                                         task_pk)
+            SELECT t.job_pk, row_number() OVER (ORDER BY t.id), 'submitted',
+                   t.phone_number_masked, decode(md5(t.task_id) || md5(t.task_id), 'hex'), t.id
+            FROM tasks AS t
+            """
+        )
+        conn.execute("VACUUM ANALYZE tasks")
+        conn.execute("VACUUM ANALYZE check_job_items")
+
+
+async def time_job_reads(url: str) -> dict[str, float]:
+    """The median read of the job, counted again and kept, in seconds."""
+    from dataclasses import replace
+
+    from service.clock import utc_now
+    from service.features.check_jobs import JobPace, job_view
+    from service.store.check_jobs import job_by_pk, keep_final_counts
+    from service.store.db import create_engine_for, session_factory, transaction
+
+    engine = create_engine_for(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    sessions = session_factory(engine)
+    pace = JobPace(ceiling_per_s=200.0)
+    try:
+        async with transaction(sessions) as session:
+            job = await job_by_pk(session, 1)
+            assert job is not None
+            counted = await job_view(session, job, pace, utc_now())
+            await keep_final_counts(session, job.id, counted.counts.progress_json())
+        medians: dict[str, float] = {}
+        for label in ("counted again", "kept"):
+            reads = []
+            for _ in range(VIEW_READS):
+                async with transaction(sessions) as session:
+                    started = time.perf_counter()
+                    job = await job_by_pk(session, 1)
+                    assert job is not None
+                    if label == "counted again":
+                        job = replace(job, final_counts=None)
+                    view = await job_view(session, job, pace, utc_now())
+                    reads.append(time.perf_counter() - started)
+                if view.counts != counted.counts:
+                    raise SystemExit(f"{label}: {view.counts} against {counted.counts}")
+            medians[label] = statistics.median(reads)
+        return medians
+    finally:
+        await engine.dispose()
+
+
+def part_view(args: argparse.Namespace) -> None:
+    sizes = [int(size) for size in args.view_items.split(",")]
+    print(f"(v) reading a finished job of {', '.join(f'{s:,}' for s in sizes)} items", flush=True)
+    for size in sizes:
+        with scratch_database("phonebridge_bench_jobs", migrated=True) as database:
+            insert_finished_job(database.url, size)
+            medians = asyncio.run(time_job_reads(database.url))
+        again, kept = medians["counted again"], medians["kept"]
+        print(
+            f"  {size:>9,} items: counted again {again * 1000:.1f} ms, kept {kept * 1000:.1f} ms "
+            f"a read (x{again / kept:.0f})"
+        )
+
+
 # --- part s: the simulator alone -------------------------------------------------------------
 
 
@@ -641,13 +741,14 @@ def part_simulator(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="abcds", help="which parts to run: a, b, c, d, s")
+    parser.add_argument("--parts", default="abcdvs", help="which parts to run: a, b, c, d, v, s")
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--checks", type=int, default=50)
     parser.add_argument("--memory-items", type=int, default=100_000)
     parser.add_argument("--watch-s", type=float, default=30.0)
     parser.add_argument("--queued", default="10000,1000000")
     parser.add_argument("--claim", type=int, default=500)
+    parser.add_argument("--view-items", default="20000,100000")
     parser.add_argument("--sim-submits", type=int, default=20_000)
     parser.add_argument("--ceiling", type=float, default=200.0)
     parser.add_argument("--quick", action="store_true", help="every size a tenth or less")
@@ -659,6 +760,7 @@ def main() -> None:
     if args.quick:
         args.items, args.memory_items, args.sim_submits = 2_000, 10_000, 2_000
         args.queued, args.watch_s = "10000,100000", 10.0
+        args.view_items = "2000,10000"
     parts = set(args.parts)
     if "b" in parts and "a" not in parts:
         parser.error("(b) runs during (a)'s job: --parts ab")
@@ -669,6 +771,8 @@ def main() -> None:
         part_simulator(args)
     if "d" in parts:
         part_database(args)
+    if "v" in parts:
+        part_view(args)
     if parts & {"a", "c"}:
         receiver = Receiver()
         with scratch_database("phonebridge_bench_jobs") as database:
