@@ -77,9 +77,10 @@ class CheckJob(Base):
     updated_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
-    # The counts its `job.completed` event showed, kept when that event is written: what a read
-    # of a job that can no longer change shows without counting its items again (NULL: not
-    # finished yet, or finished before this column).
+    # The progress of the counts its `job.completed` event showed, kept when that event is
+    # written if they can no longer change (service/domain/job_plan.py,
+    # counts_fixed_once_finished): what a read shows without counting its items again. NULL:
+    # not finished, counts that may still change, or finished before this column.
     final_counts: Mapped[dict[str, Any] | None]
 
 
