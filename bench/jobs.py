@@ -556,7 +556,7 @@ def insert_finished_job(url: str, count: int) -> None:
         conn.execute("VACUUM ANALYZE check_job_items")
 
 
-async def time_job_reads(url: str) -> dict[str, float]:
+async def time_job_reads(sqlalchemy_url: str) -> dict[str, float]:
     """The median read of the job, counted again and kept, in seconds."""
     from dataclasses import replace
 
@@ -565,7 +565,7 @@ async def time_job_reads(url: str) -> dict[str, float]:
     from service.store.check_jobs import job_by_pk, keep_final_counts
     from service.store.db import create_engine_for, session_factory, transaction
 
-    engine = create_engine_for(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = create_engine_for(sqlalchemy_url)
     sessions = session_factory(engine)
     pace = JobPace(ceiling_per_s=200.0)
     try:
@@ -600,7 +600,7 @@ def part_view(args: argparse.Namespace) -> None:
     for size in sizes:
         with scratch_database("phonebridge_bench_jobs", migrated=True) as database:
             insert_finished_job(database.url, size)
-            medians = asyncio.run(time_job_reads(database.url))
+            medians = asyncio.run(time_job_reads(database.sqlalchemy_url))
         again, kept = medians["counted again"], medians["kept"]
         print(
             f"  {size:>9,} items: counted again {again * 1000:.1f} ms, kept {kept * 1000:.1f} ms "

@@ -128,7 +128,8 @@ class JobCounts:
     def progress_json(self) -> dict[str, Any]:
         """What moved since creation (the rest is fixed at creation, on the job's row): what a
         finished job keeps once its counts can no longer change."""
-        return {name: self.as_json()[name] for name in _PROGRESS}
+        shown = self.as_json()
+        return {name: shown[name] for name in _PROGRESS}
 
     def with_progress(self, progress: Mapping[str, Any]) -> JobCounts:
         """These counts (a job's planned ones) with the progress `progress_json` gave."""
