@@ -82,9 +82,10 @@ def place_turn(turn_at: datetime | None, now: datetime) -> TurnPlace:
     return WaitInRow(turn_at, turn_at - timedelta(seconds=HOLD_S))
 
 
-def missed_turn(turn_s: float, start_s: float) -> bool:
-    """Whether a send starting at `start_s` is too late for its turn at `turn_s` (same clock)."""
-    return start_s > turn_s + MAX_LATENESS_S
+def latest_start(turn_s: float) -> float:
+    """The last moment a send may start for its turn at `turn_s` (same clock); later, it could
+    land within the same second as the turns after it."""
+    return turn_s + MAX_LATENESS_S
 
 
 def most_in_any_window(moments: Iterable[float], window_s: float = 1.0) -> int:

@@ -31,7 +31,7 @@ from service.engine.poll_write_back import (
     NotPolled,
     PollWriteBack,
 )
-from service.engine.slots import start_in_slots
+from service.engine.slots import NoSlot, start_in_slots
 from service.engine.task_poll import TaskPoll
 from service.heartbeat import HeldLease, LeaseKeeper
 from service.store.db import transaction
@@ -179,7 +179,10 @@ class PollService:
         not_polled += [NotPolled(task.id) for task in unstarted]
         results = await asyncio.gather(*started, return_exceptions=True)
         for task, item in zip(to_call, results, strict=False):
-            if isinstance(item, BaseException):
+            if isinstance(item, NoSlot):
+                # Nothing sent, and no slot for it (logged where the reservation failed).
+                not_polled.append(NotPolled(task.id))
+            elif isinstance(item, BaseException):
                 if not isinstance(item, Exception):
                     raise item
                 # A bug, not an answer: hand the task back rather than lose the whole batch, and

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import Clock
 from service.engine.budget_gate import S, begin_within_budget, wait_for_budget
-from service.engine.slots import start_in_slots
+from service.engine.slots import NoSlot, start_in_slots
 from service.store.budgets import give_back_checks
 from service.store.db import transaction
 from service.upstream.reaction import UpstreamReaction
@@ -131,6 +131,17 @@ class SlotSteps(Generic[S]):
     prepare: Callable[[list[S]], Awaitable[None]] = _nothing_to_prepare
 
 
+@dataclass(frozen=True)
+class _StartedGroup(Generic[S]):
+    """A group whose calls are started: the submits marked (and the day each one's check was
+    counted on), their calls, and what became of the group's other submits."""
+
+    began: list[S]
+    counted: Mapping[int, date]
+    started: list[asyncio.Task[str]]
+    outcomes: list[str]
+
+
 class SlotSender(Generic[S]):
     def __init__(
         self,
@@ -165,7 +176,7 @@ class SlotSender(Generic[S]):
         # The submits handed back unmarked (upstream paused or blocked before their group).
         unmarked: list[str] = []
         # Each group's outcomes so far, marked submits and started calls, answered at the end.
-        groups: list[tuple[list[str], list[S], list[asyncio.Task[str]]]] = []
+        groups: list[_StartedGroup[S]] = []
         start = 0
         while start < len(submits):
             taken, waited = await self._cap.take(min(self._marked_at_once, len(submits) - start))
@@ -178,18 +189,15 @@ class SlotSender(Generic[S]):
                 break
             group = submits[start : start + taken]
             start += taken
-            began, started, group_outcomes = await self._start_group(
-                group, token, mark_at, mark_at + lease
-            )
-            groups.append((group_outcomes, began, started))
+            groups.append(await self._start_group(group, token, mark_at, mark_at + lease))
         answered: list[str] = []
-        for group_outcomes, began, started in groups:
-            answered += group_outcomes + await self._answers(began, started)
+        for started_group in groups:
+            answered += started_group.outcomes + await self._answers(started_group, token)
         return answered + unmarked
 
     async def _start_group(
         self, submits: list[S], token: uuid.UUID, now: datetime, lease_until: datetime
-    ) -> tuple[list[S], list[asyncio.Task[str]], list[str]]:
+    ) -> _StartedGroup[S]:
         """Steps 2-3 for one group, whose `len(submits)` of the cap are taken: the marked
         submits, their started calls (each gives its share of the cap back once answered), and
         what became of the others (theirs given back at once)."""
@@ -237,16 +245,21 @@ class SlotSender(Generic[S]):
             # A mark or a hand-back that raised: its share of the cap is free again (the submits
             # left `submitting` are the lease's to decide).
             self._cap.give_back(unanswered)
-        return began, started, outcomes
+        return _StartedGroup(began, counted, started, outcomes)
 
-    async def _answers(self, began: list[S], started: list[asyncio.Task[str]]) -> list[str]:
+    async def _answers(self, group: _StartedGroup[S], token: uuid.UUID) -> list[str]:
         """Step 4 for one group: its sent submits' outcomes, in its order."""
         steps = self._steps
         outcomes: list[str] = []
         for submit, result in zip(
-            began, await asyncio.gather(*started, return_exceptions=True), strict=False
+            group.began, await asyncio.gather(*group.started, return_exceptions=True), strict=False
         ):
-            if isinstance(result, BaseException):
+            if isinstance(result, NoSlot):
+                # Its call missed its slot at the wire and got no new one: surely unsent.
+                outcomes.append(
+                    await self.hand_back(submit, token, self._clock(), group.counted.get(submit.id))
+                )
+            elif isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result
                 steps.log.error(

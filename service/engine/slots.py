@@ -16,6 +16,14 @@ leaves it unused, so that being up to an interval late cannot put it beside anot
 on-time call (the ceiling holds in every sliding second at half the rate, until a call starts on
 time again). (A poll is not handed back when the loop runs it late after this check: that costs a
 claim cycle of latency under load, which the hinted polls cannot afford.)
+
+A call started on time can still reach the wire late (the loop's other ready work, aiohttp's write
+task, a connection to open), so the slot's last moment goes with it and is checked again as its
+bytes go out (service/upstream/call_slot.py). A call too late there sends nothing, and takes a new
+slot as a late slot does, counted as a fruitless reservation: after MAX_FRUITLESS_RESERVATIONS
+misses it goes as a starved loop's call, so it is always sent at last. Should no slot be had for
+it (the ceiling's Redis away), its task raises NoSlot: nothing was sent, and the caller gives it
+back to the schedule as an item never started.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from service.observability.metrics import record_call_slots
+from service.upstream.call_slot import SlotMissed, within_slot
 from service.upstream.gate import UpstreamGate
 from service.upstream.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
 
@@ -41,18 +50,41 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+class NoSlot(Exception):
+    """A call that missed its slot at the wire got no new one: nothing of it was sent."""
+
+
 async def start_in_slots(
     limiter: UpstreamRateLimiter,
     gate: UpstreamGate,
     items: list[Item],
     call: Callable[[Item], Coroutine[Any, Any, Result]],
+    *,
+    fruitless: int = 0,
 ) -> tuple[list[asyncio.Task[Result]], list[Item]]:
     """Start `call(item)` for each item at its slot. Returns the started calls (in the order of
-    `items`) and the items never started (no slot could be had: they go back to the schedule)."""
+    `items`; one whose call missed its slot at the wire and got no new one raises NoSlot) and the
+    items never started (no slot could be had: they go back to the schedule). `fruitless`: the
+    reservations already spent in vain on these items (a call's misses at the wire)."""
     loop = asyncio.get_running_loop()
     started: list[asyncio.Task[Result]] = []
+    # What each of these items has already spent in vain (the loop's own count restarts).
+    spent = fruitless
+
+    async def at_slot(item: Item, not_after: float | None) -> Result:
+        with within_slot(not_after):
+            try:
+                return await call(item)
+            except SlotMissed:
+                pass
+        # Nothing was sent: a new slot, as for a slot missed before the call started.
+        log.info("poll.slot_missed_at_wire")
+        again, unstarted = await start_in_slots(limiter, gate, [item], call, fruitless=spent + 1)
+        if unstarted:
+            raise NoSlot
+        return await again[0]
+
     index = 0
-    fruitless = 0
     while index < len(items):
         # A loop that stays starved still polls: after a few fruitless reservations the next
         # call goes at its slot however late (as it must, or nothing would be polled).
@@ -87,7 +119,9 @@ async def start_in_slots(
                 # Too late for this slot: it stays unused. The next slots of the reservation may
                 # still be on time (a loop busy for a moment); the rest get fresh ones after.
                 continue
-            started.append(asyncio.create_task(call(items[index])))
+            # Checked again where its bytes go out: a strict call must leave within its slot.
+            not_after = earliest + offset + MAX_LATENESS_S if strict else None
+            started.append(asyncio.create_task(at_slot(items[index], not_after)))
             index += 1
             fruitless = 0
             if not strict:

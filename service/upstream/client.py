@@ -29,6 +29,7 @@ import orjson
 
 from service.config import ConfigError, Settings
 from service.domain.answers import RawAnswer, TransportError
+from service.upstream.call_slot import SlotMissed, slot_not_after
 from service.upstream.transport import DEFAULT_MAX_CONNECTIONS, AiohttpTransport
 
 TASK_RESULT_PATH: Final = "/check/phone_number/task_result/o1"
@@ -87,7 +88,8 @@ class UpstreamClient:
         self._aiohttp_headers = [pair for pair in self._headers if pair[0] != "Host"]
 
     async def fetch_task_result(self, task_id: str) -> RawAnswer:
-        """Ask upstream for one task's result; never raises (except on cancellation)."""
+        """Ask upstream for one task's result; never raises, except on cancellation and
+        SlotMissed (nothing sent: too late for its slot, service/upstream/call_slot.py)."""
         try:
             # The one bound on the whole call: connecting, sending, and a body that trickles in
             # byte by byte (no per-phase timers to reschedule on every read).
@@ -95,15 +97,18 @@ class UpstreamClient:
                 return await self._call(
                     self._url, self._url_text, orjson.dumps({"task_id": task_id})
                 )
+        except SlotMissed:
+            raise
         except Exception as error:
             # Exception text may quote the request; only the exception type is kept.
             log.debug("upstream.transport_error", extra={"error_type": type(error).__name__})
             return RawAnswer.failed(transport_error_of(error))
 
     async def submit_check(self, phone_number: str, callback: str | None) -> SubmitCall:
-        """Submit one check (`POST /check/phone_number/o1`); never raises (except on
-        cancellation). Not idempotent upstream: the caller decides what an unknown outcome
-        means, so the answer says whether the request surely never left (no connection)."""
+        """Submit one check (`POST /check/phone_number/o1`); never raises, except on
+        cancellation and SlotMissed (nothing sent). Not idempotent upstream: the caller decides
+        what an unknown outcome means, so the answer says whether the request surely never left
+        (no connection)."""
         body: dict[str, str] = {"phone_number": phone_number}
         if callback is not None:
             body["callback"] = callback
@@ -113,6 +118,8 @@ class UpstreamClient:
                     self._submit_url, self._submit_url_text, orjson.dumps(body)
                 )
                 return SubmitCall(answer, False)
+        except SlotMissed:
+            raise
         except Exception as error:
             # Exception text may quote the request (and the number): only the type is kept.
             log.debug("upstream.transport_error", extra={"error_type": type(error).__name__})
@@ -128,6 +135,10 @@ class UpstreamClient:
                 url_text, self._aiohttp_headers, content, MAX_BODY_BYTES
             )
             return RawAnswer(status_code=status, body=answer, retry_after=retry_after)
+        # Another transport (tests' MockTransport) cannot be checked at the wire: checked here.
+        not_after = slot_not_after()
+        if not_after is not None and asyncio.get_running_loop().time() > not_after:
+            raise SlotMissed
         request = httpx.Request(
             "POST",
             url,

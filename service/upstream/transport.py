@@ -17,6 +17,9 @@ from typing import Any
 import aiohttp
 import httpx
 
+from service.upstream.call_slot import SlotMissed, slot_not_after
+from service.wire import BodyNotAfter, too_late_for_wire
+
 DEFAULT_MAX_CONNECTIONS = 200
 _CHUNK_BYTES = 16 * 1024
 
@@ -80,12 +83,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """POST `body` and answer (status, at most `max_bytes` of the body, Retry-After) with no
         httpx objects in between: the poll's own path. Building an httpx request and response
         around each call (their header bookkeeping above all) was ~8% of a worker's CPU in
-        bench/e2e.py's profile, 2026-12-01. Failures raise the same httpx exceptions."""
+        bench/e2e.py's profile, 2026-12-01. Failures raise the same httpx exceptions; a call
+        that would go out after its slot's last moment sends nothing and raises SlotMissed
+        (service/upstream/call_slot.py)."""
+        not_after = slot_not_after()
         try:
             response = await self._client().post(
-                url, headers=headers, data=body, allow_redirects=False
+                url,
+                headers=headers,
+                data=body if not_after is None else BodyNotAfter(body, not_after),
+                allow_redirects=False,
             )
         except Exception as error:
+            if too_late_for_wire(error):
+                raise SlotMissed from None
             raise _httpx_error_of(error) from error
         try:
             received = bytearray()

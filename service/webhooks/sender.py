@@ -9,11 +9,10 @@ Proxies from the environment are ignored (trust_env=False): a proxy would connec
 to an address we never saw.
 
 A request of a paced subscription must start within its turn (service/domain/pacing.py). That
-is checked as its body is written, the moment its bytes go out (aiohttp holds the headers back to
-send them with the body, from a task of its own): a busy event loop that let several requests
-wait between their turn and the wire would otherwise send them together, in one burst (the
-bench saw 57 in a second at max_rps 50 with the check made when the connection was handed over).
-A request too late for its turn is abandoned with nothing sent, and its connection closed.
+is checked as its body is written, the moment its bytes go out (service/wire.py): a busy event
+loop that let several requests wait between their turn and the wire would otherwise send them
+together, in one burst (the bench saw 57 in a second at max_rps 50 with the check made when the
+connection was handed over). A request too late for its turn is abandoned with nothing sent.
 """
 
 from __future__ import annotations
@@ -25,15 +24,15 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import aiohttp
 
 from service.domain.addresses import Refusal, WebhookTarget, parse_webhook_url
 from service.domain.delivery import AttemptOutcome
-from service.domain.pacing import missed_turn
+from service.domain.pacing import latest_start
 from service.domain.redaction import redact_urls
 from service.webhooks.guard import AddressNotAllowed, HostResolver, SystemResolver, VettingResolver
+from service.wire import BodyNotAfter, too_late_for_wire
 
 EXCERPT_BYTES = 1024
 MAX_CONCURRENT_PER_ENDPOINT = 100
@@ -98,34 +97,6 @@ def _transport_error_text(error: BaseException, timeout_s: float) -> str:
     if isinstance(error, aiohttp.ClientError | OSError):
         return _short(f"{type(error).__name__}: {error}")
     return type(error).__name__
-
-
-class _TurnMissed(Exception):
-    """The request is too late for its turn: nothing of it is sent."""
-
-
-class _BodyInTurn(aiohttp.BytesPayload):
-    """The body of a paced request, written (with the headers aiohttp held back for it) only
-    within the request's turn at `turn_s` (the loop's clock)."""
-
-    def __init__(self, body: bytes, turn_s: float) -> None:
-        super().__init__(body, content_type="application/json")
-        self._turn_s = turn_s
-
-    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        if missed_turn(self._turn_s, asyncio.get_running_loop().time()):
-            raise _TurnMissed
-        await super().write_with_length(writer, content_length)
-
-
-def _is_turn_missed(error: BaseException) -> bool:
-    """Whether aiohttp's error (it wraps what a body raises) is a missed turn."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, _TurnMissed):
-            return True
-        cause = cause.__cause__
-    return False
 
 
 class WebhookSender:
@@ -214,7 +185,7 @@ class WebhookSender:
         async with self._turn(target):
             at = datetime.now(UTC)
             started = time.perf_counter()
-            data = body if turn_s is None else _BodyInTurn(body, turn_s)
+            data = body if turn_s is None else BodyNotAfter(body, latest_start(turn_s))
             try:
                 async with asyncio.timeout(self.timeout_s):
                     async with self._client().post(
@@ -224,7 +195,7 @@ class WebhookSender:
                         status = response.status
                         retry_after = response.headers.get("retry-after")
             except Exception as error:  # anything the network does becomes a recorded failure
-                if _is_turn_missed(error):
+                if too_late_for_wire(error):
                     return None
                 latency = round((time.perf_counter() - started) * 1000)
                 error_text = describe_transport_error(error, self.timeout_s)

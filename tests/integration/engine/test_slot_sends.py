@@ -3,7 +3,8 @@ purpose of the test's own on the real ledger and Redis: the marked are sent in t
 after the skipped; while upstream is paused nothing is marked and all go back; without a slot the
 marked go back unsent and their counted checks are given back; past the budget a submit waits for
 the next UTC day; a send that raises counts as FAILED with the purpose's log line, its submit left
-`submitting`; the marked are prepared before any is sent."""
+`submitting`; one whose call missed its slot at the wire and got no new one goes back unsent;
+the marked are prepared before any is sent."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from service.engine.slot_sends import (
 )
 from service.store.budgets import checks_on
 from service.store.db import transaction
+from service.upstream.call_slot import SlotMissed
 from service.upstream.gate import UpstreamGate
 from service.upstream.pause import close_pause, open_pause
 from service.upstream.ratelimit import SlotReservation, UpstreamRateLimiter
@@ -58,6 +60,7 @@ class Purpose:
 
     lost: set[int] = field(default_factory=set)  # no longer ours at the mark
     broken: set[int] = field(default_factory=set)  # their send raises
+    late: set[int] = field(default_factory=set)  # their send misses its slot at the wire
     marked_ids: list[int] = field(default_factory=list)
     # The group the purpose saw before any of it was marked (SlotSteps.before_marks).
     before_marks: list[int] = field(default_factory=list)
@@ -104,6 +107,8 @@ class Purpose:
     ) -> str:
         if submit.id in self.broken:
             raise RuntimeError("a bug")
+        if submit.id in self.late:
+            raise SlotMissed
         self.sent.append((submit.id, token, lease_until, counted_on))
         return SENT
 
@@ -111,6 +116,18 @@ class Purpose:
 class NoSlots(UpstreamRateLimiter):
     async def reserve_calls(self, count: int) -> SlotReservation:
         raise ConnectionError("redis away")
+
+
+class FirstReservationOnly(UpstreamRateLimiter):
+    """Redis answers the first reservation, then is away."""
+
+    reserved = 0
+
+    async def reserve_calls(self, count: int) -> SlotReservation:
+        self.reserved += 1
+        if self.reserved > 1:
+            raise ConnectionError("redis away")
+        return await super().reserve_calls(count)
 
 
 def sender_of(
@@ -262,6 +279,26 @@ async def test_a_send_that_raises_is_failed_with_the_purposes_log_line_and_not_h
     assert record.getMessage() == "test_purpose.error"
     assert (record.__dict__["submit_no"], record.__dict__["error_type"]) == (2, "RuntimeError")
     assert record.exc_info is not None
+
+
+async def test_a_call_late_at_the_wire_without_a_new_slot_goes_back_and_its_check_is_given_back(
+    sessions: async_sessionmaker[AsyncSession], redis_client: Redis[Any]
+) -> None:
+    client_id = await limited_client(sessions, 5)
+    purpose = Purpose(late={2})
+    now = utc_now()
+    sender = sender_of(purpose, sessions, redis_client, FirstReservationOnly(redis_client, RATE))
+
+    outcomes = await sender.send_batch(
+        [Submit(n, client_id) for n in (1, 2, 3)], TOKEN, now, now + timedelta(seconds=10)
+    )
+
+    # Nothing of it was sent: handed back like a submit that never had a slot, not FAILED.
+    assert outcomes == [SENT, HANDED_BACK, SENT]
+    assert [n for n, *_ in purpose.sent] == [1, 3]
+    assert [(n, token) for n, token, _ in purpose.released] == [(2, TOKEN)]
+    async with transaction(sessions) as session:
+        assert await checks_on(session, client_id, utc_day(now)) == 2
 
 
 async def test_the_cap_is_taken_a_group_at_a_time_and_given_back_whatever_became_of_each(

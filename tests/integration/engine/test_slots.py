@@ -2,7 +2,8 @@
 every call of a batch starts, in order, spread over the ceiling's slots; without a slot, none
 starts and the whole batch goes back to the schedule; a loop late for one slot takes the
 reservation's next slots it can still make; a starved loop still calls, each call holding a spare
-slot after its own."""
+slot after its own; a call that reaches the wire too late for its slot sends nothing and takes a
+new one, and goes as a starved loop's call after enough misses."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from redis.asyncio import Redis
 from service.engine.slots import (
     MAX_FRUITLESS_RESERVATIONS,
     STARVED_SLOTS_PER_CALL,
+    NoSlot,
     start_in_slots,
 )
+from service.upstream.call_slot import SlotMissed, slot_not_after
 from service.upstream.gate import GateState, UpstreamGate
 from service.upstream.ratelimit import (
     MAX_LATENESS_S,
@@ -156,3 +159,86 @@ async def test_a_starved_loop_still_calls_each_with_a_spare_slot_after_its_own(
     assert limiter.wanted == [2] * fruitless + [STARVED_SLOTS_PER_CALL] + [1] * fruitless + [
         STARVED_SLOTS_PER_CALL
     ]
+
+
+class MissesAtTheWire:
+    """A call whose bytes reach the wire after its slot's last moment `misses` times (it raises
+    SlotMissed, as the client does, having sent nothing), and what each attempt was given."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses = misses
+        self.attempts: list[tuple[int, float | None]] = []
+
+    async def call(self, item: int) -> int:
+        not_after = slot_not_after()
+        self.attempts.append((item, not_after))
+        if item == 1 and not_after is not None and self.misses > 0:
+            self.misses -= 1
+            raise SlotMissed
+        return item
+
+
+async def test_a_call_too_late_at_the_wire_takes_a_new_slot_and_is_sent(
+    redis_client: Redis[Any],
+) -> None:
+    limiter = CountingLimiter(redis_client, RATE)
+    wire = MissesAtTheWire(misses=1)
+    loop = asyncio.get_running_loop()
+
+    began = loop.time()
+    started, left = await start_in_slots(
+        limiter, UpstreamGate(redis_client, limiter), [1, 2, 3], wire.call
+    )
+    results = await asyncio.gather(*started)
+
+    assert (results, left) == ([1, 2, 3], [])
+    # Item 1's slot was lost at the wire: one fresh slot for it, after the batch's three.
+    assert limiter.wanted == [3, 1]
+    assert [item for item, _ in wire.attempts] == [1, 2, 3, 1]
+    # Every attempt carried its slot's last moment, each later than the one before.
+    moments = [not_after for _, not_after in wire.attempts]
+    assert all(moment is not None and moment > began for moment in moments)
+    assert moments == sorted(moments)  # type: ignore[type-var]
+
+
+async def test_a_call_that_keeps_missing_its_slots_at_the_wire_goes_at_last_as_a_starved_one(
+    redis_client: Redis[Any],
+) -> None:
+    limiter = CountingLimiter(redis_client, RATE)
+    wire = MissesAtTheWire(misses=100)
+
+    started, left = await start_in_slots(
+        limiter, UpstreamGate(redis_client, limiter), [1], wire.call
+    )
+
+    assert (await asyncio.gather(*started), left) == ([1], [])
+    # Each miss is a fruitless reservation: after MAX_FRUITLESS_RESERVATIONS of them the call
+    # goes however late (no last moment), with a spare slot after its own.
+    fruitless = MAX_FRUITLESS_RESERVATIONS
+    assert limiter.wanted == [1] * fruitless + [STARVED_SLOTS_PER_CALL]
+    assert [not_after is None for _, not_after in wire.attempts] == [False] * fruitless + [True]
+
+
+class FirstReservationOnly(CountingLimiter):
+    """Redis answers the first reservation, then is away."""
+
+    async def reserve_calls(self, count: int) -> SlotReservation:
+        if self.wanted:
+            raise ConnectionError("redis away")
+        return await super().reserve_calls(count)
+
+
+async def test_a_call_that_missed_its_slot_at_the_wire_and_gets_no_new_one_raises_no_slot(
+    redis_client: Redis[Any],
+) -> None:
+    limiter = FirstReservationOnly(redis_client, RATE)
+    wire = MissesAtTheWire(misses=1)
+
+    started, left = await start_in_slots(
+        limiter, UpstreamGate(redis_client, limiter), [1, 2], wire.call
+    )
+    results = await asyncio.gather(*started, return_exceptions=True)
+
+    assert left == []
+    assert isinstance(results[0], NoSlot)
+    assert results[1] == 2
