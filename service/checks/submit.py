@@ -28,6 +28,7 @@ import random
 import signal
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -82,16 +83,28 @@ from service.store import freshness
 from service.store.db import transaction
 from service.store.estimates import load_estimate
 from service.store.scheduled_submits import hold_number_for_rechecks
-from service.upstream.client import UpstreamClient
+from service.upstream.call_slot import SlotMissed, within_slot
+from service.upstream.client import SubmitCall, UpstreamClient
 from service.upstream.pause import read_pause
+from service.upstream.ratelimit import MAX_LATENESS_S
 from service.upstream.reaction import UpstreamReaction
 
 log = logging.getLogger(__name__)
 
 # A submit waits at most this long for its slot of the rate ceiling before answering 503.
 MAX_SLOT_WAIT_S = 5.0
+# Slots a submit may take whose call would reach the wire too late (nothing sent) before it
+# answers 503 RATE_CEILING, nothing sent either.
+SLOT_ATTEMPTS = 3
 # Set only by the tests that kill a real API between upstream's answer and the commit.
 CRASH_AFTER_SUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_SUBMIT"
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A call's slot, come: it must go out by `not_after` (the running loop's clock)."""
+
+    not_after: float
 
 
 class SubmitService:
@@ -193,19 +206,34 @@ class SubmitService:
     async def _submit_once(
         self, submission_id: int, client_id: int, check: CheckRequest, budget_day: date | None
     ) -> SubmitAnswer:
-        refusal = await self._refusal_before_call()
         upstream = self._client()
-        if refusal is None and upstream is None:
-            refusal = no_credentials_answer()
-        if refusal is not None or upstream is None:
-            assert refusal is not None
+        # Read before the slot (every 30 s from the database): at its slot a call only sends.
+        callback = None if upstream is None else await self._callbacks.url_for(client_id)
+        call: SubmitCall | None = None
+        refusal: SubmitAnswer | None = None
+        called_at = self._clock()
+        for _ in range(SLOT_ATTEMPTS):
+            slot = await self._wait_for_slot()
+            if isinstance(slot, SubmitAnswer):
+                refusal = slot
+            elif upstream is None:
+                refusal = no_credentials_answer()
+            else:
+                called_at = self._clock()
+                try:
+                    with within_slot(slot.not_after):
+                        call = await upstream.submit_check(check.number.digits, callback)
+                except SlotMissed:
+                    # Nothing sent: the API's loop kept it past its slot. A new slot.
+                    log.info("check.slot_missed")
+                    continue
+            break
+        if call is None:
+            # Every slot missed (an API too busy to send in time): nothing was sent either.
+            refusal = refusal or rate_ceiling_answer(0.0)
             await self._intents.release(submission_id, client_id, budget_day)
             record_submit("refused")
             return refusal
-
-        callback = await self._callbacks.url_for(client_id)
-        called_at = self._clock()
-        call = await upstream.submit_check(check.number.digits, callback)
         _crash_point_for_tests()
         answered_at = self._clock()
         outcome = classify_submit(call.answer, answered_at, surely_not_sent=call.surely_not_sent)
@@ -295,13 +323,19 @@ class SubmitService:
         )
         return min(now + timedelta(seconds=delay), latest)
 
-    async def _refusal_before_call(self) -> SubmitAnswer | None:
-        """The pause, or no slot of the rate ceiling soon enough: nothing is sent."""
+    async def _wait_for_slot(self) -> SubmitAnswer | _Slot:
+        """The call's slot of the rate ceiling, waited for; or the refusal (the pause, no slot
+        soon enough, Redis away), with nothing sent. A slot is known only to within the
+        reservation's round trip: the call waits for the latest it can be and must go out
+        within MAX_LATENESS_S of the earliest (service/engine/slots.py, for the same rule)."""
+        loop = asyncio.get_running_loop()
         try:
             pause = await read_pause(self._redis)
             if pause is not None:
                 return paused_answer(pause.reason, self._settings.pause_probe_s)
+            sent_at = loop.time()
             reservation = await self._limiter.reserve_calls(1)
+            latest = loop.time() + reservation.first_in_s
             record_call_slots(reservation.count)
             # Background claims (check jobs) yield what interactive submits take.
             await self._limiter.charge_interactive(1)
@@ -310,9 +344,10 @@ class SubmitService:
             return unavailable_answer("the shared rate ceiling (Redis) does not answer")
         if reservation.first_in_s > MAX_SLOT_WAIT_S:
             return rate_ceiling_answer(reservation.first_in_s)
-        if reservation.first_in_s > 0:
-            await asyncio.sleep(reservation.first_in_s)
-        return None
+        delay = latest - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return _Slot(not_after=sent_at + reservation.first_in_s + MAX_LATENESS_S)
 
     async def _record_task(
         self,
