@@ -21,14 +21,12 @@ may simply retry, and give the check back to the budget.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
 import signal
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -42,12 +40,9 @@ from service.checks.submit_answers import (
     DifferentBody,
     SubmitAnswer,
     answer_without_task,
-    no_credentials_answer,
     over_budget_answer,
-    paused_answer,
-    rate_ceiling_answer,
-    unavailable_answer,
 )
+from service.checks.submit_slot import MAX_SLOT_WAIT_S, submit_at_slot
 from service.clock import Clock, utc_now
 from service.config import Settings
 from service.domain.answers import classify_answer
@@ -70,7 +65,7 @@ from service.domain.schedule import safety_net_delay
 from service.domain.states import SubmissionState, TaskState
 from service.domain.verdicts import verdict_of
 from service.number_digests import number_digest_keys
-from service.observability.metrics import record_call_slots, record_submit
+from service.observability.metrics import record_submit
 from service.observability.traces import (
     current_traceparent,
     record_span,
@@ -83,28 +78,13 @@ from service.store import freshness
 from service.store.db import transaction
 from service.store.estimates import load_estimate
 from service.store.scheduled_submits import hold_number_for_rechecks
-from service.upstream.call_slot import SlotMissed, within_slot
 from service.upstream.client import SubmitCall, UpstreamClient
-from service.upstream.pause import read_pause
-from service.upstream.ratelimit import MAX_LATENESS_S
 from service.upstream.reaction import UpstreamReaction
 
 log = logging.getLogger(__name__)
 
-# A submit waits at most this long for its slot of the rate ceiling before answering 503.
-MAX_SLOT_WAIT_S = 5.0
-# Slots a submit may take whose call would reach the wire too late (nothing sent) before it
-# answers 503 RATE_CEILING, nothing sent either.
-SLOT_ATTEMPTS = 3
 # Set only by the tests that kill a real API between upstream's answer and the commit.
 CRASH_AFTER_SUBMIT_VARIABLE = "PHONEBRIDGE_TEST_CRASH_AFTER_SUBMIT"
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """A call's slot, come: it must go out by `not_after` (the running loop's clock)."""
-
-    not_after: float
 
 
 class SubmitService:
@@ -209,31 +189,25 @@ class SubmitService:
         upstream = self._client()
         # Read before the slot (every 30 s from the database): at its slot a call only sends.
         callback = None if upstream is None else await self._callbacks.url_for(client_id)
-        call: SubmitCall | None = None
-        refusal: SubmitAnswer | None = None
         called_at = self._clock()
-        for _ in range(SLOT_ATTEMPTS):
-            slot = await self._wait_for_slot()
-            if isinstance(slot, SubmitAnswer):
-                refusal = slot
-            elif upstream is None:
-                refusal = no_credentials_answer()
-            else:
-                called_at = self._clock()
-                try:
-                    with within_slot(slot.not_after):
-                        call = await upstream.submit_check(check.number.digits, callback)
-                except SlotMissed:
-                    # Nothing sent: the API's loop kept it past its slot. A new slot.
-                    log.info("check.slot_missed")
-                    continue
-            break
-        if call is None:
-            # Every slot missed (an API too busy to send in time): nothing was sent either.
-            refusal = refusal or rate_ceiling_answer(0.0)
+
+        async def send() -> SubmitCall:
+            nonlocal called_at
+            assert upstream is not None
+            called_at = self._clock()
+            return await upstream.submit_check(check.number.digits, callback)
+
+        call = await submit_at_slot(
+            self._redis,
+            self._limiter,
+            self._settings.pause_probe_s,
+            None if upstream is None else send,
+        )
+        if isinstance(call, SubmitAnswer):
+            # Refused before any call: nothing reached upstream.
             await self._intents.release(submission_id, client_id, budget_day)
             record_submit("refused")
-            return refusal
+            return call
         _crash_point_for_tests()
         answered_at = self._clock()
         outcome = classify_submit(call.answer, answered_at, surely_not_sent=call.surely_not_sent)
@@ -322,32 +296,6 @@ class SubmitService:
             rand=self._rand(),
         )
         return min(now + timedelta(seconds=delay), latest)
-
-    async def _wait_for_slot(self) -> SubmitAnswer | _Slot:
-        """The call's slot of the rate ceiling, waited for; or the refusal (the pause, no slot
-        soon enough, Redis away), with nothing sent. A slot is known only to within the
-        reservation's round trip: the call waits for the latest it can be and must go out
-        within MAX_LATENESS_S of the earliest (service/engine/slots.py, for the same rule)."""
-        loop = asyncio.get_running_loop()
-        try:
-            pause = await read_pause(self._redis)
-            if pause is not None:
-                return paused_answer(pause.reason, self._settings.pause_probe_s)
-            sent_at = loop.time()
-            reservation = await self._limiter.reserve_calls(1)
-            latest = loop.time() + reservation.first_in_s
-            record_call_slots(reservation.count)
-            # Background claims (check jobs) yield what interactive submits take.
-            await self._limiter.charge_interactive(1)
-        except Exception as error:
-            log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
-            return unavailable_answer("the shared rate ceiling (Redis) does not answer")
-        if reservation.first_in_s > MAX_SLOT_WAIT_S:
-            return rate_ceiling_answer(reservation.first_in_s)
-        delay = latest - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return _Slot(not_after=sent_at + reservation.first_in_s + MAX_LATENESS_S)
 
     async def _record_task(
         self,

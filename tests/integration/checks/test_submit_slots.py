@@ -1,5 +1,5 @@
-"""An interactive submit (service/checks/submit.py) at its slot of the rate ceiling, against the
-simulator, on an API whose event loop is starved right after Redis grants the slot: the call
+"""An interactive submit at its slot of the rate ceiling (service/checks/submit_slot.py), against
+the simulator, on an API whose event loop is starved right after Redis grants the slot: the call
 would reach the wire too late, so nothing of it is sent and it takes a new slot; an API starved
 at every slot answers 503 RATE_CEILING with nothing sent and the key freed."""
 
@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.api.app import create_app
 from service.api.resources import ApiResources
-from service.checks.submit import SLOT_ATTEMPTS, SubmitService
+from service.checks.submit import SubmitService
+from service.checks.submit_slot import SLOT_ATTEMPTS
 from service.config import Settings
 from service.sim.server import SimServer
 from service.upstream.gate import UpstreamGate
