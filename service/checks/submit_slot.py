@@ -2,10 +2,10 @@
 
 Nothing is sent while upstream is paused, nor when the check's slot is more than MAX_SLOT_WAIT_S
 away (503 RATE_CEILING: a client waiting on its request would rather retry). A slot is known only
-to within the reservation's round trip: the call waits for the latest the slot can be and must go
-out within MAX_LATENESS_S of the earliest, checked where its bytes leave
-(service/upstream/call_slot.py; service/engine/slots.py keeps the same rule for polls and
-scheduled submits). A call that would leave too late sends nothing and takes a new slot, at most
+to within the reservation's round trip: the call waits for the latest the slot can be and, when
+the calls timeline was booked ahead, must go out within MAX_LATENESS_S of the earliest, checked
+where its bytes leave (service/upstream/call_slot.py, the rule polls and scheduled submits keep
+too). A call that would leave too late sends nothing and takes a new slot, at most
 SLOT_ATTEMPTS slots and MAX_SLOT_WAIT_S of waiting in all, so the submission's lease (which
 counts on that wait) still holds when the call goes; then 503 RATE_CEILING, nothing sent.
 """
@@ -27,10 +27,10 @@ from service.checks.submit_answers import (
     unavailable_answer,
 )
 from service.observability.metrics import record_call_slots
-from service.upstream.call_slot import SlotMissed, within_slot
+from service.upstream.call_slot import SlotMissed, last_moment, within_slot
 from service.upstream.client import SubmitCall
 from service.upstream.pause import read_pause
-from service.upstream.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
+from service.upstream.ratelimit import UpstreamRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ async def submit_at_slot(
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            with within_slot(sent_at + reservation.first_in_s + MAX_LATENESS_S):
+            with within_slot(last_moment(sent_at + reservation.first_in_s, reservation.first_in_s)):
                 return await call()
         except SlotMissed:
             # Nothing sent: the loop kept the call past its slot. A new slot.

@@ -18,12 +18,13 @@ time again). (A poll is not handed back when the loop runs it late after this ch
 claim cycle of latency under load, which the hinted polls cannot afford.)
 
 A call started on time can still reach the wire late (the loop's other ready work, aiohttp's write
-task, a connection to open), so the slot's last moment goes with it and is checked again as its
-bytes go out (service/upstream/call_slot.py). A call too late there sends nothing, and takes a new
-slot as a late slot does, counted as a fruitless reservation: after MAX_FRUITLESS_RESERVATIONS
-misses it goes as a starved loop's call, so it is always sent at last. Should no slot be had for
-it (the ceiling's Redis away), its task raises NoSlot: nothing was sent, and the caller gives it
-back to the schedule as an item never started.
+task, a connection to open), so the slot's last moment goes with it, when the timeline was booked
+ahead, and is checked again as its bytes go out (service/upstream/call_slot.py). A call too late
+there sends nothing: its loop is too
+busy to be on time, so it goes again at once as a starved loop's call (its slot and a spare one,
+no last moment), and is always sent. Should no slot be had for it (the ceiling's Redis away), its
+task raises NoSlot: nothing was sent, and the caller gives it back to the schedule as an item
+never started.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from service.observability.metrics import record_call_slots
-from service.upstream.call_slot import SlotMissed, within_slot
+from service.upstream.call_slot import SlotMissed, last_moment, within_slot
 from service.upstream.gate import UpstreamGate
 from service.upstream.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
 
@@ -60,16 +61,14 @@ async def start_in_slots(
     items: list[Item],
     call: Callable[[Item], Coroutine[Any, Any, Result]],
     *,
-    fruitless: int = 0,
+    starved: bool = False,
 ) -> tuple[list[asyncio.Task[Result]], list[Item]]:
     """Start `call(item)` for each item at its slot. Returns the started calls (in the order of
     `items`; one whose call missed its slot at the wire and got no new one raises NoSlot) and the
-    items never started (no slot could be had: they go back to the schedule). `fruitless`: the
-    reservations already spent in vain on these items (a call's misses at the wire)."""
+    items never started (no slot could be had: they go back to the schedule). `starved`: start
+    them as a starved loop's calls from the first."""
     loop = asyncio.get_running_loop()
     started: list[asyncio.Task[Result]] = []
-    # What each of these items has already spent in vain (the loop's own count restarts).
-    spent = fruitless
 
     async def at_slot(item: Item, not_after: float | None) -> Result:
         with within_slot(not_after):
@@ -77,19 +76,21 @@ async def start_in_slots(
                 return await call(item)
             except SlotMissed:
                 pass
-        # Nothing was sent: a new slot, as for a slot missed before the call started.
+        # Nothing was sent, by a loop too busy to be on time: again, as a starved loop's call.
         log.info("poll.slot_missed_at_wire")
-        again, unstarted = await start_in_slots(limiter, gate, [item], call, fruitless=spent + 1)
+        again, unstarted = await start_in_slots(limiter, gate, [item], call, starved=True)
         if unstarted:
             raise NoSlot
         return await again[0]
 
+    fruitless = MAX_FRUITLESS_RESERVATIONS if starved else 0
     index = 0
     while index < len(items):
         # A loop that stays starved still polls: after a few fruitless reservations the next
         # call goes at its slot however late (as it must, or nothing would be polled).
         strict = fruitless < MAX_FRUITLESS_RESERVATIONS
-        if not strict:
+        if not strict and not starved:
+            # (A call missed at the wire, started starved on purpose, logged its own line.)
             log.warning("poll.slots_late", extra={"tasks": len(items) - index})
         sent_at = loop.time()
         try:
@@ -119,8 +120,8 @@ async def start_in_slots(
                 # Too late for this slot: it stays unused. The next slots of the reservation may
                 # still be on time (a loop busy for a moment); the rest get fresh ones after.
                 continue
-            # Checked again where its bytes go out: a strict call must leave within its slot.
-            not_after = earliest + offset + MAX_LATENESS_S if strict else None
+            # Checked again where its bytes go out, when the timeline was booked ahead.
+            not_after = last_moment(earliest + offset, reservation.first_in_s) if strict else None
             started.append(asyncio.create_task(at_slot(items[index], not_after)))
             index += 1
             fruitless = 0

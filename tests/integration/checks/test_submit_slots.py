@@ -1,7 +1,8 @@
 """An interactive submit at its slot of the rate ceiling (service/checks/submit_slot.py), against
-the simulator, on an API whose event loop is starved right after Redis grants the slot: the call
-would reach the wire too late, so nothing of it is sent and it takes a new slot; an API starved
-at every slot answers 503 RATE_CEILING with nothing sent and the key freed."""
+the simulator, with the calls timeline booked ahead by other processes, on an API whose event
+loop is starved right after Redis grants the slot: the call would reach the wire too late, so
+nothing of it is sent and it takes a new slot; an API starved at every slot answers 503
+RATE_CEILING with nothing sent and the key freed."""
 
 from __future__ import annotations
 
@@ -29,16 +30,24 @@ from tests.support.factories import insert_client
 pytestmark = pytest.mark.usefixtures("flush_redis")
 
 
+# Slots booked ahead of each of the check's: two intervals at the default ceiling (50 calls/s).
+BOOKED_AHEAD = 2
+
+
 class StarvedAfterReservations(UpstreamRateLimiter):
     """The real limiter, but the loop is blocked (the process starved) just after Redis answers
     each of the first `starved` reservations, past what a slot may be late."""
 
     def __init__(self, redis: Any, max_rps: float, starved: int) -> None:
         super().__init__(redis, max_rps)
+        self.others = UpstreamRateLimiter(redis, max_rps)
         self.starved = starved
         self.reservations = 0
 
     async def reserve_calls(self, count: int) -> SlotReservation:
+        # Another process books the next slots first: the fleet is at the ceiling, and the
+        # check's slot more than MAX_LATENESS_S ahead (its call is held to its last moment).
+        await self.others.reserve_calls(BOOKED_AHEAD)
         reservation = await super().reserve_calls(count)
         self.reservations += 1
         if self.reservations <= self.starved:

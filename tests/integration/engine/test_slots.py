@@ -2,8 +2,8 @@
 every call of a batch starts, in order, spread over the ceiling's slots; without a slot, none
 starts and the whole batch goes back to the schedule; a loop late for one slot takes the
 reservation's next slots it can still make; a starved loop still calls, each call holding a spare
-slot after its own; a call that reaches the wire too late for its slot sends nothing and takes a
-new one, and goes as a starved loop's call after enough misses."""
+slot after its own; when the timeline is booked ahead, a call that reaches the wire too late for
+its slot sends nothing and goes again as a starved loop's call."""
 
 from __future__ import annotations
 
@@ -178,12 +178,35 @@ class MissesAtTheWire:
         return item
 
 
-async def test_a_call_too_late_at_the_wire_takes_a_new_slot_and_is_sent(
+async def book_ahead(redis: Redis[Any]) -> None:
+    """Another worker books the next slot: the calls timeline is booked more than
+    MAX_LATENESS_S ahead, as when the fleet is at the ceiling."""
+    await UpstreamRateLimiter(redis, RATE).reserve_calls(1)
+    assert 1 / (RATE * SAFETY_FACTOR) > MAX_LATENESS_S
+
+
+async def test_calls_from_a_timeline_with_room_carry_no_last_moment(
+    redis_client: Redis[Any],
+) -> None:
+    limiter = UpstreamRateLimiter(redis_client, RATE)
+    wire = MissesAtTheWire(misses=0)
+
+    started, _ = await start_in_slots(
+        limiter, UpstreamGate(redis_client, limiter), [1, 2], wire.call
+    )
+    await asyncio.gather(*started)
+
+    # The first slot was now: only their start is held to the lateness, not their wire.
+    assert wire.attempts == [(1, None), (2, None)]
+
+
+async def test_a_call_too_late_at_the_wire_goes_again_as_a_starved_call(
     redis_client: Redis[Any],
 ) -> None:
     limiter = CountingLimiter(redis_client, RATE)
-    wire = MissesAtTheWire(misses=1)
+    wire = MissesAtTheWire(misses=100)
     loop = asyncio.get_running_loop()
+    await book_ahead(redis_client)
 
     began = loop.time()
     started, left = await start_in_slots(
@@ -192,31 +215,15 @@ async def test_a_call_too_late_at_the_wire_takes_a_new_slot_and_is_sent(
     results = await asyncio.gather(*started)
 
     assert (results, left) == ([1, 2, 3], [])
-    # Item 1's slot was lost at the wire: one fresh slot for it, after the batch's three.
-    assert limiter.wanted == [3, 1]
+    # Item 1's slot was lost at the wire: it went again at once, with its slot and a spare one.
+    assert limiter.wanted == [3, STARVED_SLOTS_PER_CALL]
     assert [item for item, _ in wire.attempts] == [1, 2, 3, 1]
-    # Every attempt carried its slot's last moment, each later than the one before.
-    moments = [not_after for _, not_after in wire.attempts]
+    # Every first attempt carried its slot's last moment, in the slots' order; the starved
+    # one had none (a loop too busy to be on time still calls).
+    moments = [not_after for _, not_after in wire.attempts[:3]]
     assert all(moment is not None and moment > began for moment in moments)
     assert moments == sorted(moments)  # type: ignore[type-var]
-
-
-async def test_a_call_that_keeps_missing_its_slots_at_the_wire_goes_at_last_as_a_starved_one(
-    redis_client: Redis[Any],
-) -> None:
-    limiter = CountingLimiter(redis_client, RATE)
-    wire = MissesAtTheWire(misses=100)
-
-    started, left = await start_in_slots(
-        limiter, UpstreamGate(redis_client, limiter), [1], wire.call
-    )
-
-    assert (await asyncio.gather(*started), left) == ([1], [])
-    # Each miss is a fruitless reservation: after MAX_FRUITLESS_RESERVATIONS of them the call
-    # goes however late (no last moment), with a spare slot after its own.
-    fruitless = MAX_FRUITLESS_RESERVATIONS
-    assert limiter.wanted == [1] * fruitless + [STARVED_SLOTS_PER_CALL]
-    assert [not_after is None for _, not_after in wire.attempts] == [False] * fruitless + [True]
+    assert wire.attempts[3][1] is None
 
 
 class FirstReservationOnly(CountingLimiter):
@@ -233,6 +240,7 @@ async def test_a_call_that_missed_its_slot_at_the_wire_and_gets_no_new_one_raise
 ) -> None:
     limiter = FirstReservationOnly(redis_client, RATE)
     wire = MissesAtTheWire(misses=1)
+    await book_ahead(redis_client)
 
     started, left = await start_in_slots(
         limiter, UpstreamGate(redis_client, limiter), [1, 2], wire.call

@@ -1,7 +1,8 @@
 """An upstream call's slot checked where its bytes go out (service/upstream/call_slot.py,
 service/wire.py): a call within its slot is sent; one that would go out after its slot's last
 moment sends not a byte, not even its headers, and raises SlotMissed, which the client passes on
-instead of calling it a transport failure; a call outside any slot is never refused."""
+instead of calling it a transport failure; a call outside any slot is never refused. Only a
+reservation that found the calls timeline booked ahead gives its calls a last moment."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import asyncio
 
 import pytest
 
-from service.upstream.call_slot import SlotMissed, within_slot
+from service.upstream.call_slot import SlotMissed, last_moment, within_slot
 from service.upstream.client import UpstreamClient
+from service.upstream.ratelimit import MAX_LATENESS_S
 from tests.support.settings import make_settings
 
 
@@ -77,3 +79,9 @@ async def test_a_call_within_its_slot_is_sent_and_one_too_late_sends_no_byte() -
     assert b"T-on-time" in sent[0]
     assert b"T-unpaced" in sent[1]
     assert server.received.count(b"") == 2
+
+
+def test_only_a_timeline_booked_ahead_gives_a_call_its_last_moment() -> None:
+    assert last_moment(10.0, first_in_s=0.0) is None
+    assert last_moment(10.0, first_in_s=MAX_LATENESS_S) is None
+    assert last_moment(10.0, first_in_s=MAX_LATENESS_S + 0.001) == 10.0 + MAX_LATENESS_S
