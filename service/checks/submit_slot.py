@@ -26,7 +26,7 @@ from service.checks.submit_answers import (
     rate_ceiling_answer,
     unavailable_answer,
 )
-from service.observability.metrics import record_call_slots
+from service.observability.metrics import record_call_late_at_wire, record_call_slots
 from service.upstream.call_slot import SlotMissed, last_moment, within_slot
 from service.upstream.client import SubmitCall
 from service.upstream.pause import read_pause
@@ -78,4 +78,5 @@ async def submit_at_slot(
         except SlotMissed:
             # Nothing sent: the loop kept the call past its slot. A new slot.
             log.info("check.slot_missed")
+            record_call_late_at_wire()
     return rate_ceiling_answer(0.0)

@@ -34,7 +34,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from service.observability.metrics import record_call_slots
+from service.observability.metrics import record_call_late_at_wire, record_call_slots
 from service.upstream.call_slot import SlotMissed, last_moment, within_slot
 from service.upstream.gate import UpstreamGate
 from service.upstream.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
@@ -78,6 +78,7 @@ async def start_in_slots(
                 pass
         # Nothing was sent, by a loop too busy to be on time: again, as a starved loop's call.
         log.info("poll.slot_missed_at_wire")
+        record_call_late_at_wire()
         again, unstarted = await start_in_slots(limiter, gate, [item], call, starved=True)
         if unstarted:
             raise NoSlot

@@ -81,6 +81,12 @@ CALL_SLOTS = Counter(
     "and one per slot a call started too late to use. Its rate over "
     "phonebridge_upstream_effective_rps is how much of the ceiling is in use.",
 )
+CALLS_LATE_AT_WIRE = Counter(
+    "phonebridge_upstream_calls_late_at_wire",
+    "Upstream calls (polls and submits) that would have left after their slot's last moment, "
+    "while the ceiling's timeline was booked ahead: nothing of them was sent, and each went again "
+    "at a new slot. A steady rate means a process too busy to keep its calls on time.",
+)
 SUBSCRIPTIONS_DISABLED = Counter(
     "phonebridge_subscriptions_disabled",
     "Subscriptions phonebridge disabled, by reason (failing: every attempt failed for "
@@ -239,6 +245,10 @@ def record_task_finished(state: TaskState) -> None:
 def record_call_slots(count: int) -> None:
     if count > 0:
         CALL_SLOTS.inc(count)
+
+
+def record_call_late_at_wire() -> None:
+    CALLS_LATE_AT_WIRE.inc()
 
 
 def record_disabled_subscription(reason: DisabledReason) -> None:

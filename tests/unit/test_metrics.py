@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from service.domain.delivery import Delivered, EndpointGone, GiveUp, RetryAt
 from service.domain.states import DisabledReason, TaskState
 from service.observability.metrics import (
+    record_call_late_at_wire,
     record_call_slots,
     record_callback_trust,
     record_disabled_subscription,
@@ -92,6 +93,12 @@ def test_call_slots_count_every_slot_taken() -> None:
     record_call_slots(7)
     record_call_slots(0)
     assert sample("phonebridge_upstream_call_slots_total") == before + 7
+
+
+def test_a_call_late_at_the_wire_counts_once() -> None:
+    before = sample("phonebridge_upstream_calls_late_at_wire_total")
+    record_call_late_at_wire()
+    assert sample("phonebridge_upstream_calls_late_at_wire_total") == before + 1
 
 
 def test_a_disabled_subscription_counts_under_its_reason() -> None:
