@@ -18,13 +18,12 @@ time again). (A poll is not handed back when the loop runs it late after this ch
 claim cycle of latency under load, which the hinted polls cannot afford.)
 
 A call started on time can still reach the wire late (the loop's other ready work, aiohttp's write
-task, a connection to open), so the slot's last moment goes with it, when the timeline was booked
-ahead, and is checked again as its bytes go out (service/upstream/call_slot.py). A call too late
-there sends nothing: its loop is too
-busy to be on time, so it goes again at once as a starved loop's call (its slot and a spare one,
-no last moment), and is always sent. Should no slot be had for it (the ceiling's Redis away), its
-task raises NoSlot: nothing was sent, and the caller gives it back to the schedule as an item
-never started.
+task, a connection to open), so when the timeline was booked ahead the slot's last moment goes
+with it and is checked again as its bytes go out (service/upstream/call_slot.py). A call too late
+there sends nothing: its loop is too busy to be on time, so it goes again at once as a starved
+loop's call (its slot and a spare one, no last moment), and is always sent. Should no slot be had
+for it (the ceiling's Redis away), its task raises NoSlot: nothing was sent, and the caller gives
+it back to the schedule as an item never started.
 """
 
 from __future__ import annotations
