@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import utc_now
+from service.config import Settings
 from service.domain.answers import RawAnswer
 from service.engine.poller import PollService
 from service.heartbeat import LeaseKeeper
@@ -57,6 +58,22 @@ class StarvedAfterFirstReply(UpstreamRateLimiter):
         return reservation
 
 
+def poller_of(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    redis: Redis[Any],
+    limiter: UpstreamRateLimiter,
+    upstream: UpstreamClient,
+) -> tuple[PollService, DeliveryService]:
+    """A worker's poller on `limiter` and `upstream`, and its delivery service (to close)."""
+    reaction = UpstreamReaction(
+        redis, limiter, UpstreamGate(redis, limiter), pause_probe_s=settings.pause_probe_s
+    )
+    leases = LeaseKeeper(sessions, settings.lease_s)
+    deliveries = DeliveryService.from_settings(settings, sessions, leases)
+    return PollService(settings, sessions, upstream, reaction, leases, deliveries), deliveries
+
+
 async def test_a_starved_worker_takes_fresh_slots_instead_of_bunching_with_another(
     sessions: async_sessionmaker[AsyncSession],
     fresh_sim: SimServer,
@@ -69,12 +86,7 @@ async def test_a_starved_worker_takes_fresh_slots_instead_of_bunching_with_anoth
     redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
     limiter = StarvedAfterFirstReply(redis, RATE)
     upstream = UpstreamClient(settings)
-    reaction = UpstreamReaction(
-        redis, limiter, UpstreamGate(redis, limiter), pause_probe_s=settings.pause_probe_s
-    )
-    leases = LeaseKeeper(sessions, settings.lease_s)
-    deliveries = DeliveryService.from_settings(settings, sessions, leases)
-    poller = PollService(settings, sessions, upstream, reaction, leases, deliveries)
+    poller, deliveries = poller_of(settings, sessions, redis, limiter, upstream)
     other_upstream = UpstreamClient(settings)
 
     async def another_worker() -> None:
@@ -139,14 +151,10 @@ async def test_a_poll_late_at_the_wire_without_a_new_slot_goes_back_unpolled(
     client = await insert_client(sessions)
     [task_pk] = await insert_tasks(sessions, client, ["sim-ring-0-late-at-wire"])
     redis: Redis[Any] = Redis.from_url(settings.require_redis_url())
-    limiter = BookedAheadThenAway(redis, RATE)
     upstream = LateToTheWire(settings)
-    reaction = UpstreamReaction(
-        redis, limiter, UpstreamGate(redis, limiter), pause_probe_s=settings.pause_probe_s
+    poller, deliveries = poller_of(
+        settings, sessions, redis, BookedAheadThenAway(redis, RATE), upstream
     )
-    leases = LeaseKeeper(sessions, settings.lease_s)
-    deliveries = DeliveryService.from_settings(settings, sessions, leases)
-    poller = PollService(settings, sessions, upstream, reaction, leases, deliveries)
     try:
         async with transaction(sessions) as session:
             token, claimed = await claim_due_tasks(session, utc_now(), 30, limit=10)
