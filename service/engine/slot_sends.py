@@ -20,7 +20,8 @@
    holding several batches mark 73, most of them waiting for its CPU;
 3. each marked submit is sent at its slot of the shared rate ceiling (service/engine/slots.py:
    never late beside the next call; a starved loop still sends, with a spare slot); one that gets
-   no slot is handed back unsent, its check given back;
+   no slot, before its call or after the call missed its slot at the wire (NoSlot), is handed
+   back unsent, its check given back;
 4. each sent submit's outcome is gathered in the batch's order; an exception is a bug, not an
    answer: it is logged with the purpose's line and counts as FAILED (the submit stays
    `submitting` and its lease decides: unknown, never sent twice).
