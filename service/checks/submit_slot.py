@@ -27,7 +27,7 @@ from service.checks.submit_answers import (
     unavailable_answer,
 )
 from service.observability.metrics import record_call_late_at_wire, record_call_slots
-from service.upstream.call_slot import SlotMissed, last_moment, within_slot
+from service.upstream.call_slot import PlacedSlots, SlotMissed, within_slot
 from service.upstream.client import SubmitCall
 from service.upstream.pause import read_pause
 from service.upstream.ratelimit import UpstreamRateLimiter
@@ -58,22 +58,22 @@ async def submit_at_slot(
                 return paused_answer(pause.reason, pause_probe_s)
             sent_at = loop.time()
             reservation = await limiter.reserve_calls(1)
-            latest = loop.time() + reservation.first_in_s
+            placed = PlacedSlots.of(reservation, sent_at, loop.time())
             record_call_slots(reservation.count)
             # Background claims (check jobs) yield what interactive submits take.
             await limiter.charge_interactive(1)
         except Exception as error:
             log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
             return unavailable_answer("the shared rate ceiling (Redis) does not answer")
-        if latest > wait_until:
+        if placed.start_at(0) > wait_until:
             return rate_ceiling_answer(reservation.first_in_s)
         if call is None:
             return no_credentials_answer()
-        delay = latest - loop.time()
+        delay = placed.start_at(0) - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            with within_slot(last_moment(sent_at + reservation.first_in_s, reservation.first_in_s)):
+            with within_slot(placed.last_moment(0)):
                 return await call()
         except SlotMissed:
             # Nothing sent: the loop kept the call past its slot. A new slot.

@@ -34,9 +34,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from service.observability.metrics import record_call_late_at_wire, record_call_slots
-from service.upstream.call_slot import SlotMissed, last_moment, within_slot
+from service.upstream.call_slot import PlacedSlots, SlotMissed, within_slot
 from service.upstream.gate import UpstreamGate
-from service.upstream.ratelimit import MAX_LATENESS_S, UpstreamRateLimiter
+from service.upstream.ratelimit import UpstreamRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -102,26 +102,24 @@ async def start_in_slots(
             # Without a slot there is no call; the rest goes back to the schedule.
             log.error("poll.no_rate_slot", extra={"error_type": type(error).__name__})
             return started, items[index:]
+        placed = PlacedSlots.of(reservation, sent_at, loop.time())
         record_call_slots(reservation.count)
-        earliest = sent_at + reservation.first_in_s
-        latest = loop.time() + reservation.first_in_s
         fruitless += 1
-        if strict and latest - earliest > MAX_LATENESS_S:
+        if strict and placed.uncertain:
             continue
         for slot in range(reservation.count):
-            offset = slot * reservation.interval_s
             # Refresh the pause and block from Redis (when stale) before waiting for the slot,
             # not between the slot and the call.
             await gate.state()
-            delay = latest + offset - loop.time()
+            delay = placed.start_at(slot) - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if strict and loop.time() > earliest + offset + MAX_LATENESS_S:
+            if strict and placed.too_late(slot, loop.time()):
                 # Too late for this slot: it stays unused. The next slots of the reservation may
                 # still be on time (a loop busy for a moment); the rest get fresh ones after.
                 continue
             # Checked again where its bytes go out, when the timeline was booked ahead.
-            not_after = last_moment(earliest + offset, reservation.first_in_s) if strict else None
+            not_after = placed.last_moment(slot) if strict else None
             started.append(asyncio.create_task(at_slot(items[index], not_after)))
             index += 1
             fruitless = 0

@@ -12,8 +12,8 @@ call at its slot sets it for the task that calls (`within_slot`), and the client
 sends (`slot_not_after`), with no parameter threaded through every purpose's steps between them.
 A call made outside any slot has none and is never refused.
 
-Only a call whose reservation found the calls timeline booked more than MAX_LATENESS_S ahead
-carries its last moment (`last_moment`): the fleet is then at the ceiling, and a call that goes
+Only a call whose reservation found the calls timeline booked more than MAX_LATENESS_S ahead carries
+its last moment (`PlacedSlots.last_moment`): the fleet is then at the ceiling, and a call that goes
 out late crowds into the second of the calls booked after it. A reservation whose first slot was
 (nearly) now found the timeline with room: checking its calls too cost a CPU-bound worker under a
 ceiling it never reached half its throughput (bench/e2e.py: 376 tasks/s against 652, most calls
@@ -27,8 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
-from service.upstream.ratelimit import MAX_LATENESS_S
+from service.upstream.ratelimit import MAX_LATENESS_S, SlotReservation
 
 _NOT_AFTER: ContextVar[float | None] = ContextVar("phonebridge_call_not_after", default=None)
 
@@ -49,13 +50,44 @@ def within_slot(not_after: float | None) -> Iterator[None]:
         _NOT_AFTER.reset(token)
 
 
-def last_moment(earliest: float, first_in_s: float) -> float | None:
-    """The last moment a call may go out at a slot whose earliest is `earliest` (the running
-    loop's clock), from a reservation whose first slot was `first_in_s` ahead; None when that
-    found the timeline with room (see above)."""
-    if first_in_s <= MAX_LATENESS_S:
-        return None
-    return earliest + MAX_LATENESS_S
+@dataclass(frozen=True)
+class PlacedSlots:
+    """A reservation's slots on the running loop's clock. Redis counted them from when it ran the
+    script, which lies between the request's sending and the answer's arrival, so a slot is known
+    only to within that round trip: a call waits for the latest it can be (never early) and is
+    late when it starts, or leaves, more than MAX_LATENESS_S after the earliest. The one
+    placement polls, scheduled submits (service/engine/slots.py) and interactive submits
+    (service/checks/submit_slot.py) share."""
+
+    reservation: SlotReservation
+    earliest: float
+    latest: float
+
+    @classmethod
+    def of(cls, reservation: SlotReservation, sent_at: float, answered_at: float) -> PlacedSlots:
+        """`reservation`, asked for at `sent_at` and answered at `answered_at` (loop times)."""
+        first_in_s = reservation.first_in_s
+        return cls(reservation, sent_at + first_in_s, answered_at + first_in_s)
+
+    @property
+    def uncertain(self) -> bool:
+        """The round trip alone was too slow: no slot of it can be known to be on time."""
+        return self.latest - self.earliest > MAX_LATENESS_S
+
+    def start_at(self, slot: int) -> float:
+        """When a call at `slot` (0 the first) starts: the latest the slot can be."""
+        return self.latest + slot * self.reservation.interval_s
+
+    def too_late(self, slot: int, now: float) -> bool:
+        """Whether a call starting at `now` is too late for `slot`."""
+        return now > self.earliest + slot * self.reservation.interval_s + MAX_LATENESS_S
+
+    def last_moment(self, slot: int) -> float | None:
+        """The last moment a call at `slot` may leave; None when the reservation found the calls
+        timeline with room (see the module's docstring)."""
+        if self.reservation.first_in_s <= MAX_LATENESS_S:
+            return None
+        return self.earliest + slot * self.reservation.interval_s + MAX_LATENESS_S
 
 
 def slot_not_after() -> float | None:

@@ -10,9 +10,9 @@ import asyncio
 
 import pytest
 
-from service.upstream.call_slot import SlotMissed, last_moment, within_slot
+from service.upstream.call_slot import PlacedSlots, SlotMissed, within_slot
 from service.upstream.client import UpstreamClient
-from service.upstream.ratelimit import MAX_LATENESS_S
+from service.upstream.ratelimit import MAX_LATENESS_S, SlotReservation
 from tests.support.settings import make_settings
 
 
@@ -82,6 +82,22 @@ async def test_a_call_within_its_slot_is_sent_and_one_too_late_sends_no_byte() -
 
 
 def test_only_a_timeline_booked_ahead_gives_a_call_its_last_moment() -> None:
-    assert last_moment(10.0, first_in_s=0.0) is None
-    assert last_moment(10.0, first_in_s=MAX_LATENESS_S) is None
-    assert last_moment(10.0, first_in_s=MAX_LATENESS_S + 0.001) == 10.0 + MAX_LATENESS_S
+    def placed(first_in_s: float) -> PlacedSlots:
+        return PlacedSlots.of(SlotReservation(2, first_in_s, 0.1), sent_at=10.0, answered_at=10.01)
+
+    assert placed(0.0).last_moment(1) is None
+    assert placed(MAX_LATENESS_S).last_moment(1) is None
+    booked = placed(0.5)
+    assert booked.last_moment(0) == pytest.approx(10.5 + MAX_LATENESS_S)
+    assert booked.last_moment(1) == pytest.approx(10.6 + MAX_LATENESS_S)
+
+
+def test_a_slot_is_waited_for_at_its_latest_and_late_past_its_earliest() -> None:
+    booked = PlacedSlots.of(SlotReservation(2, 0.5, 0.1), sent_at=10.0, answered_at=10.01)
+    assert booked.start_at(0) == pytest.approx(10.51)
+    assert booked.start_at(1) == pytest.approx(10.61)
+    assert not booked.too_late(1, 10.6 + MAX_LATENESS_S - 0.001)
+    assert booked.too_late(1, 10.6 + MAX_LATENESS_S + 0.001)
+    assert not booked.uncertain
+    slow = PlacedSlots.of(SlotReservation(1, 0.5, 0.1), sent_at=10.0, answered_at=10.1)
+    assert slow.uncertain
