@@ -65,30 +65,38 @@ class LeasedTable(StrEnum):
 # One statement renews every lease a worker holds in a table: rows found by primary key, each
 # still under the token it was claimed with and still pending (a row written back, handed back
 # or re-claimed by someone else is left alone). Only `lease_until` changes, an unindexed column,
-# so the update stays HOT and touches no index.
-_RENEW = {
-    table: text(
+# so the update stays HOT and touches no index. The rows are locked in id order first, as the
+# poll write-back locks them (service/store/poll_results.py): renewed in the join's order, a
+# heartbeat and a write-back of two of the same rows deadlocked (bench/jobs.py, once in a run).
+def _renewal(table: LeasedTable, held_state: str, until: str) -> TextClause:
+    return text(
         f"""
-        UPDATE {table} AS t SET lease_until = :until
-        FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[])) AS held(id, token)
-        WHERE t.id = held.id AND t.lease_token = held.token AND t.state = '{pending}'
+        WITH held AS (
+            SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[])) AS h(id, token)
+        ),
+        locked AS (
+            SELECT t.id FROM {table} AS t JOIN held ON t.id = held.id
+            WHERE t.lease_token = held.token AND t.state = '{held_state}'
+            ORDER BY t.id
+            FOR UPDATE OF t
+        )
+        UPDATE {table} AS t SET lease_until = {until}
+        FROM locked WHERE t.id = locked.id
         RETURNING t.lease_token
-        """  # noqa: S608 - only enum values are interpolated
+        """  # noqa: S608 - only enum values and constants are interpolated
     )
-    for table, pending in (
-        (LeasedTable.TASKS, TaskState.PENDING),
-        (LeasedTable.DELIVERIES, DeliveryState.PENDING),
-    )
+
+
+_RENEW = {
+    LeasedTable.TASKS: _renewal(LeasedTable.TASKS, TaskState.PENDING, ":until"),
+    LeasedTable.DELIVERIES: _renewal(LeasedTable.DELIVERIES, DeliveryState.PENDING, ":until"),
+    # Never shortened below the lease its mark gave it.
+    LeasedTable.SCHEDULED_SUBMITS: _renewal(
+        LeasedTable.SCHEDULED_SUBMITS,
+        ScheduledSubmitState.SUBMITTING,
+        "GREATEST(t.lease_until, :until)",
+    ),
 }
-_RENEW[LeasedTable.SCHEDULED_SUBMITS] = text(
-    f"""
-    UPDATE scheduled_submits AS t SET lease_until = GREATEST(t.lease_until, :until)
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS uuid[])) AS held(id, token)
-    WHERE t.id = held.id AND t.lease_token = held.token
-      AND t.state = '{ScheduledSubmitState.SUBMITTING}'
-    RETURNING t.lease_token
-    """  # noqa: S608 - only enum values are interpolated
-)
 
 
 async def renew_leases(
