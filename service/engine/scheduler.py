@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.clock import Clock
 from service.config import Settings
+from service.domain.claims_ahead import submit_claim_room
 from service.domain.states import TaskState
 from service.engine.budgets import BudgetResume
 from service.engine.job_moves import JobSystemMoves
@@ -43,7 +44,7 @@ from service.store.job_items import end_lost_items
 from service.store.leases import MAX_BATCHES_PER_TICK
 from service.store.poll_claims import claim_due_tasks
 from service.store.rechecks import end_lost_rechecks
-from service.store.scheduled_submits import claim_due_submits
+from service.store.scheduled_submits import claim_due_submits, count_claimed_unsent
 from service.upstream.pause import read_pause
 from service.upstream.probe import give_back_probe_turn, take_probe_turn
 from service.upstream.ratelimit import UpstreamRateLimiter
@@ -142,8 +143,9 @@ class SubmitDispatch:
     """Claims due scheduled submits (re-checks, check job items) as the shared rate allows and
     sends them in batches; after the polls of the same tick (a step of `default_steps` after
     PollDispatch), so a submit later does not delay a due poll, and as background work
-    (`take_claims(background=True)`), so a single check keeps its slot. Nothing is claimed while
-    upstream is paused."""
+    (`take_claims(background=True)`), so a single check keeps its slot; never further ahead of
+    the workers than about a second of the ceiling (service/domain/claims_ahead.py), so that no
+    claim's lease runs out in a worker's queue. Nothing is claimed while upstream is paused."""
 
     name = "submit_dispatch"
 
@@ -159,14 +161,19 @@ class SubmitDispatch:
         context = self._context
         if await read_pause(context.redis) is not None:
             return
+        settings = context.settings
+        # No further ahead of the workers than they send soon (service/domain/claims_ahead.py).
+        async with transaction(context.sessions) as session:
+            claimed = await count_claimed_unsent(session, now)
+        room = submit_claim_room(claimed, settings.upstream_max_rps, settings.lease_s)
+        if room == 0:
+            return
         # Background: what the tick's due polls and recent interactive submits leave.
-        granted = await context.limiter.take_claims(self._max_claims, background=True)
+        granted = await context.limiter.take_claims(min(room, self._max_claims), background=True)
         if granted == 0:
             return
         async with transaction(context.sessions) as session:
-            token, ids = await claim_due_submits(
-                session, now, context.settings.lease_s, limit=granted
-            )
+            token, ids = await claim_due_submits(session, now, settings.lease_s, limit=granted)
         await context.limiter.return_claims(granted - len(ids))
         for start in range(0, len(ids), self._batch_size):
             self._publish(ids[start : start + self._batch_size], token)

@@ -76,6 +76,15 @@ _CLAIM_DUE = text(
     """  # noqa: S608 - only constants and enum values are interpolated
 )
 
+# What the workers hold to send (service/domain/claims_ahead.py), from the partial index
+# ix_scheduled_submits_claimed_lease_until: only claimed waiting rows are in it, never the queue.
+_CLAIMED_UNSENT = text(
+    f"""
+    SELECT count(*) FROM scheduled_submits
+    WHERE state = '{_WAITING}' AND lease_until IS NOT NULL AND lease_until > :now
+    """  # noqa: S608 - only an enum value is interpolated
+)
+
 _LOAD_CLAIMED = text(
     f"""
     SELECT s.id, s.client_id, s.task_pk, s.purpose, s.phone_number_sealed, s.lease_until,
@@ -184,6 +193,12 @@ async def claim_due_submits(
     the ids. Rows locked by another claimer are skipped, and a live lease excludes a row."""
     await session.execute(text("SET LOCAL jit = off"))
     return await claim_due(session, _CLAIM_DUE, now, lease_s, limit)
+
+
+async def count_claimed_unsent(session: AsyncSession, now: datetime) -> int:
+    """The submits claimed and still waiting under a live lease: neither begun (`submitting`) nor
+    handed back yet, whatever their purpose."""
+    return int((await session.execute(_CLAIMED_UNSENT, {"now": now})).scalar_one())
 
 
 async def load_claimed_submits(

@@ -99,6 +99,13 @@ class ScheduledSubmit(Base):
             "due_at",
             postgresql_where=text(_WAITING_SUBMIT),
         ),
+        # Submits claimed and not yet begun, which bound the next claims (a handed-back row's
+        # lease is cleared, so only the few claimed rows are indexed, never the queue).
+        Index(
+            "ix_scheduled_submits_claimed_lease_until",
+            "lease_until",
+            postgresql_where=text(f"{_WAITING_SUBMIT} AND lease_until IS NOT NULL"),
+        ),
         # Submits whose worker died: their lease ends and their outcome is unknown.
         Index(
             "ix_scheduled_submits_submitting_lease_until",
