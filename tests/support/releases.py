@@ -141,8 +141,10 @@ with engine.connect() as conn:
         elif kind == "add_constraint" and getattr(diff[1], "columns", None) is not None:
             if diff[1].__class__.__name__ == "UniqueConstraint":
                 gaps.append(["unique constraint missing", diff[1].table.name, diff[1].name])
-        elif kind == "add_index" and diff[1].unique:
-            gaps.append(["unique index missing", diff[1].table.name, diff[1].name])
+        elif kind == "add_index":
+            # Unique: a key its writes rely on; any other: a read it plans on (a scan without it).
+            said = "unique index missing" if diff[1].unique else "index missing"
+            gaps.append([said, diff[1].table.name, diff[1].name])
 engine.dispose()
 print(json.dumps(gaps))
 """
