@@ -64,10 +64,11 @@ class LeasedTable(StrEnum):
 
 # One statement renews every lease a worker holds in a table: rows found by primary key, each
 # still under the token it was claimed with and still pending (a row written back, handed back
-# or re-claimed by someone else is left alone). Only `lease_until` changes, an unindexed column,
-# so the update stays HOT and touches no index. The rows are locked in id order first, as the
-# poll write-back locks them (service/store/poll_results.py): renewed in the join's order, a
-# heartbeat and a write-back of two of the same rows deadlocked (bench/jobs.py, once in a run).
+# or re-claimed by someone else is left alone). Only `lease_until` changes: in tasks and
+# deliveries an unindexed column, so the update stays HOT and touches no index. The rows are
+# locked in id order first, as the poll write-back locks them (service/store/poll_results.py):
+# renewed in the join's order, a heartbeat and a write-back of two of the same rows deadlocked
+# (bench/jobs.py, once in a run).
 def _renewal(table: LeasedTable, held_state: str, until: str) -> TextClause:
     return text(
         f"""
