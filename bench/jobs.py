@@ -30,7 +30,7 @@ no stack. The load average is printed before and after.
 
     .venv/bin/python bench/jobs.py [--parts abcdvs] [--items 20000] [--checks 50]
         [--memory-items 100000] [--watch-s 30] [--queued 10000,1000000] [--claim 500]
-        [--view-items 20000,100000] [--sim-submits 20000] [--ceiling 200] [--quick]
+        [--view-items 20000,100000] [--sim-submits 20000] [--ceiling 200] [--workers 1] [--quick]
 
 --quick: sizes a tenth or less (2,000 items, 10,000 for (c), 10,000 and 100,000 queued,
 2,000 and 10,000 for (v), 2,000 simulator submits) to try the bench out.
@@ -157,7 +157,7 @@ class Stack:
     worker and the scheduler on a migrated scratch database; one client whose subscription
     takes its single checks' events (not its job items')."""
 
-    def __init__(self, db_url: str, ceiling: float, receiver: Receiver) -> None:
+    def __init__(self, db_url: str, ceiling: float, receiver: Receiver, workers: int = 1) -> None:
         self._receiver_url = receiver.url
         redis.Redis.from_url(REDIS_URL).flushdb()
         script = f"ring-0-{READY_AFTER_S:g}s"
@@ -168,13 +168,13 @@ class Stack:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.http: httpx.Client | None = None
         try:
-            self._start(db_url, ceiling)
+            self._start(db_url, ceiling, workers)
         except BaseException:
             # Whatever failed, nothing this started may outlive the bench.
             self.stop()
             raise
 
-    def _start(self, db_url: str, ceiling: float) -> None:
+    def _start(self, db_url: str, ceiling: float, workers: int) -> None:
         self.db_url = db_url
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
@@ -194,6 +194,7 @@ class Stack:
         exe = phonebridge_executable()
         subprocess.run([exe, "migrate"], env=env, check=True, capture_output=True)
         commands = {"api": ["api", "--port", str(port)], "worker": ["worker"]}
+        commands |= {f"worker-{n}": ["worker"] for n in range(2, workers + 1)}
         for name, args in {**commands, "scheduler": ["scheduler"]}.items():
             self.processes[name] = subprocess.Popen([exe, *args], env=env)
         self._connect(exe, env)
@@ -768,6 +769,7 @@ def main() -> None:
     parser.add_argument("--view-items", default="20000,100000")
     parser.add_argument("--sim-submits", type=int, default=20_000)
     parser.add_argument("--ceiling", type=float, default=200.0)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (a, b, c)")
     parser.add_argument("--quick", action="store_true", help="every size a tenth or less")
     parser.add_argument("--serve-callback-receiver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -793,7 +795,7 @@ def main() -> None:
     if parts & {"a", "c"}:
         receiver = Receiver()
         with scratch_database("phonebridge_bench_jobs") as database:
-            stack = Stack(database.url, args.ceiling, receiver)
+            stack = Stack(database.url, args.ceiling, receiver, args.workers)
             try:
                 if "a" in parts:
                     part_throughput(stack, receiver, args)
