@@ -65,11 +65,12 @@ async def submit_at_slot(
         except Exception as error:
             log.error("check.no_rate_slot", extra={"error_type": type(error).__name__})
             return unavailable_answer("the shared rate ceiling (Redis) does not answer")
-        if placed.start_at(0) > wait_until:
+        start_at = placed.start_at(0)
+        if start_at > wait_until:
             return rate_ceiling_answer(reservation.first_in_s)
         if call is None:
             return no_credentials_answer()
-        delay = placed.start_at(0) - loop.time()
+        delay = start_at - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         try:

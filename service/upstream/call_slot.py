@@ -78,16 +78,21 @@ class PlacedSlots:
         """When a call at `slot` (0 the first) starts: the latest the slot can be."""
         return self.latest + slot * self.reservation.interval_s
 
+    def deadline(self, slot: int) -> float:
+        """The latest a call at `slot` may start, and leave: MAX_LATENESS_S after the earliest
+        the slot can be."""
+        return self.earliest + slot * self.reservation.interval_s + MAX_LATENESS_S
+
     def too_late(self, slot: int, now: float) -> bool:
         """Whether a call starting at `now` is too late for `slot`."""
-        return now > self.earliest + slot * self.reservation.interval_s + MAX_LATENESS_S
+        return now > self.deadline(slot)
 
     def last_moment(self, slot: int) -> float | None:
         """The last moment a call at `slot` may leave; None when the reservation found the calls
         timeline with room (see the module's docstring)."""
         if self.reservation.first_in_s <= MAX_LATENESS_S:
             return None
-        return self.earliest + slot * self.reservation.interval_s + MAX_LATENESS_S
+        return self.deadline(slot)
 
 
 def slot_not_after() -> float | None:
