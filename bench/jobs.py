@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -60,7 +61,9 @@ import psycopg
 import redis
 from lag import Receiver, free_port, percentile
 from support import cpu_s, process_tree, scratch_database
+from wire import WireCalls
 
+from service.sim.calls import busiest_window
 from service.sim.server import SimProcess, phonebridge_executable
 
 REDIS_URL = os.environ.get("PHONEBRIDGE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -314,6 +317,22 @@ def calls_of_single_checks(stack: Stack, ready: dict[str, float]) -> int:
     return polls + len(ready)
 
 
+def print_ceiling(sim: dict[str, Any], wire: WireCalls, since: float, until: float) -> None:
+    """The busiest second of the whole run twice: by the simulator's stamps (when its handler ran)
+    and by the kernel's (when each request left its sender, bench/wire.py); over the ceiling by
+    the first alone is the simulator read late, by the second a call really sent too soon."""
+    line = f"  busiest second of the run: {sim['max_calls_in_window']} by the simulator's stamps"
+    if wire.unavailable:
+        print(f"{line}; not counted at the wire: {wire.unavailable}")
+        return
+    sent = wire.between(since, until)
+    busiest, _ = busiest_window(sent, 1.0)
+    print(
+        f"{line}, {busiest} at the wire ({len(sent):,} requests there against the simulator's "
+        f"{sim['calls']:,}" + (f"; {wire.dropped} frames dropped" if wire.dropped else "") + ")"
+    )
+
+
 def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) -> None:
     """(a) and (b)."""
     print(f"(a) a {args.items:,}-item job at a ceiling of {args.ceiling:g} calls/s", flush=True)
@@ -321,21 +340,23 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
     body = csv_of(JOB_PREFIX, args.items)
     cpu_before = cpu_snapshot(stack)
     writes_before = submit_row_writes(stack)
-    job, _ = stack.create_job(body)
-    job_id = job["id"]
-    stack.wait_for_job(job_id, lambda j: j["counts"]["submitted"] > 0, 120)
-    ready: dict[str, float] = {}
-    unavailable = 0
-    if args.checks:
-        ready, unavailable = submit_single_checks(stack, args.checks, spread_s=10.0)
-    job = stack.wait_for_job(job_id, lambda j: j["state"] == "completed", JOB_TIMEOUT_S)
-    until = time.time()
+    with WireCalls(urlsplit(stack.sim.base_url).port or 80) as wire:
+        job, _ = stack.create_job(body)
+        job_id = job["id"]
+        stack.wait_for_job(job_id, lambda j: j["counts"]["submitted"] > 0, 120)
+        ready: dict[str, float] = {}
+        unavailable = 0
+        if args.checks:
+            ready, unavailable = submit_single_checks(stack, args.checks, spread_s=10.0)
+        job = stack.wait_for_job(job_id, lambda j: j["state"] == "completed", JOB_TIMEOUT_S)
+        until = time.time()
     cpu_after = cpu_snapshot(stack)
     writes = submit_row_writes(stack) - writes_before
     counts = job["counts"]
     started, finished = parse_time(job["started_at"]), parse_time(job["finished_at"])
     run_s = finished - started
-    calls = int(stack.sim.control.stats(since=since, until=until)["calls"])
+    whole = stack.sim.control.stats(since=since, until=until)
+    calls = int(whole["calls"])
     job_calls = calls - calls_of_single_checks(stack, ready)
     per_item = job_calls / counts["to_submit"]
     rate = counts["to_submit"] / run_s
@@ -359,6 +380,7 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
             f"{steady:.1f} ({steady / args.ceiling:.1%} of the ceiling); busiest second "
             f"{middle['max_calls_in_window']}"
         )
+    print_ceiling(whole, wire, since, until)
     used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
     per_item_ms = {name: 1000 * used[name] / counts["to_submit"] for name in used}
     total_ms = sum(per_item_ms.values())
