@@ -42,6 +42,7 @@ from service.domain.states import JobState
 from service.features import check_jobs as job_feature
 from service.features.check_job_creation import JobMedia, create_job
 from service.features.check_jobs import JobPace, ResultForm
+from service.features.job_counts import KeptCounts
 from service.features.paging import PAGE_SIZE_DEFAULT
 
 PATH = "/v1/check-jobs"
@@ -109,6 +110,7 @@ async def list_check_jobs(
         size=limit,
         pace=JobPace.of(resources.settings),
         now=resources.clock(),
+        kept=KeptCounts(resources.redis),
     )
     last = page.last
     return json_response(
@@ -126,7 +128,12 @@ async def get_check_job(
     job_id: JobIdPath, client: ClientDep, resources: ResourcesDep, session: SessionDep
 ) -> Response:
     view = await job_feature.find_job(
-        session, client.id, job_id, JobPace.of(resources.settings), resources.clock()
+        session,
+        client.id,
+        job_id,
+        JobPace.of(resources.settings),
+        resources.clock(),
+        kept=KeptCounts(resources.redis),
     )
     return json_response(job_feature.job_json(view))
 

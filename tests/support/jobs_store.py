@@ -6,9 +6,10 @@ remove them after it (`delete_jobs_made_here`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,8 +20,10 @@ from service.domain.states import JobState, PausedReason
 from service.features import check_jobs as job_feature
 from service.features.check_job_creation import JobMedia, JobSecrets, create_job
 from service.features.check_jobs import JobPace
+from service.features.job_counts import KeptCounts
 from service.store.check_jobs import JobRow
 from service.store.db import transaction
+from tests.support.factories import insert_tasks
 from tests.support.jobs import mx_number
 
 PACE = JobPace(ceiling_per_s=50.0)
@@ -123,3 +126,39 @@ async def delete_jobs_made_here(sessions: async_sessionmaker[AsyncSession]) -> N
     """Remove the jobs made here, with their items and submits (no later claim finds them)."""
     async with transaction(sessions) as session:
         await session.execute(text("DELETE FROM check_jobs WHERE name = :n"), {"n": JOB_NAME})
+
+
+async def one_more_task(sessions: async_sessionmaker[AsyncSession], job_pk: int) -> None:
+    """A task of the job appears (as a submit makes one): a count of the job made after this
+    shows one more submitted than a count made before."""
+    async with transaction(sessions) as session:
+        client_id = (
+            await session.execute(
+                text("SELECT client_id FROM check_jobs WHERE id = :j"), {"j": job_pk}
+            )
+        ).scalar_one()
+    [task_pk] = await insert_tasks(sessions, client_id, [f"sim-ring-0-job{job_pk}-{utc_now():%f}"])
+    async with transaction(sessions) as session:
+        await session.execute(
+            text("UPDATE tasks SET job_pk = :j WHERE id = :t"), {"j": job_pk, "t": task_pk}
+        )
+
+
+async def keep_count_then_change_it(
+    sessions: async_sessionmaker[AsyncSession], redis: Redis[Any], public_id: str
+) -> int:
+    """Keep the running job's count as a client's read keeps it, but young for an hour
+    (service/features/job_counts.py), then give the job one more task: a surface that shows the
+    kept count shows the returned number submitted; one that counts again, one more."""
+    async with transaction(sessions) as session:
+        client_id, job_pk = (
+            await session.execute(
+                text("SELECT client_id, id FROM check_jobs WHERE public_id = :p"), {"p": public_id}
+            )
+        ).one()
+        an_hour_ahead = utc_now() + timedelta(hours=1)
+        view = await job_feature.find_job(
+            session, client_id, public_id, PACE, an_hour_ahead, kept=KeptCounts(redis)
+        )
+    await one_more_task(sessions, job_pk)
+    return view.counts.submitted

@@ -37,6 +37,7 @@ from service.features import check_jobs as job_feature
 from service.features.check_job_creation import JobMedia, create_job
 from service.features.check_jobs import JobPace, JobView, ResultForm
 from service.features.errors import BodyTooLarge, FeatureError, InvalidInput, MoveNotPossible
+from service.features.job_counts import KeptCounts
 from service.features.paging import PAGE_SIZE_DEFAULT
 
 UPLOAD_PATH = f"{PORTAL_PATH}/jobs"
@@ -113,6 +114,7 @@ async def _jobs_page(
         size=PAGE_SIZE_DEFAULT,
         pace=JobPace.of(resources.settings),
         now=resources.clock(),
+        kept=KeptCounts(resources.redis),
     )
     last = page.last
     return render(
@@ -205,7 +207,12 @@ async def _job_page(
     resources = resources_of(request)
     client_id = session.client.id
     view = await job_feature.find_job(
-        db, client_id, job_id, JobPace.of(resources.settings), resources.clock()
+        db,
+        client_id,
+        job_id,
+        JobPace.of(resources.settings),
+        resources.clock(),
+        kept=KeptCounts(resources.redis),
     )
     rejections = await job_feature.rejections(
         db, client_id, job_id, after_line=0, size=PAGE_SIZE_DEFAULT

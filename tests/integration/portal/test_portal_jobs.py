@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +25,7 @@ from service.store.db import transaction
 from tests.support.api import bearer
 from tests.support.factories import new_key
 from tests.support.jobs import csv_body, get_job, job_move, mx_number
+from tests.support.jobs_store import keep_count_then_change_it
 from tests.support.portal import csrf_of, page_csrf
 
 JOB_PAGE = re.compile(r"/portal/jobs/(job_[A-Za-z0-9]+)\?notice=(job-[a-z]+)")
@@ -354,3 +356,19 @@ async def test_another_clients_job_is_a_404_page_everywhere(
         assert response.status_code == 404
         assert "no such check job for this client" in response.text
         assert theirs not in response.text
+
+
+async def test_the_job_page_shows_the_kept_count_while_it_is_young_and_counts_after_a_move(
+    person: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    redis_client: Redis[Any],
+) -> None:
+    # Kept between reads as the REST API keeps it (service/features/job_counts.py).
+    response = await upload(person, csv_body([(mx_number(8), "x")]), start="true")
+    job_id = job_id_of(response, "job-created")
+    kept = await keep_count_then_change_it(sessions, redis_client, job_id)
+    page = await person.get(f"/portal/jobs/{job_id}")
+    assert f'<dd class="count-submitted">{kept}</dd>' in page.text
+    moved = await post_move(person, job_id, "pause")
+    page = await person.get(moved.headers["location"])
+    assert f'<dd class="count-submitted">{kept + 1}</dd>' in page.text
