@@ -155,7 +155,11 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     max_age_s: int
-    counts: JobCountsOut
+    counts: JobCountsOut = Field(
+        description="While the job runs, a read may show the counts of an earlier read, made at "
+        "most 10 s before (less for a small job) and never before the job's last change of state; "
+        "a move's answer and `job.completed` show them as they are."
+    )
     estimated_finish_at: datetime | None = Field(
         description="When its last item should have its final answer; null when not running."
     )
