@@ -31,6 +31,7 @@ from service.domain.states import TaskState
 from service.engine.budgets import BudgetResume
 from service.engine.job_moves import JobSystemMoves
 from service.engine.retention import RetentionPurge
+from service.engine.table_statistics import TableStatisticsRefresh
 from service.features.check_jobs import JobPace
 from service.observability.metrics import (
     POLL_CLAIMS,
@@ -239,6 +240,7 @@ def default_steps(context: SchedulerContext) -> list[PeriodicStep]:
         DeadlineSweep(context),
         BudgetResume(context.sessions, settings),
         RetentionPurge(context.sessions, settings.retention_days),
+        TableStatisticsRefresh(context.sessions),
         StoreSnapshotRefresh(
             context.sessions,
             context.redis,
