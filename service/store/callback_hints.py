@@ -48,7 +48,9 @@ _APPLY_HINT = f"""
     -- The task by its unique (client_id, task_id), then written by its id: given both
     -- `client_id` and `state`, a generic plan scanned the client's pending tasks in
     -- ix_tasks_client_id_state_id, dead versions included (a hint took 40 ms after 20,000
-    -- checks in bench/jobs.py).
+    -- checks in bench/jobs.py). A generic plan made while `tasks` was small can still choose
+    -- it, and an index of every pending task for `hinted`: the table's next ANALYZE remakes it
+    -- (service/domain/table_statistics.py).
     known AS (
         SELECT id, state FROM tasks
         WHERE client_id = (SELECT id FROM client) AND task_id = %(task_id)s
