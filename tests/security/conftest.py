@@ -58,3 +58,11 @@ async def mallory(
     api: httpx.AsyncClient, security_settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> Tenant:
     return await new_tenant(api, security_settings, sessions)
+
+
+@pytest.fixture(autouse=True)
+def sim_without_earlier_faults(fresh_sim: SimServer) -> SimServer:
+    """The checks these tests submit reach the run's simulator, which the tests before them in this
+    worker may have left with scripted faults: one answered a `POST /v1/checks` of
+    test_injection.py with an error (502 `SUBMIT_OUTCOME_UNKNOWN`) in a full run."""
+    return fresh_sim

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,69 +39,85 @@ async def running(
     await delete_jobs_made_here(sessions)
 
 
+@dataclass(frozen=True)
+class Watched:
+    """A running job of three items, its client, and counts kept in the run's Redis."""
+
+    client: int
+    job: JobRow
+    kept: KeptCounts
+
+
+@pytest.fixture
+def watched(running: tuple[int, JobRow], redis_client: Redis[Any]) -> Watched:
+    client, job = running
+    return Watched(client, job, KeptCounts(redis_client))
+
+
 async def submitted(
     sessions: async_sessionmaker[AsyncSession],
-    client: int,
-    job: JobRow,
+    watched: Watched,
     now: datetime,
     kept: KeptCounts | None,
 ) -> int:
+    """The job's `submitted` count as a read at `now` shows it (through `kept`, or counted)."""
+    client, job = watched.client, watched.job
     async with transaction(sessions) as session:
         view = await job_feature.find_job(session, client, job.public_id, PACE, now, kept=kept)
     return view.counts.submitted
 
 
-async def test_a_count_is_shown_again_while_young_and_made_again_once_old(
-    sessions: async_sessionmaker[AsyncSession],
-    redis_client: Redis[Any],
-    running: tuple[int, JobRow],
+async def kept_then_outdated(
+    sessions: async_sessionmaker[AsyncSession], watched: Watched, now: datetime
 ) -> None:
-    client, job = running
-    kept = KeptCounts(redis_client)
+    """A client's read at `now` keeps the job's count (nothing submitted yet); then a task of the
+    job appears, so a count made after this shows one submitted."""
+    assert await submitted(sessions, watched, now, watched.kept) == 0
+    await one_more_task(sessions, watched.job.id)
+
+
+async def test_a_count_is_shown_again_while_young_and_made_again_once_old(
+    sessions: async_sessionmaker[AsyncSession], watched: Watched
+) -> None:
     now = utc_now()
-    assert await submitted(sessions, client, job, now, kept) == 0
-    await one_more_task(sessions, job.id)
+    await kept_then_outdated(sessions, watched, now)
     young = now + timedelta(seconds=MIN_AGE_S / 2)
-    assert await submitted(sessions, client, job, young, kept) == 0
+    assert await submitted(sessions, watched, young, watched.kept) == 0
     # What the engine, a move's answer and the job.completed event read: counted at once.
-    assert await submitted(sessions, client, job, young, None) == 1
+    assert await submitted(sessions, watched, young, None) == 1
     old = now + timedelta(seconds=MAX_AGE_S)
-    assert await submitted(sessions, client, job, old, kept) == 1
+    assert await submitted(sessions, watched, old, watched.kept) == 1
 
 
 async def test_a_count_made_before_a_change_of_status_is_never_shown_after_it(
-    sessions: async_sessionmaker[AsyncSession],
-    redis_client: Redis[Any],
-    running: tuple[int, JobRow],
+    sessions: async_sessionmaker[AsyncSession], watched: Watched
 ) -> None:
-    client, job = running
-    kept = KeptCounts(redis_client)
     now = utc_now()
-    assert await submitted(sessions, client, job, now, kept) == 0
-    await one_more_task(sessions, job.id)
+    await kept_then_outdated(sessions, watched, now)
     async with transaction(sessions) as session:
         paused = await job_feature.move_job_by_client(
-            session, client, job.public_id, JobMove.PAUSE, PACE, now + timedelta(milliseconds=1)
+            session,
+            watched.client,
+            watched.job.public_id,
+            JobMove.PAUSE,
+            PACE,
+            now + timedelta(milliseconds=1),
         )
     assert paused.counts.submitted == 1
     young = now + timedelta(seconds=MIN_AGE_S / 2)
-    assert await submitted(sessions, client, job, young, kept) == 1
+    assert await submitted(sessions, watched, young, watched.kept) == 1
 
 
 async def test_a_kept_count_that_cannot_be_read_is_made_again(
-    sessions: async_sessionmaker[AsyncSession],
-    redis_client: Redis[Any],
-    running: tuple[int, JobRow],
+    sessions: async_sessionmaker[AsyncSession], watched: Watched, redis_client: Redis[Any]
 ) -> None:
-    client, job = running
-    kept = KeptCounts(redis_client)
     now = utc_now()
     for garbage in (b"not json", b'{"version": 1}', b"[]"):
-        await redis_client.set(f"{KEY_PREFIX}{job.id}", garbage)
-        assert await submitted(sessions, client, job, now, kept) == 0
+        await redis_client.set(f"{KEY_PREFIX}{watched.job.id}", garbage)
+        assert await submitted(sessions, watched, now, watched.kept) == 0
     # ...and what replaced it is kept.
-    await one_more_task(sessions, job.id)
-    assert await submitted(sessions, client, job, now, kept) == 0
+    await one_more_task(sessions, watched.job.id)
+    assert await submitted(sessions, watched, now, watched.kept) == 0
 
 
 def closed_port() -> int:
@@ -113,15 +130,13 @@ def closed_port() -> int:
 async def test_with_redis_away_a_job_is_counted_at_each_read(
     sessions: async_sessionmaker[AsyncSession], running: tuple[int, JobRow]
 ) -> None:
-    client, job = running
     away: Redis[Any] = Redis.from_url(
         f"redis://127.0.0.1:{closed_port()}", socket_connect_timeout=0.5
     )
     try:
-        kept = KeptCounts(away)
+        watched = Watched(*running, KeptCounts(away))
         now = utc_now()
-        assert await submitted(sessions, client, job, now, kept) == 0
-        await one_more_task(sessions, job.id)
-        assert await submitted(sessions, client, job, now, kept) == 1
+        await kept_then_outdated(sessions, watched, now)
+        assert await submitted(sessions, watched, now, watched.kept) == 1
     finally:
         await away.aclose()  # type: ignore[attr-defined]  # types-redis predates aclose
