@@ -87,14 +87,20 @@ class WireCalls:
         except (AttributeError, OSError) as error:
             self.unavailable = f"no packet socket ({error.__class__.__name__})"
             return self
-        instructions = _dst_port_filter(self.port)
-        program = ctypes.create_string_buffer(instructions)
-        fprog = struct.pack("HL", len(instructions) // 8, ctypes.addressof(program))
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies it
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
-        sock.bind(("lo", 0))
-        sock.settimeout(0.2)
+        try:
+            instructions = _dst_port_filter(self.port)
+            program = ctypes.create_string_buffer(instructions)
+            fprog = struct.pack("HL", len(instructions) // 8, ctypes.addressof(program))
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies it
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            # Room for seconds of frames should this thread be starved (CAP_NET_ADMIN).
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+            sock.bind(("lo", 0))
+            sock.settimeout(0.2)
+        except OSError as error:
+            sock.close()
+            self.unavailable = f"the packet socket could not be set up ({error.__class__.__name__})"
+            return self
         self._socket = sock
         self._thread = threading.Thread(target=self._read, name="wire-calls", daemon=True)
         self._thread.start()
