@@ -21,7 +21,7 @@ from service.features import check_jobs as job_feature
 from service.features.check_job_creation import JobMedia, JobSecrets, create_job
 from service.features.check_jobs import JobPace
 from service.features.job_counts import KeptCounts
-from service.store.check_jobs import JobRow
+from service.store.check_jobs import JobRow, job_by_pk
 from service.store.db import transaction
 from tests.support.factories import insert_tasks
 from tests.support.jobs import mx_number
@@ -132,12 +132,10 @@ async def one_more_task(sessions: async_sessionmaker[AsyncSession], job_pk: int)
     """A task of the job appears (as a submit makes one): a count of the job made after this
     shows one more submitted than a count made before."""
     async with transaction(sessions) as session:
-        client_id = (
-            await session.execute(
-                text("SELECT client_id FROM check_jobs WHERE id = :j"), {"j": job_pk}
-            )
-        ).scalar_one()
-    [task_pk] = await insert_tasks(sessions, client_id, [f"sim-ring-0-job{job_pk}-{utc_now():%f}"])
+        job = await job_by_pk(session, job_pk)
+    assert job is not None
+    task_id = f"sim-ring-0-job{job_pk}-{utc_now():%f}"
+    [task_pk] = await insert_tasks(sessions, job.client_id, [task_id])
     async with transaction(sessions) as session:
         await session.execute(
             text("UPDATE tasks SET job_pk = :j WHERE id = :t"), {"j": job_pk, "t": task_pk}

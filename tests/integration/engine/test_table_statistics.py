@@ -15,7 +15,12 @@ from service.clock import utc_now
 from service.domain.table_statistics import ANALYZE_CHANGED_SHARE, ANALYZE_MIN_CHANGES
 from service.engine.table_statistics import TableStatisticsRefresh
 from service.store.db import transaction
-from service.store.table_statistics import BUSIEST_TABLES, STATISTICS_LOCK_ID
+from service.store.table_statistics import (
+    BUSIEST_TABLES,
+    STATISTICS_LOCK_ID,
+    TableChanges,
+    changes_since_analyze,
+)
 from tests.support.factories import insert_client
 from tests.support.waiting import wait_until_async
 
@@ -34,19 +39,11 @@ async def analyzed_at(sessions: async_sessionmaker[AsyncSession]) -> dict[str, d
         return {str(name): at for name, at in rows}
 
 
-async def changed_since_analyze(sessions: async_sessionmaker[AsyncSession], table: str) -> int:
+async def tasks_statistics(sessions: async_sessionmaker[AsyncSession]) -> TableChanges:
+    """`tasks` as the step reads it: its live rows and its rows changed since its last ANALYZE."""
     async with transaction(sessions) as session:
-        return int(
-            (
-                await session.execute(
-                    text(
-                        "SELECT n_mod_since_analyze FROM pg_stat_user_tables "
-                        "WHERE relid = to_regclass(:t)"
-                    ),
-                    {"t": table},
-                )
-            ).scalar_one()
-        )
+        [tasks] = [t for t in await changes_since_analyze(session) if t.table == "tasks"]
+    return tasks
 
 
 @pytest.fixture
@@ -58,11 +55,7 @@ async def tasks_far_past_their_statistics(
     async with transaction(sessions) as session:
         for table in BUSIEST_TABLES:
             await session.execute(text(f"ANALYZE {table}"))
-        live = (
-            await session.execute(
-                text("SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'tasks'::regclass")
-            )
-        ).scalar_one()
+    live = (await tasks_statistics(sessions)).rows
     added = int(ANALYZE_MIN_CHANGES + 2 * ANALYZE_CHANGED_SHARE * (live + ANALYZE_MIN_CHANGES))
     client = await insert_client(sessions)
     async with engine.connect() as conn:
@@ -87,7 +80,7 @@ async def tasks_far_past_their_statistics(
 
 
 async def _at_least(sessions: async_sessionmaker[AsyncSession], added: int) -> bool:
-    return await changed_since_analyze(sessions, "tasks") >= added
+    return (await tasks_statistics(sessions)).changed >= added
 
 
 async def test_a_table_far_past_its_statistics_is_analyzed_and_the_others_are_not(
