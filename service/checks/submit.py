@@ -327,20 +327,22 @@ class SubmitService:
         async with transaction(self._sessions) as session:
             task = await check_store.record_submitted_task(
                 session,
-                client_id=client_id,
-                task_id=task_id,
-                masked=check.masked,
-                metadata_json=check.metadata_json,
-                now=now,
-                expires_at=expires_at,
-                first_poll_at=first_poll_at,
-                safety_net_poll_at=safety_net_poll_at,
-                result=outcome.result,
-                request_id=outcome.request_id,
-                recheck=check.recheck,
-                waits_for_recheck=recheck_at is not None,
-                traceparent=current_traceparent(),
-                number_digest=number_digest(self._number_keys[0], check.number),
+                check_store.NewTask(
+                    client_id=client_id,
+                    task_id=task_id,
+                    masked=check.masked,
+                    metadata_json=check.metadata_json,
+                    now=now,
+                    expires_at=expires_at,
+                    first_poll_at=first_poll_at,
+                    safety_net_poll_at=safety_net_poll_at,
+                    result=outcome.result,
+                    request_id=outcome.request_id,
+                    recheck=check.recheck,
+                    waits_for_recheck=recheck_at is not None,
+                    traceparent=current_traceparent(),
+                    number_digest=number_digest(self._number_keys[0], check.number),
+                ),
             )
             if task.created and check.recheck is not None and task.state is TaskState.PENDING:
                 # The number is kept, sealed, for as long as a re-check may still come.

@@ -18,9 +18,10 @@ For each item still leased to us (service/store/job_items.py), in this order:
    worker slowed down (a starved CPU) does not see it declared unknown under it;
 4. upstream is called with the number, opened from its seal only now, and the client's callback
    URL when PHONEBRIDGE_PUBLIC_URL is set (as a single check);
-5. the answer is written in one transaction: a task (with its event when upstream answered at
-   once), `refused` for INVALID_ARGUMENT, `unknown` when the call may have reached upstream
-   without an answer; handed back, unsent, when it surely did not.
+5. the answer is written in one transaction (one statement, in autocommit, unless upstream
+   answered at once or the number is kept for re-checks): a task (with its event when upstream
+   answered at once), `refused` for INVALID_ARGUMENT, `unknown` when the call may have reached
+   upstream without an answer; handed back, unsent, when it surely did not.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from service.sealed_numbers import (
     recheck_binding,
 )
 from service.store import check_jobs as job_store
-from service.store.db import transaction
+from service.store.db import one_statement, transaction
 from service.store.job_items import (
     ClaimedItem,
     ItemNoLongerOurs,
@@ -238,8 +239,12 @@ class JobItemSubmitter:
             recheck_at = recheck_due_at(item.recheck, verdict, 0, now)
         if recheck_at is not None:
             expires_at = waiting_deadline(recheck_at, settings.task_ttl_s)
+        # Without an event or a number to hold for re-checks, the write is one statement.
+        unit = (
+            transaction if outcome.result is not None or item.recheck is not None else one_statement
+        )
         try:
-            async with transaction(self._sessions) as session:
+            async with unit(self._sessions) as session:
                 task = await record_item_task(
                     session,
                     item,
@@ -270,7 +275,7 @@ class JobItemSubmitter:
         return "submitted"
 
     async def _end(self, item: ClaimedItem, token: uuid.UUID, state: JobItemState) -> str:
-        async with transaction(self._sessions) as session:
+        async with one_statement(self._sessions) as session:
             await end_item(session, item, token, state, self._clock())
         record_job_item(state.value)
         return state.value

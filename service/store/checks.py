@@ -93,14 +93,20 @@ _RELEASE = text(
     """  # noqa: S608 - only constants are interpolated
 )
 
+
 # A callback that arrived before this insert (an early hint) makes the first poll come at once,
 # and is used up. A task_id this client already has (upstream would not reuse one) is left as it
 # is and read back instead.
-_INSERT_TASK = text(
-    f"""
-    WITH hint AS (
+def submitted_task_ctes(only_if: str = "true") -> str:
+    """The task insert of a submitted check, as the CTEs `hint`, `inserted` and `task` (the task
+    written or found: id, client_id, task_id, state, row_json and created), with NewTask's
+    parameters; each part only when `only_if` (SQL) holds: a statement that writes the task only
+    if something else of it is still so (service/store/job_items.py: its item's submit still
+    ours) is then one statement."""
+    return f"""
+    hint AS (
         DELETE FROM early_hints
-        WHERE client_id = :client_id AND task_id = :task_id AND expires_at > :now
+        WHERE client_id = :client_id AND task_id = :task_id AND expires_at > :now AND {only_if}
         RETURNING 1
     ),
     inserted AS (
@@ -109,29 +115,93 @@ _INSERT_TASK = text(
                            next_poll_at, poll_count, upstream_request_id, updated_at,
                            expects_callback, recheck, answered_at, traceparent, number_digest,
                            job_pk, job_id)
-        VALUES (:client_id, :task_id, CAST(:state AS text), '{TaskSource.SUBMITTED}',
-                :masked, CAST(:metadata AS jsonb), CAST(:result AS jsonb), :now, :now,
-                :expires_at, :completed_at,
-                CASE WHEN CAST(:state AS text) <> '{TaskState.PENDING}' THEN NULL
-                     WHEN CAST(:result AS jsonb) IS NOT NULL THEN NULL
-                     WHEN EXISTS (SELECT 1 FROM hint) THEN CAST(:now AS timestamptz)
-                     WHEN CAST(:expects_callback AS boolean) AND COALESCE(
-                         (SELECT trusted FROM callback_records WHERE client_id = :client_id),
-                         true)
-                     THEN :safety_net_poll_at
-                     ELSE :next_poll_at END,
-                0, :request_id, :now, :expects_callback, CAST(:recheck AS jsonb),
-                CASE WHEN CAST(:result AS jsonb) IS NOT NULL THEN CAST(:now AS timestamptz) END,
-                :traceparent, :number_digest, :job_pk, :job_id)
+        SELECT :client_id, :task_id, CAST(:state AS text), '{TaskSource.SUBMITTED}',
+               :masked, CAST(:metadata AS jsonb), CAST(:result AS jsonb), :now, :now,
+               :expires_at, :completed_at,
+               CASE WHEN CAST(:state AS text) <> '{TaskState.PENDING}' THEN NULL
+                    WHEN CAST(:result AS jsonb) IS NOT NULL THEN NULL
+                    WHEN EXISTS (SELECT 1 FROM hint) THEN CAST(:now AS timestamptz)
+                    WHEN CAST(:expects_callback AS boolean) AND COALESCE(
+                        (SELECT trusted FROM callback_records WHERE client_id = :client_id),
+                        true)
+                    THEN :safety_net_poll_at
+                    ELSE :next_poll_at END,
+               0, :request_id, :now, :expects_callback, CAST(:recheck AS jsonb),
+               CASE WHEN CAST(:result AS jsonb) IS NOT NULL THEN CAST(:now AS timestamptz) END,
+               :traceparent, :number_digest, :job_pk, :job_id
+        WHERE {only_if}
         ON CONFLICT (client_id, task_id) DO NOTHING
         RETURNING id, client_id, task_id, state, row_to_json(tasks)::text AS row_json
-    )
-    SELECT id, client_id, task_id, state, row_json, true AS created FROM inserted
-    UNION ALL
-    SELECT id, client_id, task_id, state, row_to_json(tasks)::text, false FROM tasks
-    WHERE client_id = :client_id AND task_id = :task_id AND NOT EXISTS (SELECT 1 FROM inserted)
-    """  # noqa: S608 - only constants are interpolated
-)
+    ),
+    task AS (
+        SELECT id, client_id, task_id, state, row_json, true AS created FROM inserted
+        UNION ALL
+        SELECT id, client_id, task_id, state, row_to_json(tasks)::text, false FROM tasks
+        WHERE client_id = :client_id AND task_id = :task_id
+          AND NOT EXISTS (SELECT 1 FROM inserted) AND {only_if}
+    )"""  # noqa: S608 - only constants are interpolated
+
+
+_INSERT_TASK = text(f"WITH {submitted_task_ctes()} SELECT * FROM task")  # noqa: S608 - constants
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """The task of a submitted check, to be written (`record_submitted_task`): pending and due at
+    `first_poll_at`, or, when its check carried a callback (`safety_net_poll_at` given) that the
+    client's record trusts (service/domain/callback_trust.py), at `safety_net_poll_at`; at once
+    after an early hint. Or completed with `result` and its event (same transaction: the
+    outbox); or, when that result asks for a re-check (`waits_for_recheck`), pending with it and
+    no poll planned. The request's `traceparent` (traces on) goes on the task, and so on its
+    event when it is final at once. `number_digest`: the number's keyed digest (what `max_age_s`
+    finds it by); `job`: the row id and public id of the check job whose item it is."""
+
+    client_id: int
+    task_id: str
+    masked: str
+    metadata_json: str
+    now: datetime
+    expires_at: datetime
+    first_poll_at: datetime
+    result: PhoneResult | None
+    request_id: str | None
+    safety_net_poll_at: datetime | None = None
+    recheck: RecheckPolicy | None = None
+    waits_for_recheck: bool = False
+    traceparent: str | None = None
+    number_digest: bytes | None = None
+    job: tuple[int, str] | None = None
+
+    @property
+    def completed(self) -> bool:
+        """Final at once: its event is written with it."""
+        return self.result is not None and not self.waits_for_recheck
+
+    def params(self) -> dict[str, Any]:
+        """The parameters of `submitted_task_ctes`."""
+        completed = self.completed
+        return {
+            "client_id": self.client_id,
+            "task_id": self.task_id,
+            "state": TaskState.COMPLETED if completed else TaskState.PENDING,
+            "masked": self.masked,
+            "metadata": self.metadata_json,
+            "result": orjson.dumps(self.result.as_json()).decode() if self.result else None,
+            "now": self.now,
+            "expires_at": self.expires_at,
+            "completed_at": self.now if completed else None,
+            "next_poll_at": self.first_poll_at,
+            "safety_net_poll_at": self.safety_net_poll_at,
+            "expects_callback": self.safety_net_poll_at is not None,
+            "request_id": self.request_id,
+            "recheck": None
+            if self.recheck is None
+            else orjson.dumps(self.recheck.as_json()).decode(),
+            "traceparent": self.traceparent,
+            "number_digest": self.number_digest,
+            "job_pk": None if self.job is None else self.job[0],
+            "job_id": None if self.job is None else self.job[1],
+        }
 
 
 @dataclass(frozen=True)
@@ -237,62 +307,18 @@ async def release_submission(session: AsyncSession, submission_id: int) -> None:
     await session.execute(_RELEASE, {"id": submission_id})
 
 
-async def record_submitted_task(
-    session: AsyncSession,
-    *,
-    client_id: int,
-    task_id: str,
-    masked: str,
-    metadata_json: str,
-    now: datetime,
-    expires_at: datetime,
-    first_poll_at: datetime,
-    result: PhoneResult | None,
-    request_id: str | None,
-    safety_net_poll_at: datetime | None = None,
-    recheck: RecheckPolicy | None = None,
-    waits_for_recheck: bool = False,
-    traceparent: str | None = None,
-    number_digest: bytes | None = None,
-    job: tuple[int, str] | None = None,
-) -> SubmittedTask:
-    """Insert the task of a submitted check: pending and due at `first_poll_at`, or, when its
-    check carried a callback (`safety_net_poll_at` given) that the client's record trusts
-    (service/domain/callback_trust.py), at `safety_net_poll_at`; at once after an early hint. Or
-    completed with `result` and its event (same transaction: the outbox); or, when that result
-    asks for a re-check (`waits_for_recheck`), pending with it and no poll planned. The request's
-    `traceparent` (traces on) goes on the task, and so on its event when it is final at once.
-    `number_digest`: the number's keyed digest (what `max_age_s` finds it by); `job`: the row id
-    and public id of the check job whose item it is."""
-    completed = result is not None and not waits_for_recheck
-    row = (
-        await session.execute(
-            _INSERT_TASK,
-            {
-                "client_id": client_id,
-                "task_id": task_id,
-                "state": TaskState.COMPLETED if completed else TaskState.PENDING,
-                "masked": masked,
-                "metadata": metadata_json,
-                "result": orjson.dumps(result.as_json()).decode() if result else None,
-                "now": now,
-                "expires_at": expires_at,
-                "completed_at": now if completed else None,
-                "next_poll_at": first_poll_at,
-                "safety_net_poll_at": safety_net_poll_at,
-                "expects_callback": safety_net_poll_at is not None,
-                "request_id": request_id,
-                "recheck": None if recheck is None else orjson.dumps(recheck.as_json()).decode(),
-                "traceparent": traceparent,
-                "number_digest": number_digest,
-                "job_pk": None if job is None else job[0],
-                "job_id": None if job is None else job[1],
-            },
-        )
-    ).one()
+async def record_submitted_task(session: AsyncSession, new: NewTask) -> SubmittedTask:
+    """Insert the task of a submitted check (see NewTask), with its event when it is final."""
+    row = (await session.execute(_INSERT_TASK, new.params())).one()
+    return await task_written(session, row, new)
+
+
+async def task_written(session: AsyncSession, row: Row[Any], new: NewTask) -> SubmittedTask:
+    """The task `submitted_task_ctes` returned (`row`), its event written when it was created
+    final: in the insert's transaction."""
     finished = FinishedTask.from_returned_row(row)
-    if row.created and completed:
-        await record_events(session, [finished], now)
+    if row.created and new.completed:
+        await record_events(session, [finished], new.now)
     return SubmittedTask(
         id=finished.id,
         task_id=finished.task_id,

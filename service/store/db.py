@@ -51,6 +51,18 @@ async def transaction(
         yield session
 
 
+@asynccontextmanager
+async def one_statement(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A unit of work that is a single statement, atomic by itself: run in autocommit, it costs
+    one round trip to the database instead of three (no BEGIN, no COMMIT). Each statement in the
+    block commits on its own, so only one belongs in it."""
+    async with sessions() as session:
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
 # asyncpg's classes are generic in asyncpg-stubs only, not at run time.
 if TYPE_CHECKING:
     IntakePool: TypeAlias = asyncpg.Pool[asyncpg.Record]

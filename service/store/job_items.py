@@ -5,10 +5,12 @@ For each claimed item (`load_claimed_items`: still leased to us, still waiting, 
 or running), the worker marks it `submitting` and commits (`begin_item_submit`, the one place a
 check before spending, such as a budget, goes) before it calls upstream, then writes the answer
 in one transaction:
-- a task (`record_item_task`): the item's task is inserted as any submitted check's
-  (service/store/checks.py, `record_submitted_task`, with its job and number digest), the item
-  becomes `submitted` with its task, and its submit `done` with the number erased (an item no
-  longer ours raises `ItemNoLongerOurs`: the transaction rolls back, its task with it);
+- a task (`record_item_task`): in one statement, only while the item is still ours, its submit
+  becomes `done` with the number erased, its task is inserted as any submitted check's
+  (service/store/checks.py, `submitted_task_ctes`, with its job and number digest) and the item
+  becomes `submitted` with it; its event follows in the same transaction when upstream answered
+  at once. An item no longer ours writes nothing and raises `ItemNoLongerOurs`. (A pending task
+  is thus written in one round trip: service/store/db.py `one_statement`.)
 - upstream refused the number (INVALID_ARGUMENT): the item is `refused`, its submit `done`
   (`end_item`);
 - the outcome cannot be known (the call may have reached upstream): the item and its submit
@@ -38,7 +40,7 @@ from service.domain.states import (
     ScheduledSubmitPurpose,
     ScheduledSubmitState,
 )
-from service.store.checks import SubmittedTask, record_submitted_task
+from service.store.checks import NewTask, SubmittedTask, submitted_task_ctes, task_written
 
 _WAITING = ScheduledSubmitState.WAITING
 _SUBMITTING = ScheduledSubmitState.SUBMITTING
@@ -98,6 +100,27 @@ _END = text(
     FROM ended
     WHERE i.job_pk = ended.job_pk AND i.line = ended.job_line
     RETURNING i.line
+    """  # noqa: S608 - only enum values are interpolated
+)
+
+# The item's task, only while this worker still holds the item `submitting` (the parameters of
+# service/store/checks.py's NewTask, with the submit's id and lease token).
+_RECORD_TASK = text(
+    f"""
+    WITH ended AS (
+        UPDATE scheduled_submits
+        SET state = '{ScheduledSubmitState.DONE}', phone_number_sealed = NULL, due_at = NULL,
+            lease_token = NULL, lease_until = NULL, updated_at = :now
+        WHERE id = :submit_id AND lease_token = :token AND state = '{_SUBMITTING}'
+        RETURNING job_pk, job_line
+    ),
+    {submitted_task_ctes("EXISTS (SELECT 1 FROM ended)")},
+    item AS (
+        UPDATE check_job_items AS i SET state = '{JobItemState.SUBMITTED}', task_pk = task.id
+        FROM ended, task
+        WHERE i.job_pk = ended.job_pk AND i.line = ended.job_line
+    )
+    SELECT * FROM task
     """  # noqa: S608 - only enum values are interpolated
 )
 
@@ -195,8 +218,8 @@ async def hand_back_item(
 
 
 class ItemNoLongerOurs(Exception):
-    """The item's lease passed (its outcome already ended `unknown`): raised in
-    `record_item_task`'s transaction, which must roll back, the task written with it."""
+    """The item's lease passed (its outcome already ended `unknown`): `record_item_task` wrote
+    nothing."""
 
 
 async def record_item_task(
@@ -213,11 +236,10 @@ async def record_item_task(
     safety_net_poll_at: datetime | None,
     waits_for_recheck: bool,
 ) -> SubmittedTask:
-    """The item's task (with its event when upstream answered at once), the item `submitted`
-    with it and its submit `done`; raises ItemNoLongerOurs when the item is no longer this
-    worker's. The task comes first, so the item's row is written once, with its task."""
-    task = await record_submitted_task(
-        session,
+    """The item's submit `done`, its task (with its event when upstream answered at once: in
+    the caller's transaction) and the item `submitted` with it; raises ItemNoLongerOurs, having
+    written nothing, when the item is no longer this worker's. A pending task is one statement."""
+    new = NewTask(
         client_id=item.client_id,
         task_id=task_id,
         masked=item.masked,
@@ -233,12 +255,11 @@ async def record_item_task(
         number_digest=item.number_digest,
         job=(item.job_pk, item.job_id),
     )
-    ended = await _end(
-        session, item, token, ScheduledSubmitState.DONE, JobItemState.SUBMITTED, task.id, now
-    )
-    if not ended:
+    params = {**new.params(), "submit_id": item.id, "token": token}
+    row = (await session.execute(_RECORD_TASK, params)).one_or_none()
+    if row is None:
         raise ItemNoLongerOurs
-    return task
+    return await task_written(session, row, new)
 
 
 async def end_item(

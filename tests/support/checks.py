@@ -18,7 +18,7 @@ from service.config import Settings
 from service.domain.checks import CheckRequest, validate_check
 from service.domain.phone_numbers import DEFAULT_CHECK_COUNTRIES
 from service.sim.server import SimServer
-from service.store.checks import SubmittedTask, record_submitted_task
+from service.store.checks import NewTask, SubmittedTask, record_submitted_task
 from service.store.db import transaction
 from tests.support.api import bearer
 from tests.support.settings import make_settings
@@ -151,14 +151,16 @@ async def insert_submitted_task(
     async with transaction(sessions) as session:
         return await record_submitted_task(
             session,
-            client_id=client_id,
-            task_id=task_id,
-            masked=PHONE_MASKED,
-            metadata_json="{}",
-            now=now,
-            expires_at=now + timedelta(hours=24),
-            first_poll_at=now + first_poll_in,
-            result=None,
-            request_id=None,
-            safety_net_poll_at=None if safety_net_in is None else now + safety_net_in,
+            NewTask(
+                client_id=client_id,
+                task_id=task_id,
+                masked=PHONE_MASKED,
+                metadata_json="{}",
+                now=now,
+                expires_at=now + timedelta(hours=24),
+                first_poll_at=now + first_poll_in,
+                result=None,
+                request_id=None,
+                safety_net_poll_at=None if safety_net_in is None else now + safety_net_in,
+            ),
         )

@@ -24,7 +24,7 @@ from service.engine.scheduled_submits import ScheduledSubmitService, SubmitBatch
 from service.sealed_numbers import number_seal_for, recheck_binding
 from service.sim.server import SimServer
 from service.store.budgets import checks_on
-from service.store.checks import record_submitted_task
+from service.store.checks import NewTask, record_submitted_task
 from service.store.db import transaction
 from service.store.scheduled_submits import claim_due_submits, hold_number_for_rechecks
 from service.upstream.client import UpstreamClient
@@ -94,17 +94,19 @@ async def waiting_recheck(
     async with transaction(sessions) as session:
         task = await record_submitted_task(
             session,
-            client_id=client_id,
-            task_id=task_id,
-            masked=PHONE_MASKED,
-            metadata_json="{}",
-            now=now,
-            expires_at=now + timedelta(hours=20),
-            first_poll_at=now,
-            result=RETRY,
-            request_id="TID1",
-            recheck=RecheckPolicy(after_s=60, max_rechecks=1),
-            waits_for_recheck=True,
+            NewTask(
+                client_id=client_id,
+                task_id=task_id,
+                masked=PHONE_MASKED,
+                metadata_json="{}",
+                now=now,
+                expires_at=now + timedelta(hours=20),
+                first_poll_at=now,
+                result=RETRY,
+                request_id="TID1",
+                recheck=RecheckPolicy(after_s=60, max_rechecks=1),
+                waits_for_recheck=True,
+            ),
         )
         await hold_number_for_rechecks(
             session,

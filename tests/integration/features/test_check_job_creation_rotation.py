@@ -17,7 +17,7 @@ from service.domain.answers import PhoneResult
 from service.domain.phone_numbers import digest_of_digits
 from service.features.check_job_creation import CreatedJob, JobMedia, JobSecrets, create_job
 from service.number_digests import number_digest_keys
-from service.store.checks import record_submitted_task
+from service.store.checks import NewTask, record_submitted_task
 from service.store.db import transaction
 from tests.support.factories import insert_client
 from tests.support.jobs import mx_number
@@ -61,16 +61,18 @@ async def answered_before(
     async with transaction(sessions) as session:
         task = await record_submitted_task(
             session,
-            client_id=client_id,
-            task_id=f"T-{uuid.uuid4().hex}",
-            masked="5255******01",
-            metadata_json="{}",
-            now=at,
-            expires_at=at + timedelta(days=1),
-            first_poll_at=at,
-            result=PhoneResult("5255******01", "ring"),
-            request_id=None,
-            number_digest=digest,
+            NewTask(
+                client_id=client_id,
+                task_id=f"T-{uuid.uuid4().hex}",
+                masked="5255******01",
+                metadata_json="{}",
+                now=at,
+                expires_at=at + timedelta(days=1),
+                first_poll_at=at,
+                result=PhoneResult("5255******01", "ring"),
+                request_id=None,
+                number_digest=digest,
+            ),
         )
         return task.id
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import utc_now
 from service.domain.answers import PhoneResult
 from service.store import freshness
-from service.store.checks import record_submitted_task
+from service.store.checks import NewTask, record_submitted_task
 from service.store.db import transaction
 from tests.support.checks import PHONE_MASKED
 from tests.support.factories import insert_client
@@ -35,16 +35,18 @@ async def checked(
     async with transaction(sessions) as session:
         task = await record_submitted_task(
             session,
-            client_id=client_id,
-            task_id=f"T-{uuid.uuid4().hex}",
-            masked=PHONE_MASKED,
-            metadata_json="{}",
-            now=at,
-            expires_at=at + timedelta(days=1),
-            first_poll_at=at,
-            result=result,
-            request_id=None,
-            number_digest=digest,
+            NewTask(
+                client_id=client_id,
+                task_id=f"T-{uuid.uuid4().hex}",
+                masked=PHONE_MASKED,
+                metadata_json="{}",
+                now=at,
+                expires_at=at + timedelta(days=1),
+                first_poll_at=at,
+                result=result,
+                request_id=None,
+                number_digest=digest,
+            ),
         )
         return task.id
 

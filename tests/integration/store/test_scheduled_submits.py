@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.clock import utc_now
 from service.domain.answers import PhoneResult
 from service.domain.rechecks import RecheckPolicy
-from service.store.checks import record_submitted_task
+from service.store.checks import NewTask, record_submitted_task
 from service.store.db import transaction
 from service.store.history import POLL_HISTORY_LIMIT
 from service.store.rechecks import (
@@ -69,17 +69,19 @@ async def waiting_recheck(
     async with transaction(sessions) as session:
         task = await record_submitted_task(
             session,
-            client_id=client_id,
-            task_id=f"T-{uuid.uuid4().hex}",
-            masked=PHONE_MASKED,
-            metadata_json="{}",
-            now=now,
-            expires_at=now + due_in + timedelta(hours=1),
-            first_poll_at=now,
-            result=RETRY,
-            request_id="TID1",
-            recheck=RecheckPolicy(after_s=60, max_rechecks=2),
-            waits_for_recheck=True,
+            NewTask(
+                client_id=client_id,
+                task_id=f"T-{uuid.uuid4().hex}",
+                masked=PHONE_MASKED,
+                metadata_json="{}",
+                now=now,
+                expires_at=now + due_in + timedelta(hours=1),
+                first_poll_at=now,
+                result=RETRY,
+                request_id="TID1",
+                recheck=RecheckPolicy(after_s=60, max_rechecks=2),
+                waits_for_recheck=True,
+            ),
         )
         await hold_number_for_rechecks(
             session,
