@@ -68,6 +68,7 @@ from wire import WireCalls
 from service.domain.job_count_age import shown_for_s
 from service.sim.calls import busiest_window
 from service.sim.server import SimProcess, phonebridge_executable
+from service.upstream.ratelimit import SAFETY_FACTOR
 
 REDIS_URL = os.environ.get("PHONEBRIDGE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 API_ID, API_SECRET = "bench-id", "bench-secret"
@@ -201,8 +202,12 @@ class Stack:
         subprocess.run([exe, "migrate"], env=env, check=True, capture_output=True)
         commands = {"api": ["api", "--port", str(port)], "worker": ["worker"]}
         commands |= {f"worker-{n}": ["worker"] for n in range(2, workers + 1)}
+        # Each worker's exporter: the slots it took on the ceiling's timeline (worker_slots).
+        self.worker_metrics = {name: free_port() for name in commands if name != "api"}
         for name, args in {**commands, "scheduler": ["scheduler"]}.items():
-            self.processes[name] = subprocess.Popen([exe, *args], env=env)
+            metrics = self.worker_metrics.get(name)
+            own = {} if metrics is None else {"PHONEBRIDGE_WORKER_METRICS_PORT": str(metrics)}
+            self.processes[name] = subprocess.Popen([exe, *args], env={**env, **own})
         self._connect(exe, env)
 
     def _connect(self, exe: str, env: dict[str, str]) -> None:
@@ -232,6 +237,20 @@ class Stack:
         if answer.status_code != 201:
             status = answer.status_code
             raise SystemExit(f"POST /v1/subscriptions answered {status}: {answer.text}")
+
+    def worker_slots(self) -> tuple[float, float]:
+        """The workers' counts so far of the slots they took on the ceiling's timeline and of
+        their calls redone after missing their slot at the wire (their exporters)."""
+        slots = late = 0.0
+        for port in self.worker_metrics.values():
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            for line in text.splitlines():
+                name, _, value = line.partition(" ")
+                if name == "phonebridge_upstream_call_slots_total":
+                    slots += float(value)
+                elif name == "phonebridge_upstream_calls_late_at_wire_total":
+                    late += float(value)
+        return slots, late
 
     def create_job(self, body: bytes) -> tuple[dict[str, Any], float]:
         """A CSV job, started; the job and how long the create took to answer."""
@@ -343,6 +362,7 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
     body = csv_of(JOB_PREFIX, args.items)
     cpu_before = cpu_snapshot(stack)
     writes_before = submit_row_writes(stack)
+    slots_before, late_before = stack.worker_slots()
     with WireCalls(urlsplit(stack.sim.base_url).port or 80) as wire:
         job, _ = stack.create_job(body)
         job_id = job["id"]
@@ -355,6 +375,7 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
         until = time.time()
     cpu_after = cpu_snapshot(stack)
     writes = submit_row_writes(stack) - writes_before
+    slots_after, late_after = stack.worker_slots()
     counts = job["counts"]
     started, finished = parse_time(job["started_at"]), parse_time(job["finished_at"])
     run_s = finished - started
@@ -380,10 +401,20 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
         steady = middle["calls"] / (run_s - 2 * STEADY_EDGE_S)
         print(
             f"  upstream calls/s {STEADY_EDGE_S:g} s away from the job's start and end: "
-            f"{steady:.1f} ({steady / args.ceiling:.1%} of the ceiling); busiest second "
+            f"{steady:.1f} ({steady / args.ceiling:.1%} of the ceiling, "
+            f"{steady / (SAFETY_FACTOR * args.ceiling):.1%} of its timeline); busiest second "
             f"{middle['max_calls_in_window']}"
         )
     print_ceiling(whole, wire, since, until)
+    # The workers' slots less their calls: slots left unused by calls started too late for them.
+    slots = slots_after - slots_before
+    unused = slots - (calls - len(ready))
+    print(
+        f"  the workers took {slots:,.0f} slots of the ceiling's timeline (run at "
+        f"{SAFETY_FACTOR:g} x the ceiling): {unused:,.0f} ({unused / slots:.1%}) left unused by "
+        f"calls started too late for them; {late_after - late_before:,.0f} calls redone after "
+        "missing their slot at the wire"
+    )
     used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
     per_item_ms = {name: 1000 * used[name] / counts["to_submit"] for name in used}
     total_ms = sum(per_item_ms.values())
