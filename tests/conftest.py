@@ -173,10 +173,13 @@ def sim() -> Iterator[SimServer]:
 
 
 @pytest.fixture
-def fresh_sim(sim: SimServer) -> SimServer:
-    """The simulator without the scripts, faults and calls of earlier tests."""
+def fresh_sim(sim: SimServer) -> Iterator[SimServer]:
+    """The simulator without the scripts, faults and calls of earlier tests; reset again after
+    this one, so that a later test given the shared `sim` as it is (most settings fixtures are)
+    meets none of this one's scripts or faults either."""
     sim.control.reset()
-    return sim
+    yield sim
+    sim.control.reset()
 
 
 @pytest.fixture
