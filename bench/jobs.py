@@ -4,7 +4,10 @@
   after each submit and which calls each check's callback (PHONEBRIDGE_PUBLIC_URL set), at a
   ceiling of --ceiling (200) upstream calls a second. Prints items/s (from the job's
   started_at to its finished_at) against the goal, 0.9 x (ceiling / upstream calls per item),
-  and the calls per item (simulator calls while the job ran, less the single checks' own).
+  and the calls per item (simulator calls while the job ran, less the single checks' own); the
+  steady calls/s against the ceiling and its timeline (SAFETY_FACTOR x the ceiling), and the
+  workers' slots of that timeline (their exporters) with those left unused by late calls: a
+  steady rate short of the timeline is slots missed or slots nobody booked.
 - (b) interactive beside it: --checks (50) `POST /v1/checks` sent while the job runs: every one
   should answer 201 (503s counted), and the time from the answer being ready upstream to its
   webhook arriving, p50/p95/max (goal: p95 < 1 s).
@@ -411,9 +414,9 @@ def part_throughput(stack: Stack, receiver: Receiver, args: argparse.Namespace) 
     unused = slots - (calls - len(ready))
     print(
         f"  the workers took {slots:,.0f} slots of the ceiling's timeline (run at "
-        f"{SAFETY_FACTOR:g} x the ceiling): {unused:,.0f} ({unused / slots:.1%}) left unused by "
-        f"calls started too late for them; {late_after - late_before:,.0f} calls redone after "
-        "missing their slot at the wire"
+        f"{SAFETY_FACTOR:g} x the ceiling): {unused:,.0f} ({unused / max(slots, 1):.1%}) left "
+        f"unused by calls started too late for them; {late_after - late_before:,.0f} calls "
+        "redone after missing their slot at the wire"
     )
     used = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
     per_item_ms = {name: 1000 * used[name] / counts["to_submit"] for name in used}

@@ -66,9 +66,9 @@ FAILED = "failed"
 # marked while the oldest's last answers come. A group is marked once a group's worth is free,
 # in practice once the oldest group's last answer is written, so with two the next group's
 # mark, the last call's round trip and its answer's write left the ceiling's timeline unbooked,
-# the more so the busier the machine (bench/jobs.py part
-# (a) with a CPU hog beside it: 89.6 and 84.3 items/s at 10, 91.3 and 90.4 at 15, the steady
-# timeline left unbooked 4% and 9% at 10, 1% at 15; alone, 92 at both).
+# the more so the busier the machine (bench/jobs.py part (a) beside a CPU hog: 89.6 and 84.3
+# items/s at 10, 91.3 and 90.4 at 15, the steady timeline left unbooked 4% and 9% at 10, 1% at
+# 15; alone, 92 at both).
 MARKED_AT_ONCE = 5
 MOST_MARKED = 3 * MARKED_AT_ONCE
 
