@@ -6,7 +6,6 @@ tests/integration/portal/test_portal_jobs.py."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from service.store.db import transaction
 from tests.support.factories import insert_client
 from tests.support.jobs import mx_number
 from tests.support.jobs_store import PACE, delete_jobs_made_here, make_job, one_more_task
+from tests.support.receivers import refused_port
 
 
 @pytest.fixture
@@ -120,18 +120,11 @@ async def test_a_kept_count_that_cannot_be_read_is_made_again(
     assert await submitted(sessions, watched, now, watched.kept) == 0
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_with_redis_away_a_job_is_counted_at_each_read(
     sessions: async_sessionmaker[AsyncSession], running: tuple[int, JobRow]
 ) -> None:
     away: Redis[Any] = Redis.from_url(
-        f"redis://127.0.0.1:{closed_port()}", socket_connect_timeout=0.5
+        f"redis://127.0.0.1:{refused_port()}", socket_connect_timeout=0.5
     )
     try:
         watched = Watched(*running, KeptCounts(away))
