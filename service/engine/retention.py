@@ -14,12 +14,12 @@ from service.domain.budgets import ledger_kept_from
 from service.observability.metrics import RETENTION_PURGED
 from service.store.budgets import purge_ledger_days
 from service.store.checks import purge_check_records
-from service.store.db import transaction
+from service.store.db import take_turn, transaction
 from service.store.retention import (
+    RETENTION_LOCK_ID,
     purge_finished_jobs,
     purge_finished_tasks,
     purge_subscription_events,
-    take_retention_turn,
 )
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class RetentionPurge:
         purged = 0
         for _ in range(self._max_batches):
             async with transaction(self._sessions) as session:
-                if not await take_retention_turn(session):
+                if not await take_turn(session, RETENTION_LOCK_ID):
                     break
                 deleted = await purge(session)
             purged += deleted

@@ -1,8 +1,8 @@
 """A scheduler step: analyze a busy table whose statistics autovacuum has let fall far behind
 (service/domain/table_statistics.py says when and why), so that no plan made while it was small
 outlives its growth. Every STATISTICS_INTERVAL_S; one scheduler at a time (an advisory lock);
-all in the lock's transaction (other connections' plans
-are remade once it commits), each table logged. With autovacuum on and keeping up it never analyzes.
+all in the lock's transaction (other connections' plans are remade once it commits), each table
+logged. With autovacuum on and keeping up it never analyzes.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.domain.table_statistics import needs_analyze
-from service.store.db import transaction
-from service.store.table_statistics import analyze, changes_since_analyze, take_statistics_turn
+from service.store.db import take_turn, transaction
+from service.store.table_statistics import STATISTICS_LOCK_ID, analyze, changes_since_analyze
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class TableStatisticsRefresh:
 
     async def run(self, now: datetime) -> None:
         async with transaction(self._sessions) as session:
-            if not await take_statistics_turn(session):
+            if not await take_turn(session, STATISTICS_LOCK_ID):
                 return
             stale = [
                 t for t in await changes_since_analyze(session) if needs_analyze(t.rows, t.changed)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 import psycopg
 from asyncpg.pool import PoolConnectionProxy
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -61,6 +62,16 @@ async def one_statement(
     async with sessions() as session:
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session
+
+
+_TRY_TURN = text("SELECT pg_try_advisory_xact_lock(:lock_id)")
+
+
+async def take_turn(session: AsyncSession, lock_id: int) -> bool:
+    """Whether this transaction is the one doing the work `lock_id` guards (a transaction-level
+    advisory lock, taken without waiting): one scheduler at a time; the turn ends with the
+    transaction."""
+    return bool((await session.execute(_TRY_TURN, {"lock_id": lock_id})).scalar_one())
 
 
 # asyncpg's classes are generic in asyncpg-stubs only, not at run time.

@@ -29,8 +29,6 @@ from service.domain.states import DeliveryState, JobState, TaskState
 # Only one purger at a time: a second would just compete for the same rows.
 RETENTION_LOCK_ID: Final = 0x70625F726574  # "pb_ret"
 
-_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:lock_id)")
-
 # The candidates come from the partial index ix_tasks_finished_completed_at.
 _PURGE_FINISHED = text(
     f"""
@@ -113,12 +111,6 @@ _EMPTY_JOBS = text(
       AND NOT EXISTS (SELECT 1 FROM scheduled_submits s WHERE s.job_pk = j.id)
     """
 )
-
-
-async def take_retention_turn(session: AsyncSession) -> bool:
-    """True when this transaction is the only purger; the turn ends with the transaction."""
-    result = await session.execute(_TRY_LOCK, {"lock_id": RETENTION_LOCK_ID})
-    return bool(result.scalar_one())
 
 
 async def purge_finished_tasks(session: AsyncSession, cutoff: datetime, limit: int) -> int:

@@ -22,8 +22,7 @@ _CHANGES = text(
     """
 )
 # One scheduler at a time analyzes (the others find the lock taken and leave it).
-STATISTICS_LOCK_ID: Final = 0x70625F616E61  # "pb_ana"
-_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:lock_id)")
+STATISTICS_LOCK_ID: Final = 0x70625F616E61  # "pb_ana" (service/store/db.py take_turn)
 
 
 @dataclass(frozen=True)
@@ -36,11 +35,6 @@ class TableChanges:
 async def changes_since_analyze(session: AsyncSession) -> list[TableChanges]:
     rows = await session.execute(_CHANGES, {"tables": list(BUSIEST_TABLES)})
     return [TableChanges(str(r.name), int(r.rows), int(r.changed)) for r in rows]
-
-
-async def take_statistics_turn(session: AsyncSession) -> bool:
-    """Whether this transaction is the one analyzing now (an advisory lock until it ends)."""
-    return bool((await session.execute(_TRY_LOCK, {"lock_id": STATISTICS_LOCK_ID})).scalar_one())
 
 
 async def analyze(session: AsyncSession, table: str) -> None:

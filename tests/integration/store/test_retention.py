@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.engine.retention import RetentionPurge
-from service.store.db import transaction
+from service.store.db import take_turn, transaction
 from service.store.retention import RETENTION_LOCK_ID
 from tests.support.factories import insert_client
 
@@ -238,10 +238,7 @@ async def test_a_second_purger_stands_aside_while_one_holds_the_turn(
     old_ids = set(await add_old_finished(sessions, client_id, 3))
 
     async with transaction(sessions) as holder:
-        taken = await holder.execute(
-            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": RETENTION_LOCK_ID}
-        )
-        assert taken.scalar_one() is True
+        assert await take_turn(holder, RETENTION_LOCK_ID) is True
         await purge(sessions).run(NOW)
         assert await task_ids(sessions, client_id) == old_ids
 
