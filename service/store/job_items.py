@@ -85,8 +85,9 @@ _HAND_BACK = text(
     """  # noqa: S608 - only enum values are interpolated
 )
 
-# The item's submit ends (`done` or `unknown`), its number erased, and the item with it; only
-# while this worker still holds it `submitting`.
+# An item that made no task: its submit ends (`done` or `unknown`), its number erased, and the
+# item with it; only while this worker still holds it `submitting` (one that made a task is
+# `_RECORD_TASK`'s).
 _END = text(
     f"""
     WITH ended AS (
@@ -96,7 +97,7 @@ _END = text(
         WHERE id = :id AND lease_token = :token AND state = '{_SUBMITTING}'
         RETURNING job_pk, job_line
     )
-    UPDATE check_job_items AS i SET state = :item_state, task_pk = :task_pk
+    UPDATE check_job_items AS i SET state = :item_state
     FROM ended
     WHERE i.job_pk = ended.job_pk AND i.line = ended.job_line
     RETURNING i.line
@@ -274,7 +275,19 @@ async def end_item(
     submit_state = (
         ScheduledSubmitState.UNKNOWN if state is JobItemState.UNKNOWN else ScheduledSubmitState.DONE
     )
-    return await _end(session, item, token, submit_state, state, None, now)
+    row = (
+        await session.execute(
+            _END,
+            {
+                "id": item.id,
+                "token": token,
+                "submit_state": submit_state.value,
+                "item_state": state.value,
+                "now": now,
+            },
+        )
+    ).one_or_none()
+    return row is not None
 
 
 async def end_lost_items(session: AsyncSession, now: datetime, limit: int) -> list[tuple[int, int]]:
@@ -292,31 +305,6 @@ async def count_items_to_submit(session: AsyncSession) -> dict[str, int]:
     )
     counts.update({str(state): int(n) for state, n in await session.execute(_ITEMS_TO_SUBMIT)})
     return counts
-
-
-async def _end(
-    session: AsyncSession,
-    item: ClaimedItem,
-    token: uuid.UUID,
-    submit_state: ScheduledSubmitState,
-    item_state: JobItemState,
-    task_pk: int | None,
-    now: datetime,
-) -> bool:
-    row = (
-        await session.execute(
-            _END,
-            {
-                "id": item.id,
-                "token": token,
-                "submit_state": submit_state.value,
-                "item_state": item_state.value,
-                "task_pk": task_pk,
-                "now": now,
-            },
-        )
-    ).one_or_none()
-    return row is not None
 
 
 def _claimed(row: Row[Any]) -> ClaimedItem:
