@@ -1,5 +1,6 @@
-"""Engines and sessions, and the API's asyncpg pool for single registrations. Services never
-commit; the request or task boundary does."""
+"""Engines and sessions (a transaction, a single statement in autocommit, a scheduler step's
+advisory turn), and the API's asyncpg pool for single registrations. Services never commit; the
+request or task boundary does."""
 
 from __future__ import annotations
 
